@@ -1,0 +1,53 @@
+"""redisjobs: a Redis-backed distributed job framework for asyncio.
+
+Producers use :class:`Client` (enqueue, get, wait, cancel, list, events); workers use
+:class:`Worker`, which runs jobs through executors by kind. Jobs live in Redis streams with
+consumer-group leases, fenced outcomes, retries with backoff, and live events.
+"""
+
+from .client import Client, JobPage
+from .errors import (
+    ConnectionFailed,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    LeaseLost,
+    PayloadTooLarge,
+    RedisJobsError,
+    Retry,
+    SerializationError,
+    UnknownExecutor,
+    WaitTimeout,
+)
+from .events import Event
+from .executors import ExecContext, Executor
+from .executors.call import CallExecutor, function_ref
+from .job import Job, JobStatus
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallExecutor",
+    "Client",
+    "ConnectionFailed",
+    "Event",
+    "ExecContext",
+    "Executor",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "JobPage",
+    "JobStatus",
+    "LeaseLost",
+    "PayloadTooLarge",
+    "RedisJobsError",
+    "Retry",
+    "SerializationError",
+    "UnknownExecutor",
+    "WaitTimeout",
+    "Worker",
+    "__version__",
+    "function_ref",
+]

@@ -1,0 +1,472 @@
+"""The producer side: enqueue, inspect, wait for, cancel and follow jobs.
+
+A Client never changes a job's state itself: every change is one Lua script
+(DESIGN.md, "Scripts"). It generates job ids before writing, so a re-sent enqueue is a dedup hit,
+and encodes every payload before the first write, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .connection import Backend, resolve_url
+from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .events import FINAL_EVENTS, RECHECK, Event, Subscriber
+from .job import Job, JobStatus
+from .keys import QUEUES_KEY, QueueKeys
+from .scripts import Arg, Scripts
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
+
+ENQUEUE_BATCH = 500
+"""Jobs per `enqueue` script call in `enqueue_many`: one round trip each, short enough in Redis."""
+
+_OPTIONS = frozenset(
+    {
+        "job_id",
+        "delay",
+        "at",
+        "max_retries",
+        "retry_delay",
+        "retry_backoff",
+        "retry_jitter",
+        "timeout",
+        "result_ttl",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of :meth:`Client.list_jobs`; pass `cursor` back for the next (None = done)."""
+
+    jobs: list[Job]
+    cursor: int | None
+
+
+def _ms(seconds: float | None, name: str) -> int:
+    if seconds is None:
+        return 0
+    if seconds < 0:
+        raise ValueError(f"{name} must be >= 0, got {seconds}")
+    return round(seconds * 1000)
+
+
+class Client:
+    """A connection to one Redis (or the embedded backend) for producing and watching jobs.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
+            ``memory://[name]`` for the embedded backend. Defaults to ``$REDIS_URL``, else
+            ``memory://``.
+        queue: the queue used when a call names none.
+        max_payload_bytes: cap on an encoded payload.
+        max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults
+            for :meth:`enqueue` (seconds for times).
+
+    Use it as ``async with Client(url) as client:``; it connects on first use otherwise.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        queue: str = "default",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        retry_jitter: float = 0.1,
+        timeout: float | None = None,
+        result_ttl: float = 86400.0,
+    ) -> None:
+        self.backend = Backend(resolve_url(url))
+        self.queue = queue
+        self.max_payload_bytes = max_payload_bytes
+        self._defaults: dict[str, Any] = {
+            "max_retries": max_retries,
+            "retry_delay": retry_delay,
+            "retry_backoff": retry_backoff,
+            "retry_jitter": retry_jitter,
+            "timeout": timeout,
+            "result_ttl": result_ttl,
+        }
+        self._keys: dict[str, QueueKeys] = {}
+        self._known_queues: set[str] = set()
+        self._redis: Redis | None = None
+        self._scripts: Scripts | None = None
+        self._subscriber: Subscriber | None = None
+        self.keys(queue)  # validate the name now, not at the first call
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def connect(self) -> Self:
+        """Connect and check Redis answers (fails fast, naming the URL)."""
+        if self._redis is not None:
+            return self
+        redis = self.backend.client()
+        try:
+            await redis.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await redis.aclose()
+            raise self.backend.error(exc) from exc
+        self._redis = redis
+        self._scripts = Scripts(redis, embedded=self.backend.embedded)
+        self._subscriber = Subscriber(redis)
+        return self
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._redis = self._scripts = self._subscriber = None
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def redis(self) -> Redis:
+        """The underlying redis-py client (connect first)."""
+        if self._redis is None:
+            raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
+        return self._redis
+
+    async def _conn(self) -> tuple[Redis, Scripts]:
+        if self._scripts is None:
+            await self.connect()
+        assert self._redis is not None and self._scripts is not None
+        return self._redis, self._scripts
+
+    def keys(self, queue: str | None = None) -> QueueKeys:
+        """The key names of `queue` (default: the client's queue)."""
+        q = queue or self.queue
+        keys = self._keys.get(q)
+        if keys is None:
+            keys = self._keys[q] = QueueKeys(q)
+        return keys
+
+    # -- enqueue --------------------------------------------------------------------------------
+
+    def _row(self, kind: str, payload: Any, opts: Mapping[str, Any]) -> tuple[str, list[Arg]]:
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
+        unknown = set(opts) - _OPTIONS
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        o = {**self._defaults, **{k: v for k, v in opts.items() if v is not None}}
+        job_id = str(o.get("job_id") or uuid.uuid4().hex)
+        if not 0 < len(job_id) <= 200:
+            raise ValueError("job_id must be 1-200 characters")
+        at = o.get("at")
+        at_ms = 0
+        if at is not None:
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            at_ms = max(1, round(at.timestamp() * 1000))
+        if o["max_retries"] < 0 or o["retry_backoff"] < 1 or not 0 <= o["retry_jitter"] <= 1:
+            raise ValueError("need max_retries >= 0, retry_backoff >= 1, 0 <= retry_jitter <= 1")
+        return job_id, [
+            job_id,
+            kind,
+            pack_payload(payload, self.max_payload_bytes),
+            int(o["max_retries"]),
+            _ms(o["retry_delay"], "retry_delay"),
+            float(o["retry_backoff"]),
+            float(o["retry_jitter"]),
+            _ms(o["timeout"], "timeout"),
+            max(1, _ms(o["result_ttl"], "result_ttl")),
+            _ms(o.get("delay"), "delay"),
+            at_ms,
+        ]
+
+    async def _register_queue(self, redis: Redis, queue: str) -> None:
+        if queue not in self._known_queues:
+            await redis.sadd(QUEUES_KEY, queue)
+            self._known_queues.add(queue)
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        retry_backoff: float | None = None,
+        retry_jitter: float | None = None,
+        timeout: float | None = None,
+        result_ttl: float | None = None,
+    ) -> Job:
+        """Add one job.
+
+        Args:
+            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, or a
+                custom kind).
+            payload: anything msgpack encodes; the executor's input.
+            queue: the queue (default: the client's).
+            job_id: a caller-chosen id, which makes the enqueue idempotent: while a job with
+                this id exists, enqueueing it again writes nothing and returns that job.
+            delay: seconds from now (on Redis's clock) before it may run.
+            at: the time it may run (a naive datetime is taken as UTC).
+            max_retries: attempts after the first when it fails.
+            retry_delay: seconds before the first retry; retry n waits
+                ``retry_delay * retry_backoff ** (n - 1)``, spread by ``± retry_jitter``.
+            retry_backoff: the exponential factor (>= 1).
+            retry_jitter: the fraction of randomness (0..1) in each retry delay.
+            timeout: seconds a run may take before it is cancelled and counted as failed.
+            result_ttl: seconds a finished job (and its result) is kept.
+
+        Returns:
+            The job as written (or as it already was, for a duplicate `job_id`).
+
+        Raises:
+            SerializationError: the payload is not msgpack-encodable (nothing is written).
+            PayloadTooLarge: the encoded payload is over the cap (nothing is written).
+            ConnectionFailed: Redis cannot be reached.
+        """
+        opts = {
+            "job_id": job_id,
+            "delay": delay,
+            "at": at,
+            "max_retries": max_retries,
+            "retry_delay": retry_delay,
+            "retry_backoff": retry_backoff,
+            "retry_jitter": retry_jitter,
+            "timeout": timeout,
+            "result_ttl": result_ttl,
+        }
+        return (await self.enqueue_many([{"kind": kind, "payload": payload, **opts}], queue=queue))[
+            0
+        ]
+
+    async def enqueue_many(
+        self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
+    ) -> list[Job]:
+        """Add many jobs in as few round trips as possible (one per 500 jobs).
+
+        Args:
+            jobs: ``(kind, payload)`` pairs or mappings with ``kind``, ``payload`` and any
+                option of :meth:`enqueue` except ``queue``.
+            queue: the queue of all of them.
+
+        Every payload is encoded before anything is written, so one bad payload fails the
+        whole call with nothing enqueued.
+        """
+        keys = self.keys(queue)
+        ids: list[str] = []
+        rows: list[Arg] = []
+        scheduled: list[bool] = []
+        for spec in jobs:
+            if isinstance(spec, tuple):
+                job_id, row = self._row(spec[0], spec[1], {})
+            else:
+                opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
+                job_id, row = self._row(spec["kind"], spec.get("payload"), opts)
+            ids.append(job_id)
+            rows += row
+            scheduled.append(bool(row[9] or row[10]))
+        redis, scripts = await self._conn()
+        try:
+            await self._register_queue(redis, keys.queue)
+            created: list[bool] = []
+            step = ENQUEUE_BATCH * 11
+            for i in range(0, len(rows), step):
+                created += await scripts.enqueue(keys, rows[i : i + step])
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise self.backend.error(exc) from exc
+        if self.backend.embedded:
+            self.backend.wake(keys.queue)
+        now = datetime.now(UTC)
+        out: list[Job] = []
+        for job_id, new, sched in zip(ids, created, scheduled, strict=True):
+            existing = None if new else await self.get(job_id, queue=keys.queue)
+            status = JobStatus.SCHEDULED if sched else JobStatus.PENDING
+            out.append(existing or Job(job_id, status, now, queue=keys.queue))
+        return out
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
+        """The job's current state, or None when it does not exist (or has expired)."""
+        redis, _ = await self._conn()
+        keys = self.keys(queue)
+        h = await redis.hgetall(keys.job(job_id))
+        return Job.from_hash(keys.queue, job_id, h) if h else None
+
+    async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
+        redis, _ = await self._conn()
+        status, result, error = await redis.hmget(keys.job(job_id), "status", "result", "error")
+        if status is None:
+            raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
+        st = status.decode()
+        if st not in ("completed", "failed", "cancelled"):
+            return None
+        value = unpackb(result) if st == "completed" and result is not None else None
+        return st, value, error.decode() if error is not None else None
+
+    async def wait(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
+        """Wait until the job finishes and return its result.
+
+        Subscribes to the job's events before reading its status, so a completion in between
+        is never missed.
+
+        Raises:
+            WaitTimeout: not finished within `timeout` seconds (also a `TimeoutError`).
+            JobFailed: it failed for good (the message carries the recorded error).
+            JobCancelled: it was cancelled.
+            JobNotFound: there is no such job.
+        """
+        await self._conn()
+        assert self._subscriber is not None
+        keys = self.keys(queue)
+        try:
+            async with asyncio.timeout(timeout):
+                async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
+                    outcome = await self._final(keys, job_id)
+                    while outcome is None:
+                        raw = await sub.get()
+                        if raw == RECHECK:
+                            outcome = await self._final(keys, job_id)
+                            continue
+                        ev = Event.decode(raw)
+                        if ev.type in FINAL_EVENTS:
+                            outcome = (ev.type, ev.data.get("result"), ev.data.get("error"))
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None
+        status, value, error = outcome
+        if status == "completed":
+            return value
+        if status == "cancelled":
+            raise JobCancelled(job_id, error)
+        raise JobFailed(job_id, error)
+
+    async def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        *,
+        queue: str | None = None,
+        limit: int = 100,
+        cursor: int = 0,
+    ) -> JobPage:
+        """Jobs of one status (or of every status), newest first, one page at a time."""
+        redis, _ = await self._conn()
+        keys = self.keys(queue)
+        statuses = [JobStatus(status)] if status is not None else list(JobStatus)
+        sizes = await asyncio.gather(*(redis.zcard(keys.status(s)) for s in statuses))
+        ids: list[bytes] = []
+        offset = cursor
+        for s, size in zip(statuses, sizes, strict=True):
+            if offset >= size:
+                offset -= size
+                continue
+            want = limit - len(ids)
+            ids += await redis.zrevrange(keys.status(s), offset, offset + want - 1)
+            offset = 0
+            if len(ids) >= limit:
+                break
+        async with redis.pipeline(transaction=False) as pipe:
+            for jid in ids:
+                pipe.hgetall(keys.job(jid.decode()))
+            hashes = await pipe.execute()
+        jobs = [
+            Job.from_hash(keys.queue, jid.decode(), h) for jid, h in zip(ids, hashes, strict=True) if h
+        ]
+        nxt = cursor + len(ids)
+        return JobPage(jobs, nxt if nxt < sum(sizes) else None)
+
+    async def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Counters of the queue (enqueued, started, completed, …) and jobs per status."""
+        redis, _ = await self._conn()
+        keys = self.keys(queue)
+        raw = await redis.hgetall(keys.stats)
+        out = {k.decode(): int(v) for k, v in raw.items() if k != b"sweep_cursor"}
+        for s in JobStatus:
+            out[s.value] = await redis.zcard(keys.status(s))
+        out["dead"] = await redis.zcard(keys.dead)
+        return out
+
+    # -- changing -------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Cancel a pending, scheduled or running job.
+
+        Returns:
+            True when it was cancelled (pending/scheduled) or its worker was told to stop it
+            (running); False when it had already finished or does not exist.
+        """
+        _, scripts = await self._conn()
+        return await scripts.cancel(self.keys(queue), job_id) in ("cancelled", "requested")
+
+    async def set_progress(
+        self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None
+    ) -> bool:
+        """Record progress (0-100) of a running job from outside its worker."""
+        _, scripts = await self._conn()
+        value = float(progress)
+        return await scripts.progress(
+            self.keys(queue), job_id, None, value, pack_float(value), message or ""
+        )
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def events(
+        self, job_id: str | None = None, *, queue: str | None = None, since: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Follow events live: of one job, or of the whole queue.
+
+        Args:
+            job_id: only this job's events.
+            queue: the queue (default: the client's).
+            since: first replay the capped log from after this stream id (``"0"`` = from the
+                start); replayed events carry their log id in `Event.id`, a resume cursor.
+        """
+        await self._conn()
+        assert self._subscriber is not None
+        keys = self.keys(queue)
+        channel = keys.job_events(job_id) if job_id else keys.events
+        async with await self._subscriber.subscribe(channel) as sub:
+            replayed: set[bytes] = set()
+            if since is not None:
+                async for ev, raw in self._replay(keys, since, job_id):
+                    replayed.add(raw)
+                    yield ev
+            while True:
+                raw = await sub.get()
+                if raw == RECHECK:
+                    continue
+                if raw in replayed:  # published during the replay and already seen there
+                    replayed.discard(raw)
+                    continue
+                yield Event.decode(raw)
+
+    async def _replay(
+        self, keys: QueueKeys, since: str, job_id: str | None
+    ) -> AsyncIterator[tuple[Event, bytes]]:
+        redis, _ = await self._conn()
+        cursor = since
+        while True:
+            entries: Sequence[Any] = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
+            if not entries:
+                return
+            for eid, fields in entries:
+                raw = fields[b"e"]
+                ev = Event.decode(raw, eid.decode())
+                if job_id is None or ev.job_id == job_id:
+                    yield ev, raw
+            cursor = entries[-1][0].decode()

@@ -1,0 +1,144 @@
+"""From a URL to a connected redis-py asyncio client, real or embedded.
+
+``redis://`` and ``rediss://`` URLs (ACL user and password, database, TLS) go to redis-py with
+hiredis. ``memory://[name]`` is the embedded backend: fakeredis with Lua, one in-process server
+per name, so a Client and a Worker in one process given the same URL share it. It cannot block on
+XREADGROUP (BLOCK returns at once), which :attr:`Backend.can_block` tells the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import fakeredis
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from .errors import ConnectionFailed
+
+DEFAULT_URL = "memory://"
+# Producers fail fast (a refused connection is immediate; an unreachable host costs
+# CONNECT_TIMEOUT at most twice: the first try and one retry for a stale pooled socket).
+CONNECT_TIMEOUT = 0.9
+COMMAND_TIMEOUT = 10.0
+
+_servers: dict[str, fakeredis.FakeServer] = {}
+# Embedded backend only: workers in this process that want an immediate wake-up when a job
+# becomes ready, since fakeredis cannot block on XREADGROUP.
+_wakers: dict[tuple[str, str], set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: `url`, else ``$REDIS_URL``, else the embedded ``memory://``."""
+    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by ``***`` (for errors and logs)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """Where jobs live: a URL plus what that kind of server can do."""
+
+    url: str
+
+    @property
+    def embedded(self) -> bool:
+        """True for the in-process fakeredis backend."""
+        return self.url.startswith("memory://")
+
+    @property
+    def can_block(self) -> bool:
+        """Whether XREADGROUP BLOCK really blocks (fakeredis returns at once)."""
+        return not self.embedded
+
+    @property
+    def masked(self) -> str:
+        """The URL with the password masked."""
+        return mask_url(self.url)
+
+    def client(self, *, socket_timeout: float | None = COMMAND_TIMEOUT, retries: int = 1) -> Redis:
+        """A new redis-py client for this backend (bytes in, bytes out).
+
+        Args:
+            socket_timeout: read timeout; a blocking reader passes one above its BLOCK.
+            retries: retries of a command after a connection error.
+        """
+        if self.embedded:
+            name = urlsplit(self.url).netloc or "default"
+            server = _servers.get(name)
+            if server is None:
+                server = _servers[name] = fakeredis.FakeServer(version=(7,))
+            return fakeredis.FakeAsyncRedis(server=server)  # type: ignore[no-any-return]
+        return Redis.from_url(
+            self.url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=socket_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            health_check_interval=0,
+        )
+
+    def add_waker(self, queue: str, event: asyncio.Event) -> None:
+        """Set `event` whenever a job of `queue` becomes ready in this process (embedded only)."""
+        _wakers.setdefault((self.url, queue), set()).add((asyncio.get_running_loop(), event))
+
+    def remove_waker(self, queue: str, event: asyncio.Event) -> None:
+        """Undo :meth:`add_waker`."""
+        entries = _wakers.get((self.url, queue), set())
+        for entry in [e for e in entries if e[1] is event]:
+            entries.discard(entry)
+
+    def wake(self, queue: str) -> None:
+        """Wake this process's workers of `queue` (a no-op on a real Redis, where they block)."""
+        for loop, event in _wakers.get((self.url, queue), ()):
+            loop.call_soon_threadsafe(event.set)
+
+    def error(self, exc: BaseException) -> ConnectionFailed:
+        """A ConnectionFailed that names this backend's URL (password masked)."""
+        return ConnectionFailed(f"cannot reach Redis at {self.masked}: {exc}")
+
+
+class Backoff:
+    """Jittered exponential backoff for loops that must outlive Redis outages.
+
+    Workers retry forever (0.1 s doubling to 5 s, each sleep spread ±50 % so a restarted fleet
+    does not reconnect in lock-step) and log one warning per outage, not one per attempt.
+
+    Args:
+        what: names the loop in the log lines.
+        logger: where the warning goes.
+    """
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self._log = logger
+        self._delay = 0.0
+        self.failures = 0
+
+    def record(self, exc: BaseException) -> None:
+        """Count a failure (warns on the first of an outage) without sleeping."""
+        if self.failures == 0:
+            self._log.warning("%s: Redis unavailable (%s); retrying", self.what, exc)
+        self.failures += 1
+
+    async def failed(self, exc: BaseException) -> None:
+        """Record a failure and sleep before the next try."""
+        self.record(exc)
+        self._delay = min(max(self._delay * 2, 0.1), 5.0)
+        await asyncio.sleep(self._delay * random.uniform(0.5, 1.5))
+
+    def ok(self) -> None:
+        """Record a success (logs the recovery after an outage)."""
+        if self.failures:
+            self._log.info("%s: Redis is back after %d failed tries", self.what, self.failures)
+        self.failures = 0
+        self._delay = 0.0

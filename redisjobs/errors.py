@@ -1,0 +1,87 @@
+"""Every exception redisjobs raises on purpose.
+
+The tree::
+
+    RedisJobsError
+    ├── ConnectionFailed        Redis could not be reached; the message names the URL, password masked
+    ├── SerializationError      a payload or result msgpack cannot encode/decode
+    │   └── PayloadTooLarge     an encoded payload is over the client's size cap
+    ├── JobNotFound             no job with that id (never existed, or expired after result_ttl)
+    ├── JobFailed               `wait` on a job that failed for good; carries the error text
+    │   └── JobCancelled        `wait` on a job that was cancelled
+    ├── UnknownExecutor         no executor for a job's kind on this worker
+    ├── LeaseLost               this worker no longer owns the job (it was reclaimed elsewhere)
+    └── Retry                   raised *by a job* to ask for a retry, optionally after `defer` seconds
+
+`WaitTimeout` is both a `RedisJobsError` and the builtin `TimeoutError`, so
+``except TimeoutError`` works as the JobManager seed expects.
+"""
+
+from __future__ import annotations
+
+
+class RedisJobsError(Exception):
+    """Base class of every redisjobs exception."""
+
+
+class ConnectionFailed(RedisJobsError):
+    """Redis could not be reached (the message names the URL with the password masked)."""
+
+
+class SerializationError(RedisJobsError, TypeError):
+    """A value could not be encoded to (or decoded from) msgpack."""
+
+
+class PayloadTooLarge(SerializationError, ValueError):
+    """An encoded payload is larger than the client's `max_payload_bytes`."""
+
+
+class JobNotFound(RedisJobsError, KeyError):
+    """No job with this id exists (it never did, or it expired after `result_ttl`)."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class JobFailed(RedisJobsError):
+    """The job ended in failure; `error` holds the recorded error text."""
+
+    def __init__(self, job_id: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled before it could finish."""
+
+    def __init__(self, job_id: str, error: str | None = None) -> None:
+        RedisJobsError.__init__(self, f"job {job_id} was cancelled")
+        self.job_id = job_id
+        self.error = error or "cancelled"
+
+
+class WaitTimeout(RedisJobsError, TimeoutError):
+    """`wait` gave up before the job reached a final state."""
+
+
+class UnknownExecutor(RedisJobsError, LookupError):
+    """The worker has no executor registered for a job's kind."""
+
+
+class LeaseLost(RedisJobsError):
+    """This worker's lease on a job is gone: another worker owns it now."""
+
+
+class Retry(RedisJobsError):  # noqa: N818 - the name is the verb a job author writes: `raise Retry(defer=5)`
+    """Raised by a job to ask for another attempt.
+
+    Args:
+        defer: seconds to wait before the next attempt; None uses the job's backoff policy.
+
+    The retry still counts against the job's `max_retries`.
+    """
+
+    def __init__(self, defer: float | None = None) -> None:
+        super().__init__(f"retry requested (defer={defer})")
+        self.defer = defer

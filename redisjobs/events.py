@@ -1,0 +1,202 @@
+"""Job events: the Event type, and one multiplexed pub/sub connection per Client.
+
+Every transition script publishes its event on the queue channel and the job channel and
+appends it to the capped log stream (DESIGN.md, "Events"). A pub/sub connection cannot run other
+commands, so a Client opens exactly one and fans its messages out to in-process listeners
+(:class:`Subscriber`). `subscribe` returns only once Redis has confirmed the subscription, which
+is what lets `wait` subscribe *before* it reads a job's status and never miss a fast completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from .serialization import unpackb
+
+log = logging.getLogger("redisjobs.events")
+
+EVENT_TYPES = (
+    "enqueued",
+    "started",
+    "progress",
+    "retrying",
+    "completed",
+    "failed",
+    "cancelled",
+    "reclaimed",
+)
+FINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+
+RECHECK = b""
+"""Put on every listener after the pub/sub connection was lost: events may have been missed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a job.
+
+    Attributes:
+        type: one of :data:`EVENT_TYPES`.
+        queue: the job's queue.
+        job_id: the job.
+        attempt: the attempt it belongs to (0 before the first start).
+        ts: Redis time in milliseconds.
+        data: the rest: ``kind`` (enqueued), ``worker`` (started), ``progress``/``message``,
+            ``result`` (completed), ``error`` (retrying, failed, cancelled), ``due`` (retrying),
+            ``crashes`` (reclaimed).
+        id: the log stream id when the event was replayed from the log (a resume cursor).
+    """
+
+    type: str
+    queue: str
+    job_id: str
+    attempt: int
+    ts: int
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    @classmethod
+    def decode(cls, raw: bytes, id: str | None = None) -> Event:
+        """Parse the msgpack form the scripts emit."""
+        d = unpackb(raw)
+        return cls(
+            type=d.pop("type"),
+            queue=d.pop("queue"),
+            job_id=d.pop("job_id"),
+            attempt=d.pop("attempt"),
+            ts=d.pop("ts"),
+            data=d,
+            id=id,
+        )
+
+
+class Subscription:
+    """Messages of one channel, in order; use as an async context manager."""
+
+    def __init__(self, owner: Subscriber, channel: bytes) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._owner = owner
+
+    async def get(self) -> bytes:
+        """The next raw message, or :data:`RECHECK` after a reconnect."""
+        return await self.queue.get()
+
+    async def close(self) -> None:
+        """Stop receiving (unsubscribes when this was the channel's last listener)."""
+        await self._owner.remove(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Subscriber:
+    """One pub/sub connection fanned out to many :class:`Subscription` objects."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pubsub: PubSub | None = None
+        self._subs: dict[bytes, set[Subscription]] = {}
+        self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def subscribe(self, channel: str) -> Subscription:
+        """Subscribe to `channel`; returns once Redis has confirmed the subscription."""
+        ch = channel.encode()
+        sub = Subscription(self, ch)
+        async with self._lock:
+            listeners = self._subs.setdefault(ch, set())
+            listeners.add(sub)
+            if len(listeners) > 1:
+                return sub
+            fut = asyncio.get_running_loop().create_future()
+            self._confirm.setdefault(ch, []).append(fut)
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub()
+            await self._pubsub.subscribe(ch)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read(), name="redisjobs-pubsub")
+        try:
+            await fut
+        except BaseException:
+            await self.remove(sub)
+            raise
+        return sub
+
+    async def remove(self, sub: Subscription) -> None:
+        """Detach `sub`, unsubscribing the channel when nobody else listens."""
+        async with self._lock:
+            listeners = self._subs.get(sub.channel)
+            if listeners is None or sub not in listeners:
+                return
+            listeners.discard(sub)
+            if not listeners:
+                del self._subs[sub.channel]
+                if self._pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.unsubscribe(sub.channel)
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        delay = 0.1
+        while True:
+            try:
+                msg = await self._pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as exc:
+                log.warning("event subscription lost (%s); reconnecting", exc)
+                self._broadcast_recheck()
+                # The next get_message reconnects, and redis-py resubscribes every channel.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            if msg is not None:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind, ch = msg["type"], msg["channel"]
+        if kind == "message":
+            for sub in self._subs.get(ch, ()):
+                sub.queue.put_nowait(msg["data"])
+        elif kind == "subscribe":
+            waiting = self._confirm.get(ch)
+            if waiting:
+                fut = waiting.pop(0)
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _broadcast_recheck(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.queue.put_nowait(RECHECK)
+
+    async def aclose(self) -> None:
+        """Stop the reader and close the pub/sub connection."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+
+async def iterate(sub: Subscription) -> AsyncIterator[bytes]:
+    """Raw messages of `sub` until the caller stops iterating."""
+    while True:
+        yield await sub.get()

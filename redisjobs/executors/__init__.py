@@ -1,0 +1,190 @@
+"""Executors run jobs by kind; the worker owns one registry of them.
+
+An executor is any object with a ``kind`` string and ``async run(*, job_id, payload, ctx)``
+returning a msgpack-encodable result (the httpx transport shape: one method to plug in). It
+reports through its :class:`ExecContext`: ``log`` lines, throttled ``set_progress``, the
+cancellation signal, and the job's fencing token ``lease`` for fencing its own side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import UnknownExecutor
+
+PROGRESS_INTERVAL = 0.2
+"""Seconds between two progress writes of one job; the last value is always written."""
+
+
+class JobHost(Protocol):
+    """What an ExecContext reports to (the worker)."""
+
+    def write_log(self, job_id: str, line: str) -> None:
+        """Buffer one log line of a job."""
+
+    async def write_progress(self, ctx: ExecContext) -> None:
+        """Record `ctx.progress` of a job under its lease."""
+
+
+class ExecContext:
+    """What a running job may know and do: its identity, logging, progress, cancellation.
+
+    Attributes:
+        job_id: the job.
+        queue: its queue.
+        kind: its kind.
+        attempt: 1 for the first run, then one more per retry or reclaim.
+        lease: the fencing token of this run; it only grows, so a side effect store can
+            reject writes carrying an older token than one it has seen.
+        progress: the last progress set (0-100).
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_host",
+        "_last",
+        "_trailing",
+        "attempt",
+        "job_id",
+        "kind",
+        "lease",
+        "progress",
+        "progress_message",
+        "queue",
+    )
+
+    def __init__(
+        self, host: JobHost, *, job_id: str, queue: str, kind: str, attempt: int, lease: int
+    ) -> None:
+        self._host = host
+        self.job_id = job_id
+        self.queue = queue
+        self.kind = kind
+        self.attempt = attempt
+        self.lease = lease
+        self.progress = 0.0
+        self.progress_message: str | None = None
+        self._cancelled: asyncio.Event | None = None
+        self._last = 0.0
+        self._trailing: asyncio.TimerHandle | None = None
+
+    async def log(self, message: str) -> None:
+        """Append a line to the job's log (kept with the job, shown by its watchers)."""
+        self._host.write_log(self.job_id, str(message))
+
+    async def set_progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress in percent (0-100), with an optional message.
+
+        Writes are throttled to one per :data:`PROGRESS_INTERVAL` per job; a value set in
+        between is written at the end of the interval, so the last one always lands.
+        """
+        self.progress = max(0.0, min(100.0, float(percent)))
+        self.progress_message = message
+        wait = self._last + PROGRESS_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._cancel_trailing()
+            self._last = time.monotonic()
+            await self._host.write_progress(self)
+        elif self._trailing is None:
+            self._trailing = asyncio.get_running_loop().call_later(wait, self._flush_trailing)
+
+    def _flush_trailing(self) -> None:
+        self._trailing = None
+        self._last = time.monotonic()
+        task = asyncio.ensure_future(self._host.write_progress(self))
+        task.add_done_callback(_ignore_result)
+
+    def _cancel_trailing(self) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
+
+    def close(self) -> None:
+        """Called by the worker when the run ends: write any progress still held back."""
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._flush_trailing()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel of this job was requested (check it in long loops)."""
+        return self._cancelled is not None and self._cancelled.is_set()
+
+    def is_cancelled(self) -> bool:
+        """Same as :attr:`cancelled`, as a call."""
+        return self.cancelled
+
+    async def wait_cancelled(self) -> None:
+        """Return when a cancel of this job is requested."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+        await self._cancelled.wait()
+
+    def request_cancel(self) -> None:
+        """Mark the job as cancelled (the worker calls this before cancelling the task)."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+        self._cancelled.set()
+
+
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed trailing progress write is not worth a crash
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs the jobs of one kind."""
+
+    kind: str
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        """Run one job and return its (msgpack-encodable) result; raise to fail it."""
+
+
+class Executors:
+    """The executors of one worker, by kind.
+
+    Raises:
+        ValueError: two executors claim the same kind.
+    """
+
+    def __init__(self, executors: Iterable[Executor] = ()) -> None:
+        self._by_kind: dict[str, Executor] = {}
+        for ex in executors:
+            self.add(ex)
+
+    def add(self, executor: Executor) -> None:
+        """Register `executor` under its kind."""
+        kind = getattr(executor, "kind", None)
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"{executor!r} has no `kind` string")
+        if kind in self._by_kind:
+            raise ValueError(f"two executors for kind {kind!r}")
+        self._by_kind[kind] = executor
+
+    def get(self, kind: str) -> Executor:
+        """The executor of `kind`.
+
+        Raises:
+            UnknownExecutor: none is registered for it.
+        """
+        try:
+            return self._by_kind[kind]
+        except KeyError:
+            raise UnknownExecutor(f"no executor for kind {kind!r} on this worker") from None
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._by_kind
+
+    def all(self) -> list[Executor]:
+        """Every registered executor."""
+        return list(self._by_kind.values())
+
+    @property
+    def kinds(self) -> list[str]:
+        """The registered kinds."""
+        return sorted(self._by_kind)

@@ -1,0 +1,139 @@
+"""Kind ``call``: run a Python callable named in the payload, from an allow-list only.
+
+Payload: ``{"fn": "module:qualname", "args": {...} | [...], "kwargs": {...}}``. A worker runs
+only functions registered with it or found in modules it allows, never an arbitrary import path
+from Redis. Coroutine functions are awaited on the worker's loop; plain functions run in a thread
+pool, so blocking code cannot starve the loop (and with it the heartbeats). A function that takes
+a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`.
+
+Cancelling a coroutine job interrupts it at its next ``await``; a plain function in a thread
+cannot be interrupted, so the job is recorded as cancelled while the thread runs to its end
+(it can poll ``ctx.cancelled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UnknownExecutor
+from . import ExecContext
+
+
+def function_ref(fn: Callable[..., Any]) -> str:
+    """The ``module:qualname`` name a producer puts in a ``call`` payload for `fn`."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_ctx: bool
+
+
+def _target(fn: Callable[..., Any]) -> _Target:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    return _Target(fn, inspect.iscoroutinefunction(fn), "ctx" in params)
+
+
+class CallExecutor:
+    """Runs allowed Python callables.
+
+    Args:
+        functions: callables to allow, registered under :func:`function_ref` and their plain
+            ``__name__``; a mapping registers each under its key instead.
+        modules: module names whose top-level callables may be called by ``module:name``
+            (a name ``pkg`` allows ``pkg`` and its submodules).
+        max_threads: size of the thread pool for plain functions.
+    """
+
+    kind = "call"
+
+    def __init__(
+        self,
+        functions: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
+        *,
+        modules: Iterable[str] = (),
+        max_threads: int = 32,
+    ) -> None:
+        self._targets: dict[str, _Target] = {}
+        self._modules = tuple(modules)
+        self._max_threads = max_threads
+        self._pool: ThreadPoolExecutor | None = None
+        if isinstance(functions, Mapping):
+            for name, fn in functions.items():
+                self.register(fn, name=name)
+        else:
+            for fn in functions:
+                self.register(fn)
+
+    def register(self, fn: Callable[..., Any], *, name: str | None = None) -> str:
+        """Allow `fn`; returns the name a payload's ``fn`` uses for it."""
+        target = _target(fn)
+        ref = name or function_ref(fn)
+        self._targets[ref] = target
+        if name is None and getattr(fn, "__name__", "<lambda>") != "<lambda>":
+            self._targets.setdefault(fn.__name__, target)
+        return ref
+
+    def _module_allowed(self, module: str) -> bool:
+        return any(module == m or module.startswith(m + ".") for m in self._modules)
+
+    def resolve(self, ref: str) -> _Target:
+        """The allowed callable named `ref`.
+
+        Raises:
+            UnknownExecutor: `ref` is neither registered nor in an allowed module.
+        """
+        target = self._targets.get(ref)
+        if target is not None:
+            return target
+        module, _, qualname = ref.partition(":")
+        if not qualname or "<" in qualname or not self._module_allowed(module):
+            raise UnknownExecutor(
+                f"function {ref!r} is not allowed on this worker (register it, or allow its module)"
+            )
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise UnknownExecutor(f"{ref!r} is not callable")
+        target = self._targets[ref] = _target(obj)
+        return target
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        """Call the function the payload names with the payload's arguments."""
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("fn"), str):
+            raise ValueError('a call payload is {"fn": "module:qualname", "args": {...}}')
+        target = self.resolve(payload["fn"])
+        raw_args = payload.get("args")
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = dict(payload.get("kwargs") or {})
+        if isinstance(raw_args, Mapping):
+            kwargs.update(raw_args)
+        elif raw_args is not None:
+            args = tuple(raw_args)
+        if target.wants_ctx:
+            kwargs["ctx"] = ctx
+        if target.is_async:
+            return await target.fn(*args, **kwargs)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._max_threads, thread_name_prefix="redisjobs-call")
+        call = functools.partial(target.fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def aclose(self) -> None:
+        """Stop the thread pool (running threads finish on their own)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,114 @@
+"""Pure data about jobs: statuses, the Job snapshot parsed from a job hash. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from .errors import SerializationError
+from .serialization import unpackb
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life (DESIGN.md, "Job states")."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for completed, failed and cancelled."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+FINAL_STATUSES: frozenset[str] = frozenset(s.value for s in _FINAL)
+
+
+def ms_to_datetime(value: bytes | int | None) -> datetime | None:
+    """Redis millisecond timestamp -> aware UTC datetime."""
+    if value is None or value == b"":
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _decode(raw: bytes | None) -> tuple[Any, str | None]:
+    if raw is None:
+        return None, None
+    try:
+        return unpackb(raw), None
+    except SerializationError as exc:
+        return None, str(exc)
+
+
+@dataclass(slots=True)
+class Job:
+    """A snapshot of one job, as read from Redis.
+
+    The first fields are the JobManager seed's `Job`; the rest are redisjobs' own.
+    """
+
+    id: str
+    status: JobStatus
+    created_at: datetime
+    progress: float = 0.0
+    result: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    queue: str = ""
+    kind: str = ""
+    payload: Any = None
+    attempt: int = 0
+    max_retries: int = 0
+    timeout: float | None = None
+    scheduled_at: datetime | None = None
+    worker: str | None = None
+    lease: int = 0
+    progress_message: str | None = None
+
+    @classmethod
+    def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes]) -> Job:
+        """Build a Job from the fields of its hash.
+
+        A payload or result that does not decode is reported in `error` rather than raised,
+        so that one bad job never breaks a listing.
+        """
+        payload, payload_err = _decode(h.get(b"payload"))
+        result, result_err = _decode(h.get(b"result"))
+        try:
+            status = JobStatus(h.get(b"status", b"").decode())
+        except ValueError:
+            status = JobStatus.FAILED
+            payload_err = f"unreadable status {h.get(b'status')!r}"
+        timeout_ms = int(h.get(b"timeout", 0) or 0)
+        return cls(
+            id=job_id,
+            status=status,
+            created_at=ms_to_datetime(h.get(b"created_at")) or datetime.fromtimestamp(0, UTC),
+            progress=float(h.get(b"progress", 0) or 0),
+            result=result,
+            error=_text(h.get(b"error")) or payload_err or result_err,
+            started_at=ms_to_datetime(h.get(b"started_at")),
+            completed_at=ms_to_datetime(h.get(b"completed_at")),
+            queue=queue,
+            kind=_text(h.get(b"kind")) or "",
+            payload=payload,
+            attempt=int(h.get(b"attempt", 0) or 0),
+            max_retries=int(h.get(b"max_retries", 0) or 0),
+            timeout=timeout_ms / 1000 if timeout_ms else None,
+            scheduled_at=ms_to_datetime(h.get(b"scheduled_at")),
+            worker=_text(h.get(b"worker")),
+            lease=int(h.get(b"lease", 0) or 0),
+            progress_message=_text(h.get(b"progress_message")),
+        )

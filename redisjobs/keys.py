@@ -1,0 +1,94 @@
+"""Every key and channel of one queue, spelled once (DESIGN.md, "Keyspace").
+
+All keys of a queue share the hash tag ``{queue}`` so each Lua script touches a single cluster
+slot. Scripts receive :attr:`QueueKeys.prefix` as ``KEYS[1]`` and derive the other names from it in
+``_lib.lua``; this module and that file are the only places that know the layout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+PREFIX = "rj"
+GROUP = "workers"
+QUEUES_KEY = f"{PREFIX}:queues"
+WORKERS_KEY = f"{PREFIX}:workers"
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def worker_key(worker_id: str) -> str:
+    """Registry hash of one worker (outside any queue, so not under a hash tag)."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Key names of one queue.
+
+    Args:
+        queue: the queue name; letters, digits and ``_ . : -`` only, so it can never break
+            out of its hash tag.
+    """
+
+    queue: str
+    prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _QUEUE_NAME.match(self.queue):
+            raise ValueError(
+                f"invalid queue name {self.queue!r}: use 1-128 of A-Z a-z 0-9 _ . : -"
+            )
+        object.__setattr__(self, "prefix", f"{PREFIX}:{{{self.queue}}}:")
+
+    @property
+    def ready(self) -> str:
+        """Stream of runnable jobs, consumer group :data:`GROUP`."""
+        return self.prefix + "ready"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of job id -> due time (ms)."""
+        return self.prefix + "delayed"
+
+    @property
+    def dead(self) -> str:
+        """Sorted set of jobs that failed for good."""
+        return self.prefix + "dead"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters."""
+        return self.prefix + "stats"
+
+    @property
+    def events(self) -> str:
+        """Pub/sub channel with every event of the queue."""
+        return self.prefix + "events"
+
+    @property
+    def control(self) -> str:
+        """Pub/sub channel that wakes workers: cancel requests and new due times."""
+        return self.prefix + "control"
+
+    @property
+    def log(self) -> str:
+        """Capped stream with the same events as :attr:`events`, for replay."""
+        return self.prefix + "log"
+
+    def job(self, job_id: str) -> str:
+        """Hash of one job."""
+        return f"{self.prefix}job:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        """Pub/sub channel of one job's events."""
+        return f"{self.prefix}job:{job_id}:events"
+
+    def job_log(self, job_id: str) -> str:
+        """Capped list of the log lines a job wrote through ``ctx.log``."""
+        return f"{self.prefix}job:{job_id}:log"
+
+    def status(self, status: str) -> str:
+        """Sorted-set index of the jobs in one status."""
+        return f"{self.prefix}status:{status}"

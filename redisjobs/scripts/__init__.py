@@ -1,0 +1,185 @@
+"""The Lua transitions, loaded once and called through typed wrappers.
+
+Each ``<name>.lua`` in this package is one state transition of DESIGN.md; ``_lib.lua`` is
+prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on NOSCRIPT, so a
+restarted Redis needs nothing from us). This module is the only place that sees raw script
+replies: every wrapper turns them into typed values.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from functools import cache
+from importlib.resources import files
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+
+from ..keys import QueueKeys
+
+NAMES = (
+    "enqueue",
+    "start",
+    "heartbeat",
+    "complete",
+    "fail",
+    "promote",
+    "reclaim",
+    "cancel",
+    "release",
+    "progress",
+)
+
+ENQUEUE_STRIDE = 11
+"""Number of ARGV values per job in ``enqueue.lua``."""
+
+Arg = str | bytes | int | float
+
+
+class Delivery(NamedTuple):
+    """A job handed to this worker under a fresh lease by ``start`` or ``reclaim``."""
+
+    job_id: str
+    lease: int
+    attempt: int
+    kind: str
+    payload: bytes
+    timeout_ms: int
+
+
+@cache
+def source(name: str, *, embedded: bool = False) -> str:
+    """The full text of script `name`: its shebang line, then ``_lib.lua``, then its body.
+
+    fakeredis rejects ``#!lua`` shebangs, so the embedded backend gets the script without one
+    (the only flag we use, allow-oom, has no meaning there).
+    """
+    pkg = files(__package__)
+    lib = pkg.joinpath("_lib.lua").read_text(encoding="utf-8")
+    body = pkg.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    shebang = ""
+    if body.startswith("#!"):
+        first, _, body = body.partition("\n")
+        shebang = "" if embedded else first + "\n"
+    return shebang + lib + "\n" + body
+
+
+def _text(value: bytes) -> str:
+    return value.decode()
+
+
+def _deliveries(reply: list[Any]) -> list[Delivery]:
+    return [
+        Delivery(
+            reply[i].decode(),
+            int(reply[i + 1]),
+            int(reply[i + 2]),
+            reply[i + 3].decode("utf-8", "replace"),
+            reply[i + 4],
+            int(reply[i + 5]),
+        )
+        for i in range(0, len(reply), 6)
+    ]
+
+
+def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
+    out: list[Arg] = []
+    for job_id, lease in items:
+        out += (job_id, lease)
+    return out
+
+
+class Scripts:
+    """The scripts registered on one Redis client, with one typed method per transition.
+
+    Args:
+        redis: the client the scripts run on.
+        embedded: True on the fakeredis backend (see :func:`source`).
+    """
+
+    def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
+        self._s = {n: redis.register_script(source(n, embedded=embedded)) for n in NAMES}
+
+    async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
+        return await self._s[name](keys=(keys.prefix,), args=args)
+
+    async def enqueue(self, keys: QueueKeys, rows: Sequence[Arg]) -> list[bool]:
+        """Create jobs; `rows` holds :data:`ENQUEUE_STRIDE` values per job. True = created."""
+        reply = await self._call("enqueue", keys, rows)
+        return [bool(x) for x in reply]
+
+    async def start(
+        self, keys: QueueKeys, worker: str, entries: Sequence[tuple[str, str]]
+    ) -> list[Delivery]:
+        """Lease the jobs of stream entries (entry id, job id) that `worker` just read."""
+        args: list[Arg] = [worker]
+        for msg, job_id in entries:
+            args += (msg, job_id)
+        return _deliveries(await self._call("start", keys, args))
+
+    async def heartbeat(
+        self, keys: QueueKeys, worker: str, held: Iterable[tuple[str, int]]
+    ) -> list[tuple[str, str]]:
+        """Extend leases; return (job id, 'lost' | 'cancel') for jobs to stop."""
+        reply = await self._call("heartbeat", keys, [worker, *_pairs(held)])
+        return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
+
+    async def complete(
+        self, keys: QueueKeys, worker: str, results: Sequence[tuple[str, int, bytes]]
+    ) -> list[int]:
+        """Record results: per job 1 recorded, 2 re-sent duplicate, 0 stale lease."""
+        args: list[Arg] = [worker]
+        for job_id, lease, result in results:
+            args += (job_id, lease, result)
+        return [int(x) for x in await self._call("complete", keys, args)]
+
+    async def fail(
+        self,
+        keys: QueueKeys,
+        worker: str,
+        job_id: str,
+        lease: int,
+        error: str,
+        *,
+        mode: str = "error",
+        defer_ms: int = -1,
+    ) -> tuple[str, int]:
+        """Record a failed or cancelled run; returns (outcome, retry due time in ms)."""
+        args = [worker, job_id, lease, error, mode, defer_ms, random.random()]
+        outcome, due = await self._call("fail", keys, args)
+        return outcome.decode(), int(due)
+
+    async def promote(self, keys: QueueKeys, limit: int = 1000) -> tuple[int, int, int]:
+        """Move due jobs to ready; returns (moved, next due ms or -1, Redis now ms)."""
+        moved, next_due, now = await self._call("promote", keys, [limit])
+        return int(moved), int(next_due), int(now)
+
+    async def reclaim(
+        self,
+        keys: QueueKeys,
+        worker: str,
+        *,
+        lease_ttl_ms: int,
+        count: int,
+        max_deliveries: int,
+        sweep: int = 100,
+    ) -> list[Delivery]:
+        """Take over jobs idle past their lease and sweep orphans; returns jobs to run."""
+        args = [worker, lease_ttl_ms, count, max_deliveries, sweep]
+        return _deliveries(await self._call("reclaim", keys, args))
+
+    async def cancel(self, keys: QueueKeys, job_id: str) -> str:
+        """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing'."""
+        return _text(await self._call("cancel", keys, [job_id]))
+
+    async def release(self, keys: QueueKeys, worker: str, held: Iterable[tuple[str, int]]) -> int:
+        """Hand jobs (and unstarted PEL entries) back; returns how many."""
+        return int(await self._call("release", keys, [worker, *_pairs(held)]))
+
+    async def progress(
+        self, keys: QueueKeys, job_id: str, lease: int | None, value: float, mp: bytes, msg: str
+    ) -> bool:
+        """Record progress of a running job (any lease when `lease` is None)."""
+        args: list[Arg] = [job_id, "" if lease is None else lease, repr(float(value)), mp, msg]
+        return bool(await self._call("progress", keys, args))

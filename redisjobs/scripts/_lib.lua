@@ -1,0 +1,118 @@
+-- _lib.lua: local helpers prepended to every script by the loader (never run on its own).
+--
+-- KEYS[1] of every script is the queue prefix 'rj:{Q}:'; every key below is built from it, so
+-- each script touches one cluster slot. Time comes only from Redis (TIME). Lua here has no
+-- cmsgpack (fakeredis), so events are assembled as msgpack by the small encoder below, and
+-- values that Python already encoded (results, progress floats) are spliced in raw.
+
+local PREFIX = KEYS[1]
+local QUEUE = string.match(PREFIX, '{(.-)}')
+local GROUP = 'workers'
+local K_READY = PREFIX .. 'ready'
+local K_DELAYED = PREFIX .. 'delayed'
+local K_DEAD = PREFIX .. 'dead'
+local K_STATS = PREFIX .. 'stats'
+local K_EVENTS = PREFIX .. 'events'
+local K_CONTROL = PREFIX .. 'control'
+local K_LOG = PREFIX .. 'log'
+local LOG_MAXLEN = 10000
+
+local function job_key(jid) return PREFIX .. 'job:' .. jid end
+local function status_key(s) return PREFIX .. 'status:' .. s end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- msgpack encoding of the few shapes events need -------------------------------------------
+local function be16(n) return string.char(math.floor(n / 256) % 256, n % 256) end
+local function be32(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256)
+end
+
+local function mp_str(s)
+  local n = #s
+  if n < 32 then return string.char(0xa0 + n) .. s end
+  if n < 256 then return '\217' .. string.char(n) .. s end
+  if n < 65536 then return '\218' .. be16(n) .. s end
+  return '\219' .. be32(n) .. s
+end
+
+-- non-negative integers only (attempts, counts, ms timestamps below 2^53)
+local function mp_uint(n)
+  if n < 128 then return string.char(n) end
+  if n < 4294967296 then return '\206' .. be32(n) end
+  return '\207' .. be32(math.floor(n / 4294967296)) .. be32(n % 4294967296)
+end
+
+-- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
+-- name, already-encoded value. It goes to the queue channel, the job channel and the log.
+local function emit(jid, etype, attempt, now, extra)
+  local parts = {'\164type', mp_str(etype), '\165queue', mp_str(QUEUE), '\166job_id', mp_str(jid),
+    '\167attempt', mp_uint(attempt), '\162ts', mp_uint(now)}
+  local n = 5
+  if extra then
+    for i = 1, #extra, 2 do
+      parts[#parts + 1] = mp_str(extra[i])
+      parts[#parts + 1] = extra[i + 1]
+      n = n + 1
+    end
+  end
+  local msg = string.char(0x80 + n) .. table.concat(parts)
+  redis.call('PUBLISH', K_EVENTS, msg)
+  redis.call('PUBLISH', PREFIX .. 'job:' .. jid .. ':events', msg)
+  redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
+end
+
+local function move_status(jid, from, to, score)
+  if from then redis.call('ZREM', status_key(from), jid) end
+  redis.call('ZADD', status_key(to), score, jid)
+end
+
+-- Drop the stream entry of a job: acknowledged (out of the PEL) and deleted (out of the stream).
+local function drop_entry(msg)
+  if msg and msg ~= '' then
+    redis.call('XACK', K_READY, GROUP, msg)
+    redis.call('XDEL', K_READY, msg)
+  end
+end
+
+-- Make a job runnable: a fresh stream entry whose id the job remembers.
+local function push_ready(jkey, jid)
+  local msg = redis.call('XADD', K_READY, '*', 'id', jid)
+  redis.call('HSET', jkey, 'msg', msg)
+  return msg
+end
+
+-- A job reaches a final status. Its hash and log expire after result_ttl; the status index
+-- (and `dead`) are scored by that expiry so trimming them is one ZREMRANGEBYSCORE.
+local function finish(jkey, jid, from, to, now, ttl, dead)
+  redis.call('HSET', jkey, 'status', to, 'completed_at', now)
+  redis.call('HDEL', jkey, 'cancel')
+  redis.call('PEXPIRE', jkey, ttl)
+  redis.call('PEXPIRE', jkey .. ':log', ttl)
+  local expires = now + ttl
+  move_status(jid, from, to, expires)
+  redis.call('ZREMRANGEBYSCORE', status_key(to), '-inf', now)
+  if dead then
+    redis.call('ZADD', K_DEAD, expires, jid)
+    redis.call('ZREMRANGEBYSCORE', K_DEAD, '-inf', now)
+  end
+end
+
+-- Hand a delivered job to the caller under a fresh fencing token (shared by start and reclaim).
+-- Returns the fields the worker needs to run it.
+local function lease_job(jkey, jid, from, worker, msg, now)
+  local lease = redis.call('HINCRBY', jkey, 'deliveries', 1)
+  local attempt = redis.call('HINCRBY', jkey, 'attempt', 1)
+  redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
+    'lease', lease, 'msg', msg)
+  move_status(jid, from, 'running', now)
+  emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
+  local f = redis.call('HMGET', jkey, 'kind', 'payload', 'timeout')
+  return {jid, lease, attempt, f[1] or '', f[2] or '', f[3] or '0'}
+end
+
+-- ------------------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+-- cancel: stop a job that has not finished.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  job id
+-- Returns  'cancelled' (it was pending or scheduled and is now cancelled),
+--          'requested' (it is running: its worker is told and records `cancelled` itself),
+--          'final' (it had already finished), 'missing' (no such job)
+-- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
+-- Effects  pending: XACK+XDEL its entry; scheduled: ZREM delayed; then status cancelled, EXPIRE,
+--          stats.cancelled. running: the `cancel` flag, which heartbeats also report, so a
+--          worker that missed the pub/sub message still stops the job.
+
+local jid = ARGV[1]
+local jkey = job_key(jid)
+local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt', 'result_ttl')
+local st = f[1]
+if not st then return 'missing' end
+if st == 'running' then
+  redis.call('HSET', jkey, 'cancel', 1)
+  redis.call('PUBLISH', K_CONTROL, 'cancel:' .. jid)
+  return 'requested'
+end
+if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
+local now = now_ms()
+if st == 'pending' then drop_entry(f[2]) else redis.call('ZREM', K_DELAYED, jid) end
+redis.call('HSET', jkey, 'error', 'cancelled')
+finish(jkey, jid, st, 'cancelled', now, tonumber(f[4]), false)
+emit(jid, 'cancelled', tonumber(f[3]), now, {'error', mp_str('cancelled')})
+redis.call('HINCRBY', K_STATS, 'cancelled', 1)
+return 'cancelled'

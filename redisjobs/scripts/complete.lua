@@ -1,0 +1,34 @@
+#!lua flags=allow-oom
+-- complete: record the results of jobs that succeeded (a batch, fenced per job).
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id
+-- ARGV[2+] triples: job id, lease, result (msgpack)
+-- Returns  one integer per job: 1 recorded; 2 already recorded under this lease (a re-send);
+--          0 rejected: the lease is stale (another worker owns the job now)
+-- Events   completed (with the result)
+-- Effects  result, progress 100, status completed, XACK+XDEL, EXPIRE result_ttl, index,
+--          stats.completed
+
+local now = now_ms()
+local out = {}
+local done = 0
+for i = 2, #ARGV, 3 do
+  local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local jkey = job_key(jid)
+  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt')
+  if f[1] ~= lease then
+    out[#out + 1] = 0
+  elseif f[2] ~= 'running' then
+    if f[2] == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
+  else
+    redis.call('HSET', jkey, 'result', result, 'progress', 100)
+    drop_entry(f[3])
+    finish(jkey, jid, 'running', 'completed', now, tonumber(f[4]), false)
+    emit(jid, 'completed', tonumber(f[5]), now, {'result', result})
+    done = done + 1
+    out[#out + 1] = 1
+  end
+end
+if done > 0 then redis.call('HINCRBY', K_STATS, 'completed', done) end
+return out

@@ -1,0 +1,60 @@
+#!lua flags=allow-oom
+-- fail: record that a run ended without a result: retry later, fail for good, or cancelled.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id
+-- ARGV[2]  job id
+-- ARGV[3]  lease
+-- ARGV[4]  error text
+-- ARGV[5]  mode: 'error' (retry while attempts are left), 'fatal' (never retry),
+--          'cancel' (the run was cancelled on request)
+-- ARGV[6]  defer_ms: explicit retry delay (a job raised Retry(defer)), or -1 for the policy
+--          retry_delay * retry_backoff^(attempt-1), capped at one day
+-- ARGV[7]  a uniform random number in [0, 1) that places the jitter: delay * (1 +- jitter)
+-- Returns  {outcome, due_ms}: outcome 'retry' | 'failed' | 'cancelled' | 'stale' | 'dup';
+--          due_ms is the retry's due time on Redis's clock (0 otherwise)
+-- Events   retrying | failed | cancelled
+-- Effects  XACK+XDEL; retry: status scheduled, ZADD delayed; failed: EXPIRE, index, dead;
+--          stats.retried / failed / cancelled
+
+local MAX_DELAY_MS = 86400000
+local jid, lease, err, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local jkey = job_key(jid)
+local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'attempt', 'max_retries',
+  'retry_delay', 'retry_backoff', 'retry_jitter', 'result_ttl')
+if f[1] ~= lease then return {'stale', 0} end
+if f[2] ~= 'running' then return {'dup', 0} end
+
+local now = now_ms()
+local attempt = tonumber(f[4])
+drop_entry(f[3])
+redis.call('HSET', jkey, 'error', err)
+
+if mode == 'cancel' then
+  finish(jkey, jid, 'running', 'cancelled', now, tonumber(f[9]), false)
+  emit(jid, 'cancelled', attempt, now, {'error', mp_str(err)})
+  redis.call('HINCRBY', K_STATS, 'cancelled', 1)
+  return {'cancelled', 0}
+end
+
+if mode == 'error' and attempt <= tonumber(f[5]) then
+  local delay = tonumber(ARGV[6])
+  if delay < 0 then
+    delay = tonumber(f[6]) * tonumber(f[7]) ^ (attempt - 1)
+    delay = delay * (1 + tonumber(f[8]) * (2 * tonumber(ARGV[7]) - 1))
+  end
+  delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
+  local due = now + delay
+  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due)
+  redis.call('HDEL', jkey, 'msg', 'cancel')
+  redis.call('ZADD', K_DELAYED, due, jid)
+  move_status(jid, 'running', 'scheduled', now)
+  emit(jid, 'retrying', attempt, now, {'error', mp_str(err), 'due', mp_uint(due)})
+  redis.call('HINCRBY', K_STATS, 'retried', 1)
+  return {'retry', due}
+end
+
+finish(jkey, jid, 'running', 'failed', now, tonumber(f[9]), true)
+emit(jid, 'failed', attempt, now, {'error', mp_str(err)})
+redis.call('HINCRBY', K_STATS, 'failed', 1)
+return {'failed', 0}

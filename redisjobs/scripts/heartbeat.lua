@@ -1,0 +1,31 @@
+#!lua flags=allow-oom
+-- heartbeat: extend this worker's lease on every job it runs; report what it must stop.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id
+-- ARGV[2+] pairs: job id, lease
+-- Returns  flat list of pairs for jobs needing action: job id, 'lost' | 'cancel'
+--          lost   = the lease is no longer ours (reclaimed, finished elsewhere, expired, or its
+--                   stream entry left our PEL): stop the job, record nothing
+--          cancel = a cancel was requested while it runs: stop it and record `cancelled`
+-- Effects  XCLAIM ... JUSTID by the owner resets the PEL idle time, which is the lease clock
+--          that `reclaim` reads; nothing else changes.
+
+local worker = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 2 do
+  local jid, lease = ARGV[i], ARGV[i + 1]
+  local f = redis.call('HMGET', job_key(jid), 'lease', 'status', 'msg', 'cancel', 'worker')
+  local ok = f[1] == lease and f[2] == 'running' and f[5] == worker
+  if ok then
+    ok = #redis.call('XCLAIM', K_READY, GROUP, worker, 0, f[3], 'JUSTID') == 1
+  end
+  if not ok then
+    out[#out + 1] = jid
+    out[#out + 1] = 'lost'
+  elseif f[4] then
+    out[#out + 1] = jid
+    out[#out + 1] = 'cancel'
+  end
+end
+return out

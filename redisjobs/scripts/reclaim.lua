@@ -1,0 +1,90 @@
+#!lua flags=allow-oom
+-- reclaim: take over jobs whose worker stopped heartbeating, and sweep orphans.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id (the new owner)
+-- ARGV[2]  lease_ttl_ms: entries idle longer than this belong to a dead or cut-off worker
+-- ARGV[3]  count: claim at most this many (the caller's free slots)
+-- ARGV[4]  max_deliveries: a job whose runs killed this many workers fails for good
+-- ARGV[5]  sweep: check at most this many `running` jobs for a missing PEL entry
+-- Returns  flat list, 6 values per job to run now (as start.lua): job id, lease, attempt, kind,
+--          payload, timeout_ms
+-- Events   reclaimed + started (a crashed run taken over), started (delivered but never
+--          started), failed (poison job over max_deliveries)
+-- Effects  XAUTOCLAIM moves the entries to this worker; each gets a fresh lease in the same
+--          script, so there is no moment where the old owner's lease still matches. Entries
+--          without a live job are acknowledged and deleted. Orphan sweep: a `running` job whose
+--          entry left the PEL is made runnable again. stats.reclaimed / started / failed.
+
+local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+local out = {}
+
+local function crashed(jkey, jid, msg)
+  local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
+  redis.call('HINCRBY', K_STATS, 'reclaimed', 1)
+  if crashes >= max_deliveries then
+    local attempt = tonumber(redis.call('HGET', jkey, 'attempt'))
+    local err = 'worker lost ' .. crashes .. ' times while running this job (max_deliveries=' ..
+      max_deliveries .. ')'
+    drop_entry(msg)
+    redis.call('HSET', jkey, 'error', err)
+    finish(jkey, jid, 'running', 'failed', now, tonumber(redis.call('HGET', jkey, 'result_ttl')), true)
+    emit(jid, 'failed', attempt, now, {'error', mp_str(err)})
+    redis.call('HINCRBY', K_STATS, 'failed', 1)
+    return nil
+  end
+  emit(jid, 'reclaimed', tonumber(redis.call('HGET', jkey, 'attempt')), now,
+    {'crashes', mp_uint(crashes)})
+  return lease_job(jkey, jid, 'running', worker, msg, now)
+end
+
+if count > 0 then
+  local claimed = redis.call('XAUTOCLAIM', K_READY, GROUP, worker, idle, '0-0', 'COUNT', count)
+  for _, entry in ipairs(claimed[2]) do
+    local msg, fields = entry[1], entry[2]
+    local jid = fields and fields[1] == 'id' and fields[2] or nil
+    local st, cur = false, false
+    if jid then
+      local f = redis.call('HMGET', job_key(jid), 'status', 'msg')
+      st, cur = f[1], f[2]
+    end
+    local row = nil
+    if cur == msg and st == 'running' then
+      row = crashed(job_key(jid), jid, msg)
+    elseif cur == msg and st == 'pending' then
+      row = lease_job(job_key(jid), jid, 'pending', worker, msg, now)
+      redis.call('HINCRBY', K_STATS, 'started', 1)
+    else
+      drop_entry(msg)
+    end
+    if row then
+      for j = 1, 6 do out[#out + 1] = row[j] end
+    end
+  end
+end
+
+-- Orphan sweep, a bounded window per call that walks the running index by start time.
+local cursor = redis.call('HGET', K_STATS, 'sweep_cursor')
+if cursor then cursor = '(' .. cursor else cursor = '-inf' end
+local swept = redis.call('ZRANGEBYSCORE', status_key('running'), cursor, '+inf',
+  'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
+for i = 1, #swept, 2 do
+  local jid = swept[i]
+  local jkey = job_key(jid)
+  local f = redis.call('HMGET', jkey, 'status', 'msg')
+  if f[1] ~= 'running' then
+    redis.call('ZREM', status_key('running'), jid)
+  elseif not f[2] or #redis.call('XPENDING', K_READY, GROUP, f[2], f[2], 1) == 0 then
+    redis.call('HSET', jkey, 'status', 'pending')
+    redis.call('HINCRBY', jkey, 'attempt', -1)
+    push_ready(jkey, jid)
+    move_status(jid, 'running', 'pending', now)
+  end
+end
+if #swept < 2 * tonumber(ARGV[5]) then
+  redis.call('HDEL', K_STATS, 'sweep_cursor')
+else
+  redis.call('HSET', K_STATS, 'sweep_cursor', swept[#swept])
+end
+return out

@@ -1,0 +1,49 @@
+#!lua flags=allow-oom
+-- release: a stopping worker hands jobs back so that any worker can start them at once.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id
+-- ARGV[2+] pairs: job id, lease of jobs this worker is running and will not finish
+-- Returns  the number of jobs handed back
+-- Effects  each job whose lease still matches goes back to pending under a new stream entry
+--          (its old entry is acknowledged and deleted) with its attempt given back: a graceful
+--          hand-back is not a crash and burns no attempt. Then every entry still in this
+--          worker's PEL whose job it is not running (read but never started) is put back too,
+--          so nothing this worker leaves behind waits for lease_ttl.
+
+local worker = ARGV[1]
+local now = now_ms()
+local released = 0
+
+local function requeue(jkey, jid, from, msg)
+  drop_entry(msg)
+  redis.call('HSET', jkey, 'status', 'pending')
+  if from == 'running' then redis.call('HINCRBY', jkey, 'attempt', -1) end
+  push_ready(jkey, jid)
+  move_status(jid, from, 'pending', now)
+  released = released + 1
+end
+
+for i = 2, #ARGV, 2 do
+  local jid, lease = ARGV[i], ARGV[i + 1]
+  local jkey = job_key(jid)
+  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'worker')
+  if f[1] == lease and f[2] == 'running' and f[4] == worker then
+    requeue(jkey, jid, 'running', f[3])
+  end
+end
+
+local pel = redis.call('XPENDING', K_READY, GROUP, '-', '+', 1000, worker)
+for _, p in ipairs(pel) do
+  local msg = p[1]
+  local entry = redis.call('XRANGE', K_READY, msg, msg)
+  local jid = entry[1] and entry[1][2][1] == 'id' and entry[1][2][2] or nil
+  local f = {false, false, false}
+  if jid then f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker') end
+  if f[1] == 'pending' and f[2] == msg then
+    requeue(job_key(jid), jid, 'pending', msg)
+  elseif not (f[1] == 'running' and f[2] == msg and f[3] == worker) then
+    drop_entry(msg)
+  end
+end
+return released

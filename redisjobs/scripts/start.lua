@@ -1,0 +1,37 @@
+-- start: take a batch of entries this worker just read with XREADGROUP and lease their jobs.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  worker id (the consumer name)
+-- ARGV[2+] pairs: stream entry id, job id ('' when the entry had no id field)
+-- Returns  flat list, 6 values per job to run: job id, lease, attempt, kind, payload, timeout_ms
+-- Events   started
+-- Effects  status running, attempt+1, a fresh lease (fencing token = delivery count),
+--          started_at, worker, msg; stats.started. Entries without a live pending job
+--          (garbage, vanished hash, cancelled meanwhile) are acknowledged and deleted.
+--          Re-sent after a lost reply, a job already running under this worker and entry is
+--          returned again with its existing lease rather than leased twice.
+
+local worker = ARGV[1]
+local now = now_ms()
+local out = {}
+local started = 0
+for i = 2, #ARGV, 2 do
+  local msg, jid = ARGV[i], ARGV[i + 1]
+  local f = {}
+  if jid ~= '' then
+    f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker', 'lease', 'attempt',
+      'kind', 'payload', 'timeout')
+  end
+  if f[1] == 'pending' and f[2] == msg then
+    local row = lease_job(job_key(jid), jid, 'pending', worker, msg, now)
+    for j = 1, 6 do out[#out + 1] = row[j] end
+    started = started + 1
+  elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
+    local row = {jid, f[4], f[5], f[6], f[7], f[8]}
+    for j = 1, 6 do out[#out + 1] = row[j] end
+  elseif f[2] ~= msg or f[1] ~= 'running' then
+    drop_entry(msg)
+  end
+end
+if started > 0 then redis.call('HINCRBY', K_STATS, 'started', started) end
+return out
