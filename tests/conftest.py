@@ -1,0 +1,71 @@
+"""Fixtures: one private redis-server per session, a backend per test, a queue per test.
+
+Tests that take `url` run twice: on the real redis-server and on the embedded backend
+(`memory://<unique>`); mark a test `redis_only` when the embedded backend cannot do it.
+Nothing is ever flushed: each test has its own queue name, so its keys are its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from redisjobs import Client, Worker
+from redisjobs.testing import RedisServer, unique_queue
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["redis", "memory"])
+def url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    if request.param == "memory":
+        if request.node.get_closest_marker("redis_only"):
+            pytest.skip("needs a real redis-server")
+        return f"memory://{uuid.uuid4().hex}"
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def queue() -> str:
+    return unique_queue()
+
+
+@pytest.fixture
+async def client(url: str, queue: str) -> AsyncIterator[Client]:
+    async with Client(url, queue=queue) as c:
+        yield c
+
+
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def worker(url: str, queue: str) -> AsyncIterator[WorkerFactory]:
+    """A factory of running in-process workers; whatever it made is stopped afterwards."""
+    made: list[Worker] = []
+
+    async def make(**kwargs: Any) -> Worker:
+        kwargs.setdefault("queue", queue)
+        kwargs.setdefault("handle_signals", False)
+        kwargs.setdefault("poll_interval", 0.05)
+        w = Worker(url, **kwargs)
+        await w.__aenter__()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop(now=True)
+        await w.__aexit__(None, None, None)

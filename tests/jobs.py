@@ -1,0 +1,74 @@
+"""Job functions the tests run, in-process and in worker subprocesses (`-m tests.jobs`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from redisjobs import ExecContext, Retry
+
+_ledger: aioredis.Redis | None = None
+
+
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+def add_sync(a: int, b: int) -> int:
+    return a + b
+
+
+async def echo(value: Any) -> Any:
+    return value
+
+
+async def fail(message: str = "boom") -> None:
+    raise RuntimeError(message)
+
+
+async def retry_later(defer: float) -> None:
+    raise Retry(defer=defer)
+
+
+async def sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+def sleep_sync(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+async def unencodable() -> object:
+    return object()
+
+
+async def progress(ctx: ExecContext, steps: int = 5, pause: float = 0.01) -> int:
+    for i in range(steps):
+        await ctx.log(f"step {i + 1}")
+        await ctx.set_progress((i + 1) * 100 / steps, f"step {i + 1}")
+        await asyncio.sleep(pause)
+    return ctx.lease
+
+
+async def until_cancelled(ctx: ExecContext) -> str:
+    await ctx.log("waiting to be cancelled")
+    await asyncio.sleep(3600)
+    return "never"
+
+
+async def ledger(ctx: ExecContext, seconds: float = 0.0) -> int:
+    """Record start and end of each run in a ledger list, to count executions across processes."""
+    global _ledger
+    if _ledger is None:
+        _ledger = aioredis.Redis.from_url(os.environ["LEDGER_URL"])
+    key = os.environ["LEDGER_KEY"]
+    await _ledger.rpush(key, f"start {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}")
+    await asyncio.sleep(seconds)
+    await _ledger.rpush(key, f"end {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}")
+    return os.getpid()
