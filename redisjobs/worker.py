@@ -234,6 +234,7 @@ class Worker:
 
     async def _execute(self, run: _Run) -> None:
         d = run.delivery
+        result: bytes | None = None
         failure: tuple[str, str, int] | None = None
         try:
             result = packb(await self._invoke(run))
@@ -250,14 +251,15 @@ class Worker:
         except Exception as exc:
             failure = ("error", _describe(exc), -1)
             self.write_log(d.job_id, "".join(traceback.format_exception(exc)).rstrip())
-        else:
-            self._done.append((d.job_id, d.lease, result))
-            self._schedule_flush()
         finally:
             self._active -= 1
             self._slot_free.set()
-            run.ctx.close()
-        if failure is not None:
+        if result is not None:
+            await run.ctx.flush()  # progress held back by the throttle lands before the outcome
+            self._done.append((d.job_id, d.lease, result))
+            self._schedule_flush()
+        elif failure is not None:
+            await run.ctx.flush()
             await self._record_failure(run, *failure)
         elif run.stop == "lost":
             self._forget(run)

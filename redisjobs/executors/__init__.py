@@ -102,11 +102,11 @@ class ExecContext:
             self._trailing.cancel()
             self._trailing = None
 
-    def close(self) -> None:
-        """Called by the worker when the run ends: write any progress still held back."""
+    async def flush(self) -> None:
+        """Write progress the throttle is still holding back (the worker calls this at the end)."""
         if self._trailing is not None:
-            self._trailing.cancel()
-            self._flush_trailing()
+            self._cancel_trailing()
+            await self._host.write_progress(self)
 
     @property
     def cancelled(self) -> bool:

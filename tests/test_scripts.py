@@ -1,0 +1,213 @@
+"""Each Lua transition on its own: fencing, Redis-clock due times, idempotent re-sends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from redisjobs import Client
+from redisjobs.events import Event
+from redisjobs.keys import GROUP, QueueKeys
+from redisjobs.scripts import Delivery, Scripts
+from redisjobs.serialization import packb
+
+
+@pytest.fixture
+def scripts(client: Client) -> Scripts:
+    return Scripts(client.redis, embedded=client.backend.embedded)
+
+
+@pytest.fixture
+def keys(client: Client) -> QueueKeys:
+    return client.keys()
+
+
+async def read(client: Client, consumer: str, count: int = 100) -> list[tuple[str, str]]:
+    keys = client.keys()
+    try:
+        await client.redis.xgroup_create(keys.ready, GROUP, id="0", mkstream=True)
+    except Exception:
+        pass
+    reply = await client.redis.xreadgroup(GROUP, consumer, {keys.ready: ">"}, count=count)
+    if not reply:
+        return []
+    return [(mid.decode(), f.get(b"id", b"").decode()) for mid, f in reply[0][1]]
+
+
+async def deliver(client: Client, scripts: Scripts, consumer: str, n: int = 1) -> list[Delivery]:
+    await client.enqueue_many([("call", {"i": i}) for i in range(n)])
+    return await scripts.start(client.keys(), consumer, await read(client, consumer))
+
+
+async def events_of(client: Client, job_id: str) -> list[str]:
+    out = []
+    for _, fields in await client.redis.xrange(client.keys().log):
+        ev = Event.decode(fields[b"e"])
+        if ev.job_id == job_id:
+            out.append(ev.type)
+    return out
+
+
+async def test_start_leases_with_fresh_token_and_resend_is_one_effect(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    await client.enqueue("call", {"x": 1}, timeout=2)
+    entries = await read(client, "w1")
+    [d] = await scripts.start(keys, "w1", entries)
+    assert (d.lease, d.attempt, d.kind, d.timeout_ms) == (1, 1, "call", 2000)
+    assert d.payload == packb({"x": 1})
+    [again] = await scripts.start(keys, "w1", entries)  # reply lost, re-sent
+    assert again == d
+    assert (await client.stats())["started"] == 1
+    assert await events_of(client, d.job_id) == ["enqueued", "started"]
+
+
+async def test_fencing_rejects_a_stale_lease(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w1")
+    # w1 stalls; w2 takes the job over (lease_ttl 0 = any idle entry counts as abandoned)
+    await asyncio.sleep(0.01)
+    [taken] = await scripts.reclaim(keys, "w2", lease_ttl_ms=0, count=10, max_deliveries=5)
+    assert taken.job_id == d.job_id and taken.lease == d.lease + 1 and taken.attempt == 2
+    assert await scripts.complete(keys, "w1", [(d.job_id, d.lease, packb("late"))]) == [0]
+    assert await scripts.fail(keys, "w1", d.job_id, d.lease, "late") == ("stale", 0)
+    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == [(d.job_id, "lost")]
+    assert await scripts.complete(keys, "w2", [(d.job_id, taken.lease, packb("ok"))]) == [1]
+    assert await scripts.complete(keys, "w2", [(d.job_id, taken.lease, packb("ok"))]) == [2]
+    assert await client.wait(d.job_id, timeout=1) == "ok"
+    evs = await events_of(client, d.job_id)
+    assert evs.count("completed") == 1 and "reclaimed" in evs
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+
+
+async def test_concurrent_complete_and_reclaim_record_one_outcome(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    ds = await deliver(client, scripts, "w1", 50)
+    results = [(d.job_id, d.lease, packb(1)) for d in ds]
+    done, taken = await asyncio.gather(
+        scripts.complete(keys, "w1", results),
+        scripts.reclaim(keys, "w2", lease_ttl_ms=0, count=100, max_deliveries=5),
+    )
+    taken_ids = {t.job_id for t in taken}
+    for d, code in zip(ds, done, strict=True):
+        assert (code == 1) != (d.job_id in taken_ids)
+    # whatever w2 took, it can complete; nothing is left in any PEL afterwards
+    await scripts.complete(keys, "w2", [(t.job_id, t.lease, packb(2)) for t in taken])
+    assert (await client.stats())["completed"] == 50
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+
+
+async def test_heartbeat_keeps_lease_and_reports_cancel(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w1")
+    await asyncio.sleep(0.05)
+    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == []
+    # the heartbeat reset the idle time, so a reclaim with a 40 ms lease finds nothing
+    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=40, count=10, max_deliveries=5) == []
+    assert await scripts.cancel(keys, d.job_id) == "requested"
+    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == [(d.job_id, "cancel")]
+    assert await scripts.fail(keys, "w1", d.job_id, d.lease, "cancelled", mode="cancel") == (
+        "cancelled",
+        0,
+    )
+    assert await scripts.cancel(keys, d.job_id) == "final"
+    assert await scripts.cancel(keys, "nope") == "missing"
+
+
+async def test_retry_due_time_is_on_redis_clock(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    job = await client.enqueue("call", {}, max_retries=2, retry_delay=10, retry_backoff=3, retry_jitter=0)
+    [d] = await scripts.start(keys, "w1", await read(client, "w1"))
+    outcome, due = await scripts.fail(keys, "w1", job.id, d.lease, "oops")
+    sec, usec = await client.redis.time()
+    now_ms = sec * 1000 + usec // 1000
+    assert outcome == "retry"
+    assert 0 <= due - now_ms <= 10_000 and due - now_ms > 9_000
+    moved, next_due, now = await scripts.promote(keys)
+    assert moved == 0 and next_due == due and abs(now - now_ms) < 1000
+    got = await client.get(job.id)
+    assert got is not None and got.status == "scheduled" and got.error == "oops"
+    assert await scripts.fail(keys, "w1", job.id, d.lease, "oops") == ("dup", 0)
+
+
+async def test_enqueue_delay_uses_redis_clock(client: Client, scripts: Scripts, keys: QueueKeys) -> None:
+    job = await client.enqueue("call", {}, delay=1.5)
+    raw = await client.redis.hmget(keys.job(job.id), "created_at", "scheduled_at")
+    created, scheduled = (int(x) for x in raw)
+    assert scheduled - created == 1500
+    assert await client.redis.zscore(keys.delayed, job.id) == scheduled
+
+
+async def test_promote_moves_due_jobs_and_drops_vanished(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    a = await client.enqueue("call", {}, delay=0.05)
+    b = await client.enqueue("call", {}, delay=0.05)
+    await client.redis.delete(keys.job(b.id))  # expired or deleted by hand
+    await asyncio.sleep(0.1)
+    moved, next_due, _ = await scripts.promote(keys)
+    assert (moved, next_due) == (1, -1)
+    assert await client.redis.zcard(keys.delayed) == 0
+    got = await client.get(a.id)
+    assert got is not None and got.status == "pending"
+    assert [jid for _, jid in await read(client, "w1")] == [a.id]
+
+
+async def test_poison_job_fails_after_max_deliveries(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w0")
+    for n in range(1, 3):
+        await asyncio.sleep(0.005)
+        [d] = await scripts.reclaim(keys, f"w{n}", lease_ttl_ms=0, count=10, max_deliveries=3)
+    await asyncio.sleep(0.005)
+    assert await scripts.reclaim(keys, "w3", lease_ttl_ms=0, count=10, max_deliveries=3) == []
+    got = await client.get(d.job_id)
+    assert got is not None and got.status == "failed"
+    assert got.error is not None and "max_deliveries=3" in got.error
+    assert await client.redis.zscore(keys.dead, d.job_id) is not None
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+
+
+async def test_release_hands_back_without_burning_an_attempt(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w1")
+    await client.enqueue("call", {"unstarted": True})
+    unstarted = await read(client, "w1")  # read by w1 but never started
+    assert len(unstarted) == 1
+    assert await scripts.release(keys, "w1", [(d.job_id, d.lease)]) == 2
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+    again = await scripts.start(keys, "w2", await read(client, "w2"))
+    assert sorted(x.attempt for x in again) == [1, 1]
+    assert {x.job_id for x in again} == {d.job_id, unstarted[0][1]}
+
+
+async def test_orphan_sweep_requeues_running_job_without_pel_entry(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w1")
+    msg = await client.redis.hget(keys.job(d.job_id), "msg")
+    await client.redis.xack(keys.ready, GROUP, msg)  # the entry left the PEL behind our back
+    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=0, max_deliveries=5) == []
+    got = await client.get(d.job_id)
+    assert got is not None and got.status == "pending"
+    [again] = await scripts.start(keys, "w2", await read(client, "w2"))
+    assert again.job_id == d.job_id and again.attempt == 1 and again.lease == 2
+
+
+async def test_garbage_entries_are_dropped(client: Client, scripts: Scripts, keys: QueueKeys) -> None:
+    await client.enqueue("call", {})
+    await client.redis.xadd(keys.ready, {"junk": "1"})
+    await client.redis.xadd(keys.ready, {"id": "no-such-job"})
+    entries = await read(client, "w1")
+    assert [bool(jid) for _, jid in entries] == [True, False, True]
+    started = await scripts.start(keys, "w1", entries)
+    assert len(started) == 1
+    assert await client.redis.xlen(keys.ready) == 1
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 1

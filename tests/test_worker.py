@@ -1,0 +1,222 @@
+"""Worker: retries and backoff, timeouts, executors, garbage, progress, logs, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from redisjobs import Client, ExecContext, JobFailed, JobStatus, Worker
+from redisjobs.events import Event
+from redisjobs.keys import GROUP
+from tests import jobs
+from tests.conftest import WorkerFactory
+
+FUNCS = [
+    jobs.add,
+    jobs.add_sync,
+    jobs.fail,
+    jobs.retry_later,
+    jobs.sleep,
+    jobs.sleep_sync,
+    jobs.unencodable,
+    jobs.progress,
+    jobs.until_cancelled,
+]
+
+
+async def log_events(client: Client, job_id: str) -> list[Event]:
+    out = []
+    for _, fields in await client.redis.xrange(client.keys().log):
+        ev = Event.decode(fields[b"e"])
+        if ev.job_id == job_id:
+            out.append(ev)
+    return out
+
+
+async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_sync_function_runs_in_a_thread(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS, concurrency=10)
+    t0 = time.monotonic()
+    many = await client.enqueue_many([("call", {"fn": "sleep_sync", "args": {"seconds": 0.2}})] * 5)
+    assert await client.wait(many[0].id, timeout=5) == "slept"
+    for j in many:
+        await client.wait(j.id, timeout=5)
+    assert time.monotonic() - t0 < 0.9  # five blocking sleeps ran side by side
+    job = await client.enqueue("call", {"fn": "add_sync", "args": [2, 5]})
+    assert await client.wait(job.id, timeout=5) == 7
+
+
+async def test_retry_delays_follow_backoff_within_jitter(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue(
+        "call", {"fn": "fail"}, max_retries=3, retry_delay=0.2, retry_backoff=2, retry_jitter=0.1
+    )
+    with pytest.raises(JobFailed):
+        await client.wait(job.id, timeout=10)
+    evs = await log_events(client, job.id)
+    retrying = [e for e in evs if e.type == "retrying"]
+    starts = [e for e in evs if e.type == "started"]
+    assert [e.attempt for e in starts] == [1, 2, 3, 4]
+    assert [e.type for e in evs][-1] == "failed"
+    for n, (r, nxt) in enumerate(zip(retrying, starts[1:], strict=True), start=1):
+        delay = 200 * 2 ** (n - 1)
+        planned = r.data["due"] - r.ts
+        assert delay * 0.9 - 1 <= planned <= delay * 1.1 + 1
+        # the scheduler wakes on time: the next start follows the due time closely
+        assert 0 <= nxt.ts - r.data["due"] < 150
+    got = await client.get(job.id)
+    assert got is not None and got.attempt == 4 and got.status is JobStatus.FAILED
+
+
+async def test_retry_exception_defers(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "retry_later", "args": {"defer": 0.3}}, max_retries=1)
+    with pytest.raises(JobFailed, match="retry requested"):
+        await client.wait(job.id, timeout=5)
+    evs = await log_events(client, job.id)
+    [r] = [e for e in evs if e.type == "retrying"]
+    assert r.data["due"] - r.ts == 300
+
+
+async def test_timeout_fails_the_run(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "sleep", "args": {"seconds": 5}}, timeout=0.2)
+    with pytest.raises(JobFailed, match="timed out after 0.2 s"):
+        await client.wait(job.id, timeout=5)
+
+
+async def test_unknown_kind_fails_without_retrying(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("nope", {}, max_retries=5)
+    with pytest.raises(JobFailed, match="no executor for kind 'nope' on this worker"):
+        await client.wait(job.id, timeout=5)
+    got = await client.get(job.id)
+    assert got is not None and got.attempt == 1
+
+
+async def test_function_not_allowed(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "os:system", "args": ["true"]}, max_retries=3)
+    with pytest.raises(JobFailed, match="not allowed on this worker"):
+        await client.wait(job.id, timeout=5)
+
+
+async def test_allowed_module(client: Client, worker: WorkerFactory) -> None:
+    await worker(modules=["tests.jobs"])
+    job = await client.enqueue("call", {"fn": "tests.jobs:add", "args": {"a": 4, "b": 4}})
+    assert await client.wait(job.id, timeout=5) == 8
+
+
+async def test_unencodable_result_fails_clearly(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "unencodable"}, max_retries=2)
+    with pytest.raises(JobFailed, match="SerializationError: cannot encode object"):
+        await client.wait(job.id, timeout=5)
+
+
+async def test_garbage_fails_one_job_and_worker_keeps_serving(
+    client: Client, worker: WorkerFactory
+) -> None:
+    keys = client.keys()
+    w = await worker(functions=FUNCS)
+    bad = await client.enqueue("call", {"fn": "add"}, job_id="garbage-payload", delay=0.2)
+    await client.redis.hset(keys.job(bad.id), "payload", b"\xc1\xc1 not msgpack")
+    await client.redis.xadd(keys.ready, {"junk": "no id field"})
+    await client.redis.xadd(keys.ready, {"id": "no-such-job"})
+    with pytest.raises(JobFailed, match="cannot decode msgpack"):
+        await client.wait(bad.id, timeout=5)
+    good = await client.enqueue("call", {"fn": "add", "args": {"a": 1, "b": 1}})
+    assert await client.wait(good.id, timeout=5) == 2
+    assert w._run_task is not None and not w._run_task.done()
+    assert await client.redis.xlen(keys.ready) == 0
+
+
+async def test_progress_and_log_lines(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "progress", "args": {"steps": 5, "pause": 0.1}})
+    await client.wait(job.id, timeout=5)
+    evs = [e for e in await log_events(client, job.id) if e.type == "progress"]
+    assert 2 <= len(evs) <= 5
+    assert evs[-1].data["progress"] == 100.0 and evs[-1].data["message"] == "step 5"
+    lines = await client.redis.lrange(client.keys().job_log(job.id), 0, -1)
+    assert lines == [f"step {i}".encode() for i in range(1, 6)]
+    assert 0 < await client.redis.pttl(client.keys().job_log(job.id)) <= 86_400_000
+
+
+async def test_progress_is_throttled(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue("call", {"fn": "progress", "args": {"steps": 200, "pause": 0}})
+    await client.wait(job.id, timeout=5)
+    evs = [e for e in await log_events(client, job.id) if e.type == "progress"]
+    assert len(evs) <= 3 and evs[-1].data["progress"] == 100.0
+
+
+async def test_concurrency_limit(client: Client, worker: WorkerFactory) -> None:
+    running = 0
+    peak = 0
+
+    async def tracked(ctx: ExecContext) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    await worker(functions={"tracked": tracked}, concurrency=3)
+    many = await client.enqueue_many([("call", {"fn": "tracked"})] * 12)
+    for j in many:
+        await client.wait(j.id, timeout=5)
+    assert peak == 3
+
+
+async def test_graceful_stop_finishes_running_jobs(url: str, queue: str, client: Client) -> None:
+    w = Worker(url, queue=queue, functions=FUNCS, handle_signals=False, poll_interval=0.05)
+    async with w:
+        job = await client.enqueue("call", {"fn": "sleep", "args": {"seconds": 0.3}})
+        await until(lambda: _is(client, job.id, JobStatus.RUNNING))
+        w.stop()
+    assert await client.wait(job.id, timeout=1) == "slept"
+    assert (await client.redis.xpending(client.keys().ready, GROUP))["pending"] == 0
+    assert await client.redis.zcard("rj:workers") >= 0
+    assert not await client.redis.exists(f"rj:worker:{w.id}")
+
+
+async def test_jobs_outliving_grace_are_handed_back(url: str, queue: str, client: Client) -> None:
+    first = Worker(url, queue=queue, functions=FUNCS, handle_signals=False, grace_period=0.2)
+    async with first:
+        job = await client.enqueue("call", {"fn": "sleep", "args": {"seconds": 0.5}})
+        await until(lambda: _is(client, job.id, JobStatus.RUNNING))
+        first.stop()
+    got = await client.get(job.id)
+    assert got is not None and got.status is JobStatus.PENDING and got.attempt == 0
+    second = Worker(url, queue=queue, functions=FUNCS, handle_signals=False, poll_interval=0.05)
+    async with second:
+        assert await client.wait(job.id, timeout=3) == "slept"
+    got = await client.get(job.id)
+    assert got is not None and got.attempt == 1 and got.worker == second.id
+
+
+async def test_stop_now_hands_back_at_once(url: str, queue: str, client: Client) -> None:
+    w = Worker(url, queue=queue, functions=FUNCS, handle_signals=False, grace_period=30)
+    t0 = time.monotonic()
+    async with w:
+        job = await client.enqueue("call", {"fn": "until_cancelled"})
+        await until(lambda: _is(client, job.id, JobStatus.RUNNING))
+        w.stop(now=True)
+    assert time.monotonic() - t0 < 3
+    got = await client.get(job.id)
+    assert got is not None and got.status is JobStatus.PENDING
+
+
+async def _is(client: Client, job_id: str, status: JobStatus) -> bool:
+    job = await client.get(job_id)
+    return job is not None and job.status is status
