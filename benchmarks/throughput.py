@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -53,7 +54,8 @@ from redisjobs.testing import RedisServer, unique_queue
 
 T = TypeVar("T")
 
-BENCH_DIR = Path(__file__).resolve().parent
+SCRIPT = Path(__file__).resolve()
+BENCH_DIR = SCRIPT.parent
 REPO_ROOT = BENCH_DIR.parent
 
 FULL_SIZES = {"jobs": 20_000, "sleep_jobs": 2_000, "latency_samples": 1_000, "memory_jobs": 10_000}
@@ -74,10 +76,9 @@ log = logging.getLogger("benchmarks.throughput")
 def loop_name() -> str:
     """The event loop in use: ``uvloop <version>`` when importable, else ``asyncio``."""
     try:
-        import uvloop
-    except ImportError:
+        return f"uvloop {importlib.metadata.version('uvloop')}"
+    except importlib.metadata.PackageNotFoundError:
         return "asyncio"
-    return f"uvloop {uvloop.__version__}"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -122,7 +123,7 @@ def worker_env() -> dict[str, str]:
 
 async def start_worker(url: str, queue: str, concurrency: int) -> asyncio.subprocess.Process:
     """Start a worker process on `queue` and return once it has printed ``ready``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", "--url", url]
+    cmd = [sys.executable, str(SCRIPT), "--_worker", "--url", url]
     cmd += ["--queue", queue, "--concurrency", str(concurrency)]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, env=worker_env(), cwd=str(REPO_ROOT)
@@ -308,6 +309,28 @@ async def memory_per_job(client: Client, n: int) -> float:
 
 # -- reporting ----------------------------------------------------------------------------------
 
+ROWS: dict[str, tuple[str, str, int]] = {
+    "enqueue_single_jobs_per_s": ("Enqueue one by one ({jobs} jobs)", "jobs/s", 0),
+    "enqueue_bulk_jobs_per_s": ("Enqueue in bulk, enqueue_many ({jobs} jobs)", "jobs/s", 0),
+    "process_jobs_per_s": ("Processing, 1 worker process ({jobs} no-op jobs)", "jobs/s", 0),
+    "process_seconds": ("Processing: wall time, enqueue start -> all completed", "s", 3),
+    "process_enqueue_seconds": ("Processing: of which the enqueue_many call", "s", 3),
+    "worker_cpu_us_per_job": ("Processing: worker process CPU per job", "us/job", 1),
+    "redis_cpu_us_per_job": ("Processing: redis-server CPU per job (enqueue + run)", "us/job", 1),
+    "redis_commands_per_job": ("Processing: Redis commands per job (incl. in Lua)", "cmds/job", 2),
+    "redis_evalsha_per_job": ("Processing: EVALSHA calls per job", "calls/job", 3),
+    "sleep_seconds": (
+        "{sleep_jobs} x 10 ms sleep jobs, concurrency {concurrency} (ideal {ideal:.2f} s)",
+        "s",
+        3,
+    ),
+    "sleep_jobs_per_s": ("Sleep jobs: throughput", "jobs/s", 0),
+    "latency_p50_ms": ("Enqueue -> result latency p50 ({latency_samples} samples)", "ms", 2),
+    "latency_p99_ms": ("Enqueue -> result latency p99 ({latency_samples} samples)", "ms", 2),
+    "memory_bytes_per_job": ("Redis memory per queued job ({memory_jobs} jobs)", "bytes/job", 0),
+}
+"""Metric key -> (label, with sizes as format fields; unit; decimals shown)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Metric:
@@ -332,46 +355,27 @@ def per_job_us(seconds: float | None, n: int) -> float | None:
     return None if seconds is None else seconds / n * 1e6
 
 
-def batch_metrics(b: Batch) -> list[Metric]:
-    """The rows of the no-op processing batch."""
-    calls = sum(b.calls.values())
+def batch_values(b: Batch) -> dict[str, float | None]:
+    """The numbers of the no-op processing batch."""
+    return {
+        "process_jobs_per_s": b.jobs / b.seconds,
+        "process_seconds": b.seconds,
+        "process_enqueue_seconds": b.enqueue_seconds,
+        "worker_cpu_us_per_job": per_job_us(b.worker_cpu, b.jobs),
+        "redis_cpu_us_per_job": per_job_us(b.redis_cpu, b.jobs),
+        "redis_commands_per_job": sum(b.calls.values()) / b.jobs,
+        "redis_evalsha_per_job": b.calls.get("evalsha", 0) / b.jobs,
+    }
+
+
+def metrics_of(values: dict[str, float | None], sizes: Sizes) -> list[Metric]:
+    """The table rows, in :data:`ROWS` order, labelled with the sizes used."""
+    ideal = sizes.sleep_jobs / sizes.concurrency * SLEEP_JOB_SECONDS
+    fields = {**asdict(sizes), "ideal": ideal}
     return [
-        Metric("process_jobs_per_s", f"Processing, 1 worker process ({b.jobs} no-op jobs)",
-               b.jobs / b.seconds, "jobs/s"),
-        Metric("process_seconds", "  wall time, enqueue start -> all completed", b.seconds,
-               "s", 3),
-        Metric("process_enqueue_seconds", "  of which the enqueue_many call", b.enqueue_seconds,
-               "s", 3),
-        Metric("worker_cpu_us_per_job", "  worker process CPU per job",
-               per_job_us(b.worker_cpu, b.jobs), "us/job", 1),
-        Metric("redis_cpu_us_per_job", "  redis-server CPU per job (enqueue + run)",
-               per_job_us(b.redis_cpu, b.jobs), "us/job", 1),
-        Metric("redis_commands_per_job", "  Redis commands per job (incl. inside Lua)",
-               calls / b.jobs, "cmds/job", 2),
-        Metric("redis_evalsha_per_job", "  EVALSHA calls per job", b.calls.get("evalsha", 0)
-               / b.jobs, "calls/job", 3),
-    ]  # fmt: skip
-
-
-def sleep_metrics(b: Batch, concurrency: int) -> list[Metric]:
-    """The rows of the sleeping-jobs batch."""
-    ideal = b.jobs / concurrency * SLEEP_JOB_SECONDS
-    return [
-        Metric("sleep_seconds", f"{b.jobs} x 10 ms sleep jobs, concurrency {concurrency} "
-               f"(ideal {ideal:.2f} s)", b.seconds, "s", 3),
-        Metric("sleep_jobs_per_s", "  sleep jobs throughput", b.jobs / b.seconds, "jobs/s"),
-    ]  # fmt: skip
-
-
-def latency_metrics(samples: list[float]) -> list[Metric]:
-    """The rows of the enqueue -> result latency samples."""
-    n = len(samples)
-    return [
-        Metric("latency_p50_ms", f"Enqueue -> result latency p50 ({n} samples)",
-               percentile(samples, 50), "ms", 2),
-        Metric("latency_p99_ms", f"Enqueue -> result latency p99 ({n} samples)",
-               percentile(samples, 99), "ms", 2),
-    ]  # fmt: skip
+        Metric(key, label.format(**fields), values.get(key), unit, digits)
+        for key, (label, unit, digits) in ROWS.items()
+    ]
 
 
 def fmt(m: Metric) -> str:
@@ -420,18 +424,17 @@ async def benchmark(url: str, sizes: Sizes) -> Report:
         sleep = await run_batch(client, url, "sleep10", sizes.sleep_jobs, sizes.concurrency, {})
         lat = await latencies(client, url, sizes.latency_samples, sizes.concurrency)
         mem = await memory_per_job(client, sizes.memory_jobs)
-    metrics = [
-        Metric("enqueue_single_jobs_per_s", f"Enqueue one by one ({sizes.jobs} jobs)",
-               sizes.jobs / single, "jobs/s"),
-        Metric("enqueue_bulk_jobs_per_s", f"Enqueue bulk, enqueue_many ({sizes.jobs} jobs)",
-               sizes.jobs / bulk, "jobs/s"),
-        *batch_metrics(noop),
-        *sleep_metrics(sleep, sizes.concurrency),
-        *latency_metrics(lat),
-        Metric("memory_bytes_per_job", f"Redis memory per queued job ({sizes.memory_jobs} jobs)",
-               mem, "bytes/job"),
-    ]  # fmt: skip
-    return Report(metrics, noop.calls, str(info.get("redis_version", "?")))
+    values = {
+        "enqueue_single_jobs_per_s": sizes.jobs / single,
+        "enqueue_bulk_jobs_per_s": sizes.jobs / bulk,
+        **batch_values(noop),
+        "sleep_seconds": sleep.seconds,
+        "sleep_jobs_per_s": sleep.jobs / sleep.seconds,
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p99_ms": percentile(lat, 99),
+        "memory_bytes_per_job": mem,
+    }
+    return Report(metrics_of(values, sizes), noop.calls, str(info.get("redis_version", "?")))
 
 
 def measure(url: str | None, sizes: Sizes) -> Report:
@@ -510,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args._worker:
+        if args.url is None or args.queue is None:
+            raise SystemExit("--_worker needs --url and --queue")
         run(serve(args.url, args.queue, args.concurrency))
         return 0
     sizes = sizes_of(args)
