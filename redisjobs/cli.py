@@ -168,4 +168,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         logging.shutdown()
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -42,6 +42,10 @@ _OPTIONS = frozenset(
         "result_ttl",
     }
 )
+
+
+_COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
+_WAITING = ("pending", "scheduled", "running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,12 +310,13 @@ class Client:
         """The job's current state, or None when it does not exist (or has expired)."""
         redis, _ = await self._conn()
         keys = self.keys(queue)
-        h = await redis.hgetall(keys.job(job_id))
+        h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return Job.from_hash(keys.queue, job_id, h) if h else None
 
     async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
         redis, _ = await self._conn()
-        status, result, error = await redis.hmget(keys.job(job_id), "status", "result", "error")
+        reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")
+        status, result, error = reply
         if status is None:
             raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
         st = status.decode()
@@ -320,7 +325,9 @@ class Client:
         value = unpackb(result) if st == "completed" and result is not None else None
         return st, value, error.decode() if error is not None else None
 
-    async def wait(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
+    async def wait(
+        self, job_id: str, timeout: float | None = None, *, queue: str | None = None
+    ) -> Any:
         """Wait until the job finishes and return its result.
 
         Subscribes to the job's events before reading its status, so a completion in between
@@ -376,7 +383,7 @@ class Client:
                 offset -= size
                 continue
             want = limit - len(ids)
-            ids += await redis.zrevrange(keys.status(s), offset, offset + want - 1)
+            ids += await redis.zrevrange(keys.status(s), offset, offset + want - 1)  # type: ignore[arg-type]
             offset = 0
             if len(ids) >= limit:
                 break
@@ -385,20 +392,32 @@ class Client:
                 pipe.hgetall(keys.job(jid.decode()))
             hashes = await pipe.execute()
         jobs = [
-            Job.from_hash(keys.queue, jid.decode(), h) for jid, h in zip(ids, hashes, strict=True) if h
+            Job.from_hash(keys.queue, jid.decode(), h)
+            for jid, h in zip(ids, hashes, strict=True)
+            if h
         ]
         nxt = cursor + len(ids)
         return JobPage(jobs, nxt if nxt < sum(sizes) else None)
 
     async def stats(self, queue: str | None = None) -> dict[str, int]:
-        """Counters of the queue (enqueued, started, completed, …) and jobs per status."""
+        """The queue's counters and its jobs waiting now.
+
+        Returns:
+            The running totals ``enqueued started completed failed retried reclaimed
+            cancelled``, and the jobs in the queue now: ``pending scheduled running`` and
+            ``dead`` (failed for good, kept for `result_ttl`).
+        """
         redis, _ = await self._conn()
         keys = self.keys(queue)
-        raw = await redis.hgetall(keys.stats)
-        out = {k.decode(): int(v) for k, v in raw.items() if k != b"sweep_cursor"}
-        for s in JobStatus:
-            out[s.value] = await redis.zcard(keys.status(s))
-        out["dead"] = await redis.zcard(keys.dead)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.stats)
+            for s in _WAITING:
+                pipe.zcard(keys.status(s))
+            pipe.zcard(keys.dead)
+            raw, *counts = await pipe.execute()
+        out = dict.fromkeys(_COUNTERS, 0)
+        out.update({k.decode(): int(v) for k, v in raw.items() if k.decode() in out})
+        out.update(zip((*_WAITING, "dead"), map(int, counts), strict=True))
         return out
 
     # -- changing -------------------------------------------------------------------------------
@@ -427,7 +446,7 @@ class Client:
 
     async def events(
         self, job_id: str | None = None, *, queue: str | None = None, since: str | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Follow events live: of one job, or of the whole queue.
 
         Args:
@@ -461,7 +480,7 @@ class Client:
         redis, _ = await self._conn()
         cursor = since
         while True:
-            entries: Sequence[Any] = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
+            entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
             if not entries:
                 return
             for eid, fields in entries:

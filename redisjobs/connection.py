@@ -78,7 +78,7 @@ class Backend:
             server = _servers.get(name)
             if server is None:
                 server = _servers[name] = fakeredis.FakeServer(version=(7,))
-            return fakeredis.FakeAsyncRedis(server=server)  # type: ignore[no-any-return]
+            return fakeredis.FakeAsyncRedis(server=server)
         return Redis.from_url(
             self.url,
             socket_connect_timeout=CONNECT_TIMEOUT,

@@ -42,6 +42,7 @@ class View:
         self._drawn = 0
 
     def apply(self, ev: Event) -> None:
+        """Update a job's line from one of its events."""
         status, progress, note = self.state.get(ev.job_id, ("pending", 0.0, ""))
         if ev.type == "progress":
             progress = float(ev.data.get("progress", progress))
@@ -58,6 +59,7 @@ class View:
             print(f"{self.names[ev.job_id]:<10} {ev.type:<10} {note}")
 
     def draw(self) -> None:
+        """Redraw every line (terminal only)."""
         if not self.live:
             return
         out = [f"\x1b[{self._drawn}F"] if self._drawn else []
@@ -88,7 +90,9 @@ async def run_demo(url: str | None, *, jobs: int = 12, workers: int = 2) -> int:
     """Run the demo; returns the exit code (0 when every job completed)."""
     url = resolve_url(url)
     queue = unique_queue("demo")
-    print(f"redisjobs demo: {jobs} jobs, {workers} workers, queue {queue!r} on {url.split('@')[-1]}")
+    print(
+        f"redisjobs demo: {jobs} jobs, {workers} workers, queue {queue!r} on {url.split('@')[-1]}"
+    )
     started = time.monotonic()
     pool = [
         Worker(url, queue=queue, functions=[render_video], concurrency=3, handle_signals=False)
@@ -105,7 +109,11 @@ async def run_demo(url: str | None, *, jobs: int = 12, workers: int = 2) -> int:
                 "kind": "call",
                 "payload": {
                     "fn": "render_video",
-                    "args": {"name": f"video-{i + 1}", "steps": random.randint(5, 12), "flaky": i % 3 == 1},
+                    "args": {
+                        "name": f"video-{i + 1}",
+                        "steps": random.randint(5, 12),
+                        "flaky": i % 3 == 1,
+                    },
                 },
                 "max_retries": 2,
                 "retry_delay": 0.3,

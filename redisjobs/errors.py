@@ -3,7 +3,7 @@
 The tree::
 
     RedisJobsError
-    ├── ConnectionFailed        Redis could not be reached; the message names the URL, password masked
+    ├── ConnectionFailed        Redis could not be reached (the URL is named, password masked)
     ├── SerializationError      a payload or result msgpack cannot encode/decode
     │   └── PayloadTooLarge     an encoded payload is over the client's size cap
     ├── JobNotFound             no job with that id (never existed, or expired after result_ttl)
@@ -11,7 +11,7 @@ The tree::
     │   └── JobCancelled        `wait` on a job that was cancelled
     ├── UnknownExecutor         no executor for a job's kind on this worker
     ├── LeaseLost               this worker no longer owns the job (it was reclaimed elsewhere)
-    └── Retry                   raised *by a job* to ask for a retry, optionally after `defer` seconds
+    └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
 
 `WaitTimeout` is both a `RedisJobsError` and the builtin `TimeoutError`, so
 ``except TimeoutError`` works as the JobManager seed expects.
@@ -73,7 +73,7 @@ class LeaseLost(RedisJobsError):
     """This worker's lease on a job is gone: another worker owns it now."""
 
 
-class Retry(RedisJobsError):  # noqa: N818 - the name is the verb a job author writes: `raise Retry(defer=5)`
+class Retry(RedisJobsError):
     """Raised by a job to ask for another attempt.
 
     Args:

@@ -192,7 +192,7 @@ class Subscriber:
             self._reader = None
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = None
 
 

@@ -37,9 +37,7 @@ class QueueKeys:
 
     def __post_init__(self) -> None:
         if not _QUEUE_NAME.match(self.queue):
-            raise ValueError(
-                f"invalid queue name {self.queue!r}: use 1-128 of A-Z a-z 0-9 _ . : -"
-            )
+            raise ValueError(f"invalid queue name {self.queue!r}: use 1-128 of A-Z a-z 0-9 _ . : -")
         object.__setattr__(self, "prefix", f"{PREFIX}:{{{self.queue}}}:")
 
     @property

@@ -9,6 +9,7 @@ started together does not promote in lock-step, and a missed wake-up costs at mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -71,7 +72,5 @@ class Scheduler:
             sleep = self._max_sleep * random.uniform(0.8, 1.0)
             if next_due >= 0:
                 sleep = min(sleep, max(0.0, (next_due - now) / 1000))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)
-            except TimeoutError:
-                pass

@@ -9,7 +9,6 @@ hash tag, so tests cannot see each other's jobs).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -44,7 +43,11 @@ class RedisServer:
     """
 
     def __init__(
-        self, port: int | None = None, *, args: list[str] | None = None, executable: str | None = None
+        self,
+        port: int | None = None,
+        *,
+        args: list[str] | None = None,
+        executable: str | None = None,
     ) -> None:
         exe = executable or shutil.which("redis-server")
         if exe is None:
@@ -105,11 +108,9 @@ class RedisServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def redis_server_available() -> bool:
-    """Whether a redis-server binary is on PATH."""
-    return shutil.which("redis-server") is not None or os.path.exists("/usr/bin/redis-server")

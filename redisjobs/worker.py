@@ -102,7 +102,9 @@ class Worker:
         handle_signals: bool = True,
     ) -> None:
         if concurrency < 1 or lease_ttl <= 0 or poll_interval <= 0 or max_deliveries < 1:
-            raise ValueError("need concurrency >= 1, lease_ttl > 0, poll_interval > 0, max_deliveries >= 1")
+            raise ValueError(
+                "need concurrency >= 1, lease_ttl > 0, poll_interval > 0, max_deliveries >= 1"
+            )
         self.backend = Backend(resolve_url(url))
         self.keys = QueueKeys(queue)
         self.concurrency = concurrency
@@ -383,7 +385,9 @@ class Worker:
             reclaim_interval=self.reclaim_interval,
             concurrency=self.concurrency,
         )
-        on_promoted = (lambda: self.backend.wake(self.keys.queue)) if self.backend.embedded else None
+        on_promoted = (
+            (lambda: self.backend.wake(self.keys.queue)) if self.backend.embedded else None
+        )
         self._scheduler = Scheduler(self._scripts, self.keys, on_promoted=on_promoted)
         if self.backend.embedded:
             self.backend.add_waker(self.keys.queue, self._wake)
@@ -405,14 +409,15 @@ class Worker:
             aof = await self._redis.config_get("appendonly")
         except RedisError:
             return  # CONFIG may be renamed or forbidden by ACL; the checks are advice only
-        policy = conf.get(b"maxmemory-policy", b"noeviction")
-        if policy != b"noeviction":
+        # redis-py decodes CONFIG GET replies to str whatever decode_responses says
+        policy = conf.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
             log.warning(
                 "Redis maxmemory-policy is %s: Redis may evict job data and lose jobs; "
                 "set it to noeviction",
-                policy.decode(),
+                policy,
             )
-        if aof.get(b"appendonly") == b"no":
+        if aof.get("appendonly") == "no":
             log.warning("Redis runs without AOF: a Redis crash loses every job it holds")
 
     def _install_signals(self) -> None:
@@ -441,13 +446,15 @@ class Worker:
             self._wake.clear()
             try:
                 self._fetch_blocked = True
-                reply = await self._reader.xreadgroup(
+                reply: Any = await self._reader.xreadgroup(
                     GROUP, self.id, {self.keys.ready: ">"}, count=free, block=self._block_ms
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                log.warning("consumer group of %s is gone (Redis restarted?); recreating", self.keys.queue)
+                log.warning(
+                    "consumer group of %s is gone (Redis restarted?); recreating", self.keys.queue
+                )
                 await self._recreate_group(backoff)
                 continue
             except (RedisError, OSError) as exc:
@@ -542,9 +549,12 @@ class Worker:
         if tasks and not self._hard_stop.is_set():
             log.info("waiting up to %.0f s for %d running jobs", self.grace_period, len(tasks))
             hard = asyncio.create_task(self._hard_stop.wait())
-            all_done = asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.wait([hard, all_done], timeout=self.grace_period, return_when=asyncio.FIRST_COMPLETED)
+            drained = asyncio.create_task(asyncio.wait(tasks))
+            await asyncio.wait(
+                [hard, drained], timeout=self.grace_period, return_when=asyncio.FIRST_COMPLETED
+            )
             hard.cancel()
+            drained.cancel()
         for job_id, run in list(self._running.items()):
             if run.task is not None and not run.task.done():
                 self.stop_job(job_id, "handback")

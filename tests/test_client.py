@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,8 @@ FUNCS = [jobs.add, jobs.fail, jobs.sleep, jobs.echo, jobs.until_cancelled]
 
 
 async def keys_of(client: Client) -> list[bytes]:
-    return sorted(await client.redis.keys(f"rj:{{{client.queue}}}:*"))
+    keys: list[bytes] = await client.redis.keys(f"rj:{{{client.queue}}}:*")  # type: ignore[assignment]
+    return sorted(keys)
 
 
 async def test_enqueue_creates_pending_job(client: Client) -> None:
@@ -276,7 +278,8 @@ async def test_every_key_carries_the_queue_hash_tag(
     with pytest.raises(JobFailed):
         await client.wait(b.id, timeout=5)
     await client.cancel(c.id)
-    all_keys = [k.decode() for k in await client.redis.keys("*")]
+    raw_keys: Any = await client.redis.keys("*")
+    all_keys = [k.decode() for k in raw_keys]
     mine = [k for k in all_keys if client.queue in k]
     assert len(mine) >= 8
     for key in mine:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,12 +82,14 @@ async def completed(client: Client) -> int:
 
 
 async def ledger(client: Client) -> list[list[str]]:
-    return [x.decode().split() for x in await client.redis.lrange(f"ledger:{client.queue}", 0, -1)]
+    lines: Any = await client.redis.lrange(f"ledger:{client.queue}", 0, -1)
+    return [x.decode().split() for x in lines]
 
 
 async def outcome_events(client: Client) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
-    for _, fields in await client.redis.xrange(client.keys().log):
+    entries: Any = await client.redis.xrange(client.keys().log)
+    for _, fields in entries:
         ev = Event.decode(fields[b"e"])
         if ev.type in ("completed", "failed", "cancelled"):
             counts[ev.job_id] += 1
@@ -189,7 +192,8 @@ async def test_jobs_outliving_grace_go_to_another_worker_at_once(
         assert await client.wait(job.id, timeout=10) == second.pid
         got = await client.get(job.id)
         assert got is not None and got.attempt == 1  # the hand-back burned no attempt
-    assert int(await client.redis.hget(client.keys().job(jobs[0].id), "crashes")) == 0
+    crashes: Any = await client.redis.hget(client.keys().job(jobs[0].id), "crashes")
+    assert int(crashes) == 0
     second.send_signal(signal.SIGTERM)
     assert second.wait(10) == 0
     await assert_clean(client)
@@ -224,10 +228,10 @@ async def test_paused_worker_loses_its_lease_and_late_outcome_is_rejected(
     assert (await outcome_events(client))[job.id] == 1
     got = await client.get(job.id)
     assert got is not None and got.result == other.pid and got.status is JobStatus.COMPLETED
-    starts = [e for e in await ledger(client) if e[0] == "start"]
-    assert [int(e[2]) for e in starts] == [paused.pid, other.pid]
+    # (the paused run may have been stopped before its first line, and then wrote it late)
+    starts = [int(e[2]) for e in await ledger(client) if e[0] == "start"]
+    assert other.pid in starts and set(starts) <= {paused.pid, other.pid}
     for p in (paused, other):
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0
     await assert_clean(client)
-

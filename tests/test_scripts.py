@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from redisjobs import Client
 from redisjobs.events import Event
@@ -25,11 +28,9 @@ def keys(client: Client) -> QueueKeys:
 
 async def read(client: Client, consumer: str, count: int = 100) -> list[tuple[str, str]]:
     keys = client.keys()
-    try:
+    with contextlib.suppress(ResponseError):  # BUSYGROUP after the first call
         await client.redis.xgroup_create(keys.ready, GROUP, id="0", mkstream=True)
-    except Exception:
-        pass
-    reply = await client.redis.xreadgroup(GROUP, consumer, {keys.ready: ">"}, count=count)
+    reply: Any = await client.redis.xreadgroup(GROUP, consumer, {keys.ready: ">"}, count=count)
     if not reply:
         return []
     return [(mid.decode(), f.get(b"id", b"").decode()) for mid, f in reply[0][1]]
@@ -42,7 +43,8 @@ async def deliver(client: Client, scripts: Scripts, consumer: str, n: int = 1) -
 
 async def events_of(client: Client, job_id: str) -> list[str]:
     out = []
-    for _, fields in await client.redis.xrange(client.keys().log):
+    entries: Any = await client.redis.xrange(client.keys().log)
+    for _, fields in entries:
         ev = Event.decode(fields[b"e"])
         if ev.job_id == job_id:
             out.append(ev.type)
@@ -121,7 +123,9 @@ async def test_heartbeat_keeps_lease_and_reports_cancel(
 async def test_retry_due_time_is_on_redis_clock(
     client: Client, scripts: Scripts, keys: QueueKeys
 ) -> None:
-    job = await client.enqueue("call", {}, max_retries=2, retry_delay=10, retry_backoff=3, retry_jitter=0)
+    job = await client.enqueue(
+        "call", {}, max_retries=2, retry_delay=10, retry_backoff=3, retry_jitter=0
+    )
     [d] = await scripts.start(keys, "w1", await read(client, "w1"))
     outcome, due = await scripts.fail(keys, "w1", job.id, d.lease, "oops")
     sec, usec = await client.redis.time()
@@ -135,9 +139,11 @@ async def test_retry_due_time_is_on_redis_clock(
     assert await scripts.fail(keys, "w1", job.id, d.lease, "oops") == ("dup", 0)
 
 
-async def test_enqueue_delay_uses_redis_clock(client: Client, scripts: Scripts, keys: QueueKeys) -> None:
+async def test_enqueue_delay_uses_redis_clock(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
     job = await client.enqueue("call", {}, delay=1.5)
-    raw = await client.redis.hmget(keys.job(job.id), "created_at", "scheduled_at")
+    raw: Any = await client.redis.hmget(keys.job(job.id), "created_at", "scheduled_at")
     created, scheduled = (int(x) for x in raw)
     assert scheduled - created == 1500
     assert await client.redis.zscore(keys.delayed, job.id) == scheduled
@@ -192,7 +198,7 @@ async def test_orphan_sweep_requeues_running_job_without_pel_entry(
     client: Client, scripts: Scripts, keys: QueueKeys
 ) -> None:
     [d] = await deliver(client, scripts, "w1")
-    msg = await client.redis.hget(keys.job(d.job_id), "msg")
+    msg: Any = await client.redis.hget(keys.job(d.job_id), "msg")
     await client.redis.xack(keys.ready, GROUP, msg)  # the entry left the PEL behind our back
     assert await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=0, max_deliveries=5) == []
     got = await client.get(d.job_id)
@@ -201,7 +207,9 @@ async def test_orphan_sweep_requeues_running_job_without_pel_entry(
     assert again.job_id == d.job_id and again.attempt == 1 and again.lease == 2
 
 
-async def test_garbage_entries_are_dropped(client: Client, scripts: Scripts, keys: QueueKeys) -> None:
+async def test_garbage_entries_are_dropped(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
     await client.enqueue("call", {})
     await client.redis.xadd(keys.ready, {"junk": "1"})
     await client.redis.xadd(keys.ready, {"id": "no-such-job"})

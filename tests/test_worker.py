@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ from redisjobs.keys import GROUP
 from tests import jobs
 from tests.conftest import WorkerFactory
 
-FUNCS = [
+FUNCS: list[Callable[..., Any]] = [
     jobs.add,
     jobs.add_sync,
     jobs.fail,
@@ -28,15 +30,16 @@ FUNCS = [
 
 async def log_events(client: Client, job_id: str) -> list[Event]:
     out = []
-    for _, fields in await client.redis.xrange(client.keys().log):
+    entries: Any = await client.redis.xrange(client.keys().log)
+    for _, fields in entries:
         ev = Event.decode(fields[b"e"])
         if ev.job_id == job_id:
             out.append(ev)
     return out
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
+async def until(predicate: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(5):
         while not await predicate():
             await asyncio.sleep(0.01)
 
@@ -90,7 +93,7 @@ async def test_retry_exception_defers(client: Client, worker: WorkerFactory) -> 
 async def test_timeout_fails_the_run(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCS)
     job = await client.enqueue("call", {"fn": "sleep", "args": {"seconds": 5}}, timeout=0.2)
-    with pytest.raises(JobFailed, match="timed out after 0.2 s"):
+    with pytest.raises(JobFailed, match=r"timed out after 0\.2 s"):
         await client.wait(job.id, timeout=5)
 
 

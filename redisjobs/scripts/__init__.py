@@ -146,7 +146,7 @@ class Scripts:
         defer_ms: int = -1,
     ) -> tuple[str, int]:
         """Record a failed or cancelled run; returns (outcome, retry due time in ms)."""
-        args = [worker, job_id, lease, error, mode, defer_ms, random.random()]
+        args: list[Arg] = [worker, job_id, lease, error, mode, defer_ms, random.random()]
         outcome, due = await self._call("fail", keys, args)
         return outcome.decode(), int(due)
 
@@ -166,7 +166,7 @@ class Scripts:
         sweep: int = 100,
     ) -> list[Delivery]:
         """Take over jobs idle past their lease and sweep orphans; returns jobs to run."""
-        args = [worker, lease_ttl_ms, count, max_deliveries, sweep]
+        args: list[Arg] = [worker, lease_ttl_ms, count, max_deliveries, sweep]
         return _deliveries(await self._call("reclaim", keys, args))
 
     async def cancel(self, keys: QueueKeys, job_id: str) -> str:
