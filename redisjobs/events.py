@@ -36,6 +36,8 @@ EVENT_TYPES = (
 )
 FINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 
+READ_TIMEOUT = 1.0
+
 RECHECK = b""
 """Put on every listener after the pub/sub connection was lost: events may have been missed."""
 
@@ -112,6 +114,7 @@ class Subscriber:
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._closed = False
 
     async def subscribe(self, channel: str) -> Subscription:
         """Subscribe to `channel`; returns once Redis has confirmed the subscription."""
@@ -152,9 +155,11 @@ class Subscriber:
     async def _read(self) -> None:
         assert self._pubsub is not None
         delay = 0.1
-        while True:
+        while not self._closed:
             try:
-                msg = await self._pubsub.get_message(timeout=None)
+                # A bounded read, so the loop also ends on `_closed`: on the embedded backend a
+                # cancellation that lands inside the fake connection's read can be swallowed.
+                msg = await self._pubsub.get_message(timeout=READ_TIMEOUT)
             except (RedisError, OSError) as exc:
                 log.warning("event subscription lost (%s); reconnecting", exc)
                 self._broadcast_recheck()
@@ -185,10 +190,10 @@ class Subscriber:
 
     async def aclose(self) -> None:
         """Stop the reader and close the pub/sub connection."""
+        self._closed = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await self._reader
+            await asyncio.wait([self._reader], timeout=READ_TIMEOUT + 1)
             self._reader = None
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
