@@ -38,7 +38,7 @@ async def read(client: Client, consumer: str, count: int = 100) -> list[tuple[st
 
 async def deliver(client: Client, scripts: Scripts, consumer: str, n: int = 1) -> list[Delivery]:
     await client.enqueue_many([("call", {"i": i}) for i in range(n)])
-    return await scripts.start(client.keys(), consumer, await read(client, consumer))
+    return await scripts.start(client.keys(), consumer, await read(client, consumer, max(n, 100)))
 
 
 async def events_of(client: Client, job_id: str) -> list[str]:
@@ -219,3 +219,20 @@ async def test_garbage_entries_are_dropped(
     assert len(started) == 1
     assert await client.redis.xlen(keys.ready) == 1
     assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 1
+
+
+async def test_reclaim_trims_acknowledged_entries(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    ds = await deliver(client, scripts, "w1", 300)
+    await client.enqueue("call", {"left": "for later"})
+    done = [(d.job_id, d.lease, packb(None)) for d in ds[:250]]
+    assert await scripts.complete(keys, "w1", done) == [1] * 250
+    assert await client.redis.xlen(keys.ready) == 301  # outcomes only acknowledge
+    await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=10, max_deliveries=5)
+    remaining = await client.redis.xlen(keys.ready)
+    assert 51 <= remaining <= 200  # whole nodes below the oldest pending entry are gone
+    entries: Any = await client.redis.xrange(keys.ready)
+    ids = {f[b"id"].decode() for _, f in entries}
+    assert {d.job_id for d in ds[250:]} <= ids  # nothing pending or undelivered was trimmed
+    assert len(await read(client, "w3")) == 1

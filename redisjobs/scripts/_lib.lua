@@ -47,10 +47,12 @@ local function mp_uint(n)
   return '\207' .. be32(math.floor(n / 4294967296)) .. be32(n % 4294967296)
 end
 
+local Q_MP = mp_str(QUEUE)
+
 -- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
 -- name, already-encoded value. It goes to the queue channel, the job channel and the log.
 local function emit(jid, etype, attempt, now, extra)
-  local parts = {'\164type', mp_str(etype), '\165queue', mp_str(QUEUE), '\166job_id', mp_str(jid),
+  local parts = {'\164type', mp_str(etype), '\165queue', Q_MP, '\166job_id', mp_str(jid),
     '\167attempt', mp_uint(attempt), '\162ts', mp_uint(now)}
   local n = 5
   if extra then
@@ -71,7 +73,14 @@ local function move_status(jid, from, to, score)
   redis.call('ZADD', status_key(to), score, jid)
 end
 
--- Drop the stream entry of a job: acknowledged (out of the PEL) and deleted (out of the stream).
+-- Acknowledge a finished delivery. The entry itself stays in the stream until `reclaim` trims
+-- the stream below its oldest pending entry: a per-job XDEL costs more than the rest of the
+-- outcome script, and trimming drops whole stream nodes at once.
+local function ack(msg)
+  if msg then redis.call('XACK', K_READY, GROUP, msg) end
+end
+
+-- Drop an entry that must never be delivered (again): acknowledged and deleted now.
 local function drop_entry(msg)
   if msg and msg ~= '' then
     redis.call('XACK', K_READY, GROUP, msg)
@@ -82,37 +91,46 @@ end
 -- Make a job runnable: a fresh stream entry whose id the job remembers.
 local function push_ready(jkey, jid)
   local msg = redis.call('XADD', K_READY, '*', 'id', jid)
-  redis.call('HSET', jkey, 'msg', msg)
+  redis.call('HSET', jkey, 'status', 'pending', 'msg', msg)
   return msg
 end
 
 -- A job reaches a final status. Its hash and log expire after result_ttl; the status index
--- (and `dead`) are scored by that expiry so trimming them is one ZREMRANGEBYSCORE.
-local function finish(jkey, jid, from, to, now, ttl, dead)
-  redis.call('HSET', jkey, 'status', to, 'completed_at', now)
-  redis.call('HDEL', jkey, 'cancel')
+-- (and `dead`) are scored by that expiry, so trimming them is one ZREMRANGEBYSCORE per script
+-- call (trim_final). f1 v1 [f2 v2] are more fields to set (the result or the error).
+local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, f1, v1, f2, v2)
+  if f2 then
+    redis.call('HSET', jkey, 'status', to, 'completed_at', now, f1, v1, f2, v2)
+  else
+    redis.call('HSET', jkey, 'status', to, 'completed_at', now, f1, v1)
+  end
+  if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
   redis.call('PEXPIRE', jkey .. ':log', ttl)
   local expires = now + ttl
   move_status(jid, from, to, expires)
-  redis.call('ZREMRANGEBYSCORE', status_key(to), '-inf', now)
-  if dead then
-    redis.call('ZADD', K_DEAD, expires, jid)
-    redis.call('ZREMRANGEBYSCORE', K_DEAD, '-inf', now)
-  end
+  if dead then redis.call('ZADD', K_DEAD, expires, jid) end
 end
 
+local function trim_final(status, now)
+  redis.call('ZREMRANGEBYSCORE', status_key(status), '-inf', now)
+  if status == 'failed' then redis.call('ZREMRANGEBYSCORE', K_DEAD, '-inf', now) end
+end
+
+-- The job fields a delivery needs, read in one HMGET by start and reclaim.
+local LEASE_FIELDS = {'status', 'msg', 'worker', 'lease', 'attempt', 'kind', 'payload', 'timeout'}
+
 -- Hand a delivered job to the caller under a fresh fencing token (shared by start and reclaim).
+-- The token is the job's delivery count, so it only grows. `f` holds LEASE_FIELDS as read.
 -- Returns the fields the worker needs to run it.
-local function lease_job(jkey, jid, from, worker, msg, now)
-  local lease = redis.call('HINCRBY', jkey, 'deliveries', 1)
-  local attempt = redis.call('HINCRBY', jkey, 'attempt', 1)
+local function lease_job(jkey, jid, from, worker, msg, now, f)
+  local lease = tonumber(f[4] or 0) + 1
+  local attempt = tonumber(f[5]) + 1
   redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
-    'lease', lease, 'msg', msg)
+    'lease', lease, 'attempt', attempt, 'msg', msg)
   move_status(jid, from, 'running', now)
   emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
-  local f = redis.call('HMGET', jkey, 'kind', 'payload', 'timeout')
-  return {jid, lease, attempt, f[1] or '', f[2] or '', f[3] or '0'}
+  return {jid, lease, attempt, f[6] or '', f[7] or '', f[8] or '0'}
 end
 
 -- ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 -- Returns  one integer per job: 1 recorded; 2 already recorded under this lease (a re-send);
 --          0 rejected: the lease is stale (another worker owns the job now)
 -- Events   completed (with the result)
--- Effects  result, progress 100, status completed, XACK+XDEL, EXPIRE result_ttl, index,
+-- Effects  result, progress 100, status completed, XACK, EXPIRE result_ttl, index,
 --          stats.completed
 
 local now = now_ms()
@@ -16,19 +16,22 @@ local done = 0
 for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt')
+  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel')
   if f[1] ~= lease then
     out[#out + 1] = 0
   elseif f[2] ~= 'running' then
     if f[2] == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
-    redis.call('HSET', jkey, 'result', result, 'progress', 100)
-    drop_entry(f[3])
-    finish(jkey, jid, 'running', 'completed', now, tonumber(f[4]), false)
+    ack(f[3])
+    finish(jkey, jid, 'running', 'completed', now, tonumber(f[4]), f[6], false,
+      'result', result, 'progress', 100)
     emit(jid, 'completed', tonumber(f[5]), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1
   end
 end
-if done > 0 then redis.call('HINCRBY', K_STATS, 'completed', done) end
+if done > 0 then
+  redis.call('HINCRBY', K_STATS, 'completed', done)
+  trim_final('completed', now)
+end
 return out

@@ -21,20 +21,19 @@ for i = 1, #ARGV, 11 do
     local at = tonumber(ARGV[i + 10])
     local due = now + tonumber(ARGV[i + 9])
     if at > 0 then due = at end
+    local status, extra, value = 'pending', 'msg', nil
+    if due > now then
+      status, extra, value = 'scheduled', 'scheduled_at', due
+      redis.call('ZADD', K_DELAYED, due, jid)
+      if not first_due or due < first_due then first_due = due end
+    else
+      value = redis.call('XADD', K_READY, '*', 'id', jid)
+    end
     redis.call('HSET', jkey, 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempt', 0,
       'max_retries', ARGV[i + 3], 'retry_delay', ARGV[i + 4], 'retry_backoff', ARGV[i + 5],
       'retry_jitter', ARGV[i + 6], 'timeout', ARGV[i + 7], 'result_ttl', ARGV[i + 8],
-      'created_at', now, 'deliveries', 0, 'crashes', 0)
-    if due > now then
-      redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due)
-      redis.call('ZADD', K_DELAYED, due, jid)
-      move_status(jid, nil, 'scheduled', now)
-      if not first_due or due < first_due then first_due = due end
-    else
-      redis.call('HSET', jkey, 'status', 'pending')
-      push_ready(jkey, jid)
-      move_status(jid, nil, 'pending', now)
-    end
+      'created_at', now, 'crashes', 0, 'status', status, extra, value)
+    move_status(jid, nil, status, now)
     emit(jid, 'enqueued', 0, now, {'kind', mp_str(ARGV[i + 1])})
     created = created + 1
     out[#out + 1] = 1

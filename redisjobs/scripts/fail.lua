@@ -14,24 +14,24 @@
 -- Returns  {outcome, due_ms}: outcome 'retry' | 'failed' | 'cancelled' | 'stale' | 'dup';
 --          due_ms is the retry's due time on Redis's clock (0 otherwise)
 -- Events   retrying | failed | cancelled
--- Effects  XACK+XDEL; retry: status scheduled, ZADD delayed; failed: EXPIRE, index, dead;
+-- Effects  XACK; retry: status scheduled, ZADD delayed; failed: EXPIRE, index, dead;
 --          stats.retried / failed / cancelled
 
 local MAX_DELAY_MS = 86400000
 local jid, lease, err, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local jkey = job_key(jid)
 local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'attempt', 'max_retries',
-  'retry_delay', 'retry_backoff', 'retry_jitter', 'result_ttl')
+  'retry_delay', 'retry_backoff', 'retry_jitter', 'result_ttl', 'cancel')
 if f[1] ~= lease then return {'stale', 0} end
 if f[2] ~= 'running' then return {'dup', 0} end
 
 local now = now_ms()
 local attempt = tonumber(f[4])
-drop_entry(f[3])
-redis.call('HSET', jkey, 'error', err)
+ack(f[3])
 
 if mode == 'cancel' then
-  finish(jkey, jid, 'running', 'cancelled', now, tonumber(f[9]), false)
+  finish(jkey, jid, 'running', 'cancelled', now, tonumber(f[9]), f[10], false, 'error', err)
+  trim_final('cancelled', now)
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err)})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
   return {'cancelled', 0}
@@ -45,7 +45,7 @@ if mode == 'error' and attempt <= tonumber(f[5]) then
   end
   delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
   local due = now + delay
-  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due)
+  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due, 'error', err)
   redis.call('HDEL', jkey, 'msg', 'cancel')
   redis.call('ZADD', K_DELAYED, due, jid)
   move_status(jid, 'running', 'scheduled', now)
@@ -54,7 +54,8 @@ if mode == 'error' and attempt <= tonumber(f[5]) then
   return {'retry', due}
 end
 
-finish(jkey, jid, 'running', 'failed', now, tonumber(f[9]), true)
+finish(jkey, jid, 'running', 'failed', now, tonumber(f[9]), f[10], true, 'error', err)
+trim_final('failed', now)
 emit(jid, 'failed', attempt, now, {'error', mp_str(err)})
 redis.call('HINCRBY', K_STATS, 'failed', 1)
 return {'failed', 0}

@@ -13,7 +13,6 @@ local moved = 0
 for _, jid in ipairs(ids) do
   local jkey = job_key(jid)
   if redis.call('HGET', jkey, 'status') == 'scheduled' then
-    redis.call('HSET', jkey, 'status', 'pending')
     push_ready(jkey, jid)
     move_status(jid, 'scheduled', 'pending', now)
     moved = moved + 1

@@ -14,29 +14,44 @@
 -- Effects  XAUTOCLAIM moves the entries to this worker; each gets a fresh lease in the same
 --          script, so there is no moment where the old owner's lease still matches. Entries
 --          without a live job are acknowledged and deleted. Orphan sweep: a `running` job whose
---          entry left the PEL is made runnable again. stats.reclaimed / started / failed.
+--          entry left the PEL is made runnable again. Then the stream is trimmed below its
+--          oldest pending entry (every older entry is acknowledged: outcome scripts only XACK).
+--          stats.reclaimed / started / failed.
 
 local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local out = {}
 
-local function crashed(jkey, jid, msg)
+local function crashed(jkey, jid, msg, f)
   local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
   redis.call('HINCRBY', K_STATS, 'reclaimed', 1)
   if crashes >= max_deliveries then
-    local attempt = tonumber(redis.call('HGET', jkey, 'attempt'))
     local err = 'worker lost ' .. crashes .. ' times while running this job (max_deliveries=' ..
       max_deliveries .. ')'
-    drop_entry(msg)
-    redis.call('HSET', jkey, 'error', err)
-    finish(jkey, jid, 'running', 'failed', now, tonumber(redis.call('HGET', jkey, 'result_ttl')), true)
-    emit(jid, 'failed', attempt, now, {'error', mp_str(err)})
+    ack(msg)
+    local ttl = tonumber(redis.call('HGET', jkey, 'result_ttl'))
+    finish(jkey, jid, 'running', 'failed', now, ttl, true, true, 'error', err)
+    trim_final('failed', now)
+    emit(jid, 'failed', tonumber(f[5]), now, {'error', mp_str(err)})
     redis.call('HINCRBY', K_STATS, 'failed', 1)
     return nil
   end
-  emit(jid, 'reclaimed', tonumber(redis.call('HGET', jkey, 'attempt')), now,
-    {'crashes', mp_uint(crashes)})
-  return lease_job(jkey, jid, 'running', worker, msg, now)
+  emit(jid, 'reclaimed', tonumber(f[5]), now, {'crashes', mp_uint(crashes)})
+  return lease_job(jkey, jid, 'running', worker, msg, now, f)
+end
+
+-- Entries older than the oldest pending one were all delivered and acknowledged.
+local function trim_stream()
+  local minid = redis.call('XPENDING', K_READY, GROUP)[2]
+  if not minid then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', K_READY)) do
+      for i = 1, #g, 2 do
+        if g[i] == 'name' and g[i + 1] ~= GROUP then break end
+        if g[i] == 'last-delivered-id' then minid = g[i + 1] end
+      end
+    end
+  end
+  if minid and minid ~= '0-0' then redis.call('XTRIM', K_READY, 'MINID', '~', minid) end
 end
 
 if count > 0 then
@@ -44,16 +59,13 @@ if count > 0 then
   for _, entry in ipairs(claimed[2]) do
     local msg, fields = entry[1], entry[2]
     local jid = fields and fields[1] == 'id' and fields[2] or nil
-    local st, cur = false, false
-    if jid then
-      local f = redis.call('HMGET', job_key(jid), 'status', 'msg')
-      st, cur = f[1], f[2]
-    end
+    local f = {}
+    if jid then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
     local row = nil
-    if cur == msg and st == 'running' then
-      row = crashed(job_key(jid), jid, msg)
-    elseif cur == msg and st == 'pending' then
-      row = lease_job(job_key(jid), jid, 'pending', worker, msg, now)
+    if f[2] == msg and f[1] == 'running' then
+      row = crashed(job_key(jid), jid, msg, f)
+    elseif f[2] == msg and f[1] == 'pending' then
+      row = lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
       redis.call('HINCRBY', K_STATS, 'started', 1)
     else
       drop_entry(msg)
@@ -76,7 +88,6 @@ for i = 1, #swept, 2 do
   if f[1] ~= 'running' then
     redis.call('ZREM', status_key('running'), jid)
   elseif not f[2] or #redis.call('XPENDING', K_READY, GROUP, f[2], f[2], 1) == 0 then
-    redis.call('HSET', jkey, 'status', 'pending')
     redis.call('HINCRBY', jkey, 'attempt', -1)
     push_ready(jkey, jid)
     move_status(jid, 'running', 'pending', now)
@@ -87,4 +98,5 @@ if #swept < 2 * tonumber(ARGV[5]) then
 else
   redis.call('HSET', K_STATS, 'sweep_cursor', swept[#swept])
 end
+trim_stream()
 return out

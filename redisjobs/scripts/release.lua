@@ -17,7 +17,6 @@ local released = 0
 
 local function requeue(jkey, jid, from, msg)
   drop_entry(msg)
-  redis.call('HSET', jkey, 'status', 'pending')
   if from == 'running' then redis.call('HINCRBY', jkey, 'attempt', -1) end
   push_ready(jkey, jid)
   move_status(jid, from, 'pending', now)

@@ -18,12 +18,9 @@ local started = 0
 for i = 2, #ARGV, 2 do
   local msg, jid = ARGV[i], ARGV[i + 1]
   local f = {}
-  if jid ~= '' then
-    f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker', 'lease', 'attempt',
-      'kind', 'payload', 'timeout')
-  end
+  if jid ~= '' then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
   if f[1] == 'pending' and f[2] == msg then
-    local row = lease_job(job_key(jid), jid, 'pending', worker, msg, now)
+    local row = lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
     for j = 1, 6 do out[#out + 1] = row[j] end
     started = started + 1
   elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
