@@ -8,7 +8,6 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,26 +22,12 @@ from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
-from .scripts import Arg, Scripts
+from .options import JobOptions, new_job_id
+from .scripts import ENQUEUE_STRIDE, Arg, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
 
 ENQUEUE_BATCH = 500
 """Jobs per `enqueue` script call in `enqueue_many`: one round trip each, short enough in Redis."""
-
-_OPTIONS = frozenset(
-    {
-        "job_id",
-        "delay",
-        "at",
-        "max_retries",
-        "retry_delay",
-        "retry_backoff",
-        "retry_jitter",
-        "timeout",
-        "result_ttl",
-    }
-)
-
 
 _COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
 _WAITING = ("pending", "scheduled", "running")
@@ -54,14 +39,6 @@ class JobPage:
 
     jobs: list[Job]
     cursor: int | None
-
-
-def _ms(seconds: float | None, name: str) -> int:
-    if seconds is None:
-        return 0
-    if seconds < 0:
-        raise ValueError(f"{name} must be >= 0, got {seconds}")
-    return round(seconds * 1000)
 
 
 class Client:
@@ -95,14 +72,10 @@ class Client:
         self.backend = Backend(resolve_url(url))
         self.queue = queue
         self.max_payload_bytes = max_payload_bytes
-        self._defaults: dict[str, Any] = {
-            "max_retries": max_retries,
-            "retry_delay": retry_delay,
-            "retry_backoff": retry_backoff,
-            "retry_jitter": retry_jitter,
-            "timeout": timeout,
-            "result_ttl": result_ttl,
-        }
+        self.options = JobOptions(
+            max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
+        )
+        self._tail = self.options.tail()
         self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
         self._redis: Redis | None = None
@@ -164,37 +137,16 @@ class Client:
 
     # -- enqueue --------------------------------------------------------------------------------
 
-    def _row(self, kind: str, payload: Any, opts: Mapping[str, Any]) -> tuple[str, list[Arg]]:
+    def _row(
+        self, kind: str, payload: Any, opts: Mapping[str, Any] | None
+    ) -> tuple[str, list[Arg]]:
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
-        unknown = set(opts) - _OPTIONS
-        if unknown:
-            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        o = {**self._defaults, **{k: v for k, v in opts.items() if v is not None}}
-        job_id = str(o.get("job_id") or uuid.uuid4().hex)
-        if not 0 < len(job_id) <= 200:
-            raise ValueError("job_id must be 1-200 characters")
-        at = o.get("at")
-        at_ms = 0
-        if at is not None:
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=UTC)
-            at_ms = max(1, round(at.timestamp() * 1000))
-        if o["max_retries"] < 0 or o["retry_backoff"] < 1 or not 0 <= o["retry_jitter"] <= 1:
-            raise ValueError("need max_retries >= 0, retry_backoff >= 1, 0 <= retry_jitter <= 1")
-        return job_id, [
-            job_id,
-            kind,
-            pack_payload(payload, self.max_payload_bytes),
-            int(o["max_retries"]),
-            _ms(o["retry_delay"], "retry_delay"),
-            float(o["retry_backoff"]),
-            float(o["retry_jitter"]),
-            _ms(o["timeout"], "timeout"),
-            max(1, _ms(o["result_ttl"], "result_ttl")),
-            _ms(o.get("delay"), "delay"),
-            at_ms,
-        ]
+        if opts:
+            job_id, tail = self.options.with_overrides(opts)
+        else:
+            job_id, tail = new_job_id(), self._tail
+        return job_id, [job_id, kind, pack_payload(payload, self.max_payload_bytes), *tail]
 
     async def _register_queue(self, redis: Redis, queue: str) -> None:
         if queue not in self._known_queues:
@@ -255,9 +207,9 @@ class Client:
             "timeout": timeout,
             "result_ttl": result_ttl,
         }
-        return (await self.enqueue_many([{"kind": kind, "payload": payload, **opts}], queue=queue))[
-            0
-        ]
+        given = {k: v for k, v in opts.items() if v is not None}
+        job_id_, row = self._row(kind, payload, given)
+        return (await self._write(self.keys(queue), [job_id_], row))[0]
 
     async def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
@@ -272,24 +224,24 @@ class Client:
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        keys = self.keys(queue)
         ids: list[str] = []
         rows: list[Arg] = []
-        scheduled: list[bool] = []
         for spec in jobs:
             if isinstance(spec, tuple):
-                job_id, row = self._row(spec[0], spec[1], {})
+                job_id, row = self._row(spec[0], spec[1], None)
             else:
                 opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
                 job_id, row = self._row(spec["kind"], spec.get("payload"), opts)
             ids.append(job_id)
             rows += row
-            scheduled.append(bool(row[9] or row[10]))
+        return await self._write(self.keys(queue), ids, rows)
+
+    async def _write(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
         redis, scripts = await self._conn()
         try:
             await self._register_queue(redis, keys.queue)
             created: list[bool] = []
-            step = ENQUEUE_BATCH * 11
+            step = ENQUEUE_BATCH * ENQUEUE_STRIDE
             for i in range(0, len(rows), step):
                 created += await scripts.enqueue(keys, rows[i : i + step])
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -298,9 +250,10 @@ class Client:
             self.backend.wake(keys.queue)
         now = datetime.now(UTC)
         out: list[Job] = []
-        for job_id, new, sched in zip(ids, created, scheduled, strict=True):
+        for n, (job_id, new) in enumerate(zip(ids, created, strict=True)):
             existing = None if new else await self.get(job_id, queue=keys.queue)
-            status = JobStatus.SCHEDULED if sched else JobStatus.PENDING
+            delayed = rows[n * ENQUEUE_STRIDE + 9] or rows[n * ENQUEUE_STRIDE + 10]
+            status = JobStatus.SCHEDULED if delayed else JobStatus.PENDING
             out.append(existing or Job(job_id, status, now, queue=keys.queue))
         return out
 

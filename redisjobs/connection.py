@@ -14,12 +14,16 @@ import os
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import fakeredis
+import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import DataError
 
 from .errors import ConnectionFailed
 
@@ -79,13 +83,16 @@ class Backend:
             if server is None:
                 server = _servers[name] = fakeredis.FakeServer(version=(7,))
             return fakeredis.FakeAsyncRedis(server=server)
-        return Redis.from_url(
+        client = Redis.from_url(
             self.url,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=socket_timeout,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
             health_check_interval=0,
         )
+        pool = client.connection_pool
+        pool.connection_class = _hiredis_packing(pool.connection_class)
+        return client
 
     def add_waker(self, queue: str, event: asyncio.Event) -> None:
         """Set `event` whenever a job of `queue` becomes ready in this process (embedded only)."""
@@ -105,6 +112,33 @@ class Backend:
     def error(self, exc: BaseException) -> ConnectionFailed:
         """A ConnectionFailed that names this backend's URL (password masked)."""
         return ConnectionFailed(f"cannot reach Redis at {self.masked}: {exc}")
+
+
+class _HiredisPack:
+    """Packs commands with hiredis's C packer.
+
+    redis-py's asyncio connection packs every argument in Python (its sync twin uses hiredis),
+    which costs more than the whole Lua script on the server for a batch of enqueues: six
+    times slower than ``hiredis.pack_command`` on 5,500 arguments.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and friends
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+
+_packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    fast = _packing.get(cls)
+    if fast is None:
+        fast = _packing[cls] = type(f"Hiredis{cls.__name__}", (_HiredisPack, cls), {})
+    return fast
 
 
 class Backoff:
