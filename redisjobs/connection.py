@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import fakeredis
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import DataError
@@ -31,7 +32,22 @@ DEFAULT_URL = "memory://"
 # Producers fail fast (a refused connection is immediate; an unreachable host costs
 # CONNECT_TIMEOUT at most twice: the first try and one retry for a stale pooled socket).
 CONNECT_TIMEOUT = 0.9
-COMMAND_TIMEOUT = 10.0
+# Command connections detect a dead or cut-off Redis in the kernel instead of with a read
+# timeout per command: redis-py's per-read asyncio timeout costs about a quarter of a round trip.
+# TCP_USER_TIMEOUT aborts a connection whose sent data stays unacknowledged (a blackhole or a
+# partition) and keepalive probes find a peer that vanished while we were idle.
+DEAD_PEER_SECONDS = 10
+MAX_CONNECTIONS = 64
+_KEEPALIVE = {
+    name: value
+    for name, value in (
+        ("TCP_KEEPIDLE", 5),
+        ("TCP_KEEPINTVL", 2),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000),
+    )
+    if hasattr(socket, name)
+}
 
 _servers: dict[str, fakeredis.FakeServer] = {}
 # Embedded backend only: workers in this process that want an immediate wake-up when a job
@@ -70,11 +86,12 @@ class Backend:
         """The URL with the password masked."""
         return mask_url(self.url)
 
-    def client(self, *, socket_timeout: float | None = COMMAND_TIMEOUT, retries: int = 1) -> Redis:
+    def client(self, *, socket_timeout: float | None = None, retries: int = 1) -> Redis:
         """A new redis-py client for this backend (bytes in, bytes out).
 
         Args:
-            socket_timeout: read timeout; a blocking reader passes one above its BLOCK.
+            socket_timeout: a read timeout; a blocking reader passes one above its BLOCK
+                (other connections rely on TCP keepalive and TCP_USER_TIMEOUT).
             retries: retries of a command after a connection error.
         """
         if self.embedded:
@@ -83,15 +100,21 @@ class Backend:
             if server is None:
                 server = _servers[name] = fakeredis.FakeServer(version=(7,))
             return fakeredis.FakeAsyncRedis(server=server)
-        client = Redis.from_url(
+        # A blocking pool: callers beyond MAX_CONNECTIONS wait for a free connection rather
+        # than fail (redis-py's default pool raises "Too many connections" at 100).
+        pool = BlockingConnectionPool.from_url(
             self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=None,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=socket_timeout,
+            socket_keepalive=True,
+            socket_keepalive_options={getattr(socket, k): v for k, v in _KEEPALIVE.items()},
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
             health_check_interval=0,
         )
-        pool = client.connection_pool
         pool.connection_class = _hiredis_packing(pool.connection_class)
+        client = Redis.from_pool(pool)
         return client
 
     def add_waker(self, queue: str, event: asyncio.Event) -> None:
