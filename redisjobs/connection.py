@@ -24,9 +24,10 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisError, ResponseError
 
 from .errors import ConnectionFailed
+from .keys import GROUP, QueueKeys
 
 DEFAULT_URL = "memory://"
 # Producers fail fast (a refused connection is immediate; an unreachable host costs
@@ -199,3 +200,34 @@ class Backoff:
             self._log.info("%s: Redis is back after %d failed tries", self.what, self.failures)
         self.failures = 0
         self._delay = 0.0
+
+
+async def ensure_group(redis: Redis, keys: QueueKeys) -> None:
+    """Create the queue's stream and consumer group unless they exist.
+
+    From id 0, so jobs enqueued before any worker existed are served too.
+    """
+    try:
+        await redis.xgroup_create(keys.ready, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def check_server(redis: Redis, logger: logging.Logger) -> None:
+    """Warn about Redis settings that lose jobs (DESIGN.md, "Startup checks")."""
+    try:
+        conf = await redis.config_get("maxmemory-policy")
+        aof = await redis.config_get("appendonly")
+    except RedisError:
+        return  # CONFIG may be renamed or forbidden by ACL; the checks are advice only
+    # redis-py decodes CONFIG GET replies to str whatever decode_responses says
+    policy = conf.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %s: Redis may evict job data and lose jobs; "
+            "set it to noeviction",
+            policy,
+        )
+    if aof.get("appendonly") == "no":
+        logger.warning("Redis runs without AOF: a Redis crash loses every job it holds")

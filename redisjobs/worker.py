@@ -1,11 +1,11 @@
 """The consumer side: fetch jobs, run them through executors, record each outcome once.
 
-One fetcher per worker reads the queue's stream with XREADGROUP in batches of the free slots
-(BLOCK on Redis; a jittered poll on the embedded backend) and leases the batch with one `start`
-call. Each job runs in its own task; successes are collected and recorded together by one
-`complete` call per flush, so the Redis round trips per job stay well under one. Leases,
-reclaim and presence live in :mod:`redisjobs.leases`, promotion of due jobs in
-:mod:`redisjobs.scheduler`. Shutdown is graceful (DESIGN.md, "Leases and delivery guarantees"):
+One fetcher per worker (:mod:`redisjobs.fetcher`) reads the queue's stream in batches of the
+free slots and leases each batch with one `start` call. Each job runs in its own task; outcomes
+go through :mod:`redisjobs.outcomes`, which records the successes that finish together with one
+`complete` call, so the Redis round trips per job stay well under one. Leases, reclaim and
+presence live in :mod:`redisjobs.leases`, promotion of due jobs in :mod:`redisjobs.scheduler`.
+Shutdown is graceful (DESIGN.md, "Leases and delivery guarantees"):
 stop fetching, let running jobs finish within `grace_period`, hand the rest back at once.
 """
 
@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 import traceback
@@ -24,23 +23,23 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from .connection import Backend, Backoff, resolve_url
+from .connection import Backend, Backoff, check_server, ensure_group, resolve_url
 from .errors import Retry, SerializationError, UnknownExecutor
 from .events import RECHECK, Subscriber
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
+from .fetcher import BLOCK_MS, Fetcher
 from .keys import GROUP, QueueKeys
 from .leases import Leases
+from .outcomes import Outcomes
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import pack_float, packb, unpackb
 
 log = logging.getLogger("redisjobs.worker")
 
-LOG_LINES_KEPT = 1000
-LOG_TTL_MS = 7 * 86400 * 1000  # until the job finishes and its result_ttl takes over
 ERROR_MAX_CHARS = 2000
 
 
@@ -120,15 +119,9 @@ class Worker:
             self.executors.add(CallExecutor(functions, modules=modules))
         self._running: dict[str, _Run] = {}
         self._active = 0
-        self._done: list[tuple[str, int, bytes]] = []
-        self._logs: dict[str, list[str]] = {}
-        self._flusher: asyncio.Task[None] | None = None
         self._stop_requested = asyncio.Event()
         self._hard_stop = asyncio.Event()
-        self._slot_free = asyncio.Event()
-        self._wake = asyncio.Event()
         self._ready = asyncio.Event()
-        self._fetch_blocked = False
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
 
@@ -201,8 +194,7 @@ class Worker:
 
     def write_log(self, job_id: str, line: str) -> None:
         """Buffer a job's log line; it is written with the next flush."""
-        self._logs.setdefault(job_id, []).append(line)
-        self._schedule_flush()
+        self._outcomes.log_line(job_id, line)
 
     async def write_progress(self, ctx: ExecContext) -> None:
         """Record a job's progress under its lease."""
@@ -245,93 +237,38 @@ class Worker:
                 raise
             if run.stop == "cancel":
                 failure = ("cancel", "cancelled", -1)
-        except Retry as exc:
-            defer = -1 if exc.defer is None else round(exc.defer * 1000)
-            failure = ("error", "retry requested", defer)
-        except (UnknownExecutor, SerializationError) as exc:
-            failure = ("fatal", _describe(exc), -1)
         except Exception as exc:
-            failure = ("error", _describe(exc), -1)
-            self.write_log(d.job_id, "".join(traceback.format_exception(exc)).rstrip())
+            failure = self._failure(d.job_id, exc)
         finally:
             self._active -= 1
-            self._slot_free.set()
-        if result is not None:
+            self._fetcher.slot_free.set()
+        if result is not None or failure is not None:
             await run.ctx.flush()  # progress held back by the throttle lands before the outcome
-            self._done.append((d.job_id, d.lease, result))
-            self._schedule_flush()
+        if result is not None:
+            self._outcomes.success(d.job_id, d.lease, result)
         elif failure is not None:
-            await run.ctx.flush()
-            await self._record_failure(run, *failure)
-        elif run.stop == "lost":
-            self._forget(run)
-
-    async def _record_failure(self, run: _Run, mode: str, error: str, defer_ms: int) -> None:
-        d = run.delivery
-        backoff = Backoff(f"record failure of {d.job_id}", log)
-        while run.stop != "lost":
-            try:
-                await self._write_logs()
-                outcome, _ = await self._scripts.fail(
-                    self.keys, self.id, d.job_id, d.lease, error, mode=mode, defer_ms=defer_ms
-                )
-            except (RedisError, OSError) as exc:
-                await backoff.failed(exc)
-                continue
+            mode, error, defer_ms = failure
+            outcome = await self._outcomes.failure(
+                d.job_id, d.lease, error, mode, defer_ms, lambda: run.stop == "lost"
+            )
             if outcome == "retry":
-                self._scheduler.wake()
-            elif outcome == "stale":
-                log.info("outcome of job %s rejected: another worker owns it now", d.job_id)
-            elif outcome == "failed":
-                log.warning("job %s failed: %s", d.job_id, error)
-            break
-        self._forget(run)
+                self._scheduler.wake()  # to promote it exactly when due
+        if run.stop == "lost":
+            self._recorded(d.job_id, d.lease)
 
-    def _forget(self, run: _Run) -> None:
-        if self._running.get(run.delivery.job_id) is run:
-            del self._running[run.delivery.job_id]
+    def _failure(self, job_id: str, exc: Exception) -> tuple[str, str, int]:
+        """(mode, error, defer_ms) for `fail.lua` from what a run raised."""
+        if isinstance(exc, Retry):
+            return "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
+        if isinstance(exc, UnknownExecutor | SerializationError):
+            return "fatal", _describe(exc), -1  # retrying cannot help
+        self.write_log(job_id, "".join(traceback.format_exception(exc)).rstrip())
+        return "error", _describe(exc), -1
 
-    # -- recording successes --------------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        backoff = Backoff(f"record results on {self.keys.queue}", log)
-        while self._done or self._logs:
-            batch, self._done = self._done, []
-            try:
-                await self._write_logs()
-                codes = await self._scripts.complete(self.keys, self.id, batch) if batch else []
-            except (RedisError, OSError) as exc:
-                self._done[:0] = batch
-                await backoff.failed(exc)
-                continue
-            backoff.ok()
-            for (job_id, lease, _), code in zip(batch, codes, strict=True):
-                if code == 0:
-                    log.info("result of job %s rejected: another worker owns it now", job_id)
-                run = self._running.get(job_id)
-                if run is not None and run.delivery.lease == lease:
-                    del self._running[job_id]
-
-    async def _write_logs(self) -> None:
-        if not self._logs:
-            return
-        logs, self._logs = self._logs, {}
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for job_id, lines in logs.items():
-                    key = self.keys.job_log(job_id)
-                    pipe.rpush(key, *lines)
-                    pipe.ltrim(key, -LOG_LINES_KEPT, -1)
-                    pipe.pexpire(key, LOG_TTL_MS)
-                await pipe.execute()
-        except BaseException:
-            for job_id, lines in logs.items():
-                self._logs.setdefault(job_id, [])[:0] = lines
-            raise
+    def _recorded(self, job_id: str, lease: int) -> None:
+        run = self._running.get(job_id)
+        if run is not None and run.delivery.lease == lease:
+            del self._running[job_id]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -339,7 +276,7 @@ class Worker:
         """Serve the queue until :meth:`stop` (or SIGTERM/SIGINT), then shut down gracefully."""
         await self._connect()
         loops = [
-            asyncio.create_task(self._fetch_loop(), name="fetch"),
+            asyncio.create_task(self._fetcher.run(), name="fetch"),
             asyncio.create_task(self._leases.heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._leases.reclaim_loop(), name="reclaim"),
             asyncio.create_task(self._scheduler.run(), name="promote"),
@@ -360,20 +297,30 @@ class Worker:
 
     async def _connect(self) -> None:
         self._redis: Redis = self.backend.client()
-        block = 0 if not self.backend.can_block else 2000
-        self._block_ms = block
-        self._reader: Redis = self.backend.client(socket_timeout=block / 1000 + 5)
+        self._reader: Redis = self.backend.client(socket_timeout=BLOCK_MS / 1000 + 5)
         self._scripts = Scripts(self._redis, embedded=self.backend.embedded)
         self._subscriber = Subscriber(self._redis)
+        self._outcomes = Outcomes(self._redis, self._scripts, self.keys, self.id, self._recorded)
+        self._fetcher = Fetcher(
+            self._reader,
+            self._scripts,
+            self.keys,
+            self.id,
+            can_block=self.backend.can_block,
+            poll_interval=self.poll_interval,
+            free_slots=self.free_slots,
+            launch=self.launch,
+        )
         backoff = Backoff(f"worker {self.id} start", log)
         while True:
             try:
                 await self._redis.ping()
-                await self._ensure_group()
+                await ensure_group(self._redis, self.keys)
                 break
             except (RedisError, OSError) as exc:
                 await backoff.failed(exc)
-        await self._check_server()
+        if not self.backend.embedded:
+            await check_server(self._redis, log)
         self._leases = Leases(
             self,
             worker_id=self.id,
@@ -390,35 +337,8 @@ class Worker:
         )
         self._scheduler = Scheduler(self._scripts, self.keys, on_promoted=on_promoted)
         if self.backend.embedded:
-            self.backend.add_waker(self.keys.queue, self._wake)
+            self.backend.add_waker(self.keys.queue, self._fetcher.wake)
         await self._leases.register(0)
-
-    async def _ensure_group(self) -> None:
-        try:
-            # From id 0, so jobs enqueued before any worker existed are served too.
-            await self._redis.xgroup_create(self.keys.ready, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _check_server(self) -> None:
-        if self.backend.embedded:
-            return
-        try:
-            conf = await self._redis.config_get("maxmemory-policy")
-            aof = await self._redis.config_get("appendonly")
-        except RedisError:
-            return  # CONFIG may be renamed or forbidden by ACL; the checks are advice only
-        # redis-py decodes CONFIG GET replies to str whatever decode_responses says
-        policy = conf.get("maxmemory-policy", "noeviction")
-        if policy != "noeviction":
-            log.warning(
-                "Redis maxmemory-policy is %s: Redis may evict job data and lose jobs; "
-                "set it to noeviction",
-                policy,
-            )
-        if aof.get("appendonly") == "no":
-            log.warning("Redis runs without AOF: a Redis crash loses every job it holds")
 
     def _install_signals(self) -> None:
         if not self.handle_signals:
@@ -432,68 +352,6 @@ class Worker:
         now = self._stop_requested.is_set()
         log.info("%s: %s", sig.name, "handing jobs back now" if now else "stopping gracefully")
         self.stop(now=now)
-
-    # -- fetching -------------------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        backoff = Backoff(f"fetch {self.keys.queue}", log)
-        while not self._stopping:
-            free = self.concurrency - self._active
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            self._wake.clear()
-            try:
-                self._fetch_blocked = True
-                reply: Any = await self._reader.xreadgroup(
-                    GROUP, self.id, {self.keys.ready: ">"}, count=free, block=self._block_ms
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning(
-                    "consumer group of %s is gone (Redis restarted?); recreating", self.keys.queue
-                )
-                await self._recreate_group(backoff)
-                continue
-            except (RedisError, OSError) as exc:
-                await backoff.failed(exc)
-                continue
-            finally:
-                self._fetch_blocked = False
-            backoff.ok()
-            if reply:
-                await self._start(reply[0][1], backoff)
-            elif not self.backend.can_block:
-                await self._idle()
-
-    async def _recreate_group(self, backoff: Backoff) -> None:
-        try:
-            await self._ensure_group()
-        except (RedisError, OSError) as exc:
-            await backoff.failed(exc)
-
-    async def _idle(self) -> None:
-        # The embedded backend cannot block: poll, jittered, but wake at once when this
-        # process enqueues or promotes a job.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval * random.uniform(0.5, 1.5))
-
-    async def _start(self, raw: list[Any], backoff: Backoff) -> None:
-        entries = [
-            (mid.decode(), (fields or {}).get(b"id", b"").decode("utf-8", "replace"))
-            for mid, fields in raw
-        ]
-        while True:
-            try:
-                deliveries = await self._scripts.start(self.keys, self.id, entries)
-                break
-            except (RedisError, OSError) as exc:
-                # start is safe to re-send: jobs it already leased to us come back unchanged.
-                await backoff.failed(exc)
-        for delivery in deliveries:
-            self.launch(delivery)
 
     async def _control_loop(self) -> None:
         backoff = Backoff(f"control {self.keys.queue}", log)
@@ -517,18 +375,16 @@ class Worker:
     # -- shutdown -------------------------------------------------------------------------------
 
     async def _shutdown(self, loops: list[asyncio.Task[None]]) -> None:
-        self._stopping = True
+        self._stopping = self._fetcher.stopping = True
         fetch = loops[0]
-        if self._fetch_blocked:
+        if self._fetcher.blocked:
             fetch.cancel()  # blocked in XREADGROUP; entries it may have read are released below
-        self._slot_free.set()
-        self._wake.set()
+        self._fetcher.slot_free.set()
+        self._fetcher.wake.set()
         with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
             await fetch
         await self._drain()
-        if self._flusher is not None:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await asyncio.wait_for(self._flusher, self.lease_ttl)
+        await self._outcomes.drain(self.lease_ttl)
         handback = [(j, r.delivery.lease) for j, r in self._running.items() if r.stop == "handback"]
         try:
             released = await self._scripts.release(self.keys, self.id, handback)
@@ -562,7 +418,7 @@ class Worker:
 
     async def _close(self) -> None:
         if self.backend.embedded:
-            self.backend.remove_waker(self.keys.queue, self._wake)
+            self.backend.remove_waker(self.keys.queue, self._fetcher.wake)
         for executor in self.executors.all():
             closer = getattr(executor, "aclose", None)
             if closer is not None:

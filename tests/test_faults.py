@@ -103,12 +103,6 @@ async def assert_clean(client: Client) -> None:
     assert await client.redis.zcard(keys.status("pending")) == 0
 
 
-async def running_on(client: Client, pid: int) -> int:
-    return sum(1 for e in await ledger(client) if e[0] == "start" and e[2] == str(pid)) - sum(
-        1 for e in await ledger(client) if e[0] == "end" and e[2] == str(pid)
-    )
-
-
 async def test_kill_9_loses_nothing_and_records_each_outcome_once(
     client: Client, spawn: Spawn
 ) -> None:
@@ -119,7 +113,6 @@ async def test_kill_9_loses_nothing_and_records_each_outcome_once(
         [("call", {"fn": "tests.jobs:ledger", "args": {"seconds": 0.05}}) for _ in range(n)]
     )
     await until(lambda: _at_least(client, n * 3 // 10), 60, "30 % done")
-    in_flight = await running_on(client, victim.pid)
     victim.kill()
     victim.wait()
     killed_at = time.monotonic()
@@ -134,14 +127,14 @@ async def test_kill_9_loses_nothing_and_records_each_outcome_once(
     starts = collections.Counter(e[1] for e in await ledger(client) if e[0] == "start")
     duplicates = sum(c - 1 for c in starts.values())
     assert len(starts) == n
-    assert duplicates <= in_flight
     await assert_clean(client)
     stats = await client.stats()
-    # reclaimed = leased on the victim when it died (some had not reached their first line)
+    # reclaimed = the jobs in flight (leased) on the victim when it died; only those can have
+    # run twice (some had not reached their first line, so they ran once)
     assert stats["completed"] == n and duplicates <= stats["reclaimed"] <= 10
     print(
         f"\nkill -9: {n} jobs, {n} completed, 0 lost, {duplicates} re-executed "
-        f"(in flight on the killed worker: {in_flight}, leases reclaimed: {stats['reclaimed']}), "
+        f"(in flight on the killed worker: {stats['reclaimed']}), "
         f"all done {recovery:.2f} s after the kill"
     )
     survivor.send_signal(signal.SIGTERM)

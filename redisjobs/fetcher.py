@@ -1,0 +1,129 @@
+"""The fetcher: one per worker, it reads the queue's stream and leases what it read.
+
+XREADGROUP asks for as many entries as the worker has free slots, blocking on Redis (with a
+socket timeout above its BLOCK) and polling, jittered, on the embedded backend, which cannot
+block; there a local wake-up (an enqueue or promote in this process) ends the poll early. The
+entries are leased with one `start` call, which is safe to re-send after a lost reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from .connection import Backoff, ensure_group
+from .keys import GROUP, QueueKeys
+from .scripts import Delivery, Scripts
+
+log = logging.getLogger("redisjobs.worker")
+
+BLOCK_MS = 2000
+
+
+class Fetcher:
+    """Feeds a worker with leased jobs.
+
+    Args:
+        reader: a connection of its own for the blocking read.
+        scripts: the scripts.
+        keys: the queue.
+        worker_id: the consumer name.
+        can_block: whether XREADGROUP BLOCK blocks (False on the embedded backend).
+        poll_interval: seconds between polls where it cannot block.
+        free_slots: how many jobs the worker can take now.
+        launch: starts a leased job.
+    """
+
+    def __init__(
+        self,
+        reader: Redis,
+        scripts: Scripts,
+        keys: QueueKeys,
+        worker_id: str,
+        *,
+        can_block: bool,
+        poll_interval: float,
+        free_slots: Callable[[], int],
+        launch: Callable[[Delivery], None],
+    ) -> None:
+        self._reader = reader
+        self._scripts = scripts
+        self._keys = keys
+        self._worker_id = worker_id
+        self._block_ms = BLOCK_MS if can_block else 0
+        self._can_block = can_block
+        self._poll_interval = poll_interval
+        self._free_slots = free_slots
+        self._launch = launch
+        self.slot_free = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.blocked = False
+        self.stopping = False
+
+    async def run(self) -> None:
+        """Fetch until :attr:`stopping` is set."""
+        backoff = Backoff(f"fetch {self._keys.queue}", log)
+        while not self.stopping:
+            free = self._free_slots()
+            if free <= 0:
+                self.slot_free.clear()
+                await self.slot_free.wait()
+                continue
+            self.wake.clear()
+            try:
+                self.blocked = True
+                reply: Any = await self._reader.xreadgroup(
+                    GROUP,
+                    self._worker_id,
+                    {self._keys.ready: ">"},
+                    count=free,
+                    block=self._block_ms,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._recreate_group(backoff)
+                continue
+            except (RedisError, OSError) as exc:
+                await backoff.failed(exc)
+                continue
+            finally:
+                self.blocked = False
+            backoff.ok()
+            if reply:
+                await self._start(reply[0][1], backoff)
+            elif not self._can_block:
+                await self._idle()
+
+    async def _recreate_group(self, backoff: Backoff) -> None:
+        log.warning("consumer group of %s is gone (Redis restarted?); recreating", self._keys.queue)
+        try:
+            await ensure_group(self._reader, self._keys)
+        except (RedisError, OSError) as exc:
+            await backoff.failed(exc)
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self._poll_interval * random.uniform(0.5, 1.5))
+
+    async def _start(self, raw: list[Any], backoff: Backoff) -> None:
+        entries = [
+            (mid.decode(), (fields or {}).get(b"id", b"").decode("utf-8", "replace"))
+            for mid, fields in raw
+        ]
+        while True:
+            try:
+                deliveries = await self._scripts.start(self._keys, self._worker_id, entries)
+                break
+            except (RedisError, OSError) as exc:
+                # start is safe to re-send: jobs it already leased to us come back unchanged.
+                await backoff.failed(exc)
+        for delivery in deliveries:
+            self._launch(delivery)
