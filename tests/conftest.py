@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, Worker
+from redisjobs import Client, Event, Worker
 from redisjobs.testing import RedisServer, unique_queue
 
 
@@ -69,3 +69,10 @@ async def worker(url: str, queue: str) -> AsyncIterator[WorkerFactory]:
     for w in made:
         w.stop(now=True)
         await w.__aexit__(None, None, None)
+
+
+async def log_events(client: Client, job_id: str | None = None) -> list[Event]:
+    """The events of the client's queue (or of one job) kept in the capped log stream."""
+    entries: Any = await client.redis.xrange(client.keys().log)
+    events = [Event.decode(fields[b"e"]) for _, fields in entries]
+    return [ev for ev in events if job_id is None or ev.job_id == job_id]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, JobStatus
-from redisjobs.events import Event
 from redisjobs.keys import GROUP
 from redisjobs.testing import unique_queue
+from tests.conftest import log_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -87,13 +87,11 @@ async def ledger(client: Client) -> list[list[str]]:
 
 
 async def outcome_events(client: Client) -> collections.Counter[str]:
-    counts: collections.Counter[str] = collections.Counter()
-    entries: Any = await client.redis.xrange(client.keys().log)
-    for _, fields in entries:
-        ev = Event.decode(fields[b"e"])
-        if ev.type in ("completed", "failed", "cancelled"):
-            counts[ev.job_id] += 1
-    return counts
+    return collections.Counter(
+        ev.job_id
+        for ev in await log_events(client)
+        if ev.type in ("completed", "failed", "cancelled")
+    )
 
 
 async def assert_clean(client: Client) -> None:
@@ -158,7 +156,8 @@ async def test_sigterm_drains_running_jobs_and_exits_0(client: Client, spawn: Sp
     for job in jobs:
         assert await client.wait(job.id, timeout=1) == "slept"
     await assert_clean(client)
-    assert not await client.redis.exists(f"rj:worker:{worker.pid}")
+    registered: Any = await client.redis.zrange("rj:workers", 0, -1)
+    assert not [w for w in registered if f"-{worker.pid}-".encode() in w]  # deregistered
 
 
 async def _count(client: Client, status: str, n: int) -> bool:

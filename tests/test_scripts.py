@@ -10,10 +10,10 @@ import pytest
 from redis.exceptions import ResponseError
 
 from redisjobs import Client
-from redisjobs.events import Event
 from redisjobs.keys import GROUP, QueueKeys
 from redisjobs.scripts import Delivery, Scripts
 from redisjobs.serialization import packb
+from tests.conftest import log_events
 
 
 @pytest.fixture
@@ -42,13 +42,7 @@ async def deliver(client: Client, scripts: Scripts, consumer: str, n: int = 1) -
 
 
 async def events_of(client: Client, job_id: str) -> list[str]:
-    out = []
-    entries: Any = await client.redis.xrange(client.keys().log)
-    for _, fields in entries:
-        ev = Event.decode(fields[b"e"])
-        if ev.job_id == job_id:
-            out.append(ev.type)
-    return out
+    return [ev.type for ev in await log_events(client, job_id)]
 
 
 async def test_start_leases_with_fresh_token_and_resend_is_one_effect(

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, ExecContext, JobFailed, JobStatus, Worker
-from redisjobs.events import Event
 from redisjobs.keys import GROUP
 from tests import jobs
-from tests.conftest import WorkerFactory
+from tests.conftest import WorkerFactory, log_events
 
 FUNCS: list[Callable[..., Any]] = [
     jobs.add,
@@ -26,16 +25,6 @@ FUNCS: list[Callable[..., Any]] = [
     jobs.progress,
     jobs.until_cancelled,
 ]
-
-
-async def log_events(client: Client, job_id: str) -> list[Event]:
-    out = []
-    entries: Any = await client.redis.xrange(client.keys().log)
-    for _, fields in entries:
-        ev = Event.decode(fields[b"e"])
-        if ev.job_id == job_id:
-            out.append(ev)
-    return out
 
 
 async def until(predicate: Callable[[], Awaitable[bool]]) -> None:
