@@ -70,6 +70,7 @@ class Fetcher:
     async def run(self) -> None:
         """Fetch until :attr:`stopping` is set."""
         backoff = Backoff(f"fetch {self._keys.queue}", log)
+        busy = True
         while not self.stopping:
             free = self._free_slots()
             if free <= 0:
@@ -78,14 +79,13 @@ class Fetcher:
                 continue
             self.wake.clear()
             try:
-                self.blocked = True
-                reply: Any = await self._reader.xreadgroup(
-                    GROUP,
-                    self._worker_id,
-                    {self._keys.ready: ">"},
-                    count=free,
-                    block=self._block_ms,
-                )
+                if busy or not self._can_block:
+                    # read and lease in one round trip while there is work
+                    busy = self._launch_all(
+                        await self._scripts.start(self._keys, self._worker_id, read=free)
+                    )
+                else:
+                    busy = await self._blocking_read(free, backoff)
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -94,13 +94,28 @@ class Fetcher:
             except (RedisError, OSError) as exc:
                 await backoff.failed(exc)
                 continue
-            finally:
-                self.blocked = False
             backoff.ok()
-            if reply:
-                await self._start(reply[0][1], backoff)
-            elif not self._can_block:
+            if not busy and not self._can_block:
                 await self._idle()
+
+    async def _blocking_read(self, free: int, backoff: Backoff) -> bool:
+        """Wait on Redis for new entries, then lease them; True when there were some."""
+        try:
+            self.blocked = True
+            streams: Any = {self._keys.ready: ">"}
+            reply: Any = await self._reader.xreadgroup(
+                GROUP, self._worker_id, streams, count=free, block=self._block_ms
+            )
+        finally:
+            self.blocked = False
+        if reply:
+            await self._start(reply[0][1], backoff)
+        return bool(reply)
+
+    def _launch_all(self, deliveries: list[Delivery]) -> bool:
+        for delivery in deliveries:
+            self._launch(delivery)
+        return bool(deliveries)
 
     async def _recreate_group(self, backoff: Backoff) -> None:
         log.warning("consumer group of %s is gone (Redis restarted?); recreating", self._keys.queue)
@@ -125,5 +140,4 @@ class Fetcher:
             except (RedisError, OSError) as exc:
                 # start is safe to re-send: jobs it already leased to us come back unchanged.
                 await backoff.failed(exc)
-        for delivery in deliveries:
-            self._launch(delivery)
+        self._launch_all(deliveries)

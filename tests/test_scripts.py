@@ -230,3 +230,16 @@ async def test_reclaim_trims_acknowledged_entries(
     ids = {f[b"id"].decode() for _, f in entries}
     assert {d.job_id for d in ds[250:]} <= ids  # nothing pending or undelivered was trimmed
     assert len(await read(client, "w3")) == 1
+
+
+async def test_start_reads_and_leases_in_one_call(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    await client.redis.xgroup_create(keys.ready, GROUP, id="0", mkstream=True)
+    made = await client.enqueue_many([("call", {"i": i}) for i in range(3)])
+    await client.redis.xadd(keys.ready, {"junk": "no id"})
+    started = await scripts.start(keys, "w1", read=10)
+    assert [d.job_id for d in started] == [j.id for j in made]
+    assert all(d.lease == 1 and d.attempt == 1 for d in started)
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 3
+    assert await scripts.start(keys, "w1", read=10) == []

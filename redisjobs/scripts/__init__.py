@@ -110,10 +110,16 @@ class Scripts:
         return [bool(x) for x in reply]
 
     async def start(
-        self, keys: QueueKeys, worker: str, entries: Sequence[tuple[str, str]]
+        self,
+        keys: QueueKeys,
+        worker: str,
+        entries: Sequence[tuple[str, str]] = (),
+        *,
+        read: int = 0,
     ) -> list[Delivery]:
-        """Lease the jobs of stream entries (entry id, job id) that `worker` just read."""
-        args: list[Arg] = [worker]
+        """Lease the jobs of stream entries (entry id, job id) that `worker` read, and of up
+        to `read` new entries the script reads itself."""
+        args: list[Arg] = [worker, read]
         for msg, job_id in entries:
             args += (msg, job_id)
         return _deliveries(await self._call("start", keys, args))

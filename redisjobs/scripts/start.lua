@@ -1,8 +1,11 @@
--- start: take a batch of entries this worker just read with XREADGROUP and lease their jobs.
+-- start: lease the jobs of stream entries this worker read, or reads now.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  worker id (the consumer name)
--- ARGV[2+] pairs: stream entry id, job id ('' when the entry had no id field)
+-- ARGV[2]  count: when > 0, first read up to this many new entries with XREADGROUP (no BLOCK),
+--          so a busy worker fetches and leases in one round trip
+-- ARGV[3+] pairs: stream entry id, job id ('' when the entry had no id field), read earlier
+--          by a blocking XREADGROUP
 -- Returns  flat list, 6 values per job to run: job id, lease, attempt, kind, payload, timeout_ms
 -- Events   started
 -- Effects  status running, attempt+1, a fresh lease (fencing token = delivery count),
@@ -12,11 +15,27 @@
 --          returned again with its existing lease rather than leased twice.
 
 local worker = ARGV[1]
+local entries = {}
+for i = 3, #ARGV, 2 do entries[#entries + 1] = {ARGV[i], ARGV[i + 1]} end
+if tonumber(ARGV[2]) > 0 then
+  local reply = redis.call('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', ARGV[2],
+    'STREAMS', K_READY, '>')
+  if reply and reply[1] then
+    -- {{stream, entries}}; fakeredis answers {stream, entries}
+    local read
+    if type(reply[1]) == 'string' then read = reply[2] else read = reply[1][2] end
+    for _, e in ipairs(read) do
+      local f = e[2]
+      entries[#entries + 1] = {e[1], f and f[1] == 'id' and f[2] or ''}
+    end
+  end
+end
+
 local now = now_ms()
 local out = {}
 local started = 0
-for i = 2, #ARGV, 2 do
-  local msg, jid = ARGV[i], ARGV[i + 1]
+for _, e in ipairs(entries) do
+  local msg, jid = e[1], e[2]
   local f = {}
   if jid ~= '' then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
   if f[1] == 'pending' and f[2] == msg then
