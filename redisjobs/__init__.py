@@ -5,7 +5,7 @@ Producers use :class:`Client` (enqueue, get, wait, cancel, list, events); worker
 consumer-group leases, fenced outcomes, retries with backoff, and live events.
 """
 
-from .client import Client, JobPage
+from .client import Client
 from .errors import (
     ConnectionFailed,
     JobCancelled,
@@ -23,6 +23,7 @@ from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
+from .queries import JobPage
 from .worker import Worker
 
 __version__ = "0.1.0"

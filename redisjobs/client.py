@@ -8,8 +8,7 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -17,28 +16,19 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import queries
 from .connection import Backend, resolve_url
 from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
-from .events import FINAL_EVENTS, RECHECK, Event, Subscriber
+from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
 from .options import JobOptions, new_job_id
+from .queries import JobPage
 from .scripts import ENQUEUE_STRIDE, Arg, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
 
 ENQUEUE_BATCH = 500
 """Jobs per `enqueue` script call in `enqueue_many`: one round trip each, short enough in Redis."""
-
-_COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
-_WAITING = ("pending", "scheduled", "running")
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """One page of :meth:`Client.list_jobs`; pass `cursor` back for the next (None = done)."""
-
-    jobs: list[Job]
-    cursor: int | None
 
 
 class Client:
@@ -326,31 +316,7 @@ class Client:
     ) -> JobPage:
         """Jobs of one status (or of every status), newest first, one page at a time."""
         redis, _ = await self._conn()
-        keys = self.keys(queue)
-        statuses = [JobStatus(status)] if status is not None else list(JobStatus)
-        sizes = await asyncio.gather(*(redis.zcard(keys.status(s)) for s in statuses))
-        ids: list[bytes] = []
-        offset = cursor
-        for s, size in zip(statuses, sizes, strict=True):
-            if offset >= size:
-                offset -= size
-                continue
-            want = limit - len(ids)
-            ids += await redis.zrevrange(keys.status(s), offset, offset + want - 1)  # type: ignore[arg-type]
-            offset = 0
-            if len(ids) >= limit:
-                break
-        async with redis.pipeline(transaction=False) as pipe:
-            for jid in ids:
-                pipe.hgetall(keys.job(jid.decode()))
-            hashes = await pipe.execute()
-        jobs = [
-            Job.from_hash(keys.queue, jid.decode(), h)
-            for jid, h in zip(ids, hashes, strict=True)
-            if h
-        ]
-        nxt = cursor + len(ids)
-        return JobPage(jobs, nxt if nxt < sum(sizes) else None)
+        return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
 
     async def stats(self, queue: str | None = None) -> dict[str, int]:
         """The queue's counters and its jobs waiting now.
@@ -361,17 +327,7 @@ class Client:
             ``dead`` (failed for good, kept for `result_ttl`).
         """
         redis, _ = await self._conn()
-        keys = self.keys(queue)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.stats)
-            for s in _WAITING:
-                pipe.zcard(keys.status(s))
-            pipe.zcard(keys.dead)
-            raw, *counts = await pipe.execute()
-        out = dict.fromkeys(_COUNTERS, 0)
-        out.update({k.decode(): int(v) for k, v in raw.items() if k.decode() in out})
-        out.update(zip((*_WAITING, "dead"), map(int, counts), strict=True))
-        return out
+        return await queries.stats(redis, self.keys(queue))
 
     # -- changing -------------------------------------------------------------------------------
 
@@ -408,37 +364,7 @@ class Client:
             since: first replay the capped log from after this stream id (``"0"`` = from the
                 start); replayed events carry their log id in `Event.id`, a resume cursor.
         """
-        await self._conn()
-        assert self._subscriber is not None
-        keys = self.keys(queue)
-        channel = keys.job_events(job_id) if job_id else keys.events
-        async with await self._subscriber.subscribe(channel) as sub:
-            replayed: set[bytes] = set()
-            if since is not None:
-                async for ev, raw in self._replay(keys, since, job_id):
-                    replayed.add(raw)
-                    yield ev
-            while True:
-                raw = await sub.get()
-                if raw == RECHECK:
-                    continue
-                if raw in replayed:  # published during the replay and already seen there
-                    replayed.discard(raw)
-                    continue
-                yield Event.decode(raw)
-
-    async def _replay(
-        self, keys: QueueKeys, since: str, job_id: str | None
-    ) -> AsyncIterator[tuple[Event, bytes]]:
         redis, _ = await self._conn()
-        cursor = since
-        while True:
-            entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
-            if not entries:
-                return
-            for eid, fields in entries:
-                raw = fields[b"e"]
-                ev = Event.decode(raw, eid.decode())
-                if job_id is None or ev.job_id == job_id:
-                    yield ev, raw
-            cursor = entries[-1][0].decode()
+        assert self._subscriber is not None
+        async for ev in follow(redis, self._subscriber, self.keys(queue), job_id, since):
+            yield ev

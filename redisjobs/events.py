@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .keys import QueueKeys
 from .serialization import unpackb
 
 log = logging.getLogger("redisjobs.events")
@@ -201,7 +202,46 @@ class Subscriber:
             self._pubsub = None
 
 
-async def iterate(sub: Subscription) -> AsyncIterator[bytes]:
-    """Raw messages of `sub` until the caller stops iterating."""
+async def follow(
+    redis: Redis,
+    subscriber: Subscriber,
+    keys: QueueKeys,
+    job_id: str | None,
+    since: str | None,
+) -> AsyncGenerator[Event, None]:
+    """Events of a queue (or one job) live, after replaying the log from `since` if given.
+
+    It subscribes before it replays, so nothing published meanwhile is missed; what the
+    replay already yielded is skipped when it also arrives live.
+    """
+    channel = keys.job_events(job_id) if job_id else keys.events
+    async with await subscriber.subscribe(channel) as sub:
+        replayed: set[bytes] = set()
+        if since is not None:
+            async for ev, raw in _replay(redis, keys, since, job_id):
+                replayed.add(raw)
+                yield ev
+        while True:
+            raw = await sub.get()
+            if raw == RECHECK:
+                continue
+            if raw in replayed:
+                replayed.discard(raw)
+                continue
+            yield Event.decode(raw)
+
+
+async def _replay(
+    redis: Redis, keys: QueueKeys, since: str, job_id: str | None
+) -> AsyncIterator[tuple[Event, bytes]]:
+    cursor = since
     while True:
-        yield await sub.get()
+        entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
+        if not entries:
+            return
+        for eid, fields in entries:
+            raw = fields[b"e"]
+            ev = Event.decode(raw, eid.decode())
+            if job_id is None or ev.job_id == job_id:
+                yield ev, raw
+        cursor = entries[-1][0].decode()
