@@ -80,10 +80,11 @@ class Fetcher:
             self.wake.clear()
             try:
                 if busy or not self._can_block:
-                    # read and lease in one round trip while there is work
-                    busy = self._launch_all(
-                        await self._scripts.start(self._keys, self._worker_id, read=free)
-                    )
+                    # Read and lease in one round trip while there is work; a short batch
+                    # means the stream is drained, so the next read may as well block.
+                    started = await self._scripts.start(self._keys, self._worker_id, read=free)
+                    self._launch_all(started)
+                    busy = len(started) >= free
                 else:
                     busy = await self._blocking_read(free, backoff)
             except ResponseError as exc:
@@ -99,7 +100,7 @@ class Fetcher:
                 await self._idle()
 
     async def _blocking_read(self, free: int, backoff: Backoff) -> bool:
-        """Wait on Redis for new entries, then lease them; True when there were some."""
+        """Wait on Redis for new entries, then lease them; True when it filled every slot."""
         try:
             self.blocked = True
             streams: Any = {self._keys.ready: ">"}
@@ -108,14 +109,14 @@ class Fetcher:
             )
         finally:
             self.blocked = False
-        if reply:
-            await self._start(reply[0][1], backoff)
-        return bool(reply)
+        if not reply:
+            return False
+        await self._start(reply[0][1], backoff)
+        return len(reply[0][1]) >= free
 
-    def _launch_all(self, deliveries: list[Delivery]) -> bool:
+    def _launch_all(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self._launch(delivery)
-        return bool(deliveries)
 
     async def _recreate_group(self, backoff: Backoff) -> None:
         log.warning("consumer group of %s is gone (Redis restarted?); recreating", self._keys.queue)
