@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, JobStatus
+from redisjobs import Client, ConnectionFailed, JobStatus, Worker
 from redisjobs.keys import GROUP
-from redisjobs.testing import unique_queue
+from redisjobs.testing import RedisServer, unique_queue
 from tests.conftest import log_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -227,3 +227,32 @@ async def test_paused_worker_loses_its_lease_and_late_outcome_is_rejected(
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0
     await assert_clean(client)
+
+
+async def test_worker_survives_redis_restart_empty() -> None:
+    """Redis killed and restarted empty: the worker reconnects, recreates its group, reloads the
+    scripts by itself and serves jobs enqueued after the restart."""
+    server = RedisServer().start()
+    try:
+        queue = unique_queue("restart")
+        async with Client(server.url, queue=queue) as client:
+            worker = Worker(
+                server.url, queue=queue, modules=["tests.jobs"], handle_signals=False, lease_ttl=2
+            )
+            async with worker:
+                job = await client.enqueue("call", {"fn": "tests.jobs:add", "args": [1, 2]})
+                assert await client.wait(job.id, timeout=5) == 3
+                server.kill()
+                await asyncio.sleep(0.5)
+                server.start()
+                deadline = time.monotonic() + 15
+                while True:  # producers fail fast while Redis comes back; retry like a caller
+                    try:
+                        job = await client.enqueue("call", {"fn": "tests.jobs:add", "args": [2, 2]})
+                        break
+                    except ConnectionFailed:
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.1)
+                assert await client.wait(job.id, timeout=15) == 4
+    finally:
+        server.stop()
