@@ -79,11 +79,11 @@ class RedisServer:
         raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
 
     def ping(self) -> bool:
-        """True when the server answers PING."""
+        """True when the server answers PING (or asks for AUTH first): it is serving."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

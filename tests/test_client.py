@@ -20,7 +20,7 @@ from redisjobs import (
     SerializationError,
     WaitTimeout,
 )
-from redisjobs.testing import free_port
+from redisjobs.testing import RedisServer, free_port, unique_queue
 from tests import jobs
 from tests.conftest import WorkerFactory
 
@@ -284,3 +284,18 @@ async def test_every_key_carries_the_queue_hash_tag(
     assert len(mine) >= 8
     for key in mine:
         assert key.startswith(f"rj:{{{client.queue}}}:"), key
+
+
+async def test_acl_user_in_url_and_redis_url_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    acl = ["--user", "default", "off", "--user", "app", "on", ">s3cret", "~*", "&*", "+@all"]
+    with RedisServer(args=acl) as server:
+        url = f"redis://app:s3cret@127.0.0.1:{server.port}/0"
+        monkeypatch.setenv("REDIS_URL", url)
+        async with Client(queue=unique_queue()) as client:  # no URL: $REDIS_URL
+            assert client.backend.url == url
+            job = await client.enqueue("call", {"x": 1})
+            assert (await client.get(job.id)) is not None
+        bad = Client(f"redis://app:wrong@127.0.0.1:{server.port}/0")
+        with pytest.raises(ConnectionFailed) as info:
+            await bad.connect()
+        assert "wrong" not in str(info.value) and "app:***@" in str(info.value)
