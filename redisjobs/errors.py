@@ -10,7 +10,6 @@ The tree::
     ├── JobFailed               `wait` on a job that failed for good; carries the error text
     │   └── JobCancelled        `wait` on a job that was cancelled
     ├── UnknownExecutor         no executor for a job's kind on this worker
-    ├── LeaseLost               this worker no longer owns the job (it was reclaimed elsewhere)
     └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
 
 `WaitTimeout` is both a `RedisJobsError` and the builtin `TimeoutError`, so
@@ -67,10 +66,6 @@ class WaitTimeout(RedisJobsError, TimeoutError):
 
 class UnknownExecutor(RedisJobsError, LookupError):
     """The worker has no executor registered for a job's kind."""
-
-
-class LeaseLost(RedisJobsError):
-    """This worker's lease on a job is gone: another worker owns it now."""
 
 
 class Retry(RedisJobsError):
