@@ -9,11 +9,11 @@ The tree::
     ├── JobNotFound             no job with that id (never existed, or expired after result_ttl)
     ├── JobFailed               `wait` on a job that failed for good; carries the error text
     │   └── JobCancelled        `wait` on a job that was cancelled
+    ├── WaitTimeout             `wait` gave up before the job finished (also a TimeoutError)
     ├── UnknownExecutor         no executor for a job's kind on this worker
     └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
 
-`WaitTimeout` is both a `RedisJobsError` and the builtin `TimeoutError`, so
-``except TimeoutError`` works as the JobManager seed expects.
+``except TimeoutError`` catches `WaitTimeout`, as the JobManager seed expects.
 """
 
 from __future__ import annotations
