@@ -20,7 +20,7 @@ from . import queries
 from .connection import Backend, resolve_url
 from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
-from .job import Job, JobStatus
+from .job import FINAL_STATUSES, Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
 from .options import JobOptions, new_job_id
 from .queries import JobPage
@@ -263,7 +263,7 @@ class Client:
         if status is None:
             raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
         st = status.decode()
-        if st not in ("completed", "failed", "cancelled"):
+        if st not in FINAL_STATUSES:
             return None
         value = unpackb(result) if st == "completed" and result is not None else None
         return st, value, error.decode() if error is not None else None

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .job import FINAL_STATUSES
 from .keys import QueueKeys
 from .serialization import unpackb
 
@@ -35,7 +36,7 @@ EVENT_TYPES = (
     "cancelled",
     "reclaimed",
 )
-FINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
+FINAL_EVENTS = FINAL_STATUSES  # a final event is named after the final status it records
 
 READ_TIMEOUT = 1.0
 

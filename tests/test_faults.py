@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, ConnectionFailed, JobStatus, Worker
+from redisjobs.events import FINAL_EVENTS
 from redisjobs.keys import GROUP
 from redisjobs.testing import RedisServer, unique_queue
 from tests.conftest import log_events
@@ -88,9 +89,7 @@ async def ledger(client: Client) -> list[list[str]]:
 
 async def outcome_events(client: Client) -> collections.Counter[str]:
     return collections.Counter(
-        ev.job_id
-        for ev in await log_events(client)
-        if ev.type in ("completed", "failed", "cancelled")
+        ev.job_id for ev in await log_events(client) if ev.type in FINAL_EVENTS
     )
 
 
