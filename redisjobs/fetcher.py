@@ -140,5 +140,9 @@ class Fetcher:
                 break
             except (RedisError, OSError) as exc:
                 # start is safe to re-send: jobs it already leased to us come back unchanged.
+                # A stopping worker gives up instead: the entries stay in its PEL and come
+                # back through reclaim (as never started, not as a crash).
+                if self.stopping:
+                    return
                 await backoff.failed(exc)
         self._launch_all(deliveries)

@@ -11,6 +11,7 @@ import pytest
 
 from redisjobs import Client, ExecContext, JobFailed, JobStatus, Worker
 from redisjobs.keys import GROUP
+from redisjobs.testing import RedisServer, unique_queue
 from tests import jobs
 from tests.conftest import WorkerFactory, log_events
 
@@ -212,3 +213,18 @@ async def test_stop_now_hands_back_at_once(url: str, queue: str, client: Client)
 async def _is(client: Client, job_id: str, status: JobStatus) -> bool:
     job = await client.get(job_id)
     return job is not None and job.status is status
+
+
+async def test_stop_while_redis_is_gone_does_not_hang() -> None:
+    server = RedisServer().start()
+    try:
+        queue = unique_queue()
+        w = Worker(server.url, queue=queue, handle_signals=False, lease_ttl=1, grace_period=0.5)
+        await w.__aenter__()
+        server.kill()
+        await asyncio.sleep(0.3)  # every loop is now retrying against a dead Redis
+        w.stop()
+        assert w._run_task is not None
+        await asyncio.wait_for(w._run_task, 10)
+    finally:
+        server.stop()
