@@ -11,6 +11,8 @@ The tree::
     │   └── JobCancelled        `wait` on a job that was cancelled
     ├── WaitTimeout             `wait` gave up before the job finished (also a TimeoutError)
     ├── UnknownExecutor         no executor for a job's kind on this worker
+    ├── ExecutorError           an executor's run failed: exit code, HTTP status, timeout, refusal
+    │   └── PayloadError        a payload the executor cannot use (never retried)
     └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
 
 ``except TimeoutError`` catches `WaitTimeout`, as the JobManager seed expects.
@@ -66,6 +68,30 @@ class WaitTimeout(RedisJobsError, TimeoutError):
 
 class UnknownExecutor(RedisJobsError, LookupError):
     """The worker has no executor registered for a job's kind."""
+
+
+class ExecutorError(RedisJobsError):
+    """An executor could not do a job, for the reason its message states.
+
+    Executors raise it for an expected failure (a non-zero exit code, an HTTP error status, a
+    timeout, a refused host); the message is recorded as the job's error as is, without a
+    traceback. Jobs may raise it too.
+
+    Args:
+        message: what went wrong, readable on its own.
+        retryable: False fails the job for good at once, whatever retries it has left.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PayloadError(ExecutorError, ValueError):
+    """A payload the executor cannot use: a missing or ill-typed field, a refused value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class Retry(RedisJobsError):

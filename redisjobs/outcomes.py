@@ -55,7 +55,10 @@ class Outcomes:
 
     def log_line(self, job_id: str, line: str) -> None:
         """Buffer a job's log line for the next flush."""
-        self._logs.setdefault(job_id, []).append(line)
+        lines = self._logs.setdefault(job_id, [])
+        lines.append(line)
+        if len(lines) > 2 * LOG_LINES_KEPT:  # a flood while Redis is slow: keep what LTRIM keeps
+            del lines[:-LOG_LINES_KEPT]
         self._schedule()
 
     def success(self, job_id: str, lease: int, result: bytes) -> None:

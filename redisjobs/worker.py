@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backend, Backoff, check_server, ensure_group, resolve_url
-from .errors import Retry, SerializationError, UnknownExecutor
+from .errors import ExecutorError, Retry, SerializationError, UnknownExecutor
 from .events import RECHECK, Subscriber
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
@@ -59,9 +59,12 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+def _clip(text: str) -> str:
     return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return _clip(f"{type(exc).__name__}: {exc}")
 
 
 class Worker:
@@ -262,6 +265,8 @@ class Worker:
             return "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
         if isinstance(exc, UnknownExecutor | SerializationError):
             return "fatal", _describe(exc), -1  # retrying cannot help
+        if isinstance(exc, ExecutorError):  # an expected failure: its message says it all
+            return ("error" if exc.retryable else "fatal"), _clip(str(exc)), -1
         self.write_log(job_id, "".join(traceback.format_exception(exc)).rstrip())
         return "error", _describe(exc), -1
 

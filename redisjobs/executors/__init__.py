@@ -4,16 +4,54 @@ An executor is any object with a ``kind`` string and ``async run(*, job_id, payl
 returning a msgpack-encodable result (the httpx transport shape: one method to plug in). It
 reports through its :class:`ExecContext`: ``log`` lines, throttled ``set_progress``, the
 cancellation signal, and the job's fencing token ``lease`` for fencing its own side effects.
+
+The built-in kinds, each in its own module with its own dependency imported only there:
+``call`` (:class:`CallExecutor`), ``http`` (:class:`HTTPExecutor`, httpx), ``subprocess``
+(:class:`SubprocessExecutor`) and ``ssh`` (:class:`SSHExecutor`, asyncssh). They are importable
+from here; the module of one is loaded when its name is first used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import UnknownExecutor
+
+if TYPE_CHECKING:
+    from .call import CallExecutor
+    from .http import HTTPExecutor
+    from .ssh import SSHExecutor
+    from .subprocess import SubprocessExecutor
+
+__all__ = [
+    "CallExecutor",
+    "ExecContext",
+    "Executor",
+    "Executors",
+    "HTTPExecutor",
+    "SSHExecutor",
+    "SubprocessExecutor",
+]
+
+_BUILT_IN = {
+    "CallExecutor": "call",
+    "HTTPExecutor": "http",
+    "SSHExecutor": "ssh",
+    "SubprocessExecutor": "subprocess",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a built-in executor's module (and its dependency) on first use of its name."""
+    module = _BUILT_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 PROGRESS_INTERVAL = 0.2
 """Seconds between two progress writes of one job; the last value is always written."""

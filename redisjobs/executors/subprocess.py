@@ -1,0 +1,270 @@
+"""Kind ``subprocess``: run a local command, stream its output, leave no process behind.
+
+Payload::
+
+    {"argv": ["pg_dump", "-f", "/backups/db.sql", "shop"],  # no shell: argv runs as given
+     "cwd": "/srv", "env": {"PGHOST": "db"}, "timeout": 600, "stdin": "..."}
+    {"cmd": "pg_dump shop | gzip > /backups/shop.gz"}  # a shell string: only with allow_shell
+
+Result: ``{"returncode": 0, "stdout": "...", "stderr": "..."}`` (the last `output_limit` bytes of
+each). Every output line goes to the job's log as it arrives; a line ``::progress 42`` (or
+``::progress 42 message``) sets the job's progress instead. A non-zero exit fails the job with the
+exit code and the end of stderr, so its retry policy applies; a command that cannot be started
+(no such executable, a shell string on a worker without `allow_shell`) fails for good.
+
+The child gets a minimal environment (``PATH``, ``HOME``, ``LANG``, the variables named in
+`pass_env`, the worker's `env`, then the payload's ``env``), never the rest of the worker's.
+Each command runs in a new session, so it leads its own process group. On timeout or cancel the
+whole group gets SIGTERM, then SIGKILL after `kill_grace` seconds; processes the command left
+behind in its group when it exited are ended the same way. If the worker dies, even by SIGKILL,
+a watchdog process (one per worker, see ``_watchdog.py``) ends the groups still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutorError, PayloadError
+from . import ExecContext
+from ._common import command, env_map, fields, opt_seconds, opt_str
+from ._output import Output
+
+log = logging.getLogger("redisjobs.executors.subprocess")
+
+BASE_ENV = ("PATH", "HOME", "LANG")
+"""Variables of the worker's environment every command gets."""
+
+_EXAMPLE = '{"argv": ["echo", "hi"]}'
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    argv: list[str]
+    cwd: str | None
+    env: dict[str, str]
+    timeout: float | None
+    stdin: bytes | None
+
+
+class _Watchdog:
+    """The worker's side of ``_watchdog.py``: started with the first command."""
+
+    def __init__(self, grace: float) -> None:
+        self._grace = grace
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            return
+        script = Path(__file__).with_name("_watchdog.py")
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            str(script),
+            str(self._grace),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # signals sent to the worker's group must not reach it
+        )
+
+    def _send(self, line: bytes) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._proc.stdin.write(line)
+
+    def track(self, pgid: int) -> None:
+        self._send(b"+%d\n" % pgid)
+
+    def forget(self, pgid: int) -> None:
+        self._send(b"-%d\n" % pgid)
+
+    async def aclose(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.wait_for(proc.wait(), self._grace + 5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # a member changed its user; it is still there
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class SubprocessExecutor:
+    """Runs local commands.
+
+    Args:
+        allow_shell: run ``cmd`` strings through `shell` (off: only ``argv`` lists run).
+        shell: the shell for ``cmd`` strings.
+        pass_env: names of the worker's environment variables commands also get.
+        env: variables every command gets (the payload's ``env`` may override them).
+        timeout: seconds a command may run when its payload sets no ``timeout``.
+        kill_grace: seconds between SIGTERM and SIGKILL when a command's group is stopped.
+        output_limit: bytes of each of stdout and stderr kept in the result.
+    """
+
+    kind = "subprocess"
+
+    def __init__(
+        self,
+        *,
+        allow_shell: bool = False,
+        shell: str = "/bin/sh",
+        pass_env: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        kill_grace: float = 5.0,
+        output_limit: int = 64 * 1024,
+    ) -> None:
+        self.allow_shell = allow_shell
+        self.shell = shell
+        self.pass_env = tuple(pass_env)
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        self.output_limit = output_limit
+        self._watchdog = _Watchdog(kill_grace)
+
+    def _command(self, payload: Any) -> _Command:
+        p = fields(payload, self.kind, _EXAMPLE)
+        argv, cmd = command(p)
+        if cmd is not None:
+            if not self.allow_shell:
+                raise PayloadError(
+                    'this worker runs no shell strings: send "argv" as a list, or start the '
+                    "worker with allow_shell=True (--allow-shell)"
+                )
+            argv = [self.shell, "-c", cmd]
+        assert argv is not None
+        stdin = p.get("stdin")
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        elif stdin is not None and not isinstance(stdin, bytes):
+            raise PayloadError('"stdin" must be a string or bytes')
+        return _Command(
+            argv=argv,
+            cwd=opt_str(p, "cwd"),
+            env=self._environment(env_map(p)),
+            timeout=opt_seconds(p, "timeout", self.timeout),
+            stdin=stdin,
+        )
+
+    def _environment(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: os.environ[k] for k in (*BASE_ENV, *self.pass_env) if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> dict[str, Any]:
+        """Run the payload's command to its end and return its exit code and output tails."""
+        spec = self._command(payload)
+        await self._watchdog.start()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                stdin=asyncio.subprocess.PIPE
+                if spec.stdin is not None
+                else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=spec.cwd,
+                env=spec.env,
+                start_new_session=True,
+            )
+        except OSError as exc:  # no such executable or cwd, not executable, ...
+            raise PayloadError(f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}") from None
+        pgid = proc.pid
+        self._watchdog.track(pgid)
+        out = Output(ctx, name="stdout", tail_bytes=self.output_limit)
+        err = Output(ctx, name="stderr", tail_bytes=self.output_limit)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            asyncio.ensure_future(out.pump(proc.stdout)),
+            asyncio.ensure_future(err.pump(proc.stderr)),
+        ]
+        if spec.stdin is not None:
+            pumps.append(asyncio.ensure_future(_feed(proc, spec.stdin)))
+        try:
+            try:
+                async with asyncio.timeout(spec.timeout):
+                    returncode = await proc.wait()
+            except TimeoutError:
+                await ctx.log(f"timed out after {spec.timeout:g} s: stopping process group {pgid}")
+                raise ExecutorError(f"timed out after {spec.timeout:g} s") from None
+        finally:
+            await self._end_group(proc)
+            self._watchdog.forget(pgid)
+            await _finish(pumps)
+        if returncode != 0:
+            raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
+        return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
+
+    async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM the command's group, SIGKILL what is left after the grace; idempotent."""
+        pgid = proc.pid
+        if proc.returncode is not None and not _group_alive(pgid):
+            return
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.kill_grace):
+                await proc.wait()
+                while _group_alive(pgid):  # noqa: ASYNC110 (a process group has no event to await)
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass
+        finally:  # also when cancelled while waiting: nothing of the group may survive
+            _signal_group(pgid, signal.SIGKILL)
+            if proc.returncode is None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(proc.wait())
+
+    async def aclose(self) -> None:
+        """Stop the watchdog (the worker is stopping and its commands have ended)."""
+        await self._watchdog.aclose()
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    proc.stdin.close()
+
+
+async def _finish(pumps: Sequence[asyncio.Future[None]]) -> None:
+    """Let the readers reach the end of the output, unless something outside the group holds
+    the pipes open (a process that started its own session): then stop reading."""
+    _, pending = await asyncio.wait(pumps, timeout=1.0)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _exit_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
