@@ -30,6 +30,92 @@ def _import(ref: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def _executor_options(w: argparse.ArgumentParser) -> None:
+    x = w.add_argument_group("executors (call is always on; the others only when asked for)")
+    x.add_argument(
+        "--executor",
+        "-x",
+        action="append",
+        default=[],
+        metavar="KIND|module:attr",
+        help="also run http, subprocess or ssh jobs, or your own executor (a class, a factory "
+        "or an instance named module:attr)",
+    )
+    x.add_argument("--allow-shell", action="store_true", help="subprocess: run cmd strings")
+    x.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="subprocess: pass this variable on",
+    )
+    x.add_argument("--http-allow-host", action="append", metavar="HOST", help="http allow-list")
+    x.add_argument("--http-timeout", type=float, default=30.0)
+    x.add_argument("--http-header", action="append", default=[], metavar="'Name: value'")
+    x.add_argument("--http-follow-redirects", action="store_true")
+    x.add_argument("--ssh-known-hosts", metavar="PATH", help="default ~/.ssh/known_hosts")
+    x.add_argument("--ssh-user", help="default remote user")
+    x.add_argument("--ssh-key", action="append", metavar="PATH", help="client key file")
+    x.add_argument("--ssh-key-dir", metavar="DIR", help="where a payload's key_path may point")
+    x.add_argument("--ssh-allow-host", action="append", metavar="HOST", help="ssh allow-list")
+    x.add_argument(
+        "--ssh-insecure-skip-host-key-check",
+        action="store_true",
+        help="accept any host key (never on a network you do not control)",
+    )
+
+
+def _executors(args: argparse.Namespace) -> list[Any]:
+    """The executors the worker's options ask for."""
+    from . import executors
+
+    wanted = list(args.executor)
+    if args.allow_shell or args.pass_env:
+        wanted.append("subprocess")
+    made: list[Any] = []
+    for ref in dict.fromkeys(wanted):
+        if ref == "subprocess":
+            made.append(
+                executors.SubprocessExecutor(allow_shell=args.allow_shell, pass_env=args.pass_env)
+            )
+        elif ref == "http":
+            headers = dict(_header(h) for h in args.http_header)
+            made.append(
+                executors.HTTPExecutor(
+                    allow_hosts=args.http_allow_host,
+                    timeout=args.http_timeout,
+                    headers=headers,
+                    follow_redirects=args.http_follow_redirects,
+                )
+            )
+        elif ref == "ssh":
+            made.append(
+                executors.SSHExecutor(
+                    known_hosts=args.ssh_known_hosts,
+                    insecure_skip_host_key_check=args.ssh_insecure_skip_host_key_check,
+                    username=args.ssh_user,
+                    client_keys=args.ssh_key,
+                    key_dir=args.ssh_key_dir,
+                    allow_hosts=args.ssh_allow_host,
+                )
+            )
+        elif ":" in ref:
+            obj = _import(ref)
+            made.append(obj() if isinstance(obj, type) or not hasattr(obj, "run") else obj)
+        else:
+            raise RedisJobsError(
+                f"unknown executor {ref!r}: use http, subprocess, ssh or module:attr"
+            )
+    return made
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise RedisJobsError(f"--http-header {text!r}: expected 'Name: value'")
+    return name.strip(), value.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redisjobs", description=__doc__)
     parser.add_argument("--log-level", help="default: INFO for worker, WARNING otherwise")
@@ -46,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--function", "-f", action="append", default=[], help="module:function to allow")
     w.add_argument("--allow-module", "-m", action="append", default=[], help="module to allow")
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    _executor_options(w)
 
     e = sub.add_parser("enqueue", help="enqueue one job and print its id")
     _common(e)
@@ -77,6 +164,7 @@ async def _worker(args: argparse.Namespace) -> int:
         queue=args.queue,
         functions=[_import(f) for f in args.function],
         modules=args.allow_module,
+        executors=_executors(args),
         concurrency=args.concurrency,
         lease_ttl=args.lease_ttl,
         poll_interval=args.poll_interval,

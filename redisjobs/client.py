@@ -256,6 +256,12 @@ class Client:
         h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return Job.from_hash(keys.queue, job_id, h) if h else None
 
+    async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
+        """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
+        redis, _ = await self._conn()
+        lines: list[bytes] = await redis.lrange(self.keys(queue).job_log(job_id), 0, -1)  # type: ignore[assignment]
+        return [line.decode("utf-8", "replace") for line in lines]
+
     async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
         redis, _ = await self._conn()
         reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")

@@ -59,23 +59,23 @@ class Output:
             for line in lines:
                 await self._line(bytes(line))
         elif len(self._partial) > 4 * MAX_LINE:  # no newline in sight: log what we have
-            await self._line(bytes(self._partial))
+            await self._line(bytes(self._partial), b"")
             self._partial.clear()
 
     async def close(self) -> None:
         """The stream ended: a last line without a newline counts too."""
         if self._partial:
-            await self._line(bytes(self._partial))
+            await self._line(bytes(self._partial), b"")
             self._partial.clear()
 
-    async def _line(self, line: bytes) -> None:
+    async def _line(self, line: bytes, end: bytes = b"\n") -> None:
         line = line.rstrip(b"\r")
         m = _PROGRESS.match(line)
         if m is not None:
             message = m.group(2).decode("utf-8", "replace").strip() if m.group(2) else None
             await self._ctx.set_progress(float(m.group(1)), message or None)
             return
-        self._keep(line + b"\n")
+        self._keep(line + end)
         text = line.decode("utf-8", "replace")
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + "…"

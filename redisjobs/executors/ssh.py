@@ -238,7 +238,7 @@ class SSHExecutor:
             return await asyncssh.connect(
                 host,
                 port,
-                username=username,
+                username=username or (),  # asyncssh: () is "the local user", None a TypeError
                 known_hosts=self._known_hosts,
                 client_keys=[key_path] if key_path else self._client_keys,
                 passphrase=self._passphrase,

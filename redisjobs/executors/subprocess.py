@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -180,31 +181,33 @@ class SubprocessExecutor:
         """Run the payload's command to its end and return its exit code and output tails."""
         spec = self._command(payload)
         await self._watchdog.start()
+        # Output goes through pipes of our own rather than asyncio's: asyncio waits for its
+        # pipes to close before it reports an exit, and a process left behind in the group
+        # may hold them open.
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
-                stdin=asyncio.subprocess.PIPE
-                if spec.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
                 cwd=spec.cwd,
                 env=spec.env,
                 start_new_session=True,
             )
         except OSError as exc:  # no such executable or cwd, not executable, ...
+            os.close(out_r)
+            os.close(err_r)
             raise PayloadError(f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}") from None
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         pgid = proc.pid
         self._watchdog.track(pgid)
         out = Output(ctx, name="stdout", tail_bytes=self.output_limit)
         err = Output(ctx, name="stderr", tail_bytes=self.output_limit)
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            asyncio.ensure_future(out.pump(proc.stdout)),
-            asyncio.ensure_future(err.pump(proc.stderr)),
-        ]
-        if spec.stdin is not None:
-            pumps.append(asyncio.ensure_future(_feed(proc, spec.stdin)))
+        readers = [await _Reader.open(out_r, out), await _Reader.open(err_r, err)]
+        feeder = asyncio.ensure_future(_feed(proc, spec.stdin)) if spec.stdin is not None else None
         try:
             try:
                 async with asyncio.timeout(spec.timeout):
@@ -215,7 +218,9 @@ class SubprocessExecutor:
         finally:
             await self._end_group(proc)
             self._watchdog.forget(pgid)
-            await _finish(pumps)
+            if feeder is not None:
+                feeder.cancel()
+            await _Reader.finish(readers)
         if returncode != 0:
             raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
         return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
@@ -252,13 +257,33 @@ async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
     proc.stdin.close()
 
 
-async def _finish(pumps: Sequence[asyncio.Future[None]]) -> None:
-    """Let the readers reach the end of the output, unless something outside the group holds
-    the pipes open (a process that started its own session): then stop reading."""
-    _, pending = await asyncio.wait(pumps, timeout=1.0)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pumps, return_exceptions=True)
+class _Reader:
+    """Reads one pipe of a command into its :class:`Output`."""
+
+    def __init__(self, transport: asyncio.ReadTransport, task: asyncio.Task[None]) -> None:
+        self.transport = transport
+        self.task = task
+
+    @classmethod
+    async def open(cls, fd: int, output: Output) -> _Reader:
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb", buffering=0)
+        )
+        return cls(transport, asyncio.create_task(output.pump(stream)))
+
+    @staticmethod
+    async def finish(readers: Sequence[_Reader]) -> None:
+        """Let the readers reach the end of the output, unless something outside the group
+        holds the pipes open (a process that started its own session): then stop reading."""
+        tasks = [r.task for r in readers]
+        _, pending = await asyncio.wait(tasks, timeout=1.0)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for reader in readers:
+            reader.transport.close()
 
 
 def _exit_text(returncode: int) -> str:
