@@ -117,13 +117,11 @@ class HTTPExecutor:
         retry_4xx = p.get("retry_4xx", True)
         if not isinstance(retry_4xx, bool):
             raise PayloadError('"retry_4xx" must be true or false')
+        params = str_map(p, "params")
+        if params:  # added to the URL's own query (httpx would replace it)
+            parsed = parsed.copy_merge_params(params)
         request = self._http().build_request(
-            method,
-            parsed,
-            content=content,
-            headers=headers,
-            params=str_map(p, "params"),
-            timeout=timeout,
+            method, parsed, content=content, headers=headers, timeout=timeout
         )
         return request, timeout, retry_4xx
 

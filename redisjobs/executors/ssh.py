@@ -15,9 +15,12 @@ few variables through the protocol).
 Security lives in the worker's configuration, never in the payload: host keys are checked
 against `known_hosts` (``~/.ssh/known_hosts`` by default; switching that off is a loud constructor
 option), credentials are the worker's (`client_keys`, `password`; no agent), and a payload's
-``key_path`` is accepted only inside `key_dir`. On timeout or cancel the remote process gets
-SIGTERM, then SIGKILL after `kill_grace`, and the channel is closed. Connections are shared per
-(host, port, user, key) by up to `max_sessions` jobs at once and closed after `idle_timeout`.
+``key_path`` is accepted only inside `key_dir`. The worker's ``~/.ssh/config`` is not read, so
+nothing outside the constructor changes where jobs connect or how hosts are checked.
+
+On timeout or cancel the remote process gets SIGTERM, then SIGKILL after `kill_grace`, and the
+channel is closed. Connections are shared per (host, port, user, key) by up to `max_sessions`
+jobs at once and closed after `idle_timeout`.
 """
 
 from __future__ import annotations
@@ -200,9 +203,11 @@ class SSHExecutor:
             proc.send_signal("TERM")
         try:
             await asyncio.shield(asyncio.wait_for(proc.wait_closed(), self.kill_grace))
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(OSError, asyncssh.Error):
-                proc.send_signal("KILL")
+        except TimeoutError:
+            _kill(proc)
+        except asyncio.CancelledError:  # cancelled again while waiting: no grace left
+            _kill(proc)
+            raise
         finally:
             proc.close()
 
@@ -244,6 +249,7 @@ class SSHExecutor:
                 passphrase=self._passphrase,
                 password=self._password,
                 agent_path=None,
+                config=None,  # ~/.ssh/config could turn host key checks off or redirect hosts
                 connect_timeout=self.connect_timeout,
                 keepalive_interval=self.keepalive_interval,
             )
@@ -277,3 +283,8 @@ class SSHExecutor:
         for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
+
+
+def _kill(proc: asyncssh.SSHClientProcess[bytes]) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        proc.send_signal("KILL")

@@ -181,37 +181,59 @@ class SubprocessExecutor:
         """Run the payload's command to its end and return its exit code and output tails."""
         spec = self._command(payload)
         await self._watchdog.start()
-        # Output goes through pipes of our own rather than asyncio's: asyncio waits for its
-        # pipes to close before it reports an exit, and a process left behind in the group
-        # may hold them open.
-        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                stdin=asyncio.subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=spec.cwd,
-                env=spec.env,
-                start_new_session=True,
-            )
-        except OSError as exc:  # no such executable or cwd, not executable, ...
-            os.close(out_r)
-            os.close(err_r)
-            raise PayloadError(f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}") from None
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-        pgid = proc.pid
-        self._watchdog.track(pgid)
         out = Output(ctx, name="stdout", tail_bytes=self.output_limit)
         err = Output(ctx, name="stderr", tail_bytes=self.output_limit)
-        readers = [await _Reader.open(out_r, out), await _Reader.open(err_r, err)]
+        readers: list[_Reader] = []
+        try:
+            proc = await self._spawn(spec, readers, (out, err))
+            returncode = await self._supervise(proc, spec, ctx)
+        finally:
+            await _Reader.finish(readers)
+        if returncode != 0:
+            raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
+        return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
+
+    async def _spawn(
+        self, spec: _Command, readers: list[_Reader], outputs: tuple[Output, Output]
+    ) -> asyncio.subprocess.Process:
+        """Start the command with its stdout and stderr on pipes read into `outputs`.
+
+        The pipes are ours rather than asyncio's: asyncio reports an exit only once its pipes
+        close, and a process left behind in the group may hold them open.
+        """
+        write_ends: list[int] = []
+        try:
+            for output in outputs:
+                read_end, write_end = os.pipe()
+                write_ends.append(write_end)
+                readers.append(await _Reader.open(read_end, output))
+            try:
+                return await asyncio.create_subprocess_exec(
+                    *spec.argv,
+                    stdin=asyncio.subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+                    stdout=write_ends[0],
+                    stderr=write_ends[1],
+                    cwd=spec.cwd,
+                    env=spec.env,
+                    start_new_session=True,
+                )
+            except OSError as exc:  # no such executable or cwd, not executable, ...
+                raise PayloadError(f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}") from None
+        finally:
+            for fd in write_ends:
+                os.close(fd)
+
+    async def _supervise(
+        self, proc: asyncio.subprocess.Process, spec: _Command, ctx: ExecContext
+    ) -> int:
+        """Wait for the command's exit (within its timeout); end its group however it ends."""
+        pgid = proc.pid
+        self._watchdog.track(pgid)
         feeder = asyncio.ensure_future(_feed(proc, spec.stdin)) if spec.stdin is not None else None
         try:
             try:
                 async with asyncio.timeout(spec.timeout):
-                    returncode = await proc.wait()
+                    return await proc.wait()
             except TimeoutError:
                 await ctx.log(f"timed out after {spec.timeout:g} s: stopping process group {pgid}")
                 raise ExecutorError(f"timed out after {spec.timeout:g} s") from None
@@ -220,10 +242,6 @@ class SubprocessExecutor:
             self._watchdog.forget(pgid)
             if feeder is not None:
                 feeder.cancel()
-            await _Reader.finish(readers)
-        if returncode != 0:
-            raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
-        return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
 
     async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the command's group, SIGKILL what is left after the grace; idempotent."""

@@ -25,6 +25,7 @@ from redisjobs.errors import ExecutorError, PayloadError
 from redisjobs.executors import SSHExecutor
 from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory, log_events
+from tests.executors.conftest import Host, alive
 
 SSHD = Path(__file__).with_name("sshd.py")
 
@@ -102,20 +103,6 @@ async def make_executor(sshd: Server) -> AsyncIterator[Callable[..., SSHExecutor
         await ex.aclose()
 
 
-class Host:
-    """The JobHost an ExecContext reports to, recording what it is told."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.progress: list[tuple[float, str | None]] = []
-
-    def write_log(self, job_id: str, line: str) -> None:
-        self.lines.append(line)
-
-    async def write_progress(self, ctx: ExecContext) -> None:
-        self.progress.append((ctx.progress, ctx.progress_message))
-
-
 async def run(ex: SSHExecutor, payload: Any, host: Host | None = None) -> dict[str, Any]:
     ctx = ExecContext(host or Host(), job_id="j1", queue="q", kind="ssh", attempt=1, lease=1)
     result = await ex.run(job_id="j1", payload=payload, ctx=ctx)
@@ -127,15 +114,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def pids_in(path: Path) -> list[int]:
