@@ -72,3 +72,17 @@ async def ledger(ctx: ExecContext, seconds: float = 0.0) -> int:
     await asyncio.sleep(seconds)
     await _ledger.rpush(key, f"end {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}")
     return os.getpid()
+
+
+class Greeter:
+    """A custom executor: a class with `kind` and `async run(*, job_id, payload, ctx)`."""
+
+    kind = "greet"
+
+    def __init__(self, greeting: str = "Hello") -> None:
+        self.greeting = greeting
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> str:
+        await ctx.log(f"greeting {payload['name']}")
+        await ctx.set_progress(100)
+        return f"{self.greeting}, {payload['name']}! ({os.getpid()})"

@@ -77,8 +77,13 @@ def env_map(p: Mapping[str, Any], key: str = "env") -> dict[str, str]:
 
 
 def command(p: Mapping[str, Any]) -> tuple[list[str] | None, str | None]:
-    """(argv, cmd): exactly one of a non-empty list of strings or a command string."""
+    """(argv, cmd): exactly one of a non-empty list of strings or a command string.
+
+    A list given as ``cmd`` is an argv (the payload Pyjobkit's subprocess executor takes).
+    """
     argv, cmd = p.get("argv"), p.get("cmd")
+    if isinstance(cmd, list | tuple) and argv is None:
+        argv, cmd = cmd, None
     if (argv is None) == (cmd is None):
         raise PayloadError('the payload needs exactly one of "argv" (a list) or "cmd" (a string)')
     if argv is not None:

@@ -5,6 +5,7 @@ Payload::
     {"argv": ["pg_dump", "-f", "/backups/db.sql", "shop"],  # no shell: argv runs as given
      "cwd": "/srv", "env": {"PGHOST": "db"}, "timeout": 600, "stdin": "..."}
     {"cmd": "pg_dump shop | gzip > /backups/shop.gz"}  # a shell string: only with allow_shell
+    {"cmd": ["pg_dump", "shop"]}  # a list as "cmd" is an argv, as Pyjobkit takes it
 
 Result: ``{"returncode": 0, "stdout": "...", "stderr": "..."}`` (the last `output_limit` bytes of
 each). Every output line goes to the job's log as it arrives; a line ``::progress 42`` (or
@@ -17,7 +18,8 @@ The child gets a minimal environment (``PATH``, ``HOME``, ``LANG``, the variable
 Each command runs in a new session, so it leads its own process group. On timeout or cancel the
 whole group gets SIGTERM, then SIGKILL after `kill_grace` seconds; processes the command left
 behind in its group when it exited are ended the same way. If the worker dies, even by SIGKILL,
-a watchdog process (one per worker, see ``_watchdog.py``) ends the groups still running.
+a watchdog process (one per worker, see ``_watchdog.py``) ends the groups still running; it finds
+them by ``REDISJOBS_WATCHDOG``, the one variable of ours every command also gets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -62,6 +65,8 @@ class _Watchdog:
     def __init__(self, grace: float) -> None:
         self._grace = grace
         self._proc: asyncio.subprocess.Process | None = None
+        self.mark = {"REDISJOBS_WATCHDOG": secrets.token_hex(8)}
+        """The variable every command gets, so the watchdog finds them all (see _watchdog.py)."""
 
     async def start(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -72,6 +77,7 @@ class _Watchdog:
             "-I",
             str(script),
             str(self._grace),
+            self.mark["REDISJOBS_WATCHDOG"],
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # signals sent to the worker's group must not reach it
@@ -175,6 +181,7 @@ class SubprocessExecutor:
         env.setdefault("PATH", os.defpath)
         env.update(self.env)
         env.update(extra)
+        env.update(self._watchdog.mark)
         return env
 
     async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> dict[str, Any]:

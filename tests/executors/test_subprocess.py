@@ -29,6 +29,11 @@ async def test_argv_runs_without_a_shell(ctx: ExecContext, host: Host) -> None:
     assert host.lines == ["$HOME a b"]
 
 
+async def test_a_cmd_list_is_an_argv(ctx: ExecContext) -> None:
+    result = await run(SubprocessExecutor(), ctx, cmd=["echo", "no", "shell;", "needed"])
+    assert result["stdout"] == "no shell; needed\n"
+
+
 async def test_shell_strings_need_the_worker_to_allow_them(ctx: ExecContext) -> None:
     with pytest.raises(PayloadError, match="--allow-shell") as err:
         await run(SubprocessExecutor(), ctx, cmd="echo hi | tr a-z A-Z")
@@ -117,7 +122,15 @@ async def test_children_get_a_minimal_environment(
     assert "WORKER_SECRET" not in env
     assert env["SHARED_SETTING"] == "yes" and env["FROM_WORKER"] == "w" and env["FROM_JOB"] == "7"
     assert env["PATH"] == os.environ["PATH"]
-    assert set(env) <= {"PATH", "HOME", "LANG", "SHARED_SETTING", "FROM_WORKER", "FROM_JOB", "PWD"}
+    assert set(env) <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "SHARED_SETTING",
+        "FROM_WORKER",
+        "FROM_JOB",
+        "PWD",
+    } | {"REDISJOBS_WATCHDOG"}
 
 
 async def test_timeout_kills_the_whole_process_group(ctx: ExecContext, tmp_path: Path) -> None:
@@ -157,27 +170,31 @@ async def test_processes_left_behind_at_exit_are_ended(ctx: ExecContext, tmp_pat
     await gone([await pid_in(pidfile)])
 
 
-async def test_the_watchdog_ends_groups_when_its_worker_dies(tmp_path: Path) -> None:
-    """A worker stand-in process runs a command and is killed with SIGKILL mid-way."""
-    pidfile = tmp_path / "pid"
+async def test_the_watchdog_ends_commands_when_their_worker_dies(tmp_path: Path) -> None:
+    """A worker stand-in runs a command and is killed with SIGKILL mid-way. The command left a
+    process in a session of its own: the watchdog finds that one by its environment."""
+    pidfile, escaped = tmp_path / "pid", tmp_path / "escaped"
+    script = f"setsid sleep 30 & echo $! > {escaped}; sleep 30 & echo $$ > {pidfile}; wait"
     code = f"""
 import asyncio
 from redisjobs import ExecContext
 from redisjobs.executors import SubprocessExecutor
 from tests.executors.conftest import Host
 ctx = ExecContext(Host(), job_id="j", queue="q", kind="subprocess", attempt=1, lease=1)
-asyncio.run(SubprocessExecutor().run(job_id="j", payload={{"argv": ["sh", "-c",
-    "sleep 30 & echo $$ > {pidfile}; wait"]}}, ctx=ctx))
+payload = {{"argv": ["sh", "-c", {script!r}]}}
+asyncio.run(SubprocessExecutor().run(job_id="j", payload=payload, ctx=ctx))
 """
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         pgid = await pid_in(pidfile, timeout=10)
-        assert len(group_members(pgid)) == 2
+        loner = await pid_in(escaped)
+        assert len(group_members(pgid)) == 2 and os.getpgid(loner) != pgid
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(4):  # SIGTERM works here: well within the 5 s grace
             while group_members(pgid):
                 await asyncio.sleep(0.02)
+        await gone([loner])
     finally:
         proc.kill()
         proc.wait()
