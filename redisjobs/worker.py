@@ -240,7 +240,7 @@ class Worker:
                 raise
             if run.stop == "cancel":
                 failure = ("cancel", "cancelled", -1)
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # job code may call sys.exit()
             failure = self._failure(d.job_id, exc)
         finally:
             self._active -= 1
@@ -259,7 +259,7 @@ class Worker:
         if run.stop == "lost":
             self._recorded(d.job_id, d.lease)
 
-    def _failure(self, job_id: str, exc: Exception) -> tuple[str, str, int]:
+    def _failure(self, job_id: str, exc: BaseException) -> tuple[str, str, int]:
         """(mode, error, defer_ms) for `fail.lua` from what a run raised."""
         if isinstance(exc, Retry):
             return "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)

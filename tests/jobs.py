@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from typing import Any
 
@@ -42,6 +43,10 @@ async def sleep(seconds: float) -> str:
 def sleep_sync(seconds: float) -> str:
     time.sleep(seconds)
     return "slept"
+
+
+def exits(code: int) -> None:
+    sys.exit(code)
 
 
 async def unencodable() -> object:

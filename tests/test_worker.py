@@ -96,6 +96,17 @@ async def test_unknown_kind_fails_without_retrying(client: Client, worker: Worke
     assert got is not None and got.attempt == 1
 
 
+async def test_a_job_calling_sys_exit_fails_and_the_worker_goes_on(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=[jobs.exits, jobs.add])
+    job = await client.enqueue("call", {"fn": "exits", "args": [3]})
+    with pytest.raises(JobFailed, match="SystemExit: 3"):
+        await client.wait(job.id, timeout=5)
+    after = await client.enqueue("call", {"fn": "add", "args": [1, 2]})
+    assert await client.wait(after.id, timeout=5) == 3
+
+
 async def test_function_not_allowed(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCS)
     job = await client.enqueue("call", {"fn": "os:system", "args": ["true"]}, max_retries=3)
