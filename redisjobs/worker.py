@@ -77,6 +77,8 @@ class Worker:
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
         executors: more executors (http, subprocess, ssh, your own), one per kind.
         concurrency: jobs run at once.
+        batch_size: jobs leased per fetch at most (default: every free slot). A small batch
+            spreads a burst over more workers; a large one costs fewer round trips.
         lease_ttl: seconds without a heartbeat after which other workers take a job over.
         poll_interval: seconds between polls where Redis cannot block (the embedded backend).
         grace_period: seconds running jobs get to finish on shutdown before being handed back.
@@ -95,6 +97,7 @@ class Worker:
         modules: Iterable[str] = (),
         executors: Iterable[Executor] = (),
         concurrency: int = 100,
+        batch_size: int | None = None,
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         grace_period: float = 30.0,
@@ -103,9 +106,14 @@ class Worker:
         worker_id: str | None = None,
         handle_signals: bool = True,
     ) -> None:
-        if concurrency < 1 or lease_ttl <= 0 or poll_interval <= 0 or max_deliveries < 1:
+        self.batch_size = batch_size or concurrency
+        if (
+            min(concurrency, self.batch_size, max_deliveries) < 1
+            or min(lease_ttl, poll_interval) <= 0
+        ):
             raise ValueError(
-                "need concurrency >= 1, lease_ttl > 0, poll_interval > 0, max_deliveries >= 1"
+                "need concurrency, batch_size and max_deliveries >= 1, lease_ttl and "
+                "poll_interval > 0"
             )
         self.backend = Backend(resolve_url(url))
         self.keys = QueueKeys(queue)
@@ -162,8 +170,8 @@ class Worker:
         return [(j, r.delivery.lease) for j, r in self._running.items() if r.stop != "lost"]
 
     def free_slots(self) -> int:
-        """Slots free for more jobs (0 while stopping)."""
-        return 0 if self._stopping else self.concurrency - self._active
+        """Jobs to lease next: the free slots, up to `batch_size` (0 while stopping)."""
+        return 0 if self._stopping else min(self.concurrency - self._active, self.batch_size)
 
     def stop_job(self, job_id: str, reason: str) -> None:
         """Stop a held job: 'cancel' records it cancelled, 'lost' and 'handback' record nothing."""

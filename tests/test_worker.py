@@ -239,3 +239,16 @@ async def test_stop_while_redis_is_gone_does_not_hang() -> None:
         await asyncio.wait_for(w._run_task, 10)
     finally:
         server.stop()
+
+
+async def test_batch_size_caps_a_fetch_not_concurrency(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=FUNCS, concurrency=4, batch_size=1)
+    many = await client.enqueue_many([("call", {"fn": "sleep", "args": [0.3]})] * 4)
+    for job in many:
+        await client.wait(job.id, timeout=5)
+    events = [e for j in many for e in await log_events(client, j.id)]
+    last_start = max(e.ts for e in events if e.type == "started")
+    first_end = min(e.ts for e in events if e.type == "completed")
+    assert last_start < first_end  # all four ran at once, leased one per fetch
