@@ -24,6 +24,7 @@ from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
+from .manager import JobManager
 from .queries import JobPage
 from .worker import Worker
 
@@ -40,6 +41,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobFailed",
+    "JobManager",
     "JobNotFound",
     "JobPage",
     "JobStatus",

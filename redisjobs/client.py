@@ -8,7 +8,7 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -360,7 +360,12 @@ class Client:
     # -- events ---------------------------------------------------------------------------------
 
     async def events(
-        self, job_id: str | None = None, *, queue: str | None = None, since: str | None = None
+        self,
+        job_id: str | None = None,
+        *,
+        queue: str | None = None,
+        since: str | None = None,
+        on_recheck: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Follow events live: of one job, or of the whole queue.
 
@@ -369,8 +374,11 @@ class Client:
             queue: the queue (default: the client's).
             since: first replay the capped log from after this stream id (``"0"`` = from the
                 start); replayed events carry their log id in `Event.id`, a resume cursor.
+            on_recheck: awaited after the pub/sub connection was lost and restored, when
+                events may have been missed (look up what you were waiting for).
         """
         redis, _ = await self._conn()
         assert self._subscriber is not None
-        async for ev in follow(redis, self._subscriber, self.keys(queue), job_id, since):
+        keys = self.keys(queue)
+        async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
             yield ev

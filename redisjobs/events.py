@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,11 +209,13 @@ async def follow(
     keys: QueueKeys,
     job_id: str | None,
     since: str | None,
+    on_recheck: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Events of a queue (or one job) live, after replaying the log from `since` if given.
 
     It subscribes before it replays, so nothing published meanwhile is missed; what the
-    replay already yielded is skipped when it also arrives live.
+    replay already yielded is skipped when it also arrives live. After the pub/sub connection
+    was lost, events may have been missed: `on_recheck` is awaited then, to look again.
     """
     channel = keys.job_events(job_id) if job_id else keys.events
     async with await subscriber.subscribe(channel) as sub:
@@ -225,6 +227,8 @@ async def follow(
         while True:
             raw = await sub.get()
             if raw == RECHECK:
+                if on_recheck is not None:
+                    await on_recheck()
                 continue
             if raw in replayed:
                 replayed.discard(raw)

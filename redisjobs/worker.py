@@ -43,8 +43,8 @@ log = logging.getLogger("redisjobs.worker")
 ERROR_MAX_CHARS = 2000
 
 
-class _JobTimeout(Exception):
-    pass
+class _JobTimeout(ExecutorError):
+    """A run outlived the job's `timeout` (its error reads "timed out after N s")."""
 
 
 class _Run:

@@ -4,7 +4,8 @@ Payload: ``{"fn": "module:qualname", "args": {...} | [...], "kwargs": {...}}``. 
 only functions registered with it or found in modules it allows, never an arbitrary import path
 from Redis. Coroutine functions are awaited on the worker's loop; plain functions run in a thread
 pool, so blocking code cannot starve the loop (and with it the heartbeats). A function that takes
-a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`.
+a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one named
+``job_id`` its job's id (unless the payload's arguments set it).
 
 Cancelling a coroutine job interrupts it at its next ``await``; a plain function in a thread
 cannot be interrupted, so the job is recorded as cancelled while the thread runs to its end
@@ -36,6 +37,7 @@ class _Target:
     fn: Callable[..., Any]
     is_async: bool
     wants_ctx: bool
+    wants_job_id: bool
 
 
 def _target(fn: Callable[..., Any]) -> _Target:
@@ -43,7 +45,7 @@ def _target(fn: Callable[..., Any]) -> _Target:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
-    return _Target(fn, inspect.iscoroutinefunction(fn), "ctx" in params)
+    return _Target(fn, inspect.iscoroutinefunction(fn), "ctx" in params, "job_id" in params)
 
 
 class CallExecutor:
@@ -125,6 +127,8 @@ class CallExecutor:
             args = tuple(raw_args)
         if target.wants_ctx:
             kwargs["ctx"] = ctx
+        if target.wants_job_id and "job_id" not in kwargs:
+            kwargs["job_id"] = job_id
         if target.is_async:
             return await target.fn(*args, **kwargs)
         if self._pool is None:

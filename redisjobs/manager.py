@@ -1,0 +1,357 @@
+"""The JobManager face (seed ``000``): submit Python callables, wait, follow, get called back.
+
+A thin layer over :class:`~redisjobs.Client` and :class:`~redisjobs.Worker`: a submitted
+callable becomes a ``call`` job; the manager's own worker (``max_workers`` slots) runs it, or, with
+``run_workers=False``, a fleet of ``redisjobs worker`` processes elsewhere does. Completion and
+failure handlers run in the process that submitted the job, driven by the queue's events.
+
+Without a URL everything runs in this process on the embedded backend, and any callable works:
+functions, closures, lambdas, bound methods (``self.generate_video``). A job function may ask for
+``job_id``, ``manager`` (this manager, e.g. for :meth:`JobManager.update_progress`) or ``ctx``
+(its :class:`~redisjobs.ExecContext`) by naming them as parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, TypeVar
+
+from .client import Client
+from .errors import JobFailed, JobNotFound
+from .executors import ExecContext
+from .executors.call import CallExecutor, function_ref
+from .job import Job, JobStatus
+from .options import new_job_id
+from .worker import Worker
+
+log = logging.getLogger("redisjobs.manager")
+
+Handler = Callable[[str, Any], Any]
+H = TypeVar("H", bound=Handler)
+
+
+def _importable(func: Callable[..., Any]) -> bool:
+    """True when a worker in another process finds `func` by its ``module:qualname``."""
+    module, _, qualname = function_ref(func).partition(":")
+    if "<" in qualname or module == "__main__":
+        return False
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return False
+    return obj is func
+
+
+class JobManager:
+    """Background jobs with status, progress, retries, cancellation and callbacks.
+
+    Args:
+        max_workers: jobs this manager's worker runs at once.
+        max_retries: attempts after the first when a job raises.
+        retry_delay: seconds before the first retry.
+        retry_backoff: factor by which each further retry waits longer.
+        url: a Redis URL. None runs on a private embedded backend in this process.
+        queue: the queue (default: a private one when the manager runs its own worker, so that
+            its closures and bound methods never reach another process; ``"default"`` otherwise).
+        run_workers: run the jobs in this process. False leaves them to ``redisjobs worker``
+            processes serving `queue`; then only importable functions can be submitted.
+        timeout: seconds a job may run before it fails (None: no limit).
+        lease_ttl: seconds after which another worker takes over the job of a dead one.
+
+    Use it as an async context manager, or call :meth:`close` at the end; it starts itself on
+    first use.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 4,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        *,
+        url: str | None = None,
+        queue: str | None = None,
+        run_workers: bool = True,
+        timeout: float | None = None,
+        lease_ttl: float = 30.0,
+    ) -> None:
+        if not run_workers and (url is None or url.startswith("memory://")):
+            raise ValueError("run_workers=False needs a Redis URL the workers share")
+        self.max_workers = max_workers
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.retry_backoff = retry_backoff
+        self.url = url or f"memory://manager-{os.urandom(6).hex()}"
+        self.queue = queue or (f"manager-{os.urandom(6).hex()}" if run_workers else "default")
+        self.run_workers = run_workers
+        self.timeout = timeout
+        self.lease_ttl = lease_ttl
+        self._on_complete: list[Handler] = []
+        self._on_failure: list[Handler] = []
+        self._call = CallExecutor()
+        self._refs: dict[Any, str] = {}
+        self._contexts: dict[str, ExecContext] = {}
+        self._mine: set[str] = set()  # submitted here, final event not seen yet
+        self._client: Client | None = None
+        self._worker: Worker | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Connect, start the worker (if any) and the event follower; idempotent."""
+        if self._client is not None:
+            return self
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._client is None:
+                await self._start()
+        return self
+
+    async def _start(self) -> None:
+        client = await Client(self.url, queue=self.queue).connect()
+        try:
+            if self.run_workers:
+                worker = Worker(
+                    self.url,
+                    queue=self.queue,
+                    executors=[self._call],
+                    concurrency=self.max_workers,
+                    lease_ttl=self.lease_ttl,
+                    poll_interval=0.05,
+                    handle_signals=False,
+                )
+                await worker.__aenter__()
+                self._worker = worker
+            # Replaying the log from its current end leaves no gap before the subscription.
+            last: Any = await client.redis.xrevrange(client.keys().log, count=1)
+            since = last[0][0].decode() if last else "0"
+            self._follower = asyncio.create_task(self._follow(client, since))
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+
+    async def close(self) -> None:
+        """Stop the worker (running jobs get its grace period), the follower and the client."""
+        if self._worker is not None:
+            self._worker.stop()
+            await self._worker.__aexit__(None, None, None)
+            self._worker = None
+        if self._handler_tasks:
+            await asyncio.wait(self._handler_tasks, timeout=5)
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _ready(self) -> Client:
+        await self.start()
+        assert self._client is not None
+        return self._client
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    async def submit(self, func: Callable[..., Any], args: dict[str, Any] | None = None) -> Job:
+        """Run ``func(**args)`` as a job; returns the job (status ``pending``).
+
+        Raises:
+            ValueError: `func` cannot run where the jobs run (not importable, and no worker here).
+            SerializationError: `args` is not msgpack-encodable (nothing was submitted).
+        """
+        client = await self._ready()
+        payload = {"fn": self._ref(func), "args": dict(args or {})}
+        job_id = new_job_id()
+        self._mine.add(job_id)  # before the enqueue: its final event may come before the reply
+        try:
+            return await client.enqueue(
+                "call",
+                payload,
+                job_id=job_id,
+                max_retries=self.max_retries,
+                retry_delay=self.retry_delay,
+                retry_backoff=self.retry_backoff,
+                timeout=self.timeout,
+            )
+        except BaseException:
+            self._mine.discard(job_id)
+            raise
+
+    def _ref(self, func: Callable[..., Any]) -> str:
+        """The name `func` is submitted under, registering it with this manager's worker."""
+        if not callable(func):
+            raise TypeError(f"submit() needs a callable, got {type(func).__name__}")
+        try:
+            known = self._refs.get(func)
+        except TypeError:  # unhashable callable object: one registration per submit
+            known = None
+        if known is not None:
+            return known
+        importable = _importable(func)
+        if not self.run_workers and not importable:
+            raise ValueError(
+                f"{function_ref(func)} cannot run on workers in other processes: submit a "
+                "module-level function, or let this manager run its own workers"
+            )
+        ref = function_ref(func) if importable else f"{function_ref(func)}#{len(self._refs)}"
+        self._call.register(self._adapt(func), name=ref)
+        with contextlib.suppress(TypeError):
+            self._refs[func] = ref
+        return ref
+
+    def _adapt(self, func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        """`func` as the worker calls it: given ``manager``/``job_id``/``ctx`` if it asks."""
+        params = inspect.signature(func).parameters
+        is_async = inspect.iscoroutinefunction(func)
+
+        async def run(*args: Any, ctx: ExecContext, **kwargs: Any) -> Any:
+            if "manager" in params:
+                kwargs.setdefault("manager", self)
+            if "job_id" in params:
+                kwargs.setdefault("job_id", ctx.job_id)
+            if "ctx" in params:
+                kwargs["ctx"] = ctx
+            self._contexts[ctx.job_id] = ctx
+            try:
+                if is_async:
+                    return await func(*args, **kwargs)
+                return await asyncio.to_thread(functools.partial(func, *args, **kwargs))
+            finally:
+                self._contexts.pop(ctx.job_id, None)
+
+        return run
+
+    # -- reading and steering ---------------------------------------------------------------------
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's result once it completes.
+
+        Raises:
+            TimeoutError: it did not end within `timeout` seconds.
+            JobFailed: it failed for good (JobCancelled: it was cancelled).
+            JobNotFound: no such job.
+        """
+        return await (await self._ready()).wait(job_id, timeout=timeout)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a pending, scheduled or running job; False when it had already ended."""
+        return await (await self._ready()).cancel(job_id)
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or None when there is no such job."""
+        return await (await self._ready()).get(job_id)
+
+    async def get_progress(self, job_id: str) -> float:
+        """The job's progress in percent.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        job = await self.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} in queue {self.queue!r}")
+        return job.progress
+
+    async def update_progress(
+        self, job_id: str, progress: float, message: str | None = None
+    ) -> None:
+        """Set a running job's progress (0-100); from inside the job, as the seed's example does."""
+        ctx = self._contexts.get(job_id)
+        if ctx is not None:
+            await ctx.set_progress(progress, message)  # throttled and fenced by its lease
+        else:
+            await (await self._ready()).set_progress(job_id, progress, message)
+
+    async def list_jobs(self, status: JobStatus | str | None = None) -> list[Job]:
+        """The queue's jobs (newest first), all or of one status."""
+        client = await self._ready()
+        jobs: list[Job] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = await client.list_jobs(status, limit=500, cursor=cursor)
+            jobs += page.jobs
+            cursor = page.cursor
+        return jobs
+
+    # -- callbacks --------------------------------------------------------------------------------
+
+    def on_complete(self, handler: H) -> H:
+        """Call ``handler(job_id, result)`` when a job submitted here completes.
+
+        Usable as a decorator or a plain call; the handler may be a coroutine function.
+        """
+        self._on_complete.append(handler)
+        return handler
+
+    def on_failure(self, handler: H) -> H:
+        """Call ``handler(job_id, error)`` when a job submitted here fails for good.
+
+        `error` is a :class:`~redisjobs.JobFailed` carrying the recorded error text. Cancelled
+        jobs call no handler.
+        """
+        self._on_failure.append(handler)
+        return handler
+
+    async def _follow(self, client: Client, since: str) -> None:
+        """Turn the queue's final events into handler calls, for the jobs submitted here."""
+        async for ev in client.events(since=since, on_recheck=self._recheck):
+            if ev.job_id in self._mine and ev.type in ("completed", "failed", "cancelled"):
+                self._mine.discard(ev.job_id)
+                self._dispatch(ev.type, ev.job_id, ev.data.get("result"), ev.data.get("error"))
+
+    async def _recheck(self) -> None:
+        """Events may have been missed: look at the jobs still open."""
+        client = self._client
+        if client is None:
+            return
+        for job_id in list(self._mine):
+            job = await client.get(job_id)
+            if job is not None and job.status.is_final and job_id in self._mine:
+                self._mine.discard(job_id)
+                self._dispatch(job.status.value, job_id, job.result, job.error)
+
+    def _dispatch(self, status: str, job_id: str, result: Any, error: str | None) -> None:
+        if status == "completed":
+            for handler in self._on_complete:
+                self._call_handler(handler, job_id, result)
+        elif status == "failed":
+            for handler in self._on_failure:
+                self._call_handler(handler, job_id, JobFailed(job_id, error))
+
+    def _call_handler(self, handler: Handler, job_id: str, arg: Any) -> None:
+        try:
+            outcome = handler(job_id, arg)
+        except Exception:
+            log.exception("handler %r failed for job %s", handler, job_id)
+            return
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(outcome)
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Future[Any]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a job handler failed", exc_info=task.exception())
