@@ -86,6 +86,7 @@ class Worker:
         reclaim_interval: seconds between reclaim ticks (default ``min(lease_ttl / 2, 5)``).
         worker_id: the consumer name (default host-pid-random).
         handle_signals: stop gracefully on SIGTERM/SIGINT (a second one hands back at once).
+        context_class: the ExecContext (sub)class executors get (a face's own flavour of it).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class Worker:
         reclaim_interval: float | None = None,
         worker_id: str | None = None,
         handle_signals: bool = True,
+        context_class: type[ExecContext] = ExecContext,
     ) -> None:
         self.batch_size = batch_size or concurrency
         if (
@@ -125,6 +127,7 @@ class Worker:
         self.reclaim_interval = reclaim_interval or min(lease_ttl / 2, 5.0)
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
+        self.context_class = context_class
         self.executors = Executors(executors)
         if "call" not in self.executors:
             self.executors.add(CallExecutor(functions, modules=modules))
@@ -169,6 +172,11 @@ class Worker:
         """(job id, lease) of the jobs this worker holds."""
         return [(j, r.delivery.lease) for j, r in self._running.items() if r.stop != "lost"]
 
+    @property
+    def busy(self) -> int:
+        """Jobs this worker is running now."""
+        return self._active
+
     def free_slots(self) -> int:
         """Jobs to lease next: the free slots, up to `batch_size` (0 while stopping)."""
         return 0 if self._stopping else min(self.concurrency - self._active, self.batch_size)
@@ -188,7 +196,7 @@ class Worker:
 
     def launch(self, delivery: Delivery) -> None:
         """Run a job leased to this worker."""
-        ctx = ExecContext(
+        ctx = self.context_class(
             self,
             job_id=delivery.job_id,
             queue=self.keys.queue,

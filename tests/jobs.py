@@ -91,3 +91,14 @@ class Greeter:
         await ctx.log(f"greeting {payload['name']}")
         await ctx.set_progress(100)
         return f"{self.greeting}, {payload['name']}! ({os.getpid()})"
+
+
+class Napper:
+    """A custom executor whose first attempt naps for a long time and later ones return."""
+
+    kind = "nap"
+
+    async def run(self, *, job_id: Any, payload: Any, ctx: ExecContext) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            await asyncio.sleep(payload.get("first", 30))
+        return {"attempt": ctx.attempt, "pid": os.getpid(), "job_id": str(job_id)}

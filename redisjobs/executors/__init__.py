@@ -24,6 +24,7 @@ from ..errors import UnknownExecutor
 if TYPE_CHECKING:
     from .call import CallExecutor
     from .http import HTTPExecutor
+    from .http import HTTPExecutor as HttpExecutor
     from .ssh import SSHExecutor
     from .subprocess import SubprocessExecutor
 
@@ -33,24 +34,27 @@ __all__ = [
     "Executor",
     "Executors",
     "HTTPExecutor",
+    "HttpExecutor",
     "SSHExecutor",
     "SubprocessExecutor",
 ]
 
 _BUILT_IN = {
-    "CallExecutor": "call",
-    "HTTPExecutor": "http",
-    "SSHExecutor": "ssh",
-    "SubprocessExecutor": "subprocess",
+    "CallExecutor": ("call", "CallExecutor"),
+    "HTTPExecutor": ("http", "HTTPExecutor"),
+    "HttpExecutor": ("http", "HTTPExecutor"),  # Pyjobkit's spelling
+    "SSHExecutor": ("ssh", "SSHExecutor"),
+    "SubprocessExecutor": ("subprocess", "SubprocessExecutor"),
 }
 
 
 def __getattr__(name: str) -> Any:
     """Load a built-in executor's module (and its dependency) on first use of its name."""
-    module = _BUILT_IN.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    try:
+        module, attr = _BUILT_IN[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
 
 
 PROGRESS_INTERVAL = 0.2
