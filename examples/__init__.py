@@ -1,0 +1,1 @@
+"""Runnable examples of redisjobs (a package, so workers can import their job functions)."""
