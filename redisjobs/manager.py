@@ -33,6 +33,9 @@ from .worker import Worker
 
 log = logging.getLogger("redisjobs.manager")
 
+CANCEL_WAIT = 5.0
+"""Seconds :meth:`JobManager.cancel` waits for a running job's worker to record the cancel."""
+
 Handler = Callable[[str, Any], Any]
 H = TypeVar("H", bound=Handler)
 
@@ -256,8 +259,17 @@ class JobManager:
         return await (await self._ready()).wait(job_id, timeout=timeout)
 
     async def cancel(self, job_id: str) -> bool:
-        """Cancel a pending, scheduled or running job; False when it had already ended."""
-        return await (await self._ready()).cancel(job_id)
+        """Cancel a pending, scheduled or running job; False when it had already ended.
+
+        A running job is stopped by its worker; this returns once that is recorded (or after
+        :data:`CANCEL_WAIT` seconds), so :meth:`get` then shows it cancelled, as the seed has it.
+        """
+        client = await self._ready()
+        cancelled = await client.cancel(job_id)
+        if cancelled:
+            with contextlib.suppress(JobFailed, TimeoutError):  # JobCancelled is a JobFailed
+                await client.wait(job_id, timeout=CANCEL_WAIT)
+        return cancelled
 
     async def get(self, job_id: str) -> Job | None:
         """The job, or None when there is no such job."""
@@ -337,8 +349,10 @@ class JobManager:
             for handler in self._on_complete:
                 self._call_handler(handler, job_id, result)
         elif status == "failed":
+            failure = JobFailed(job_id, error)
+            failure.args = (error or "failed",)  # str() is the error itself: handlers print it
             for handler in self._on_failure:
-                self._call_handler(handler, job_id, JobFailed(job_id, error))
+                self._call_handler(handler, job_id, failure)
 
     def _call_handler(self, handler: Handler, job_id: str, arg: Any) -> None:
         try:

@@ -1,0 +1,1 @@
+"""Seed 000's JobManager examples, translated to redisjobs (only the import changes)."""
