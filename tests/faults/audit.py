@@ -1,0 +1,136 @@
+"""The invariant audit of one queue's keyspace (DESIGN.md, "Invariants"), as this code keeps it.
+
+Run it when the queue is quiet (no script between two of its reads), e.g. after every step of a
+model test or at the end of a fault scenario. It returns a list of readable violations; empty
+means the keyspace is consistent:
+
+* every PEL entry belongs to a ``running`` job whose ``msg`` is that entry;
+* every ``running`` job has exactly one PEL entry (its ``msg``);
+* every ``scheduled`` job is in ``delayed`` once, and ``delayed`` holds nothing else;
+* every ``pending`` job's ``msg`` is an entry of the stream that is not pending (not delivered);
+* a terminal job is out of the PEL and of ``delayed`` and has a TTL;
+* every job sits in exactly one status index, the one of its status;
+* every key of the queue carries its ``{queue}`` hash tag.
+
+Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
+pending one, so "out of the stream" reads "acknowledged" here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from redisjobs.job import FINAL_STATUSES, JobStatus
+from redisjobs.keys import GROUP, QueueKeys
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _pel(redis: Redis, keys: QueueKeys) -> dict[str, str]:
+    """Pending entry id -> the job id it carries (or "" when the entry is gone)."""
+    try:
+        pending: Any = await redis.xpending_range(keys.ready, GROUP, "-", "+", 1_000_000)
+    except Exception as exc:  # no stream or no group yet: nothing is pending
+        if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+            return {}
+        raise
+    out: dict[str, str] = {}
+    for entry in pending:
+        msg = _s(entry["message_id"])
+        rows: Any = await redis.xrange(keys.ready, msg, msg)
+        out[msg] = _s(rows[0][1].get(b"id", b"")) if rows else ""
+    return out
+
+
+async def _jobs(redis: Redis, keys: QueueKeys) -> dict[str, dict[str, str]]:
+    """Every job hash of the queue: id -> fields."""
+    jobs: dict[str, dict[str, str]] = {}
+    prefix = keys.job("")
+    async for raw in redis.scan_iter(match=keys.job("*"), count=1000):
+        key = _s(raw)
+        rest = key[len(prefix) :]
+        if ":" in rest:  # job:<id>:log
+            continue
+        h: Any = await redis.hgetall(key)
+        if h:
+            jobs[rest] = {_s(k): _s(v) for k, v in h.items() if k not in (b"payload", b"result")}
+    return jobs
+
+
+class _State:
+    """One read of the queue's keyspace."""
+
+    def __init__(self, keys: QueueKeys) -> None:
+        self.keys = keys
+        self.pel: dict[str, str] = {}
+        self.jobs: dict[str, dict[str, str]] = {}
+        self.delayed: list[str] = []
+        self.indexes: dict[str, set[str]] = {}
+
+    async def read(self, redis: Redis) -> _State:
+        self.pel = await _pel(redis, self.keys)
+        self.jobs = await _jobs(redis, self.keys)
+        members: Any = await redis.zrange(self.keys.delayed, 0, -1)
+        self.delayed = [_s(m) for m in members]
+        for status in JobStatus:
+            members = await redis.zrange(self.keys.status(status), 0, -1)
+            self.indexes[status.value] = {_s(m) for m in members}
+        return self
+
+
+def _check_pel(state: _State) -> list[str]:
+    problems = []
+    for msg, job_id in state.pel.items():
+        job = state.jobs.get(job_id)
+        if job is None:
+            problems.append(f"PEL entry {msg} carries {job_id!r}, which has no hash")
+        elif job.get("status") != "running" or job.get("msg") != msg:
+            problems.append(
+                f"PEL entry {msg} of job {job_id}: status {job.get('status')}, msg {job.get('msg')}"
+            )
+    if len(state.delayed) != len(set(state.delayed)):
+        problems.append("a job is in delayed twice")
+    problems += [
+        f"delayed holds {j}, which has no hash" for j in set(state.delayed) - set(state.jobs)
+    ]
+    return problems
+
+
+async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, str]) -> list[str]:
+    problems = []
+    status = job.get("status", "")
+    where = [s for s, members in state.indexes.items() if job_id in members]
+    if where != [status]:
+        problems.append(f"job {job_id} ({status}) is in status indexes {where}")
+    in_pel = [msg for msg, jid in state.pel.items() if jid == job_id]
+    if status == "running" and in_pel != [job.get("msg")]:
+        problems.append(f"running job {job_id} has PEL entries {in_pel}, msg {job.get('msg')}")
+    if status != "running" and in_pel:
+        problems.append(f"{status} job {job_id} still has PEL entries {in_pel}")
+    if (status == "scheduled") != (job_id in state.delayed):
+        problems.append(f"{status} job {job_id} in delayed: {job_id in state.delayed}")
+    if status == "pending":
+        msg = job.get("msg", "")
+        rows: Any = await redis.xrange(state.keys.ready, msg, msg) if msg else []
+        if not rows:
+            problems.append(f"pending job {job_id} has no stream entry ({msg!r})")
+    if status in FINAL_STATUSES and await redis.pttl(state.keys.job(job_id)) < 0:
+        problems.append(f"{status} job {job_id} has no TTL")
+    return problems
+
+
+async def audit(redis: Redis, queue: str) -> list[str]:
+    """The violations of the queue's invariants (empty when it is consistent)."""
+    state = await _State(QueueKeys(queue)).read(redis)
+    problems = _check_pel(state)
+    for job_id, job in state.jobs.items():
+        problems += await _check_job(redis, state, job_id, job)
+    async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
+        key = _s(raw)
+        if not key.startswith(state.keys.prefix) and key != "rj:queues":
+            problems.append(f"key {key} lacks the {{{queue}}} tag")
+    return problems
