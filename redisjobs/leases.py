@@ -27,6 +27,9 @@ from .scripts import Delivery, Scripts
 
 log = logging.getLogger("redisjobs.leases")
 
+REGISTRY_HORIZON = 3600.0
+"""Seconds after its last heartbeat that a worker leaves the ``rj:workers`` registry index."""
+
 
 class LeaseHolder(Protocol):
     """The worker, as the lease loops see it."""
@@ -142,6 +145,8 @@ class Leases:
             )
             pipe.pexpire(key, int(self.lease_ttl * 3000))
             pipe.zadd(WORKERS_KEY, {self.worker_id: int(now * 1000)})
+            # Entries of workers gone for REGISTRY_HORIZON (their hash expired long ago).
+            pipe.zremrangebyscore(WORKERS_KEY, "-inf", int((now - REGISTRY_HORIZON) * 1000))
             await pipe.execute()
 
     async def deregister(self) -> None:

@@ -224,12 +224,28 @@ async def test_reclaim_trims_acknowledged_entries(
     assert await scripts.complete(keys, "w1", done) == [1] * 250
     assert await client.redis.xlen(keys.ready) == 301  # outcomes only acknowledge
     await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=10, max_deliveries=5)
-    remaining = await client.redis.xlen(keys.ready)
-    assert 51 <= remaining <= 200  # whole nodes below the oldest pending entry are gone
+    assert await client.redis.xlen(keys.ready) == 51  # all below the oldest pending entry
     entries: Any = await client.redis.xrange(keys.ready)
     ids = {f[b"id"].decode() for _, f in entries}
     assert {d.job_id for d in ds[250:]} <= ids  # nothing pending or undelivered was trimmed
     assert len(await read(client, "w3")) == 1
+
+
+async def test_reclaim_leaves_a_drained_queue_at_its_baseline(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    await client.enqueue_many([{"kind": "call", "payload": i, "result_ttl": 0.2} for i in range(5)])
+    ds = await scripts.start(keys, "gone", await read(client, "gone"))
+    assert await scripts.complete(keys, "gone", [(d.job_id, d.lease, b"\xc0") for d in ds[:4]])
+    await scripts.fail(keys, "gone", ds[4].job_id, ds[4].lease, "boom", mode="fatal")
+    await asyncio.sleep(0.3)  # results expire; the worker "gone" went silent
+    await scripts.reclaim(keys, "w2", lease_ttl_ms=10, count=10, max_deliveries=5)
+    assert await client.redis.xlen(keys.ready) == 0
+    for status in ("completed", "failed"):
+        assert await client.redis.zcard(keys.status(status)) == 0
+    assert await client.redis.zcard(keys.dead) == 0
+    consumers: Any = await client.redis.xinfo_consumers(keys.ready, GROUP)
+    assert b"gone" not in [c["name"] for c in consumers]  # idle 10 lease_ttl, none pending
 
 
 async def test_start_reads_and_leases_in_one_call(

@@ -16,7 +16,8 @@
 --          without a live job are acknowledged and deleted. Orphan sweep: a `running` job whose
 --          entry left the PEL is made runnable again. Then the stream is trimmed below its
 --          oldest pending entry (every older entry is acknowledged: outcome scripts only XACK).
---          stats.reclaimed / started / failed.
+--          Housekeeping: consumers idle for 10 lease_ttl with nothing pending are deleted, and
+--          expired jobs leave the terminal status indexes. stats.reclaimed / started / failed.
 
 local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -40,18 +41,36 @@ local function crashed(jkey, jid, msg, f)
   return lease_job(jkey, jid, 'running', worker, msg, now, f)
 end
 
--- Entries older than the oldest pending one were all delivered and acknowledged.
+-- Entries older than the oldest pending one were all delivered and acknowledged; with nothing
+-- pending, so was every entry up to the group's last delivered one. An exact trim, so a drained
+-- queue ends with an empty stream (once per tick, not per job).
 local function trim_stream()
   local minid = redis.call('XPENDING', K_READY, GROUP)[2]
   if not minid then
     for _, g in ipairs(redis.call('XINFO', 'GROUPS', K_READY)) do
       for i = 1, #g, 2 do
         if g[i] == 'name' and g[i + 1] ~= GROUP then break end
-        if g[i] == 'last-delivered-id' then minid = g[i + 1] end
+        if g[i] == 'last-delivered-id' and g[i + 1] ~= '0-0' then
+          local ms, seq = string.match(g[i + 1], '(%d+)-(%d+)')
+          minid = ms .. '-' .. (tonumber(seq) + 1)
+        end
       end
     end
   end
-  if minid and minid ~= '0-0' then redis.call('XTRIM', K_READY, 'MINID', '~', minid) end
+  if minid and minid ~= '0-0' then redis.call('XTRIM', K_READY, 'MINID', minid) end
+end
+
+-- Consumers of workers that died (a clean stop deletes its own) hold nothing once their
+-- entries were claimed; drop them when long idle. A live worker that is dropped is recreated
+-- by its next read.
+local function drop_idle_consumers(idle_ms)
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', K_READY, GROUP)) do
+    local info = {}
+    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+    if info['name'] ~= worker and info['pending'] == 0 and info['idle'] > idle_ms then
+      redis.call('XGROUP', 'DELCONSUMER', K_READY, GROUP, info['name'])
+    end
+  end
 end
 
 if count > 0 then
@@ -99,4 +118,9 @@ else
   redis.call('HSET', K_STATS, 'sweep_cursor', swept[#swept])
 end
 trim_stream()
+drop_idle_consumers(10 * tonumber(idle))
+-- Finished jobs leave their status index when their hash expires (indexes are scored by it).
+trim_final('completed', now)
+trim_final('failed', now)
+trim_final('cancelled', now)
 return out
