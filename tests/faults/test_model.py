@@ -1,0 +1,224 @@
+"""A stateful model test of the Lua transitions, on a real redis-server and on fakeredis.
+
+Hypothesis drives random sequences of enqueue / start / heartbeat / complete / fail / cancel /
+promote / reclaim / release and ages leases (``XCLAIM ... IDLE``, as a worker that went silent),
+with stale leases and re-sent calls mixed in. After every step the keyspace audit must be clean,
+and the model checks what the scripts report: a terminal job never changes again, and only the
+current lease's outcome counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from redis.exceptions import ResponseError
+
+from redisjobs import Client
+from redisjobs.job import FINAL_STATUSES
+from redisjobs.keys import GROUP
+from redisjobs.scripts import Delivery, Scripts
+from redisjobs.testing import RedisServer, unique_queue
+from tests.faults.audit import audit
+
+pytestmark = pytest.mark.faults
+
+WORKERS = st.sampled_from(["w1", "w2", "w3"])
+
+
+class ScriptsModel(RuleBasedStateMachine):
+    """The scripts against a model of each job's status and current lease."""
+
+    url = ""  # set per backend below
+
+    jobs = Bundle("jobs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner = asyncio.Runner()
+        self.client = Client(self.url, queue=unique_queue("model"))
+        self.run(self.client.connect())
+        self.keys = self.client.keys()
+        self.scripts = Scripts(self.client.redis, embedded=self.client.backend.embedded)
+        self.leases: dict[str, Delivery] = {}  # job -> its current delivery
+        self.final: dict[str, str] = {}  # job -> terminal status, once reached
+
+    def run(self, coro: Any) -> Any:
+        return self.runner.run(coro)
+
+    def teardown(self) -> None:
+        self.run(self.client.aclose())
+        self.runner.close()
+
+    async def _status(self, job_id: str) -> str:
+        value: Any = await self.client.redis.hget(self.keys.job(job_id), "status")
+        return value.decode() if value else "missing"
+
+    def status(self, job_id: str) -> str:
+        return str(self.run(self._status(job_id)))
+
+    @initialize()
+    def group(self) -> None:
+        with contextlib.suppress(ResponseError):
+            self.run(self.client.redis.xgroup_create(self.keys.ready, GROUP, id="0", mkstream=True))
+
+    # -- producers ----------------------------------------------------------------------------
+
+    @rule(
+        target=jobs, delay=st.sampled_from([None, None, 0.001, 3600.0]), retries=st.integers(0, 2)
+    )
+    def enqueue(self, delay: float | None, retries: int) -> str:
+        job = self.run(
+            self.client.enqueue(
+                "call", {"n": 1}, delay=delay, max_retries=retries, retry_delay=0.001
+            )
+        )
+        return str(job.id)
+
+    @rule(job_id=jobs)
+    def cancel(self, job_id: str) -> None:
+        outcome = self.run(self.scripts.cancel(self.keys, job_id))
+        if job_id in self.final:
+            assert outcome in ("final", "missing")
+
+    # -- workers ------------------------------------------------------------------------------
+
+    @rule(worker=WORKERS, count=st.integers(1, 4))
+    def start(self, worker: str, count: int) -> None:
+        reply: Any = self.run(
+            self.client.redis.xreadgroup(GROUP, worker, {self.keys.ready: ">"}, count=count)
+        )
+        entries = [
+            (m.decode(), f.get(b"id", b"").decode()) for m, f in (reply[0][1] if reply else [])
+        ]
+        for d in self.run(self.scripts.start(self.keys, worker, entries)):
+            assert d.job_id not in self.final, f"a finished job was started: {d.job_id}"
+            self._leased(d, worker)
+
+    def _leased(self, d: Delivery, worker: str) -> None:
+        old = self.leases.get(d.job_id)
+        assert old is None or d.lease > old.lease  # fencing tokens only grow
+        self.leases[d.job_id] = d
+        self.owner[d.job_id] = worker
+
+    owner: dict[str, str] = {}
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(data=st.data(), resend=st.booleans())
+    def complete(self, data: st.DataObject, resend: bool) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        d = self.leases[job_id]
+        worker = self.owner[job_id]
+        [code] = self.run(self.scripts.complete(self.keys, worker, [(job_id, d.lease, b"\xc0")]))
+        if code == 1:
+            assert job_id not in self.final
+            self.final[job_id] = "completed"
+        if resend:
+            [again] = self.run(
+                self.scripts.complete(self.keys, worker, [(job_id, d.lease, b"\xc0")])
+            )
+            assert again in (0, 2)
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(data=st.data(), mode=st.sampled_from(["error", "fatal", "cancel"]))
+    def fail(self, data: st.DataObject, mode: str) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        d = self.leases[job_id]
+        outcome, _ = self.run(
+            self.scripts.fail(self.keys, self.owner[job_id], job_id, d.lease, "boom", mode=mode)
+        )
+        if outcome in ("failed", "cancelled"):
+            assert job_id not in self.final
+            self.final[job_id] = outcome
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(data=st.data())
+    def stale_outcome(self, data: st.DataObject) -> None:
+        """An outcome under a lease older than the current one is always rejected."""
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        d = self.leases[job_id]
+        if d.lease < 2:
+            return
+        [code] = self.run(self.scripts.complete(self.keys, "old", [(job_id, d.lease - 1, b"\xc0")]))
+        assert code == 0
+
+    @rule(worker=WORKERS)
+    def heartbeat(self, worker: str) -> None:
+        held = [(j, d.lease) for j, d in self.leases.items() if self.owner[j] == worker]
+        for job_id, action in self.run(self.scripts.heartbeat(self.keys, worker, held)):
+            assert action in ("lost", "cancel")
+
+    @rule(worker=WORKERS)
+    def release(self, worker: str) -> None:
+        held = [(j, d.lease) for j, d in self.leases.items() if self.owner[j] == worker]
+        self.run(self.scripts.release(self.keys, worker, held))
+
+    @rule()
+    def promote(self) -> None:
+        self.run(self.scripts.promote(self.keys))
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(data=st.data())
+    def age_lease(self, data: st.DataObject) -> None:
+        """The owner went silent: its entry looks idle for a long time."""
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        msg: Any = self.run(self.client.redis.hget(self.keys.job(job_id), "msg"))
+        if msg:
+            self.run(
+                self.client.redis.xclaim(
+                    self.keys.ready, GROUP, self.owner[job_id], 0, [msg], idle=10**7, justid=True
+                )
+            )
+
+    @rule(worker=WORKERS, max_deliveries=st.integers(1, 3))
+    def reclaim(self, worker: str, max_deliveries: int) -> None:
+        taken = self.run(
+            self.scripts.reclaim(
+                self.keys, worker, lease_ttl_ms=1_000_000, count=10, max_deliveries=max_deliveries
+            )
+        )
+        for d in taken:
+            assert d.job_id not in self.final
+            self._leased(d, worker)
+
+    # -- after every step ---------------------------------------------------------------------
+
+    @invariant()
+    def consistent(self) -> None:
+        problems = self.run(audit(self.client.redis, self.client.queue))
+        assert problems == [], problems
+        for job_id, status in self.final.items():
+            now = self.status(job_id)
+            assert now in (status, "missing"), f"{job_id} was {status}, is {now}"
+        for job_id in list(self.leases):
+            status = self.status(job_id)
+            if status in FINAL_STATUSES and job_id not in self.final:
+                self.final[job_id] = status  # cancelled, or failed by reclaim (poison)
+            if status != "running":
+                del self.leases[job_id]
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Any:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+def test_scripts_keep_the_invariants(backend: str, model_server: RedisServer) -> None:
+    url = model_server.url if backend == "redis" else f"memory://model-{backend}"
+    machine = type("Model", (ScriptsModel,), {"url": url, "owner": {}})
+    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+    machine.TestCase().runTest()
