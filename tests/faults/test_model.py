@@ -54,6 +54,7 @@ class ScriptsModel(RuleBasedStateMachine):
         self.scripts = Scripts(self.client.redis, embedded=self.client.backend.embedded)
         self.leases: dict[str, Delivery] = {}  # job -> its current delivery
         self.final: dict[str, str] = {}  # job -> terminal status, once reached
+        self.owner: dict[str, str] = {}  # job -> the worker holding its current lease
 
     def run(self, coro: Any) -> Any:
         return self.runner.run(coro)
@@ -113,8 +114,6 @@ class ScriptsModel(RuleBasedStateMachine):
         self.leases[d.job_id] = d
         self.owner[d.job_id] = worker
 
-    owner: dict[str, str] = {}
-
     @precondition(lambda self: bool(self.leases))
     @rule(data=st.data(), resend=st.booleans())
     def complete(self, data: st.DataObject, resend: bool) -> None:
@@ -157,7 +156,7 @@ class ScriptsModel(RuleBasedStateMachine):
     @rule(worker=WORKERS)
     def heartbeat(self, worker: str) -> None:
         held = [(j, d.lease) for j, d in self.leases.items() if self.owner[j] == worker]
-        for job_id, action in self.run(self.scripts.heartbeat(self.keys, worker, held)):
+        for _, action in self.run(self.scripts.heartbeat(self.keys, worker, held)):
             assert action in ("lost", "cancel")
 
     @rule(worker=WORKERS)
@@ -219,6 +218,6 @@ def model_server() -> Any:
 @pytest.mark.parametrize("backend", ["redis", "memory"])
 def test_scripts_keep_the_invariants(backend: str, model_server: RedisServer) -> None:
     url = model_server.url if backend == "redis" else f"memory://model-{backend}"
-    machine = type("Model", (ScriptsModel,), {"url": url, "owner": {}})
+    machine: Any = type("Model", (ScriptsModel,), {"url": url})
     machine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
     machine.TestCase().runTest()
