@@ -26,6 +26,9 @@ log = logging.getLogger("redisjobs.worker")
 
 BLOCK_MS = 2000
 
+MAX_FETCH = 128
+"""Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
+
 
 class Fetcher:
     """Feeds a worker with leased jobs.
@@ -72,7 +75,7 @@ class Fetcher:
         backoff = Backoff(f"fetch {self._keys.queue}", log)
         busy = True
         while not self.stopping:
-            free = self._free_slots()
+            free = min(self._free_slots(), MAX_FETCH)
             if free <= 0:
                 self.slot_free.clear()
                 await self.slot_free.wait()

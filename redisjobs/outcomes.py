@@ -22,6 +22,9 @@ from .scripts import Scripts
 log = logging.getLogger("redisjobs.worker")
 
 LOG_LINES_KEPT = 1000
+
+COMPLETE_BATCH = 128
+"""Results per `complete` call: each script stays a few ms long, however many jobs finished."""
 LOG_TTL_MS = 7 * 86400 * 1000  # until the job finishes and its result_ttl takes over
 
 
@@ -101,7 +104,7 @@ class Outcomes:
     async def _flush(self) -> None:
         backoff = Backoff(f"record results on {self._keys.queue}", log)
         while self._done or self._logs:
-            batch, self._done = self._done, []
+            batch, self._done = self._done[:COMPLETE_BATCH], self._done[COMPLETE_BATCH:]
             try:
                 await self.write_logs()
                 codes = (
