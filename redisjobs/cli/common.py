@@ -1,0 +1,115 @@
+"""What the commands share: connecting, finding a job's queue, stopping on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from ..client import Client
+from ..connection import Backend, resolve_url
+from ..errors import JobNotFound
+from ..job import Job
+from ..keys import QUEUES_KEY
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (exit status 2, like argparse's own errors)."""
+
+
+def redis_url(given: str | None, command: str) -> str:
+    """The URL a command that talks to a shared Redis uses: `given`, else ``$REDIS_URL``.
+
+    Raises:
+        UsageError: it resolves to the embedded backend, which lives inside one process, so
+            another process (a worker) could never see what this command reads or writes.
+    """
+    url = resolve_url(given)
+    if Backend(url).embedded:
+        raise UsageError(
+            f"{command} needs a Redis server: pass --redis URL or set REDIS_URL "
+            f"({url} exists only inside one process)"
+        )
+    return url
+
+
+@contextlib.asynccontextmanager
+async def connect(given: str | None, command: str, queue: str = "default") -> AsyncIterator[Client]:
+    """A connected Client of the command's Redis (ConnectionFailed when unreachable)."""
+    async with Client(redis_url(given, command), queue=queue) as client:
+        yield client
+
+
+async def known_queues(client: Client) -> list[str]:
+    """The queues anything was ever enqueued to (the queue registry), sorted."""
+    names: Any = await client.redis.smembers(QUEUES_KEY)
+    return sorted(name.decode() for name in names)
+
+
+async def find_job(client: Client, job_id: str, queue: str | None) -> Job:
+    """The job `job_id` of `queue`, or of whichever known queue holds it when `queue` is None.
+
+    Raises:
+        JobNotFound: no such job (never enqueued, or expired after its result_ttl).
+    """
+    queues = [queue] if queue else await known_queues(client)
+    async with client.redis.pipeline(transaction=False) as pipe:
+        for name in queues:
+            pipe.exists(client.keys(name).job(job_id))
+        found = await pipe.execute()
+    for name, exists in zip(queues, found, strict=True):
+        job = await client.get(job_id, queue=name) if exists else None
+        if job is not None:  # (it may have expired between the two reads)
+            return job
+    where = f"queue {queue!r}" if queue else "any queue"
+    raise JobNotFound(f"no job {job_id!r} in {where}")
+
+
+def on_stop_signals(callback: Callable[[signal.Signals], None]) -> None:
+    """Call `callback` on each SIGTERM or SIGINT instead of dying (on the running loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, callback, sig)
+
+
+async def until_stop_signal(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it and return)."""
+    stopped = asyncio.Event()
+    on_stop_signals(lambda _sig: stopped.set())
+    task = asyncio.create_task(work)
+    stop = asyncio.create_task(stopped.wait())
+    await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if task.done():
+        task.result()  # an error of `work` is the command's error
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def import_ref(ref: str) -> Any:
+    """The object a ``module:attr`` reference names (``attr`` may be dotted)."""
+    module, sep, name = ref.partition(":")
+    if not sep or not module or not name:
+        raise UsageError(f"{ref!r} is not a module:attr reference")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot import {ref}: {exc}") from None
+    return obj
+
+
+def import_module(name: str) -> None:
+    """Import `name` now, so that a typo fails the command instead of every job later."""
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import module {name}: {exc}") from None

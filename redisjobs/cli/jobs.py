@@ -1,0 +1,127 @@
+"""Commands on jobs: enqueue, status, cancel, the jobs listing, a queue's counters."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from ..job import Job, JobStatus
+from .common import connect, find_job
+from .render import excerpt, job_document, percent, print_json, table, to_json, when
+
+
+async def enqueue(args: argparse.Namespace) -> int:
+    """Enqueue one job; print its id (and with ``--wait``, its result)."""
+    async with connect(args.redis, args.command, args.queue) as client:
+        job = await client.enqueue(
+            args.kind,
+            args.payload,
+            delay=args.delay,
+            max_retries=args.max_retries,
+            timeout=args.timeout,
+        )
+        document: dict[str, Any] = {"id": job.id, "queue": job.queue, "status": job.status}
+        if not args.json:
+            print(job.id, flush=True)  # before waiting: the id is worth having if the wait fails
+        if args.wait is not None:
+            timeout = None if math.isinf(args.wait) else args.wait
+            # raises (one line, exit status 1) when the job fails, is cancelled or times out
+            document["result"] = await client.wait(job.id, timeout=timeout)
+            if not args.json:
+                print(to_json(document["result"]))
+    if args.json:
+        print_json(document)
+    return 0
+
+
+def _details(job: Job) -> list[tuple[str, object]]:
+    progress = percent(job.progress)
+    if job.progress_message:
+        progress += f"  {job.progress_message}"
+    rows: list[tuple[str, object]] = [
+        ("id", job.id),
+        ("queue", job.queue),
+        ("kind", job.kind),
+        ("status", job.status),
+        ("progress", progress),
+        ("attempt", f"{job.attempt} of {job.max_retries + 1}"),
+        ("worker", job.worker or "-"),
+        ("created", when(job.created_at)),
+        ("scheduled", when(job.scheduled_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.completed_at)),
+    ]
+    if job.status is JobStatus.COMPLETED:
+        rows.append(("result", to_json(job.result)))
+    if job.error:
+        rows.append(("error", job.error))
+    return rows
+
+
+async def status(args: argparse.Namespace) -> int:
+    """Show one job: status, progress, attempts, timestamps, result or error."""
+    async with connect(args.redis, args.command) as client:
+        job = await find_job(client, args.job_id, args.queue)
+    if args.json:
+        print_json(job_document(job))
+    else:
+        print(table(_details(job)))
+    return 0
+
+
+async def cancel(args: argparse.Namespace) -> int:
+    """Cancel a job; exit status 1 when it had already finished."""
+    async with connect(args.redis, args.command) as client:
+        job = await find_job(client, args.job_id, args.queue)
+        cancelled = await client.cancel(job.id, queue=job.queue)
+        after = await client.get(job.id, queue=job.queue)
+    now = after.status if after is not None else job.status
+    if args.json:
+        print_json({"id": job.id, "queue": job.queue, "cancelled": cancelled, "status": now})
+    elif not cancelled:
+        print(f"job {job.id} is already {now}: not cancelled")
+    elif now is JobStatus.RUNNING:
+        print(f"cancel requested: job {job.id} is running, its worker stops it")
+    else:
+        print(f"cancelled job {job.id}")
+    return 0 if cancelled else 1
+
+
+async def list_jobs(args: argparse.Namespace) -> int:
+    """A table of a queue's jobs, newest first within each status."""
+    async with connect(args.redis, args.command, args.queue) as client:
+        page = await client.list_jobs(args.status, limit=args.limit)
+    if args.json:
+        print_json({"queue": args.queue, "jobs": [job_document(j) for j in page.jobs]})
+        return 0
+    if not page.jobs:
+        label = f"{args.status} " if args.status else ""
+        print(f"no {label}jobs in queue {args.queue}")
+        return 0
+    rows = [
+        (
+            j.id,
+            j.kind,
+            j.status,
+            percent(j.progress),
+            j.attempt,
+            when(j.created_at),
+            excerpt(j.error or ""),
+        )
+        for j in page.jobs
+    ]
+    headers = ("ID", "KIND", "STATUS", "PROGRESS", "ATTEMPT", "CREATED", "ERROR")
+    print(table(rows, headers, right={3, 4}))
+    return 0
+
+
+async def stats(args: argparse.Namespace) -> int:
+    """A queue's running counters and the jobs waiting in it now."""
+    async with connect(args.redis, args.command, args.queue) as client:
+        counters = await client.stats()
+    if args.json:
+        print_json(counters)
+    else:
+        print(table(list(counters.items()), right={1}))
+    return 0

@@ -1,0 +1,111 @@
+"""``redisjobs worker``: one Worker per queue in this process, stopped together by a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..worker import Worker
+from .common import import_module, import_ref, on_stop_signals
+from .executors import ExecutorFactory, factories
+from .supervise import Supervisor
+
+log = logging.getLogger("redisjobs.cli")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What every worker of the command runs, resolved (and so checked) from the options."""
+
+    functions: list[Callable[..., Any]]
+    modules: list[str]
+    executors: list[ExecutorFactory]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Import what the options name; raises UsageError on the first that fails."""
+    functions = [import_ref(ref) for ref in args.function]
+    modules = list(args.allow_module)
+    for item in args.functions:
+        if ":" in item:
+            functions.append(import_ref(item))
+        else:
+            modules.append(item)
+    for name in modules:
+        import_module(name)
+    return Plan(functions, modules, factories(args))
+
+
+def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
+    """One Worker per queue of the options (signals are handled here, not by each Worker)."""
+    return [
+        Worker(
+            args.redis,
+            queue=queue,
+            functions=what.functions,
+            modules=what.modules,
+            executors=[make() for make in what.executors],
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            lease_ttl=args.lease_ttl,
+            poll_interval=args.poll_interval,
+            grace_period=args.grace,
+            max_deliveries=args.max_deliveries,
+            reclaim_interval=args.reclaim_interval,
+            handle_signals=False,
+        )
+        for queue in dict.fromkeys(args.queue or ["default"])
+    ]
+
+
+class _Stopper:
+    """The signal handler: the first signal stops every worker gracefully, the next at once."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self.signals = 0
+
+    def __call__(self, sig: signal.Signals) -> None:
+        self.signals += 1
+        now = self.signals > 1
+        log.info("%s: %s", sig.name, "handing jobs back now" if now else "stopping gracefully")
+        for worker in self.workers:
+            worker.stop(now=now)
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    """Run the workers until a signal (or supervise ``--processes`` of them); exit status."""
+    what = plan(args)
+    # No reachability check: a worker waits for a Redis that is not up yet (it logs each retry),
+    # so a fleet may start before its Redis. The client commands fail fast instead.
+    if args.processes > 1:
+        # Each child is this very command with one process; a later option wins in argparse.
+        command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]
+        return await Supervisor(command, args.processes).run()
+    workers = make_workers(args, what)
+    on_stop_signals(_Stopper(workers))
+    tasks = [asyncio.create_task(w.run(), name=f"worker {w.keys.queue}") for w in workers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for worker in workers:  # when one worker failed, the others stop too
+        worker.stop()
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return 0
+
+
+def loop_factory(args: argparse.Namespace) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for a worker process when installed (the supervisor keeps asyncio's own loop)."""
+    if args.command != "worker" or args.no_uvloop or args.processes > 1:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
