@@ -94,13 +94,22 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 # -- the worker subprocess ----------------------------------------------------------------------
 
 
-async def serve(url: str, queue: str, concurrency: int) -> None:
-    """Worker-process mode: serve `queue`, print ``ready`` once fetching, run until SIGTERM."""
+def make_worker(url: str, queue: str, concurrency: int) -> Worker:
+    """The benchmark's worker: the no-op and 10 ms jobs, stopped gracefully by SIGTERM.
+
+    ``benchmarks/peers`` builds its redisjobs worker here too, so both benchmarks measure the
+    same configuration.
+    """
     from jobs import noop, sleep10  # benchmarks/ is on sys.path (script dir and PYTHONPATH)
 
-    worker = Worker(
+    return Worker(
         url, queue=queue, functions=[noop, sleep10], concurrency=concurrency, handle_signals=True
     )
+
+
+async def serve(url: str, queue: str, concurrency: int) -> None:
+    """Worker-process mode: serve `queue`, print ``ready`` once fetching, run until SIGTERM."""
+    worker = make_worker(url, queue, concurrency)
     running = asyncio.create_task(worker.run(), name="worker")
     ready = asyncio.create_task(worker.wait_ready(), name="ready")
     await asyncio.wait([running, ready], return_when=asyncio.FIRST_COMPLETED)
