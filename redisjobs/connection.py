@@ -14,6 +14,7 @@ import os
 import random
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, RedisError, ResponseError
 
 from .errors import ConnectionFailed
@@ -155,13 +157,34 @@ class _HiredisPack:
             raise DataError(str(exc)) from exc
 
 
+class _ResetIsConnectionError(AbstractConnection):
+    """Reports a write to a connection the peer reset as a ConnectionError, on any loop.
+
+    When a pooled connection is reset while idle, uvloop closes its transport and the next
+    write raises ``RuntimeError("... the handler is closed")`` where asyncio's own loop raises
+    ``ConnectionResetError``. redis-py retries and reconnects on ConnectionError only, so
+    without this a reset connection would escape every worker loop and stop the worker.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as exc:  # redis-py has already disconnected this connection
+            if "closed" not in str(exc):
+                raise
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+
+
 _packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
 def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
     fast = _packing.get(cls)
     if fast is None:
-        fast = _packing[cls] = type(f"Hiredis{cls.__name__}", (_HiredisPack, cls), {})
+        bases = (_HiredisPack, _ResetIsConnectionError, cls)
+        fast = _packing[cls] = type(f"Hiredis{cls.__name__}", bases, {})
     return fast
 
 

@@ -4,6 +4,7 @@ The tree::
 
     RedisJobsError
     ├── ConnectionFailed        Redis could not be reached (the URL is named, password masked)
+    ├── RedisOutOfMemory        Redis refused an enqueue: out of memory (maxmemory, noeviction)
     ├── SerializationError      a payload or result msgpack cannot encode/decode
     │   └── PayloadTooLarge     an encoded payload is over the client's size cap
     ├── JobNotFound             no job with that id (never existed, or expired after result_ttl)
@@ -27,6 +28,14 @@ class RedisJobsError(Exception):
 
 class ConnectionFailed(RedisJobsError):
     """Redis could not be reached (the message names the URL with the password masked)."""
+
+
+class RedisOutOfMemory(RedisJobsError):
+    """Redis refused to store new jobs: it is at ``maxmemory`` (with ``noeviction``).
+
+    Nothing of the refused call was written (the message says so, or which jobs of a multi-batch
+    ``enqueue_many`` were). Jobs already running still record their outcomes.
+    """
 
 
 class SerializationError(RedisJobsError, TypeError):

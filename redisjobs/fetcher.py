@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -42,6 +42,8 @@ class Fetcher:
         poll_interval: seconds between polls where it cannot block.
         free_slots: how many jobs the worker can take now.
         launch: starts a leased job.
+        reclaim_first: called before each fetch; True when it gave the free slots to jobs of
+            dead workers instead (they come before new entries).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Fetcher:
         poll_interval: float,
         free_slots: Callable[[], int],
         launch: Callable[[Delivery], None],
+        reclaim_first: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._reader = reader
         self._scripts = scripts
@@ -65,6 +68,7 @@ class Fetcher:
         self._poll_interval = poll_interval
         self._free_slots = free_slots
         self._launch = launch
+        self._reclaim_first = reclaim_first
         self.slot_free = asyncio.Event()
         self.wake = asyncio.Event()
         self.blocked = False
@@ -82,7 +86,9 @@ class Fetcher:
                 continue
             self.wake.clear()
             try:
-                if busy or not self._can_block:
+                if self._reclaim_first is not None and await self._reclaim_first():
+                    busy = True  # the free slots went to jobs of dead workers
+                elif busy or not self._can_block:
                     # Read and lease in one round trip while there is work; a short batch
                     # means the stream is drained, so the next read may as well block.
                     started = await self._scripts.start(self._keys, self._worker_id, read=free)

@@ -32,10 +32,21 @@ FINAL_STATUSES: frozenset[str] = frozenset(s.value for s in _FINAL)
 
 
 def ms_to_datetime(value: bytes | int | None) -> datetime | None:
-    """Redis millisecond timestamp -> aware UTC datetime."""
+    """Redis millisecond timestamp -> aware UTC datetime (None when absent or not a time)."""
     if value is None or value == b"":
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _number(value: bytes | None, kind: type[int] | type[float]) -> Any:
+    """A numeric field, 0 when absent or garbage (a hash written by something else)."""
+    try:
+        return kind(value or 0)
+    except (ValueError, OverflowError):
+        return kind(0)
 
 
 def _text(value: bytes | None) -> str | None:
@@ -87,16 +98,16 @@ class Job:
         payload, payload_err = _decode(h.get(b"payload"))
         result, result_err = _decode(h.get(b"result"))
         try:
-            status = JobStatus(h.get(b"status", b"").decode())
+            status = JobStatus(h.get(b"status", b"").decode("utf-8", "replace"))
         except ValueError:
             status = JobStatus.FAILED
             payload_err = f"unreadable status {h.get(b'status')!r}"
-        timeout_ms = int(h.get(b"timeout", 0) or 0)
+        timeout_ms = _number(h.get(b"timeout"), int)
         return cls(
             id=job_id,
             status=status,
             created_at=ms_to_datetime(h.get(b"created_at")) or datetime.fromtimestamp(0, UTC),
-            progress=float(h.get(b"progress", 0) or 0),
+            progress=_number(h.get(b"progress"), float),
             result=result,
             error=_text(h.get(b"error")) or payload_err or result_err,
             started_at=ms_to_datetime(h.get(b"started_at")),
@@ -104,11 +115,11 @@ class Job:
             queue=queue,
             kind=_text(h.get(b"kind")) or "",
             payload=payload,
-            attempt=int(h.get(b"attempt", 0) or 0),
-            max_retries=int(h.get(b"max_retries", 0) or 0),
+            attempt=_number(h.get(b"attempt"), int),
+            max_retries=_number(h.get(b"max_retries"), int),
             timeout=timeout_ms / 1000 if timeout_ms else None,
             scheduled_at=ms_to_datetime(h.get(b"scheduled_at")),
             worker=_text(h.get(b"worker")),
-            lease=int(h.get(b"lease", 0) or 0),
+            lease=_number(h.get(b"lease"), int),
             progress_message=_text(h.get(b"progress_message")),
         )

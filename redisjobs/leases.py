@@ -16,16 +16,21 @@ import os
 import random
 import socket
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backoff
-from .keys import WORKERS_KEY, QueueKeys, worker_key
+from .fetcher import MAX_FETCH
+from .keys import GROUP, WORKERS_KEY, QueueKeys, worker_key
 from .scripts import Delivery, Scripts
 
 log = logging.getLogger("redisjobs.leases")
+
+FENCE_MARGIN = 0.05
+"""A worker fences itself this share of `lease_ttl` before its leases can expire on Redis: slack
+for its timers and scheduling, so that it stops a job before another worker may take it."""
 
 REGISTRY_HORIZON = 3600.0
 """Seconds after its last heartbeat that a worker leaves the ``rj:workers`` registry index."""
@@ -45,6 +50,10 @@ class LeaseHolder(Protocol):
 
     def launch(self, delivery: Delivery) -> None:
         """Start running a job leased to this worker."""
+
+    @property
+    def hung_threads(self) -> int:
+        """Threads still running code of jobs that were stopped (a gauge for the registry)."""
 
 
 class Leases:
@@ -86,44 +95,86 @@ class Leases:
         self._concurrency = concurrency
         self._started = time.time()
         self.reclaiming = True
+        self.owed = False  # jobs are up for reclaim that the last tick had no free slot for
+        self._reclaim_lock = asyncio.Lock()
+        self._fence_timer: asyncio.TimerHandle | None = None
+        self._fence_at = 0.0  # loop time when held jobs count as lost unless a beat goes through
 
     async def heartbeat_loop(self) -> None:
-        """Extend leases every ``lease_ttl / 3``; self-fence after ``lease_ttl`` without Redis."""
+        """Extend leases every ``lease_ttl / 3``; self-fence when no beat went through for
+        ``lease_ttl`` (a little sooner, see FENCE_MARGIN; DESIGN.md, "Reliability details")."""
+        loop = asyncio.get_running_loop()
         interval = self.lease_ttl / 3
-        last_ok = time.monotonic()
-        fenced = False
         backoff = Backoff(f"heartbeat {self.worker_id}", log)
-        while True:
-            held = self._holder.held_leases()
-            try:
-                # A deadline per beat: a Redis that stopped answering must not hold the loop
-                # past the point where it has to fence itself.
-                async with asyncio.timeout(interval):
-                    actions = await self._beat(held)
-            except (RedisError, OSError, TimeoutError) as exc:
-                backoff.record(exc)
-                if not fenced and time.monotonic() - last_ok > self.lease_ttl and held:
-                    log.warning(
-                        "no heartbeat for %.1f s: treating %d leases as lost",
-                        time.monotonic() - last_ok,
-                        len(held),
-                    )
-                    for job_id, _ in held:
-                        self._holder.stop_job(job_id, "lost")
-                    fenced = True
-                await asyncio.sleep(min(interval, 1.0) * random.uniform(0.5, 1.0))
-                continue
-            backoff.ok()
-            last_ok = time.monotonic()
-            fenced = False
-            for job_id, action in actions:
-                self._holder.stop_job(job_id, action)
-            await asyncio.sleep(interval * random.uniform(0.8, 1.0))
+        # The fence is a timer, not a check made after a failed beat: a beat stuck on a dead
+        # connection, and the pause after it, must not carry it past the moment others may
+        # take the jobs over. Redis restarts a lease's clock when a beat runs there, which is
+        # after we sent it, so `lease_ttl` after *sending* the last good beat is never late.
+        fence_after = self.lease_ttl * (1 - FENCE_MARGIN)
+        self._arm_fence(loop.time() + fence_after, loop.time())
+        presence: asyncio.Task[None] | None = None
+        try:
+            while True:
+                held = self._holder.held_leases()
+                sent = loop.time()
+                try:
+                    # A deadline per beat (the next one goes out on a fresh connection), but no
+                    # sooner than the fence: on a slow link, cutting a beat short that may still
+                    # be in time only costs the next one a new connection's handshake.
+                    async with asyncio.timeout(max(interval, self._fence_at - sent)):
+                        actions = await self._extend(held)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    backoff.record(exc)
+                    await asyncio.sleep(min(interval, 1.0) * random.uniform(0.5, 1.0))
+                    continue
+                backoff.ok()
+                self._arm_fence(sent + fence_after, sent)
+                for job_id, action in actions:
+                    self._holder.stop_job(job_id, action)
+                if presence is None or presence.done():  # the registry, off the beats' path
+                    presence = asyncio.create_task(self._refresh(len(held)))
+                # Beats keep their cadence, however long each one took.
+                due = sent + interval * random.uniform(0.8, 1.0)
+                await asyncio.sleep(max(0.0, due - loop.time()))
+        finally:
+            if presence is not None:
+                presence.cancel()
+            if self._fence_timer is not None:
+                self._fence_timer.cancel()
+                self._fence_timer = None
 
-    async def _beat(self, held: list[tuple[str, int]]) -> list[tuple[str, str]]:
-        actions = await self._scripts.heartbeat(self._keys, self.worker_id, held) if held else []
-        await self.register(len(held))
-        return actions
+    async def _extend(self, held: list[tuple[str, int]]) -> list[tuple[str, str]]:
+        """Extend the leases of `held`; the jobs to stop ('lost' or 'cancel')."""
+        return await self._scripts.heartbeat(self._keys, self.worker_id, held) if held else []
+
+    async def _refresh(self, held: int) -> None:
+        """Refresh the registry entry; a failure waits for the next beat (it expires slowly)."""
+        try:
+            async with asyncio.timeout(self.lease_ttl):
+                await self.register(held)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("registry entry of %s not refreshed: %s", self.worker_id, exc)
+
+    def _arm_fence(self, at: float, since: float) -> None:
+        """(Re)start the self-fence timer: at loop time `at`, the jobs then held are lost."""
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        self._fence_at = at
+        self._fence_timer = asyncio.get_running_loop().call_at(at, self._fence, since)
+
+    def _fence(self, since: float) -> None:
+        """No beat went through since loop time `since`: stop every held job (their leases
+        may be someone else's soon), and again each lease_ttl while that lasts."""
+        now = asyncio.get_running_loop().time()
+        held = self._holder.held_leases()
+        if held:
+            log.warning(
+                "no heartbeat for %.1f s: treating %d leases as lost", now - since, len(held)
+            )
+            for job_id, _ in held:
+                self._holder.stop_job(job_id, "lost")
+        # Jobs leased while beats keep failing have fresh leases: the next round takes them.
+        self._arm_fence(now + self.lease_ttl * (1 - FENCE_MARGIN), since)
 
     async def register(self, held: int) -> None:
         """Write this worker's registry entry (expires unless refreshed by heartbeats)."""
@@ -139,6 +190,7 @@ class Leases:
                     "queues": self._keys.queue,
                     "concurrency": self._concurrency,
                     "held": held,
+                    "hung_threads": self._holder.hung_threads,
                     "started_at": int(self._started * 1000),
                     "heartbeat_at": int(now * 1000),
                 },
@@ -169,16 +221,32 @@ class Leases:
             backoff.ok()
 
     async def reclaim_once(self) -> int:
-        """One reclaim tick; returns how many jobs this worker took over."""
-        count = self._holder.free_slots() if self.reclaiming else 0
-        taken = await self._scripts.reclaim(
-            self._keys,
-            self.worker_id,
-            lease_ttl_ms=int(self.lease_ttl * 1000),
-            count=count,
-            max_deliveries=self.max_deliveries,
+        """One reclaim tick; returns how many jobs this worker took over.
+
+        Jobs of dead workers come before new ones: when the tick had no room for every job
+        that is up for reclaim, :attr:`owed` is set and the fetcher hands its next free slots
+        to reclaim instead of reading new entries, so a saturated fleet still recovers within
+        lease_ttl + a tick (+ the wait for a slot).
+        """
+        async with self._reclaim_lock:
+            count = min(self._holder.free_slots(), MAX_FETCH) if self.reclaiming else 0
+            taken = await self._scripts.reclaim(
+                self._keys,
+                self.worker_id,
+                lease_ttl_ms=int(self.lease_ttl * 1000),
+                count=count,
+                max_deliveries=self.max_deliveries,
+            )
+            for delivery in taken:
+                log.info("took over job %s (attempt %d)", delivery.job_id, delivery.attempt)
+                self._holder.launch(delivery)
+            self.owed = self.reclaiming and len(taken) >= count and await self._claimable()
+            return len(taken)
+
+    async def _claimable(self) -> bool:
+        """Whether an entry has been idle past lease_ttl: a job of a dead worker waits."""
+        idle = int(self.lease_ttl * 1000)
+        pending: Any = await self._redis.xpending_range(
+            self._keys.ready, GROUP, "-", "+", 1, idle=idle
         )
-        for delivery in taken:
-            log.info("took over job %s (attempt %d)", delivery.job_id, delivery.attempt)
-            self._holder.launch(delivery)
-        return len(taken)
+        return bool(pending)

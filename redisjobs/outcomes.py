@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from .connection import Backoff
 from .keys import QueueKeys
@@ -55,6 +55,7 @@ class Outcomes:
         self._done: list[tuple[str, int, bytes]] = []
         self._logs: dict[str, list[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._dropping = False  # log lines are being dropped: Redis is out of memory
 
     def log_line(self, job_id: str, line: str) -> None:
         """Buffer a job's log line for the next flush."""
@@ -140,7 +141,22 @@ class Outcomes:
                     pipe.ltrim(key, -LOG_LINES_KEPT, -1)
                     pipe.pexpire(key, LOG_TTL_MS)
                 await pipe.execute()
+        except OutOfMemoryError:
+            # Outcome scripts may use Redis's last memory (allow-oom); log lines may not, and
+            # must not hold the outcomes back either: they are dropped. (The error quotes the
+            # command, i.e. the job's own lines: it stays out of the worker's log.)
+            if not self._dropping:
+                dropped = sum(len(x) for x in logs.values())
+                log.warning(
+                    "Redis is out of memory (maxmemory): %d log lines of %d jobs dropped, and "
+                    "more until it has memory again",
+                    dropped,
+                    len(logs),
+                )
+            self._dropping = True
+            return
         except BaseException:
             for job_id, lines in logs.items():
                 self._logs.setdefault(job_id, [])[:0] = lines
             raise
+        self._dropping = False

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backend, Backoff, check_server, ensure_group, resolve_url
-from .errors import ExecutorError, Retry, SerializationError, UnknownExecutor
+from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
 from .events import RECHECK, Subscriber
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
@@ -36,7 +36,7 @@ from .leases import Leases
 from .outcomes import Outcomes
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
-from .serialization import pack_float, packb, unpackb
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, packb, unpackb
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -87,6 +87,8 @@ class Worker:
         worker_id: the consumer name (default host-pid-random).
         handle_signals: stop gracefully on SIGTERM/SIGINT (a second one hands back at once).
         context_class: the ExecContext (sub)class executors get (a face's own flavour of it).
+        max_payload_bytes: a job whose payload is larger fails (a producer's cap is checked on
+            enqueue; this one guards against payloads written to Redis some other way).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Worker:
         worker_id: str | None = None,
         handle_signals: bool = True,
         context_class: type[ExecContext] = ExecContext,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.batch_size = batch_size or concurrency
         if (
@@ -128,6 +131,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
         self.context_class = context_class
+        self.max_payload_bytes = max_payload_bytes
         self.executors = Executors(executors)
         if "call" not in self.executors:
             self.executors.add(CallExecutor(functions, modules=modules))
@@ -173,6 +177,16 @@ class Worker:
         return [(j, r.delivery.lease) for j, r in self._running.items() if r.stop != "lost"]
 
     @property
+    def hung_threads(self) -> int:
+        """Threads still running code of jobs that were stopped: timed out, cancelled or lost.
+
+        Python cannot interrupt a thread, so a blocking function outlives its job's timeout; each
+        such thread keeps one of the executor's `max_threads`. Also in the worker's registry
+        entry.
+        """
+        return sum(int(getattr(ex, "hung_threads", 0)) for ex in self.executors.all())
+
+    @property
     def busy(self) -> int:
         """Jobs this worker is running now."""
         return self._active
@@ -196,6 +210,9 @@ class Worker:
 
     def launch(self, delivery: Delivery) -> None:
         """Run a job leased to this worker."""
+        held = self._running.get(delivery.job_id)
+        if held is not None and held.delivery.lease == delivery.lease:
+            return  # handed over twice (a re-sent start after a reclaim took it): it runs
         ctx = self.context_class(
             self,
             job_id=delivery.job_id,
@@ -234,6 +251,11 @@ class Worker:
     async def _invoke(self, run: _Run) -> Any:
         d = run.delivery
         executor = self.executors.get(d.kind)
+        if len(d.payload) > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload is {len(d.payload)} bytes, over this worker's cap of "
+                f"{self.max_payload_bytes} bytes (max_payload_bytes)"
+            )
         payload = unpackb(d.payload)
         if not d.timeout_ms:
             return await executor.run(job_id=d.job_id, payload=payload, ctx=run.ctx)
@@ -331,6 +353,7 @@ class Worker:
             poll_interval=self.poll_interval,
             free_slots=self.free_slots,
             launch=self.launch,
+            reclaim_first=self._reclaim_first,
         )
         backoff = Backoff(f"worker {self.id} start", log)
         while True:
@@ -360,6 +383,13 @@ class Worker:
         if self.backend.embedded:
             self.backend.add_waker(self.keys.queue, self._fetcher.wake)
         await self._leases.register(0)
+
+    async def _reclaim_first(self) -> bool:
+        """Give the free slots to jobs of dead workers when the last reclaim tick had none."""
+        if not self._leases.owed:
+            return False
+        await self._leases.reclaim_once()
+        return True
 
     def _install_signals(self) -> None:
         if not self.handle_signals:

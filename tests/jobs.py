@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -102,3 +103,41 @@ class Napper:
         if ctx.attempt == 1:
             await asyncio.sleep(payload.get("first", 30))
         return {"attempt": ctx.attempt, "pid": os.getpid(), "job_id": str(job_id)}
+
+
+async def _ledger_line(ctx: ExecContext, what: str) -> None:
+    global _ledger
+    if _ledger is None:
+        _ledger = aioredis.Redis.from_url(os.environ["LEDGER_URL"])
+    line = f"{what} {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}"
+    await _ledger.rpush(os.environ["LEDGER_KEY"], line)
+
+
+async def kills_worker(ctx: ExecContext) -> None:
+    """A poison job: records its start in the ledger, then SIGKILLs its own worker process."""
+    await _ledger_line(ctx, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def ledger_fail(ctx: ExecContext, message: str = "boom") -> None:
+    """Records its start in the ledger, then raises (every attempt)."""
+    await _ledger_line(ctx, "start")
+    raise RuntimeError(message)
+
+
+async def ledger_gated(ctx: ExecContext, gate: str, seconds: float = 0.0) -> int:
+    """Like `ledger`, but waits for key `gate` to exist in the ledger's Redis before sleeping
+    `seconds`: a test opens the gate to line the rest of the runs up with a fault."""
+    await _ledger_line(ctx, "start")
+    assert _ledger is not None
+    while not await _ledger.exists(gate):
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(seconds)
+    await _ledger_line(ctx, "end")
+    return os.getpid()
+
+
+async def fails_after(seconds: float, message: str = "boom") -> None:
+    """Sleeps, then raises (its traceback goes to the job's log)."""
+    await asyncio.sleep(seconds)
+    raise RuntimeError(message)

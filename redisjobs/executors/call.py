@@ -2,29 +2,36 @@
 
 Payload: ``{"fn": "module:qualname", "args": {...} | [...], "kwargs": {...}}``. A worker runs
 only functions registered with it or found in modules it allows, never an arbitrary import path
-from Redis. Coroutine functions are awaited on the worker's loop; plain functions run in a thread
-pool, so blocking code cannot starve the loop (and with it the heartbeats). A function that takes
-a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one named
-``job_id`` its job's id (unless the payload's arguments set it).
+from Redis. Coroutine functions are awaited on the worker's loop; plain functions run in
+threads, so blocking code cannot starve the loop (and with it the heartbeats). A function that
+takes a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one
+named ``job_id`` its job's id (unless the payload's arguments set it).
 
 Cancelling a coroutine job interrupts it at its next ``await``; a plain function in a thread
-cannot be interrupted, so the job is recorded as cancelled while the thread runs to its end
-(it can poll ``ctx.cancelled``).
+cannot be interrupted, so the job is recorded as cancelled (or timed out) while the thread runs
+to its end (it can poll ``ctx.cancelled``). Such threads are counted in
+:attr:`CallExecutor.hung_threads`, a gauge the worker reports. They are daemon threads, not a
+thread pool's: Python waits for a pool's threads at exit, so one function that never returns
+would keep the worker process from ever exiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
+import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnknownExecutor
 from . import ExecContext
+
+log = logging.getLogger("redisjobs.worker")
 
 
 def function_ref(fn: Callable[..., Any]) -> str:
@@ -56,7 +63,7 @@ class CallExecutor:
             ``__name__``; a mapping registers each under its key instead.
         modules: module names whose top-level callables may be called by ``module:name``
             (a name ``pkg`` allows ``pkg`` and its submodules).
-        max_threads: size of the thread pool for plain functions.
+        max_threads: plain functions running at once at most (each in a thread of its own).
     """
 
     kind = "call"
@@ -71,7 +78,8 @@ class CallExecutor:
         self._targets: dict[str, _Target] = {}
         self._modules = tuple(modules)
         self._max_threads = max_threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._hung: set[threading.Thread] = set()
         if isinstance(functions, Mapping):
             for name, fn in functions.items():
                 self.register(fn, name=name)
@@ -131,13 +139,59 @@ class CallExecutor:
             kwargs["job_id"] = job_id
         if target.is_async:
             return await target.fn(*args, **kwargs)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._max_threads, thread_name_prefix="redisjobs-call")
         call = functools.partial(target.fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._in_thread(call, job_id, payload["fn"])
+
+    async def _in_thread(self, call: Callable[[], Any], job_id: str, ref: str) -> Any:
+        """Run `call` in a daemon thread (once one of the `max_threads` slots is free)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self._max_threads))
+        slots = self._slots[1]
+        await slots.acquire()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def finished(ok: bool, value: Any) -> None:  # on the loop
+            slots.release()
+            if done.done():
+                return  # the job was stopped meanwhile; nobody waits for this any more
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
+
+        def work() -> None:  # in the thread
+            try:
+                outcome = (True, call())
+            except BaseException as exc:  # the job's failure (even SystemExit), as a pool's
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left
+                loop.call_soon_threadsafe(finished, *outcome)
+
+        thread = threading.Thread(target=work, name=f"redisjobs-call-{job_id}", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            slots.release()
+            raise
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if thread.is_alive():  # nothing can stop a thread
+                self._hung.add(thread)
+                log.warning(
+                    "job %s was stopped but %s still runs in its thread (%d hung threads)",
+                    job_id,
+                    ref,
+                    self.hung_threads,
+                )
+            raise
+
+    @property
+    def hung_threads(self) -> int:
+        """Threads still running a function whose job was stopped (timed out or cancelled)."""
+        self._hung = {t for t in self._hung if t.is_alive()}
+        return len(self._hung)
 
     async def aclose(self) -> None:
-        """Stop the thread pool (running threads finish on their own)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Nothing to stop: threads still running end on their own or with the process."""

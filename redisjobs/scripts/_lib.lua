@@ -117,8 +117,43 @@ local function trim_final(status, now)
   if status == 'failed' then redis.call('ZREMRANGEBYSCORE', K_DEAD, '-inf', now) end
 end
 
--- The job fields a delivery needs, read in one HMGET by start and reclaim.
-local LEASE_FIELDS = {'status', 'msg', 'worker', 'lease', 'attempt', 'kind', 'payload', 'timeout'}
+-- The job fields a delivery needs, read in one HMGET by start and reclaim; then the other
+-- numbers the job's transitions compute with, checked before it is leased (bad_field).
+local LEASE_FIELDS = {'status', 'msg', 'worker', 'lease', 'attempt', 'kind', 'payload', 'timeout',
+  'crashes', 'max_retries', 'retry_delay', 'result_ttl', 'retry_backoff', 'retry_jitter'}
+-- {index in LEASE_FIELDS, required}: fields holding a non-negative integer
+local COUNT_FIELDS = {{4, false}, {5, true}, {8, false}, {9, false}, {10, true}, {11, true},
+  {12, true}}
+local REAL_FIELDS = {13, 14}
+local DEFAULT_TTL_MS = 86400000
+
+-- A field that should hold a non-negative integer, as a number; `default` when it does not.
+local function count_of(v, default)
+  if v and #v <= 15 and string.find(v, '^%d+$') then return tonumber(v) end
+  return default
+end
+
+-- A field that should hold a finite number, as a number; `default` when it does not.
+local function real_of(v, default)
+  local n = tonumber(v)
+  if n and n == n and n > -math.huge and n < math.huge then return n end
+  return default
+end
+
+-- Something other than these scripts may have written a job hash (a bug, a migration, someone
+-- with redis-cli). Garbage in a field the scripts compute with would make every script that
+-- reads the job fail, and a batch with it, so such a job is failed when it is leased, with an
+-- error naming the field (fail_corrupt). `f` holds LEASE_FIELDS as read; nil when all is well.
+local function bad_field(f)
+  for _, c in ipairs(COUNT_FIELDS) do
+    local v = f[c[1]]
+    if (v or c[2]) and not count_of(v, nil) then return LEASE_FIELDS[c[1]], v end
+  end
+  for _, i in ipairs(REAL_FIELDS) do
+    if not real_of(f[i], nil) then return LEASE_FIELDS[i], f[i] end
+  end
+  return nil
+end
 
 -- Hand a delivered job to the caller under a fresh fencing token (shared by start and reclaim).
 -- The token is the job's delivery count, so it only grows. `f` holds LEASE_FIELDS as read.
@@ -131,6 +166,28 @@ local function lease_job(jkey, jid, from, worker, msg, now, f)
   move_status(jid, from, 'running', now)
   emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
   return {jid, lease, attempt, f[6] or '', f[7] or '', f[8] or '0'}
+end
+
+-- Fail a delivered job whose hash holds garbage (see bad_field) instead of leasing it.
+local function fail_corrupt(jkey, jid, from, msg, now, f, field, value)
+  local shown = 'missing'
+  if value then shown = "'" .. string.gsub(string.sub(value, 1, 40), '[^%w%p ]', '?') .. "'" end
+  local err = 'corrupt job hash: field ' .. field .. ' is ' .. shown .. ', not a number'
+  ack(msg)
+  finish(jkey, jid, from, 'failed', now, count_of(f[12], DEFAULT_TTL_MS), true, true, 'error', err)
+  trim_final('failed', now)
+  emit(jid, 'failed', count_of(f[5], 0), now, {'error', mp_str(err)})
+  redis.call('HINCRBY', K_STATS, 'failed', 1)
+end
+
+-- lease_job for a job whose fields were not checked yet: nil when it was failed as corrupt.
+local function lease_checked(jkey, jid, from, worker, msg, now, f)
+  local field, value = bad_field(f)
+  if field then
+    fail_corrupt(jkey, jid, from, msg, now, f, field, value)
+    return nil
+  end
+  return lease_job(jkey, jid, from, worker, msg, now, f)
 end
 
 -- ------------------------------------------------------------------------------------------

@@ -23,8 +23,9 @@ end
 if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
 if st == 'pending' then drop_entry(f[2]) else redis.call('ZREM', K_DELAYED, jid) end
-finish(jkey, jid, st, 'cancelled', now, tonumber(f[4]), false, false, 'error', 'cancelled')
+finish(jkey, jid, st, 'cancelled', now, count_of(f[4], DEFAULT_TTL_MS), false, false, 'error',
+  'cancelled')
 trim_final('cancelled', now)
-emit(jid, 'cancelled', tonumber(f[3]), now, {'error', mp_str('cancelled')})
+emit(jid, 'cancelled', count_of(f[3], 0), now, {'error', mp_str('cancelled')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)
 return 'cancelled'

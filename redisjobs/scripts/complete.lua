@@ -23,9 +23,9 @@ for i = 2, #ARGV, 3 do
     if f[2] == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
     ack(f[3])
-    finish(jkey, jid, 'running', 'completed', now, tonumber(f[4]), f[6], false,
+    finish(jkey, jid, 'running', 'completed', now, count_of(f[4], DEFAULT_TTL_MS), f[6], false,
       'result', result, 'progress', 100)
-    emit(jid, 'completed', tonumber(f[5]), now, {'result', result})
+    emit(jid, 'completed', count_of(f[5], 0), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1
   end

@@ -26,22 +26,24 @@ if f[1] ~= lease then return {'stale', 0} end
 if f[2] ~= 'running' then return {'dup', 0} end
 
 local now = now_ms()
-local attempt = tonumber(f[4])
+-- (checked when leased; garbage written since falls back to defaults rather than failing here)
+local attempt = count_of(f[4], 0)
+local ttl = count_of(f[9], DEFAULT_TTL_MS)
 ack(f[3])
 
 if mode == 'cancel' then
-  finish(jkey, jid, 'running', 'cancelled', now, tonumber(f[9]), f[10], false, 'error', err)
+  finish(jkey, jid, 'running', 'cancelled', now, ttl, f[10], false, 'error', err)
   trim_final('cancelled', now)
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err)})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
   return {'cancelled', 0}
 end
 
-if mode == 'error' and attempt <= tonumber(f[5]) then
+if mode == 'error' and attempt <= count_of(f[5], 0) then
   local delay = tonumber(ARGV[6])
   if delay < 0 then
-    delay = tonumber(f[6]) * tonumber(f[7]) ^ (attempt - 1)
-    delay = delay * (1 + tonumber(f[8]) * (2 * tonumber(ARGV[7]) - 1))
+    delay = count_of(f[6], 0) * real_of(f[7], 1) ^ (attempt - 1)
+    delay = delay * (1 + real_of(f[8], 0) * (2 * tonumber(ARGV[7]) - 1))
   end
   delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
   local due = now + delay
@@ -54,7 +56,7 @@ if mode == 'error' and attempt <= tonumber(f[5]) then
   return {'retry', due}
 end
 
-finish(jkey, jid, 'running', 'failed', now, tonumber(f[9]), f[10], true, 'error', err)
+finish(jkey, jid, 'running', 'failed', now, ttl, f[10], true, 'error', err)
 trim_final('failed', now)
 emit(jid, 'failed', attempt, now, {'error', mp_str(err)})
 redis.call('HINCRBY', K_STATS, 'failed', 1)

@@ -13,7 +13,8 @@
 --          started), failed (poison job over max_deliveries)
 -- Effects  XAUTOCLAIM moves the entries to this worker; each gets a fresh lease in the same
 --          script, so there is no moment where the old owner's lease still matches. Entries
---          without a live job are acknowledged and deleted. Orphan sweep: a `running` job whose
+--          without a live job are acknowledged and deleted, a job whose hash holds garbage
+--          where a number belongs is failed. Orphan sweep: a `running` job whose
 --          entry left the PEL is made runnable again. Then the stream is trimmed below its
 --          oldest pending entry (every older entry is acknowledged: outcome scripts only XACK).
 --          Housekeeping: consumers idle for 10 lease_ttl with nothing pending are deleted, and
@@ -27,7 +28,7 @@ local function crashed(jkey, jid, msg, f)
   local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
   redis.call('HINCRBY', K_STATS, 'reclaimed', 1)
   if crashes >= max_deliveries then
-    local err = 'worker lost ' .. crashes .. ' times while running this job (max_deliveries=' ..
+    local err = 'worker died ' .. crashes .. ' times while running this job (max_deliveries=' ..
       max_deliveries .. ')'
     ack(msg)
     local ttl = tonumber(redis.call('HGET', jkey, 'result_ttl'))
@@ -81,7 +82,11 @@ if count > 0 then
     local f = {}
     if jid then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
     local row = nil
-    if f[2] == msg and f[1] == 'running' then
+    local field, value = nil, nil
+    if f[2] == msg then field, value = bad_field(f) end
+    if field and (f[1] == 'running' or f[1] == 'pending') then
+      fail_corrupt(job_key(jid), jid, f[1], msg, now, f, field, value)
+    elseif f[2] == msg and f[1] == 'running' then
       row = crashed(job_key(jid), jid, msg, f)
     elseif f[2] == msg and f[1] == 'pending' then
       row = lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
@@ -103,11 +108,11 @@ local swept = redis.call('ZRANGEBYSCORE', status_key('running'), cursor, '+inf',
 for i = 1, #swept, 2 do
   local jid = swept[i]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'status', 'msg')
+  local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt')
   if f[1] ~= 'running' then
     redis.call('ZREM', status_key('running'), jid)
   elseif not f[2] or #redis.call('XPENDING', K_READY, GROUP, f[2], f[2], 1) == 0 then
-    redis.call('HINCRBY', jkey, 'attempt', -1)
+    redis.call('HSET', jkey, 'attempt', math.max(count_of(f[3], 1) - 1, 0))
     push_ready(jkey, jid)
     move_status(jid, 'running', 'pending', now)
   end

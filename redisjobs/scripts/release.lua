@@ -15,9 +15,11 @@ local worker = ARGV[1]
 local now = now_ms()
 local released = 0
 
-local function requeue(jkey, jid, from, msg)
+local function requeue(jkey, jid, from, msg, attempt)
   drop_entry(msg)
-  if from == 'running' then redis.call('HINCRBY', jkey, 'attempt', -1) end
+  if from == 'running' then
+    redis.call('HSET', jkey, 'attempt', math.max(count_of(attempt, 1) - 1, 0))
+  end
   push_ready(jkey, jid)
   move_status(jid, from, 'pending', now)
   released = released + 1
@@ -26,9 +28,9 @@ end
 for i = 2, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'worker')
+  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'worker', 'attempt')
   if f[1] == lease and f[2] == 'running' and f[4] == worker then
-    requeue(jkey, jid, 'running', f[3])
+    requeue(jkey, jid, 'running', f[3], f[5])
   end
 end
 

@@ -10,7 +10,8 @@
 -- Events   started
 -- Effects  status running, attempt+1, a fresh lease (fencing token = delivery count),
 --          started_at, worker, msg; stats.started. Entries without a live pending job
---          (garbage, vanished hash, cancelled meanwhile) are acknowledged and deleted.
+--          (garbage, vanished hash, cancelled meanwhile) are acknowledged and deleted. A job
+--          whose hash holds garbage where a number belongs is failed (event failed).
 --          Re-sent after a lost reply, a job already running under this worker and entry is
 --          returned again with its existing lease rather than leased twice.
 
@@ -39,9 +40,11 @@ for _, e in ipairs(entries) do
   local f = {}
   if jid ~= '' then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
   if f[1] == 'pending' and f[2] == msg then
-    local row = lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
-    for j = 1, 6 do out[#out + 1] = row[j] end
-    started = started + 1
+    local row = lease_checked(job_key(jid), jid, 'pending', worker, msg, now, f)
+    if row then
+      for j = 1, 6 do out[#out + 1] = row[j] end
+      started = started + 1
+    end
   elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
     local row = {jid, f[4], f[5], f[6], f[7], f[8]}
     for j = 1, 6 do out[#out + 1] = row[j] end

@@ -27,7 +27,7 @@ from redisjobs.keys import GROUP, QueueKeys
 
 
 def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 async def _pel(redis: Redis, keys: QueueKeys) -> dict[str, str]:
