@@ -14,16 +14,17 @@ from typing import Any, Self
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import queries
 from .connection import Backend, resolve_url
-from .errors import JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
 from .job import FINAL_STATUSES, Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
 from .options import JobOptions, new_job_id
-from .queries import JobPage
+from .queries import JobPage, WorkerInfo
 from .scripts import ENQUEUE_STRIDE, Arg, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
 
@@ -228,14 +229,24 @@ class Client:
 
     async def _write(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
         redis, scripts = await self._conn()
+        created: list[bool] = []
         try:
             await self._register_queue(redis, keys.queue)
-            created: list[bool] = []
             step = ENQUEUE_BATCH * ENQUEUE_STRIDE
             for i in range(0, len(rows), step):
                 created += await scripts.enqueue(keys, rows[i : i + step])
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise self.backend.error(exc) from exc
+        except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
+            written = (
+                f"the first {len(created)} of {len(ids)} jobs were enqueued, the rest were not"
+                if created
+                else "nothing was enqueued"
+            )
+            raise RedisOutOfMemory(
+                f"Redis at {self.backend.masked} is out of memory (maxmemory reached, "
+                f"noeviction): {written}; free memory or raise maxmemory ({exc})"
+            ) from exc
         if self.backend.embedded:
             self.backend.wake(keys.queue)
         now = datetime.now(UTC)
@@ -335,6 +346,16 @@ class Client:
         redis, _ = await self._conn()
         return await queries.stats(redis, self.keys(queue))
 
+    async def queues(self) -> list[str]:
+        """The names of every queue anything was ever enqueued to, sorted."""
+        redis, _ = await self._conn()
+        return await queries.list_queues(redis)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
+        redis, _ = await self._conn()
+        return await queries.list_workers(redis)
+
     # -- changing -------------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
@@ -346,6 +367,49 @@ class Client:
         """
         _, scripts = await self._conn()
         return await scripts.cancel(self.keys(queue), job_id) in ("cancelled", "requested")
+
+    async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Run a job that failed for good (a dead letter) again, under the same id.
+
+        Its attempts start again from 0; its log lines and event history are kept.
+
+        Returns:
+            True when it was put back in the queue; False when it is not failed (or gone).
+        """
+        _, scripts = await self._conn()
+        return await scripts.retry(self.keys(queue), [job_id]) == 1
+
+    async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Delete a job that failed for good now, instead of after its `result_ttl`.
+
+        Returns:
+            True when it was deleted; False when it is not failed (or already gone).
+        """
+        _, scripts = await self._conn()
+        return await scripts.purge(self.keys(queue), [job_id]) == 1
+
+    async def retry_failed(self, *, queue: str | None = None) -> int:
+        """:meth:`retry` every job of the queue that failed for good; returns how many."""
+        return await self._each_failed(queue, retry=True)
+
+    async def purge_failed(self, *, queue: str | None = None) -> int:
+        """:meth:`purge` every job of the queue that failed for good; returns how many."""
+        return await self._each_failed(queue, retry=False)
+
+    async def _each_failed(self, queue: str | None, *, retry: bool) -> int:
+        redis, scripts = await self._conn()
+        keys = self.keys(queue)
+        run = scripts.retry if retry else scripts.purge
+        done = 0
+        seen: list[bytes] = []
+        while True:
+            # Each call takes every job it is given off `dead` (the scripts skip, but still
+            # unlist, a job that stopped being failed), so the next read gets the next batch.
+            ids: list[bytes] = await redis.zrange(keys.dead, 0, ENQUEUE_BATCH - 1)  # type: ignore[assignment]
+            if not ids or ids == seen:
+                return done
+            done += await run(keys, [i.decode() for i in ids])
+            seen = ids
 
     async def set_progress(
         self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
-from .job import Job, JobStatus
-from .keys import QueueKeys
+from .job import Job, JobStatus, ms_to_datetime
+from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
 
 COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
 WAITING = ("pending", "scheduled", "running")
@@ -23,6 +25,72 @@ class JobPage:
 
     jobs: list[Job]
     cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One live worker, as its registry entry says (refreshed by every heartbeat).
+
+    Attributes:
+        id: the worker id (also its consumer name in the queue's group).
+        host, pid: where it runs.
+        queues: the queues it serves.
+        concurrency: jobs it runs at once at most.
+        held: jobs it runs now.
+        hung_threads: threads of stopped jobs that are still running (sync functions).
+        started_at, heartbeat_at: when it started and last wrote this entry.
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    held: int
+    hung_threads: int
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+def _int(fields: dict[bytes, bytes], name: bytes) -> int:
+    try:
+        return int(fields.get(name, 0))
+    except ValueError:  # an entry written by something else (or by another version)
+        return 0
+
+
+async def list_queues(redis: Redis) -> list[str]:
+    """The queues anything was ever enqueued to (the queue registry), sorted."""
+    names: Any = await redis.smembers(QUEUES_KEY)
+    return sorted(name.decode() for name in names)
+
+
+async def list_workers(redis: Redis) -> list[WorkerInfo]:
+    """The live workers: those whose registry entry has not expired, oldest first."""
+    ids: Any = await redis.zrange(WORKERS_KEY, 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for worker_id in ids:
+            pipe.hgetall(worker_key(worker_id.decode()))
+        entries: list[dict[bytes, bytes]] = await pipe.execute()
+    out = []
+    for worker_id, f in zip(ids, entries, strict=True):
+        if not f:
+            continue  # its entry expired: a worker that died without deregistering
+        text = {k: v.decode("utf-8", "replace") for k, v in f.items()}
+        out.append(
+            WorkerInfo(
+                id=worker_id.decode(),
+                host=text.get(b"host", "?"),
+                pid=_int(f, b"pid"),
+                queues=tuple(q for q in text.get(b"queues", "").split(",") if q),
+                concurrency=_int(f, b"concurrency"),
+                held=_int(f, b"held"),
+                hung_threads=_int(f, b"hung_threads"),
+                started_at=ms_to_datetime(_int(f, b"started_at") or None),
+                heartbeat_at=ms_to_datetime(_int(f, b"heartbeat_at") or None),
+            )
+        )
+    return out
 
 
 async def list_jobs(

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from ..demo import run_demo
 from ..job import JobStatus
 from ..keys import QueueKeys
-from . import executors, follow, info, jobs, serve, watch
+from . import dashboard, executors, follow, info, jobs, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -204,6 +204,37 @@ def _queues(sub: Any) -> None:
         _redis(p)
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535 (an argparse type)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return int(text)
+
+
+def _dashboard(sub: Any) -> None:
+    d = sub.add_parser("dashboard", help="serve the live dashboard and the JSON API")
+    d.set_defaults(run=dashboard.run_dashboard)
+    _redis(d)
+    d.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine)"
+    )
+    d.add_argument("--port", "-p", type=port_number, default=8080, help="default: 8080")
+    d.add_argument(
+        "--read-only", action="store_true", help="hide the buttons; refuse every change (405)"
+    )
+    d.add_argument(
+        "--basic-auth",
+        metavar="USER:PASSWORD",
+        help=f"require HTTP basic auth (default: ${dashboard.BASIC_AUTH_ENV})",
+    )
+    d.add_argument(
+        "--api-token",
+        metavar="TOKEN",
+        help=f"bearer token the API requires; needed to bind beyond loopback "
+        f"(default: ${dashboard.TOKEN_ENV})",
+    )
+
+
 async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(args.redis, jobs=args.jobs, workers=args.workers)
 
@@ -223,6 +254,7 @@ def build() -> Parser:
     _worker(sub)
     _jobs(sub)
     _queues(sub)
+    _dashboard(sub)
     d = sub.add_parser("demo", help="producer, workers and a live progress view in one process")
     d.set_defaults(run=_demo)
     _redis(d, ", else the embedded memory://")

@@ -29,6 +29,8 @@ NAMES = (
     "cancel",
     "release",
     "progress",
+    "retry",
+    "purge",
 )
 
 ENQUEUE_STRIDE = 11
@@ -189,3 +191,11 @@ class Scripts:
         """Record progress of a running job (any lease when `lease` is None)."""
         args: list[Arg] = [job_id, "" if lease is None else lease, repr(float(value)), mp, msg]
         return bool(await self._call("progress", keys, args))
+
+    async def retry(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
+        """Run failed jobs again under their ids; returns how many were put back."""
+        return int(await self._call("retry", keys, job_ids)) if job_ids else 0
+
+    async def purge(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
+        """Delete failed jobs now; returns how many were deleted."""
+        return int(await self._call("purge", keys, job_ids)) if job_ids else 0

@@ -1,0 +1,65 @@
+"""``redisjobs dashboard``: the live dashboard and the JSON API, served by uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from ..client import Client
+from .common import UsageError, on_stop_signals, redis_url
+
+TOKEN_ENV = "REDISJOBS_API_TOKEN"
+BASIC_AUTH_ENV = "REDISJOBS_BASIC_AUTH"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def _load() -> tuple[Any, Any]:
+    try:
+        from ..dashboard import create_app
+        from ..dashboard.server import make_server, stop
+    except ImportError as exc:
+        raise UsageError(
+            f"the dashboard needs its extra: pip install 'redisjobs[dashboard]' ({exc})"
+        ) from None
+    return create_app, (make_server, stop)
+
+
+async def run_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard until SIGTERM/SIGINT."""
+    url = redis_url(args.redis, "dashboard")
+    token = args.api_token or os.environ.get(TOKEN_ENV) or None
+    basic = args.basic_auth or os.environ.get(BASIC_AUTH_ENV) or None
+    if not is_loopback(args.host) and token is None:
+        raise UsageError(
+            f"refusing to serve on {args.host} without --api-token (or ${TOKEN_ENV}): beyond "
+            "this machine every request must carry credentials"
+        )
+    create_app, (make_server, stop) = _load()
+    async with Client(url) as client:
+        try:
+            app = create_app(client, read_only=args.read_only, basic_auth=basic, api_token=token)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        server = make_server(app, args.host, args.port)
+        on_stop_signals(lambda _sig: stop(server))
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        mode = " (read-only)" if args.read_only else ""
+        print(
+            f"redisjobs dashboard on http://{shown}:{args.port}/{mode}, "
+            f"API at /api, Redis at {client.backend.masked}",
+            file=sys.stderr,
+        )
+        await server.serve()
+    return 0

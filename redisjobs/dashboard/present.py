@@ -1,0 +1,184 @@
+"""Turning jobs, events and msgpack values into JSON, and the small formats the pages use.
+
+Payloads and results are msgpack in Redis; JSON cannot hold everything msgpack can, so the one
+gap is bridged the same way everywhere: bytes become ``{"$bytes": "<base64>"}``, and map keys
+that are not strings become their ``str()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..events import Event
+from ..job import Job
+
+PRETTY_CAP = 20_000
+"""Characters of a payload or result shown on a page (the rest is cut, saying so)."""
+
+
+def plain(value: Any) -> Any:
+    """`value` with only what JSON can hold (see the module docstring)."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware datetime as RFC 3339 (UTC), None as None."""
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
+    """The JSON form of a job (the API's ``Job`` schema)."""
+    out: dict[str, Any] = {
+        "id": job.id,
+        "queue": job.queue,
+        "kind": job.kind,
+        "status": job.status.value,
+        "progress": job.progress if math.isfinite(job.progress) else 0.0,
+        "progress_message": job.progress_message or None,
+        "attempt": job.attempt,
+        "max_retries": job.max_retries,
+        "timeout": job.timeout,
+        "worker": job.worker or None,
+        "created_at": iso(job.created_at),
+        "scheduled_at": iso(job.scheduled_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "result": plain(job.result),
+        "error": job.error,
+    }
+    if payload:
+        out["payload"] = plain(job.payload)
+    return out
+
+
+def event_json(ev: Event) -> dict[str, Any]:
+    """The JSON form of an event (the API's ``Event`` schema)."""
+    return {
+        "id": ev.id,
+        "type": ev.type,
+        "queue": ev.queue,
+        "job_id": ev.job_id,
+        "attempt": ev.attempt,
+        "ts": ev.ts,
+        "data": plain(ev.data),
+    }
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON of an already plain value."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def pretty(value: Any, cap: int = PRETTY_CAP) -> str:
+    """Indented JSON of a msgpack value, cut at `cap` characters (saying how long it was)."""
+    text = json.dumps(plain(value), ensure_ascii=False, indent=2)
+    if len(text) <= cap:
+        return text
+    return f"{text[:cap]}\n… cut here: {len(text):,} characters in all"
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, in the largest fitting unit: ``"12 s ago"``, ``"3 min ago"``."""
+    if value is None:
+        return "—"
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    if seconds < 0:
+        return f"in {duration(-seconds)}"
+    return "just now" if seconds < 1 else f"{duration(seconds)} ago"
+
+
+def duration(seconds: float | None) -> str:
+    """A span of time for people: ``"850 ms"``, ``"12 s"``, ``"3 min 4 s"``, ``"2 h 5 min"``."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def rate(per_second: float) -> str:
+    """A rate for people: ``"0"``, ``"0.25"``, ``"12.5"``, ``"1,204"``."""
+    if per_second == 0:
+        return "0"
+    if per_second < 1:
+        return f"{per_second:.2f}"
+    return f"{per_second:,.1f}" if per_second < 100 else f"{per_second:,.0f}"
+
+
+def percent(value: float, digits: int = 1) -> str:
+    """A progress value as ``"42%"`` or ``"42.5%"`` (no trailing zeros)."""
+    text = f"{value:.{digits}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"
+
+
+def number(value: int) -> str:
+    """An integer with thousands separators."""
+    return f"{value:,}"
+
+
+def from_ms(ms: int) -> datetime:
+    """A Redis millisecond timestamp as an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def event_details(data: Mapping[str, Any], cap: int = 160) -> str:
+    """The gist of an event's data on one line: progress, worker, error, retry time, result."""
+    parts = []
+    if "progress" in data:
+        progress = data["progress"]
+        pct = f"{progress:.0f}%" if isinstance(progress, int | float) else str(progress)
+        parts.append(f"{pct} {data.get('message', '')}".strip())
+    if "worker" in data:
+        parts.append(f"on {data['worker']}")
+    if "error" in data:
+        parts.append(str(data["error"]))
+    if "due" in data and isinstance(data["due"], int):
+        parts.append(f"retry at {from_ms(data['due']).strftime('%H:%M:%S')} UTC")
+    if "crashes" in data:
+        parts.append(f"{data['crashes']} crashed deliveries")
+    if "result" in data:
+        parts.append("→ " + to_json(plain(data["result"])))
+    text = " · ".join(parts)
+    return text if len(text) <= cap else text[: cap - 1] + "…"
+
+
+def collapse_progress(events: list[Event]) -> list[tuple[Event, int]]:
+    """Events with each run of progress events of one attempt folded into its last one.
+
+    A job can report progress hundreds of times; a person wants to see where it got to, and
+    the events around that. Returns (event, how many it stands for).
+    """
+    rows: list[tuple[Event, int]] = []
+    for ev in events:
+        if rows and ev.type == "progress":
+            last, n = rows[-1]
+            if last.type == "progress" and last.attempt == ev.attempt:
+                rows[-1] = (ev, n + 1)
+                continue
+        rows.append((ev, 1))
+    return rows

@@ -1,0 +1,84 @@
+"""Fixtures of the dashboard tests: the app over the test's Client, over ASGI or real HTTP.
+
+The whole directory is skipped when the ``dashboard`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="the dashboard extra is not installed")
+pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+pytest.importorskip("jinja2", reason="the dashboard extra is not installed")
+
+import httpx
+from starlette.types import ASGIApp
+
+from redisjobs import Client
+from redisjobs.dashboard import create_app
+from redisjobs.dashboard.server import make_server, stop
+from redisjobs.testing import free_port
+
+BASE = "http://dash.test"
+
+AppFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def http(client: Client) -> AsyncIterator[AppFactory]:
+    """Make an httpx client of the dashboard app (options as create_app's) over ASGI."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(**options: Any) -> httpx.AsyncClient:
+        app = create_app(client, **options)
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.aclose()
+
+
+@pytest.fixture
+async def dash(http: AppFactory) -> httpx.AsyncClient:
+    """The dashboard app with its defaults, over ASGI."""
+    return http()
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page put in its forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no form with a CSRF token on the page"
+    return found.group(1)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free loopback port, in this event loop; yields its URL."""
+    port = free_port()
+    server = make_server(app, "127.0.0.1", port)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(server)
+        await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def live_http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client of `app` served by a real uvicorn (see :func:`serving`)."""
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        yield http

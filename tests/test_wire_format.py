@@ -1,0 +1,61 @@
+"""docs/wire-format.md, followed to the letter: a job enqueued without the Python client (the
+script's text from the package files, EVAL with 11 arguments, SADD to the registry) runs."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+import msgpack
+
+from redisjobs import Client
+from tests.conftest import WorkerFactory
+from tests.jobs import echo
+
+SCRIPTS = files("redisjobs.scripts")
+ENQUEUE = (
+    SCRIPTS.joinpath("_lib.lua").read_text() + "\n" + SCRIPTS.joinpath("enqueue.lua").read_text()
+)
+
+
+def _args(job_id: str, payload: Any, *, delay_ms: int = 0) -> list[Any]:
+    packed = msgpack.packb(payload, use_bin_type=True)
+    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0]
+
+
+async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory) -> None:
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    payload = {"fn": "echo", "args": {"value": {"from": "another language", "n": [1, 2.5]}}}
+    created = await redis.eval(
+        ENQUEUE,
+        1,
+        prefix,
+        *_args("wire-1", payload),
+        *_args("wire-2", payload, delay_ms=3_600_000),
+    )
+    assert created == [1, 1]
+    assert await redis.eval(ENQUEUE, 1, prefix, *_args("wire-1", payload)) == [0]  # idempotent
+    await redis.sadd("rj:queues", queue)
+
+    fields: Any = await redis.hgetall(f"{prefix}job:wire-1")
+    documented = {"kind", "payload", "status", "attempt", "max_retries", "retry_delay"}
+    documented |= {"retry_backoff", "retry_jitter", "timeout", "result_ttl", "created_at"}
+    assert documented | {"crashes", "msg"} == {k.decode() for k in fields}
+    assert fields[b"status"] == b"pending"
+    later: Any = await redis.hgetall(f"{prefix}job:wire-2")
+    assert later[b"status"] == b"scheduled" and b"scheduled_at" in later
+
+    await worker(functions=[echo])
+    assert await client.wait("wire-1", timeout=10) == {"from": "another language", "n": [1, 2.5]}
+    assert queue in await client.queues()
+    entries: Any = await redis.xrange(f"{prefix}log")
+    first = msgpack.unpackb(entries[0][1][b"e"])
+    assert first == {
+        "type": "enqueued",
+        "queue": queue,
+        "job_id": "wire-1",
+        "attempt": 0,
+        "ts": first["ts"],
+        "kind": "call",
+    }
