@@ -8,6 +8,7 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -17,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import queries
+from . import queries, tracing
 from .connection import Backend, resolve_url
 from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
@@ -228,10 +229,25 @@ class Client:
         return await self._write(self.keys(queue), ids, rows)
 
     async def _write(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
+        if tracing.AVAILABLE and tracing.active():
+            return await self._write_traced(keys, ids, rows)
+        return await self._write_rows(keys, ids, rows, None)
+
+    async def _write_traced(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
+        """`_write` inside the producer's span, whose context the jobs carry to the worker."""
+        kinds = [str(rows[n * ENQUEUE_STRIDE + 1]) for n in range(len(ids))]
+        with tracing.enqueue_span(keys, kinds, ids) as context:
+            return await self._write_rows(keys, ids, rows, context)
+
+    async def _write_rows(
+        self, keys: QueueKeys, ids: list[str], rows: list[Arg], trace_context: str | None
+    ) -> list[Job]:
         redis, scripts = await self._conn()
         created: list[bool] = []
         try:
             await self._register_queue(redis, keys.queue)
+            if trace_context is not None:
+                await tracing.store(redis, keys, ids, trace_context, _due_in_ms(ids, rows))
             step = ENQUEUE_BATCH * ENQUEUE_STRIDE
             for i in range(0, len(rows), step):
                 created += await scripts.enqueue(keys, rows[i : i + step])
@@ -446,3 +462,13 @@ class Client:
         keys = self.keys(queue)
         async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
             yield ev
+
+
+def _due_in_ms(ids: list[str], rows: list[Arg]) -> list[int]:
+    """Milliseconds from now until each job of enqueue `rows` is due (delay_ms or at_ms)."""
+    now_ms = time.time() * 1000
+    out = []
+    for n in range(len(ids)):
+        delay, at = rows[n * ENQUEUE_STRIDE + 9], rows[n * ENQUEUE_STRIDE + 10]
+        out.append(max(int(delay), round(int(at) - now_ms) if at else 0))
+    return out

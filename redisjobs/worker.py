@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from . import tracing
 from .connection import Backend, Backoff, check_server, ensure_group, resolve_url
 from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
 from .events import RECHECK, Subscriber
@@ -41,6 +43,11 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, packb, unpackb
 log = logging.getLogger("redisjobs.worker")
 
 ERROR_MAX_CHARS = 2000
+
+JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
+"""Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
+``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
+is empty a run does not even read the clock."""
 
 
 class _JobTimeout(ExecutorError):
@@ -267,12 +274,35 @@ class Worker:
                 raise _JobTimeout(f"timed out after {d.timeout_ms / 1000:g} s") from None
             raise
 
+    async def _traced(self, run: _Run) -> Any:
+        """`_invoke` inside the worker's span, when a tracer provider is set."""
+        span = await tracing.start_run_span(self._redis, self.keys, run.delivery)
+        if span is None:
+            return await self._invoke(run)
+        outcome, error = "failed", None
+        try:
+            with tracing.current(span):
+                value = await self._invoke(run)
+            outcome = "completed"
+            return value
+        except asyncio.CancelledError:
+            outcome = "cancelled" if run.stop == "cancel" else run.stop or "interrupted"
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            tracing.end_run_span(span, outcome, error)
+
     async def _execute(self, run: _Run) -> None:
         d = run.delivery
         result: bytes | None = None
         failure: tuple[str, str, int] | None = None
+        started = time.perf_counter() if JOB_OBSERVERS else 0.0  # no clock read when unobserved
+        # Not even a function call for tracing unless the OpenTelemetry API is installed.
+        runs = self._traced(run) if tracing.AVAILABLE else self._invoke(run)
         try:
-            result = packb(await self._invoke(run))
+            result = packb(await runs)
         except asyncio.CancelledError:
             if run.stop is None:
                 raise
@@ -283,6 +313,15 @@ class Worker:
         finally:
             self._active -= 1
             self._fetcher.slot_free.set()
+            if started:
+                self._observe(run, started, result is not None, failure)
+        await self._record(run, result, failure)
+
+    async def _record(
+        self, run: _Run, result: bytes | None, failure: tuple[str, str, int] | None
+    ) -> None:
+        """Record a run's outcome (none when it was handed back or lost)."""
+        d = run.delivery
         if result is not None or failure is not None:
             await run.ctx.flush()  # progress held back by the throttle lands before the outcome
         if result is not None:
@@ -296,6 +335,20 @@ class Worker:
                 self._scheduler.wake()  # to promote it exactly when due
         if run.stop == "lost":
             self._recorded(d.job_id, d.lease)
+
+    def _observe(
+        self, run: _Run, started: float, ok: bool, failure: tuple[str, str, int] | None
+    ) -> None:
+        """Report a run that ended with an outcome to the duration observers."""
+        if ok:
+            outcome = "completed"
+        elif failure is not None:
+            outcome = "cancelled" if failure[0] == "cancel" else "failed"
+        else:
+            return  # handed back or lost: no outcome of its own
+        seconds = time.perf_counter() - started
+        for observe in JOB_OBSERVERS:
+            observe(self.keys.queue, run.delivery.kind, outcome, seconds)
 
     def _failure(self, job_id: str, exc: BaseException) -> tuple[str, str, int]:
         """(mode, error, defer_ms) for `fail.lua` from what a run raised."""

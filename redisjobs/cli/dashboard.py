@@ -36,6 +36,15 @@ def _load() -> tuple[Any, Any]:
     return create_app, (make_server, stop)
 
 
+def _metrics_routes(client: Client) -> list[Any]:
+    """``/metrics`` when the ``[metrics]`` extra is installed, else nothing."""
+    try:
+        from ..metrics import metrics_route
+    except ImportError:
+        return []
+    return [metrics_route(client)]
+
+
 async def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until SIGTERM/SIGINT."""
     url = redis_url(args.redis, "dashboard")
@@ -49,7 +58,13 @@ async def run_dashboard(args: argparse.Namespace) -> int:
     create_app, (make_server, stop) = _load()
     async with Client(url) as client:
         try:
-            app = create_app(client, read_only=args.read_only, basic_auth=basic, api_token=token)
+            app = create_app(
+                client,
+                read_only=args.read_only,
+                basic_auth=basic,
+                api_token=token,
+                routes=_metrics_routes(client),
+            )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         server = make_server(app, args.host, args.port)

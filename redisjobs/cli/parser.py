@@ -136,6 +136,18 @@ def _worker(sub: Any) -> None:
         help="run N worker processes, restart any that dies, stop them all on SIGTERM/SIGINT",
     )
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    w.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs redisjobs[metrics])",
+    )
+    w.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of --metrics-port (default: 127.0.0.1, this machine)",
+    )
     executors.add_options(w)
 
 

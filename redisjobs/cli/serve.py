@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..worker import Worker
-from .common import import_module, import_ref, on_stop_signals
+from .common import UsageError, import_module, import_ref, on_stop_signals
 from .executors import ExecutorFactory, factories
 from .supervise import Supervisor
 
@@ -84,20 +84,50 @@ async def run_worker(args: argparse.Namespace) -> int:
     what = plan(args)
     # No reachability check: a worker waits for a Redis that is not up yet (it logs each retry),
     # so a fleet may start before its Redis. The client commands fail fast instead.
+    if args.processes > 1 and args.metrics_port is not None:
+        raise UsageError("--metrics-port serves one process: it cannot go with --processes")
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.
         command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]
         return await Supervisor(command, args.processes).run()
     workers = make_workers(args, what)
     on_stop_signals(_Stopper(workers))
+    server = await _metrics_server(args, workers[0])
     tasks = [asyncio.create_task(w.run(), name=f"worker {w.keys.queue}") for w in workers]
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    for worker in workers:  # when one worker failed, the others stop too
-        worker.stop()
-    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for worker in workers:  # when one worker failed, the others stop too
+            worker.stop()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if server is not None:
+            await server.aclose()
+    for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return 0
+
+
+async def _metrics_server(args: argparse.Namespace, worker: Worker) -> Any:
+    """Start ``--metrics-port``'s server (None without it); its workers observe job durations."""
+    if args.metrics_port is None:
+        return None
+    try:
+        from .. import metrics
+    except ImportError as exc:
+        raise UsageError(
+            f"--metrics-port needs its extra: pip install 'redisjobs[metrics]' ({exc})"
+        ) from None
+    metrics.enable_job_durations()
+    server = metrics.MetricsServer(worker.backend.client(), args.metrics_host, args.metrics_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}"
+        ) from None
+    log.info("metrics at http://%s:%d/metrics", args.metrics_host, server.port)
+    return server
 
 
 def loop_factory(args: argparse.Namespace) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -1,0 +1,231 @@
+"""Prometheus metrics: every queue's state read from Redis on scrape, job durations in-process.
+
+The queue metrics are not counted in this process: each scrape reads the queues' stats hashes,
+status indexes and the worker registry, so any process (the dashboard, one worker of a fleet)
+shows the same numbers for the whole deployment. Only the job duration histogram is this
+process's own: the workers running here observe it (see :func:`enable_job_durations`).
+
+prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+
+from . import worker as _worker
+from .job import JobStatus
+from .keys import QueueKeys
+from .queries import COUNTERS, list_queues, list_workers
+
+log = logging.getLogger("redisjobs.metrics")
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+"""Seconds; jobs range from no-ops to long subprocesses, hence the long tail."""
+
+# A registry of its own rather than prometheus-client's global one, so that importing this
+# module never changes what an application's own /metrics shows.
+_PROCESS = CollectorRegistry(auto_describe=True)
+JOB_DURATION = Histogram(
+    "redisjobs_job_duration_seconds",
+    "Time from a job's start to its outcome, as observed by the workers of this process.",
+    ["queue", "kind", "outcome"],
+    buckets=DURATION_BUCKETS,
+    registry=_PROCESS,
+)
+
+
+def _observe(queue: str, kind: str, outcome: str, seconds: float) -> None:
+    JOB_DURATION.labels(queue, kind, outcome).observe(seconds)
+
+
+def enable_job_durations() -> None:
+    """Have the workers of this process observe :data:`JOB_DURATION` (idempotent).
+
+    Until this is called the workers do not even read the clock for it.
+    """
+    if _observe not in _worker.JOB_OBSERVERS:
+        _worker.JOB_OBSERVERS.append(_observe)
+
+
+class _Families(Collector):
+    """A collector that yields families read beforehand (collectors are sync, Redis is not)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+async def _queue_reads(redis: Redis, queues: list[str]) -> tuple[list[Any], float]:
+    """Per queue: stats hash, size of each status index, dead count, oldest pending entry."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()  # ages on Redis's clock, which wrote the status scores
+        for q in queues:
+            keys = QueueKeys(q)
+            pipe.hgetall(keys.stats)
+            for status in JobStatus:
+                pipe.zcard(keys.status(status))
+            pipe.zcard(keys.dead)
+            pipe.zrange(keys.status(JobStatus.PENDING), 0, 0, withscores=True)
+        replies = await pipe.execute()
+    seconds, micros = replies[0]
+    return replies[1:], int(seconds) + int(micros) / 1e6
+
+
+async def queue_families(redis: Redis) -> list[Metric]:
+    """Every queue's metrics, read from Redis now."""
+    queues = await list_queues(redis)
+    replies, now = await _queue_reads(redis, queues)
+    labels = ["queue"]
+    depth = GaugeMetricFamily(
+        "redisjobs_queue_jobs", "Jobs in the queue by status.", labels=["queue", "status"]
+    )
+    dead = GaugeMetricFamily("redisjobs_queue_dead_jobs", "Dead letters kept.", labels=labels)
+    totals = {
+        name: CounterMetricFamily(
+            f"redisjobs_jobs_{name}", f"Jobs {name} since the queue began.", labels=labels
+        )
+        for name in COUNTERS
+    }
+    oldest = GaugeMetricFamily(
+        "redisjobs_queue_oldest_pending_age_seconds",
+        "How long the oldest pending job has waited (0 when none is pending).",
+        labels=labels,
+    )
+    per_queue = 1 + len(JobStatus) + 2
+    for n, q in enumerate(queues):
+        stats, *sizes, dead_count, first = replies[n * per_queue : (n + 1) * per_queue]
+        for status, size in zip(JobStatus, sizes, strict=True):
+            depth.add_metric([q, status.value], int(size))
+        dead.add_metric([q], int(dead_count))
+        counts = {k.decode(): v for k, v in stats.items()}
+        for name, family in totals.items():
+            with contextlib.suppress(ValueError):  # a counter written by something else
+                family.add_metric([q], int(counts.get(name, 0)))
+        # Status scores are ms since the epoch at which the job entered the status.
+        oldest.add_metric([q], max(0.0, now - first[0][1] / 1000) if first else 0.0)
+    return [depth, dead, *totals.values(), oldest, *await worker_families(redis)]
+
+
+async def worker_families(redis: Redis) -> list[Metric]:
+    """Live workers, their slots and hung threads, per queue they serve."""
+    labels = ["queue"]
+    workers = GaugeMetricFamily("redisjobs_workers", "Live workers.", labels=labels)
+    slots = GaugeMetricFamily(
+        "redisjobs_worker_slots", "Jobs the live workers may run at once.", labels=labels
+    )
+    busy = GaugeMetricFamily(
+        "redisjobs_worker_slots_busy", "Jobs the live workers run now.", labels=labels
+    )
+    hung = GaugeMetricFamily(
+        "redisjobs_worker_hung_threads",
+        "Threads of stopped jobs still running (sync functions cannot be interrupted).",
+        labels=labels,
+    )
+    sums: dict[str, list[int]] = {}
+    for info in await list_workers(redis):
+        for q in info.queues:
+            row = sums.setdefault(q, [0, 0, 0, 0])
+            for i, value in enumerate((1, info.concurrency, info.held, info.hung_threads)):
+                row[i] += value
+    for q, (count, concurrency, held, threads) in sorted(sums.items()):
+        workers.add_metric([q], count)
+        slots.add_metric([q], concurrency)
+        busy.add_metric([q], held)
+        hung.add_metric([q], threads)
+    return [workers, slots, busy, hung]
+
+
+async def render(redis: Redis) -> bytes:
+    """The Prometheus text exposition: every queue from Redis, and this process's durations."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*await queue_families(redis), *_PROCESS.collect()]))
+    return generate_latest(registry)
+
+
+def metrics_route(client: Any, path: str = "/metrics") -> Any:
+    """A Starlette route serving :func:`render` from `client`'s Redis (for ``create_app``).
+
+    Args:
+        client: a :class:`redisjobs.Client`; it connects on first use.
+        path: where to serve it.
+    """
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def endpoint(_request: Request) -> Response:
+        body = await render((await client.connect()).redis)  # connect() is idempotent
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return Route(path, endpoint, methods=["GET"], name="metrics")
+
+
+class MetricsServer:
+    """A minimal HTTP server of ``/metrics`` on the event loop (for ``worker --metrics-port``).
+
+    It runs on the worker's own loop rather than in prometheus-client's thread, because the
+    queue metrics are read with the async Redis client (and the embedded backend lives on
+    this loop).
+
+    Args:
+        redis: where to read the queues from; the server closes it in :meth:`aclose`.
+        host: the address to listen on (default: this machine only).
+        port: the port (0 = any free one; see :attr:`port` once started).
+    """
+
+    def __init__(self, redis: Redis, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.redis = redis
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen; :attr:`port` is the bound port afterwards."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening and close the Redis client."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.redis.aclose()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                request = await reader.readuntil(b"\r\n\r\n")
+                method, target, *_ = request.split(b"\r\n", 1)[0].split(b" ")
+                path = target.split(b"?", 1)[0]
+                if method not in (b"GET", b"HEAD") or path not in (b"/", b"/metrics"):
+                    status, body, ctype = b"404 Not Found", b"not found\n", b"text/plain"
+                else:
+                    status, body = b"200 OK", await render(self.redis)
+                    ctype = CONTENT_TYPE_LATEST.encode()
+                writer.write(
+                    b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
+                    + b"\r\nContent-Length: " + str(len(body)).encode()
+                    + b"\r\nConnection: close\r\n\r\n" + body
+                )  # fmt: skip
+                await writer.drain()
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            log.debug("metrics request failed: %s", exc)
+        except Exception:  # a scrape must never take the worker down (Redis away, say)
+            log.warning("metrics scrape failed", exc_info=True)
+            with contextlib.suppress(OSError):
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n")
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
