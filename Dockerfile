@@ -1,12 +1,12 @@
-# The worker image: redisjobs and the fleet example (docker-compose.yml runs it as worker,
-# producer and subscriber).
+# The fleet image: redisjobs and the fleet example (docker-compose.yml runs it as worker,
+# dashboard, producer and subscriber).
 FROM python:3.11-slim
 
 # Build and install the package from /src, so the code that runs is the installed copy.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY redisjobs ./redisjobs
-RUN pip install --no-cache-dir '.[uvloop]'
+RUN pip install --no-cache-dir '.[uvloop,dashboard]'
 
 # Job functions must be importable by the worker: the examples live in /app, on the path.
 WORKDIR /app

@@ -99,6 +99,9 @@ class Leases:
         self._reclaim_lock = asyncio.Lock()
         self._fence_timer: asyncio.TimerHandle | None = None
         self._fence_at = 0.0  # loop time when held jobs count as lost unless a beat goes through
+        # Loop time a write that reached Redis was sent: a beat extending leases, or a registry
+        # refresh (a beat holding nothing sends nothing). What the worker's health reads.
+        self.last_contact: float | None = None
 
     async def heartbeat_loop(self) -> None:
         """Extend leases every ``lease_ttl / 3``; self-fence when no beat went through for
@@ -128,6 +131,8 @@ class Leases:
                     await asyncio.sleep(min(interval, 1.0) * random.uniform(0.5, 1.0))
                     continue
                 backoff.ok()
+                if held:
+                    self._contact(sent)
                 self._arm_fence(sent + fence_after, sent)
                 for job_id, action in actions:
                     self._holder.stop_job(job_id, action)
@@ -149,11 +154,18 @@ class Leases:
 
     async def _refresh(self, held: int) -> None:
         """Refresh the registry entry; a failure waits for the next beat (it expires slowly)."""
+        sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self.lease_ttl):
                 await self.register(held)
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("registry entry of %s not refreshed: %s", self.worker_id, exc)
+        else:
+            self._contact(sent)
+
+    def _contact(self, sent: float) -> None:
+        """A write sent at loop time `sent` reached Redis."""
+        self.last_contact = max(self.last_contact or sent, sent)
 
     def _arm_fence(self, at: float, since: float) -> None:
         """(Re)start the self-fence timer: at loop time `at`, the jobs then held are lost."""
@@ -193,6 +205,8 @@ class Leases:
                     "hung_threads": self._holder.hung_threads,
                     "started_at": int(self._started * 1000),
                     "heartbeat_at": int(now * 1000),
+                    # So that `redisjobs health` can tell a late heartbeat from a dead worker.
+                    "lease_ttl": self.lease_ttl,
                 },
             )
             pipe.pexpire(key, int(self.lease_ttl * 3000))

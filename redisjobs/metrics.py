@@ -10,7 +10,6 @@ prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from . import worker as _worker
+from .httpserve import Reply, TinyServer
 from .job import JobStatus
 from .keys import QueueKeys
 from .queries import COUNTERS, list_queues, list_workers
@@ -171,7 +171,7 @@ def metrics_route(client: Any, path: str = "/metrics") -> Any:
     return Route(path, endpoint, methods=["GET"], name="metrics")
 
 
-class MetricsServer:
+class MetricsServer(TinyServer):
     """A minimal HTTP server of ``/metrics`` on the event loop (for ``worker --metrics-port``).
 
     It runs on the worker's own loop rather than in prometheus-client's thread, because the
@@ -185,47 +185,15 @@ class MetricsServer:
     """
 
     def __init__(self, redis: Redis, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(self._reply, host, port, name="metrics")
         self.redis = redis
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        """Listen; :attr:`port` is the bound port afterwards."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
         """Stop listening and close the Redis client."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await super().aclose()
         await self.redis.aclose()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                request = await reader.readuntil(b"\r\n\r\n")
-                method, target, *_ = request.split(b"\r\n", 1)[0].split(b" ")
-                path = target.split(b"?", 1)[0]
-                if method not in (b"GET", b"HEAD") or path not in (b"/", b"/metrics"):
-                    status, body, ctype = b"404 Not Found", b"not found\n", b"text/plain"
-                else:
-                    status, body = b"200 OK", await render(self.redis)
-                    ctype = CONTENT_TYPE_LATEST.encode()
-                writer.write(
-                    b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype
-                    + b"\r\nContent-Length: " + str(len(body)).encode()
-                    + b"\r\nConnection: close\r\n\r\n" + body
-                )  # fmt: skip
-                await writer.drain()
-        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-            log.debug("metrics request failed: %s", exc)
-        except Exception:  # a scrape must never take the worker down (Redis away, say)
-            log.warning("metrics scrape failed", exc_info=True)
-            with contextlib.suppress(OSError):
-                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n")
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def _reply(self, path: str) -> Reply | None:
+        if path not in ("/", "/metrics"):
+            return None
+        return Reply("200 OK", await render(self.redis), CONTENT_TYPE_LATEST)

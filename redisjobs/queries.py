@@ -39,6 +39,7 @@ class WorkerInfo:
         held: jobs it runs now.
         hung_threads: threads of stopped jobs that are still running (sync functions).
         started_at, heartbeat_at: when it started and last wrote this entry.
+        lease_ttl: its lease TTL in seconds (None for entries of older versions).
     """
 
     id: str
@@ -50,6 +51,7 @@ class WorkerInfo:
     hung_threads: int
     started_at: datetime | None
     heartbeat_at: datetime | None
+    lease_ttl: float | None = None
 
 
 def _int(fields: dict[bytes, bytes], name: bytes) -> int:
@@ -88,9 +90,17 @@ async def list_workers(redis: Redis) -> list[WorkerInfo]:
                 hung_threads=_int(f, b"hung_threads"),
                 started_at=ms_to_datetime(_int(f, b"started_at") or None),
                 heartbeat_at=ms_to_datetime(_int(f, b"heartbeat_at") or None),
+                lease_ttl=_float(f, b"lease_ttl"),
             )
         )
     return out
+
+
+def _float(f: dict[bytes, bytes], name: bytes) -> float | None:
+    try:
+        return float(f[name])
+    except (KeyError, ValueError):
+        return None
 
 
 async def list_jobs(

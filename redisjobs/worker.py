@@ -149,6 +149,8 @@ class Worker:
         self._ready = asyncio.Event()
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._done = False
 
     # -- public control -------------------------------------------------------------------------
 
@@ -161,6 +163,32 @@ class Worker:
     async def wait_ready(self) -> None:
         """Return once the worker is connected and fetching."""
         await self._ready.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Connected and fetching, and not stopping (what a readiness probe asks)."""
+        return self._ready.is_set() and not self._stopping and not self._stop_requested.is_set()
+
+    def unhealthy(self) -> str | None:
+        """Why the worker is not healthy (what a liveness probe asks), or None when it is.
+
+        Unhealthy: not connected yet, stopped, one of its loops died, or no heartbeat got
+        through to Redis for longer than `lease_ttl` (its leases may be others' by now).
+        """
+        if self._done:
+            return "stopped"
+        if not self._ready.is_set():
+            return "not connected to Redis yet"
+        for task in self._loops:
+            if task.done() and not self._stopping:
+                return f"its {task.get_name()} loop ended"
+        last = self._leases.last_contact
+        if last is None:
+            last = self._ready_at  # the first beat is on its way
+        silent = asyncio.get_running_loop().time() - last
+        if silent > self.lease_ttl:
+            return f"no heartbeat reached Redis for {silent:.1f} s (lease_ttl {self.lease_ttl:g} s)"
+        return None
 
     async def __aenter__(self) -> Self:
         """Run the worker in the background for the duration of an ``async with`` block."""
@@ -371,7 +399,7 @@ class Worker:
     async def run(self) -> None:
         """Serve the queue until :meth:`stop` (or SIGTERM/SIGINT), then shut down gracefully."""
         await self._connect()
-        loops = [
+        self._loops = loops = [
             asyncio.create_task(self._fetcher.run(), name="fetch"),
             asyncio.create_task(self._leases.heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._leases.reclaim_loop(), name="reclaim"),
@@ -379,6 +407,7 @@ class Worker:
             asyncio.create_task(self._control_loop(), name="control"),
         ]
         self._install_signals()
+        self._ready_at = asyncio.get_running_loop().time()
         self._ready.set()
         log.info("worker %s serving queue %r on %s", self.id, self.keys.queue, self.backend.masked)
         stop = asyncio.create_task(self._stop_requested.wait())
@@ -386,7 +415,10 @@ class Worker:
             await asyncio.wait([stop, *loops], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            await self._shutdown(loops)
+            try:
+                await self._shutdown(loops)
+            finally:
+                self._done = True
         for task in loops:  # a loop that died on a bug must not pass silently
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]

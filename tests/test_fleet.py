@@ -129,7 +129,7 @@ def test_parse_block_yaml() -> None:
 
 def test_compose_file_is_valid_and_describes_the_fleet() -> None:
     services = compose_config()["services"]
-    assert set(services) >= {"redis", "worker", "producer", "subscriber"}
+    assert set(services) >= {"redis", "worker", "dashboard", "producer", "subscriber"}
 
     redis_ = services["redis"]
     assert redis_["command"] == ["redis-server", *REDIS_ARGS]
@@ -143,7 +143,20 @@ def test_compose_file_is_valid_and_describes_the_fleet() -> None:
     assert seconds(worker["stop_grace_period"]) >= GRACE + 5
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
-    for name in ("worker", "producer", "subscriber"):
+    # the exec probe of each worker container (REDIS_URL from the environment)
+    assert worker["healthcheck"]["test"] == ["CMD", "redisjobs", "health", "--queue", QUEUE]
+
+    dashboard = services["dashboard"]
+    assert dashboard["command"] == ["redisjobs", "dashboard", "--host", "0.0.0.0", "--port", "8080"]
+    assert dashboard["ports"] == ["127.0.0.1:8080:8080/tcp"]  # this machine only
+    assert dashboard["depends_on"]["redis"]["condition"] == "service_healthy"
+    # the token comes from the environment, never from the file; unset, the dashboard refuses
+    assert dashboard["environment"]["REDISJOBS_API_TOKEN"] == os.environ.get(
+        "REDISJOBS_API_TOKEN", ""
+    )
+    assert dashboard["profiles"] == ["dashboard"]  # `docker compose up` needs no token
+
+    for name in ("worker", "dashboard", "producer", "subscriber"):
         service = services[name]
         assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
         assert service["build"]["context"] == str(ROOT), name
@@ -152,6 +165,18 @@ def test_compose_file_is_valid_and_describes_the_fleet() -> None:
     assert services["producer"]["profiles"] == services["subscriber"]["profiles"] == ["demo"]
     assert services["producer"]["command"][:3] == ["python", "-m", "examples.fleet.producer"]
     assert services["subscriber"]["command"][:3] == ["python", "-m", "examples.fleet.subscriber"]
+
+
+def test_image_serves_the_dashboard_only_with_a_token() -> None:
+    # the dashboard service runs the fleet image: it must hold the dashboard's extra
+    assert re.search(r"pip install .*'\.\[[^\]]*\bdashboard\b", (ROOT / "Dockerfile").read_text())
+    # as the compose file runs it with REDISJOBS_API_TOKEN unset ('' in the container)
+    env = {**os.environ, "REDISJOBS_API_TOKEN": "", "PYTHONPATH": str(ROOT)}
+    argv = ["dashboard", "--host", "0.0.0.0", "--port", "8080", "--redis", "redis://127.0.0.1:1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "redisjobs", *argv], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "without --api-token" in done.stderr, done.stderr
 
 
 # -- (b) the same topology as local processes ------------------------------------------------------

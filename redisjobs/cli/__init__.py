@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 
 from ..errors import RedisJobsError
-from . import parser
+from . import logformat, parser
 from .common import UsageError
 from .serve import loop_factory
 
@@ -33,10 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What `worker --processes N` hands on to its children.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     level = args.log_level or ("INFO" if args.command == "worker" else "WARNING")
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
+    logformat.configure(level, args.log_format)
     try:
         with asyncio.Runner(loop_factory=loop_factory(args)) as runner:
             return int(runner.run(args.run(args)))

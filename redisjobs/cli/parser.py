@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from ..demo import run_demo
 from ..job import JobStatus
 from ..keys import QueueKeys
-from . import dashboard, executors, follow, info, jobs, serve, watch
+from . import dashboard, executors, follow, health, info, jobs, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -148,6 +148,18 @@ def _worker(sub: Any) -> None:
         metavar="HOST",
         help="address of --metrics-port (default: 127.0.0.1, this machine)",
     )
+    w.add_argument(
+        "--health-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve probes: GET /healthz (liveness) and /readyz (readiness), 200 or 503",
+    )
+    w.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of --health-port (default: 127.0.0.1; 0.0.0.0 for probes from outside)",
+    )
     executors.add_options(w)
 
 
@@ -212,7 +224,17 @@ def _queues(sub: Any) -> None:
     _queue(s)
     _json(s)
 
-    for p in (i, v, s):
+    h = sub.add_parser("health", help="exit 0 if Redis answers (and a worker serves --queue)")
+    h.set_defaults(run=health.health)
+    h.add_argument(
+        "--queue",
+        "-q",
+        type=queue_name,
+        help="also require a live worker on this queue (heartbeat younger than 3 lease TTLs)",
+    )
+    _json(h)
+
+    for p in (i, v, s, h):
         _redis(p)
 
 
@@ -261,6 +283,12 @@ def build() -> Parser:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for worker, WARNING otherwise",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per line (time, level, logger, message, exc_info)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _worker(sub)

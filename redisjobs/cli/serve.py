@@ -14,6 +14,7 @@ from typing import Any
 from ..worker import Worker
 from .common import UsageError, import_module, import_ref, on_stop_signals
 from .executors import ExecutorFactory, factories
+from .health import start_health_server
 from .supervise import Supervisor
 
 log = logging.getLogger("redisjobs.cli")
@@ -84,8 +85,9 @@ async def run_worker(args: argparse.Namespace) -> int:
     what = plan(args)
     # No reachability check: a worker waits for a Redis that is not up yet (it logs each retry),
     # so a fleet may start before its Redis. The client commands fail fast instead.
-    if args.processes > 1 and args.metrics_port is not None:
-        raise UsageError("--metrics-port serves one process: it cannot go with --processes")
+    for flag, port in (("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
+        if args.processes > 1 and port is not None:
+            raise UsageError(f"{flag} serves one process: it cannot go with --processes")
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.
         command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]
@@ -93,6 +95,10 @@ async def run_worker(args: argparse.Namespace) -> int:
     workers = make_workers(args, what)
     on_stop_signals(_Stopper(workers))
     server = await _metrics_server(args, workers[0])
+    probes = None
+    if args.health_port is not None:
+        probes = await start_health_server(args, workers)
+        log.info("health at http://%s:%d/healthz and /readyz", args.health_host, probes.port)
     tasks = [asyncio.create_task(w.run(), name=f"worker {w.keys.queue}") for w in workers]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -102,6 +108,8 @@ async def run_worker(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             await server.aclose()
+        if probes is not None:
+            await probes.aclose()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -1,0 +1,123 @@
+"""Health for container probes: ``worker --health-port`` (HTTP) and ``redisjobs health`` (exec).
+
+``GET /healthz`` is liveness: 200 while every worker of the process is connected, its loops
+run and its heartbeats reach Redis; 503 with the reason otherwise (restart me). ``GET
+/readyz`` is readiness: 200 once every worker is fetching and none is stopping. Both are
+served by :class:`~redisjobs.httpserve.TinyServer`, which needs no extra.
+
+``redisjobs health`` asks Redis instead, from any process: does it answer, and (with
+``--queue``) does a live worker serve the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..errors import RedisJobsError
+from ..httpserve import Reply, TinyServer
+from ..queries import list_workers
+from ..worker import Worker
+from .common import UsageError, connect
+from .render import print_json
+
+STALE_LEASES = 3
+"""A registry heartbeat older than this many lease TTLs is a worker gone (its entry's TTL)."""
+
+
+def _reply(ok: bool, body: dict[str, Any]) -> Reply:
+    status = "200 OK" if ok else "503 Service Unavailable"
+    text = json.dumps({"status": "ok" if ok else "unavailable", **body}) + "\n"
+    return Reply(status, text.encode(), "application/json")
+
+
+class HealthServer(TinyServer):
+    """``/healthz`` and ``/readyz`` of `workers` (all must pass), on the workers' loop."""
+
+    def __init__(self, workers: Sequence[Worker], host: str, port: int) -> None:
+        super().__init__(self._answer, host, port, name="health")
+        self.workers = list(workers)
+
+    async def _answer(self, path: str) -> Reply | None:
+        queues = [w.keys.queue for w in self.workers]
+        if path == "/healthz":
+            reasons = {w.keys.queue: r for w in self.workers if (r := w.unhealthy()) is not None}
+            if reasons:
+                return _reply(False, {"queues": queues, "reasons": reasons})
+            return _reply(True, {"queues": queues})
+        if path == "/readyz":
+            waiting = [w.keys.queue for w in self.workers if not w.ready]
+            if waiting:
+                return _reply(False, {"queues": queues, "not_ready": waiting})
+            return _reply(True, {"queues": queues})
+        return None
+
+
+async def start_health_server(args: argparse.Namespace, workers: Sequence[Worker]) -> TinyServer:
+    """Listen on ``--health-host``:``--health-port`` (UsageError when that fails)."""
+    server = HealthServer(workers, args.health_host, args.health_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve health on {args.health_host}:{args.health_port}: {exc}"
+        ) from None
+    return server
+
+
+class Unhealthy(Exception):
+    """What ``redisjobs health`` found wrong (one line, exit status 1)."""
+
+
+async def health(args: argparse.Namespace) -> int:
+    """Exit 0 when Redis answers and (with --queue) a live worker serves the queue, else 1."""
+    try:
+        report = await _check(args)
+    except Unhealthy as exc:
+        if args.json:
+            print_json({"status": "unavailable", "reason": str(exc)})
+        else:
+            print(f"redisjobs health: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json({"status": "ok", **report})
+    else:
+        live = f": {report['workers']} live workers on {args.queue!r}" if args.queue else ""
+        print(f"ok{live}")
+    return 0
+
+
+async def _check(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        async with connect(args.redis, args.command) as client:
+            if args.queue is None:
+                return {}
+            seconds, micros = await client.redis.time()
+            live = await _live_workers(client.redis, args.queue, seconds + micros / 1e6)
+    except (RedisJobsError, RedisError, OSError) as exc:
+        raise Unhealthy(f"Redis unreachable: {exc}") from None
+    if not live:
+        raise Unhealthy(f"no live worker serves queue {args.queue!r}")
+    return {"queue": args.queue, "workers": len(live)}
+
+
+async def _live_workers(redis: Any, queue: str, now: float) -> list[str]:
+    """Workers serving `queue` whose heartbeat is younger than STALE_LEASES lease TTLs.
+
+    `now` is Redis's clock; heartbeat_at is the worker's, so hosts must keep their clocks in
+    sync (within a lease TTL) for this to hold. An entry without lease_ttl (written by an older
+    version) counts while it exists: it expires STALE_LEASES lease TTLs after its last beat.
+    """
+    live = []
+    for worker in await list_workers(redis):
+        if queue not in worker.queues or worker.heartbeat_at is None:
+            continue
+        age = now - worker.heartbeat_at.timestamp()
+        if worker.lease_ttl is None or age < STALE_LEASES * worker.lease_ttl:
+            live.append(worker.id)
+    return live
