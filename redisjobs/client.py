@@ -29,7 +29,7 @@ from .queries import JobPage, WorkerInfo
 from .scripts import ENQUEUE_STRIDE, Arg, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
 
-ENQUEUE_BATCH = 200
+ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
 
 
@@ -206,7 +206,7 @@ class Client:
     async def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
     ) -> list[Job]:
-        """Add many jobs in as few round trips as possible (one per 200 jobs).
+        """Add many jobs in as few round trips as possible (one per 100 jobs).
 
         Args:
             jobs: ``(kind, payload)`` pairs or mappings with ``kind``, ``payload`` and any

@@ -26,7 +26,7 @@ log = logging.getLogger("redisjobs.worker")
 
 BLOCK_MS = 2000
 
-MAX_FETCH = 128
+MAX_FETCH = 64
 """Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
 
 

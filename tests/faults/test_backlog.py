@@ -33,7 +33,7 @@ async def test_a_10k_backlog_drains_at_a_steady_pace_and_leaves_nothing(
     specs = [
         {
             "kind": "call",
-            "payload": {"fn": "tests.jobs:add", "args": [n, 1]},
+            "payload": {"fn": "tests.jobs:sleep", "args": [0.01]},
             "result_ttl": RESULT_TTL,
         }
         for n in range(JOBS)
@@ -41,7 +41,7 @@ async def test_a_10k_backlog_drains_at_a_steady_pace_and_leaves_nothing(
     ids = [job.id for job in await client.enqueue_many(specs)]
 
     procs = [
-        workers.spawn(server.url, concurrency=100, lease_ttl=2, reclaim_interval=0.5)
+        workers.spawn(server.url, concurrency=10, lease_ttl=2, reclaim_interval=0.5)
         for _ in range(2)
     ]
     async with asyncio.timeout(120):
@@ -54,6 +54,8 @@ async def test_a_10k_backlog_drains_at_a_steady_pace_and_leaves_nothing(
         for job_id in ids:
             pipe.hget(client.keys().job(job_id), "completed_at")
         done = sorted(int(t) for t in await pipe.execute())
+    # Jobs of 10 ms at 2 x 10 slots: each tenth lasts well over half a second, so a scheduling
+    # hiccup cannot pass for a slowdown, and what is measured is the queue's machinery.
     tenth = JOBS // 10
     first = done[tenth - 1] - done[0]
     last = done[-1] - done[-tenth]
@@ -78,7 +80,9 @@ async def test_a_10k_backlog_drains_at_a_steady_pace_and_leaves_nothing(
         },
     )
     figures.emit()
-    assert scripts == [], scripts
+    assert scripts == [], [
+        (e["duration"], e["command"][:60], e["command"].count(b" ")) for e in scripts
+    ]
     assert pace >= 0.8, figures.line()
 
     # After the results expire, a reclaim tick or two clears what finished jobs left behind.
