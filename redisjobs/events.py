@@ -1,7 +1,8 @@
 """Job events: the Event type, and one multiplexed pub/sub connection per Client.
 
-Every transition script publishes its event on the queue channel and the job channel and
-appends it to the capped log stream (DESIGN.md, "Events"). A pub/sub connection cannot run other
+Every transition script publishes its event once, on the job's channel, and appends it to the
+capped log stream (DESIGN.md, "Events"); a whole queue is followed through the pattern of its job
+channels. A pub/sub connection cannot run other
 commands, so a Client opens exactly one and fans its messages out to in-process listeners
 (:class:`Subscriber`). `subscribe` returns only once Redis has confirmed the subscription, which
 is what lets `wait` subscribe *before* it reads a job's status and never miss a fast completion.
@@ -84,12 +85,18 @@ class Event:
 
 
 class Subscription:
-    """Messages of one channel, in order; use as an async context manager."""
+    """Messages of one channel (or channel pattern), in order; use as an async context manager."""
 
-    def __init__(self, owner: Subscriber, channel: bytes) -> None:
+    def __init__(self, owner: Subscriber, channel: bytes, pattern: bool) -> None:
         self.channel = channel
+        self.pattern = pattern
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._owner = owner
+
+    @property
+    def key(self) -> tuple[bool, bytes]:
+        """What the subscriber files it under: (is a pattern, name)."""
+        return self.pattern, self.channel
 
     async def get(self) -> bytes:
         """The next raw message, or :data:`RECHECK` after a reconnect."""
@@ -112,26 +119,29 @@ class Subscriber:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._pubsub: PubSub | None = None
-        self._subs: dict[bytes, set[Subscription]] = {}
-        self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._subs: dict[tuple[bool, bytes], set[Subscription]] = {}
+        self._confirm: dict[tuple[bool, bytes], list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
-    async def subscribe(self, channel: str) -> Subscription:
-        """Subscribe to `channel`; returns once Redis has confirmed the subscription."""
-        ch = channel.encode()
-        sub = Subscription(self, ch)
+    async def subscribe(self, channel: str, *, pattern: bool = False) -> Subscription:
+        """Subscribe to `channel` (a PSUBSCRIBE pattern when `pattern`); returns once Redis has
+        confirmed the subscription."""
+        sub = Subscription(self, channel.encode(), pattern)
         async with self._lock:
-            listeners = self._subs.setdefault(ch, set())
+            listeners = self._subs.setdefault(sub.key, set())
             listeners.add(sub)
             if len(listeners) > 1:
                 return sub
             fut = asyncio.get_running_loop().create_future()
-            self._confirm.setdefault(ch, []).append(fut)
+            self._confirm.setdefault(sub.key, []).append(fut)
             if self._pubsub is None:
                 self._pubsub = self._redis.pubsub()
-            await self._pubsub.subscribe(ch)
+            if pattern:
+                await self._pubsub.psubscribe(sub.channel)
+            else:
+                await self._pubsub.subscribe(sub.channel)
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read(), name="redisjobs-pubsub")
         try:
@@ -144,15 +154,18 @@ class Subscriber:
     async def remove(self, sub: Subscription) -> None:
         """Detach `sub`, unsubscribing the channel when nobody else listens."""
         async with self._lock:
-            listeners = self._subs.get(sub.channel)
+            listeners = self._subs.get(sub.key)
             if listeners is None or sub not in listeners:
                 return
             listeners.discard(sub)
             if not listeners:
-                del self._subs[sub.channel]
+                del self._subs[sub.key]
                 if self._pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.unsubscribe(sub.channel)
+                        if sub.pattern:
+                            await self._pubsub.punsubscribe(sub.channel)
+                        else:
+                            await self._pubsub.unsubscribe(sub.channel)
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -174,12 +187,15 @@ class Subscriber:
                 self._dispatch(msg)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
-        kind, ch = msg["type"], msg["channel"]
+        kind = msg["type"]
         if kind == "message":
-            for sub in self._subs.get(ch, ()):
+            for sub in self._subs.get((False, msg["channel"]), ()):
                 sub.queue.put_nowait(msg["data"])
-        elif kind == "subscribe":
-            waiting = self._confirm.get(ch)
+        elif kind == "pmessage":
+            for sub in self._subs.get((True, msg["pattern"]), ()):
+                sub.queue.put_nowait(msg["data"])
+        elif kind in ("subscribe", "psubscribe"):
+            waiting = self._confirm.get((kind == "psubscribe", msg["channel"]))
             if waiting:
                 fut = waiting.pop(0)
                 if not fut.done():
@@ -217,8 +233,11 @@ async def follow(
     replay already yielded is skipped when it also arrives live. After the pub/sub connection
     was lost, events may have been missed: `on_recheck` is awaited then, to look again.
     """
-    channel = keys.job_events(job_id) if job_id else keys.events
-    async with await subscriber.subscribe(channel) as sub:
+    if job_id:
+        subscribing = subscriber.subscribe(keys.job_events(job_id))
+    else:
+        subscribing = subscriber.subscribe(keys.events, pattern=True)
+    async with await subscribing as sub:
         replayed: set[bytes] = set()
         if since is not None:
             async for ev, raw in _replay(redis, keys, since, job_id):

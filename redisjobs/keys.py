@@ -62,8 +62,13 @@ class QueueKeys:
 
     @property
     def events(self) -> str:
-        """Pub/sub channel with every event of the queue."""
-        return self.prefix + "events"
+        """Pub/sub pattern matching every job channel of the queue (PSUBSCRIBE to it).
+
+        Events are published once, on the job's channel: a second, queue-wide channel would
+        double the PUBLISH calls of every transition for the few followers of a whole queue.
+        Queue names hold no glob characters, so the pattern matches job channels only.
+        """
+        return self.prefix + "job:*:events"
 
     @property
     def control(self) -> str:

@@ -16,7 +16,12 @@ import tempfile
 import time
 import uuid
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+from .keys import QueueKeys
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 def free_port() -> int:
@@ -29,6 +34,16 @@ def free_port() -> int:
 def unique_queue(prefix: str = "t") -> str:
     """A queue name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def queue_followers(redis: Redis, queue: str) -> int:
+    """How many connections follow the whole of `queue`'s events (a synchronous client).
+
+    Queue followers hold a pattern subscription, which ``PUBSUB NUMSUB`` does not count, so this
+    publishes an empty message on a job channel nobody waits for: the reply counts the pattern
+    subscribers, and followers take an empty message as a harmless "look again".
+    """
+    return int(redis.publish(QueueKeys(queue).job_events("-followers?-"), b""))
 
 
 class RedisServer:

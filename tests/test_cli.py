@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from redisjobs.keys import QueueKeys
-from redisjobs.testing import RedisServer, free_port, unique_queue
+from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -246,8 +245,7 @@ def test_events_json_follows_a_jobs_lifecycle_live_and_replays_it(
     follower = spawn("events", "--redis", redis_url, "-q", queue, "--json", stdout=subprocess.PIPE)
     lines = Lines(follower)
     r = redis.Redis.from_url(redis_url)
-    channel = QueueKeys(queue).events
-    until(lambda: r.pubsub_numsub(channel)[0][1], 15, "the events command to subscribe")
+    until(lambda: queue_followers(r, queue), 15, "the events command to subscribe")
     proc = worker()
     job_id = ok("enqueue", "call", call("add", 1, 1), "--redis", redis_url, "-q", queue).strip()
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import redis
 
-from redisjobs.keys import WORKERS_KEY, QueueKeys
-from redisjobs.testing import RedisServer
+from redisjobs.keys import WORKERS_KEY
+from redisjobs.testing import RedisServer, queue_followers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -247,12 +247,6 @@ def registered(r: redis.Redis, pid: int) -> bool:
     return any(f"-{pid}-" in m for m in members)
 
 
-def subscribed(r: redis.Redis, channel: str) -> bool:
-    """Whether anybody is subscribed to `channel`."""
-    counts: Any = r.pubsub_numsub(channel)
-    return bool(counts and counts[0][1] > 0)
-
-
 def logs(tmp_path: Path) -> str:
     """The stderr tail of every process, for failure messages."""
     return "\n".join(
@@ -270,7 +264,6 @@ def r(fleet_redis: RedisServer) -> Iterator[redis.Redis]:
 def test_fleet_runs_each_job_once_and_the_subscriber_sees_every_completion(
     r: redis.Redis, start: Start, tmp_path: Path
 ) -> None:
-    keys = QueueKeys(QUEUE)
     workers = [
         start(f"worker-{i}", "-m", "redisjobs", "worker", *WORKER_ARGS) for i in range(WORKERS)
     ]
@@ -279,7 +272,7 @@ def test_fleet_runs_each_job_once_and_the_subscriber_sees_every_completion(
     def ready() -> bool:
         for p in (*workers, subscriber):
             assert p.poll() is None, f"{p.args!r} exited with {p.returncode}\n{logs(tmp_path)}"
-        return subscribed(r, keys.events) and all(registered(r, p.pid) for p in workers)
+        return queue_followers(r, QUEUE) > 0 and all(registered(r, p.pid) for p in workers)
 
     # Events are pub/sub: the subscriber must be subscribed before the first job finishes.
     until(ready, 20, "3 registered workers and a subscribed subscriber", tmp_path)

@@ -12,7 +12,6 @@ local K_READY = PREFIX .. 'ready'
 local K_DELAYED = PREFIX .. 'delayed'
 local K_DEAD = PREFIX .. 'dead'
 local K_STATS = PREFIX .. 'stats'
-local K_EVENTS = PREFIX .. 'events'
 local K_CONTROL = PREFIX .. 'control'
 local K_LOG = PREFIX .. 'log'
 local LOG_MAXLEN = 10000
@@ -50,7 +49,8 @@ end
 local Q_MP = mp_str(QUEUE)
 
 -- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
--- name, already-encoded value. It goes to the queue channel, the job channel and the log.
+-- name, already-encoded value. It goes to the job channel (queue followers PSUBSCRIBE to the
+-- job channels' pattern, so one PUBLISH serves both) and to the log.
 local function emit(jid, etype, attempt, now, extra)
   local parts = {'\164type', mp_str(etype), '\165queue', Q_MP, '\166job_id', mp_str(jid),
     '\167attempt', mp_uint(attempt), '\162ts', mp_uint(now)}
@@ -63,7 +63,6 @@ local function emit(jid, etype, attempt, now, extra)
     end
   end
   local msg = string.char(0x80 + n) .. table.concat(parts)
-  redis.call('PUBLISH', K_EVENTS, msg)
   redis.call('PUBLISH', PREFIX .. 'job:' .. jid .. ':events', msg)
   redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
 end
