@@ -33,16 +33,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
 import platform
 import signal
-import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +49,11 @@ from redis.asyncio import Redis
 
 from redisjobs import Client, Worker
 from redisjobs.testing import RedisServer, unique_queue
+
+# The measuring helpers are shared with the side-by-side suite (benchmarks/peers/harness.py, which
+# imports nothing but the standard library, so every peer's venv can run it too).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from harness import Snapshot, calls_delta, loop_name, percentile, run, tree_cpu_seconds
 
 T = TypeVar("T")
 
@@ -71,24 +74,6 @@ log = logging.getLogger("benchmarks.throughput")
 
 
 # -- event loop ---------------------------------------------------------------------------------
-
-
-def loop_name() -> str:
-    """The event loop in use: ``uvloop <version>`` when importable, else ``asyncio``."""
-    try:
-        return f"uvloop {importlib.metadata.version('uvloop')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "asyncio"
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to completion on uvloop when it is importable, else on the default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 # -- the worker subprocess ----------------------------------------------------------------------
@@ -176,40 +161,13 @@ async def worker_process(
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads), or None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # fields[0] is field 3 of proc(5), the state
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSnapshot:
-    """Redis-server CPU seconds and command counts at one moment."""
-
-    cpu: float
-    calls: dict[str, int]
-
-
-async def server_snapshot(redis: Redis) -> ServerSnapshot:
+async def server_snapshot(redis: Redis) -> Snapshot:
     """Read ``INFO cpu`` and ``INFO commandstats`` (the ``info`` command itself left out)."""
     cpu: dict[str, Any] = await redis.info("cpu")
     stats: dict[str, Any] = await redis.info("commandstats")
     calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
     calls.pop("info", None)
-    return ServerSnapshot(float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), calls)
-
-
-def calls_delta(
-    before: dict[str, int], after: dict[str, int], minus: dict[str, int] | None = None
-) -> dict[str, int]:
-    """Commands run between two snapshots, less `minus` (the benchmark's own), nonzero only."""
-    minus = minus or {}
-    out = {k: v - before.get(k, 0) - minus.get(k, 0) for k, v in after.items()}
-    return dict(sorted(((k, v) for k, v in out.items() if v), key=lambda kv: -kv[1]))
+    return Snapshot(float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), calls)
 
 
 async def stats_profile(client: Client) -> dict[str, int]:
@@ -218,7 +176,7 @@ async def stats_profile(client: Client) -> dict[str, int]:
     before = await server_snapshot(client.redis)
     await client.stats(queue)
     after = await server_snapshot(client.redis)
-    return calls_delta(before.calls, after.calls)
+    return calls_delta(before, after)
 
 
 async def wait_completed(
@@ -257,7 +215,7 @@ async def run_batch(
     queue = unique_queue("bench")
     specs = [("call", {"fn": fn}) for _ in range(n)]
     async with worker_process(url, queue, concurrency) as proc:
-        cpu0 = process_cpu_seconds(proc.pid)
+        cpu0 = tree_cpu_seconds([proc.pid])
         before = await server_snapshot(client.redis)
         t0 = time.perf_counter()
         await client.enqueue_many(specs, queue=queue)
@@ -265,10 +223,10 @@ async def run_batch(
         polls = await wait_completed(client, queue, n, proc)
         elapsed = time.perf_counter() - t0
         after = await server_snapshot(client.redis)
-        cpu1 = process_cpu_seconds(proc.pid)
+        cpu1 = tree_cpu_seconds([proc.pid])
     own = {k: v * polls for k, v in profile.items()}
     worker_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-    calls = calls_delta(before.calls, after.calls, own)
+    calls = calls_delta(before, after, own)
     return Batch(n, elapsed, enqueued, worker_cpu, after.cpu - before.cpu, calls)
 
 
@@ -350,13 +308,6 @@ class Metric:
     value: float | None
     unit: str
     digits: int = 0
-
-
-def percentile(values: Sequence[float], pct: int) -> float:
-    """The `pct`-th percentile (inclusive method; a single value is every percentile)."""
-    if len(values) < 2:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
 def per_job_us(seconds: float | None, n: int) -> float | None:

@@ -6,11 +6,11 @@ Every test here gets the ``faults`` marker (added below, whatever its module say
 
 A scenario typically reads::
 
-    async def test_x(make_redis, workers, ledger, make_client, make_tail):
-        server = make_redis("aof")                       # a FaultRedis, started
-        client = await make_client(server.url)           # a Client on the test's queue
-        tail = await make_tail(server.url)               # follows the queue's event log
+    async def test_x(scenario, workers, ledger):
+        server, client, tail = await scenario("aof")     # a FaultRedis, started; a Client on
+                                                         # the test's queue; its event log tail
         w1 = workers.spawn(server.url, lease_ttl=2)      # a `redisjobs worker` process
+        w2, w3 = await workers.start(server.url, 2, client.redis, lease_ttl=2)  # ...registered
         ids = await enqueue_ledger_jobs(client, 100)     # tests.jobs:ledger jobs
         ...faults: w1.kill(), server.restart(), proxy...
         figures = await check("name", client.redis, queue, ids, tail=tail, ledger=ledger,
@@ -32,6 +32,8 @@ Fixtures:
   (default: the test's queue), closed at the end.
 * ``make_tail(url, queue=None)`` — a started :class:`~tests.faults.harness.EventTail`,
   stopped at the end.
+* ``scenario(mode="plain", **redis_options)`` — the three above on one new server:
+  ``(server, client, tail)``.
 
 The checker is :func:`tests.faults.harness.check` (a plain coroutine function, not a fixture).
 """
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -53,6 +55,17 @@ HERE = Path(__file__).resolve().parent
 MakeRedis = Callable[..., FaultRedis]
 MakeClient = Callable[..., Awaitable[Client]]
 MakeTail = Callable[..., Awaitable[EventTail]]
+
+
+class Scenario(NamedTuple):
+    """What most fault scenarios start from: a Redis under test, a client and an event tail."""
+
+    server: FaultRedis
+    client: Client
+    tail: EventTail
+
+
+MakeScenario = Callable[..., Awaitable[Scenario]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -150,3 +163,15 @@ async def make_tail(queue: str) -> AsyncIterator[MakeTail]:
     yield make
     for tail in made:
         await tail.stop()
+
+
+@pytest.fixture
+def scenario(make_redis: MakeRedis, make_client: MakeClient, make_tail: MakeTail) -> MakeScenario:
+    """``await scenario(mode="plain", **redis_options)``: a new server under test, a client of
+    it and a tail of its event log (all closed at the end)."""
+
+    async def make(mode: str = "plain", **redis_options: Any) -> Scenario:
+        server = make_redis(mode, **redis_options)
+        return Scenario(server, await make_client(server.url), await make_tail(server.url))
+
+    return make

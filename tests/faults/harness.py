@@ -391,6 +391,14 @@ class Spawner:
         cmd += args
         return self.spawn_command(cmd, url, queue=q, name=name, env=env)
 
+    async def start(self, url: str, n: int, redis: Redis, **options: Any) -> list[WorkerProcess]:
+        """Spawn `n` workers with the same `options` (see :meth:`spawn`) and wait until each
+        has registered in `redis`."""
+        procs = [self.spawn(url, **options) for _ in range(n)]
+        for proc in procs:
+            await proc.wait_registered(redis)
+        return procs
+
     def spawn_command(
         self,
         cmd: Sequence[str],

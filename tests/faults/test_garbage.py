@@ -19,9 +19,8 @@ import pytest
 from redisjobs import Client, JobStatus
 from redisjobs.job import FINAL_STATUSES
 from redisjobs.keys import GROUP
-from tests.faults.conftest import MakeClient, MakeTail
+from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
-    FaultRedis,
     Ledger,
     Spawner,
     check,
@@ -106,16 +105,12 @@ async def _plant_entries_without_hash(client: Client) -> list[str]:
 
 
 async def test_garbage_fails_one_job_each_and_the_worker_serves_on(
-    redis_under_test: FaultRedis,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
-    make_client: MakeClient,
-    make_tail: MakeTail,
     queue: str,
 ) -> None:
-    server = redis_under_test
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario()
     keys = client.keys()
     t0 = time.monotonic()
 
@@ -123,8 +118,9 @@ async def test_garbage_fails_one_job_each_and_the_worker_serves_on(
     expect = await _plant_garbage(client)
     ghosts = await _plant_entries_without_hash(client)
     await client.redis.zadd(keys.delayed, {"ghost-delayed": 0})  # a due member without a hash
-    worker = workers.spawn(server.url, concurrency=4, lease_ttl=2, reclaim_interval=0.5)
-    await worker.wait_registered(client.redis)
+    [worker] = await workers.start(
+        server.url, 1, client.redis, concurrency=4, lease_ttl=2, reclaim_interval=0.5
+    )
 
     # garbage written into a job's numbers *while it runs*: its outcome is still recorded, and
     # the results recorded with it in one batch are not held up

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from redisjobs import JobStatus
 from redisjobs.keys import QueueKeys
-from tests.faults.conftest import MakeClient, MakeRedis, MakeTail
+from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
     Ledger,
     Spawner,
@@ -39,21 +39,15 @@ SLACK = 0.1
 
 
 async def test_kill_9_loses_nothing_and_records_each_outcome_once(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
     n = 1000
-    server = make_redis("plain")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 10, "lease_ttl": LEASE_TTL, "reclaim_interval": RECLAIM}
-    pair = [workers.spawn(server.url, **opts), workers.spawn(server.url, **opts)]
-    for w in pair:
-        await w.wait_registered(client.redis)
+    pair = await workers.start(server.url, 2, client.redis, **opts)
     ids = await enqueue_ledger_jobs(client, n, JOB_SECONDS)
     await until(lambda: _final_at_least(client.redis, queue, n * 3 // 10), 60, "30 % done")
 
@@ -117,17 +111,13 @@ async def _kill(redis: Redis, queue: str, victim: WorkerProcess) -> tuple[int, l
 
 
 async def test_paused_worker_loses_its_lease_and_late_outcome_is_rejected(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
     """SIGSTOP past the lease: another worker takes the job; the late outcome is fenced off."""
-    server = make_redis("plain")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 2, "lease_ttl": 1.0, "reclaim_interval": 0.3}
     paused = workers.spawn(server.url, **opts)
     ids = await enqueue_ledger_jobs(client, 1, 1.5)

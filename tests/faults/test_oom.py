@@ -20,7 +20,7 @@ from redis.exceptions import OutOfMemoryError
 
 from redisjobs import Client, Event, RedisOutOfMemory, Worker
 from redisjobs.job import FINAL_STATUSES
-from tests.faults.conftest import MakeClient, MakeRedis, MakeTail
+from tests.faults.conftest import MakeClient, MakeRedis, MakeScenario
 from tests.faults.harness import (
     Figures,
     Ledger,
@@ -98,19 +98,14 @@ async def _log(client: Client) -> list[Event]:
 
 
 async def test_full_redis_refuses_enqueues_and_still_records_outcomes(
-    make_redis: MakeRedis,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     make_client: MakeClient,
-    make_tail: MakeTail,
     queue: str,
 ) -> None:
-    server = make_redis("plain", args=NOEVICTION)
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
-    pool = [workers.spawn(server.url, concurrency=SLOTS, lease_ttl=2) for _ in range(2)]
-    for w in pool:
-        await w.wait_registered(client.redis)
+    server, client, tail = await scenario("plain", args=NOEVICTION)
+    pool = await workers.start(server.url, 2, client.redis, concurrency=SLOTS, lease_ttl=2)
 
     # Every slot busy for a few seconds (half of them logging and reporting progress as they
     # go), and jobs waiting behind them: all of these were accepted before Redis filled up.

@@ -26,11 +26,10 @@ import pytest
 from redisjobs import Client, Event, JobStatus
 from redisjobs.job import FINAL_STATUSES
 from redisjobs.keys import WORKERS_KEY, worker_key
-from tests.faults.conftest import MakeClient, MakeTail
+from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
     ROOT,
     EventTail,
-    FaultRedis,
     Ledger,
     Spawner,
     WorkerProcess,
@@ -50,16 +49,12 @@ RECLAIM_INTERVAL = 0.5
 
 
 async def test_a_job_that_kills_its_worker_fails_after_max_deliveries(
-    redis_under_test: FaultRedis,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
-    make_client: MakeClient,
-    make_tail: MakeTail,
     queue: str,
 ) -> None:
-    server = redis_under_test
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario()
     # Concurrency 1: a worker that dies takes only the poison job down with it (almost: a
     # reclaim and a fetch can each hand it one job at the same moment). With more slots, the
     # jobs running beside the poison count a crash each time it kills their worker, and reclaim
@@ -72,9 +67,7 @@ async def test_a_job_that_kills_its_worker_fails_after_max_deliveries(
         "reclaim_interval": RECLAIM_INTERVAL,
         "max_deliveries": MAX_DELIVERIES,
     }
-    pool = [workers.spawn(server.url, **options) for _ in range(2)]
-    for w in pool:
-        await w.wait_registered(client.redis)
+    pool = await workers.start(server.url, 2, client.redis, **options)
 
     t0 = time.monotonic()
     poison = (await client.enqueue("call", {"fn": "tests.jobs:kills_worker"})).id
@@ -157,18 +150,13 @@ async def test_a_job_that_kills_its_worker_fails_after_max_deliveries(
 
 
 async def test_a_job_that_always_raises_runs_max_retries_plus_one_times(
-    redis_under_test: FaultRedis,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
-    make_client: MakeClient,
-    make_tail: MakeTail,
     queue: str,
 ) -> None:
-    server = redis_under_test
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
-    worker = workers.spawn(server.url, concurrency=4, lease_ttl=LEASE_TTL)
-    await worker.wait_registered(client.redis)
+    server, client, tail = await scenario()
+    [worker] = await workers.start(server.url, 1, client.redis, concurrency=4, lease_ttl=LEASE_TTL)
     max_retries, delay_ms, backoff, jitter = 3, 400, 2.0, 0.1
 
     job = await client.enqueue(
@@ -235,18 +223,15 @@ async def test_a_job_that_always_raises_runs_max_retries_plus_one_times(
 
 
 async def test_a_hung_thread_times_out_frees_its_slot_and_is_reported(
-    redis_under_test: FaultRedis,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
-    make_client: MakeClient,
-    make_tail: MakeTail,
     queue: str,
 ) -> None:
-    server = redis_under_test
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
-    worker = workers.spawn(server.url, concurrency=1, lease_ttl=LEASE_TTL, grace=5)
-    await worker.wait_registered(client.redis)
+    server, client, tail = await scenario()
+    [worker] = await workers.start(
+        server.url, 1, client.redis, concurrency=1, lease_ttl=LEASE_TTL, grace=5
+    )
     worker_id = await _worker_id(client, worker)
     assert await _gauge(client, worker_id) == 0
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redisjobs import Client, ConnectionFailed
 from redisjobs.options import new_job_id
 from redisjobs.scripts import source
-from tests.faults.conftest import MakeClient, MakeRedis, MakeTail
+from tests.faults.conftest import MakeClient, MakeRedis, MakeScenario, MakeTail
 from tests.faults.harness import (
     EventTail,
     FaultRedis,
@@ -53,9 +53,7 @@ async def test_redis_restarted_empty_workers_recover_and_never_spin(
     server = make_redis("plain")
     client = await make_client(server.url)
     opts: dict[str, Any] = {"concurrency": 10, "lease_ttl": 2.0, "reclaim_interval": 0.5}
-    pair = [workers.spawn(server.url, **opts), workers.spawn(server.url, **opts)]
-    for w in pair:
-        await w.wait_registered(client.redis)
+    pair = await workers.start(server.url, 2, client.redis, **opts)
     # Some work before the crash: a few jobs done, some still running when Redis dies (those
     # are lost with an empty Redis, by definition; the bar is about jobs enqueued after).
     before = await enqueue_ledger_jobs(client, 100, 0.5)
@@ -122,21 +120,15 @@ async def test_redis_restarted_empty_workers_recover_and_never_spin(
 
 
 async def test_redis_killed_with_aof_loses_no_acknowledged_job(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
     n, upfront, batch = 5000, 2000, 20
-    server = make_redis("aof")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("aof")
     opts: dict[str, Any] = {"concurrency": 10, "lease_ttl": 2.0, "reclaim_interval": 0.5}
-    pair = [workers.spawn(server.url, **opts), workers.spawn(server.url, **opts)]
-    for w in pair:
-        await w.wait_registered(client.redis)
+    pair = await workers.start(server.url, 2, client.redis, **opts)
     acknowledged = await enqueue_ledger_jobs(client, upfront, 0.01)
     # A producer trickles in the rest through the crash; a batch that failed is re-sent with
     # the same job ids (a dedup hit if it had been written) until it is acknowledged.

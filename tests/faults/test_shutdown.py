@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from redisjobs.keys import QueueKeys
-from tests.faults.conftest import MakeClient, MakeRedis, MakeTail
+from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
     Ledger,
     Spawner,
@@ -31,17 +31,13 @@ RECLAIM = 0.5
 
 
 async def test_sigterm_lets_short_jobs_finish_and_exits_0(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
     grace = 3.0
-    server = make_redis("plain")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 5, "lease_ttl": 2.0, "reclaim_interval": RECLAIM}
     leaving = workers.spawn(server.url, grace=grace, **opts)
     staying = workers.spawn(server.url, **opts)
@@ -72,24 +68,19 @@ async def test_sigterm_lets_short_jobs_finish_and_exits_0(
 
 
 async def test_sigterm_hands_long_jobs_to_another_worker_at_once(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
     grace = 0.5
     lease = 30.0  # a takeover by lease expiry would take 30 s: a hand-back must be at once
-    server = make_redis("plain")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 4, "lease_ttl": lease, "reclaim_interval": RECLAIM}
     first = workers.spawn(server.url, grace=grace, **opts)
     ids = await enqueue_ledger_jobs(client, 4, 3.0)
     await until(lambda: _held(client.redis, queue, first, 4), 15, "4 jobs running on the first")
-    second = workers.spawn(server.url, **opts)
-    await second.wait_registered(client.redis)
+    [second] = await workers.start(server.url, 1, client.redis, **opts)
     signalled_ms = await redis_time_ms(client.redis)
     first.terminate()
     assert first.wait(grace + 1) == 0
@@ -121,16 +112,12 @@ async def test_sigterm_hands_long_jobs_to_another_worker_at_once(
 
 
 async def test_a_second_sigterm_hands_back_at_once(
-    make_redis: MakeRedis,
-    make_client: MakeClient,
-    make_tail: MakeTail,
+    scenario: MakeScenario,
     workers: Spawner,
     ledger: Ledger,
     queue: str,
 ) -> None:
-    server = make_redis("plain")
-    client = await make_client(server.url)
-    tail = await make_tail(server.url)
+    server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 2, "lease_ttl": 30.0, "reclaim_interval": RECLAIM}
     first = workers.spawn(server.url, grace=60, **opts)
     ids = await enqueue_ledger_jobs(client, 1, 60)
