@@ -43,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -54,8 +54,6 @@ from redisjobs.testing import RedisServer, unique_queue
 # imports nothing but the standard library, so every peer's venv can run it too).
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 from harness import Snapshot, calls_delta, loop_name, percentile, run, tree_cpu_seconds
-
-T = TypeVar("T")
 
 SCRIPT = Path(__file__).resolve()
 BENCH_DIR = SCRIPT.parent
@@ -71,9 +69,6 @@ WORKER_STOP_TIMEOUT = 60.0
 SLEEP_JOB_SECONDS = 0.01
 
 log = logging.getLogger("benchmarks.throughput")
-
-
-# -- event loop ---------------------------------------------------------------------------------
 
 
 # -- the worker subprocess ----------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """Job events: the Event type, and one multiplexed pub/sub connection per Client.
 
-Every transition script publishes its event once, on the job's channel, and appends it to the
-capped log stream (DESIGN.md, "Events"); a whole queue is followed through the pattern of its job
-channels. A pub/sub connection cannot run other
-commands, so a Client opens exactly one and fans its messages out to in-process listeners
-(:class:`Subscriber`). `subscribe` returns only once Redis has confirmed the subscription, which
-is what lets `wait` subscribe *before* it reads a job's status and never miss a fast completion.
+Every transition script publishes its event once, on the job's channel, and appends it to the capped
+log stream (DESIGN.md, "Events"); a whole queue is followed through the pattern of its job channels.
+A pub/sub connection cannot run other commands, so a Client opens exactly one and fans its messages
+out to in-process listeners (:class:`Subscriber`). `subscribe` returns only once Redis has confirmed
+the subscription, which is what lets `wait` subscribe *before* it reads a job's status and never
+miss a fast completion.
 """
 
 from __future__ import annotations
