@@ -25,8 +25,17 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    DataError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConnectionFailed
 from .keys import GROUP, QueueKeys
@@ -186,6 +195,38 @@ def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
         bases = (_HiredisPack, _ResetIsConnectionError, cls)
         fast = _packing[cls] = type(f"Hiredis{cls.__name__}", bases, {})
     return fast
+
+
+# Replies that say "not here, not now" rather than "never": the server is loading, was demoted to
+# a replica by a failover, or a cluster is moving slots. A loop retries them (after a reconnect,
+# which finds the new master) instead of giving up.
+_TRANSIENT_REPLIES = frozenset(
+    ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "OOM")
+)
+
+# redis-py's own classes for some of them (a MovedError's text no longer starts with MOVED).
+_TRANSIENT_TYPES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ReadOnlyError,
+    AskError,
+    ClusterDownError,
+    TryAgainError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying what raised `exc` may succeed: lost connections, timeouts, and the
+    replies of a Redis that is failing over, loading, moving slots or out of memory.
+
+    Any other error reply (WRONGTYPE, a script error) is permanent: the same call fails again.
+    """
+    if isinstance(exc, _TRANSIENT_TYPES):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).split(" ", 1)[0] in _TRANSIENT_REPLIES
+    return False
 
 
 class Backoff:

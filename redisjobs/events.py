@@ -214,8 +214,10 @@ class Subscriber:
             await asyncio.wait([self._reader], timeout=READ_TIMEOUT + 1)
             self._reader = None
         if self._pubsub is not None:
+            # Typed in newer redis-py, untyped in 5.x: a typed alias satisfies both.
+            close: Callable[[], Awaitable[None]] = self._pubsub.aclose
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close()
             self._pubsub = None
 
 
