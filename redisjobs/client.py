@@ -377,12 +377,16 @@ class Client:
     async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
         """Cancel a pending, scheduled or running job.
 
+        A call re-sent after a lost reply (redis-py resends once on a broken connection) gets
+        the answer the first one had: each call carries a token the job keeps once cancelled.
+
         Returns:
             True when it was cancelled (pending/scheduled) or its worker was told to stop it
             (running); False when it had already finished or does not exist.
         """
         _, scripts = await self._conn()
-        return await scripts.cancel(self.keys(queue), job_id) in ("cancelled", "requested")
+        outcome = await scripts.cancel(self.keys(queue), job_id, new_job_id())
+        return outcome in ("cancelled", "requested")
 
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
         """Run a job that failed for good (a dead letter) again, under the same id.

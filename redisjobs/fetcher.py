@@ -4,6 +4,17 @@ XREADGROUP asks for as many entries as the worker has free slots, blocking on Re
 socket timeout above its BLOCK) and polling, jittered, on the embedded backend, which cannot
 block; there a local wake-up (an enqueue or promote in this process) ends the poll early. The
 entries are leased with one `start` call, which is safe to re-send after a lost reply.
+
+A `start` that reads entries itself (the busy path), or a `reclaim`, cannot simply be re-sent:
+the lost call may have leased jobs to this worker, and the re-sent one would read others. So
+after such a failure the fetcher first re-offers every entry in its own PEL to `start`, which
+returns the jobs already leased to this worker under their existing lease (the worker runs each
+lease once) and leases what was read but never started. Without it those jobs would wait for
+lease_ttl and count as a crash of a worker that never died.
+
+Replies that say Redis cannot serve writes *here and now* (a failover made it a replica, it is
+loading, a cluster is moving slots) are outages like a lost connection: the fetcher waits and
+retries rather than stopping the worker.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from .connection import Backoff, ensure_group
+from .connection import Backoff, ensure_group, is_transient
 from .keys import GROUP, QueueKeys
 from .scripts import Delivery, Scripts
 
@@ -73,6 +84,11 @@ class Fetcher:
         self.wake = asyncio.Event()
         self.blocked = False
         self.stopping = False
+        self._recover = False
+
+    def lost_reply(self) -> None:
+        """A start or reclaim call failed: jobs may be leased to this worker unbeknown to it."""
+        self._recover = True
 
     async def run(self) -> None:
         """Fetch until :attr:`stopping` is set."""
@@ -86,27 +102,58 @@ class Fetcher:
                 continue
             self.wake.clear()
             try:
-                if self._reclaim_first is not None and await self._reclaim_first():
-                    busy = True  # the free slots went to jobs of dead workers
-                elif busy or not self._can_block:
-                    # Read and lease in one round trip while there is work; a short batch
-                    # means the stream is drained, so the next read may as well block.
-                    started = await self._scripts.start(self._keys, self._worker_id, read=free)
-                    self._launch_all(started)
-                    busy = len(started) >= free
-                else:
-                    busy = await self._blocking_read(free, backoff)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._recreate_group(backoff)
-                continue
+                busy = await self._fetch(free, busy, backoff)
             except (RedisError, OSError) as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self._recreate_group(backoff)
+                    continue
+                if not is_transient(exc):
+                    raise
+                self._recover = True
                 await backoff.failed(exc)
                 continue
             backoff.ok()
             if not busy and not self._can_block:
                 await self._idle()
+
+    async def _fetch(self, free: int, busy: bool, backoff: Backoff) -> bool:
+        """Fill up to `free` slots once; True when there may be more work right away."""
+        if self._recover:
+            await self._recover_pel()
+            self._recover = False
+            return True
+        if self._reclaim_first is not None and await self._reclaim_first():
+            return True  # the free slots went to jobs of dead workers
+        if busy or not self._can_block:
+            # Read and lease in one round trip while there is work; a short batch means the
+            # stream is drained, so the next read may as well block.
+            started = await self._scripts.start(self._keys, self._worker_id, read=free)
+            self._launch_all(started)
+            return len(started) >= free
+        return await self._blocking_read(free, backoff)
+
+    async def _recover_pel(self) -> None:
+        """Offer every entry of this worker's PEL to `start` again (see the module's doc)."""
+        cursor = "-"
+        while True:
+            pending: Any = await self._reader.xpending_range(
+                self._keys.ready, GROUP, cursor, "+", MAX_FETCH, self._worker_id
+            )
+            if not pending:
+                return
+            ids = [p["message_id"] for p in pending]
+            async with self._reader.pipeline(transaction=False) as pipe:
+                for mid in ids:
+                    pipe.xrange(self._keys.ready, mid, mid)
+                found: list[Any] = await pipe.execute()
+            entries = [
+                (mid.decode(), _job_id(rows[0][1] if rows else None))
+                for mid, rows in zip(ids, found, strict=True)
+            ]
+            self._launch_all(await self._scripts.start(self._keys, self._worker_id, entries))
+            if len(pending) < MAX_FETCH:
+                return
+            cursor = "(" + ids[-1].decode()
 
     async def _blocking_read(self, free: int, backoff: Backoff) -> bool:
         """Wait on Redis for new entries, then lease them; True when it filled every slot."""
@@ -139,10 +186,7 @@ class Fetcher:
             await asyncio.wait_for(self.wake.wait(), self._poll_interval * random.uniform(0.5, 1.5))
 
     async def _start(self, raw: list[Any], backoff: Backoff) -> None:
-        entries = [
-            (mid.decode(), (fields or {}).get(b"id", b"").decode("utf-8", "replace"))
-            for mid, fields in raw
-        ]
+        entries = [(mid.decode(), _job_id(fields)) for mid, fields in raw]
         while True:
             try:
                 deliveries = await self._scripts.start(self._keys, self._worker_id, entries)
@@ -153,5 +197,12 @@ class Fetcher:
                 # back through reclaim (as never started, not as a crash).
                 if self.stopping:
                     return
+                if not is_transient(exc):
+                    raise
                 await backoff.failed(exc)
         self._launch_all(deliveries)
+
+
+def _job_id(fields: dict[bytes, bytes] | None) -> str:
+    """The job id a stream entry names ('' for garbage, which `start` drops)."""
+    return (fields or {}).get(b"id", b"").decode("utf-8", "replace")

@@ -80,6 +80,12 @@ class QueueKeys:
         """Capped stream with the same events as :attr:`events`, for replay."""
         return self.prefix + "log"
 
+    @property
+    def leases(self) -> str:
+        """Hash of worker id -> its lease_ttl in ms: how long *its* jobs may stay silent before
+        others take them over (the holder's lease governs, not the reclaimer's)."""
+        return self.prefix + "leases"
+
     def job(self, job_id: str) -> str:
         """Hash of one job."""
         return f"{self.prefix}job:{job_id}"

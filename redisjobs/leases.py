@@ -15,15 +15,15 @@ import logging
 import os
 import random
 import socket
-import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backoff
 from .fetcher import MAX_FETCH
-from .keys import GROUP, WORKERS_KEY, QueueKeys, worker_key
+from .keys import WORKERS_KEY, QueueKeys, worker_key
 from .scripts import Delivery, Scripts
 
 log = logging.getLogger("redisjobs.leases")
@@ -64,11 +64,16 @@ class Leases:
         worker_id: its consumer name.
         redis: the command connection (for the registry entry).
         scripts: the scripts.
+        beat_scripts: the scripts on a connection of the heartbeat's own: a beat must never
+            wait behind job traffic for a connection (on a slow link, one that has to open a
+            new connection misses the self-fence deadline).
         keys: the queue.
         lease_ttl: seconds an entry may stay idle before others may take it.
         max_deliveries: crash deliveries after which a job fails for good.
         reclaim_interval: seconds between reclaim ticks.
         concurrency: shown in the registry.
+        lost_reply: called when a reclaim call failed: it may have leased jobs to this worker
+            whose reply never arrived.
     """
 
     def __init__(
@@ -78,22 +83,26 @@ class Leases:
         worker_id: str,
         redis: Redis,
         scripts: Scripts,
+        beat_scripts: Scripts,
         keys: QueueKeys,
         lease_ttl: float,
         max_deliveries: int,
         reclaim_interval: float,
         concurrency: int,
+        lost_reply: Callable[[], None],
     ) -> None:
         self._holder = holder
         self.worker_id = worker_id
         self._redis = redis
         self._scripts = scripts
+        self._beat_scripts = beat_scripts
         self._keys = keys
         self.lease_ttl = lease_ttl
         self.max_deliveries = max_deliveries
         self.reclaim_interval = reclaim_interval
         self._concurrency = concurrency
-        self._started = time.time()
+        self._lost_reply = lost_reply
+        self._started_ms: int | None = None  # Redis's clock, at the first registry write
         self.reclaiming = True
         self.owed = False  # jobs are up for reclaim that the last tick had no free slot for
         self._reclaim_lock = asyncio.Lock()
@@ -150,7 +159,10 @@ class Leases:
 
     async def _extend(self, held: list[tuple[str, int]]) -> list[tuple[str, str]]:
         """Extend the leases of `held`; the jobs to stop ('lost' or 'cancel')."""
-        return await self._scripts.heartbeat(self._keys, self.worker_id, held) if held else []
+        if not held:
+            return []
+        ttl_ms = int(self.lease_ttl * 1000)
+        return await self._beat_scripts.heartbeat(self._keys, self.worker_id, ttl_ms, held)
 
     async def _refresh(self, held: int) -> None:
         """Refresh the registry entry; a failure waits for the next beat (it expires slowly)."""
@@ -189,9 +201,16 @@ class Leases:
         self._arm_fence(now + self.lease_ttl * (1 - FENCE_MARGIN), since)
 
     async def register(self, held: int) -> None:
-        """Write this worker's registry entry (expires unless refreshed by heartbeats)."""
+        """Write this worker's registry entry (expires unless refreshed by heartbeats) and its
+        lease_ttl, by which other workers judge when its jobs are up for reclaim.
+
+        Times are Redis's: one host with a fast clock must not make the others look dead.
+        """
         key = worker_key(self.worker_id)
-        now = time.time()
+        seconds, micros = await self._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        if self._started_ms is None:
+            self._started_ms = now_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(
                 key,
@@ -203,16 +222,17 @@ class Leases:
                     "concurrency": self._concurrency,
                     "held": held,
                     "hung_threads": self._holder.hung_threads,
-                    "started_at": int(self._started * 1000),
-                    "heartbeat_at": int(now * 1000),
+                    "started_at": self._started_ms,
+                    "heartbeat_at": now_ms,
                     # So that `redisjobs health` can tell a late heartbeat from a dead worker.
                     "lease_ttl": self.lease_ttl,
                 },
             )
             pipe.pexpire(key, int(self.lease_ttl * 3000))
-            pipe.zadd(WORKERS_KEY, {self.worker_id: int(now * 1000)})
+            pipe.zadd(WORKERS_KEY, {self.worker_id: now_ms})
             # Entries of workers gone for REGISTRY_HORIZON (their hash expired long ago).
-            pipe.zremrangebyscore(WORKERS_KEY, "-inf", int((now - REGISTRY_HORIZON) * 1000))
+            pipe.zremrangebyscore(WORKERS_KEY, "-inf", now_ms - int(REGISTRY_HORIZON * 1000))
+            pipe.hset(self._keys.leases, self.worker_id, int(self.lease_ttl * 1000))
             await pipe.execute()
 
     async def deregister(self) -> None:
@@ -220,6 +240,7 @@ class Leases:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(worker_key(self.worker_id))
             pipe.zrem(WORKERS_KEY, self.worker_id)
+            pipe.hdel(self._keys.leases, self.worker_id)
             await pipe.execute()
 
     async def reclaim_loop(self) -> None:
@@ -230,6 +251,7 @@ class Leases:
             try:
                 await self.reclaim_once()
             except (RedisError, OSError) as exc:
+                self._lost_reply()
                 await backoff.failed(exc)
                 continue
             backoff.ok()
@@ -244,7 +266,7 @@ class Leases:
         """
         async with self._reclaim_lock:
             count = min(self._holder.free_slots(), MAX_FETCH) if self.reclaiming else 0
-            taken = await self._scripts.reclaim(
+            taken, owed = await self._scripts.reclaim(
                 self._keys,
                 self.worker_id,
                 lease_ttl_ms=int(self.lease_ttl * 1000),
@@ -254,13 +276,5 @@ class Leases:
             for delivery in taken:
                 log.info("took over job %s (attempt %d)", delivery.job_id, delivery.attempt)
                 self._holder.launch(delivery)
-            self.owed = self.reclaiming and len(taken) >= count and await self._claimable()
+            self.owed = self.reclaiming and owed
             return len(taken)
-
-    async def _claimable(self) -> bool:
-        """Whether an entry has been idle past lease_ttl: a job of a dead worker waits."""
-        idle = int(self.lease_ttl * 1000)
-        pending: Any = await self._redis.xpending_range(
-            self._keys.ready, GROUP, "-", "+", 1, idle=idle
-        )
-        return bool(pending)

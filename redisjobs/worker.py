@@ -424,8 +424,12 @@ class Worker:
                 raise task.exception()  # type: ignore[misc]
 
     async def _connect(self) -> None:
-        self._redis: Redis = self.backend.client()
-        self._reader: Redis = self.backend.client(socket_timeout=BLOCK_MS / 1000 + 5)
+        # No retry inside redis-py: a call whose reply was lost must come back to the loop that
+        # made it, which knows whether re-sending is safe (start and reclaim need a recovery
+        # first, see Fetcher.lost_reply). The heartbeat has a connection of its own.
+        self._redis: Redis = self.backend.client(retries=0)
+        self._reader: Redis = self.backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0)
+        self._beat_redis: Redis = self.backend.client(retries=0)
         self._scripts = Scripts(self._redis, embedded=self.backend.embedded)
         self._subscriber = Subscriber(self._redis)
         self._outcomes = Outcomes(self._redis, self._scripts, self.keys, self.id, self._recorded)
@@ -455,11 +459,13 @@ class Worker:
             worker_id=self.id,
             redis=self._redis,
             scripts=self._scripts,
+            beat_scripts=Scripts(self._beat_redis, embedded=self.backend.embedded),
             keys=self.keys,
             lease_ttl=self.lease_ttl,
             max_deliveries=self.max_deliveries,
             reclaim_interval=self.reclaim_interval,
             concurrency=self.concurrency,
+            lost_reply=self._fetcher.lost_reply,
         )
         on_promoted = (
             (lambda: self.backend.wake(self.keys.queue)) if self.backend.embedded else None
@@ -561,5 +567,6 @@ class Worker:
                 await closer()
         await self._subscriber.aclose()
         await self._reader.aclose()
+        await self._beat_redis.aclose()
         await self._redis.aclose()
         log.info("worker %s stopped", self.id)

@@ -65,11 +65,11 @@ async def test_fencing_rejects_a_stale_lease(
     [d] = await deliver(client, scripts, "w1")
     # w1 stalls; w2 takes the job over (lease_ttl 0 = any idle entry counts as abandoned)
     await asyncio.sleep(0.01)
-    [taken] = await scripts.reclaim(keys, "w2", lease_ttl_ms=0, count=10, max_deliveries=5)
+    [taken], _ = await scripts.reclaim(keys, "w2", lease_ttl_ms=0, count=10, max_deliveries=5)
     assert taken.job_id == d.job_id and taken.lease == d.lease + 1 and taken.attempt == 2
     assert await scripts.complete(keys, "w1", [(d.job_id, d.lease, packb("late"))]) == [0]
     assert await scripts.fail(keys, "w1", d.job_id, d.lease, "late") == ("stale", 0)
-    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == [(d.job_id, "lost")]
+    assert await scripts.heartbeat(keys, "w1", 40, [(d.job_id, d.lease)]) == [(d.job_id, "lost")]
     assert await scripts.complete(keys, "w2", [(d.job_id, taken.lease, packb("ok"))]) == [1]
     assert await scripts.complete(keys, "w2", [(d.job_id, taken.lease, packb("ok"))]) == [2]
     assert await client.wait(d.job_id, timeout=1) == "ok"
@@ -83,7 +83,7 @@ async def test_concurrent_complete_and_reclaim_record_one_outcome(
 ) -> None:
     ds = await deliver(client, scripts, "w1", 50)
     results = [(d.job_id, d.lease, packb(1)) for d in ds]
-    done, taken = await asyncio.gather(
+    done, (taken, _) = await asyncio.gather(
         scripts.complete(keys, "w1", results),
         scripts.reclaim(keys, "w2", lease_ttl_ms=0, count=100, max_deliveries=5),
     )
@@ -101,11 +101,14 @@ async def test_heartbeat_keeps_lease_and_reports_cancel(
 ) -> None:
     [d] = await deliver(client, scripts, "w1")
     await asyncio.sleep(0.05)
-    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == []
+    assert await scripts.heartbeat(keys, "w1", 40, [(d.job_id, d.lease)]) == []
     # the heartbeat reset the idle time, so a reclaim with a 40 ms lease finds nothing
-    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=40, count=10, max_deliveries=5) == []
+    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=40, count=10, max_deliveries=5) == (
+        [],
+        False,
+    )
     assert await scripts.cancel(keys, d.job_id) == "requested"
-    assert await scripts.heartbeat(keys, "w1", [(d.job_id, d.lease)]) == [(d.job_id, "cancel")]
+    assert await scripts.heartbeat(keys, "w1", 40, [(d.job_id, d.lease)]) == [(d.job_id, "cancel")]
     assert await scripts.fail(keys, "w1", d.job_id, d.lease, "cancelled", mode="cancel") == (
         "cancelled",
         0,
@@ -164,9 +167,12 @@ async def test_poison_job_fails_after_max_deliveries(
     [d] = await deliver(client, scripts, "w0")
     for n in range(1, 3):
         await asyncio.sleep(0.005)
-        [d] = await scripts.reclaim(keys, f"w{n}", lease_ttl_ms=0, count=10, max_deliveries=3)
+        [d], _ = await scripts.reclaim(keys, f"w{n}", lease_ttl_ms=0, count=10, max_deliveries=3)
     await asyncio.sleep(0.005)
-    assert await scripts.reclaim(keys, "w3", lease_ttl_ms=0, count=10, max_deliveries=3) == []
+    assert await scripts.reclaim(keys, "w3", lease_ttl_ms=0, count=10, max_deliveries=3) == (
+        [],
+        False,
+    )
     got = await client.get(d.job_id)
     assert got is not None and got.status == "failed"
     assert got.error is not None and "max_deliveries=3" in got.error
@@ -194,7 +200,10 @@ async def test_orphan_sweep_requeues_running_job_without_pel_entry(
     [d] = await deliver(client, scripts, "w1")
     msg: Any = await client.redis.hget(keys.job(d.job_id), "msg")
     await client.redis.xack(keys.ready, GROUP, msg)  # the entry left the PEL behind our back
-    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=0, max_deliveries=5) == []
+    assert await scripts.reclaim(keys, "w2", lease_ttl_ms=60_000, count=0, max_deliveries=5) == (
+        [],
+        False,
+    )
     got = await client.get(d.job_id)
     assert got is not None and got.status == "pending"
     [again] = await scripts.start(keys, "w2", await read(client, "w2"))

@@ -127,10 +127,10 @@ class Scripts:
         return _deliveries(await self._call("start", keys, args))
 
     async def heartbeat(
-        self, keys: QueueKeys, worker: str, held: Iterable[tuple[str, int]]
+        self, keys: QueueKeys, worker: str, lease_ttl_ms: int, held: Iterable[tuple[str, int]]
     ) -> list[tuple[str, str]]:
         """Extend leases; return (job id, 'lost' | 'cancel') for jobs to stop."""
-        reply = await self._call("heartbeat", keys, [worker, *_pairs(held)])
+        reply = await self._call("heartbeat", keys, [worker, lease_ttl_ms, *_pairs(held)])
         return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
 
     async def complete(
@@ -172,14 +172,23 @@ class Scripts:
         count: int,
         max_deliveries: int,
         sweep: int = 100,
-    ) -> list[Delivery]:
-        """Take over jobs idle past their lease and sweep orphans; returns jobs to run."""
-        args: list[Arg] = [worker, lease_ttl_ms, count, max_deliveries, sweep]
-        return _deliveries(await self._call("reclaim", keys, args))
+    ) -> tuple[list[Delivery], bool]:
+        """Take over jobs idle past their holder's lease and sweep orphans.
 
-    async def cancel(self, keys: QueueKeys, job_id: str) -> str:
-        """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing'."""
-        return _text(await self._call("cancel", keys, [job_id]))
+        Returns:
+            The jobs to run, and whether more are up for reclaim than `count` allowed.
+        """
+        args: list[Arg] = [worker, lease_ttl_ms, count, max_deliveries, sweep]
+        owed, *rows = await self._call("reclaim", keys, args)
+        return _deliveries(rows), bool(owed)
+
+    async def cancel(self, keys: QueueKeys, job_id: str, token: str = "") -> str:
+        """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing'.
+
+        `token` names the request: re-sent with the same token after a lost reply, it answers
+        'cancelled' again instead of 'final'.
+        """
+        return _text(await self._call("cancel", keys, [job_id, token]))
 
     async def release(self, keys: QueueKeys, worker: str, held: Iterable[tuple[str, int]]) -> int:
         """Hand jobs (and unstarted PEL entries) back; returns how many."""

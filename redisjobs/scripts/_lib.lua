@@ -14,6 +14,7 @@ local K_DEAD = PREFIX .. 'dead'
 local K_STATS = PREFIX .. 'stats'
 local K_CONTROL = PREFIX .. 'control'
 local K_LOG = PREFIX .. 'log'
+local K_LEASES = PREFIX .. 'leases'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end

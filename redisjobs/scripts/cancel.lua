@@ -2,7 +2,10 @@
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  job id
--- Returns  'cancelled' (it was pending or scheduled and is now cancelled),
+-- ARGV[2]  the request's token ('' for none): a cancel re-sent after a lost reply carries the
+--          same token and gets the first call's answer, though the job is cancelled by now
+-- Returns  'cancelled' (it was pending or scheduled and is now cancelled, or this very request
+--          cancelled it already),
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
@@ -10,21 +13,23 @@
 --          stats.cancelled. running: the `cancel` flag, which heartbeats also report, so a
 --          worker that missed the pub/sub message still stops the job.
 
-local jid = ARGV[1]
+local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
-local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt', 'result_ttl')
+local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt', 'result_ttl', 'cancel_token')
 local st = f[1]
 if not st then return 'missing' end
 if st == 'running' then
-  redis.call('HSET', jkey, 'cancel', 1)
+  -- the flag holds the token, which `fail` keeps as cancel_token when it records the cancel
+  redis.call('HSET', jkey, 'cancel', token ~= '' and token or '1')
   redis.call('PUBLISH', K_CONTROL, 'cancel:' .. jid)
   return 'requested'
 end
+if st == 'cancelled' and token ~= '' and f[5] == token then return 'cancelled' end
 if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
 if st == 'pending' then drop_entry(f[2]) else redis.call('ZREM', K_DELAYED, jid) end
 finish(jkey, jid, st, 'cancelled', now, count_of(f[4], DEFAULT_TTL_MS), false, false, 'error',
-  'cancelled')
+  'cancelled', 'cancel_token', token)
 trim_final('cancelled', now)
 emit(jid, 'cancelled', count_of(f[3], 0), now, {'error', mp_str('cancelled')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)

@@ -32,7 +32,9 @@ local ttl = count_of(f[9], DEFAULT_TTL_MS)
 ack(f[3])
 
 if mode == 'cancel' then
-  finish(jkey, jid, 'running', 'cancelled', now, ttl, f[10], false, 'error', err)
+  -- the request's token stays, so that the request re-sent after a lost reply is recognised
+  finish(jkey, jid, 'running', 'cancelled', now, ttl, f[10], false, 'error', err,
+    f[10] and 'cancel_token', f[10])
   trim_final('cancelled', now)
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err)})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)

@@ -3,17 +3,21 @@
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  worker id
--- ARGV[2+] pairs: job id, lease
+-- ARGV[2]  this worker's lease_ttl_ms
+-- ARGV[3+] pairs: job id, lease
 -- Returns  flat list of pairs for jobs needing action: job id, 'lost' | 'cancel'
 --          lost   = the lease is no longer ours (reclaimed, finished elsewhere, expired, or its
 --                   stream entry left our PEL): stop the job, record nothing
 --          cancel = a cancel was requested while it runs: stop it and record `cancelled`
 -- Effects  XCLAIM ... JUSTID by the owner resets the PEL idle time, which is the lease clock
---          that `reclaim` reads; nothing else changes.
+--          that `reclaim` reads; the worker's lease_ttl is (re)recorded in `leases`, so its
+--          jobs are judged by its own lease even after Redis lost the entry; nothing else
+--          changes.
 
 local worker = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 2 do
+redis.call('HSET', K_LEASES, worker, ARGV[2])
+for i = 3, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', job_key(jid), 'lease', 'status', 'msg', 'cancel', 'worker')
   local ok = f[1] == lease and f[2] == 'running' and f[5] == worker

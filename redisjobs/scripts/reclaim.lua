@@ -3,26 +3,30 @@
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  worker id (the new owner)
--- ARGV[2]  lease_ttl_ms: entries idle longer than this belong to a dead or cut-off worker
--- ARGV[3]  count: claim at most this many (the caller's free slots)
+-- ARGV[2]  lease_ttl_ms of a holder that never recorded its own (see `leases`)
+-- ARGV[3]  count: claim at most this many (the caller's free slots); 0 only reports
 -- ARGV[4]  max_deliveries: a job whose runs killed this many workers fails for good
 -- ARGV[5]  sweep: check at most this many `running` jobs for a missing PEL entry
--- Returns  flat list, 6 values per job to run now (as start.lua): job id, lease, attempt, kind,
---          payload, timeout_ms
+-- Returns  {owed, ...}: owed is 1 when jobs are up for reclaim that `count` left no room for
+--          (the caller gives its next free slots to reclaim), then 6 values per job to run now
+--          (as start.lua): job id, lease, attempt, kind, payload, timeout_ms
 -- Events   reclaimed + started (a crashed run taken over), started (delivered but never
 --          started), failed (poison job over max_deliveries)
--- Effects  XAUTOCLAIM moves the entries to this worker; each gets a fresh lease in the same
---          script, so there is no moment where the old owner's lease still matches. Entries
---          without a live job are acknowledged and deleted, a job whose hash holds garbage
---          where a number belongs is failed. Orphan sweep: a `running` job whose
---          entry left the PEL is made runnable again. Then the stream is trimmed below its
---          oldest pending entry (every older entry is acknowledged: outcome scripts only XACK).
---          Housekeeping: consumers idle for 10 lease_ttl with nothing pending are deleted, and
---          expired jobs leave the terminal status indexes. stats.reclaimed / started / failed.
+-- Effects  An entry is taken over once it has been idle longer than its *holder's* lease_ttl,
+--          which each worker records in the `leases` hash (a worker with a short lease must
+--          not take jobs from one with a long lease while they still beat). XCLAIM moves the
+--          entries to this worker; each gets a fresh lease in the same script, so there is no
+--          moment where the old owner's lease still matches. Entries without a live job are
+--          acknowledged and deleted, a job whose hash holds garbage where a number belongs is
+--          failed. Orphan sweep: a `running` job whose entry left the PEL is made runnable
+--          again. Then the stream is trimmed below its oldest pending entry (every older entry
+--          is acknowledged: outcome scripts only XACK). Housekeeping: consumers idle for 10
+--          lease_ttl with nothing pending are deleted (with their `leases` entry), and expired
+--          jobs leave the terminal status indexes. stats.reclaimed / started / failed.
 
 local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-local out = {}
+local out = {0}
 
 local function crashed(jkey, jid, msg, f)
   local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
@@ -70,34 +74,53 @@ local function drop_idle_consumers(idle_ms)
     for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
     if info['name'] ~= worker and info['pending'] == 0 and info['idle'] > idle_ms then
       redis.call('XGROUP', 'DELCONSUMER', K_READY, GROUP, info['name'])
+      redis.call('HDEL', K_LEASES, info['name'])
     end
   end
 end
 
-if count > 0 then
-  local claimed = redis.call('XAUTOCLAIM', K_READY, GROUP, worker, idle, '0-0', 'COUNT', count)
-  for _, entry in ipairs(claimed[2]) do
-    local msg, fields = entry[1], entry[2]
-    local jid = fields and fields[1] == 'id' and fields[2] or nil
-    local f = {}
-    if jid then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
-    local row = nil
-    local field, value = nil, nil
-    if f[2] == msg then field, value = bad_field(f) end
-    if field and (f[1] == 'running' or f[1] == 'pending') then
-      fail_corrupt(job_key(jid), jid, f[1], msg, now, f, field, value)
-    elseif f[2] == msg and f[1] == 'running' then
-      row = crashed(job_key(jid), jid, msg, f)
-    elseif f[2] == msg and f[1] == 'pending' then
-      row = lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
-      redis.call('HINCRBY', K_STATS, 'started', 1)
-    else
-      drop_entry(msg)
-    end
-    if row then
-      for j = 1, 6 do out[#out + 1] = row[j] end
+-- Lease one claimed entry {msg, fields}: run it, fail it, or drop it; a row to run or nil.
+local function take(entry)
+  local msg, fields = entry[1], entry[2]
+  local jid = fields and fields[1] == 'id' and fields[2] or nil
+  local f = {}
+  if jid then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
+  local field, value = nil, nil
+  if f[2] == msg then field, value = bad_field(f) end
+  if field and (f[1] == 'running' or f[1] == 'pending') then
+    fail_corrupt(job_key(jid), jid, f[1], msg, now, f, field, value)
+  elseif f[2] == msg and f[1] == 'running' then
+    return crashed(job_key(jid), jid, msg, f)
+  elseif f[2] == msg and f[1] == 'pending' then
+    redis.call('HINCRBY', K_STATS, 'started', 1)
+    return lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
+  else
+    drop_entry(msg)
+  end
+  return nil
+end
+
+-- Each holder's entries idle past that holder's own lease_ttl, up to `count` in all; one more
+-- is asked for to learn whether some are owed.
+local pending = redis.call('XPENDING', K_READY, GROUP)
+local holders = type(pending[4]) == 'table' and pending[4] or {}
+local budget = count
+for _, h in ipairs(holders) do
+  local ttl = count_of(redis.call('HGET', K_LEASES, h[1]), nil) or tonumber(idle)
+  local expired = redis.call('XPENDING', K_READY, GROUP, 'IDLE', ttl, '-', '+', budget + 1, h[1])
+  local ids = {}
+  for i = 1, math.min(#expired, budget) do ids[i] = expired[i][1] end
+  if #expired > #ids then out[1] = 1 end
+  if #ids > 0 then
+    budget = budget - #ids
+    for _, entry in ipairs(redis.call('XCLAIM', K_READY, GROUP, worker, ttl, unpack(ids))) do
+      local row = take(entry)
+      if row then
+        for j = 1, 6 do out[#out + 1] = row[j] end
+      end
     end
   end
+  if budget <= 0 and out[1] == 1 then break end
 end
 
 -- Orphan sweep, a bounded window per call that walks the running index by start time.

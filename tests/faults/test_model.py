@@ -156,7 +156,7 @@ class ScriptsModel(RuleBasedStateMachine):
     @rule(worker=WORKERS)
     def heartbeat(self, worker: str) -> None:
         held = [(j, d.lease) for j, d in self.leases.items() if self.owner[j] == worker]
-        for _, action in self.run(self.scripts.heartbeat(self.keys, worker, held)):
+        for _, action in self.run(self.scripts.heartbeat(self.keys, worker, 1_000_000, held)):
             assert action in ("lost", "cancel")
 
     @rule(worker=WORKERS)
@@ -183,7 +183,7 @@ class ScriptsModel(RuleBasedStateMachine):
 
     @rule(worker=WORKERS, max_deliveries=st.integers(1, 3))
     def reclaim(self, worker: str, max_deliveries: int) -> None:
-        taken = self.run(
+        taken, _ = self.run(
             self.scripts.reclaim(
                 self.keys, worker, lease_ttl_ms=1_000_000, count=10, max_deliveries=max_deliveries
             )
