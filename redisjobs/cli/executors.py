@@ -42,6 +42,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="one of --executors (repeatable)",
     )
+    _subprocess_options(x)
+    _http_options(x)
+    _ssh_options(x)
+
+
+def _subprocess_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--allow-shell", action="store_true", help="subprocess: run cmd strings")
     x.add_argument(
         "--pass-env",
@@ -64,6 +70,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="subprocess: payloads may run in DIR or below (default: no payload cwd)",
     )
+
+
+def _http_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--http-allow-host", action="append", metavar="HOST", help="http allow-list")
     x.add_argument(
         "--http-allow-private",
@@ -80,6 +89,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     x.add_argument("--http-timeout", type=float, default=30.0)
     x.add_argument("--http-header", action="append", default=[], metavar="'Name: value'")
     x.add_argument("--http-follow-redirects", action="store_true")
+
+
+def _ssh_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--ssh-known-hosts", metavar="PATH", help="default ~/.ssh/known_hosts")
     x.add_argument("--ssh-user", help="default remote user")
     x.add_argument("--ssh-key", action="append", metavar="PATH", help="client key file")
