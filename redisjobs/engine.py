@@ -17,8 +17,10 @@ died) gives the job to another worker instead of failing it.
 
 Differences, by design: a ``cmd`` string needs a worker whose
 :class:`~redisjobs.executors.SubprocessExecutor` has ``allow_shell=True`` (a list runs
-directly); ``priority`` is kept on the job but jobs of a queue run in FIFO order (give urgent
-work its own queue); statuses map as in :data:`STATUS`.
+directly); :class:`~redisjobs.executors.HTTPExecutor` reaches loopback and private addresses
+only when allowed (``allow_private``, or the host in ``allow_hosts``); ``priority`` is kept on
+the job but jobs of a queue run in FIFO order (give urgent work its own queue); statuses map as
+in :data:`STATUS`.
 """
 
 from __future__ import annotations

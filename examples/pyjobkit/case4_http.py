@@ -1,21 +1,27 @@
 """Case 4: webhooks with the HTTP executor.
 
-Difference: the webhook URL comes from ``WEBHOOK_URL`` so the script can call a real server.
+Differences: the webhook URL comes from ``WEBHOOK_URL`` so the script can call a real server;
+the worker names the webhook's host in its allow-list, which is good practice and also lets the
+host be on a private network or this machine (a worker refuses those addresses otherwise).
 """
 
 import asyncio
 import os
+
+import httpx
 
 from redisjobs.engine import Engine, MemoryBackend, Worker
 from redisjobs.executors import HTTPExecutor
 
 
 async def main() -> None:
-    engine = Engine(backend=MemoryBackend(), executors=[HTTPExecutor()])
+    url = os.environ.get("WEBHOOK_URL", "https://api.example.com/webhook")
+    http = HTTPExecutor(allow_hosts=[httpx.URL(url).host])
+    engine = Engine(backend=MemoryBackend(), executors=[http])
     job_id = await engine.enqueue(
         kind="http",
         payload={
-            "url": os.environ.get("WEBHOOK_URL", "https://api.example.com/webhook"),
+            "url": url,
             "method": "POST",
             "body": {"data": "test"},
         },

@@ -42,6 +42,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="one of --executors (repeatable)",
     )
+    _subprocess_options(x)
+    _http_options(x)
+    _ssh_options(x)
+
+
+def _subprocess_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--allow-shell", action="store_true", help="subprocess: run cmd strings")
     x.add_argument(
         "--pass-env",
@@ -50,10 +56,42 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="subprocess: pass this variable on",
     )
+    x.add_argument(
+        "--allow-env",
+        action="append",
+        metavar="NAME",
+        help="subprocess: a variable payloads may set (NAME_* for a prefix; default: any but "
+        "LD_*, PYTHON*, PATH and others that change what programs load)",
+    )
+    x.add_argument(
+        "--allow-cwd",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="subprocess: payloads may run in DIR or below (default: no payload cwd)",
+    )
+
+
+def _http_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--http-allow-host", action="append", metavar="HOST", help="http allow-list")
+    x.add_argument(
+        "--http-allow-private",
+        action="store_true",
+        help="http: reach loopback, private and link-local addresses (refused by default)",
+    )
+    x.add_argument(
+        "--http-allow-private-host",
+        action="append",
+        default=[],
+        metavar="HOST|NET",
+        help="http: this host name or IP network may be at such an address",
+    )
     x.add_argument("--http-timeout", type=float, default=30.0)
     x.add_argument("--http-header", action="append", default=[], metavar="'Name: value'")
     x.add_argument("--http-follow-redirects", action="store_true")
+
+
+def _ssh_options(x: argparse._ArgumentGroup) -> None:
     x.add_argument("--ssh-known-hosts", metavar="PATH", help="default ~/.ssh/known_hosts")
     x.add_argument("--ssh-user", help="default remote user")
     x.add_argument("--ssh-key", action="append", metavar="PATH", help="client key file")
@@ -76,7 +114,7 @@ def factories(args: argparse.Namespace) -> list[ExecutorFactory]:
         UsageError: an unknown kind, an import that fails, a malformed header.
     """
     wanted = list(args.executor)
-    if args.allow_shell or args.pass_env:
+    if args.allow_shell or args.pass_env or args.allow_env or args.allow_cwd:
         wanted.append("subprocess")
     return [_factory(ref, args) for ref in dict.fromkeys(wanted)]
 
@@ -84,12 +122,16 @@ def factories(args: argparse.Namespace) -> list[ExecutorFactory]:
 def _factory(ref: str, args: argparse.Namespace) -> ExecutorFactory:
     if ref == "subprocess":
         return lambda: kinds.SubprocessExecutor(
-            allow_shell=args.allow_shell, pass_env=args.pass_env
+            allow_shell=args.allow_shell,
+            pass_env=args.pass_env,
+            allow_env=args.allow_env,
+            allow_cwd=args.allow_cwd,
         )
     if ref == "http":
         headers = dict(_header(h) for h in args.http_header)
         return lambda: kinds.HTTPExecutor(
             allow_hosts=args.http_allow_host,
+            allow_private=args.http_allow_private or args.http_allow_private_host,
             timeout=args.http_timeout,
             headers=headers,
             follow_redirects=args.http_follow_redirects,

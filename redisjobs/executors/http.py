@@ -15,7 +15,10 @@ the start of the body, so the job's retry policy applies; with ``"retry_4xx": Fa
 
 The worker decides where jobs may go (`allow_hosts`, checked on every redirect too) and may add
 `headers` of its own, such as an API token the payload never sees: set `allow_hosts` with them,
-or any job can send them to any host.
+or any job can send them to any host. Jobs reach public addresses only: a host that resolves to
+a loopback, private, link-local, unspecified, multicast or reserved address is refused (the job
+fails for good) unless the worker allows it (`allow_private`, or the host is in `allow_hosts`);
+see ``_netguard.py`` for how the address connected to is the address checked.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpcore
 import httpx
 
 from ..errors import ExecutorError, PayloadError
 from . import ExecContext
 from ._common import HostAllowList, fields, opt_seconds, opt_str, str_map
+from ._netguard import PrivateAllowance, guarded_transport, resolve_checked
 
 log = logging.getLogger("redisjobs.executors.http")
 
@@ -45,12 +50,17 @@ class HTTPExecutor:
 
     Args:
         allow_hosts: host names jobs may reach (``*.example.com`` for subdomains); None: any.
+            A host named here may also be at a non-public address.
+        allow_private: non-public addresses jobs may reach (loopback, private networks,
+            link-local such as 169.254.169.254, …): True for all, or host names and IP networks
+            (``["metrics.internal", "10.1.0.0/16"]``); by default none.
         timeout: seconds a request may take when its payload sets no ``timeout``.
         max_response_bytes: bytes of a response body kept in the result.
         headers: headers sent with every request, over the payload's own.
         follow_redirects: follow 3xx responses (each hop checked against `allow_hosts`).
         max_connections: size of the connection pool shared by all jobs of the worker.
-        transport: an httpx transport to send through (proxies, tests).
+        transport: an httpx transport to send through (a proxy). Its connections are its own:
+            a host's addresses are then checked before each request, not at connect time.
     """
 
     kind = "http"
@@ -59,6 +69,7 @@ class HTTPExecutor:
         self,
         *,
         allow_hosts: Iterable[str] | None = None,
+        allow_private: bool | Iterable[str] = False,
         timeout: float = 30.0,
         max_response_bytes: int = 1024 * 1024,
         headers: Mapping[str, str] | None = None,
@@ -67,6 +78,7 @@ class HTTPExecutor:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.allow_hosts = HostAllowList(allow_hosts)
+        self.allow_private = PrivateAllowance(allow_private, self.allow_hosts)
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.headers = dict(headers or {})
@@ -84,14 +96,23 @@ class HTTPExecutor:
         if self._client is None:  # made on first use, inside the worker's event loop
             self._client = httpx.AsyncClient(
                 limits=self._limits,
-                transport=self._transport,
+                transport=self._transport or guarded_transport(self._limits, self.allow_private),
                 follow_redirects=self.follow_redirects,
                 event_hooks={"request": [self._check_host]},
             )
         return self._client
 
     async def _check_host(self, request: httpx.Request) -> None:
-        self.allow_hosts.check(request.url.host)
+        """Every request, redirects included: the allow-list, and the addresses when the
+        transport is the caller's (the executor's own checks them as it connects)."""
+        url = request.url
+        self.allow_hosts.check(url.host)
+        if self._transport is not None:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            try:
+                await resolve_checked(url.host, port, self.allow_private)
+            except httpcore.ConnectError as exc:
+                raise httpx.ConnectError(str(exc), request=request) from None
 
     def _request(self, payload: Any) -> tuple[httpx.Request, float, bool]:
         p = fields(payload, self.kind, _EXAMPLE)

@@ -14,7 +14,10 @@ exit code and the end of stderr, so its retry policy applies; a command that can
 (no such executable, a shell string on a worker without `allow_shell`) fails for good.
 
 The child gets a minimal environment (``PATH``, ``HOME``, ``LANG``, the variables named in
-`pass_env`, the worker's `env`, then the payload's ``env``), never the rest of the worker's.
+`pass_env`, the worker's `env`, then the payload's ``env``), never the rest of the worker's. A
+payload may not set variables that change what a program loads or runs (``LD_*``, ``PYTHON*``,
+``PATH``, ``BASH_ENV``, …; see ``_confine.py``) unless the worker names those it may set
+(`allow_env`), and may set a ``cwd`` only inside a directory the worker allows (`allow_cwd`).
 Each command runs in a new session, so it leads its own process group. On timeout or cancel the
 whole group gets SIGTERM, then SIGKILL after `kill_grace` seconds; processes the command left
 behind in its group when it exited are ended the same way. If the worker dies, even by SIGKILL,
@@ -40,6 +43,7 @@ from typing import Any
 from ..errors import ExecutorError, PayloadError
 from . import ExecContext
 from ._common import command, env_map, fields, opt_seconds, opt_str
+from ._confine import CwdPolicy, EnvPolicy
 from ._output import Output
 
 log = logging.getLogger("redisjobs.executors.subprocess")
@@ -128,6 +132,10 @@ class SubprocessExecutor:
         timeout: seconds a command may run when its payload sets no ``timeout``.
         kill_grace: seconds between SIGTERM and SIGKILL when a command's group is stopped.
         output_limit: bytes of each of stdout and stderr kept in the result.
+        allow_env: the variable names a payload's ``env`` may set (``APP_*`` for a prefix);
+            None: any but a deny-list of those that change what programs load or run.
+        allow_cwd: directories a payload's ``cwd`` may be in (checked with symlinks and
+            ``..`` resolved); none: a payload may not set ``cwd``.
     """
 
     kind = "subprocess"
@@ -142,6 +150,8 @@ class SubprocessExecutor:
         timeout: float | None = None,
         kill_grace: float = 5.0,
         output_limit: int = 64 * 1024,
+        allow_env: Iterable[str] | None = None,
+        allow_cwd: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         self.allow_shell = allow_shell
         self.shell = shell
@@ -150,6 +160,8 @@ class SubprocessExecutor:
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.output_limit = output_limit
+        self.allow_env = EnvPolicy(allow_env)
+        self.allow_cwd = CwdPolicy(allow_cwd)
         self._watchdog = _Watchdog(kill_grace)
 
     def _command(self, payload: Any) -> _Command:
@@ -168,10 +180,12 @@ class SubprocessExecutor:
             stdin = stdin.encode()
         elif stdin is not None and not isinstance(stdin, bytes):
             raise PayloadError('"stdin" must be a string or bytes')
+        env = env_map(p)
+        self.allow_env.check(env)
         return _Command(
             argv=argv,
-            cwd=opt_str(p, "cwd"),
-            env=self._environment(env_map(p)),
+            cwd=self.allow_cwd.resolve(opt_str(p, "cwd")),
+            env=self._environment(env),
             timeout=opt_seconds(p, "timeout", self.timeout),
             stdin=stdin,
         )

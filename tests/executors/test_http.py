@@ -1,5 +1,7 @@
 """The http executor against a real HTTP server on loopback (the standard library's, in a
-thread): bodies, statuses, timeouts, refused connections, size caps, allow-lists, redirects."""
+thread): bodies, statuses, timeouts, refused connections, size caps, allow-lists, redirects.
+The server is on loopback, so most tests use a worker that allows private addresses; the tests
+of that guard (``test_http_guard.py``) reach the same server without it."""
 
 from __future__ import annotations
 
@@ -74,20 +76,25 @@ class Server(ThreadingHTTPServer):
         pass  # a client that gave up (the timeout test) is not the server's error
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = Server(("127.0.0.1", 0), Handler)
+def serve(httpd: Server) -> Iterator[str]:
+    """Run `httpd` in a thread, yield its base URL, stop it."""
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    host, port = str(httpd.server_address[0]), httpd.server_address[1]
+    yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     httpd.shutdown()
     httpd.server_close()
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    yield from serve(Server(("127.0.0.1", 0), Handler))
+
+
 @pytest.fixture
 async def http() -> Any:
-    ex = HTTPExecutor()
+    ex = HTTPExecutor(allow_private=True)
     yield ex
     await ex.aclose()
 
@@ -165,7 +172,7 @@ async def test_connection_refused(ctx: ExecContext, http: Any) -> None:
 
 
 async def test_oversized_response_is_cut(server: str, ctx: ExecContext) -> None:
-    ex = HTTPExecutor(max_response_bytes=1000)
+    ex = HTTPExecutor(max_response_bytes=1000, allow_private=True)
     try:
         result = await call(ex, ctx, url=f"{server}/big?n=500000", method="GET")
     finally:
@@ -176,6 +183,7 @@ async def test_oversized_response_is_cut(server: str, ctx: ExecContext) -> None:
 
 async def test_allow_list(server: str, ctx: ExecContext) -> None:
     port = server.rsplit(":", 1)[1]
+    # A host the allow-list names may be private: localhost is reached without allow_private.
     ex = HTTPExecutor(allow_hosts=["*.example.com", "localhost"], follow_redirects=True)
     try:
         with pytest.raises(
@@ -227,7 +235,7 @@ async def test_bad_payloads_fail_for_good(
 async def test_http_jobs_through_a_worker(
     server: str, client: Client, worker: WorkerFactory
 ) -> None:
-    await worker(executors=[HTTPExecutor()])
+    await worker(executors=[HTTPExecutor(allow_private=True)])
     job = await client.enqueue("http", {"url": f"{server}/echo", "body": [1, 2]})
     result = await client.wait(job.id, timeout=10)
     assert result["status"] == 200 and result["body"]["body"] == "[1,2]"

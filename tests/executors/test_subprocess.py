@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from redisjobs import Client, ExecContext, ExecutorError, JobCancelled, JobFailed, PayloadError
+from redisjobs.cli.executors import factories
+from redisjobs.cli.parser import build
 from redisjobs.executors import SubprocessExecutor
 from redisjobs.testing import RedisServer, unique_queue
 from tests.conftest import WorkerFactory, log_events
@@ -59,7 +61,8 @@ async def test_nonzero_exit_fails_with_code_and_stderr_tail(ctx: ExecContext) ->
         ({}, "exactly one of"),
         ({"argv": ["true"], "cmd": "true"}, "exactly one of"),
         ({"argv": ["no-such-program-xyz"]}, "cannot run 'no-such-program-xyz'"),
-        ({"argv": ["true"], "cwd": "/no/such/dir"}, "cannot run"),
+        ({"argv": ["true"], "cwd": "/tmp"}, "needs a worker that allows directories"),
+        ({"argv": ["true"], "env": {"LD_PRELOAD": "/tmp/x.so"}}, "refused: payload env sets"),
         ({"argv": ["true"], "env": {"A=B": "x"}}, "bad environment variable"),
         ({"argv": ["true"], "timeout": -1}, "positive number"),
         ({"argv": ["cat"], "stdin": 5}, "stdin"),
@@ -178,6 +181,8 @@ async def test_the_watchdog_ends_commands_when_their_worker_dies(tmp_path: Path)
     code = f"""
 import asyncio
 from redisjobs import ExecContext
+from redisjobs.cli.executors import factories
+from redisjobs.cli.parser import build
 from redisjobs.executors import SubprocessExecutor
 from tests.executors.conftest import Host
 ctx = ExecContext(Host(), job_id="j", queue="q", kind="subprocess", attempt=1, lease=1)
@@ -188,7 +193,10 @@ asyncio.run(SubprocessExecutor().run(job_id="j", payload=payload, ctx=ctx))
     try:
         pgid = await pid_in(pidfile, timeout=10)
         loner = await pid_in(escaped)
-        assert len(group_members(pgid)) == 2 and os.getpgid(loner) != pgid
+        async with asyncio.timeout(5):  # its pid is written before it has called setsid()
+            while os.getpgid(loner) == pgid:
+                await asyncio.sleep(0.02)
+        assert len(group_members(pgid)) == 2
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
         async with asyncio.timeout(4):  # SIGTERM works here: well within the 5 s grace
@@ -282,3 +290,94 @@ async def test_kill_9_of_the_worker_leaves_no_process_and_the_job_runs_once_more
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=40)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PATH",
+        "BASH_ENV",
+        "ENV",
+        "IFS",
+        "PERL5OPT",
+        "NODE_OPTIONS",
+        "GCONV_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "path",
+    ],
+)
+async def test_payload_env_may_not_change_what_programs_load(
+    ctx: ExecContext, tmp_path: Path, name: str
+) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(PayloadError, match=rf"^refused: payload env sets '{name}'") as err:
+        await run(SubprocessExecutor(), ctx, argv=["touch", str(marker)], env={name: "x"})
+    assert not err.value.retryable
+    assert not marker.exists()  # refused before anything ran
+
+
+async def test_the_worker_names_the_variables_payloads_may_set(ctx: ExecContext) -> None:
+    ex = SubprocessExecutor(allow_env=["PYTHONPATH", "APP_*"])
+    result = await run(ex, ctx, argv=["env"], env={"PYTHONPATH": "/srv/lib", "APP_MODE": "x"})
+    env = dict(line.split("=", 1) for line in str(result["stdout"]).splitlines())
+    assert env["PYTHONPATH"] == "/srv/lib" and env["APP_MODE"] == "x"
+    with pytest.raises(PayloadError, match="'OTHER': it is not among this worker's allowed"):
+        await run(ex, ctx, argv=["true"], env={"OTHER": "1"})
+    with pytest.raises(PayloadError, match="'LD_PRELOAD'"):
+        await run(ex, ctx, argv=["true"], env={"LD_PRELOAD": "/tmp/x.so"})
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """root/ (allowed) with work/ and a link out to outside/; rootsibling/ beside it."""
+    for d in ("root/work/deep", "outside", "rootsibling"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "root" / "out").symlink_to(tmp_path / "outside")
+    (tmp_path / "in").symlink_to(tmp_path / "root" / "work")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "cwd",
+    ["outside", "root/..", "root/work/../../outside", "root/out", "root/out/", "rootsibling", "/"],
+)
+async def test_cwd_outside_the_allowed_directories_is_refused(
+    ctx: ExecContext, tree: Path, cwd: str
+) -> None:
+    ex = SubprocessExecutor(allow_cwd=[tree / "root"])
+    with pytest.raises(PayloadError, match="is outside the directories this worker allows"):
+        await run(ex, ctx, argv=["pwd"], cwd=str(tree / cwd))
+
+
+@pytest.mark.parametrize(
+    ("cwd", "runs_in"),
+    [
+        ("root", "root"),
+        ("root/work/deep", "root/work/deep"),
+        ("root/work/deep/..", "root/work"),
+        ("in", "root/work"),
+    ],  # a link from outside to inside runs in the resolved directory
+)
+async def test_cwd_inside_the_allowed_directories_runs_there(
+    ctx: ExecContext, tree: Path, cwd: str, runs_in: str
+) -> None:
+    ex = SubprocessExecutor(allow_cwd=[tree / "root"])
+    result = await run(ex, ctx, argv=["pwd", "-P"], cwd=str(tree / cwd))
+    assert result["stdout"] == f"{(tree / runs_in).resolve()}\n"
+    with pytest.raises(PayloadError, match="cannot run"):  # inside, but not there
+        await run(ex, ctx, argv=["pwd"], cwd=str(tree / "root" / "missing"))
+
+
+async def test_worker_options_name_variables_and_directories(ctx: ExecContext, tree: Path) -> None:
+    args = build().parse_args(["worker", "--allow-env", "APP_*", "--allow-cwd", str(tree / "root")])
+    [make] = factories(args)
+    ex = make()
+    assert isinstance(ex, SubprocessExecutor)
+    result = await run(ex, ctx, argv=["pwd"], cwd=str(tree / "root"), env={"APP_X": "1"})
+    assert result["returncode"] == 0
+    with pytest.raises(PayloadError, match="'PYTHONPATH'"):
+        await run(ex, ctx, argv=["true"], env={"PYTHONPATH": "/x"})
