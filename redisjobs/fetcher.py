@@ -150,7 +150,9 @@ class Fetcher:
                 (mid.decode(), _job_id(rows[0][1] if rows else None))
                 for mid, rows in zip(ids, found, strict=True)
             ]
-            self._launch_all(await self._scripts.start(self._keys, self._worker_id, entries))
+            deliveries = await self._scripts.start(self._keys, self._worker_id, entries)
+            log.info("after a lost reply: %d of %d pending entries", len(deliveries), len(entries))
+            self._launch_all(deliveries)
             if len(pending) < MAX_FETCH:
                 return
             cursor = "(" + ids[-1].decode()

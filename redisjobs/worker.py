@@ -445,10 +445,12 @@ class Worker:
             reclaim_first=self._reclaim_first,
         )
         backoff = Backoff(f"worker {self.id} start", log)
+        beat_scripts = Scripts(self._beat_redis, embedded=self.backend.embedded)
         while True:
             try:
                 await self._redis.ping()
                 await ensure_group(self._redis, self.keys)
+                await beat_scripts.preload("heartbeat")
                 break
             except (RedisError, OSError) as exc:
                 await backoff.failed(exc)
@@ -459,7 +461,7 @@ class Worker:
             worker_id=self.id,
             redis=self._redis,
             scripts=self._scripts,
-            beat_scripts=Scripts(self._beat_redis, embedded=self.backend.embedded),
+            beat_scripts=beat_scripts,
             keys=self.keys,
             lease_ttl=self.lease_ttl,
             max_deliveries=self.max_deliveries,

@@ -103,6 +103,13 @@ class Scripts:
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
         self._s = {n: redis.register_script(source(n, embedded=embedded)) for n in NAMES}
 
+    async def preload(self, *names: str) -> None:
+        """Load scripts now (and open a connection for them), so that their first call is one
+        round trip: a heartbeat must not pay a connect and a NOSCRIPT round on a slow link."""
+        for name in names:
+            script = self._s[name]
+            await script.registered_client.script_load(script.script)
+
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
         return await self._s[name](keys=(keys.prefix,), args=args)
 

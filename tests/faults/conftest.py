@@ -32,6 +32,8 @@ Fixtures:
   (default: the test's queue), closed at the end.
 * ``make_tail(url, queue=None)`` — a started :class:`~tests.faults.harness.EventTail`,
   stopped at the end.
+* ``make_proxy(seed=None)`` — a started :class:`~tests.faults.proxy.FaultProxy` to
+  ``redis_under_test``, stopped at the end.
 * ``scenario(mode="plain", **redis_options)`` — the three above on one new server:
   ``(server, client, tail)``.
 
@@ -49,10 +51,12 @@ import pytest
 from redisjobs import Client
 from redisjobs.testing import RedisServer, unique_queue
 from tests.faults.harness import EventTail, FaultRedis, Ledger, Spawner
+from tests.faults.proxy import FaultProxy
 
 HERE = Path(__file__).resolve().parent
 
 MakeRedis = Callable[..., FaultRedis]
+MakeProxy = Callable[..., FaultProxy]
 MakeClient = Callable[..., Awaitable[Client]]
 MakeTail = Callable[..., Awaitable[EventTail]]
 
@@ -175,3 +179,18 @@ def scenario(make_redis: MakeRedis, make_client: MakeClient, make_tail: MakeTail
         return Scenario(server, await make_client(server.url), await make_tail(server.url))
 
     return make
+
+
+@pytest.fixture
+def make_proxy(redis_under_test: FaultRedis) -> Iterator[MakeProxy]:
+    """``make_proxy(seed=None)``: a started proxy to the test's Redis; all stopped at the end."""
+    made: list[FaultProxy] = []
+
+    def make(seed: int | None = None) -> FaultProxy:
+        proxy = FaultProxy(redis_under_test.port, seed=seed).start()
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.stop()

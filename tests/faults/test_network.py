@@ -13,7 +13,6 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from redisjobs import Client
 from redisjobs.connection import Backend
+from tests.faults.conftest import MakeProxy
 from tests.faults.harness import (
     EventTail,
     FaultRedis,
@@ -39,23 +39,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 LEASE_TTL = 2.0
 RECLAIM = 0.5
-
-MakeProxy = Callable[..., FaultProxy]
-
-
-@pytest.fixture
-def make_proxy(redis_under_test: FaultRedis) -> Iterator[MakeProxy]:
-    """``make_proxy(seed=None)``: a started proxy to the test's Redis; all stopped at the end."""
-    made: list[FaultProxy] = []
-
-    def make(seed: int | None = None) -> FaultProxy:
-        proxy = FaultProxy(redis_under_test.port, seed=seed).start()
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.stop()
 
 
 # -- reading worker logs ----------------------------------------------------------------------
