@@ -241,7 +241,18 @@ async def test_a_payload_naming_no_function_fails_for_good(
     await worker(modules=["tests.jobs"])
     for n, payload in enumerate([{"args": [1]}, None, ["tests.jobs:add"]]):
         job = await client.enqueue("call", payload, max_retries=3)  # no "fn": stored as given
-        with pytest.raises(JobFailed, match="function name string|a call payload is"):
+        with pytest.raises(JobFailed, match=r"function name string|a call payload is"):
             await client.wait(job.id, timeout=10)
         got = await client.get(job.id)
         assert got is not None and got.attempt == 1, n
+
+
+async def test_the_fleet_example_takes_positional_arguments(
+    client: Client, worker: WorkerFactory
+) -> None:
+    from examples.fleet.tasks import RESIZE
+
+    await worker(modules=["examples.fleet.tasks"])
+    job = await client.enqueue("call", {"fn": RESIZE, "args": [7, 320]})
+    result = await client.wait(job.id, timeout=10)
+    assert (result["image_id"], result["width"]) == (7, 320)
