@@ -169,16 +169,17 @@ class Target:
     """An allowed function, with how the worker binds a payload's arguments to it.
 
     `plan` holds its leading positional parameters in order: ``ctx`` and ``job_id`` where the
-    worker passes them, None where the next payload argument goes.
+    worker passes them, None where the next payload argument goes. `ctx_at` and `job_id_at`
+    are those two's places in `plan` (its length for a keyword-only one, None when the
+    function does not take it).
     """
 
     fn: Callable[..., Any]
     name: str
     is_async: bool
-    injects: bool
-    wants_ctx: bool
-    wants_job_id: bool
     plan: tuple[str | None, ...]
+    ctx_at: int | None
+    job_id_at: int | None
     var_positional: bool
 
     @classmethod
@@ -191,16 +192,16 @@ class Target:
         named = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         wants = named & {_CTX, _JOB_ID}
         positional = (p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-        return cls(
-            fn,
-            name,
-            inspect.iscoroutinefunction(fn),
-            bool(wants),
-            _CTX in wants,
-            _JOB_ID in wants,
-            tuple(p.name if p.name in wants else None for p in positional),
-            any(p.kind is p.VAR_POSITIONAL for p in params),
-        )
+        plan = tuple(p.name if p.name in wants else None for p in positional)
+
+        def place(injected: str) -> int | None:
+            if injected not in wants:
+                return None
+            return plan.index(injected) if injected in plan else len(plan)
+
+        var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
+        is_async = inspect.iscoroutinefunction(fn)
+        return cls(fn, name, is_async, plan, place(_CTX), place(_JOB_ID), var_positional)
 
     def bind(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Any, job_id: str
@@ -210,10 +211,10 @@ class Target:
         Raises:
             CallRefused: more positional arguments than the function takes besides those.
         """
-        if not self.injects:
+        if self.ctx_at is None and self.job_id_at is None:
             return args, kwargs
         given: list[Any] = []
-        taken, placed = 0, set[str]()
+        taken = reached = 0
         for slot in self.plan:
             if slot is None:
                 if taken == len(args):
@@ -222,17 +223,20 @@ class Target:
                 taken += 1
             else:
                 given.append(ctx if slot == _CTX else kwargs.pop(_JOB_ID, job_id))
-                placed.add(slot)
+            reached += 1
         if taken < len(args):
             if not self.var_positional:
-                passed = " and ".join(n for n in (_CTX, _JOB_ID) if n in placed)
-                raise CallRefused(
-                    f"{self.name} takes {self.plan.count(None)} positional argument(s), got "
-                    f"{len(args)}" + (f" ({passed}: passed by the worker)" if passed else "")
-                )
+                raise self._too_many(len(args))
             given += args[taken:]
-        if self.wants_ctx and _CTX not in placed:
+        if self.ctx_at is not None and self.ctx_at >= reached:
             kwargs[_CTX] = ctx
-        if self.wants_job_id and _JOB_ID not in placed:
+        if self.job_id_at is not None and self.job_id_at >= reached:
             kwargs.setdefault(_JOB_ID, job_id)
         return tuple(given), kwargs
+
+    def _too_many(self, got: int) -> CallRefused:
+        passed = " and ".join(n for n in (_CTX, _JOB_ID) if n in self.plan)
+        return CallRefused(
+            f"{self.name} takes {self.plan.count(None)} positional argument(s), got {got}"
+            + (f" ({passed}: passed by the worker)" if passed else "")
+        )
