@@ -7,6 +7,7 @@ consumer-group leases, fenced outcomes, retries with backoff, and live events.
 
 from .client import Client
 from .errors import (
+    CallRefused,
     ConnectionFailed,
     ExecutorError,
     JobCancelled,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallExecutor",
+    "CallRefused",
     "Client",
     "ConnectionFailed",
     "Event",

@@ -22,6 +22,7 @@ from . import queries, tracing
 from .connection import Backend, resolve_url
 from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
+from .executors._callspec import check_call_payload
 from .job import FINAL_STATUSES, Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
 from .options import JobOptions, new_job_id
@@ -134,6 +135,8 @@ class Client:
     ) -> tuple[str, list[Arg]]:
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
+        if kind == "call":
+            check_call_payload(payload)
         if opts:
             job_id, tail = self.options.with_overrides(opts)
         else:
@@ -184,6 +187,8 @@ class Client:
             The job as written (or as it already was, for a duplicate `job_id`).
 
         Raises:
+            CallRefused: a ``call`` payload no worker would run: a malformed, private or dunder
+                function name, ill-shaped arguments, or ``ctx`` among them (nothing is written).
             SerializationError: the payload is not msgpack-encodable (nothing is written).
             PayloadTooLarge: the encoded payload is over the cap (nothing is written).
             ConnectionFailed: Redis cannot be reached.

@@ -14,6 +14,7 @@ The tree::
     ├── UnknownExecutor         no executor for a job's kind on this worker
     ├── ExecutorError           an executor's run failed: exit code, HTTP status, timeout, refusal
     │   └── PayloadError        a payload the executor cannot use (never retried)
+    │       └── CallRefused     a `call` payload naming a function that may not run
     └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
 
 ``except TimeoutError`` catches `WaitTimeout`, as the JobManager seed expects.
@@ -101,6 +102,16 @@ class PayloadError(ExecutorError, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class CallRefused(PayloadError):
+    """A ``call`` payload that may not run, for the reason its message gives.
+
+    A malformed, private or dunder function name, arguments of the wrong shape, the reserved
+    ``ctx`` passed by the caller, or (on a worker) a name that is neither registered nor a
+    function defined in an allowed module. :meth:`Client.enqueue` raises it, writing nothing,
+    for what a producer can tell; a worker fails such a job for good with its message.
+    """
 
 
 class Retry(RedisJobsError):

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import inspect
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 from .client import Client
-from .errors import JobFailed, JobNotFound
+from .errors import CallRefused, JobFailed, JobNotFound
 from .executors import ExecContext
+from .executors._callspec import find_function, valid_name
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
 from .options import new_job_id
@@ -41,17 +42,20 @@ H = TypeVar("H", bound=Handler)
 
 
 def _importable(func: Callable[..., Any]) -> bool:
-    """True when a worker in another process finds `func` by its ``module:qualname``."""
-    module, _, qualname = function_ref(func).partition(":")
-    if "<" in qualname or module == "__main__":
-        return False
+    """True when a worker in another process (allowing its module) finds `func` by its
+    ``module:qualname``: a public function defined where its name says."""
+    ref = function_ref(func)
     try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
+        return valid_name(ref) and find_function(ref) == func
+    except CallRefused:
         return False
-    return obj is func
+
+
+def _local_name(func: Callable[..., Any], n: int) -> str:
+    """The `n`-th name only this manager's worker knows: the words of `func`'s ``module:qualname``
+    (a closure's, a lambda's or a private function's name is none a payload may use)."""
+    words = ".".join(re.findall(r"[A-Za-z][A-Za-z0-9_]*", function_ref(func)))
+    return f"{words[:150].rstrip('.') or 'job'}_{n}"
 
 
 class JobManager:
@@ -218,7 +222,7 @@ class JobManager:
                 f"{function_ref(func)} cannot run on workers in other processes: submit a "
                 "module-level function, or let this manager run its own workers"
             )
-        ref = function_ref(func) if importable else f"{function_ref(func)}#{len(self._refs)}"
+        ref = function_ref(func) if importable else _local_name(func, len(self._refs))
         self._call.register(self._adapt(func), name=ref)
         with contextlib.suppress(TypeError):
             self._refs[func] = ref

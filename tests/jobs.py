@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from shutil import copyfile  # an imported function: `tests.jobs:copyfile` must be refused
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -141,3 +142,41 @@ async def fails_after(seconds: float, message: str = "boom") -> None:
     """Sleeps, then raises (its traceback goes to the job's log)."""
     await asyncio.sleep(seconds)
     raise RuntimeError(message)
+
+
+def copy(source: str, target: str) -> str:
+    """Copies a file (with a function this module imports)."""
+    return copyfile(source, target)
+
+
+async def resize(ctx: ExecContext, path: str, width: int) -> dict[str, Any]:
+    """The README's job: `ctx` first, then the caller's arguments."""
+    await ctx.set_progress(100)
+    return {"path": path, "width": width}
+
+
+def placed(a: int, ctx: ExecContext, b: int = 2, *rest: int, job_id: str = "") -> list[Any]:
+    """`ctx` between the caller's positional arguments, `job_id` keyword-only."""
+    return [a, b, list(rest), ctx.job_id == job_id, job_id]
+
+
+def tagged(job_id: str, label: str) -> str:
+    """`job_id` first: the caller's positional arguments skip it."""
+    return f"{label}:{job_id}"
+
+
+class Maths:
+    """Static and class methods are callable as ``tests.jobs:Maths.<name>``; the rest is not."""
+
+    factor = 3
+
+    @staticmethod
+    def double(x: int) -> int:
+        return 2 * x
+
+    @classmethod
+    def triple(cls, x: int) -> int:
+        return cls.factor * x
+
+    def instance_only(self, x: int) -> int:
+        return x

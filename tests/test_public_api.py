@@ -43,16 +43,3 @@ def test_benchmark_smoke_run() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "| Metric |" in out.stdout and "jobs/s" in out.stdout
-
-
-def test_readme_quickstart_runs() -> None:
-    """The README's quickstart, run as written on the embedded backend."""
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    code = code.replace('url = "redis://localhost:6379/0"', 'url = "memory://readme"')
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert "{'path': 'a.png', 'width': 640}" in out.stdout
-    assert out.stdout.index("started") < out.stdout.index("completed")

@@ -1,7 +1,8 @@
 """The job function the fleet's workers run.
 
 A worker serves it with ``redisjobs worker --function examples.fleet.tasks:resize``; a producer
-names it in a ``call`` payload: ``{"fn": "examples.fleet.tasks:resize", "args": {...}}``.
+names it in a ``call`` payload: ``{"fn": "examples.fleet.tasks:resize", "args": {...}}``, or
+with positional arguments, ``"args": [7, 320]`` (the worker passes ``ctx`` itself).
 """
 
 from __future__ import annotations

@@ -6,21 +6,25 @@ import argparse
 import math
 from typing import Any
 
+from ..errors import CallRefused
 from ..job import Job, JobStatus
-from .common import connect, find_job
+from .common import UsageError, connect, find_job
 from .render import excerpt, job_document, percent, print_json, table, to_json, when
 
 
 async def enqueue(args: argparse.Namespace) -> int:
     """Enqueue one job; print its id (and with ``--wait``, its result)."""
     async with connect(args.redis, args.command, args.queue) as client:
-        job = await client.enqueue(
-            args.kind,
-            args.payload,
-            delay=args.delay,
-            max_retries=args.max_retries,
-            timeout=args.timeout,
-        )
+        try:
+            job = await client.enqueue(
+                args.kind,
+                args.payload,
+                delay=args.delay,
+                max_retries=args.max_retries,
+                timeout=args.timeout,
+            )
+        except CallRefused as exc:  # the payload argument is wrong: exit status 2
+            raise UsageError(str(exc)) from None
         document: dict[str, Any] = {"id": job.id, "queue": job.queue, "status": job.status}
         if not args.json:
             print(job.id, flush=True)  # before waiting: the id is worth having if the wait fails

@@ -1,11 +1,13 @@
 """Kind ``call``: run a Python callable named in the payload, from an allow-list only.
 
 Payload: ``{"fn": "module:qualname", "args": {...} | [...], "kwargs": {...}}``. A worker runs
-only functions registered with it or found in modules it allows, never an arbitrary import path
-from Redis. Coroutine functions are awaited on the worker's loop; plain functions run in
-threads, so blocking code cannot starve the loop (and with it the heartbeats). A function that
-takes a parameter named ``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one
-named ``job_id`` its job's id (unless the payload's arguments set it).
+only functions registered with it or *defined* in modules it allows, never an arbitrary import
+path from Redis (:mod:`._callspec` says what a name may be and how it is looked up). Coroutine
+functions are awaited on the worker's loop; plain functions run in threads, so blocking code
+cannot starve the loop (and with it the heartbeats). A function that takes a parameter named
+``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one named ``job_id`` its
+job's id (unless the payload's keyword arguments set it); positional payload arguments fill the
+other parameters, wherever those two stand.
 
 Cancelling a coroutine job interrupts it at its next ``await``; a plain function in a thread
 cannot be interrupted, so the job is recorded as cancelled (or timed out) while the thread runs
@@ -20,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UnknownExecutor
+from ..errors import CallRefused
 from . import ExecContext
+from ._callspec import Target, call_arguments, check_name, find_function, valid_name
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -37,22 +37,6 @@ log = logging.getLogger("redisjobs.worker")
 def function_ref(fn: Callable[..., Any]) -> str:
     """The ``module:qualname`` name a producer puts in a ``call`` payload for `fn`."""
     return f"{fn.__module__}:{fn.__qualname__}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    fn: Callable[..., Any]
-    is_async: bool
-    wants_ctx: bool
-    wants_job_id: bool
-
-
-def _target(fn: Callable[..., Any]) -> _Target:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    return _Target(fn, inspect.iscoroutinefunction(fn), "ctx" in params, "job_id" in params)
 
 
 class CallExecutor:
@@ -75,7 +59,7 @@ class CallExecutor:
         modules: Iterable[str] = (),
         max_threads: int = 32,
     ) -> None:
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
         self._modules = tuple(modules)
         self._max_threads = max_threads
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -88,59 +72,61 @@ class CallExecutor:
                 self.register(fn)
 
     def register(self, fn: Callable[..., Any], *, name: str | None = None) -> str:
-        """Allow `fn`; returns the name a payload's ``fn`` uses for it."""
-        target = _target(fn)
-        ref = name or function_ref(fn)
-        self._targets[ref] = target
-        if name is None and getattr(fn, "__name__", "<lambda>") != "<lambda>":
-            self._targets.setdefault(fn.__name__, target)
-        return ref
+        """Allow `fn`; returns the name a payload's ``fn`` uses for it.
+
+        Without `name`, `fn` is registered under :func:`function_ref` and its plain
+        ``__name__``, those of the two a payload may use.
+
+        Raises:
+            CallRefused: no name a payload may use (a private function, say: register it under
+                a public `name`).
+        """
+        if name is not None:
+            names = [check_name(name)]
+        else:
+            short = getattr(fn, "__name__", "")
+            names = [n for n in (function_ref(fn), short) if isinstance(n, str) and valid_name(n)]
+            if not names:
+                raise CallRefused(
+                    f"{function_ref(fn)} has no name a call payload may use: register it under "
+                    "a public one"
+                )
+        target = self._targets[names[0]] = Target.of(fn, names[0])
+        for alias in names[1:]:
+            self._targets.setdefault(alias, target)
+        return names[0]
 
     def _module_allowed(self, module: str) -> bool:
         return any(module == m or module.startswith(m + ".") for m in self._modules)
 
-    def resolve(self, ref: str) -> _Target:
+    def resolve(self, ref: str) -> Target:
         """The allowed callable named `ref`.
 
         Raises:
-            UnknownExecutor: `ref` is neither registered nor in an allowed module.
+            CallRefused: `ref` is neither registered nor a function defined in an allowed
+                module, or is no name a payload may use.
         """
         target = self._targets.get(ref)
         if target is not None:
             return target
-        module, _, qualname = ref.partition(":")
-        if not qualname or "<" in qualname or not self._module_allowed(module):
-            raise UnknownExecutor(
-                f"function {ref!r} is not allowed on this worker (register it, or allow its module)"
+        module, colon, _ = check_name(ref).partition(":")
+        if not colon or not self._module_allowed(module):
+            raise CallRefused(
+                f"function {ref!r} refused: it is not allowed on this worker (register it, or "
+                "allow its module)"
             )
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        if not callable(obj):
-            raise UnknownExecutor(f"{ref!r} is not callable")
-        target = self._targets[ref] = _target(obj)
+        target = self._targets[ref] = Target.of(find_function(ref), ref)
         return target
 
     async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
         """Call the function the payload names with the payload's arguments."""
-        if not isinstance(payload, Mapping) or not isinstance(payload.get("fn"), str):
-            raise ValueError('a call payload is {"fn": "module:qualname", "args": {...}}')
-        target = self.resolve(payload["fn"])
-        raw_args = payload.get("args")
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = dict(payload.get("kwargs") or {})
-        if isinstance(raw_args, Mapping):
-            kwargs.update(raw_args)
-        elif raw_args is not None:
-            args = tuple(raw_args)
-        if target.wants_ctx:
-            kwargs["ctx"] = ctx
-        if target.wants_job_id and "job_id" not in kwargs:
-            kwargs["job_id"] = job_id
+        ref, args, kwargs = call_arguments(payload)
+        target = self.resolve(ref)
+        args, kwargs = target.bind(args, kwargs, ctx, job_id)
         if target.is_async:
             return await target.fn(*args, **kwargs)
         call = functools.partial(target.fn, *args, **kwargs)
-        return await self._in_thread(call, job_id, payload["fn"])
+        return await self._in_thread(call, job_id, ref)
 
     async def _in_thread(self, call: Callable[[], Any], job_id: str, ref: str) -> Any:
         """Run `call` in a daemon thread (once one of the `max_threads` slots is free)."""
