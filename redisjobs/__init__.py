@@ -9,6 +9,7 @@ from .client import Client
 from .errors import (
     ConnectionFailed,
     ExecutorError,
+    InvalidJobId,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -39,6 +40,7 @@ __all__ = [
     "ExecContext",
     "Executor",
     "ExecutorError",
+    "InvalidJobId",
     "Job",
     "JobCancelled",
     "JobFailed",
