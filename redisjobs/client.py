@@ -24,7 +24,7 @@ from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, Wait
 from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
 from .executors._callspec import check_call_payload
 from .job import FINAL_STATUSES, Job, JobStatus
-from .keys import QUEUES_KEY, QueueKeys
+from .keys import QUEUES_KEY, QueueKeys, check_job_id
 from .options import JobOptions, new_job_id
 from .queries import JobPage, WorkerInfo
 from .scripts import ENQUEUE_STRIDE, Arg, Scripts
@@ -46,7 +46,10 @@ class Client:
         max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults
             for :meth:`enqueue` (seconds for times).
 
-    Use it as ``async with Client(url) as client:``; it connects on first use otherwise.
+    Use it as ``async with Client(url) as client:``; it connects on first use otherwise. Every
+    call that takes a `job_id` raises :class:`~redisjobs.errors.InvalidJobId` (a ValueError),
+    before anything is read or written, for an id that is not
+    :data:`~redisjobs.keys.JOB_ID_RULE`.
     """
 
     def __init__(
@@ -128,6 +131,11 @@ class Client:
             keys = self._keys[q] = QueueKeys(q)
         return keys
 
+    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
+        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
+        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
+        return self.keys(queue)
+
     # -- enqueue --------------------------------------------------------------------------------
 
     def _row(
@@ -173,6 +181,8 @@ class Client:
             queue: the queue (default: the client's).
             job_id: a caller-chosen id, which makes the enqueue idempotent: while a job with
                 this id exists, enqueueing it again writes nothing and returns that job.
+                1-200 characters of ``A-Z a-z 0-9 _ - . @ + =``, not starting with ``-`` or
+                ``.`` (default: 32 random hex digits).
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
             max_retries: attempts after the first when it fails.
@@ -191,6 +201,7 @@ class Client:
                 function name, ill-shaped arguments, or ``ctx`` among them (nothing is written).
             SerializationError: the payload is not msgpack-encodable (nothing is written).
             PayloadTooLarge: the encoded payload is over the cap (nothing is written).
+            InvalidJobId: `job_id` is not a valid job id (nothing is written).
             ConnectionFailed: Redis cannot be reached.
         """
         opts = {
@@ -283,15 +294,16 @@ class Client:
 
     async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
         """The job's current state, or None when it does not exist (or has expired)."""
+        keys = self._job_keys(job_id, queue)
         redis, _ = await self._conn()
-        keys = self.keys(queue)
         h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return Job.from_hash(keys.queue, job_id, h) if h else None
 
     async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
         """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
+        keys = self._job_keys(job_id, queue)
         redis, _ = await self._conn()
-        lines: list[bytes] = await redis.lrange(self.keys(queue).job_log(job_id), 0, -1)  # type: ignore[assignment]
+        lines: list[bytes] = await redis.lrange(keys.job_log(job_id), 0, -1)  # type: ignore[assignment]
         return [line.decode("utf-8", "replace") for line in lines]
 
     async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
@@ -320,9 +332,9 @@ class Client:
             JobCancelled: it was cancelled.
             JobNotFound: there is no such job.
         """
+        keys = self._job_keys(job_id, queue)
         await self._conn()
         assert self._subscriber is not None
-        keys = self.keys(queue)
         try:
             async with asyncio.timeout(timeout):
                 async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
@@ -389,8 +401,9 @@ class Client:
             True when it was cancelled (pending/scheduled) or its worker was told to stop it
             (running); False when it had already finished or does not exist.
         """
+        keys = self._job_keys(job_id, queue)
         _, scripts = await self._conn()
-        outcome = await scripts.cancel(self.keys(queue), job_id, new_job_id())
+        outcome = await scripts.cancel(keys, job_id, new_job_id())
         return outcome in ("cancelled", "requested")
 
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
@@ -401,8 +414,9 @@ class Client:
         Returns:
             True when it was put back in the queue; False when it is not failed (or gone).
         """
+        keys = self._job_keys(job_id, queue)
         _, scripts = await self._conn()
-        return await scripts.retry(self.keys(queue), [job_id]) == 1
+        return await scripts.retry(keys, [job_id]) == 1
 
     async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
         """Delete a job that failed for good now, instead of after its `result_ttl`.
@@ -410,8 +424,9 @@ class Client:
         Returns:
             True when it was deleted; False when it is not failed (or already gone).
         """
+        keys = self._job_keys(job_id, queue)
         _, scripts = await self._conn()
-        return await scripts.purge(self.keys(queue), [job_id]) == 1
+        return await scripts.purge(keys, [job_id]) == 1
 
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
@@ -440,11 +455,10 @@ class Client:
         self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None
     ) -> bool:
         """Record progress (0-100) of a running job from outside its worker."""
+        keys = self._job_keys(job_id, queue)
         _, scripts = await self._conn()
         value = float(progress)
-        return await scripts.progress(
-            self.keys(queue), job_id, None, value, pack_float(value), message or ""
-        )
+        return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -466,9 +480,9 @@ class Client:
             on_recheck: awaited after the pub/sub connection was lost and restored, when
                 events may have been missed (look up what you were waiting for).
         """
+        keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
         redis, _ = await self._conn()
         assert self._subscriber is not None
-        keys = self.keys(queue)
         async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
             yield ev
 

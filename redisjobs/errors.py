@@ -7,6 +7,7 @@ The tree::
     ├── RedisOutOfMemory        Redis refused an enqueue: out of memory (maxmemory, noeviction)
     ├── SerializationError      a payload or result msgpack cannot encode/decode
     │   └── PayloadTooLarge     an encoded payload is over the client's size cap
+    ├── InvalidJobId            a caller's job id is not 1-200 of the job id charset (a ValueError)
     ├── JobNotFound             no job with that id (never existed, or expired after result_ttl)
     ├── JobFailed               `wait` on a job that failed for good; carries the error text
     │   └── JobCancelled        `wait` on a job that was cancelled
@@ -45,6 +46,13 @@ class SerializationError(RedisJobsError, TypeError):
 
 class PayloadTooLarge(SerializationError, ValueError):
     """An encoded payload is larger than the client's `max_payload_bytes`."""
+
+
+class InvalidJobId(RedisJobsError, ValueError):
+    """A job id a caller gave is not one (see :data:`redisjobs.keys.JOB_ID_RULE`).
+
+    Raised before anything is read or written: such an id could name another key of the queue.
+    """
 
 
 class JobNotFound(RedisJobsError, KeyError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from .keys import check_job_id
 from .scripts import Arg
 
 PER_JOB = frozenset({"job_id", "delay", "at"})
@@ -66,7 +67,7 @@ class JobOptions:
 
         Raises:
             TypeError: an unknown option.
-            ValueError: an invalid value.
+            ValueError: an invalid value (InvalidJobId: an invalid `job_id`).
         """
         known = {f.name for f in fields(self)}
         unknown = set(opts) - known - PER_JOB
@@ -74,9 +75,8 @@ class JobOptions:
             raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
         changed = {k: v for k, v in opts.items() if v is not None and k in known}
         merged = replace(self, **changed) if changed else self
-        job_id = str(opts.get("job_id") or new_job_id())
-        if len(job_id) > 200:
-            raise ValueError("job_id must be 1-200 characters")
+        given = opts.get("job_id")
+        job_id = new_job_id() if given is None else check_job_id(given)
         return job_id, merged.tail(_ms(opts.get("delay"), "delay"), _at_ms(opts.get("at")))
 
 

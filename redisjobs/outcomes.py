@@ -4,6 +4,12 @@ Successes are collected and written by one `complete` call per flush, so a burst
 finish together costs one round trip. Log lines ride along in the same flush, before the
 outcomes they belong to. Writes retry through Redis outages (the fencing token makes a re-sent
 outcome harmless); a run whose lease is lost stops retrying, since its outcome would be rejected.
+
+An error that retrying cannot fix (a key of the wrong type where a job's log or hash should be, a
+script error) must never hold up the outcomes of other jobs: a batch that fails so is halved
+until the job(s) to blame are found, the others are recorded, and each job to blame is failed for
+good with the reason, or, when even that is refused, let go (its lease runs out and another run
+takes over). A job's log lines that Redis refuses so are dropped, with one warning.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 
-from .connection import Backoff
+from .connection import Backoff, is_transient
 from .keys import QueueKeys
 from .scripts import Scripts
 
@@ -27,6 +33,8 @@ COMPLETE_BATCH = 128
 """Results per `complete` call: each script stays a few ms long, however many jobs finished."""
 LOG_TTL_MS = 7 * 86400 * 1000  # until the job finishes and its result_ttl takes over
 
+Result = tuple[str, int, bytes]  # job id, lease, result (msgpack)
+
 
 class Outcomes:
     """The outcome writer of one worker.
@@ -36,7 +44,8 @@ class Outcomes:
         scripts: the scripts.
         keys: the queue.
         worker_id: the worker (fencing is per lease, the id is for the record).
-        recorded: called with (job id, lease) once a job's outcome is written or rejected.
+        recorded: called with (job id, lease) once a job's outcome is written or rejected, or
+            the job is let go.
     """
 
     def __init__(
@@ -52,10 +61,11 @@ class Outcomes:
         self._keys = keys
         self._worker_id = worker_id
         self._recorded = recorded
-        self._done: list[tuple[str, int, bytes]] = []
+        self._done: list[Result] = []
         self._logs: dict[str, list[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._dropping = False  # log lines are being dropped: Redis is out of memory
+        self._unloggable: set[str] = set()  # jobs whose log key refused lines (warned once)
 
     def log_line(self, job_id: str, line: str) -> None:
         """Buffer a job's log line for the next flush."""
@@ -79,24 +89,75 @@ class Outcomes:
         defer_ms: int,
         lost: Callable[[], bool],
     ) -> str | None:
-        """Record a failed (or cancelled) run; returns the script's outcome, None if `lost()`."""
+        """Record a failed (or cancelled) run; returns the script's outcome, None if `lost()`
+        (or the job was let go: see :meth:`_give_up`)."""
         backoff = Backoff(f"record failure of {job_id}", log)
         while not lost():
             try:
                 await self.write_logs()
-                outcome, _ = await self._scripts.fail(
-                    self._keys, self._worker_id, job_id, lease, error, mode=mode, defer_ms=defer_ms
-                )
-            except (RedisError, OSError) as exc:
+                return await self._fail(job_id, lease, error, mode, defer_ms)
+            except (RedisError, OSError) as exc:  # transient only: the others are handled
                 await backoff.failed(exc)
-                continue
-            if outcome == "stale":
-                log.info("outcome of job %s rejected: another worker owns it now", job_id)
-            elif outcome == "failed":
-                log.warning("job %s failed: %s", job_id, error)
-            self._recorded(job_id, lease)
-            return outcome
         return None
+
+    async def _fail(
+        self, job_id: str, lease: int, error: str, mode: str, defer_ms: int
+    ) -> str | None:
+        try:
+            outcome, _ = await self._scripts.fail(
+                self._keys, self._worker_id, job_id, lease, error, mode=mode, defer_ms=defer_ms
+            )
+        except (RedisError, OSError) as exc:
+            if is_transient(exc):
+                raise
+            return await self._give_up(
+                job_id, lease, f"could not record the failure ({error})", exc
+            )
+        if outcome == "stale":
+            log.info("outcome of job %s rejected: another worker owns it now", job_id)
+        elif outcome == "failed":
+            log.warning("job %s failed: %s", job_id, error)
+        self._finished(job_id, lease)
+        return outcome
+
+    async def _give_up(self, job_id: str, lease: int, what: str, exc: Exception) -> str | None:
+        """Fail a job for good whose outcome Redis refused with a permanent error `exc`; when
+        that is refused too, let the job go (its lease runs out and another run takes over, up
+        to max_deliveries times). Never a retry loop: the same write would fail the same way.
+
+        Returns:
+            The `fail` script's outcome; None when the job was let go.
+
+        Raises:
+            RedisError, OSError: a transient error; nothing was decided, try again.
+        """
+        why = f"{what}: {exc}"
+        outcome: str | None
+        try:
+            outcome, _ = await self._scripts.fail(
+                self._keys, self._worker_id, job_id, lease, why, mode="fatal"
+            )
+        except (RedisError, OSError) as again:
+            if is_transient(again):
+                raise
+            log.error(
+                "job %s: %s; failing it was refused too (%s): let go, another run takes over "
+                "when its lease runs out",
+                job_id,
+                why,
+                again,
+            )
+            outcome = None
+        if outcome == "failed":
+            log.error("job %s failed: %s", job_id, why)
+        elif outcome is not None:  # 'stale' or 'dup': another run owns it, or it was recorded
+            log.info("job %s: %s (%s)", job_id, why, outcome)
+        self._finished(job_id, lease)
+        return outcome
+
+    def _finished(self, job_id: str, lease: int) -> None:
+        self._unloggable.discard(job_id)
+        self._recorded(job_id, lease)
 
     def _schedule(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -106,22 +167,44 @@ class Outcomes:
         backoff = Backoff(f"record results on {self._keys.queue}", log)
         while self._done or self._logs:
             batch, self._done = self._done[:COMPLETE_BATCH], self._done[COMPLETE_BATCH:]
+            parts = [batch] if batch else []
             try:
                 await self.write_logs()
-                codes = (
-                    await self._scripts.complete(self._keys, self._worker_id, batch)
-                    if batch
-                    else []
-                )
-            except (RedisError, OSError) as exc:
-                self._done[:0] = batch
+                while parts:
+                    await self._complete(parts)
+            except (RedisError, OSError) as exc:  # transient only: the others are handled
+                self._done[:0] = [result for part in parts for result in part]
                 await backoff.failed(exc)
                 continue
             backoff.ok()
-            for (job_id, lease, _), code in zip(batch, codes, strict=True):
-                if code == 0:
-                    log.info("result of job %s rejected: another worker owns it now", job_id)
-                self._recorded(job_id, lease)
+
+    async def _complete(self, parts: list[list[Result]]) -> None:
+        """Write the results of the last of `parts` and take it off the list.
+
+        A part that fails for good is replaced by its two halves, down to the one job to blame,
+        which is failed or let go (:meth:`_give_up`). A script that fails midway keeps what it
+        wrote before (Redis does not roll scripts back): those results answer "re-sent" when
+        their half is sent again, and nothing is written twice. Transient errors raise, leaving
+        `parts` as what is still to write.
+        """
+        part = parts[-1]
+        try:
+            codes = await self._scripts.complete(self._keys, self._worker_id, part)
+        except (RedisError, OSError) as exc:
+            if is_transient(exc):
+                raise
+            if len(part) > 1:
+                parts[-1:] = [part[len(part) // 2 :], part[: len(part) // 2]]
+                return
+            job_id, lease, _ = part[0]
+            await self._give_up(job_id, lease, "could not record the result", exc)
+            parts.pop()
+            return
+        parts.pop()
+        for (job_id, lease, _), code in zip(part, codes, strict=True):
+            if code == 0:
+                log.info("result of job %s rejected: another worker owns it now", job_id)
+            self._finished(job_id, lease)
 
     async def drain(self, timeout: float) -> None:
         """Wait (up to `timeout` s) until everything buffered is written."""
@@ -129,7 +212,15 @@ class Outcomes:
             await asyncio.wait([self._flusher], timeout=timeout)
 
     async def write_logs(self) -> None:
-        """Write buffered log lines now (capped per job, expiring with the job)."""
+        """Write buffered log lines now (capped per job, expiring with the job).
+
+        Lines Redis refuses for good (the job's log key holds another type) are dropped, with
+        one warning per job; so is every line while Redis is out of memory.
+
+        Raises:
+            RedisError, OSError: a transient error; the lines it concerns are kept for the next
+                try, the others were written.
+        """
         if not self._logs:
             return
         logs, self._logs = self._logs, {}
@@ -140,23 +231,53 @@ class Outcomes:
                     pipe.rpush(key, *lines)
                     pipe.ltrim(key, -LOG_LINES_KEPT, -1)
                     pipe.pexpire(key, LOG_TTL_MS)
-                await pipe.execute()
-        except OutOfMemoryError:
-            # Outcome scripts may use Redis's last memory (allow-oom); log lines may not, and
-            # must not hold the outcomes back either: they are dropped. (The error quotes the
-            # command, i.e. the job's own lines: it stays out of the worker's log.)
-            if not self._dropping:
-                dropped = sum(len(x) for x in logs.values())
-                log.warning(
-                    "Redis is out of memory (maxmemory): %d log lines of %d jobs dropped, and "
-                    "more until it has memory again",
-                    dropped,
-                    len(logs),
-                )
-            self._dropping = True
-            return
+                # Per-command replies: one job's refused key must not fail the others' lines.
+                replies = await pipe.execute(raise_on_error=False)
         except BaseException:
-            for job_id, lines in logs.items():
-                self._logs.setdefault(job_id, [])[:0] = lines
+            self._keep(logs)
             raise
-        self._dropping = False
+        self._settle(logs, replies)
+
+    def _settle(self, logs: dict[str, list[str]], replies: list[object]) -> None:
+        """Act on each job's replies of :meth:`write_logs` (three per job)."""
+        transient: Exception | None = None
+        dropped = [0, 0]  # lines, jobs
+        for n, (job_id, lines) in enumerate(logs.items()):
+            exc = next((r for r in replies[3 * n : 3 * n + 3] if isinstance(r, Exception)), None)
+            if exc is None:
+                self._unloggable.discard(job_id)
+            elif isinstance(exc, OutOfMemoryError):
+                dropped[0] += len(lines)
+                dropped[1] += 1
+            elif is_transient(exc):
+                self._keep({job_id: lines})
+                transient = exc
+            elif job_id not in self._unloggable:
+                self._unloggable.add(job_id)
+                log.warning(
+                    "log lines of job %s dropped: Redis refuses them at %s (%s)",
+                    job_id,
+                    self._keys.job_log(job_id),
+                    exc,
+                )
+        self._out_of_memory(*dropped)
+        if transient is not None:
+            raise transient
+
+    def _out_of_memory(self, lines: int, jobs: int) -> None:
+        # Outcome scripts may use Redis's last memory (allow-oom); log lines may not, and must not
+        # hold the outcomes back either: they are dropped. (Replies are not annotated with the
+        # command, i.e. the job's own lines: they stay out of the worker's log.)
+        if lines and not self._dropping:
+            log.warning(
+                "Redis is out of memory (maxmemory): %d log lines of %d jobs dropped, and more "
+                "until it has memory again",
+                lines,
+                jobs,
+            )
+        self._dropping = bool(lines)
+
+    def _keep(self, logs: dict[str, list[str]]) -> None:
+        """Put lines that were not written back in front of those buffered since."""
+        for job_id, lines in logs.items():
+            self._logs.setdefault(job_id, [])[:0] = lines

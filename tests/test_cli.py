@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from redisjobs.keys import JOB_ID_RULE
 from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,6 +391,17 @@ def test_a_bad_argument_is_one_line_and_exit_status_2(args: tuple[str, ...]) -> 
     done = cli(*args)
     assert done.returncode == 2
     assert "Traceback" not in one_line_error(done)
+
+
+@pytest.mark.parametrize(
+    ("cmd", "hostile"), [("status", "victim:log"), ("watch", "a*"), ("cancel", "{q}")]
+)
+def test_a_hostile_job_id_is_one_line_and_exit_status_2(
+    redis_server: RedisServer, cmd: str, hostile: str
+) -> None:
+    done = cli(cmd, hostile, "--redis", redis_server.url)
+    assert done.returncode == 2
+    assert f"invalid job id {hostile!r}: a job id is {JOB_ID_RULE}" in one_line_error(done)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from redisjobs.engine import (
     Worker,
 )
 from redisjobs.executors import HTTPExecutor, HttpExecutor, SubprocessExecutor
+from redisjobs.keys import check_job_id
 from redisjobs.testing import RedisServer, unique_queue
 from tests.jobs import Napper
 
@@ -237,6 +238,14 @@ async def test_idempotency_keys_are_atomic(engine: Engine) -> None:
     assert len(set(ids)) == 1
     page = await (await engine.client()).list_jobs()
     assert [job.id for job in page.jobs] == [ids[0].hex]
+
+
+async def test_idempotency_keys_of_any_text_make_valid_ids(engine: Engine) -> None:
+    job_id = await engine.enqueue(kind="hello", payload={}, idempotency_key="victim:log")
+    assert check_job_id(job_id.hex) == job_id.hex  # a UUID of the key: never the key itself
+    for call in (engine.get, engine.cancel):
+        with pytest.raises(ValueError):
+            await call("victim:log")
 
 
 @pytest.mark.slow

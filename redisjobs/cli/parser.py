@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from ..demo import run_demo
 from ..job import JobStatus
-from ..keys import QueueKeys
+from ..keys import QueueKeys, check_job_id
 from . import dashboard, executors, follow, health, info, jobs, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
@@ -56,6 +56,14 @@ def queue_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def job_id(text: str) -> str:
+    """A valid job id (an argparse type)."""
+    try:
+        return check_job_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def json_value(text: str) -> Any:
     """A JSON document (an argparse type)."""
     try:
@@ -91,7 +99,7 @@ def _queue(p: argparse.ArgumentParser) -> None:
 
 
 def _job(p: argparse.ArgumentParser) -> None:
-    p.add_argument("job_id", metavar="JOB")
+    p.add_argument("job_id", metavar="JOB", type=job_id)
     p.add_argument(
         "--queue", "-q", type=queue_name, help="the job's queue (default: whichever holds it)"
     )

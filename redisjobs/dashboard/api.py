@@ -30,12 +30,12 @@ from .present import job_json
 from .security import BodyLimit, Guard, SecurityHeaders
 from .settings import DEFAULT_MAX_BODY_BYTES, Settings, parse_basic_auth
 from .validation import (
-    JOB_ID,
     MAX_BATCH,
     MAX_LIST,
     Invalid,
     JobSpec,
     count,
+    job_id,
     job_spec,
     queue_name,
     read_json,
@@ -59,15 +59,13 @@ class Api:
         self.client = client
 
     async def _find(self, request: Request) -> Job:
-        job_id = str(request.path_params["job_id"])
+        wanted = job_id(str(request.path_params["job_id"]))
         queue = request.query_params.get("queue")
         where = queue_name(queue) if queue is not None else None
-        if not JOB_ID.match(job_id):
-            raise HTTPException(404, f"no job {job_id!r}")
-        job = await data.find_job(self.client, job_id, where)
+        job = await data.find_job(self.client, wanted, where)
         if job is None:
             raise HTTPException(
-                404, f"no job {job_id!r} in {f'queue {where!r}' if where else 'any queue'}"
+                404, f"no job {wanted!r} in {f'queue {where!r}' if where else 'any queue'}"
             )
         return job
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from ..client import Client
 from ..events import Event
 from ..job import Job, JobStatus
+from ..keys import is_job_id
 from ..queries import WorkerInfo
 from ..serialization import unpackb
 
@@ -190,21 +190,14 @@ class Summaries:
 
 
 async def get_job(client: Client, job_id: str, queue: str) -> Job | None:
-    """The job `job_id` of `queue`, None when there is none.
-
-    An id like ``x:log`` names another key of the queue (a job's log list), not a job hash:
-    that is no job either.
-    """
-    try:
-        return await client.get(job_id, queue=queue)
-    except ResponseError as exc:
-        if "WRONGTYPE" in str(exc):
-            return None
-        raise
+    """The job `job_id` of `queue`, None when there is none (an invalid id names no job)."""
+    return await client.get(job_id, queue=queue) if is_job_id(job_id) else None
 
 
 async def find_job(client: Client, job_id: str, queue: str | None = None) -> Job | None:
     """The job `job_id` of `queue`, or of whichever known queue holds it (None: nowhere)."""
+    if not is_job_id(job_id):
+        return None
     if queue is not None:
         return await get_job(client, job_id, queue)
     queues = await client.queues()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..job import JobStatus
-from .validation import JOB_ID, MAX_BATCH, MAX_LIST, NUMBERS
+from ..keys import JOB_ID
+from .validation import MAX_BATCH, MAX_LIST, NUMBERS
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 STATUSES = [s.value for s in JobStatus]

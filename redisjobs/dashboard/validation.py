@@ -15,13 +15,12 @@ from typing import Any, NamedTuple
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ..keys import QueueKeys
+from ..errors import InvalidJobId
+from ..keys import JOB_ID_RULE, QueueKeys, check_job_id
 
 MAX_BATCH = 1000
 """Jobs in one ``jobs:batch`` request at most."""
 MAX_LIST = 500
-JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
-"""Ids a caller may choose: no ``:`` or braces, so an id can never name another key."""
 YEAR = 365 * 86400.0
 INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -61,6 +60,14 @@ def queue_name(name: str) -> str:
         raise Invalid(str(exc)) from None
 
 
+def job_id(value: Any, where: str = "job id") -> str:
+    """`value` when it is a valid job id (422 otherwise, naming `where`)."""
+    try:
+        return check_job_id(value)
+    except InvalidJobId:
+        raise Invalid(f"{where} must be {JOB_ID_RULE}") from None
+
+
 def _number(name: str, value: Any, where: str) -> float | int:
     integer, low, high = NUMBERS[name]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -87,9 +94,7 @@ def job_options(raw: Any, where: str = "options") -> dict[str, Any]:
         if value is None:
             continue
         if name == "job_id":
-            if not isinstance(value, str) or not JOB_ID.match(value):
-                raise Invalid(f"{where}.job_id must be 1-200 of A-Z a-z 0-9 _ . -")
-            out[name] = value
+            out[name] = job_id(value, f"{where}.job_id")
         elif name in NUMBERS:
             out[name] = _number(name, value, where)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from starlette.routing import Mount
 
 from redisjobs import Client
 from redisjobs.dashboard import create_api
+from redisjobs.keys import JOB_ID_RULE
 from tests.conftest import WorkerFactory
 from tests.jobs import echo, progress
 
@@ -93,7 +95,7 @@ async def test_batch(client: Client, dash: httpx.AsyncClient) -> None:
         ({"kind": "call", "options": {"delay": "soon"}}, 'delay must be a number, got "soon"'),
         ({"kind": "call", "options": {"timeout": True}}, "timeout must be a number"),
         ({"kind": "call", "options": {"retry_jitter": 2}}, "retry_jitter must be between 0 and 1"),
-        ({"kind": "call", "options": {"job_id": "a:b"}}, "job_id must be 1-200 of"),
+        ({"kind": "call", "options": {"job_id": "a:b"}}, f"options.job_id must be {JOB_ID_RULE}"),
         ({"kind": "call", "options": []}, "body.options must be an object"),
     ],
 )
@@ -104,6 +106,37 @@ async def test_invalid_job_is_422(
     assert response.status_code == 422
     assert words in response.json()["error"]
     assert (await client.stats())["enqueued"] == 0
+
+
+async def _keyspace(client: Client) -> list[bytes]:
+    return [k async for k in client.redis.scan_iter(match=client.keys().prefix + "*")]
+
+
+@pytest.mark.parametrize(
+    "hostile", ["victim:log", "a*", "[a]", "{q}", "-x", ".x", "a/b", "a b", "a\n", "", "a" * 201, 7]
+)
+async def test_a_hostile_job_id_to_enqueue_is_422_and_writes_nothing(
+    client: Client, dash: httpx.AsyncClient, hostile: Any
+) -> None:
+    one = {"kind": "call", "options": {"job_id": hostile}}
+    for path, body in (("jobs", one), ("jobs:batch", {"jobs": [{"kind": "call"}, one]})):
+        response = await dash.post(f"/api/queues/{client.queue}/{path}", json=body)
+        assert response.status_code == 422, (path, response.text)
+        assert f"job_id must be {JOB_ID_RULE}" in response.json()["error"]
+    assert await _keyspace(client) == []
+
+
+@pytest.mark.parametrize(
+    "hostile", ["victim:log", "a*", "[a]", "{q}", "-x", ".x", "a b", "a" * 201]
+)
+async def test_a_hostile_job_id_in_a_path_is_422(
+    client: Client, dash: httpx.AsyncClient, hostile: str
+) -> None:
+    for method, path in (("GET", ""), ("GET", "/events"), ("POST", "/cancel")):
+        response = await dash.request(method, f"/api/jobs/{quote(hostile, safe='')}{path}")
+        assert response.status_code == 422, (method, path, response.text)
+        assert response.json() == {"error": f"job id must be {JOB_ID_RULE}"}
+    assert await _keyspace(client) == []
 
 
 async def test_json_that_msgpack_cannot_hold(client: Client, dash: httpx.AsyncClient) -> None:
@@ -188,9 +221,9 @@ async def test_queues(client: Client, dash: httpx.AsyncClient) -> None:
 async def test_get_job_errors(client: Client, dash: httpx.AsyncClient) -> None:
     missing = await dash.get("/api/jobs/nope")
     assert missing.status_code == 404 and missing.json() == {"error": "no job 'nope' in any queue"}
-    newline = await dash.post("/api/jobs/a%0Ab/cancel")
+    newline = await dash.post("/api/jobs/a%0Ab/cancel")  # no route matches it
     assert newline.status_code == 404 and newline.headers["content-type"] == "application/json"
-    assert (await dash.get("/api/jobs/a:b")).status_code == 404
+    assert (await dash.get("/api/jobs/a:b")).status_code == 422
     bad_queue = await dash.get("/api/jobs/nope", params={"queue": "bad name"})
     assert bad_queue.status_code == 422
 
