@@ -36,6 +36,7 @@ EVENT_TYPES = (
     "failed",
     "cancelled",
     "reclaimed",
+    "released",
 )
 FINAL_EVENTS = FINAL_STATUSES  # a final event is named after the final status it records
 

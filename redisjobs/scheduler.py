@@ -4,6 +4,8 @@ Every worker runs one. `promote` returns the next due time on Redis's clock, so 
 exactly until then; a new earlier due time (a delayed enqueue announced on the control channel,
 or a retry this worker just scheduled) wakes it early. The sleep is capped and jittered so a fleet
 started together does not promote in lock-step, and a missed wake-up costs at most the cap.
+A backlog (100,000 jobs due at one moment) goes :data:`~redisjobs.scripts.PROMOTE_BATCH` jobs a
+call, back to back: every call is short, and other clients' commands run between two of them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from redis.exceptions import RedisError
 
 from .connection import Backoff
 from .keys import QueueKeys
-from .scripts import Scripts
+from .scripts import PROMOTE_BATCH, Scripts
 
 log = logging.getLogger("redisjobs.scheduler")
-
-PROMOTE_BATCH = 1000
 
 
 class Scheduler:

@@ -189,6 +189,8 @@ async def test_release_hands_back_without_burning_an_attempt(
     assert len(unstarted) == 1
     assert await scripts.release(keys, "w1", [(d.job_id, d.lease)]) == 2
     assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+    assert await events_of(client, d.job_id) == ["enqueued", "started", "released"]
+    assert await events_of(client, unstarted[0][1]) == ["enqueued"]  # it never left pending
     again = await scripts.start(keys, "w2", await read(client, "w2"))
     assert sorted(x.attempt for x in again) == [1, 1]
     assert {x.job_id for x in again} == {d.job_id, unstarted[0][1]}

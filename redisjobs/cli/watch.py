@@ -63,6 +63,8 @@ class State:
             self.status, self.message = "retrying", f"after: {ev.data.get('error')}"
         elif ev.type == "reclaimed":
             self.status, self.message = "pending", "its worker died; it runs again"
+        elif ev.type == "released":
+            self.status, self.message = "pending", "its worker stopped; it runs again"
         elif ev.type in FINAL_STATUSES:
             self.status = ev.type
             self.result, self.error = ev.data.get("result"), ev.data.get("error")

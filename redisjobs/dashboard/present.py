@@ -161,6 +161,8 @@ def event_details(data: Mapping[str, Any], cap: int = 160) -> str:
         parts.append(f"retry at {from_ms(data['due']).strftime('%H:%M:%S')} UTC")
     if "crashes" in data:
         parts.append(f"{data['crashes']} crashed deliveries")
+    if data.get("requeued") is True:
+        parts.append("back to the queue")
     if "result" in data:
         parts.append("→ " + to_json(plain(data["result"])))
     text = " · ".join(parts)

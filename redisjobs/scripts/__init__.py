@@ -36,6 +36,12 @@ NAMES = (
 ENQUEUE_STRIDE = 11
 """Number of ARGV values per job in ``enqueue.lua``."""
 
+PROMOTE_BATCH = 100
+"""Due jobs ``promote.lua`` moves per call. A job costs it 7-20 µs of Redis time (a quiet and
+a busy 2-core machine), so a call stays near 1-2 ms, far under the 10 ms any one script may
+block Redis for, and a backlog of any size goes in a series of short calls with other clients'
+commands in between."""
+
 Arg = str | bytes | int | float
 
 
@@ -165,7 +171,7 @@ class Scripts:
         outcome, due = await self._call("fail", keys, args)
         return outcome.decode(), int(due)
 
-    async def promote(self, keys: QueueKeys, limit: int = 1000) -> tuple[int, int, int]:
+    async def promote(self, keys: QueueKeys, limit: int = PROMOTE_BATCH) -> tuple[int, int, int]:
         """Move due jobs to ready; returns (moved, next due ms or -1, Redis now ms)."""
         moved, next_due, now = await self._call("promote", keys, [limit])
         return int(moved), int(next_due), int(now)

@@ -5,6 +5,9 @@
 -- ARGV[1]  worker id
 -- ARGV[2+] pairs: job id, lease of jobs this worker is running and will not finish
 -- Returns  the number of jobs handed back
+-- Events   released (worker, requeued) for each running job handed back, under the attempt
+--          of the interrupted run; entries read but never started emit nothing (their job
+--          never left pending)
 -- Effects  each job whose lease still matches goes back to pending under a new stream entry
 --          (its old entry is acknowledged and deleted) with its attempt given back: a graceful
 --          hand-back is not a crash and burns no attempt. Then every entry still in this
@@ -18,7 +21,9 @@ local released = 0
 local function requeue(jkey, jid, from, msg, attempt)
   drop_entry(msg)
   if from == 'running' then
-    redis.call('HSET', jkey, 'attempt', math.max(count_of(attempt, 1) - 1, 0))
+    local ran = count_of(attempt, 1)
+    redis.call('HSET', jkey, 'attempt', math.max(ran - 1, 0))
+    emit(jid, 'released', ran, now, {'worker', mp_str(worker), 'requeued', '\195'})
   end
   push_ready(jkey, jid)
   move_status(jid, from, 'pending', now)

@@ -142,7 +142,8 @@
   // The status an event leaves its job in.
   const STATUS_AFTER = {
     enqueued: "pending", started: "running", progress: "running", retrying: "scheduled",
-    reclaimed: "pending", completed: "completed", failed: "failed", cancelled: "cancelled",
+    reclaimed: "pending", released: "pending", completed: "completed", failed: "failed",
+    cancelled: "cancelled",
   };
 
   function applyJobEvent(root, ev) {
@@ -168,6 +169,7 @@
     if (d.error) parts.push(String(d.error));
     if (d.due) parts.push("retry at " + new Date(d.due).toISOString().slice(11, 19) + " UTC");
     if (d.crashes !== undefined) parts.push(d.crashes + " crashed deliveries");
+    if (d.requeued) parts.push("back to the queue");
     if (d.result !== undefined) parts.push("→ " + JSON.stringify(d.result));
     const text = parts.join(" · ");
     return text.length > 160 ? text.slice(0, 159) + "…" : text;
