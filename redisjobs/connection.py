@@ -198,10 +198,20 @@ def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
 
 
 # Replies that say "not here, not now" rather than "never": the server is loading, was demoted to
-# a replica by a failover, or a cluster is moving slots. A loop retries them (after a reconnect,
-# which finds the new master) instead of giving up.
+# a replica by a failover (which also ends blocked reads with UNBLOCKED), or a cluster is moving
+# slots. A loop retries them (after a reconnect, which finds the new master) instead of giving up.
 _TRANSIENT_REPLIES = frozenset(
-    ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "OOM")
+    (
+        "READONLY",
+        "UNBLOCKED",
+        "MOVED",
+        "ASK",
+        "CLUSTERDOWN",
+        "TRYAGAIN",
+        "MASTERDOWN",
+        "LOADING",
+        "OOM",
+    )
 )
 
 # redis-py's own classes for some of them (a MovedError's text no longer starts with MOVED).
