@@ -60,7 +60,7 @@ async def test_dashboard_metrics_after_some_jobs(
 
     app = create_app(client, basic_auth="ops:secret", routes=[metrics_route(client)])
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://dash.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as http:
         assert (await http.get("/metrics")).status_code == 401  # the pages' credentials
         response = await http.get("/metrics", auth=("ops", "secret"))
@@ -97,7 +97,7 @@ async def test_oldest_pending_age_and_busy_slots(
     waiting = await client.enqueue("call", {"fn": fn("add"), "args": [1, 2]})
     await asyncio.sleep(0.05)  # Redis's clock moves on; the age is measured with it
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://dash.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as http:
         m = parse((await http.get("/metrics")).text, queue)
         assert m[("redisjobs_queue_jobs", (("status", "pending"),))] == 1

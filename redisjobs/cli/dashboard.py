@@ -13,6 +13,8 @@ from .common import UsageError, on_stop_signals, redis_url
 
 TOKEN_ENV = "REDISJOBS_API_TOKEN"
 BASIC_AUTH_ENV = "REDISJOBS_BASIC_AUTH"
+ALLOWED_HOSTS_ENV = "REDISJOBS_ALLOWED_HOSTS"
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 
 def is_loopback(host: str) -> bool:
@@ -23,6 +25,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a name: it may resolve to anything
+
+
+def allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The Host names to answer to besides the defaults: ``--allowed-host`` (else
+    ``$REDISJOBS_ALLOWED_HOSTS``, comma-separated), and the bound host unless it is a wildcard
+    address (then each connection's own address is answered, see ``dashboard.hosts``)."""
+    given = args.allowed_host or os.environ.get(ALLOWED_HOSTS_ENV, "").split(",")
+    names = [name.strip() for name in given if name.strip()]
+    bound = args.host.removeprefix("[").removesuffix("]")
+    return names if bound in WILDCARD_BINDS else [*names, bound]
 
 
 def _load() -> tuple[Any, Any]:
@@ -63,6 +75,7 @@ async def run_dashboard(args: argparse.Namespace) -> int:
                 read_only=args.read_only,
                 basic_auth=basic,
                 api_token=token,
+                allowed_hosts=allowed_hosts(args),
                 routes=_metrics_routes(client),
             )
         except ValueError as exc:

@@ -275,6 +275,15 @@ def _dashboard(sub: Any) -> None:
         help=f"bearer token the API requires; needed to bind beyond loopback "
         f"(default: ${dashboard.TOKEN_ENV})",
     )
+    d.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        help="also answer requests whose Host is NAME (a proxy's or DNS name, *.domain, or *); "
+        "a Host that is none of these, localhost, this machine's addresses or --host gets 400; "
+        "repeatable "
+        f"(default: ${dashboard.ALLOWED_HOSTS_ENV}, comma-separated)",
+    )
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ holds the two together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -28,7 +28,7 @@ from ..job import Job, JobStatus
 from . import data, openapi, sse
 from .present import job_json
 from .security import BodyLimit, Guard, SecurityHeaders
-from .settings import DEFAULT_MAX_BODY_BYTES, Settings, parse_basic_auth
+from .settings import DEFAULT_MAX_BODY_BYTES, Settings
 from .validation import (
     MAX_BATCH,
     MAX_LIST,
@@ -184,6 +184,7 @@ def create_api(
     basic_auth: str | tuple[str, str] | None = None,
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The JSON API as an ASGI app of its own (:func:`create_app` mounts it at ``/api``).
 
@@ -193,8 +194,11 @@ def create_api(
         basic_auth: ``"user:password"``, accepted (besides the token) when set.
         api_token: the bearer token every request must carry, when set.
         max_body_bytes: larger request bodies are refused with 413.
+        allowed_hosts: Host names answered to besides ``localhost`` and the addresses the
+            requests arrive at (names a proxy or DNS gives this server): ``name``,
+            ``*.domain`` or ``*`` (any). Any other Host is refused with 400 (DNS rebinding).
     """
-    settings = Settings(read_only, parse_basic_auth(basic_auth), api_token, max_body_bytes)
+    settings = Settings.of(read_only, basic_auth, api_token, max_body_bytes, allowed_hosts)
     return api_app(client, settings)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -16,7 +16,7 @@ from ..client import Client
 from ..errors import ConnectionFailed
 from .api import api_app
 from .security import BodyLimit, Guard, SecurityHeaders
-from .settings import DEFAULT_MAX_BODY_BYTES, Settings, parse_basic_auth
+from .settings import DEFAULT_MAX_BODY_BYTES, Settings
 from .views import Pages
 
 
@@ -27,6 +27,7 @@ def create_app(
     basic_auth: str | tuple[str, str] | None = None,
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_hosts: Iterable[str] = (),
     routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The dashboard and the JSON API as one Starlette app; mount it anywhere.
@@ -42,13 +43,16 @@ def create_app(
         api_token: the bearer token the API requires. Without `basic_auth`, the pages take it
             as the password of HTTP basic auth (any user name).
         max_body_bytes: larger request bodies are refused with 413.
+        allowed_hosts: Host names answered to besides ``localhost`` and the addresses the
+            requests arrive at (names a proxy or DNS gives this server): ``name``,
+            ``*.domain`` or ``*`` (any). Any other Host is refused with 400 (DNS rebinding).
         routes: more routes served beside the pages, behind the same credentials (the
             place for ``/metrics``).
 
     Returns:
         The app: pages at ``/``, the API at ``/api`` (see :func:`create_api`).
     """
-    settings = Settings(read_only, parse_basic_auth(basic_auth), api_token, max_body_bytes)
+    settings = Settings.of(read_only, basic_auth, api_token, max_body_bytes, allowed_hosts)
     pages = Pages(client, settings)
     for route in routes:
         pages.router.routes.insert(0, route)

@@ -27,7 +27,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        400: "The body is not valid JSON.",
+        400: "The Host header does not name this server, or (a write) the body is not JSON.",
         401: "Credentials are missing or wrong (a bearer token, when one is configured).",
         403: "A cross-site request (its Origin is not this server).",
         404: "No such job (or a path this API does not have).",
@@ -38,7 +38,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         422: "A field is not valid; the message says which and why.",
         503: "Redis cannot be reached.",
     }
-    return {str(c): _json(_ref("Error"), text[c]) for c in sorted({401, 404, 503, *codes})}
+    return {str(c): _json(_ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:

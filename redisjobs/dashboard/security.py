@@ -1,7 +1,8 @@
 """ASGI middleware that guards the dashboard and the API.
 
-* :class:`Guard`: credentials (HTTP basic auth for people, a bearer token for programs), then,
-  for requests that change something, read-only mode (405) and the cross-site check (403).
+* :class:`Guard`: the Host check (400, see :mod:`.hosts`), credentials (HTTP basic auth for
+  people, a bearer token for programs), then, for requests that change something, read-only
+  mode (405) and the cross-site check (403).
 * :class:`BodyLimit`: request bodies over the cap are refused with 413, whether they announce
   their length or stream it.
 * :class:`SecurityHeaders`: a strict Content-Security-Policy (our pages run only our own script
@@ -11,7 +12,8 @@ Cross-site POSTs are refused by comparing Origin (or, without one, Referer) with
 always sends Origin on a cross-site POST and a page cannot forge it. The pages' forms also carry
 a token that must match a SameSite=Strict cookie (see :mod:`.views`), so a browser that sends
 neither header is covered too. The API takes JSON bodies only, which a cross-site form cannot
-send without a CORS preflight that we never answer.
+send without a CORS preflight that we never answer. A page that rebinds its own name to this
+server is not cross-site to the browser; the Host check refuses it, before anything else.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .hosts import AllowedHosts, host_of, local_address
 from .settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+HOST_REFUSED = "the Host header does not name this server (see allowed_hosts, --allowed-host)"
 REALM = "redisjobs"
 
 CSP = (
@@ -102,11 +106,29 @@ def _strip_default_port(netloc: str, scheme: str) -> str:
     return netloc.removesuffix(default)
 
 
+def host_allowed(scope: Scope, allowed: AllowedHosts) -> bool:
+    """Whether the request's Host, and every X-Forwarded-Host a proxy added, names this server.
+
+    A missing or malformed Host is refused too. X-Forwarded-Host is checked because a rebinding
+    page, being same-origin in its browser's eyes, can set it, and :func:`same_origin` trusts it.
+    """
+    forwarded = _header(scope, b"x-forwarded-host")
+    names = [_header(scope, b"host") or "", *(forwarded.split(",") if forwarded else ())]
+    local = local_address(scope.get("server"))
+    for name in names:
+        canonical = host_of(name)
+        if canonical is None or not allowed.permits(canonical, local):
+            return False
+    return True
+
+
 def same_origin(scope: Scope) -> bool:
     """Whether a request comes from our own pages: its Origin (else Referer) names our host.
 
     A request with neither header is not from a browser page (browsers send Origin on every
-    POST); the pages' CSRF token covers the odd browser that omits it.
+    POST); the pages' CSRF token covers the odd browser that omits it. Host and X-Forwarded-Host
+    have passed :func:`host_allowed` by now, so an Origin that matches one of them, port and
+    all, names an allowed host (and another port of the same name is another site).
     """
     source = _header(scope, b"origin")
     if source is None:
@@ -118,7 +140,8 @@ def same_origin(scope: Scope) -> bool:
         return False  # "null" (a sandboxed frame, a file: page) or garbage
     scheme = str(scope.get("scheme", "http"))
     hosts = {_header(scope, b"host"), _header(scope, b"x-forwarded-host")}
-    # A page cannot set X-Forwarded-Host on a cross-site request, so a proxy's is trusted.
+    # A page cannot set X-Forwarded-Host on a cross-site request, so a proxy's is trusted (a
+    # rebinding page, same-site in its browser's eyes, can: host_allowed checked it first).
     return any(_strip_default_port(h.lower(), scheme) == origin for h in hosts if h)
 
 
@@ -155,7 +178,7 @@ async def _json(send: Send, status: int, text: str, headers: list[tuple[bytes, b
 
 
 class Guard:
-    """Credentials, read-only mode and the cross-site check, in front of an app.
+    """The Host check, credentials, read-only mode and the cross-site check, in front of an app.
 
     Args:
         app: the app guarded.
@@ -175,6 +198,10 @@ class Guard:
             await self.app(scope, receive, send)
             return
         refuse = _json if self.api else _plain
+        if not host_allowed(scope, self.settings.allowed_hosts):
+            # Before the credentials: a rebinding page gets no login prompt either.
+            await refuse(send, 400, HOST_REFUSED, [])
+            return
         if not authorized(self.settings, _header(scope, b"authorization"), api=self.api):
             challenge = f'Bearer realm="{REALM}"' if self.api else f'Basic realm="{REALM}"'
             await refuse(

@@ -25,7 +25,7 @@ from redisjobs.dashboard import create_app
 from redisjobs.dashboard.server import make_server, stop
 from redisjobs.testing import free_port
 
-BASE = "http://dash.test"
+BASE = "http://localhost"
 
 AppFactory = Callable[..., httpx.AsyncClient]
 
@@ -60,10 +60,11 @@ def csrf_of(html: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free loopback port, in this event loop; yields its URL."""
+async def serving(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free port of `host` (loopback unless told), in this event
+    loop; yields its URL (at 127.0.0.1 when `host` is a wildcard address)."""
     port = free_port()
-    server = make_server(app, "127.0.0.1", port)
+    server = make_server(app, host, port)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
@@ -71,14 +72,14 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
                 task.result()
             await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     finally:
         stop(server)
         await asyncio.wait_for(task, 10)
 
 
 @contextlib.asynccontextmanager
-async def live_http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+async def live_http(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client of `app` served by a real uvicorn (see :func:`serving`)."""
-    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with serving(app, host) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
         yield http

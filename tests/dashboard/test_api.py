@@ -18,7 +18,7 @@ from redisjobs.keys import JOB_ID_RULE
 from tests.conftest import WorkerFactory
 from tests.jobs import echo, progress
 
-from .conftest import AppFactory
+from .conftest import BASE, AppFactory
 
 
 def _sse(text: str) -> list[dict[str, Any]]:
@@ -189,7 +189,7 @@ async def test_streamed_body_over_the_cap(client: Client, http: AppFactory) -> N
 async def test_payload_over_the_client_cap(url: str, queue: str) -> None:
     async with Client(url, queue=queue, max_payload_bytes=1024) as client:
         transport = httpx.ASGITransport(app=create_api(client))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as api:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as api:
             response = await api.post(
                 f"/queues/{queue}/jobs", json={"kind": "call", "payload": "x" * 2000}
             )
@@ -290,7 +290,7 @@ async def test_cross_site_post_refused(client: Client, dash: httpx.AsyncClient) 
     assert response.status_code == 403 and response.json() == {
         "error": "cross-site request refused"
     }
-    same = {"origin": "http://dash.test"}
+    same = {"origin": BASE}
     assert (await dash.post(url, json={"kind": "call"}, headers=same)).status_code == 202
 
 
@@ -298,7 +298,7 @@ async def test_api_mounted_on_its_own(client: Client) -> None:
     outer = Starlette(routes=[Mount("/jobs-api", app=create_api(client, api_token="tok-tok-tok"))])
     transport = httpx.ASGITransport(app=outer)
     headers = {"authorization": "Bearer tok-tok-tok"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://x", headers=headers) as api:
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers) as api:
         created = await api.post(f"/jobs-api/queues/{client.queue}/jobs", json={"kind": "call"})
         assert created.status_code == 202
         assert created.headers["location"].startswith("/jobs-api/jobs/")

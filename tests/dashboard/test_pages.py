@@ -12,7 +12,7 @@ from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory
 from tests.jobs import echo, fail, until_cancelled
 
-from .conftest import AppFactory, csrf_of
+from .conftest import BASE, AppFactory, csrf_of
 
 XSS = "<script>alert('x')</script>"
 
@@ -158,7 +158,7 @@ async def test_forms_need_the_token_and_our_origin(client: Client, dash: httpx.A
         await dash.post(url, data={"csrf": token}, headers={"origin": "null"})
     ).status_code == 403
     assert (await client.get(job.id)).status == "scheduled"  # type: ignore[union-attr]
-    ours = {"origin": "http://dash.test"}
+    ours = {"origin": BASE}
     assert (await dash.post(url, data={"csrf": token}, headers=ours)).status_code == 303
     assert (await client.get(job.id)).status == "cancelled"  # type: ignore[union-attr]
 
@@ -264,7 +264,7 @@ async def test_form_body_cap(client: Client, http: AppFactory) -> None:
 async def test_redis_gone_is_a_503_page(queue: str) -> None:
     client = Client(f"redis://127.0.0.1:{free_port()}/0", queue=queue)  # nothing listens
     transport = httpx.ASGITransport(app=create_app(client))
-    async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as dash:
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as dash:
         response = await dash.get("/")
         assert response.status_code == 503 and "cannot reach Redis" in response.text
         api = await dash.get("/api/queues")

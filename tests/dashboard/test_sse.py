@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from tests.jobs import progress, until_cancelled
 from .conftest import live_http
 
 
-async def messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def messages(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
     """The SSE messages of a streamed response as they arrive: {event, id, data}."""
     msg: dict[str, Any] = {"event": "message", "id": None}
     async for line in response.aiter_lines():
@@ -137,8 +138,14 @@ async def test_a_closed_page_unsubscribes(client: Client, url: str) -> None:
     probe = aioredis.Redis.from_url(url)
     try:
         async with live_http(create_app(client)) as http:
-            async with http.stream("GET", f"/api/jobs/{job.id}/events") as response:
-                await anext(messages(response))
+            # The reader is held open until the page closes: one left to the garbage collector
+            # is finalized at once, and httpx closes the connection under it, so the stream
+            # would end (and unsubscribe) before the count below is read.
+            async with (
+                http.stream("GET", f"/api/jobs/{job.id}/events") as response,
+                contextlib.aclosing(messages(response)) as got,
+            ):
+                await anext(got)
                 assert (await probe.pubsub_numsub(channel))[0][1] == 1
             async with asyncio.timeout(10):
                 while (await probe.pubsub_numsub(channel))[0][1]:
