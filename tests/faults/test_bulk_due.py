@@ -25,6 +25,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(240)]
 
 JOBS = 100_000
 SLOW_US = 10_000
+# SLOWLOG times a script by the wall clock: on a loaded 2-core machine the kernel may take the
+# CPU from redis-server in the middle of a 1-2 ms script. A script whose own work is over 10 ms
+# shows up dozens of times per run (20-86 for 1,000-job promotes); preemption a handful at most.
+PREEMPTED_AT_MOST = 3
 DUE_IN = 10.0  # s: enqueueing 100,000 jobs takes 2-3 s here; a slower machine has room
 # The other queue's p99 may grow this much (ms) while the backlog is promoted. A probe is four
 # Redis round trips, each of which may wait for one promote call; on a shared 2-core machine
@@ -118,7 +122,7 @@ async def test_100k_jobs_due_at_once_are_promoted_in_short_scripts(
     )
     figures.emit()
     assert figures.lost == 0, figures.line()
-    assert scripts == [], (figures.line(), scripts)
+    assert len(scripts) <= PREEMPTED_AT_MOST, (figures.line(), scripts)
     assert p99(during) <= p99(base) + PROBE_SLACK_MS, figures.line()
 
 
@@ -165,7 +169,7 @@ async def test_100k_results_expiring_at_once_leave_their_index_in_short_scripts(
         },
     )
     figures.emit()
-    assert scripts == [], (figures.line(), scripts)
+    assert len(scripts) <= PREEMPTED_AT_MOST, (figures.line(), scripts)
     # a poll can span a few reclaim ticks, never the hundred that all of it takes
     assert max(drops) <= JOBS // 10, figures.line()
 
