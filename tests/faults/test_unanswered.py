@@ -15,6 +15,7 @@ with one line naming the URL within the command timeout plus start-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -150,25 +151,36 @@ async def test_a_second_signal_stops_at_once_when_redis_froze(
 # -- the supervisor of --processes -------------------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    """The process ids whose parent is `pid` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # it ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
+@pytest.fixture
+def supervised(workers: Spawner) -> Iterator[Callable[[WorkerProcess], list[int]]]:
+    """``supervised(supervisor)``: its worker processes (from /proc); any still alive at the end
+    are killed (the spawner kills the supervisor only, which would orphan them)."""
+    seen: list[int] = []
+
+    def of(sup: WorkerProcess) -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # it ended meanwhile
+            if int(fields[1]) == sup.pid:
+                found.append(int(stat.parent.name))
+        seen.extend(found)
+        return found
+
+    yield of
+    for pid in seen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def test_the_supervisor_stops_its_waiting_workers_on_sigterm(
-    unanswered: Unanswered, workers: Spawner
+    unanswered: Unanswered, workers: Spawner, supervised: Callable[[WorkerProcess], list[int]]
 ) -> None:
     sup = workers.spawn(unanswered("silent"), "--processes", "2", grace=GRACE)
     await until(lambda: sup.log().count("Redis unavailable") >= 2, STARTED, "two workers trying")
-    kids = children(sup.pid)
+    kids = supervised(sup)
     assert len(kids) == 2
     signal_and_time(sup, signal.SIGTERM, SIGNALLED_EXIT)
     for pid in kids:
@@ -176,13 +188,13 @@ async def test_the_supervisor_stops_its_waiting_workers_on_sigterm(
 
 
 async def test_the_supervisor_kills_a_worker_that_outlives_its_stop(
-    unanswered: Unanswered, workers: Spawner
+    unanswered: Unanswered, workers: Spawner, supervised: Callable[[WorkerProcess], list[int]]
 ) -> None:
     """A worker process that cannot act on the signal (here: SIGSTOPped) is killed after its
     grace period plus STOP_MARGIN, so the supervisor's stop is bounded too."""
     sup = workers.spawn(unanswered("closed"), "--processes", "2", grace=0)
     await until(lambda: sup.log().count("Redis unavailable") >= 2, STARTED, "two workers trying")
-    stuck, other = children(sup.pid)
+    stuck, other = supervised(sup)
     os.kill(stuck, signal.SIGSTOP)
     t0 = time.monotonic()
     sup.terminate()
