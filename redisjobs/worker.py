@@ -69,6 +69,13 @@ JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
 is empty a run does not even read the clock."""
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _JobTimeout(ExecutorError):
     """A run outlived the job's `timeout` (its error reads "timed out after N s")."""
 
@@ -580,10 +587,8 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
             await fetch
         tasks = await self._drain()
-        await self._settle(self._write_back(tasks))
-        for task in loops[1:]:
-            task.cancel()
-        await asyncio.gather(*loops[1:], return_exceptions=True)
+        await self._settle(self._write_back(tasks, loops[1:]))
+        await _cancel(loops[1:])
         await self._close()
 
     async def _drain(self) -> list[asyncio.Task[None]]:
@@ -604,8 +609,10 @@ class Worker:
                 self.stop_job(job_id, "handback")
         return tasks
 
-    async def _write_back(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Record the outcomes, hand the stopped jobs back and leave the registry."""
+    async def _write_back(
+        self, tasks: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
+    ) -> None:
+        """Record the outcomes, hand the stopped jobs back, end `loops` and leave the registry."""
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._outcomes.drain(SETTLE_SECONDS)
         handback = [(j, r.delivery.lease) for j, r in self._running.items() if r.stop == "handback"]
@@ -613,6 +620,9 @@ class Worker:
             released = await self._scripts.release(self.keys, self.id, handback)
             if released:
                 log.info("handed %d jobs back", released)
+            # The heartbeat refreshes the registry entry: a refresh still in flight would put
+            # it back after the deregistration, for three lease TTLs.
+            await _cancel(loops)
             await self._leases.deregister()
             if not await self._redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
                 await self._redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)
