@@ -8,15 +8,14 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import queries, tracing
 from .connection import Backend, resolve_url
@@ -32,6 +31,23 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, 
 
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reaching(
+    method: Callable[Concatenate[Client, _P], Awaitable[_R]],
+) -> Callable[Concatenate[Client, _P], Coroutine[Any, Any, _R]]:
+    """A Client method that raises ConnectionFailed (naming the URL) when Redis is lost, refuses
+    or does not answer within the command timeout, rather than redis-py's own errors."""
+
+    @functools.wraps(method)
+    async def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.backend.reaching():
+            return await method(self, *args, **kwargs)
+
+    return call
 
 
 class Client:
@@ -87,10 +103,11 @@ class Client:
             return self
         redis = self.backend.client()
         try:
-            await redis.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            with self.backend.reaching():
+                await redis.ping()
+        except BaseException:
             await redis.aclose()
-            raise self.backend.error(exc) from exc
+            raise
         self._redis = redis
         self._scripts = Scripts(redis, embedded=self.backend.embedded)
         self._subscriber = Subscriber(redis)
@@ -156,6 +173,7 @@ class Client:
             await redis.sadd(QUEUES_KEY, queue)
             self._known_queues.add(queue)
 
+    @_reaching
     async def enqueue(
         self,
         kind: str,
@@ -219,6 +237,7 @@ class Client:
         job_id_, row = self._row(kind, payload, given)
         return (await self._write(self.keys(queue), [job_id_], row))[0]
 
+    @_reaching
     async def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
     ) -> list[Job]:
@@ -267,8 +286,6 @@ class Client:
             step = ENQUEUE_BATCH * ENQUEUE_STRIDE
             for i in range(0, len(rows), step):
                 created += await scripts.enqueue(keys, rows[i : i + step])
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise self.backend.error(exc) from exc
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             written = (
                 f"the first {len(created)} of {len(ids)} jobs were enqueued, the rest were not"
@@ -292,6 +309,7 @@ class Client:
 
     # -- reading --------------------------------------------------------------------------------
 
+    @_reaching
     async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
         """The job's current state, or None when it does not exist (or has expired)."""
         keys = self._job_keys(job_id, queue)
@@ -299,6 +317,7 @@ class Client:
         h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return Job.from_hash(keys.queue, job_id, h) if h else None
 
+    @_reaching
     async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
         """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
         keys = self._job_keys(job_id, queue)
@@ -318,6 +337,7 @@ class Client:
         value = unpackb(result) if st == "completed" and result is not None else None
         return st, value, error.decode() if error is not None else None
 
+    @_reaching
     async def wait(
         self, job_id: str, timeout: float | None = None, *, queue: str | None = None
     ) -> Any:
@@ -356,6 +376,7 @@ class Client:
             raise JobCancelled(job_id, error)
         raise JobFailed(job_id, error)
 
+    @_reaching
     async def list_jobs(
         self,
         status: JobStatus | str | None = None,
@@ -368,6 +389,7 @@ class Client:
         redis, _ = await self._conn()
         return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
 
+    @_reaching
     async def stats(self, queue: str | None = None) -> dict[str, int]:
         """The queue's counters and its jobs waiting now.
 
@@ -379,11 +401,13 @@ class Client:
         redis, _ = await self._conn()
         return await queries.stats(redis, self.keys(queue))
 
+    @_reaching
     async def queues(self) -> list[str]:
         """The names of every queue anything was ever enqueued to, sorted."""
         redis, _ = await self._conn()
         return await queries.list_queues(redis)
 
+    @_reaching
     async def workers(self) -> list[WorkerInfo]:
         """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
         redis, _ = await self._conn()
@@ -391,6 +415,7 @@ class Client:
 
     # -- changing -------------------------------------------------------------------------------
 
+    @_reaching
     async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
         """Cancel a pending, scheduled or running job.
 
@@ -406,6 +431,7 @@ class Client:
         outcome = await scripts.cancel(keys, job_id, new_job_id())
         return outcome in ("cancelled", "requested")
 
+    @_reaching
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
         """Run a job that failed for good (a dead letter) again, under the same id.
 
@@ -418,6 +444,7 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.retry(keys, [job_id]) == 1
 
+    @_reaching
     async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
         """Delete a job that failed for good now, instead of after its `result_ttl`.
 
@@ -428,10 +455,12 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.purge(keys, [job_id]) == 1
 
+    @_reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=True)
 
+    @_reaching
     async def purge_failed(self, *, queue: str | None = None) -> int:
         """:meth:`purge` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=False)
@@ -451,6 +480,7 @@ class Client:
             done += await run(keys, [i.decode() for i in ids])
             seen = ids
 
+    @_reaching
     async def set_progress(
         self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None
     ) -> bool:
@@ -483,8 +513,9 @@ class Client:
         keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
         redis, _ = await self._conn()
         assert self._subscriber is not None
-        async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
-            yield ev
+        with self.backend.reaching():
+            async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
+                yield ev
 
 
 def _due_in_ms(ids: list[str], rows: list[Arg]) -> list[int]:

@@ -9,12 +9,13 @@ XREADGROUP (BLOCK returns at once), which :attr:`Backend.can_block` tells the wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,17 +38,27 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, RedisJobsError
 from .keys import GROUP, QueueKeys
 
 DEFAULT_URL = "memory://"
-# Producers fail fast (a refused connection is immediate; an unreachable host costs
-# CONNECT_TIMEOUT at most twice: the first try and one retry for a stale pooled socket).
+# A refused connection fails at once; an unreachable host costs CONNECT_TIMEOUT, and a refused
+# or reset connection is retried once (a stale pooled socket), so either fails within 2 s.
 CONNECT_TIMEOUT = 0.9
-# Command connections detect a dead or cut-off Redis in the kernel instead of with a read
-# timeout per command: redis-py's per-read asyncio timeout costs about a quarter of a round trip.
-# TCP_USER_TIMEOUT aborts a connection whose sent data stays unacknowledged (a blackhole or a
-# partition) and keepalive probes find a peer that vanished while we were idle.
+COMMAND_TIMEOUT = 3.0
+"""Seconds a command connection waits for a reply before it gives up (redis-py's socket_timeout).
+
+Nothing in the kernel can tell a Redis that accepts connections but never answers (SIGSTOPped,
+wedged, or a port that is not Redis at all): its kernel keeps acknowledging, so neither TCP
+keepalive nor TCP_USER_TIMEOUT ever fires, and without a deadline every call would hang. Every
+command of redisjobs is a few ms of Redis time (scripts work in bounded batches), and a healthy
+but loaded Redis (a fork for a snapshot, a slow fsync) stalls for well under a second; 3 s stays
+clear of those and keeps a producer's error within a few seconds. A timeout is not retried: the
+command may have run, and a frozen Redis would only cost the same wait again.
+"""
+# Keepalive probes find a peer that vanished while a pooled connection was idle, so the next
+# command reconnects at once instead of waiting out COMMAND_TIMEOUT; TCP_USER_TIMEOUT aborts a
+# connection whose sent data stays unacknowledged (a cut-off network).
 DEAD_PEER_SECONDS = 10
 MAX_CONNECTIONS = 64
 _KEEPALIVE = {
@@ -98,13 +109,13 @@ class Backend:
         """The URL with the password masked."""
         return mask_url(self.url)
 
-    def client(self, *, socket_timeout: float | None = None, retries: int = 1) -> Redis:
+    def client(self, *, socket_timeout: float = COMMAND_TIMEOUT, retries: int = 1) -> Redis:
         """A new redis-py client for this backend (bytes in, bytes out).
 
         Args:
-            socket_timeout: a read timeout; a blocking reader passes one above its BLOCK
-                (other connections rely on TCP keepalive and TCP_USER_TIMEOUT).
-            retries: retries of a command after a connection error.
+            socket_timeout: the read timeout of every reply (a blocking reader passes one
+                above its BLOCK).
+            retries: retries of a command after a connection error (never after a timeout).
         """
         if self.embedded:
             name = urlsplit(self.url).netloc or "default"
@@ -122,7 +133,11 @@ class Backend:
             socket_timeout=socket_timeout,
             socket_keepalive=True,
             socket_keepalive_options={getattr(socket, k): v for k, v in _KEEPALIVE.items()},
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            retry=Retry(
+                ExponentialBackoff(cap=0.5, base=0.05),
+                retries,
+                supported_errors=(RedisConnectionError,),
+            ),
             health_check_interval=0,
         )
         pool.connection_class = _hiredis_packing(pool.connection_class)
@@ -147,6 +162,17 @@ class Backend:
     def error(self, exc: BaseException) -> ConnectionFailed:
         """A ConnectionFailed that names this backend's URL (password masked)."""
         return ConnectionFailed(f"cannot reach Redis at {self.masked}: {exc}")
+
+    @contextlib.contextmanager
+    def reaching(self) -> Iterator[None]:
+        """Raise a lost connection or a reply that never came inside the block as
+        :meth:`error` (ConnectionFailed, naming the URL); other errors pass unchanged."""
+        try:
+            yield
+        except RedisJobsError:
+            raise  # ours already say what happened (WaitTimeout is an OSError too)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self.error(exc) from exc
 
 
 class _HiredisPack:

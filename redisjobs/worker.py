@@ -20,14 +20,21 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Self
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import tracing
-from .connection import Backend, Backoff, check_server, ensure_group, resolve_url
+from .connection import (
+    COMMAND_TIMEOUT,
+    Backend,
+    Backoff,
+    check_server,
+    ensure_group,
+    resolve_url,
+)
 from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
 from .events import RECHECK, Subscriber
 from .executors import ExecContext, Executor, Executors
@@ -42,12 +49,31 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, packb, unpackb
 
 log = logging.getLogger("redisjobs.worker")
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+FETCH_STOP_SECONDS = 1.0
+"""Seconds a stopping worker waits for its fetcher to end before cancelling it."""
+SETTLE_SECONDS = COMMAND_TIMEOUT + 2.0
+"""Seconds a stopping worker gives Redis, after the grace period, to take the outcomes and the
+hand-backs: one command timeout (a Redis that froze) plus room for a retry after a reconnect."""
+HARD_STOP_SECONDS = 1.0
+"""The same after a second signal: enough for a healthy Redis, no wait for a frozen one."""
+STOP_MARGIN = FETCH_STOP_SECONDS + SETTLE_SECONDS + 5.0
+"""Seconds past its grace period by which a stopping worker has ended, whatever Redis does (the
+bounded steps of a stop, and closing the connections and executors)."""
+
 ERROR_MAX_CHARS = 2000
 
 JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
 """Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
 ``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
 is empty a run does not even read the clock."""
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _JobTimeout(ExecutorError):
@@ -397,8 +423,38 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the queue until :meth:`stop` (or SIGTERM/SIGINT), then shut down gracefully."""
-        await self._connect()
+        """Serve the queue until :meth:`stop` (or SIGTERM/SIGINT), then shut down gracefully.
+
+        A stop asked for while Redis cannot be reached yet ends the wait for it at once.
+        """
+        # Before connecting: a worker waiting for its Redis must still stop on a signal.
+        self._handle_signals(True)
+        try:
+            if await self._connected():
+                await self._serve()
+        finally:
+            self._done = True
+            self._handle_signals(False)
+
+    async def _connected(self) -> bool:
+        """Connect, retrying until Redis answers; False when a stop came first."""
+        connecting = asyncio.create_task(self._connect())
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait([connecting, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+        if connecting.cancelled():
+            await self._close()
+            return False
+        connecting.result()  # a bug in connecting is the worker's error
+        return True
+
+    async def _serve(self) -> None:
         self._loops = loops = [
             asyncio.create_task(self._fetcher.run(), name="fetch"),
             asyncio.create_task(self._leases.heartbeat_loop(), name="heartbeat"),
@@ -406,7 +462,6 @@ class Worker:
             asyncio.create_task(self._scheduler.run(), name="promote"),
             asyncio.create_task(self._control_loop(), name="control"),
         ]
-        self._install_signals()
         self._ready_at = asyncio.get_running_loop().time()
         self._ready.set()
         log.info("worker %s serving queue %r on %s", self.id, self.keys.queue, self.backend.masked)
@@ -415,10 +470,7 @@ class Worker:
             await asyncio.wait([stop, *loops], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            try:
-                await self._shutdown(loops)
-            finally:
-                self._done = True
+            await self._shutdown(loops)
         for task in loops:  # a loop that died on a bug must not pass silently
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -484,13 +536,18 @@ class Worker:
         await self._leases.reclaim_once()
         return True
 
-    def _install_signals(self) -> None:
+    def _handle_signals(self, on: bool) -> None:
+        """Handle SIGTERM/SIGINT (`on`), or give them back: a stopped worker must not swallow
+        the next SIGTERM."""
         if not self.handle_signals:
             return
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                if on:
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                else:
+                    loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         now = self._stop_requested.is_set()
@@ -518,6 +575,12 @@ class Worker:
 
     # -- shutdown -------------------------------------------------------------------------------
 
+    # Every step is bounded, so that a stop takes `grace_period` plus a few seconds whatever
+    # Redis does (a frozen Redis answers nothing, and no kernel timeout notices):
+    # stop fetching (FETCH_STOP_SECONDS), let running jobs finish (`grace_period`), then write
+    # outcomes, hand jobs back and deregister (SETTLE_SECONDS; HARD_STOP_SECONDS once a second
+    # signal came). What Redis did not take by then comes back through reclaim after lease_ttl.
+
     async def _shutdown(self, loops: list[asyncio.Task[None]]) -> None:
         self._stopping = self._fetcher.stopping = True
         fetch = loops[0]
@@ -525,26 +588,20 @@ class Worker:
             fetch.cancel()  # blocked in XREADGROUP; entries it may have read are released below
         self._fetcher.slot_free.set()
         self._fetcher.wake.set()
+        # It may be sleeping out a backoff or waiting for a `start` reply: entries that `start`
+        # leased but never launched come back through reclaim.
+        await asyncio.wait([fetch], timeout=FETCH_STOP_SECONDS)
+        fetch.cancel()
         with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
             await fetch
-        await self._drain()
-        await self._outcomes.drain(self.lease_ttl)
-        handback = [(j, r.delivery.lease) for j, r in self._running.items() if r.stop == "handback"]
-        try:
-            released = await self._scripts.release(self.keys, self.id, handback)
-            if released:
-                log.info("handed %d jobs back", released)
-            await self._leases.deregister()
-            if not await self._redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
-                await self._redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)
-        except (RedisError, OSError) as exc:
-            log.warning("could not hand jobs back (%s): they return after lease_ttl", exc)
-        for task in loops[1:]:
-            task.cancel()
-        await asyncio.gather(*loops[1:], return_exceptions=True)
+        tasks = await self._drain()
+        await self._settle(self._write_back(tasks, loops[1:]))
+        await _cancel(loops[1:])
         await self._close()
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> list[asyncio.Task[None]]:
+        """Give running jobs `grace_period` (less on a hard stop), then stop the rest for
+        hand-back; returns every job task, some of them still recording their outcome."""
         tasks = [r.task for r in self._running.values() if r.task is not None and not r.task.done()]
         if tasks and not self._hard_stop.is_set():
             log.info("waiting up to %.0f s for %d running jobs", self.grace_period, len(tasks))
@@ -558,7 +615,50 @@ class Worker:
         for job_id, run in list(self._running.items()):
             if run.task is not None and not run.task.done():
                 self.stop_job(job_id, "handback")
+        return tasks
+
+    async def _write_back(
+        self, tasks: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
+    ) -> None:
+        """Record the outcomes, hand the stopped jobs back, end `loops` and leave the registry."""
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._outcomes.drain(SETTLE_SECONDS)
+        handback = [(j, r.delivery.lease) for j, r in self._running.items() if r.stop == "handback"]
+        try:
+            released = await self._scripts.release(self.keys, self.id, handback)
+            if released:
+                log.info("handed %d jobs back", released)
+            # The heartbeat refreshes the registry entry: a refresh still in flight would put
+            # it back after the deregistration, for three lease TTLs.
+            await _cancel(loops)
+            await self._leases.deregister()
+            if not await self._redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
+                await self._redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not hand jobs back (%s): they return after lease_ttl", exc)
+
+    async def _settle(self, writes: Coroutine[Any, Any, None]) -> None:
+        """Run `writes` for SETTLE_SECONDS at most, HARD_STOP_SECONDS after a hard stop."""
+        task = asyncio.create_task(writes)
+        hard = asyncio.create_task(self._hard_stop.wait())
+        await asyncio.wait(
+            [task, hard], timeout=SETTLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        if hard.done():
+            await asyncio.wait([task], timeout=HARD_STOP_SECONDS)
+        hard.cancel()
+        if task.done():
+            return
+        log.warning(
+            "Redis did not take the outcomes and hand-backs in time: unrecorded jobs run again "
+            "after lease_ttl"
+        )
+        for run in self._running.values():  # a job still recording its outcome, or one
+            if run.task is not None:  # that ignores its cancellation
+                run.task.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _close(self) -> None:
         if self.backend.embedded:
@@ -568,7 +668,8 @@ class Worker:
             if closer is not None:
                 await closer()
         await self._subscriber.aclose()
-        await self._reader.aclose()
-        await self._beat_redis.aclose()
-        await self._redis.aclose()
+        for redis in (self._reader, self._beat_redis, self._redis):
+            # Closing waits CONNECT_TIMEOUT at most, and says so by raising: nothing to do then.
+            with contextlib.suppress(RedisError, OSError):
+                await redis.aclose()
         log.info("worker %s stopped", self.id)

@@ -190,6 +190,48 @@ def test_enqueue_run_by_a_worker_then_status_as_table_and_json(
 
 
 @pytest.mark.slow
+def test_enqueue_wait_json_prints_the_job_as_it_ended(
+    redis_url: str, queue: str, worker: Callable[..., subprocess.Popen[str]], spawn: Spawn
+) -> None:
+    proc = worker()
+    at = ("--redis", redis_url, "-q", queue, "--wait", "20", "--json")
+    done = json.loads(ok("enqueue", "call", call("add", 2, 3), *at))
+    assert done == {"id": done["id"], "queue": queue, "status": "completed", "result": 5}
+
+    failed = cli("enqueue", "call", call("fail", "kaput"), *at)
+    assert failed.returncode == 1 and failed.stderr == ""
+    doc = json.loads(failed.stdout)
+    assert doc == {
+        "id": doc["id"],
+        "queue": queue,
+        "status": "failed",
+        "error": "RuntimeError: kaput",
+    }
+
+    waiting = spawn(
+        "enqueue", "call", call("add", 1, 1), *at, "--delay", "60", stdout=subprocess.PIPE
+    )
+
+    def listed() -> list[dict[str, Any]]:
+        found = ok("jobs", "--redis", redis_url, "-q", queue, "--status", "scheduled", "--json")
+        jobs: list[dict[str, Any]] = json.loads(found)["jobs"]
+        return jobs
+
+    scheduled = until(listed, 15, "the scheduled job")
+    ok("cancel", scheduled[0]["id"], "--redis", redis_url)
+    out, _ = waiting.communicate(timeout=15)
+    assert waiting.returncode == 1
+    doc = json.loads(out)
+    assert doc == {
+        "id": scheduled[0]["id"],
+        "queue": queue,
+        "status": "cancelled",
+        "error": "cancelled",
+    }
+    assert stop(proc) == 0
+
+
+@pytest.mark.slow
 def test_watch_shows_progress_until_the_job_ends(
     redis_url: str, queue: str, worker: Callable[..., subprocess.Popen[str]], spawn: Spawn
 ) -> None:

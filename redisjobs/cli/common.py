@@ -40,9 +40,14 @@ def redis_url(given: str | None, command: str) -> str:
 
 @contextlib.asynccontextmanager
 async def connect(given: str | None, command: str, queue: str = "default") -> AsyncIterator[Client]:
-    """A connected Client of the command's Redis (ConnectionFailed when unreachable)."""
+    """A connected Client of the command's Redis.
+
+    ConnectionFailed (naming the URL) when Redis is unreachable or stops answering, also for
+    the commands the block sends through ``client.redis``.
+    """
     async with Client(redis_url(given, command), queue=queue) as client:
-        yield client
+        with client.backend.reaching():
+            yield client
 
 
 async def known_queues(client: Client) -> list[str]:

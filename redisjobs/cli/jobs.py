@@ -6,14 +6,19 @@ import argparse
 import math
 from typing import Any
 
-from ..errors import CallRefused
+from ..client import Client
+from ..errors import CallRefused, JobCancelled, JobFailed
 from ..job import Job, JobStatus
 from .common import UsageError, connect, find_job
 from .render import excerpt, job_document, percent, print_json, table, to_json, when
 
 
 async def enqueue(args: argparse.Namespace) -> int:
-    """Enqueue one job; print its id (and with ``--wait``, its result)."""
+    """Enqueue one job; print its id (and with ``--wait``, its result).
+
+    With ``--wait --json`` the document is the job as it ended: its final status with its result
+    or error (exit status 1 unless it completed).
+    """
     async with connect(args.redis, args.command, args.queue) as client:
         try:
             job = await client.enqueue(
@@ -29,14 +34,32 @@ async def enqueue(args: argparse.Namespace) -> int:
         if not args.json:
             print(job.id, flush=True)  # before waiting: the id is worth having if the wait fails
         if args.wait is not None:
-            timeout = None if math.isinf(args.wait) else args.wait
-            # raises (one line, exit status 1) when the job fails, is cancelled or times out
-            document["result"] = await client.wait(job.id, timeout=timeout)
-            if not args.json:
-                print(to_json(document["result"]))
+            await _wait(client, document, args.wait, as_json=args.json)
     if args.json:
         print_json(document)
-    return 0
+    return 1 if document["status"] in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
+
+
+async def _wait(client: Client, document: dict[str, Any], wait: float, *, as_json: bool) -> None:
+    """Wait for the job of `document` and record how it ended there (and print its result).
+
+    Without `as_json`, a job that failed or was cancelled raises (one line, exit status 1), as
+    does a wait that times out in both modes.
+    """
+    try:
+        document["result"] = await client.wait(
+            document["id"], timeout=None if math.isinf(wait) else wait
+        )
+    except JobFailed as exc:  # JobCancelled too
+        if not as_json:
+            raise
+        cancelled = isinstance(exc, JobCancelled)
+        document["status"] = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
+        document["error"] = exc.error
+        return
+    document["status"] = JobStatus.COMPLETED
+    if not as_json:
+        print(to_json(document["result"]))
 
 
 def _details(job: Job) -> list[tuple[str, object]]:

@@ -91,7 +91,7 @@ async def run_worker(args: argparse.Namespace) -> int:
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.
         command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]
-        return await Supervisor(command, args.processes).run()
+        return await Supervisor(command, args.processes, args.grace).run()
     workers = make_workers(args, what)
     on_stop_signals(_Stopper(workers))
     server = await _metrics_server(args, workers[0])

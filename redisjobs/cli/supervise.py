@@ -2,7 +2,8 @@
 
 Each child runs in its own session, so a Ctrl-C on the terminal reaches the supervisor only,
 which forwards it once: a child getting both would take it as the second signal and hand its
-jobs back without the grace period.
+jobs back without the grace period. A child still running `STOP_MARGIN` seconds past its grace
+period (past the signal, after a second one) is killed: a stop never hangs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import signal
 import time
 
+from ..worker import STOP_MARGIN
 from .common import on_stop_signals
 
 log = logging.getLogger("redisjobs.supervisor")
@@ -37,31 +39,52 @@ class Supervisor:
     Args:
         command: the child's argv.
         processes: how many children.
+        grace: the children's grace period (seconds).
 
     A child that exits while no stop was asked for is restarted, after a delay that doubles
     while children keep dying young. Stop signals are forwarded to every child (a second one
-    too: it makes workers hand their jobs back at once).
+    too: it makes workers hand their jobs back at once). Children still alive `grace` +
+    `STOP_MARGIN` seconds after the first signal (`STOP_MARGIN` after the second) are killed.
     """
 
-    def __init__(self, command: list[str], processes: int) -> None:
+    def __init__(self, command: list[str], processes: int, grace: float) -> None:
         self.command = command
         self.processes = processes
+        self.grace = grace
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._signal: signal.Signals | None = None
+        self._kill_at: asyncio.TimerHandle | None = None
 
     async def run(self) -> int:
         """Run until stopped; 0 when every child then ended cleanly."""
         on_stop_signals(self._on_signal)
-        codes = await asyncio.gather(*(self._keep(slot) for slot in range(self.processes)))
+        try:
+            codes = await asyncio.gather(*(self._keep(slot) for slot in range(self.processes)))
+        finally:
+            if self._kill_at is not None:
+                self._kill_at.cancel()
         return 0 if all(self._clean(code) for code in codes) else 1
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("%s: stopping %d worker processes", sig.name, len(self._children))
+        second = self._stopping.is_set()
         self._signal = sig
         self._stopping.set()
         for child in self._children.values():
             self._forward(child, sig)
+        loop = asyncio.get_running_loop()
+        kill_at = loop.time() + (0 if second else self.grace) + STOP_MARGIN
+        if self._kill_at is None or kill_at < self._kill_at.when():
+            if self._kill_at is not None:
+                self._kill_at.cancel()
+            self._kill_at = loop.call_at(kill_at, self._kill_all)
+
+    def _kill_all(self) -> None:
+        """SIGKILL the children that outlived their stop (their jobs return after lease_ttl)."""
+        for child in self._children.values():
+            log.warning("worker process %d did not stop in time; killing it", child.pid)
+            self._forward(child, signal.SIGKILL)
 
     @staticmethod
     def _forward(child: asyncio.subprocess.Process, sig: signal.Signals) -> None:
