@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from ..client import Client
@@ -79,7 +78,8 @@ async def _workers(client: Client) -> list[dict[str, Any]]:
         for worker_id in ids:
             pipe.hgetall(worker_key(worker_id.decode()))
         entries: list[dict[bytes, bytes]] = await pipe.execute()
-    now = time.time()
+    seconds, micros = await client.redis.time()  # heartbeats are on Redis's clock too
+    now = seconds + micros / 1e6
     workers = []
     for worker_id, entry in zip(ids, entries, strict=True):
         if not entry:
