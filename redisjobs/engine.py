@@ -26,7 +26,6 @@ in :data:`STATUS`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import uuid
@@ -411,7 +410,11 @@ class Worker:
         handle_signals: stop gracefully on SIGTERM/SIGINT.
 
     Stop it with :meth:`request_stop` (or a signal); :meth:`run` then returns once running
-    jobs finished (or were handed back after `stop_timeout`).
+    jobs finished (or were handed back after `stop_timeout`). As an ``async with`` block it
+    serves for the block's duration, and a :meth:`run` called in the block (Pyjobkit's
+    ``asyncio.create_task(worker.run())``) serves along with it and returns when the block ends.
+    Cancelling :meth:`run`, or a task inside the block, hands running jobs back at once and then
+    lets the cancellation through.
     """
 
     def __init__(
@@ -434,10 +437,9 @@ class Worker:
         self.stop_timeout = stop_timeout
         self.handle_signals = handle_signals
         self._worker: _Worker | None = None
+        self._serving: asyncio.Task[None] | None = None
         self._stop_requested = False
         self._stopped = asyncio.Event()
-        self._made = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def _make(self) -> _Worker:
         context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
@@ -459,13 +461,25 @@ class Worker:
         """Serve the queue until :meth:`request_stop` or a signal.
 
         With `once`, stop as soon as no job is waiting to run and none is running (jobs
-        scheduled for later are not waited for).
+        scheduled for later are not waited for). While the worker already serves (an
+        ``async with`` block), this waits until that ends.
         """
+        serving = self._serving
+        if serving is None or serving.done():
+            serving = self._start(once)
+        await self._guard(serving)
+        serving.result()
+
+    def _start(self, once: bool) -> asyncio.Task[None]:
+        """Serve in a task of its own, so that whoever waits for it can be cancelled alone."""
         self._stopped.clear()
         self._worker = worker = self._make()
-        self._made.set()
         if self._stop_requested:
             worker.stop()
+        self._serving = asyncio.create_task(self._serve(worker, once), name="pyjobkit-worker")
+        return self._serving
+
+    async def _serve(self, worker: _Worker, once: bool) -> None:
         try:
             if not once:
                 await worker.run()
@@ -481,11 +495,24 @@ class Worker:
             self._worker = None
             self._stopped.set()
 
+    async def _guard(self, serving: asyncio.Task[None], *until: asyncio.Task[None]) -> None:
+        """Wait until `serving` (or one of `until`) ends. Cancelled meanwhile: hand the running
+        jobs back now, wait for that, then let the cancellation through."""
+        try:
+            await asyncio.wait([serving, *until], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._halt(now=True)
+            await asyncio.wait([serving])
+            raise
+
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop gracefully."""
+        self._halt(now=False)
+
+    def _halt(self, *, now: bool) -> None:
         self._stop_requested = True
         if self._worker is not None:
-            self._worker.stop()
+            self._worker.stop(now=now)
 
     async def wait_stopped(self) -> None:
         """Return once :meth:`run` has returned."""
@@ -502,19 +529,23 @@ class Worker:
         return {"status": "healthy", "queue_depth": depth}
 
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self.run())
-        await self._made.wait()
+        serving = self._serving
+        if serving is None or serving.done():
+            serving = self._start(once=False)
         worker = self._worker
         if worker is not None:
             ready = asyncio.create_task(worker.wait_ready())
-            await asyncio.wait([ready, self._task], return_when=asyncio.FIRST_COMPLETED)
-            ready.cancel()
-        if self._task.done():
-            self._task.result()  # it failed to start: say why
+            try:
+                await self._guard(serving, ready)
+            finally:
+                ready.cancel()
+        if serving.done():
+            serving.result()  # it failed to start: say why
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.request_stop()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # Left by a cancellation: hand running jobs back now, not after stop_timeout.
+        self._halt(now=exc_type is not None and issubclass(exc_type, asyncio.CancelledError))
+        if self._serving is not None:
+            await self._guard(self._serving)
+            self._serving.result()

@@ -279,3 +279,72 @@ async def test_an_expired_lease_hands_the_job_over_instead_of_failing_it(
     finally:
         first.kill()
         first.wait()
+
+
+async def _until(engine: Engine, job_id: uuid.UUID, status: str) -> None:
+    async with asyncio.timeout(10):
+        while (await engine.get(job_id))["status"] != status:
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.timeout(40)
+async def test_async_with_and_a_run_task_as_pyjobkit_documents(engine: Engine) -> None:
+    async def idiom() -> asyncio.Task[None]:
+        async with Worker(engine, poll_interval=0.05, handle_signals=False) as worker:
+            task = asyncio.create_task(worker.run())
+            await _until(
+                engine, await engine.enqueue(kind="hello", payload={"name": "a"}), "success"
+            )
+        return task
+
+    block = asyncio.create_task(idiom())
+    done, _ = await asyncio.wait([block], timeout=20)
+    assert done, "leaving the async with block did not stop the worker"
+    task = block.result()
+    ended, _ = await asyncio.wait([task], timeout=10)  # it ended with the block
+    assert ended and not task.cancelled() and task.exception() is None
+
+
+@pytest.mark.timeout(40)
+async def test_cancelling_run_propagates_and_hands_jobs_back(backend: Any) -> None:
+    async with Engine(backend=backend, executors=[Sleepy()]) as engine:
+        job_id = await engine.enqueue(kind="sleepy", payload={"seconds": 3600})
+        worker = Worker(engine, poll_interval=0.05, handle_signals=False)
+        task = asyncio.create_task(worker.run())
+        await _until(engine, job_id, "running")
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=15)
+        assert done and task.cancelled()
+        assert (await engine.get(job_id))["status"] == "queued"  # handed back, not left leased
+        await asyncio.wait_for(worker.wait_stopped(), 5)
+
+
+@pytest.mark.timeout(40)
+async def test_cancelling_the_run_task_of_an_async_with_block(backend: Any) -> None:
+    async with Engine(backend=backend, executors=[Sleepy()]) as engine:
+        job_id = await engine.enqueue(kind="sleepy", payload={"seconds": 3600})
+        async with asyncio.timeout(30):
+            async with Worker(engine, poll_interval=0.05, handle_signals=False) as worker:
+                task = asyncio.create_task(worker.run())
+                await _until(engine, job_id, "running")
+                task.cancel()
+                done, _ = await asyncio.wait([task], timeout=15)
+                assert done and task.cancelled()
+            assert (await engine.get(job_id))["status"] == "queued"
+
+
+@pytest.mark.timeout(40)
+async def test_cancelling_a_task_inside_the_async_with_block(backend: Any) -> None:
+    async with Engine(backend=backend, executors=[Sleepy()]) as engine:
+        job_id = await engine.enqueue(kind="sleepy", payload={"seconds": 3600})
+
+        async def serve() -> None:
+            async with Worker(engine, poll_interval=0.05, handle_signals=False):
+                await asyncio.sleep(3600)
+
+        task = asyncio.create_task(serve())
+        await _until(engine, job_id, "running")
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=15)  # not after stop_timeout (60 s)
+        assert done and task.cancelled()
+        assert (await engine.get(job_id))["status"] == "queued"
