@@ -20,7 +20,7 @@ from redis.exceptions import OutOfMemoryError
 from . import queries, tracing
 from .connection import Backend, resolve_url
 from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
-from .events import FINAL_EVENTS, RECHECK, Event, Subscriber, follow
+from .events import FINAL_EVENTS, Event, follow
 from .executors._callspec import check_call_payload
 from .job import FINAL_STATUSES, Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys, check_job_id
@@ -28,6 +28,7 @@ from .options import JobOptions, new_job_id
 from .queries import JobPage, WorkerInfo
 from .scripts import ENQUEUE_STRIDE, Arg, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
+from .subscriber import RECHECK, Subscriber
 
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""

@@ -269,7 +269,10 @@ class Backoff:
     """Jittered exponential backoff for loops that must outlive Redis outages.
 
     Workers retry forever (0.1 s doubling to 5 s, each sleep spread ±50 % so a restarted fleet
-    does not reconnect in lock-step) and log one warning per outage, not one per attempt.
+    does not reconnect in lock-step) and log one warning per outage, not one per attempt. A
+    single failure that the next try mends (a reset connection, a lost reply) is a blip, logged
+    at INFO: workers do not retry inside redis-py (a re-sent call must be their own decision),
+    so every loop sees each reset, and a warning per loop per reset would be noise.
 
     Args:
         what: names the loop in the log lines.
@@ -283,8 +286,10 @@ class Backoff:
         self.failures = 0
 
     def record(self, exc: BaseException) -> None:
-        """Count a failure (warns on the first of an outage) without sleeping."""
+        """Count a failure (warns on the second in a row) without sleeping."""
         if self.failures == 0:
+            self._log.info("%s: Redis call failed (%s); retrying", self.what, exc)
+        elif self.failures == 1:
             self._log.warning("%s: Redis unavailable (%s); retrying", self.what, exc)
         self.failures += 1
 

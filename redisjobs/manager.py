@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 from .client import Client
-from .errors import CallRefused, JobFailed, JobNotFound
+from .errors import CallRefused, ConnectionFailed, JobFailed, JobNotFound
 from .executors import ExecContext
 from .executors._callspec import find_function, valid_name
 from .executors.call import CallExecutor, function_ref
@@ -343,7 +343,10 @@ class JobManager:
         if client is None:
             return
         for job_id in list(self._mine):
-            job = await client.get(job_id)
+            try:
+                job = await client.get(job_id)
+            except ConnectionFailed:  # Redis is gone for now: the resync rechecks again
+                return
             if job is not None and job.status.is_final and job_id in self._mine:
                 self._mine.discard(job_id)
                 self._dispatch(job.status.value, job_id, job.result, job.error)

@@ -36,7 +36,6 @@ from .connection import (
     resolve_url,
 )
 from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
-from .events import RECHECK, Subscriber
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
 from .fetcher import BLOCK_MS, Fetcher
@@ -46,6 +45,7 @@ from .outcomes import Outcomes
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, packb, unpackb
+from .subscriber import RECHECK, Subscriber
 
 log = logging.getLogger("redisjobs.worker")
 

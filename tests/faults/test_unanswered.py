@@ -30,6 +30,7 @@ import pytest
 from redisjobs import Client, ConnectionFailed
 from redisjobs.connection import COMMAND_TIMEOUT
 from redisjobs.keys import QueueKeys
+from redisjobs.subscriber import KEEPALIVE
 from redisjobs.testing import free_port
 from redisjobs.worker import STOP_MARGIN
 from tests.faults.conftest import MakeRedis
@@ -310,3 +311,28 @@ async def test_every_client_call_fails_with_connection_failed_when_redis_freezes
         # pub/sub connection under a lock: the second of them waits out the first one's try.
         assert elapsed <= 2 * COMMAND_TIMEOUT + 2.0
         server.resume()
+
+
+async def test_a_wait_without_timeout_fails_when_redis_freezes_under_it(
+    make_redis: MakeRedis,
+) -> None:
+    """`wait(timeout=None)` is subscribed and idle when Redis freezes: the silent pub/sub
+    connection is PINGed, the PING goes unanswered, and the wait fails instead of waiting
+    for ever (likewise a queue follower)."""
+    server = make_redis("plain")
+    async with Client(server.url) as client:
+        job = await client.enqueue("call", {}, delay=3600)
+        waiting = asyncio.create_task(client.wait(job.id))
+        following = asyncio.create_task(anext(client.events()))
+        await asyncio.sleep(1.0)  # both subscribed
+        server.pause()
+        t0 = time.monotonic()
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(waiting, following, return_exceptions=True), 30
+        )
+        elapsed = time.monotonic() - t0
+        server.resume()
+    print(f"wait and follow on a Redis frozen under them: failed after {elapsed:.2f} s")
+    for outcome in outcomes:
+        assert isinstance(outcome, ConnectionFailed), outcome
+    assert elapsed <= KEEPALIVE + 3 * COMMAND_TIMEOUT + 2.0
