@@ -7,8 +7,11 @@ from importlib.resources import files
 from typing import Any
 
 import msgpack
+import pytest
+from redis.exceptions import ResponseError
 
 from redisjobs import Client
+from redisjobs.keys import is_job_id
 from tests.conftest import WorkerFactory
 from tests.jobs import echo
 
@@ -59,3 +62,46 @@ async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory
         "ts": first["ts"],
         "kind": "call",
     }
+
+
+SAMPLE_IDS = [
+    "a",
+    "img-42",
+    "resize-a.png",
+    "user@example.com",
+    "x+y=z",
+    "_private",
+    "0",
+    "a" * 200,
+    "a" * 201,
+    "",
+    "victim:log",
+    "-flag",
+    ".hidden",
+    "a b",
+    "a/b",
+    "a*",
+    "{tag}",
+    "é",
+    "line\n",
+    "a?",
+]
+
+
+async def test_the_script_enforces_the_job_id_rule(client: Client) -> None:
+    """A producer in another language cannot write an id the Python client refuses: the same
+    ids pass the script's check and keys.JOB_ID, and a batch with one bad id writes nothing."""
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    for job_id in SAMPLE_IDS:
+        try:
+            await redis.eval(ENQUEUE, 1, prefix, *_args(job_id, None))
+            accepted = True
+        except ResponseError as exc:
+            assert "invalid job id" in str(exc)
+            accepted = False
+        assert accepted == is_job_id(job_id), job_id
+    before: Any = await redis.keys(f"{prefix}*")
+    with pytest.raises(ResponseError, match="invalid job id"):
+        await redis.eval(ENQUEUE, 1, prefix, *_args("fine-1", None), *_args("victim:log", None))
+    assert await redis.keys(f"{prefix}*") == before

@@ -4,9 +4,20 @@
 -- ARGV     11 values per job, repeated:
 --          id, kind, payload (msgpack), max_retries, retry_delay_ms, retry_backoff,
 --          retry_jitter, timeout_ms, result_ttl_ms, delay_ms, at_ms (epoch ms, 0 = none)
--- Returns  one integer per job: 1 created, 0 already existed (dedup by id: nothing written)
+-- Returns  one integer per job: 1 created, 0 already existed (dedup by id: nothing written);
+--          an error, with nothing written, when any id breaks the job id rule (1-200 of
+--          A-Z a-z 0-9 _ - . @ + =, not starting with - or .: the rule of keys.py, enforced here
+--          too for producers that call this script without the Python client)
 -- Events   enqueued (per created job); control channel 'due:<ms>' when a job was scheduled
 -- Effects  job hash; XADD ready (or ZADD delayed); status index; stats.enqueued
+
+for i = 1, #ARGV, 11 do
+  local jid = ARGV[i]
+  if #jid > 200 or not string.find(jid, '^[%w_@+=][%w_@+=%.%-]*$') then
+    return redis.error_reply('invalid job id: a job id is 1-200 characters of ' ..
+      'A-Z a-z 0-9 _ - . @ + =, not starting with - or .')
+  end
+end
 
 local now = now_ms()
 local out = {}
