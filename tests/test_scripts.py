@@ -196,6 +196,22 @@ async def test_release_hands_back_without_burning_an_attempt(
     assert {x.job_id for x in again} == {d.job_id, unstarted[0][1]}
 
 
+async def test_release_hands_back_jobs_leased_by_a_lost_reply(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    """A start whose reply never arrived leased a job the stopping worker does not know of: the
+    hand-back finds it in the worker's PEL and puts it back, as no crash and no attempt."""
+    [held] = await deliver(client, scripts, "w1")
+    [dark] = await deliver(client, scripts, "w1")  # its reply was lost: w1 does not hold it
+    assert await scripts.release(keys, "w1", [(held.job_id, held.lease)]) == 2
+    assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
+    assert await events_of(client, dark.job_id) == ["enqueued", "started", "released"]
+    again = await scripts.start(keys, "w2", await read(client, "w2"))
+    assert sorted(x.attempt for x in again) == [1, 1]
+    assert {x.job_id for x in again} == {held.job_id, dark.job_id}
+    assert (await client.stats())["reclaimed"] == 0
+
+
 async def test_orphan_sweep_requeues_running_job_without_pel_entry(
     client: Client, scripts: Scripts, keys: QueueKeys
 ) -> None:

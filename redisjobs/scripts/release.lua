@@ -11,8 +11,11 @@
 -- Effects  each job whose lease still matches goes back to pending under a new stream entry
 --          (its old entry is acknowledged and deleted) with its attempt given back: a graceful
 --          hand-back is not a crash and burns no attempt. Then every entry still in this
---          worker's PEL whose job it is not running (read but never started) is put back too,
---          so nothing this worker leaves behind waits for lease_ttl.
+--          worker's PEL is put back too, so nothing this worker leaves behind waits for
+--          lease_ttl: read but never started (pending), and running under this worker though
+--          not handed back above: leased by a start or reclaim whose reply never arrived, or
+--          finished without its outcome recorded (a late outcome is then rejected, the job is
+--          no longer running).
 
 local worker = ARGV[1]
 local now = now_ms()
@@ -44,11 +47,13 @@ for _, p in ipairs(pel) do
   local msg = p[1]
   local entry = redis.call('XRANGE', K_READY, msg, msg)
   local jid = entry[1] and entry[1][2][1] == 'id' and entry[1][2][2] or nil
-  local f = {false, false, false}
-  if jid then f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker') end
+  local f = {false, false, false, false}
+  if jid then f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker', 'attempt') end
   if f[1] == 'pending' and f[2] == msg then
     requeue(job_key(jid), jid, 'pending', msg)
-  elseif not (f[1] == 'running' and f[2] == msg and f[3] == worker) then
+  elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
+    requeue(job_key(jid), jid, 'running', msg, f[4])
+  else
     drop_entry(msg)
   end
 end
