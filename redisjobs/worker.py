@@ -46,6 +46,7 @@ from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, packb, unpackb
 from .subscriber import RECHECK, Subscriber
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -67,13 +68,6 @@ JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
 """Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
 ``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
 is empty a run does not even read the clock."""
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel `tasks` and wait until they have ended."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _JobTimeout(ExecutorError):
@@ -596,7 +590,7 @@ class Worker:
             await fetch
         tasks = await self._drain()
         await self._settle(self._write_back(tasks, loops[1:]))
-        await _cancel(loops[1:])
+        await cancel_and_wait(loops[1:])
         await self._close()
 
     async def _drain(self) -> list[asyncio.Task[None]]:
@@ -630,7 +624,7 @@ class Worker:
                 log.info("handed %d jobs back", released)
             # The heartbeat refreshes the registry entry: a refresh still in flight would put
             # it back after the deregistration, for three lease TTLs.
-            await _cancel(loops)
+            await cancel_and_wait(loops)
             await self._leases.deregister()
             if not await self._redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
                 await self._redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ..client import Client
 from ..events import Event
 from ..job import FINAL_STATUSES, Job
+from ..tasks import cancel_and_wait
 from .data import Summaries, log_cursor
 from .present import event_json, job_json, to_json
 
@@ -101,9 +102,7 @@ class EventStream(Response):
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             _open.discard(closing)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             await self.source.aclose()
         ended = pump.done() and not pump.cancelled() and pump.exception() is None
         if ended or closing.is_set():
@@ -136,9 +135,7 @@ class EventStream(Response):
                     return
                 await self._send(send, str(item))
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait([reader])
 
     @staticmethod
     async def _send(send: Send, text: str) -> None:
@@ -253,9 +250,7 @@ class _Fanin:
 
     async def aclose(self) -> None:
         """Stop every follower (their subscriptions end with them)."""
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await cancel_and_wait(self.tasks.values())
 
 
 async def summaries_stream(
