@@ -289,9 +289,10 @@ async def event_rates(
     """Events per second of each of `types` over the last minute, per queue, from the logs.
 
     The log is capped, so a busy queue's log may no longer reach back a minute: the rate is then
-    taken over the span it still covers, which starts after the newest entry it dropped
-    (Redis >= 7 reports that entry; older ones do not, and count as never trimmed). One round
-    trip for every queue at once, plus one for Redis's clock when `now_ms` is not given.
+    taken over the span it still covers, from its first entry. XINFO STREAM tells a trimmed log
+    by its ``entries-added`` above its length, whatever that length (Redis < 7 does not report
+    it: there a log counts as never trimmed). One round trip for every queue at once, plus one
+    for Redis's clock when `now_ms` is not given.
     """
     if now_ms is None:
         now_ms = int(await redis_time(redis) * 1000)
@@ -312,8 +313,10 @@ async def event_rates(
             continue
         if isinstance(info, Exception):
             raise info
-        dropped = info.get("max-deleted-entry-id", b"0-0")
-        span = now_ms - max(start, int(dropped.split(b"-")[0]))
+        covered_from = start
+        if info.get("entries-added", 0) > info["length"]:  # it dropped some: trimmed
+            covered_from = max(start, int(info["first-entry"][0].split(b"-")[0]))
+        span = now_ms - covered_from
         counts = Counter(event_type(fields[b"e"]) for _, fields in entries)
         out[name] = {t: counts[t] * 1000 / max(span, 1) for t in types}
     return out

@@ -25,10 +25,10 @@ KEY_NAMES = {"QueueKeys", "QUEUES_KEY", "WORKERS_KEY", "worker_key", "PREFIX", "
 def _imports_keys(node: ast.ImportFrom | ast.Import, package: str) -> bool:
     if isinstance(node, ast.Import):
         return any(alias.name == "redisjobs.keys" for alias in node.names)
-    base = package.split(".")
-    module = ".".join(base[: len(base) - node.level + 1] + [node.module or ""]).strip(".")
-    if node.level == 0:
-        module = node.module or ""
+    module = node.module or ""
+    if node.level:  # relative: from the package, up level - 1 packages
+        base = package.split(".")
+        module = ".".join([*base[: len(base) - node.level + 1], module]).strip(".")
     named = {alias.name for alias in node.names}
     return module == "redisjobs.keys" or (module == "redisjobs" and "keys" in named)
 
