@@ -209,16 +209,17 @@ class _Fanin:
         self.inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=10_000)
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def watch(self, names: list[str]) -> None:
-        """Follow these queues too."""
+    async def watch(self, names: list[str]) -> None:
+        """Follow these queues too, from their logs' ends as they are when this returns."""
         for name in names:
             if name not in self.tasks:
-                self.tasks[name] = asyncio.create_task(self._follow(name))
+                # Without a cursor, start at the log's end as it is now, read before returning:
+                # whatever the caller sends next (counts) is older than every event that
+                # follows, and the replay from here covers the moment until the subscription.
+                start = self.since or await self.client.log_cursor(name)
+                self.tasks[name] = asyncio.create_task(self._follow(name, start))
 
-    async def _follow(self, name: str) -> None:
-        # Without a cursor, start at the log's end as it is now: the subscription is made a
-        # moment later, and the replay from here covers that moment.
-        start = self.since or await self.client.log_cursor(name)
+    async def _follow(self, name: str, start: str) -> None:
         async for ev in self.client.events(queue=name, since=start):
             if not self.inbox.full():  # in a flood, counts catch up at the next tick
                 self.inbox.put_nowait(ev)
@@ -258,7 +259,7 @@ async def summaries_stream(
     fanin = _Fanin(client, since if job_events else None)
     loop = asyncio.get_running_loop()
     try:
-        fanin.watch(queues if queues is not None else await client.queues())
+        await fanin.watch(queues if queues is not None else await client.queues())
         yield await _overview(summaries, queues)
         dirty: dict[str, float] = {}  # queue -> when its latest event arrived
         next_stats, next_tick = loop.time(), loop.time() + TICK_SECONDS
@@ -277,7 +278,7 @@ async def summaries_stream(
                 next_stats = now + STATS_SECONDS
             if now >= next_tick:
                 if queues is None:
-                    fanin.watch(await client.queues())
+                    await fanin.watch(await client.queues())
                 yield await _overview(summaries, queues)
                 next_tick = now + TICK_SECONDS
     finally:
