@@ -136,10 +136,12 @@ async def test_log_cursor_replay_and_history(client: Client) -> None:
     assert [ev.type for ev in everything] == ["enqueued", "cancelled"]
     assert all(ev.id for ev in everything)  # each carries its log id, a resume cursor
 
-    history = await client.job_history(a)
+    stored = await client.get(a.id)  # its creation time as Redis wrote it
+    assert stored is not None
+    history = await client.job_history(stored)
     assert [ev.type for ev in history.events] == ["enqueued", "cancelled"]
     assert history.complete and history.cursor == await client.log_cursor()
-    short = await client.job_history(a, limit=2)  # three entries since its creation
+    short = await client.job_history(stored, limit=2)  # three entries since its creation
     assert not short.complete and [ev.type for ev in short.events] == ["enqueued"]
 
 
