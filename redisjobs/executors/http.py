@@ -35,6 +35,7 @@ from ..errors import ExecutorError, PayloadError
 from . import ExecContext
 from ._common import HostAllowList, fields, opt_seconds, opt_str, str_map
 from ._netguard import PrivateAllowance, guarded_transport, resolve_checked
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.http")
 
@@ -45,7 +46,7 @@ EXCERPT = 300
 """Characters of a failed response's body quoted in the job's error."""
 
 
-class HTTPExecutor:
+class HTTPExecutor(ExecutorBase):
     """Sends HTTP requests.
 
     Args:

@@ -41,6 +41,7 @@ from ..errors import ExecutorError, PayloadError
 from . import ExecContext
 from ._common import HostAllowList, command, env_map, fields, opt_int, opt_seconds, opt_str
 from ._output import Output
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.ssh")
 
@@ -55,7 +56,7 @@ class _Conn:
     idle_since: float = field(default_factory=time.monotonic)
 
 
-class SSHExecutor:
+class SSHExecutor(ExecutorBase):
     """Runs commands on remote hosts.
 
     Args:

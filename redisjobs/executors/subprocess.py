@@ -45,6 +45,7 @@ from . import ExecContext
 from ._common import command, env_map, fields, opt_seconds, opt_str
 from ._confine import CwdPolicy, EnvPolicy
 from ._output import Output
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.subprocess")
 
@@ -121,7 +122,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-class SubprocessExecutor:
+class SubprocessExecutor(ExecutorBase):
     """Runs local commands.
 
     Args:
