@@ -40,6 +40,7 @@ from .client import Client
 from .connection import resolve_url
 from .errors import RedisJobsError
 from .executors import ExecContext as _BaseContext
+from .executors.base import ExecutorBase, adapt
 from .job import Job, JobStatus
 from .worker import Worker as _Worker
 
@@ -162,20 +163,23 @@ class ExecContext(_BaseContext):
             await self.engine.event_bus.publish(topic, {"value": value, **meta})
 
 
-class _UUIDJobs:
+class _UUIDJobs(ExecutorBase):
     """Hands an executor its job id as a UUID, as Pyjobkit executors expect."""
 
     def __init__(self, executor: Executor) -> None:
         self.kind = executor.kind
         self._executor = executor
+        self._base = adapt(executor)  # its aclose and hung_threads, or their defaults
 
     async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
         return await self._executor.run(job_id=_uuid(job_id), payload=payload, ctx=ctx)
 
     async def aclose(self) -> None:
-        closer = getattr(self._executor, "aclose", None)
-        if closer is not None:
-            await closer()
+        await self._base.aclose()
+
+    @property
+    def hung_threads(self) -> int:
+        return self._base.hung_threads
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -438,7 +442,7 @@ class Worker:
         self._stop_requested = False
         self._stopped = asyncio.Event()
 
-    def _make(self) -> _Worker:
+    def _make(self, once: bool) -> _Worker:
         context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
         backend = self.engine.backend
         return _Worker(
@@ -452,14 +456,15 @@ class Worker:
             grace_period=self.stop_timeout,
             handle_signals=self.handle_signals,
             context_class=context,
+            burst=once,
         )
 
     async def run(self, *, once: bool = False) -> None:
         """Serve the queue until :meth:`request_stop` or a signal.
 
-        With `once`, stop as soon as no job is waiting to run and none is running (jobs
-        scheduled for later are not waited for). While the worker already serves (an
-        ``async with`` block), this waits until that ends.
+        With `once`, stop as soon as no job is waiting to run and none is running here (the
+        worker's burst mode: jobs scheduled for later are not waited for). While the worker
+        already serves (an ``async with`` block), this waits until that ends.
         """
         serving = self._serving
         if serving is None or serving.done():
@@ -470,24 +475,15 @@ class Worker:
     def _start(self, once: bool) -> asyncio.Task[None]:
         """Serve in a task of its own, so that whoever waits for it can be cancelled alone."""
         self._stopped.clear()
-        self._worker = worker = self._make()
+        self._worker = worker = self._make(once)
         if self._stop_requested:
             worker.stop()
-        self._serving = asyncio.create_task(self._serve(worker, once), name="pyjobkit-worker")
+        self._serving = asyncio.create_task(self._serve(worker), name="pyjobkit-worker")
         return self._serving
 
-    async def _serve(self, worker: _Worker, once: bool) -> None:
+    async def _serve(self, worker: _Worker) -> None:
         try:
-            if not once:
-                await worker.run()
-                return
-            async with worker:
-                while not self._stop_requested:
-                    if worker.busy == 0 and await self.engine.queue_depth() == 0:
-                        await asyncio.sleep(self.poll_interval / 5)  # a fetch may be landing
-                        if worker.busy == 0 and await self.engine.queue_depth() == 0:
-                            break
-                    await asyncio.sleep(self.poll_interval / 5)
+            await worker.run()
         finally:
             self._worker = None
             self._stopped.set()
