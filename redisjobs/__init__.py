@@ -14,6 +14,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    MissingExtra,
     PayloadError,
     PayloadTooLarge,
     RedisJobsError,
@@ -32,6 +33,7 @@ from .queries import JobPage
 from .worker import Worker
 
 __version__ = "0.1.0"
+"""The package's version: written here only (pyproject.toml reads it, through hatch)."""
 
 __all__ = [
     "CallExecutor",
@@ -50,6 +52,7 @@ __all__ = [
     "JobNotFound",
     "JobPage",
     "JobStatus",
+    "MissingExtra",
     "PayloadError",
     "PayloadTooLarge",
     "RedisJobsError",

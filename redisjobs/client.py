@@ -57,7 +57,8 @@ class Client:
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
             ``memory://[name]`` for the embedded backend. Defaults to ``$REDIS_URL``, else
-            ``memory://``.
+            ``memory://``, with a warning (once per process): that store is private to this
+            process, so pass ``memory://`` when that is what you want.
         queue: the queue used when a call names none.
         max_payload_bytes: cap on an encoded payload.
         max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults
@@ -82,7 +83,7 @@ class Client:
         timeout: float | None = None,
         result_ttl: float = 86400.0,
     ) -> None:
-        self.backend = Backend(resolve_url(url))
+        self.backend = Backend(resolve_url(url, warn_private=True))
         self.queue = queue
         self.max_payload_bytes = max_payload_bytes
         self.options = JobOptions(

@@ -91,7 +91,7 @@ class MemoryBackend:
 class RedisBackend:
     """A Redis server shared by producers and workers (default ``$REDIS_URL``)."""
 
-    url: str = field(default_factory=lambda: resolve_url(None))
+    url: str = field(default_factory=lambda: resolve_url(None, warn_private=True))
     queue: str = "default"
 
 

@@ -98,7 +98,8 @@ class Worker:
     """Runs the jobs of one queue.
 
     Args:
-        url: Redis URL (see :class:`~redisjobs.Client`); ``$REDIS_URL`` or ``memory://``.
+        url: Redis URL (see :class:`~redisjobs.Client`); ``$REDIS_URL``, else ``memory://``
+            with the Client's warning.
         queue: the queue to serve.
         functions: callables the ``call`` executor may run (a list, or a name -> callable map).
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
@@ -147,7 +148,7 @@ class Worker:
                 "need concurrency, batch_size and max_deliveries >= 1, lease_ttl and "
                 "poll_interval > 0"
             )
-        self.backend = Backend(resolve_url(url))
+        self.backend = Backend(resolve_url(url, warn_private=True))
         self.keys = QueueKeys(queue)
         self.concurrency = concurrency
         self.lease_ttl = lease_ttl

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,11 +16,13 @@ from redisjobs import (
     ConnectionFailed,
     JobCancelled,
     JobFailed,
+    JobManager,
     JobNotFound,
     JobStatus,
     PayloadTooLarge,
     SerializationError,
     WaitTimeout,
+    connection,
 )
 from redisjobs.testing import RedisServer, free_port, unique_queue
 from tests import jobs
@@ -299,3 +303,33 @@ async def test_acl_user_in_url_and_redis_url_env(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ConnectionFailed) as info:
             await bad.connect()
         assert "wrong" not in str(info.value) and "app:***@" in str(info.value)
+
+
+PRIVATE_STORE = "REDIS_URL is not set: using memory://, an in-memory store private to this process"
+
+
+def fresh_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private-store warning that has not fired in this process yet (restored afterwards)."""
+    warn = functools.cache(connection._warn_private_store.__wrapped__)
+    monkeypatch.setattr(connection, "_warn_private_store", warn)
+
+
+async def test_no_url_anywhere_warns_once_per_process_of_the_private_store(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    fresh_warning(monkeypatch)
+    caplog.set_level(logging.WARNING, logger="redisjobs")
+    first, second = Client(queue=unique_queue()), Client(queue=unique_queue())
+    assert first.backend.url == second.backend.url == "memory://"
+    warned = [r for r in caplog.records if PRIVATE_STORE in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    # a private store asked for by name, and JobManager's own one, are no surprise
+    fresh_warning(monkeypatch)
+    caplog.clear()
+    async with Client("memory://", queue=unique_queue()) as client:
+        await client.enqueue("greet", {"name": "x"})
+    async with JobManager() as manager:
+        job = await manager.submit(jobs.add, args={"a": 1, "b": 2})
+        assert await manager.wait(job.id, timeout=10) == 3
+    assert not [r for r in caplog.records if PRIVATE_STORE in r.getMessage()]
