@@ -1,8 +1,8 @@
 """The producer side: enqueue, inspect, wait for, cancel and follow jobs.
 
 A Client never changes a job's state itself: every change is one Lua script
-(DESIGN.md, "Scripts"). It generates job ids before writing, so a re-sent enqueue is a dedup hit,
-and encodes every payload before the first write, so bad input leaves nothing behind.
+(docs/architecture.md, "Scripts"). It generates job ids before writing, so a re-sent enqueue is
+a dedup hit, and encodes every payload before the first write, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations

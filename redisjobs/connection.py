@@ -360,7 +360,7 @@ async def ensure_group(redis: Redis, keys: QueueKeys) -> None:
 
 
 async def check_server(redis: Redis, logger: logging.Logger) -> None:
-    """Warn about Redis settings that lose jobs (DESIGN.md, "Startup checks")."""
+    """Warn about Redis settings that lose jobs (docs/architecture.md, "Connections")."""
     try:
         conf = await redis.config_get("maxmemory-policy")
         aof = await redis.config_get("appendonly")

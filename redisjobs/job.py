@@ -12,7 +12,7 @@ from .serialization import unpackb
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life (DESIGN.md, "Job states")."""
+    """Where a job is in its life (docs/architecture.md, "Job states")."""
 
     PENDING = "pending"
     SCHEDULED = "scheduled"

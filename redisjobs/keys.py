@@ -1,4 +1,4 @@
-"""Every key and channel of one queue, spelled once (DESIGN.md, "Keyspace").
+"""Every key and channel of one queue, spelled once (docs/architecture.md, "Keyspace").
 
 All keys of a queue share the hash tag ``{queue}`` so each Lua script touches a single cluster
 slot. Scripts receive :attr:`QueueKeys.prefix` as ``KEYS[1]`` and derive the other names from it in

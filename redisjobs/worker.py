@@ -5,7 +5,7 @@ free slots and leases each batch with one `start` call. Each job runs in its own
 go through :mod:`redisjobs.outcomes`, which records the successes that finish together with one
 `complete` call, so the Redis round trips per job stay well under one. Leases, reclaim and
 presence live in :mod:`redisjobs.leases`, promotion of due jobs in :mod:`redisjobs.scheduler`.
-Shutdown is graceful (DESIGN.md, "Leases and delivery guarantees"):
+Shutdown is graceful (docs/architecture.md, "Shutdown"):
 stop fetching, let running jobs finish within `grace_period`, hand the rest back at once.
 """
 

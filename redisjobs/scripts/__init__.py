@@ -1,9 +1,9 @@
 """The Lua transitions, loaded once and called through typed wrappers.
 
-Each ``<name>.lua`` in this package is one state transition of DESIGN.md; ``_lib.lua`` is
-prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on NOSCRIPT, so a
-restarted Redis needs nothing from us). This module is the only place that sees raw script
-replies: every wrapper turns them into typed values.
+Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts");
+``_lib.lua`` is prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on
+NOSCRIPT, so a restarted Redis needs nothing from us). This module is the only place that sees
+raw script replies: every wrapper turns them into typed values.
 """
 
 from __future__ import annotations
