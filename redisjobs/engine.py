@@ -373,7 +373,7 @@ class Engine:
 
 def _record(job: Job, priority: int) -> dict[str, Any]:
     status = STATUS[job.status]
-    if job.status == JobStatus.FAILED and (job.error or "").startswith("timed out after"):
+    if job.status == JobStatus.FAILED and job.failure == "timeout":
         status = "timeout"
     return {
         "id": _uuid(job.id),

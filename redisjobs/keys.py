@@ -138,6 +138,10 @@ class QueueKeys:
         """Capped list of the log lines a job wrote through ``ctx.log``."""
         return f"{self.prefix}job:{job_id}:log"
 
+    def job_trace(self, job_id: str) -> str:
+        """String holding the W3C trace context a job's producer left for its worker."""
+        return f"{self.prefix}job:{job_id}:trace"
+
     def status(self, status: str) -> str:
         """Sorted-set index of the jobs in one status."""
         return f"{self.prefix}status:{status}"
