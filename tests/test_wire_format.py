@@ -12,7 +12,7 @@ import msgpack
 import pytest
 from redis.exceptions import ResponseError
 
-from redisjobs import Client
+from redisjobs import Client, Job
 from redisjobs.keys import is_job_id
 from redisjobs.wire import EnqueueRow
 from tests.conftest import WorkerFactory
@@ -148,3 +148,13 @@ async def test_a_version_1_call_is_refused_whole(client: Client) -> None:
     with pytest.raises(ResponseError, match="invalid priority"):  # 132 values: 11 rows of 12
         await redis.eval(ENQUEUE, 1, prefix, *twelve_v1_jobs)
     assert await redis.keys(f"{prefix}*") == []
+
+
+def test_a_version_1_hash_decodes_and_an_unknown_reason_is_none() -> None:
+    """A job written before `failure` and `priority` were recorded has neither field."""
+    old = {b"status": b"failed", b"kind": b"call", b"error": b"timed out after 1 s"}
+    job = Job.from_hash("q", "old", old)
+    assert (job.failure, job.priority, job.error) == (None, 0, "timed out after 1 s")
+    assert Job.from_hash("q", "x", {**old, b"failure": b"gremlins"}).failure is None
+    assert Job.from_hash("q", "x", {**old, b"failure": b"timeout"}).failure == "timeout"
+    assert Job.from_hash("q", "x", {**old, b"priority": b"not a number"}).priority == 0
