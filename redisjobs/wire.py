@@ -11,12 +11,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .executors._callspec import check_call_payload
-from .options import JobOptions, PerJob, Policy, new_job_id
+from .options import JobOptions, Policy, new_job_id
 from .serialization import pack_payload
 
 
 class EnqueueRow(NamedTuple):
-    """One job as ``enqueue.lua`` takes it; the field order is the ARGV order."""
+    """One job as ``enqueue.lua`` takes it; the field order is the ARGV order.
+
+    The fields from `max_retries` to `result_ttl_ms` are a :class:`~redisjobs.options.Policy`'s,
+    in its order, so a row is built from one unpacked (a test holds the two to it).
+    """
 
     job_id: str
     kind: str
@@ -29,10 +33,10 @@ class EnqueueRow(NamedTuple):
     timeout_ms: int
     """0 for none."""
     result_ttl_ms: int
-    delay_ms: int
-    at_ms: int
+    delay_ms: int = 0
+    at_ms: int = 0
     """Epoch ms the job is due at, 0 for none (then `delay_ms` counts)."""
-    priority: int
+    priority: int = 0
     """0..2**21, lower is more urgent; stored on the job only when not 0."""
 
     @property
@@ -68,17 +72,15 @@ def build_row(
         raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
     if kind == "call":
         check_call_payload(payload)
-    job = defaults.with_overrides(opts) if opts else PerJob(new_job_id(), policy)
+    packed = pack_payload(payload, max_payload_bytes)
+    if not opts:  # the common case, on the hot path of a bulk enqueue: nothing to merge
+        return EnqueueRow(new_job_id(), kind, packed, *policy)
+    job = defaults.with_overrides(opts)
     return EnqueueRow(
-        job_id=job.job_id,
-        kind=kind,
-        payload=pack_payload(payload, max_payload_bytes),
-        max_retries=job.policy.max_retries,
-        retry_delay_ms=job.policy.retry_delay_ms,
-        retry_backoff=job.policy.retry_backoff,
-        retry_jitter=job.policy.retry_jitter,
-        timeout_ms=job.policy.timeout_ms,
-        result_ttl_ms=job.policy.result_ttl_ms,
+        job.job_id,
+        kind,
+        packed,
+        *job.policy,
         delay_ms=job.delay_ms,
         at_ms=job.at_ms,
         priority=job.priority,

@@ -108,9 +108,9 @@ end
 
 -- A job reaches a final status. Its hash and log expire after result_ttl; the status index
 -- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
--- `fields` is a flat list of more fields to set, name, value, ... (the result or the error).
-local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, fields)
-  redis.call('HSET', jkey, 'status', to, 'completed_at', now, unpack(fields))
+-- `...` are more fields to set, name, value, ... (the result or the error).
+local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
+  redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
   redis.call('PEXPIRE', job_log_key(jid), ttl)
@@ -140,7 +140,7 @@ end
 -- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
 -- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted.
 local function fail_job(jkey, jid, from, now, ttl, cancel_flag, attempt, err, why)
-  finish(jkey, jid, from, 'failed', now, ttl, cancel_flag, true, {'error', err, 'failure', why})
+  finish(jkey, jid, from, 'failed', now, ttl, cancel_flag, true, 'error', err, 'failure', why)
   trim_final('failed', now)
   emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
   redis.call('HINCRBY', K_STATS, 'failed', 1)

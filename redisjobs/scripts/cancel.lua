@@ -30,7 +30,7 @@ if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
 if st == 'pending' then drop_entry(job.msg) else redis.call('ZREM', K_DELAYED, jid) end
 finish(jkey, jid, st, 'cancelled', now, count_of(job.result_ttl, DEFAULT_TTL_MS), false, false,
-  {'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token})
+  'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)
 trim_final('cancelled', now)
 emit(jid, 'cancelled', count_of(job.attempt, 0), now,
   {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})

@@ -24,7 +24,7 @@ for i = 2, #ARGV, 3 do
   else
     ack(job.msg)
     finish(jkey, jid, 'running', 'completed', now, count_of(job.result_ttl, DEFAULT_TTL_MS),
-      job.cancel, false, {'result', result, 'progress', 100})
+      job.cancel, false, 'result', result, 'progress', 100)
     emit(jid, 'completed', count_of(job.attempt, 0), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1

@@ -1,7 +1,7 @@
 -- enqueue: create jobs, each runnable at once or scheduled for later.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
--- ARGV     12 values per job, repeated (the fields of ENQUEUE_ROW, in its order):
+-- ARGV     12 values per job, repeated (the fields of Python's EnqueueRow, in its order):
 --          job id, kind, payload (msgpack), max_retries, retry_delay_ms, retry_backoff,
 --          retry_jitter, timeout_ms, result_ttl_ms, delay_ms, at_ms (epoch ms, 0 = none),
 --          priority (0..2097152, lower is more urgent; recorded, not yet used for ordering)
@@ -14,20 +14,16 @@
 -- Effects  job hash (priority only when not 0); XADD ready (or ZADD delayed); status index;
 --          stats.enqueued
 
--- A row's values by name: the fields of Python's EnqueueRow (redisjobs/wire.py), in its order.
-local ENQUEUE_ROW = {'job_id', 'kind', 'payload', 'max_retries', 'retry_delay_ms',
-  'retry_backoff', 'retry_jitter', 'timeout_ms', 'result_ttl_ms', 'delay_ms', 'at_ms', 'priority'}
-local STRIDE = #ENQUEUE_ROW
--- {hash field, row field}: the values the job hash keeps as they are
-local STORED = {{'kind', 'kind'}, {'payload', 'payload'}, {'max_retries', 'max_retries'},
-  {'retry_delay', 'retry_delay_ms'}, {'retry_backoff', 'retry_backoff'},
-  {'retry_jitter', 'retry_jitter'}, {'timeout', 'timeout_ms'}, {'result_ttl', 'result_ttl_ms'}}
+local STRIDE = 12
 local MAX_PRIORITY = 2097152
 
+-- The row that starts at ARGV[i], by name: the fields of Python's EnqueueRow (redisjobs/wire.py),
+-- in its order. The one place a script reads the enqueue layout by position.
 local function row_at(i)
-  local row = {}
-  for k = 1, STRIDE do row[ENQUEUE_ROW[k]] = ARGV[i + k - 1] end
-  return row
+  return {job_id = ARGV[i], kind = ARGV[i + 1], payload = ARGV[i + 2], max_retries = ARGV[i + 3],
+    retry_delay_ms = ARGV[i + 4], retry_backoff = ARGV[i + 5], retry_jitter = ARGV[i + 6],
+    timeout_ms = ARGV[i + 7], result_ttl_ms = ARGV[i + 8], delay_ms = ARGV[i + 9],
+    at_ms = ARGV[i + 10], priority = ARGV[i + 11]}
 end
 
 if #ARGV % STRIDE ~= 0 then
@@ -67,14 +63,14 @@ for _, row in ipairs(rows) do
     else
       value = redis.call('XADD', K_READY, '*', 'id', row.job_id)
     end
-    local fields = {'attempt', 0, 'created_at', now, 'crashes', 0, 'status', status, extra, value}
-    for _, pair in ipairs(STORED) do
-      fields[#fields + 1] = pair[1]
-      fields[#fields + 1] = row[pair[2]]
-    end
-    if row.priority > 0 then
-      fields[#fields + 1] = 'priority'
-      fields[#fields + 1] = row.priority
+    local fields = {'kind', row.kind, 'payload', row.payload, 'attempt', 0,
+      'max_retries', row.max_retries, 'retry_delay', row.retry_delay_ms,
+      'retry_backoff', row.retry_backoff, 'retry_jitter', row.retry_jitter,
+      'timeout', row.timeout_ms, 'result_ttl', row.result_ttl_ms, 'created_at', now,
+      'crashes', 0, 'status', status, extra, value}
+    if row.priority > 0 then  -- a job without a priority has no field for it
+      fields[25] = 'priority'
+      fields[26] = row.priority
     end
     redis.call('HSET', jkey, unpack(fields))
     move_status(row.job_id, nil, status, now)

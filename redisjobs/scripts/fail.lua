@@ -38,12 +38,13 @@ ack(job.msg)
 
 if mode == 'cancel' then
   -- the request's token stays, so that the request re-sent after a lost reply is recognised
-  local fields = {'error', err, 'failure', 'cancel'}
   if job.cancel then
-    fields[5] = 'cancel_token'
-    fields[6] = job.cancel
+    finish(jkey, jid, 'running', 'cancelled', now, ttl, true, false, 'error', err,
+      'failure', 'cancel', 'cancel_token', job.cancel)
+  else
+    finish(jkey, jid, 'running', 'cancelled', now, ttl, false, false, 'error', err,
+      'failure', 'cancel')
   end
-  finish(jkey, jid, 'running', 'cancelled', now, ttl, job.cancel, false, fields)
   trim_final('cancelled', now)
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err), 'failure', mp_str('cancel')})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
