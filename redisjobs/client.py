@@ -181,8 +181,7 @@ class Client:
         """Add one job.
 
         Args:
-            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, or a
-                custom kind).
+            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, yours).
             payload: anything msgpack encodes; the executor's input.
             queue: the queue (default: the client's).
             job_id: a caller-chosen id (:data:`~redisjobs.keys.JOB_ID_RULE`; default: 32 random
@@ -206,8 +205,10 @@ class Client:
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        # Every keyword but `queue` is an enqueue option, named as in enqueue_many's mappings.
+        # The options given (not None, priority not 0); none at all takes the row's fast path.
         opts = {k: v for k, v in locals().items() if k in ENQUEUE_OPTIONS and v is not None}
+        if priority == 0:
+            del opts["priority"]
         row = self._row(kind, payload, opts)
         return (await self._write(self.keys(queue), [row]))[0]
 

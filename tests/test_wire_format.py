@@ -37,12 +37,10 @@ def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
     documented = re.findall(r"^\| (\d+) \| (\w+) \|", DOC.read_text(), re.MULTILINE)
     assert [int(n) for n, _ in documented] == list(range(1, 13))
     lua = SCRIPTS.joinpath("enqueue.lua").read_text()
-    table = re.search(r"local function row_at\(i\)\n  return \{(.*?)\}", lua, re.DOTALL)
-    assert table is not None
-    in_lua = re.findall(r"(\w+) = ARGV\[i(?: \+ (\d+))?\]", table.group(1))
-    assert [int(offset or 0) for _, offset in in_lua] == list(range(12))
-    assert [name for _, name in documented] == list(EnqueueRow._fields)
-    assert [name for name, _ in in_lua] == list(EnqueueRow._fields)
+    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(ARGV, i, i \+ STRIDE - 1\)", lua)
+    assert named is not None and "local STRIDE = 12" in lua
+    in_lua = re.split(r",\s*", named.group(1))
+    assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua
     assert EnqueueRow._fields[3:9] == Policy._fields  # a row is built from a Policy unpacked
 
 

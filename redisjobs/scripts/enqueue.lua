@@ -17,64 +17,55 @@
 local STRIDE = 12
 local MAX_PRIORITY = 2097152
 
--- The row that starts at ARGV[i], by name: the fields of Python's EnqueueRow (redisjobs/wire.py),
--- in its order. The one place a script reads the enqueue layout by position.
-local function row_at(i)
-  return {job_id = ARGV[i], kind = ARGV[i + 1], payload = ARGV[i + 2], max_retries = ARGV[i + 3],
-    retry_delay_ms = ARGV[i + 4], retry_backoff = ARGV[i + 5], retry_jitter = ARGV[i + 6],
-    timeout_ms = ARGV[i + 7], result_ttl_ms = ARGV[i + 8], delay_ms = ARGV[i + 9],
-    at_ms = ARGV[i + 10], priority = ARGV[i + 11]}
-end
-
 if #ARGV % STRIDE ~= 0 then
   return redis.error_reply('enqueue takes ' .. STRIDE .. ' values per job, got ' .. #ARGV)
 end
-local rows = {}
 for i = 1, #ARGV, STRIDE do
-  local row = row_at(i)
-  if #row.job_id > 200 or not string.find(row.job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
+  local job_id, priority = ARGV[i], ARGV[i + STRIDE - 1]  -- a row's first and last values
+  if #job_id > 200 or not string.find(job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
     return redis.error_reply('invalid job id: a job id is 1-200 characters of ' ..
       'A-Z a-z 0-9 _ - . @ + =, not starting with - or .')
   end
-  row.priority = count_of(row.priority, nil)
-  if not row.priority or row.priority > MAX_PRIORITY then
+  priority = count_of(priority, nil)
+  if not priority or priority > MAX_PRIORITY then
     return redis.error_reply('invalid priority: a priority is an integer 0..' .. MAX_PRIORITY)
   end
-  rows[#rows + 1] = row
 end
 
 local now = now_ms()
 local out = {}
 local created = 0
 local first_due = nil
-for _, row in ipairs(rows) do
-  local jkey = job_key(row.job_id)
+for i = 1, #ARGV, STRIDE do
+  -- The row, named: the fields of Python's EnqueueRow (redisjobs/wire.py), in its order.
+  local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
+    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(ARGV, i, i + STRIDE - 1)
+  local jkey = job_key(job_id)
   if redis.call('EXISTS', jkey) == 1 then
     out[#out + 1] = 0
   else
-    local at = tonumber(row.at_ms)
-    local due = now + tonumber(row.delay_ms)
+    local at = tonumber(at_ms)
+    local due = now + tonumber(delay_ms)
     if at > 0 then due = at end
     local status, extra, value = 'pending', 'msg', nil
     if due > now then
       status, extra, value = 'scheduled', 'scheduled_at', due
-      redis.call('ZADD', K_DELAYED, due, row.job_id)
+      redis.call('ZADD', K_DELAYED, due, job_id)
       if not first_due or due < first_due then first_due = due end
     else
-      value = redis.call('XADD', K_READY, '*', 'id', row.job_id)
+      value = redis.call('XADD', K_READY, '*', 'id', job_id)
     end
-    local fields = {'kind', row.kind, 'payload', row.payload, 'attempt', 0,
-      'max_retries', row.max_retries, 'retry_delay', row.retry_delay_ms,
-      'retry_backoff', row.retry_backoff, 'retry_jitter', row.retry_jitter,
-      'timeout', row.timeout_ms, 'result_ttl', row.result_ttl_ms, 'created_at', now,
-      'crashes', 0, 'status', status, extra, value}
-    if row.priority > 0 then  -- a job without a priority has no field for it
+    local fields = {'kind', kind, 'payload', payload, 'attempt', 0, 'max_retries', max_retries,
+      'retry_delay', retry_delay_ms, 'retry_backoff', retry_backoff, 'retry_jitter', retry_jitter,
+      'timeout', timeout_ms, 'result_ttl', result_ttl_ms, 'created_at', now, 'crashes', 0,
+      'status', status, extra, value}
+    if tonumber(priority) > 0 then  -- a job without a priority has no field for it
       fields[25] = 'priority'
-      fields[26] = row.priority
+      fields[26] = tonumber(priority)
     end
     redis.call('HSET', jkey, unpack(fields))
-    move_status(row.job_id, nil, status, now)
-    emit(row.job_id, 'enqueued', 0, now, {'kind', mp_str(row.kind)})
+    move_status(job_id, nil, status, now)
+    emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
     created = created + 1
     out[#out + 1] = 1
   end
