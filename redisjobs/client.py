@@ -8,49 +8,29 @@ and encodes every payload before the first write, so bad input leaves nothing be
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from . import queries, tracing
-from .connection import Backend, resolve_url
-from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
+from .errors import JobCancelled, JobFailed, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, Event, follow
-from .job import FINAL_STATUSES, Job, JobStatus
+from .getters import QueueGetters, reaching
+from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys, check_job_id
 from .options import ENQUEUE_OPTIONS, JobOptions, new_job_id
-from .queries import JobPage, WorkerInfo
-from .scripts import Scripts
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, unpackb
-from .subscriber import RECHECK, Subscriber
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
+from .subscriber import RECHECK
 from .wire import EnqueueRow, build_row, due_in_ms
 
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
-
-def _reaching(
-    method: Callable[Concatenate[Client, _P], Awaitable[_R]],
-) -> Callable[Concatenate[Client, _P], Coroutine[Any, Any, _R]]:
-    """A Client method that raises ConnectionFailed (naming the URL) when Redis is lost, refuses
-    or does not answer within the command timeout, rather than redis-py's own errors."""
-
-    @functools.wraps(method)
-    async def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self.backend.reaching():
-            return await method(self, *args, **kwargs)
-
-    return call
-
-
-class Client:
+class Client(QueueGetters):
     """A connection to one Redis (or the embedded backend) for producing and watching jobs.
 
     Args:
@@ -81,77 +61,13 @@ class Client:
         timeout: float | None = None,
         result_ttl: float = 86400.0,
     ) -> None:
-        self.backend = Backend(resolve_url(url))
-        self.queue = queue
+        super().__init__(url, queue)
         self.max_payload_bytes = max_payload_bytes
         self.options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
         self._policy = self.options.policy()
-        self._keys: dict[str, QueueKeys] = {}
         self._known_queues: set[str] = set()
-        self._redis: Redis | None = None
-        self._scripts: Scripts | None = None
-        self._subscriber: Subscriber | None = None
-        self.keys(queue)  # validate the name now, not at the first call
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    async def connect(self) -> Self:
-        """Connect and check Redis answers (fails fast, naming the URL)."""
-        if self._redis is not None:
-            return self
-        redis = self.backend.client()
-        try:
-            with self.backend.reaching():
-                await redis.ping()
-        except BaseException:
-            await redis.aclose()
-            raise
-        self._redis = redis
-        self._scripts = Scripts(redis, embedded=self.backend.embedded)
-        self._subscriber = Subscriber(redis)
-        return self
-
-    async def aclose(self) -> None:
-        """Close the connections."""
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
-        self._redis = self._scripts = self._subscriber = None
-
-    async def __aenter__(self) -> Self:
-        return await self.connect()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    @property
-    def redis(self) -> Redis:
-        """The underlying redis-py client (connect first)."""
-        if self._redis is None:
-            raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
-        return self._redis
-
-    async def _conn(self) -> tuple[Redis, Scripts]:
-        if self._scripts is None:
-            await self.connect()
-        assert self._redis is not None and self._scripts is not None
-        return self._redis, self._scripts
-
-    def keys(self, queue: str | None = None) -> QueueKeys:
-        """The key names of `queue` (default: the client's queue)."""
-        q = queue or self.queue
-        keys = self._keys.get(q)
-        if keys is None:
-            keys = self._keys[q] = QueueKeys(q)
-        return keys
-
-    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
-        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
-        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
-        return self.keys(queue)
 
     # -- enqueue --------------------------------------------------------------------------------
 
@@ -160,7 +76,7 @@ class Client:
             await redis.sadd(QUEUES_KEY, queue)
             self._known_queues.add(queue)
 
-    @_reaching
+    @reaching
     async def enqueue(
         self,
         kind: str,
@@ -212,7 +128,7 @@ class Client:
         row = self._row(kind, payload, opts)
         return (await self._write(self.keys(queue), [row]))[0]
 
-    @_reaching
+    @reaching
     async def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
     ) -> list[Job]:
@@ -279,37 +195,7 @@ class Client:
             out.append(existing or fresh)
         return out
 
-    # -- reading --------------------------------------------------------------------------------
-
-    @_reaching
-    async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
-        """The job's current state, or None when it does not exist (or has expired)."""
-        keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
-        return Job.from_hash(keys.queue, job_id, h) if h else None
-
-    @_reaching
-    async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
-        """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
-        keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        lines: list[bytes] = await redis.lrange(keys.job_log(job_id), 0, -1)  # type: ignore[assignment]
-        return [line.decode("utf-8", "replace") for line in lines]
-
-    async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
-        redis, _ = await self._conn()
-        reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")
-        status, result, error = reply
-        if status is None:
-            raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
-        st = status.decode()
-        if st not in FINAL_STATUSES:
-            return None
-        value = unpackb(result) if st == "completed" and result is not None else None
-        return st, value, error.decode() if error is not None else None
-
-    @_reaching
+    @reaching
     async def wait(
         self, job_id: str, timeout: float | None = None, *, queue: str | None = None
     ) -> Any:
@@ -325,16 +211,16 @@ class Client:
             JobNotFound: there is no such job.
         """
         keys = self._job_keys(job_id, queue)
-        await self._conn()
+        redis, _ = await self._conn()
         assert self._subscriber is not None
         try:
             async with asyncio.timeout(timeout):
                 async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
-                    outcome = await self._final(keys, job_id)
+                    outcome = await queries.final_state(redis, keys, job_id)
                     while outcome is None:
                         raw = await sub.get()
                         if raw == RECHECK:
-                            outcome = await self._final(keys, job_id)
+                            outcome = await queries.final_state(redis, keys, job_id)
                             continue
                         ev = Event.decode(raw)
                         if ev.type in FINAL_EVENTS:
@@ -348,46 +234,9 @@ class Client:
             raise JobCancelled(job_id, error)
         raise JobFailed(job_id, error)
 
-    @_reaching
-    async def list_jobs(
-        self,
-        status: JobStatus | str | None = None,
-        *,
-        queue: str | None = None,
-        limit: int = 100,
-        cursor: int = 0,
-    ) -> JobPage:
-        """Jobs of one status (or of every status), newest first, one page at a time."""
-        redis, _ = await self._conn()
-        return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
-
-    @_reaching
-    async def stats(self, queue: str | None = None) -> dict[str, int]:
-        """The queue's counters and its jobs waiting now.
-
-        Returns:
-            The running totals ``enqueued started completed failed retried reclaimed
-            cancelled``, and the jobs in the queue now: ``pending scheduled running`` and
-            ``dead`` (failed for good, kept for `result_ttl`).
-        """
-        redis, _ = await self._conn()
-        return await queries.stats(redis, self.keys(queue))
-
-    @_reaching
-    async def queues(self) -> list[str]:
-        """The names of every queue anything was ever enqueued to, sorted."""
-        redis, _ = await self._conn()
-        return await queries.list_queues(redis)
-
-    @_reaching
-    async def workers(self) -> list[WorkerInfo]:
-        """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
-        redis, _ = await self._conn()
-        return await queries.list_workers(redis)
-
     # -- changing -------------------------------------------------------------------------------
 
-    @_reaching
+    @reaching
     async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
         """Cancel a pending, scheduled or running job.
 
@@ -403,7 +252,7 @@ class Client:
         outcome = await scripts.cancel(keys, job_id, new_job_id())
         return outcome in ("cancelled", "requested")
 
-    @_reaching
+    @reaching
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
         """Run a job that failed for good (a dead letter) again, under the same id.
 
@@ -416,7 +265,7 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.retry(keys, [job_id]) == 1
 
-    @_reaching
+    @reaching
     async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
         """Delete a job that failed for good now, instead of after its `result_ttl`.
 
@@ -427,12 +276,12 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.purge(keys, [job_id]) == 1
 
-    @_reaching
+    @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=True)
 
-    @_reaching
+    @reaching
     async def purge_failed(self, *, queue: str | None = None) -> int:
         """:meth:`purge` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=False)
@@ -452,7 +301,7 @@ class Client:
             done += await run(keys, [i.decode() for i in ids])
             seen = ids
 
-    @_reaching
+    @reaching
     async def set_progress(
         self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None
     ) -> bool:
@@ -461,6 +310,19 @@ class Client:
         _, scripts = await self._conn()
         value = float(progress)
         return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
+
+    @reaching
+    async def annotate(
+        self, name: str, values: Mapping[str, str | int], *, queue: str | None = None
+    ) -> None:
+        """Store field `name` on each job of `values` (job id -> value) that has none yet, in one
+        round trip; :meth:`job_field` reads it back. For data of the caller's own."""
+        keys = self.keys(queue)
+        redis, _ = await self._conn()
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id, value in values.items():
+                pipe.hsetnx(keys.job(check_job_id(job_id)), name, value)
+            await pipe.execute()
 
     # -- events ---------------------------------------------------------------------------------
 
