@@ -27,7 +27,7 @@ from .errors import (
 from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
-from .job import Job, JobStatus
+from .job import FailureReason, Job, JobStatus
 from .manager import JobManager
 from .queries import JobPage
 from .worker import Worker
@@ -44,6 +44,7 @@ __all__ = [
     "ExecContext",
     "Executor",
     "ExecutorError",
+    "FailureReason",
     "InvalidJobId",
     "Job",
     "JobCancelled",

@@ -8,50 +8,29 @@ a dedup hit, and encodes every payload before the first write, so bad input leav
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from . import queries, tracing
-from .connection import Backend, resolve_url
-from .errors import JobCancelled, JobFailed, JobNotFound, RedisOutOfMemory, WaitTimeout
+from .errors import JobCancelled, JobFailed, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, Event, follow
-from .executors._callspec import check_call_payload
-from .job import FINAL_STATUSES, Job, JobStatus
+from .getters import QueueGetters, reaching
+from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys, check_job_id
-from .options import JobOptions, new_job_id
-from .queries import JobPage, WorkerInfo
-from .scripts import ENQUEUE_STRIDE, Arg, Scripts
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload, unpackb
-from .subscriber import RECHECK, Subscriber
+from .options import ENQUEUE_OPTIONS, JobOptions, new_job_id
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
+from .subscriber import RECHECK
+from .wire import EnqueueRow, build_row, due_in_ms
 
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
-
-def _reaching(
-    method: Callable[Concatenate[Client, _P], Awaitable[_R]],
-) -> Callable[Concatenate[Client, _P], Coroutine[Any, Any, _R]]:
-    """A Client method that raises ConnectionFailed (naming the URL) when Redis is lost, refuses
-    or does not answer within the command timeout, rather than redis-py's own errors."""
-
-    @functools.wraps(method)
-    async def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self.backend.reaching():
-            return await method(self, *args, **kwargs)
-
-    return call
-
-
-class Client:
+class Client(QueueGetters):
     """A connection to one Redis (or the embedded backend) for producing and watching jobs.
 
     Args:
@@ -83,99 +62,22 @@ class Client:
         timeout: float | None = None,
         result_ttl: float = 86400.0,
     ) -> None:
-        self.backend = Backend(resolve_url(url, warn_private=True))
-        self.queue = queue
+        super().__init__(url, queue)
         self.max_payload_bytes = max_payload_bytes
         self.options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
-        self._tail = self.options.tail()
-        self._keys: dict[str, QueueKeys] = {}
+        self._policy = self.options.policy()
         self._known_queues: set[str] = set()
-        self._redis: Redis | None = None
-        self._scripts: Scripts | None = None
-        self._subscriber: Subscriber | None = None
-        self.keys(queue)  # validate the name now, not at the first call
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    async def connect(self) -> Self:
-        """Connect and check Redis answers (fails fast, naming the URL)."""
-        if self._redis is not None:
-            return self
-        redis = self.backend.client()
-        try:
-            with self.backend.reaching():
-                await redis.ping()
-        except BaseException:
-            await redis.aclose()
-            raise
-        self._redis = redis
-        self._scripts = Scripts(redis, embedded=self.backend.embedded)
-        self._subscriber = Subscriber(redis)
-        return self
-
-    async def aclose(self) -> None:
-        """Close the connections."""
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
-        self._redis = self._scripts = self._subscriber = None
-
-    async def __aenter__(self) -> Self:
-        return await self.connect()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    @property
-    def redis(self) -> Redis:
-        """The underlying redis-py client (connect first)."""
-        if self._redis is None:
-            raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
-        return self._redis
-
-    async def _conn(self) -> tuple[Redis, Scripts]:
-        if self._scripts is None:
-            await self.connect()
-        assert self._redis is not None and self._scripts is not None
-        return self._redis, self._scripts
-
-    def keys(self, queue: str | None = None) -> QueueKeys:
-        """The key names of `queue` (default: the client's queue)."""
-        q = queue or self.queue
-        keys = self._keys.get(q)
-        if keys is None:
-            keys = self._keys[q] = QueueKeys(q)
-        return keys
-
-    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
-        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
-        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
-        return self.keys(queue)
 
     # -- enqueue --------------------------------------------------------------------------------
-
-    def _row(
-        self, kind: str, payload: Any, opts: Mapping[str, Any] | None
-    ) -> tuple[str, list[Arg]]:
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
-        if kind == "call":
-            check_call_payload(payload)
-        if opts:
-            job_id, tail = self.options.with_overrides(opts)
-        else:
-            job_id, tail = new_job_id(), self._tail
-        return job_id, [job_id, kind, pack_payload(payload, self.max_payload_bytes), *tail]
 
     async def _register_queue(self, redis: Redis, queue: str) -> None:
         if queue not in self._known_queues:
             await redis.sadd(QUEUES_KEY, queue)
             self._known_queues.add(queue)
 
-    @_reaching
+    @reaching
     async def enqueue(
         self,
         kind: str,
@@ -185,6 +87,7 @@ class Client:
         job_id: str | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        priority: int = 0,
         max_retries: int | None = None,
         retry_delay: float | None = None,
         retry_backoff: float | None = None,
@@ -195,51 +98,38 @@ class Client:
         """Add one job.
 
         Args:
-            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, or a
-                custom kind).
+            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, yours).
             payload: anything msgpack encodes; the executor's input.
             queue: the queue (default: the client's).
-            job_id: a caller-chosen id, which makes the enqueue idempotent: while a job with
-                this id exists, enqueueing it again writes nothing and returns that job.
-                1-200 characters of ``A-Z a-z 0-9 _ - . @ + =``, not starting with ``-`` or
-                ``.`` (default: 32 random hex digits).
+            job_id: a caller-chosen id (:data:`~redisjobs.keys.JOB_ID_RULE`; default: 32 random
+                hex digits). While a job with this id exists, enqueueing it again writes nothing
+                and returns that job.
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
-            max_retries: attempts after the first when it fails.
-            retry_delay: seconds before the first retry; retry n waits
-                ``retry_delay * retry_backoff ** (n - 1)``, spread by ``± retry_jitter``.
-            retry_backoff: the exponential factor (>= 1).
-            retry_jitter: the fraction of randomness (0..1) in each retry delay.
-            timeout: seconds a run may take before it is cancelled and counted as failed.
-            result_ttl: seconds a finished job (and its result) is kept.
+            priority: 0..2**21, lower is more urgent. Recorded: stored on the job and shown as
+                :attr:`Job.priority`; ordering by priority is not implemented, jobs of a queue
+                run in FIFO order.
+            max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
+                job's :class:`~redisjobs.options.JobOptions` (default: the client's).
 
         Returns:
             The job as written (or as it already was, for a duplicate `job_id`).
 
         Raises:
-            CallRefused: a ``call`` payload no worker would run: a malformed, private or dunder
-                function name, ill-shaped arguments, or ``ctx`` among them (nothing is written).
-            SerializationError: the payload is not msgpack-encodable (nothing is written).
-            PayloadTooLarge: the encoded payload is over the cap (nothing is written).
-            InvalidJobId: `job_id` is not a valid job id (nothing is written).
+            CallRefused: a ``call`` payload no worker would run (nothing is written).
+            SerializationError: the payload is not msgpack-encodable, or PayloadTooLarge: over
+                the cap (nothing is written).
+            ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        opts = {
-            "job_id": job_id,
-            "delay": delay,
-            "at": at,
-            "max_retries": max_retries,
-            "retry_delay": retry_delay,
-            "retry_backoff": retry_backoff,
-            "retry_jitter": retry_jitter,
-            "timeout": timeout,
-            "result_ttl": result_ttl,
-        }
-        given = {k: v for k, v in opts.items() if v is not None}
-        job_id_, row = self._row(kind, payload, given)
-        return (await self._write(self.keys(queue), [job_id_], row))[0]
+        # The options given (not None, priority not 0); none at all takes the row's fast path.
+        opts = {k: v for k, v in locals().items() if k in ENQUEUE_OPTIONS and v is not None}
+        if priority == 0:
+            del opts["priority"]
+        row = self._row(kind, payload, opts)
+        return (await self._write(self.keys(queue), [row]))[0]
 
-    @_reaching
+    @reaching
     async def enqueue_many(
         self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
     ) -> list[Job]:
@@ -247,50 +137,47 @@ class Client:
 
         Args:
             jobs: ``(kind, payload)`` pairs or mappings with ``kind``, ``payload`` and any
-                option of :meth:`enqueue` except ``queue``.
+                option of :meth:`enqueue` except ``queue`` (``priority`` among them).
             queue: the queue of all of them.
 
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        ids: list[str] = []
-        rows: list[Arg] = []
+        rows = []
         for spec in jobs:
             if isinstance(spec, tuple):
-                job_id, row = self._row(spec[0], spec[1], None)
+                rows.append(self._row(spec[0], spec[1], None))
             else:
                 opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
-                job_id, row = self._row(spec["kind"], spec.get("payload"), opts)
-            ids.append(job_id)
-            rows += row
-        return await self._write(self.keys(queue), ids, rows)
+                rows.append(self._row(spec["kind"], spec.get("payload"), opts))
+        return await self._write(self.keys(queue), rows)
 
-    async def _write(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
+    def _row(self, kind: str, payload: Any, opts: Mapping[str, Any] | None) -> EnqueueRow:
+        return build_row(kind, payload, opts, self.options, self._policy, self.max_payload_bytes)
+
+    async def _write(self, keys: QueueKeys, rows: list[EnqueueRow]) -> list[Job]:
         if tracing.AVAILABLE and tracing.active():
-            return await self._write_traced(keys, ids, rows)
-        return await self._write_rows(keys, ids, rows, None)
-
-    async def _write_traced(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
-        """`_write` inside the producer's span, whose context the jobs carry to the worker."""
-        kinds = [str(rows[n * ENQUEUE_STRIDE + 1]) for n in range(len(ids))]
-        with tracing.enqueue_span(keys, kinds, ids) as context:
-            return await self._write_rows(keys, ids, rows, context)
+            ids = [row.job_id for row in rows]
+            # Inside the producer's span, whose context the jobs carry to the worker.
+            with tracing.enqueue_span(keys, [row.kind for row in rows], ids) as context:
+                return await self._write_rows(keys, rows, context)
+        return await self._write_rows(keys, rows, None)
 
     async def _write_rows(
-        self, keys: QueueKeys, ids: list[str], rows: list[Arg], trace_context: str | None
+        self, keys: QueueKeys, rows: list[EnqueueRow], trace_context: str | None
     ) -> list[Job]:
         redis, scripts = await self._conn()
         created: list[bool] = []
         try:
             await self._register_queue(redis, keys.queue)
             if trace_context is not None:
-                await tracing.store(redis, keys, ids, trace_context, _due_in_ms(ids, rows))
-            step = ENQUEUE_BATCH * ENQUEUE_STRIDE
-            for i in range(0, len(rows), step):
-                created += await scripts.enqueue(keys, rows[i : i + step])
+                ids = [row.job_id for row in rows]
+                await tracing.store(redis, keys, ids, trace_context, due_in_ms(rows))
+            for i in range(0, len(rows), ENQUEUE_BATCH):
+                created += await scripts.enqueue(keys, rows[i : i + ENQUEUE_BATCH])
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             written = (
-                f"the first {len(created)} of {len(ids)} jobs were enqueued, the rest were not"
+                f"the first {len(created)} of {len(rows)} jobs were enqueued, the rest were not"
                 if created
                 else "nothing was enqueued"
             )
@@ -302,44 +189,14 @@ class Client:
             self.backend.wake(keys.queue)
         now = datetime.now(UTC)
         out: list[Job] = []
-        for n, (job_id, new) in enumerate(zip(ids, created, strict=True)):
-            existing = None if new else await self.get(job_id, queue=keys.queue)
-            delayed = rows[n * ENQUEUE_STRIDE + 9] or rows[n * ENQUEUE_STRIDE + 10]
-            status = JobStatus.SCHEDULED if delayed else JobStatus.PENDING
-            out.append(existing or Job(job_id, status, now, queue=keys.queue))
+        for row, new in zip(rows, created, strict=True):
+            existing = None if new else await self.get(row.job_id, queue=keys.queue)
+            status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
+            fresh = Job(row.job_id, status, now, queue=keys.queue, priority=row.priority)
+            out.append(existing or fresh)
         return out
 
-    # -- reading --------------------------------------------------------------------------------
-
-    @_reaching
-    async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
-        """The job's current state, or None when it does not exist (or has expired)."""
-        keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        h: dict[bytes, bytes] = await redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
-        return Job.from_hash(keys.queue, job_id, h) if h else None
-
-    @_reaching
-    async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
-        """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
-        keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        lines: list[bytes] = await redis.lrange(keys.job_log(job_id), 0, -1)  # type: ignore[assignment]
-        return [line.decode("utf-8", "replace") for line in lines]
-
-    async def _final(self, keys: QueueKeys, job_id: str) -> tuple[str, Any, str | None] | None:
-        redis, _ = await self._conn()
-        reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")
-        status, result, error = reply
-        if status is None:
-            raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
-        st = status.decode()
-        if st not in FINAL_STATUSES:
-            return None
-        value = unpackb(result) if st == "completed" and result is not None else None
-        return st, value, error.decode() if error is not None else None
-
-    @_reaching
+    @reaching
     async def wait(
         self, job_id: str, timeout: float | None = None, *, queue: str | None = None
     ) -> Any:
@@ -355,16 +212,16 @@ class Client:
             JobNotFound: there is no such job.
         """
         keys = self._job_keys(job_id, queue)
-        await self._conn()
+        redis, _ = await self._conn()
         assert self._subscriber is not None
         try:
             async with asyncio.timeout(timeout):
                 async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
-                    outcome = await self._final(keys, job_id)
+                    outcome = await queries.final_state(redis, keys, job_id)
                     while outcome is None:
                         raw = await sub.get()
                         if raw == RECHECK:
-                            outcome = await self._final(keys, job_id)
+                            outcome = await queries.final_state(redis, keys, job_id)
                             continue
                         ev = Event.decode(raw)
                         if ev.type in FINAL_EVENTS:
@@ -378,46 +235,9 @@ class Client:
             raise JobCancelled(job_id, error)
         raise JobFailed(job_id, error)
 
-    @_reaching
-    async def list_jobs(
-        self,
-        status: JobStatus | str | None = None,
-        *,
-        queue: str | None = None,
-        limit: int = 100,
-        cursor: int = 0,
-    ) -> JobPage:
-        """Jobs of one status (or of every status), newest first, one page at a time."""
-        redis, _ = await self._conn()
-        return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
-
-    @_reaching
-    async def stats(self, queue: str | None = None) -> dict[str, int]:
-        """The queue's counters and its jobs waiting now.
-
-        Returns:
-            The running totals ``enqueued started completed failed retried reclaimed
-            cancelled``, and the jobs in the queue now: ``pending scheduled running`` and
-            ``dead`` (failed for good, kept for `result_ttl`).
-        """
-        redis, _ = await self._conn()
-        return await queries.stats(redis, self.keys(queue))
-
-    @_reaching
-    async def queues(self) -> list[str]:
-        """The names of every queue anything was ever enqueued to, sorted."""
-        redis, _ = await self._conn()
-        return await queries.list_queues(redis)
-
-    @_reaching
-    async def workers(self) -> list[WorkerInfo]:
-        """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
-        redis, _ = await self._conn()
-        return await queries.list_workers(redis)
-
     # -- changing -------------------------------------------------------------------------------
 
-    @_reaching
+    @reaching
     async def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
         """Cancel a pending, scheduled or running job.
 
@@ -433,7 +253,7 @@ class Client:
         outcome = await scripts.cancel(keys, job_id, new_job_id())
         return outcome in ("cancelled", "requested")
 
-    @_reaching
+    @reaching
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
         """Run a job that failed for good (a dead letter) again, under the same id.
 
@@ -446,7 +266,7 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.retry(keys, [job_id]) == 1
 
-    @_reaching
+    @reaching
     async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
         """Delete a job that failed for good now, instead of after its `result_ttl`.
 
@@ -457,12 +277,12 @@ class Client:
         _, scripts = await self._conn()
         return await scripts.purge(keys, [job_id]) == 1
 
-    @_reaching
+    @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=True)
 
-    @_reaching
+    @reaching
     async def purge_failed(self, *, queue: str | None = None) -> int:
         """:meth:`purge` every job of the queue that failed for good; returns how many."""
         return await self._each_failed(queue, retry=False)
@@ -482,7 +302,7 @@ class Client:
             done += await run(keys, [i.decode() for i in ids])
             seen = ids
 
-    @_reaching
+    @reaching
     async def set_progress(
         self, job_id: str, progress: float, message: str | None = None, *, queue: str | None = None
     ) -> bool:
@@ -491,6 +311,19 @@ class Client:
         _, scripts = await self._conn()
         value = float(progress)
         return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
+
+    @reaching
+    async def annotate(
+        self, name: str, values: Mapping[str, str | int], *, queue: str | None = None
+    ) -> None:
+        """Store field `name` on each job of `values` (job id -> value) that has none yet, in one
+        round trip; :meth:`job_field` reads it back. For data of the caller's own."""
+        keys = self.keys(queue)
+        redis, _ = await self._conn()
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id, value in values.items():
+                pipe.hsetnx(keys.job(check_job_id(job_id)), name, value)
+            await pipe.execute()
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -518,13 +351,3 @@ class Client:
         with self.backend.reaching():
             async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
                 yield ev
-
-
-def _due_in_ms(ids: list[str], rows: list[Arg]) -> list[int]:
-    """Milliseconds from now until each job of enqueue `rows` is due (delay_ms or at_ms)."""
-    now_ms = time.time() * 1000
-    out = []
-    for n in range(len(ids)):
-        delay, at = rows[n * ENQUEUE_STRIDE + 9], rows[n * ENQUEUE_STRIDE + 10]
-        out.append(max(int(delay), round(int(at) - now_ms) if at else 0))
-    return out

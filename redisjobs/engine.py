@@ -311,8 +311,8 @@ class Engine:
         """:meth:`enqueue` a job that runs after `delay` (seconds or a timedelta)."""
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
         client = await self.client()
-        now: Any = await client.redis.time()  # Redis's clock, which the scheduler uses
-        when = datetime.fromtimestamp(now[0] + now[1] / 1e6 + seconds).astimezone()
+        now = await client.server_time()  # Redis's clock, which the scheduler uses
+        when = datetime.fromtimestamp(now + seconds).astimezone()
         return await self.enqueue(scheduled_for=when, **kwargs)
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
@@ -335,14 +335,11 @@ class Engine:
     async def _write(self, specs: list[dict[str, Any]], priorities: list[int]) -> list[uuid.UUID]:
         client = await self.client()
         written = await client.enqueue_many(specs)
-        custom = [
-            (j.id, p) for j, p in zip(written, priorities, strict=True) if p != DEFAULT_PRIORITY
-        ]
+        custom = {
+            j.id: int(p) for j, p in zip(written, priorities, strict=True) if p != DEFAULT_PRIORITY
+        }
         if custom:
-            async with client.redis.pipeline(transaction=False) as pipe:
-                for job_id, priority in custom:
-                    pipe.hsetnx(client.keys().job(job_id), "priority", int(priority))
-                await pipe.execute()
+            await client.annotate("priority", custom)
         return [_uuid(j.id) for j in written]
 
     # -- inspecting -------------------------------------------------------------------------------
@@ -358,7 +355,7 @@ class Engine:
         job = await client.get(key)
         if job is None:
             raise KeyError(str(job_id))
-        priority: Any = await client.redis.hget(client.keys().job(key), "priority")
+        priority = await client.job_field(key, "priority")
         return _record(job, int(priority) if priority else DEFAULT_PRIORITY)
 
     async def cancel(self, job_id: uuid.UUID | str) -> bool:
@@ -373,7 +370,7 @@ class Engine:
 
 def _record(job: Job, priority: int) -> dict[str, Any]:
     status = STATUS[job.status]
-    if job.status == JobStatus.FAILED and (job.error or "").startswith("timed out after"):
+    if job.status == JobStatus.FAILED and job.failure == "timeout":
         status = "timeout"
     return {
         "id": _uuid(job.id),
@@ -522,7 +519,7 @@ class Worker:
         """``{"status": "healthy", "queue_depth": N}``, or ``"unhealthy"`` with a reason."""
         try:
             client = await self.engine.client()
-            await client.redis.ping()
+            await client.ping()
             depth = await self.engine.queue_depth()
         except (RedisJobsError, RedisError, OSError) as exc:
             return {"status": "unhealthy", "reason": str(exc)}

@@ -8,7 +8,7 @@ The pub/sub connection that carries them lives in :mod:`redisjobs.subscriber`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,10 @@ async def follow(
     async with await subscribing as sub:
         replayed: set[bytes] = set()
         if since is not None:
-            async for ev, raw in _replay(redis, keys, since, job_id):
+            # Imported here: queries decodes Events, so it imports this module first.
+            from .queries import replay
+
+            async for ev, raw in replay(redis, keys, since, job_id):
                 replayed.add(raw)
                 yield ev
         while True:
@@ -109,19 +112,3 @@ async def follow(
                 replayed.discard(raw)
                 continue
             yield Event.decode(raw)
-
-
-async def _replay(
-    redis: Redis, keys: QueueKeys, since: str, job_id: str | None
-) -> AsyncIterator[tuple[Event, bytes]]:
-    cursor = since
-    while True:
-        entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=500)
-        if not entries:
-            return
-        for eid, fields in entries:
-            raw = fields[b"e"]
-            ev = Event.decode(raw, eid.decode())
-            if job_id is None or ev.job_id == job_id:
-                yield ev, raw
-        cursor = entries[-1][0].decode()

@@ -7,52 +7,19 @@ slot. Scripts receive :attr:`QueueKeys.prefix` as ``KEYS[1]`` and derive the oth
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import TypeGuard
 
-from .errors import InvalidJobId
+# The name rules live in .names; they stay importable from here, where they long were.
+from .names import JOB_ID as JOB_ID
+from .names import JOB_ID_RULE as JOB_ID_RULE
+from .names import check_job_id as check_job_id
+from .names import check_queue_name
+from .names import is_job_id as is_job_id
 
 PREFIX = "rj"
 GROUP = "workers"
 QUEUES_KEY = f"{PREFIX}:queues"
 WORKERS_KEY = f"{PREFIX}:workers"
-
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-
-JOB_ID_RULE = "1-200 characters of A-Z a-z 0-9 _ - . @ + =, not starting with - or ."
-JOB_ID = re.compile(r"^[A-Za-z0-9_@+=][A-Za-z0-9_@+=.\-]{0,199}$")
-"""What a job id a caller chooses must match (in full: see :func:`check_job_id`).
-
-No ``:``, so an id never spells another key of a job (``job:<id>:log``); no glob characters,
-so a job's key or channel used as a pattern (SCAN MATCH, PSUBSCRIBE) matches that job alone; no
-braces (hash tags), ``/``, ``#``, ``%`` or spaces, so it is a path segment of the HTTP API as
-it is; no leading ``-`` (a command-line option) or ``.`` (the ``.`` and ``..`` segments). Also
-a JSON Schema pattern, where ``$`` ends the string (Python's ``$`` allows a final newline:
-match it in full).
-"""
-
-
-def is_job_id(value: object) -> TypeGuard[str]:
-    """Whether `value` is a valid job id (a string of :data:`JOB_ID_RULE`)."""
-    return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
-
-
-def check_job_id(job_id: object) -> str:
-    """`job_id` when it is a valid job id (see :data:`JOB_ID_RULE`).
-
-    Every call that turns a caller's id into a key checks it here first. Ids that came out of
-    Redis are used as they are, unchecked: a worker must serve whatever a producer wrote.
-
-    Raises:
-        InvalidJobId: not a string, or not of the charset, or empty, or too long.
-    """
-    if is_job_id(job_id):
-        return job_id
-    if not isinstance(job_id, str):
-        raise InvalidJobId(f"a job id must be a string, got {type(job_id).__name__}")
-    shown = repr(job_id[:60]) + ("..." if len(job_id) > 60 else "")  # hostile ids can be huge
-    raise InvalidJobId(f"invalid job id {shown}: a job id is {JOB_ID_RULE}")
 
 
 def worker_key(worker_id: str) -> str:
@@ -73,8 +40,7 @@ class QueueKeys:
     prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not _QUEUE_NAME.match(self.queue):
-            raise ValueError(f"invalid queue name {self.queue!r}: use 1-128 of A-Z a-z 0-9 _ . : -")
+        check_queue_name(self.queue)
         object.__setattr__(self, "prefix", f"{PREFIX}:{{{self.queue}}}:")
 
     @property
@@ -137,6 +103,10 @@ class QueueKeys:
     def job_log(self, job_id: str) -> str:
         """Capped list of the log lines a job wrote through ``ctx.log``."""
         return f"{self.prefix}job:{job_id}:log"
+
+    def job_trace(self, job_id: str) -> str:
+        """String holding the W3C trace context a job's producer left for its worker."""
+        return f"{self.prefix}job:{job_id}:trace"
 
     def status(self, status: str) -> str:
         """Sorted-set index of the jobs in one status."""

@@ -143,8 +143,7 @@ class JobManager:
                 await worker.__aenter__()
                 self._worker = worker
             # Replaying the log from its current end leaves no gap before the subscription.
-            last: Any = await client.redis.xrevrange(client.keys().log, count=1)
-            since = last[0][0].decode() if last else "0"
+            since = await client.log_cursor()
             self._follower = asyncio.create_task(self._follow(client, since))
         except BaseException:
             await client.aclose()

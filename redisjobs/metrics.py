@@ -10,7 +10,6 @@ prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -18,13 +17,12 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
 
 from . import worker as _worker
+from .client import Client
 from .httpserve import Reply, TinyServer
 from .job import JobStatus
-from .keys import QueueKeys
-from .queries import COUNTERS, list_queues, list_workers
+from .queries import COUNTERS
 
 log = logging.getLogger("redisjobs.metrics")
 
@@ -66,26 +64,8 @@ class _Families(Collector):
         yield from self.families
 
 
-async def _queue_reads(redis: Redis, queues: list[str]) -> tuple[list[Any], float]:
-    """Per queue: stats hash, size of each status index, dead count, oldest pending entry."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.time()  # ages on Redis's clock, which wrote the status scores
-        for q in queues:
-            keys = QueueKeys(q)
-            pipe.hgetall(keys.stats)
-            for status in JobStatus:
-                pipe.zcard(keys.status(status))
-            pipe.zcard(keys.dead)
-            pipe.zrange(keys.status(JobStatus.PENDING), 0, 0, withscores=True)
-        replies = await pipe.execute()
-    seconds, micros = replies[0]
-    return replies[1:], int(seconds) + int(micros) / 1e6
-
-
-async def queue_families(redis: Redis) -> list[Metric]:
+async def queue_families(client: Client) -> list[Metric]:
     """Every queue's metrics, read from Redis now."""
-    queues = await list_queues(redis)
-    replies, now = await _queue_reads(redis, queues)
     labels = ["queue"]
     depth = GaugeMetricFamily(
         "redisjobs_queue_jobs", "Jobs in the queue by status.", labels=["queue", "status"]
@@ -102,22 +82,20 @@ async def queue_families(redis: Redis) -> list[Metric]:
         "How long the oldest pending job has waited (0 when none is pending).",
         labels=labels,
     )
-    per_queue = 1 + len(JobStatus) + 2
-    for n, q in enumerate(queues):
-        stats, *sizes, dead_count, first = replies[n * per_queue : (n + 1) * per_queue]
-        for status, size in zip(JobStatus, sizes, strict=True):
-            depth.add_metric([q, status.value], int(size))
-        dead.add_metric([q], int(dead_count))
-        counts = {k.decode(): v for k, v in stats.items()}
+    for read in await client.job_counts():
+        q = read.name
+        for status in JobStatus:
+            depth.add_metric([q, status.value], read.counts[status.value])
+        dead.add_metric([q], read.counts["dead"])
         for name, family in totals.items():
-            with contextlib.suppress(ValueError):  # a counter written by something else
-                family.add_metric([q], int(counts.get(name, 0)))
+            family.add_metric([q], read.totals[name])
         # Status scores are ms since the epoch at which the job entered the status.
-        oldest.add_metric([q], max(0.0, now - first[0][1] / 1000) if first else 0.0)
-    return [depth, dead, *totals.values(), oldest, *await worker_families(redis)]
+        first = read.oldest_pending_ms
+        oldest.add_metric([q], max(0.0, read.read_at - first / 1000) if first else 0.0)
+    return [depth, dead, *totals.values(), oldest, *await worker_families(client)]
 
 
-async def worker_families(redis: Redis) -> list[Metric]:
+async def worker_families(client: Client) -> list[Metric]:
     """Live workers, their slots and hung threads, per queue they serve."""
     labels = ["queue"]
     workers = GaugeMetricFamily("redisjobs_workers", "Live workers.", labels=labels)
@@ -133,7 +111,7 @@ async def worker_families(redis: Redis) -> list[Metric]:
         labels=labels,
     )
     sums: dict[str, list[int]] = {}
-    for info in await list_workers(redis):
+    for info in await client.workers():
         for q in info.queues:
             row = sums.setdefault(q, [0, 0, 0, 0])
             for i, value in enumerate((1, info.concurrency, info.held, info.hung_threads)):
@@ -146,10 +124,10 @@ async def worker_families(redis: Redis) -> list[Metric]:
     return [workers, slots, busy, hung]
 
 
-async def render(redis: Redis) -> bytes:
+async def render(client: Client) -> bytes:
     """The Prometheus text exposition: every queue from Redis, and this process's durations."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families([*await queue_families(redis), *_PROCESS.collect()]))
+    registry.register(_Families([*await queue_families(client), *_PROCESS.collect()]))
     return generate_latest(registry)
 
 
@@ -165,7 +143,7 @@ def metrics_route(client: Any, path: str = "/metrics") -> Any:
     from starlette.routing import Route
 
     async def endpoint(_request: Request) -> Response:
-        body = await render((await client.connect()).redis)  # connect() is idempotent
+        body = await render(client)  # it connects on first use
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return Route(path, endpoint, methods=["GET"], name="metrics")
@@ -179,21 +157,21 @@ class MetricsServer(TinyServer):
     this loop).
 
     Args:
-        redis: where to read the queues from; the server closes it in :meth:`aclose`.
+        client: where to read the queues from; the server closes it in :meth:`aclose`.
         host: the address to listen on (default: this machine only).
         port: the port (0 = any free one; see :attr:`port` once started).
     """
 
-    def __init__(self, redis: Redis, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(self._reply, host, port, name="metrics")
-        self.redis = redis
+        self.client = client
 
     async def aclose(self) -> None:
-        """Stop listening and close the Redis client."""
+        """Stop listening and close the client."""
         await super().aclose()
-        await self.redis.aclose()
+        await self.client.aclose()
 
     async def _reply(self, path: str) -> Reply | None:
         if path not in ("/", "/metrics"):
             return None
-        return Reply("200 OK", await render(self.redis), CONTENT_TYPE_LATEST)
+        return Reply("200 OK", await render(self.client), CONTENT_TYPE_LATEST)

@@ -1,22 +1,35 @@
-"""Read-only views of a queue: pages of jobs by status, counters and depth.
+"""Every read of a queue, once: jobs, counts, workers, rates and the event log, pipelined.
 
-Nothing here changes state; listings read the status indexes that the scripts maintain.
+Nothing here changes state. Each read takes as few round trips as Redis allows (most take one:
+a pipeline); :class:`redisjobs.getters.QueueGetters` puts each behind a Client method, and
+everything outside the core reads through those.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
-from .job import Job, JobStatus, ms_to_datetime
+from .errors import JobNotFound
+from .events import Event
+from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from .serialization import unpackb
 
 COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
 WAITING = ("pending", "scheduled", "running")
+STATUSES = tuple(s.value for s in JobStatus)
+RATED = ("enqueued", "completed", "failed")
+"""The event types :func:`event_rates` counts unless told others."""
+RATE_WINDOW_MS = 60_000
+HISTORY_SCAN = 5_000
+"""Log entries read at most to gather one job's history."""
+REPLAY_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +121,10 @@ async def list_jobs(
 ) -> JobPage:
     """Jobs of one status (or of every status, in status order), newest first."""
     statuses = [JobStatus(status)] if status is not None else list(JobStatus)
-    sizes = await asyncio.gather(*(redis.zcard(keys.status(s)) for s in statuses))
+    async with redis.pipeline(transaction=False) as pipe:
+        for s in statuses:
+            pipe.zcard(keys.status(s))
+        sizes: list[int] = await pipe.execute()
     ids: list[bytes] = []
     offset = cursor
     for s, size in zip(statuses, sizes, strict=True):
@@ -131,15 +147,231 @@ async def list_jobs(
     return JobPage(jobs, nxt if nxt < sum(sizes) else None)
 
 
+async def redis_time(redis: Redis) -> float:
+    """Redis's clock in seconds (the clock of every timestamp the scripts write)."""
+    return _seconds(await redis.time())
+
+
+def _seconds(reply: Any) -> float:
+    seconds, micros = reply
+    return int(seconds) + int(micros) / 1e6
+
+
+async def get_jobs(redis: Redis, keys: QueueKeys, ids: Sequence[str]) -> list[Job | None]:
+    """The jobs `ids` of a queue as stored (None for one that is gone), in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hgetall(keys.job(job_id))
+        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+    return [
+        Job.from_hash(keys.queue, i, h) if h else None for i, h in zip(ids, hashes, strict=True)
+    ]
+
+
+async def find_job(redis: Redis, job_id: str, queue: str | None) -> Job | None:
+    """The job `job_id` of `queue`, or of the first known queue (by name) that holds it.
+
+    One round trip for a given queue; two for any queue (the registry, then every queue's
+    job hash at once).
+    """
+    names = [queue] if queue is not None else await list_queues(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(QueueKeys(name).job(job_id))
+        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+    for name, h in zip(names, hashes, strict=True):
+        if h:
+            return Job.from_hash(name, job_id, h)
+    return None
+
+
+async def job_logs(redis: Redis, keys: QueueKeys, job_id: str) -> list[str]:
+    """The log lines of a job, oldest first."""
+    lines: list[bytes] = await redis.lrange(keys.job_log(job_id), 0, -1)  # type: ignore[assignment]
+    return [line.decode("utf-8", "replace") for line in lines]
+
+
+async def job_field(redis: Redis, keys: QueueKeys, job_id: str, name: str) -> str | None:
+    """One field of a job's hash (None when it has none)."""
+    value: bytes | None = await redis.hget(keys.job(job_id), name)  # type: ignore[assignment]
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+async def final_state(
+    redis: Redis, keys: QueueKeys, job_id: str
+) -> tuple[str, Any, str | None] | None:
+    """How a job ended: ``(status, result, error)``, or None while it has not.
+
+    Raises:
+        JobNotFound: there is no such job.
+    """
+    reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")
+    status, result, error = reply
+    if status is None:
+        raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
+    st = status.decode()
+    if st not in FINAL_STATUSES:
+        return None
+    value = unpackb(result) if st == "completed" and result is not None else None
+    return st, value, error.decode() if error is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """One queue's jobs by status and its running counters, read at one instant.
+
+    Attributes:
+        name: the queue.
+        counts: the jobs in each status index now, and ``dead`` (failed for good, still kept).
+        totals: the running counters: every one of :data:`COUNTERS` (0 when never counted)
+            and any other numeric field of the stats hash.
+        oldest_pending_ms: when the oldest pending job became pending (Redis ms), None when
+            none is.
+        read_at: Redis's clock at the read, in seconds.
+    """
+
+    name: str
+    counts: dict[str, int]
+    totals: dict[str, int]
+    oldest_pending_ms: int | None
+    read_at: float
+
+
+async def job_counts(redis: Redis, names: Sequence[str]) -> list[QueueCounts]:
+    """The :class:`QueueCounts` of every queue of `names`, in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()  # ages are measured on Redis's clock, which wrote the status scores
+        for name in names:
+            keys = QueueKeys(name)
+            pipe.hgetall(keys.stats)
+            for status in STATUSES:
+                pipe.zcard(keys.status(status))
+            pipe.zcard(keys.dead)
+            pipe.zrange(keys.status(JobStatus.PENDING), 0, 0, withscores=True)
+        now, *replies = await pipe.execute()
+    read_at = _seconds(now)
+    per_queue = len(STATUSES) + 3
+    out = []
+    for n, name in enumerate(names):
+        raw, *sizes, first = replies[n * per_queue : (n + 1) * per_queue]
+        totals = dict.fromkeys(COUNTERS, 0)
+        totals.update({k.decode(): int(v) for k, v in raw.items() if v.isdigit()})
+        counts = dict(zip((*STATUSES, "dead"), map(int, sizes), strict=True))
+        oldest = int(first[0][1]) if first else None
+        out.append(QueueCounts(name, counts, totals, oldest, read_at))
+    return out
+
+
 async def stats(redis: Redis, keys: QueueKeys) -> dict[str, int]:
     """The running counters of a queue and its jobs waiting now (see Client.stats)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.stats)
-        for s in WAITING:
-            pipe.zcard(keys.status(s))
-        pipe.zcard(keys.dead)
-        raw, *counts = await pipe.execute()
-    out = dict.fromkeys(COUNTERS, 0)
-    out.update({k.decode(): int(v) for k, v in raw.items() if k.decode() in out})
-    out.update(zip((*WAITING, "dead"), map(int, counts), strict=True))
+    (read,) = await job_counts(redis, [keys.queue])
+    out = {k: read.totals[k] for k in COUNTERS}
+    out.update({k: read.counts[k] for k in (*WAITING, "dead")})
     return out
+
+
+def event_type(raw: bytes) -> str:
+    """The type of an encoded event, without decoding all of it.
+
+    ``_lib.lua`` writes every event as a map whose first entry is ``type`` (a short string), so
+    the type sits at a fixed place; a completed event may carry a large result, and rates read
+    thousands of events. Anything laid out otherwise is decoded in full.
+    """
+    if raw[1:6] == b"\xa4type" and len(raw) > 6 and 0xA0 <= raw[6] < 0xC0:
+        n = raw[6] - 0xA0
+        return raw[7 : 7 + n].decode("utf-8", "replace")
+    return str(unpackb(raw).get("type", ""))
+
+
+async def event_rates(
+    redis: Redis, names: Sequence[str], now_ms: int | None = None, types: Sequence[str] = RATED
+) -> dict[str, dict[str, float]]:
+    """Events per second of each of `types` over the last minute, per queue, from the logs.
+
+    The log is capped, so a busy queue's log may no longer reach back a minute: the rate is then
+    taken over the span it still covers, from its first entry. XINFO STREAM tells a trimmed log
+    by its ``entries-added`` above its length, whatever that length (Redis < 7 does not report
+    it: there a log counts as never trimmed). One round trip for every queue at once, plus one
+    for Redis's clock when `now_ms` is not given.
+    """
+    if now_ms is None:
+        now_ms = int(await redis_time(redis) * 1000)
+    start = now_ms - RATE_WINDOW_MS
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            log = QueueKeys(name).log
+            pipe.xrange(log, min=str(start), max="+")
+            pipe.xinfo_stream(log)  # an error for a log never written: read below
+        replies = await pipe.execute(raise_on_error=False)
+    out = {}
+    for n, name in enumerate(names):
+        entries, info = replies[2 * n], replies[2 * n + 1]
+        if isinstance(entries, Exception):
+            raise entries
+        if not entries:
+            out[name] = dict.fromkeys(types, 0.0)
+            continue
+        if isinstance(info, Exception):
+            raise info
+        covered_from = start
+        if info.get("entries-added", 0) > info["length"]:  # it dropped some: trimmed
+            covered_from = max(start, int(info["first-entry"][0].split(b"-")[0]))
+        span = now_ms - covered_from
+        counts = Counter(event_type(fields[b"e"]) for _, fields in entries)
+        out[name] = {t: counts[t] * 1000 / max(span, 1) for t in types}
+    return out
+
+
+async def log_cursor(redis: Redis, keys: QueueKeys) -> str:
+    """The id of the newest event in the queue's log ("0" when it is empty)."""
+    last: Any = await redis.xrevrange(keys.log, count=1)
+    return str(last[0][0].decode()) if last else "0"
+
+
+async def replay(
+    redis: Redis, keys: QueueKeys, since: str, job_id: str | None = None
+) -> AsyncIterator[tuple[Event, bytes]]:
+    """The events of a queue's log after id `since` (of one job, or all), oldest first, each
+    with its encoded form; read a page of :data:`REPLAY_PAGE` entries per round trip."""
+    cursor = since
+    while True:
+        entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=REPLAY_PAGE)
+        if not entries:
+            return
+        for eid, fields in entries:
+            raw = fields[b"e"]
+            ev = Event.decode(raw, eid.decode())
+            if job_id is None or ev.job_id == job_id:
+                yield ev, raw
+        cursor = entries[-1][0].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A job's events as the capped log still holds them, and where to follow on from.
+
+    Attributes:
+        events: oldest first.
+        cursor: the last log id read (of any job): a live stream that replays from here
+            misses nothing that happened after this read.
+        complete: False when the log was too long to read all of it for this job.
+    """
+
+    events: list[Event]
+    cursor: str
+    complete: bool
+
+
+async def job_history(
+    redis: Redis, keys: QueueKeys, job: Job, limit: int = HISTORY_SCAN
+) -> History:
+    """The events of `job` still in its queue's log, reading `limit` entries at most, in one
+    round trip."""
+    created_ms = int(job.created_at.timestamp() * 1000)
+    # Log ids are Redis ms times at least as late as the event's own, so nothing of this job
+    # comes before its creation.
+    entries: Any = await redis.xrange(keys.log, min=str(created_ms), max="+", count=limit + 1)
+    read = entries[:limit]
+    events = [Event.decode(fields[b"e"], eid.decode()) for eid, fields in read]
+    cursor = read[-1][0].decode() if read else f"{max(created_ms - 1, 0)}-0"
+    return History([ev for ev in events if ev.job_id == job.id], cursor, len(entries) <= limit)

@@ -403,6 +403,8 @@ class Worker:
         """(mode, error, defer_ms) for `fail.lua` from what a run raised."""
         if isinstance(exc, Retry):
             return "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
+        if isinstance(exc, _JobTimeout):
+            return "timeout", str(exc), -1
         if isinstance(exc, UnknownExecutor | SerializationError):
             return "fatal", _describe(exc), -1  # retrying cannot help
         if isinstance(exc, ExecutorError):  # an expected failure: its message says it all

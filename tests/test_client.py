@@ -84,6 +84,35 @@ async def test_bad_options_rejected(client: Client) -> None:
     assert await keys_of(client) == []
 
 
+async def test_priority_is_recorded_only_when_given(client: Client) -> None:
+    plain = await client.enqueue("call", {"fn": "add"})
+    urgent = await client.enqueue("call", {"fn": "add"}, priority=3, delay=60)
+    lowest = await client.enqueue("call", {"fn": "add"}, priority=2**21)
+    [bulk, bulk_plain] = await client.enqueue_many(
+        [{"kind": "call", "payload": {"fn": "add"}, "priority": 9}, ("call", {"fn": "add"})]
+    )
+    assert (urgent.priority, bulk.priority, plain.priority) == (3, 9, 0)
+    for job, priority in ((plain, 0), (urgent, 3), (lowest, 2**21), (bulk, 9), (bulk_plain, 0)):
+        got = await client.get(job.id)
+        assert got is not None and got.priority == priority
+    # a job without a priority costs nothing: no field at all
+    assert not await client.redis.hexists(client.keys().job(plain.id), "priority")
+    assert not await client.redis.hexists(client.keys().job(bulk_plain.id), "priority")
+    assert await client.redis.hget(client.keys().job(urgent.id), "priority") == b"3"
+
+
+async def test_a_bad_priority_is_refused_with_nothing_written(client: Client) -> None:
+    for bad in (-1, 2**21 + 1):
+        with pytest.raises(ValueError, match=r"priority must be 0\.\.2097152"):
+            await client.enqueue("call", {"fn": "add"}, priority=bad)
+    for wrong in (1.5, "1", True):
+        with pytest.raises(TypeError, match="priority must be an int"):
+            await client.enqueue("call", {"fn": "add"}, priority=wrong)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="priority"):
+        await client.enqueue_many([("call", {}), {"kind": "call", "priority": -5}])
+    assert await keys_of(client) == []
+
+
 async def test_missing_redis_fails_fast_naming_url() -> None:
     port = free_port()
     client = Client(f"redis://app:s3cret@127.0.0.1:{port}/0")
@@ -148,7 +177,7 @@ async def test_cancel_pending(client: Client) -> None:
     job = await client.enqueue("call", {"fn": "add"})
     assert await client.cancel(job.id) is True
     got = await client.get(job.id)
-    assert got is not None and got.status is JobStatus.CANCELLED
+    assert got is not None and got.status is JobStatus.CANCELLED and got.failure == "cancel"
     assert await client.redis.xlen(client.keys().ready) == 0
     with pytest.raises(JobCancelled):
         await client.wait(job.id, timeout=1)

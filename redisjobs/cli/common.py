@@ -14,7 +14,6 @@ from ..client import Client
 from ..connection import Backend
 from ..errors import JobNotFound
 from ..job import Job
-from ..keys import QUEUES_KEY
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -52,18 +51,11 @@ def redis_url(given: str | None, command: str, *, private_ok: bool = False) -> s
 async def connect(given: str | None, command: str, queue: str = "default") -> AsyncIterator[Client]:
     """A connected Client of the command's Redis.
 
-    ConnectionFailed (naming the URL) when Redis is unreachable or stops answering, also for
-    the commands the block sends through ``client.redis``.
+    ConnectionFailed (naming the URL) when Redis is unreachable or stops answering.
     """
     async with Client(redis_url(given, command), queue=queue) as client:
         with client.backend.reaching():
             yield client
-
-
-async def known_queues(client: Client) -> list[str]:
-    """The queues anything was ever enqueued to (the queue registry), sorted."""
-    names: Any = await client.redis.smembers(QUEUES_KEY)
-    return sorted(name.decode() for name in names)
 
 
 async def find_job(client: Client, job_id: str, queue: str | None) -> Job:
@@ -72,17 +64,11 @@ async def find_job(client: Client, job_id: str, queue: str | None) -> Job:
     Raises:
         JobNotFound: no such job (never enqueued, or expired after its result_ttl).
     """
-    queues = [queue] if queue else await known_queues(client)
-    async with client.redis.pipeline(transaction=False) as pipe:
-        for name in queues:
-            pipe.exists(client.keys(name).job(job_id))
-        found = await pipe.execute()
-    for name, exists in zip(queues, found, strict=True):
-        job = await client.get(job_id, queue=name) if exists else None
-        if job is not None:  # (it may have expired between the two reads)
-            return job
-    where = f"queue {queue!r}" if queue else "any queue"
-    raise JobNotFound(f"no job {job_id!r} in {where}")
+    job = await client.find_job(job_id, queue=queue)
+    if job is None:
+        where = f"queue {queue!r}" if queue else "any queue"
+        raise JobNotFound(f"no job {job_id!r} in {where}")
+    return job
 
 
 def on_stop_signals(callback: Callable[[signal.Signals], None]) -> None:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from ..errors import RedisJobsError
 from ..httpserve import Reply, TinyServer
-from ..queries import list_workers
+from ..queries import WorkerInfo
 from ..worker import Worker
 from .common import UsageError, connect
 from .render import print_json
@@ -97,8 +97,8 @@ async def _check(args: argparse.Namespace) -> dict[str, Any]:
         async with connect(args.redis, args.command) as client:
             if args.queue is None:
                 return {}
-            seconds, micros = await client.redis.time()
-            live = await _live_workers(client.redis, args.queue, seconds + micros / 1e6)
+            now = await client.server_time()
+            live = _live_workers(await client.workers(), args.queue, now)
     except (RedisJobsError, RedisError, OSError) as exc:
         raise Unhealthy(f"Redis unreachable: {exc}") from None
     if not live:
@@ -106,7 +106,7 @@ async def _check(args: argparse.Namespace) -> dict[str, Any]:
     return {"queue": args.queue, "workers": len(live)}
 
 
-async def _live_workers(redis: Any, queue: str, now: float) -> list[str]:
+def _live_workers(workers: list[WorkerInfo], queue: str, now: float) -> list[str]:
     """Workers serving `queue` whose heartbeat is younger than STALE_LEASES lease TTLs.
 
     `now` is Redis's clock; heartbeat_at is the worker's, so hosts must keep their clocks in
@@ -114,7 +114,7 @@ async def _live_workers(redis: Any, queue: str, now: float) -> list[str]:
     version) counts while it exists: it expires STALE_LEASES lease TTLs after its last beat.
     """
     live = []
-    for worker in await list_workers(redis):
+    for worker in workers:
         if queue not in worker.queues or worker.heartbeat_at is None:
             continue
         age = now - worker.heartbeat_at.timestamp()

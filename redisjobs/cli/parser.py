@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..demo import run_demo
 from ..job import JobStatus
-from ..keys import QueueKeys, check_job_id
+from ..names import check_job_id, check_queue_name
 from . import dashboard, executors, follow, health, info, jobs, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
@@ -52,7 +52,7 @@ non_negative_float = _bounded(float, zero_ok=True)
 def queue_name(text: str) -> str:
     """A valid queue name (an argparse type)."""
     try:
-        return QueueKeys(text).queue
+        return check_queue_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..client import Client
 from ..connection import Backend
 from ..worker import Worker
 from .common import UsageError, import_module, import_ref, on_stop_signals, redis_url
@@ -141,7 +142,9 @@ async def _metrics_server(args: argparse.Namespace, worker: Worker) -> Any:
             f"--metrics-port needs its extra: pip install 'redisjobs[metrics]' ({exc})"
         ) from None
     metrics.enable_job_durations()
-    server = metrics.MetricsServer(worker.backend.client(), args.metrics_host, args.metrics_port)
+    # A client of the worker's own Redis (the embedded backend is shared by URL).
+    client = Client(args.redis, queue=worker.keys.queue)
+    server = metrics.MetricsServer(client, args.metrics_host, args.metrics_port)
     try:
         await server.start()
     except OSError as exc:

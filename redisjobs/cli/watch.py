@@ -119,7 +119,7 @@ async def watch(args: argparse.Namespace) -> int:
         queue = (await find_job(client, args.job_id, args.queue)).queue
         # The log position before reading the job: replaying from it closes the gap between
         # that read and the subscription, so no event is missed.
-        cursor = await _log_position(client, queue)
+        cursor = await client.log_cursor(queue)
         state = await _state(client, args.job_id, queue)
         view = View(as_json=args.json)
         view.show(state)
@@ -127,11 +127,6 @@ async def watch(args: argparse.Namespace) -> int:
             state = await _follow(client, queue, cursor, state, view)
     view.end(state)
     return 0 if state.status == "completed" else 1
-
-
-async def _log_position(client: Client, queue: str) -> str:
-    last: Any = await client.redis.xrevrange(client.keys(queue).log, count=1)
-    return last[0][0].decode() if last else "0"
 
 
 async def _state(client: Client, job_id: str, queue: str) -> State:

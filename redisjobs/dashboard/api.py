@@ -78,7 +78,7 @@ class Api:
         except (SerializationError, ValueError, TypeError) as exc:
             raise Invalid(f"cannot enqueue: {exc}") from None
         # Answer with the jobs as Redis holds them (its clock, its defaults), not as sent.
-        stored = await data.get_jobs(self.client, queue, [j.id for j in jobs])
+        stored = await self.client.get_many([j.id for j in jobs], queue=queue)
         return [s or j for s, j in zip(stored, jobs, strict=True)]
 
     async def jobs(self, request: Request) -> Response:

@@ -57,6 +57,20 @@ def create_app(
     for route in routes:
         pages.router.routes.insert(0, route)
 
+    guarded = Guard(pages.router, settings, "pages")
+    return Starlette(
+        routes=[
+            # The API has its own guard, limits and JSON errors, so that it also runs alone.
+            Mount("/api", app=api_app(client, settings), name="api"),
+            Mount("", app=SecurityHeaders(BodyLimit(guarded, settings.max_body_bytes))),
+        ],
+        exception_handlers=_error_pages(pages),
+    )
+
+
+def _error_pages(pages: Pages) -> dict[Any, Any]:
+    """The handlers that answer errors outside the API with a page (Starlette's mapping)."""
+
     async def page_error(request: Request, exc: Exception) -> Response:
         root = str(request.scope.get("root_path", ""))
         if request.url.path.removeprefix(root).startswith("/api/"):
@@ -69,17 +83,4 @@ def create_app(
         message = str(exc) if isinstance(exc, ConnectionFailed) else f"Redis error: {exc}"
         return await pages.error(request, HTTPException(503, message))
 
-    guarded = Guard(pages.router, settings, "pages")
-    handlers: dict[Any, Any] = {
-        HTTPException: page_error,
-        RedisError: redis_error,
-        ConnectionFailed: redis_error,
-    }
-    return Starlette(
-        routes=[
-            # The API has its own guard, limits and JSON errors, so that it also runs alone.
-            Mount("/api", app=api_app(client, settings), name="api"),
-            Mount("", app=SecurityHeaders(BodyLimit(guarded, settings.max_body_bytes))),
-        ],
-        exception_handlers=handlers,
-    )
+    return {HTTPException: page_error, RedisError: redis_error, ConnectionFailed: redis_error}

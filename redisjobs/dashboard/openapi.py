@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..job import JobStatus
-from ..keys import JOB_ID
+from ..names import JOB_ID
 from .validation import MAX_BATCH, MAX_LIST, NUMBERS
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"

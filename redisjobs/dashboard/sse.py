@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -28,7 +28,7 @@ from ..client import Client
 from ..events import Event
 from ..job import FINAL_STATUSES, Job
 from ..tasks import cancel_and_wait
-from .data import Summaries, log_cursor
+from .data import Summaries
 from .present import event_json, job_json, to_json
 
 PING_SECONDS = 15.0
@@ -167,7 +167,6 @@ async def job_stream(client: Client, job: Job, since: str | None) -> AsyncGenera
     The last message is ``event: end`` with the job as it ended, so a reader knows the stream
     is over and has the result without another request.
     """
-    keys = client.keys(job.queue)
     created_ms = int(job.created_at.timestamp() * 1000)
     start = since or f"{max(created_ms - 1, 0)}-0"
 
@@ -190,23 +189,10 @@ async def job_stream(client: Client, job: Job, since: str | None) -> AsyncGenera
             await events.aclose()
     else:
         # Already over: what the log holds after `start`, then the end.
-        async for ev in _replay(client, keys.log, job.id, start):
+        async for ev in client.replay(job.id, queue=job.queue, since=start):
             yield message(event_json(ev), id=event_id(ev))
     final = await client.get(job.id, queue=job.queue)
     yield message(job_json(final or job, payload=False), event="end")
-
-
-async def _replay(client: Client, log_key: str, job_id: str, since: str) -> AsyncIterator[Event]:
-    cur = since
-    while True:
-        entries: Any = await client.redis.xrange(log_key, f"({cur}", "+", count=500)
-        if not entries:
-            return
-        for eid, fields in entries:
-            ev = Event.decode(fields[b"e"], eid.decode())
-            if ev.job_id == job_id:
-                yield ev
-        cur = entries[-1][0].decode()
 
 
 class _Fanin:
@@ -223,16 +209,17 @@ class _Fanin:
         self.inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=10_000)
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def watch(self, names: list[str]) -> None:
-        """Follow these queues too."""
+    async def watch(self, names: list[str]) -> None:
+        """Follow these queues too, from their logs' ends as they are when this returns."""
         for name in names:
             if name not in self.tasks:
-                self.tasks[name] = asyncio.create_task(self._follow(name))
+                # Without a cursor, start at the log's end as it is now, read before returning:
+                # whatever the caller sends next (counts) is older than every event that
+                # follows, and the replay from here covers the moment until the subscription.
+                start = self.since or await self.client.log_cursor(name)
+                self.tasks[name] = asyncio.create_task(self._follow(name, start))
 
-    async def _follow(self, name: str) -> None:
-        # Without a cursor, start at the log's end as it is now: the subscription is made a
-        # moment later, and the replay from here covers that moment.
-        start = self.since or await log_cursor(self.client, name)
+    async def _follow(self, name: str, start: str) -> None:
         async for ev in self.client.events(queue=name, since=start):
             if not self.inbox.full():  # in a flood, counts catch up at the next tick
                 self.inbox.put_nowait(ev)
@@ -272,7 +259,7 @@ async def summaries_stream(
     fanin = _Fanin(client, since if job_events else None)
     loop = asyncio.get_running_loop()
     try:
-        fanin.watch(queues if queues is not None else await client.queues())
+        await fanin.watch(queues if queues is not None else await client.queues())
         yield await _overview(summaries, queues)
         dirty: dict[str, float] = {}  # queue -> when its latest event arrived
         next_stats, next_tick = loop.time(), loop.time() + TICK_SECONDS
@@ -291,7 +278,7 @@ async def summaries_stream(
                 next_stats = now + STATS_SECONDS
             if now >= next_tick:
                 if queues is None:
-                    fanin.watch(await client.queues())
+                    await fanin.watch(await client.queues())
                 yield await _overview(summaries, queues)
                 next_tick = now + TICK_SECONDS
     finally:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ..errors import InvalidJobId
-from ..keys import JOB_ID_RULE, QueueKeys, check_job_id
+from ..names import JOB_ID_RULE, check_job_id, check_queue_name
 
 MAX_BATCH = 1000
 """Jobs in one ``jobs:batch`` request at most."""
@@ -55,7 +55,7 @@ class JobSpec(NamedTuple):
 def queue_name(name: str) -> str:
     """`name` when it is a valid queue name (422 otherwise)."""
     try:
-        return QueueKeys(name).queue
+        return check_queue_name(name)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
 

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..client import Client
 from ..job import Job, JobStatus
-from ..keys import QueueKeys
+from ..names import check_queue_name
 from . import data, present, sse
 from .settings import Settings
 
@@ -74,7 +74,7 @@ def environment() -> jinja2.Environment:
 def _queue_name(request: Request) -> str:
     name = str(request.path_params["queue"])
     try:
-        return QueueKeys(name).queue
+        return check_queue_name(name)
     except ValueError:
         raise HTTPException(404, f"no queue {name!r}") from None
 
@@ -163,7 +163,7 @@ class Pages:
 
     async def _job(self, request: Request) -> Job:
         queue = _queue_name(request)
-        job = await data.get_job(self.client, str(request.path_params["job_id"]), queue)
+        job = await data.find_job(self.client, str(request.path_params["job_id"]), queue)
         if job is None:
             raise HTTPException(404, "no such job (it never existed, or it expired)")
         return job
@@ -214,13 +214,13 @@ class Pages:
             prev_cursor=max(cursor - PAGE_SIZE, 0) if cursor and not kind else None,
             cancellable=CANCELLABLE,
             stream=self.url(request, "queue_events", queue=name)
-            + f"?since={await data.log_cursor(self.client, name)}",
+            + f"?since={await self.client.log_cursor(name)}",
         )
 
     async def job(self, request: Request) -> Response:
         """One job: its state, payload, result or error, log lines and events."""
         job = await self._job(request)
-        history = await data.job_history(self.client, job)
+        history = await self.client.job_history(job)
         return self.render(
             request,
             "job.html",

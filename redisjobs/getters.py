@@ -1,0 +1,284 @@
+"""The reading half of a Client: its connection, and every read of a queue as a method.
+
+:class:`~redisjobs.Client` extends :class:`QueueGetters` with the calls that change jobs. Each
+method here delegates to one function of :mod:`redisjobs.queries`, which pipelines its round
+trips; code outside the core reads Redis through these methods alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from redis.asyncio import Redis
+
+from . import queries
+from .connection import Backend, resolve_url
+from .events import Event
+from .job import Job, JobStatus
+from .keys import QueueKeys, check_job_id
+from .queries import History, JobPage, QueueCounts, WorkerInfo
+from .scripts import Scripts
+from .subscriber import Subscriber
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_C = TypeVar("_C", bound="QueueGetters")
+
+
+def reaching(
+    method: Callable[Concatenate[_C, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_C, _P], Coroutine[Any, Any, _R]]:
+    """A Client method that raises ConnectionFailed (naming the URL) when Redis is lost, refuses
+    or does not answer within the command timeout, rather than redis-py's own errors."""
+
+    @functools.wraps(method)
+    async def call(self: _C, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.backend.reaching():
+            return await method(self, *args, **kwargs)
+
+    return call
+
+
+class QueueGetters:
+    """A connection to one Redis (or the embedded backend) and the reads of its queues.
+
+    Args:
+        url: as for :class:`~redisjobs.Client`.
+        queue: the queue used when a call names none.
+    """
+
+    def __init__(self, url: str | None, queue: str) -> None:
+        # Without a URL anywhere: a store private to this process, said once (see resolve_url).
+        self.backend = Backend(resolve_url(url, warn_private=True))
+        self.queue = queue
+        self._keys: dict[str, QueueKeys] = {}
+        self._redis: Redis | None = None
+        self._scripts: Scripts | None = None
+        self._subscriber: Subscriber | None = None
+        self.keys(queue)  # validate the name now, not at the first call
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def connect(self) -> Self:
+        """Connect and check Redis answers (fails fast, naming the URL)."""
+        if self._redis is not None:
+            return self
+        redis = self.backend.client()
+        try:
+            with self.backend.reaching():
+                await redis.ping()
+        except BaseException:
+            await redis.aclose()
+            raise
+        self._redis = redis
+        self._scripts = Scripts(redis, embedded=self.backend.embedded)
+        self._subscriber = Subscriber(redis)
+        return self
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._redis = self._scripts = self._subscriber = None
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def redis(self) -> Redis:
+        """The underlying redis-py client (connect first)."""
+        if self._redis is None:
+            raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
+        return self._redis
+
+    async def _conn(self) -> tuple[Redis, Scripts]:
+        if self._scripts is None:
+            await self.connect()
+        assert self._redis is not None and self._scripts is not None
+        return self._redis, self._scripts
+
+    def keys(self, queue: str | None = None) -> QueueKeys:
+        """The key names of `queue` (default: the client's queue)."""
+        q = queue or self.queue
+        keys = self._keys.get(q)
+        if keys is None:
+            keys = self._keys[q] = QueueKeys(q)
+        return keys
+
+    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
+        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
+        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
+        return self.keys(queue)
+
+    async def _names(self, queues: Sequence[str] | None) -> list[str]:
+        return list(queues) if queues is not None else await self.queues()
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    @reaching
+    async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
+        """The job's current state, or None when it does not exist (or has expired)."""
+        keys = self._job_keys(job_id, queue)
+        redis, _ = await self._conn()
+        return (await queries.get_jobs(redis, keys, [job_id]))[0]
+
+    @reaching
+    async def get_many(
+        self, job_ids: Sequence[str], *, queue: str | None = None
+    ) -> list[Job | None]:
+        """Several jobs of one queue in one round trip (None for each that does not exist)."""
+        for job_id in job_ids:
+            check_job_id(job_id)
+        redis, _ = await self._conn()
+        return await queries.get_jobs(redis, self.keys(queue), job_ids)
+
+    @reaching
+    async def find_job(self, job_id: str, *, queue: str | None = None) -> Job | None:
+        """The job `job_id` of `queue`, or (without one) of whichever known queue holds it.
+
+        Returns:
+            The job, or None when no queue searched holds it (never enqueued, or expired).
+            When several queues hold the id, the first by name.
+        """
+        check_job_id(job_id)
+        redis, _ = await self._conn()
+        return await queries.find_job(redis, job_id, queue and self.keys(queue).queue)
+
+    @reaching
+    async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
+        """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
+        keys = self._job_keys(job_id, queue)
+        redis, _ = await self._conn()
+        return await queries.job_logs(redis, keys, job_id)
+
+    @reaching
+    async def job_field(self, job_id: str, name: str, *, queue: str | None = None) -> str | None:
+        """One field of the job's stored hash, such as one a :meth:`Client.annotate` wrote
+        (None when the job has no such field, or does not exist)."""
+        keys = self._job_keys(job_id, queue)
+        redis, _ = await self._conn()
+        return await queries.job_field(redis, keys, job_id, name)
+
+    @reaching
+    async def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        *,
+        queue: str | None = None,
+        limit: int = 100,
+        cursor: int = 0,
+    ) -> JobPage:
+        """Jobs of one status (or of every status), newest first, one page at a time."""
+        redis, _ = await self._conn()
+        return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
+
+    # -- queues and workers ---------------------------------------------------------------------
+
+    @reaching
+    async def stats(self, queue: str | None = None) -> dict[str, int]:
+        """The queue's counters and its jobs waiting now.
+
+        Returns:
+            The running totals ``enqueued started completed failed retried reclaimed
+            cancelled``, and the jobs in the queue now: ``pending scheduled running`` and
+            ``dead`` (failed for good, kept for `result_ttl`).
+        """
+        redis, _ = await self._conn()
+        return await queries.stats(redis, self.keys(queue))
+
+    @reaching
+    async def job_counts(self, queues: Sequence[str] | None = None) -> list[QueueCounts]:
+        """Jobs by status, running counters and the oldest pending job, of several queues.
+
+        Args:
+            queues: the queues (default: every known queue, in name order).
+
+        Returns:
+            One :class:`~redisjobs.queries.QueueCounts` per queue, in order, all read in one
+            round trip at one instant of Redis's clock.
+        """
+        names = [self.keys(q).queue for q in await self._names(queues)]
+        redis, _ = await self._conn()
+        return await queries.job_counts(redis, names)
+
+    @reaching
+    async def event_rates(
+        self, queues: Sequence[str] | None = None, *, now_ms: int | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Enqueued, completed and failed events per second over the last minute, per queue.
+
+        A busy queue's capped event log may not reach back a minute; the rate is then taken
+        over the span the log still covers.
+
+        Args:
+            queues: the queues (default: every known queue).
+            now_ms: Redis's clock in ms, when the caller has read it (else one more round trip).
+
+        Returns:
+            queue -> event type -> events per second.
+        """
+        names = [self.keys(q).queue for q in await self._names(queues)]
+        redis, _ = await self._conn()
+        return await queries.event_rates(redis, names, now_ms)
+
+    @reaching
+    async def queues(self) -> list[str]:
+        """The names of every queue anything was ever enqueued to, sorted."""
+        redis, _ = await self._conn()
+        return await queries.list_queues(redis)
+
+    @reaching
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
+        redis, _ = await self._conn()
+        return await queries.list_workers(redis)
+
+    @reaching
+    async def server_time(self) -> float:
+        """Redis's clock in seconds since the epoch: the clock of every time Redis records."""
+        redis, _ = await self._conn()
+        return await queries.redis_time(redis)
+
+    @reaching
+    async def ping(self) -> None:
+        """Check that Redis answers now (ConnectionFailed when it does not)."""
+        redis, _ = await self._conn()
+        await redis.ping()
+
+    # -- the event log --------------------------------------------------------------------------
+
+    @reaching
+    async def log_cursor(self, queue: str | None = None) -> str:
+        """The id of the newest event in the queue's log ("0" when empty): a resume cursor for
+        :meth:`Client.events` and :meth:`replay` that misses nothing after this read."""
+        redis, _ = await self._conn()
+        return await queries.log_cursor(redis, self.keys(queue))
+
+    @reaching
+    async def job_history(self, job: Job, *, limit: int = queries.HISTORY_SCAN) -> History:
+        """The events of `job` still in its queue's capped log, oldest first.
+
+        Args:
+            job: the job (its creation time bounds the read).
+            limit: log entries read at most; beyond them the history is marked incomplete.
+        """
+        redis, _ = await self._conn()
+        return await queries.job_history(redis, self.keys(job.queue), job, limit)
+
+    async def replay(
+        self, job_id: str | None = None, *, queue: str | None = None, since: str = "0"
+    ) -> AsyncGenerator[Event, None]:
+        """The events the queue's capped log holds after id `since` (``"0"``: all), oldest
+        first, of one job or of all; each carries its log id in `Event.id`."""
+        keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
+        redis, _ = await self._conn()
+        with self.backend.reaching():
+            async for ev, _raw in queries.replay(redis, keys, since, job_id):
+                yield ev
