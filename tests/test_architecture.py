@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from redisjobs import tracing
 from redisjobs.keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
 from redisjobs.scripts import NAMES
 
@@ -29,7 +28,7 @@ def test_the_keyspace_names_every_key_the_code_spells() -> None:
         keys.job_events("<id>"),
         keys.job_log("<id>"),
         keys.status("<status>"),
-        tracing.trace_key(keys, "<id>"),
+        keys.job_trace("<id>"),
         QUEUES_KEY,
         WORKERS_KEY,
         worker_key("<id>"),
