@@ -6,7 +6,7 @@ FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY redisjobs ./redisjobs
-RUN pip install --no-cache-dir '.[uvloop,dashboard]'
+RUN pip install --no-cache-dir '.[worker,dashboard]'
 
 # Job functions must be importable by the worker: the examples live in /app, on the path.
 WORKDIR /app

@@ -14,6 +14,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    MissingExtra,
     PayloadError,
     PayloadTooLarge,
     RedisJobsError,
@@ -26,12 +27,13 @@ from .errors import (
 from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
-from .job import Job, JobStatus
+from .job import FailureReason, Job, JobStatus
 from .manager import JobManager
 from .queries import JobPage
 from .worker import Worker
 
 __version__ = "0.1.0"
+"""The package's version: written here only (pyproject.toml reads it, through hatch)."""
 
 __all__ = [
     "CallExecutor",
@@ -42,6 +44,7 @@ __all__ = [
     "ExecContext",
     "Executor",
     "ExecutorError",
+    "FailureReason",
     "InvalidJobId",
     "Job",
     "JobCancelled",
@@ -50,6 +53,7 @@ __all__ = [
     "JobNotFound",
     "JobPage",
     "JobStatus",
+    "MissingExtra",
     "PayloadError",
     "PayloadTooLarge",
     "RedisJobsError",

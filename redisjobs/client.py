@@ -1,14 +1,13 @@
 """The producer side: enqueue, inspect, wait for, cancel and follow jobs.
 
 A Client never changes a job's state itself: every change is one Lua script
-(DESIGN.md, "Scripts"). It generates job ids before writing, so a re-sent enqueue is a dedup hit,
-and encodes every payload before the first write, so bad input leaves nothing behind.
+(docs/architecture.md, "Scripts"). It generates job ids before writing, so a re-sent enqueue is
+a dedup hit, and encodes every payload before the first write, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,14 +18,13 @@ from redis.exceptions import OutOfMemoryError
 from . import queries, tracing
 from .errors import JobCancelled, JobFailed, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, Event, follow
-from .executors._callspec import check_call_payload
 from .getters import QueueGetters, reaching
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys, check_job_id
-from .options import JobOptions, new_job_id
-from .scripts import ENQUEUE_STRIDE, Arg
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float, pack_payload
+from .options import ENQUEUE_OPTIONS, JobOptions, new_job_id
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .subscriber import RECHECK
+from .wire import EnqueueRow, build_row, due_in_ms
 
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
@@ -38,7 +36,8 @@ class Client(QueueGetters):
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
             ``memory://[name]`` for the embedded backend. Defaults to ``$REDIS_URL``, else
-            ``memory://``.
+            ``memory://``, with a warning (once per process): that store is private to this
+            process, so pass ``memory://`` when that is what you want.
         queue: the queue used when a call names none.
         max_payload_bytes: cap on an encoded payload.
         max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults
@@ -68,23 +67,10 @@ class Client(QueueGetters):
         self.options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
-        self._tail = self.options.tail()
+        self._policy = self.options.policy()
         self._known_queues: set[str] = set()
 
     # -- enqueue --------------------------------------------------------------------------------
-
-    def _row(
-        self, kind: str, payload: Any, opts: Mapping[str, Any] | None
-    ) -> tuple[str, list[Arg]]:
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
-        if kind == "call":
-            check_call_payload(payload)
-        if opts:
-            job_id, tail = self.options.with_overrides(opts)
-        else:
-            job_id, tail = new_job_id(), self._tail
-        return job_id, [job_id, kind, pack_payload(payload, self.max_payload_bytes), *tail]
 
     async def _register_queue(self, redis: Redis, queue: str) -> None:
         if queue not in self._known_queues:
@@ -101,6 +87,7 @@ class Client(QueueGetters):
         job_id: str | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        priority: int = 0,
         max_retries: int | None = None,
         retry_delay: float | None = None,
         retry_backoff: float | None = None,
@@ -111,49 +98,36 @@ class Client(QueueGetters):
         """Add one job.
 
         Args:
-            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, or a
-                custom kind).
+            kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, yours).
             payload: anything msgpack encodes; the executor's input.
             queue: the queue (default: the client's).
-            job_id: a caller-chosen id, which makes the enqueue idempotent: while a job with
-                this id exists, enqueueing it again writes nothing and returns that job.
-                1-200 characters of ``A-Z a-z 0-9 _ - . @ + =``, not starting with ``-`` or
-                ``.`` (default: 32 random hex digits).
+            job_id: a caller-chosen id (:data:`~redisjobs.keys.JOB_ID_RULE`; default: 32 random
+                hex digits). While a job with this id exists, enqueueing it again writes nothing
+                and returns that job.
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
-            max_retries: attempts after the first when it fails.
-            retry_delay: seconds before the first retry; retry n waits
-                ``retry_delay * retry_backoff ** (n - 1)``, spread by ``± retry_jitter``.
-            retry_backoff: the exponential factor (>= 1).
-            retry_jitter: the fraction of randomness (0..1) in each retry delay.
-            timeout: seconds a run may take before it is cancelled and counted as failed.
-            result_ttl: seconds a finished job (and its result) is kept.
+            priority: 0..2**21, lower is more urgent. Recorded: stored on the job and shown as
+                :attr:`Job.priority`; ordering by priority is not implemented, jobs of a queue
+                run in FIFO order.
+            max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
+                job's :class:`~redisjobs.options.JobOptions` (default: the client's).
 
         Returns:
             The job as written (or as it already was, for a duplicate `job_id`).
 
         Raises:
-            CallRefused: a ``call`` payload no worker would run: a malformed, private or dunder
-                function name, ill-shaped arguments, or ``ctx`` among them (nothing is written).
-            SerializationError: the payload is not msgpack-encodable (nothing is written).
-            PayloadTooLarge: the encoded payload is over the cap (nothing is written).
-            InvalidJobId: `job_id` is not a valid job id (nothing is written).
+            CallRefused: a ``call`` payload no worker would run (nothing is written).
+            SerializationError: the payload is not msgpack-encodable, or PayloadTooLarge: over
+                the cap (nothing is written).
+            ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        opts = {
-            "job_id": job_id,
-            "delay": delay,
-            "at": at,
-            "max_retries": max_retries,
-            "retry_delay": retry_delay,
-            "retry_backoff": retry_backoff,
-            "retry_jitter": retry_jitter,
-            "timeout": timeout,
-            "result_ttl": result_ttl,
-        }
-        given = {k: v for k, v in opts.items() if v is not None}
-        job_id_, row = self._row(kind, payload, given)
-        return (await self._write(self.keys(queue), [job_id_], row))[0]
+        # The options given (not None, priority not 0); none at all takes the row's fast path.
+        opts = {k: v for k, v in locals().items() if k in ENQUEUE_OPTIONS and v is not None}
+        if priority == 0:
+            del opts["priority"]
+        row = self._row(kind, payload, opts)
+        return (await self._write(self.keys(queue), [row]))[0]
 
     @reaching
     async def enqueue_many(
@@ -163,50 +137,47 @@ class Client(QueueGetters):
 
         Args:
             jobs: ``(kind, payload)`` pairs or mappings with ``kind``, ``payload`` and any
-                option of :meth:`enqueue` except ``queue``.
+                option of :meth:`enqueue` except ``queue`` (``priority`` among them).
             queue: the queue of all of them.
 
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        ids: list[str] = []
-        rows: list[Arg] = []
+        rows = []
         for spec in jobs:
             if isinstance(spec, tuple):
-                job_id, row = self._row(spec[0], spec[1], None)
+                rows.append(self._row(spec[0], spec[1], None))
             else:
                 opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
-                job_id, row = self._row(spec["kind"], spec.get("payload"), opts)
-            ids.append(job_id)
-            rows += row
-        return await self._write(self.keys(queue), ids, rows)
+                rows.append(self._row(spec["kind"], spec.get("payload"), opts))
+        return await self._write(self.keys(queue), rows)
 
-    async def _write(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
+    def _row(self, kind: str, payload: Any, opts: Mapping[str, Any] | None) -> EnqueueRow:
+        return build_row(kind, payload, opts, self.options, self._policy, self.max_payload_bytes)
+
+    async def _write(self, keys: QueueKeys, rows: list[EnqueueRow]) -> list[Job]:
         if tracing.AVAILABLE and tracing.active():
-            return await self._write_traced(keys, ids, rows)
-        return await self._write_rows(keys, ids, rows, None)
-
-    async def _write_traced(self, keys: QueueKeys, ids: list[str], rows: list[Arg]) -> list[Job]:
-        """`_write` inside the producer's span, whose context the jobs carry to the worker."""
-        kinds = [str(rows[n * ENQUEUE_STRIDE + 1]) for n in range(len(ids))]
-        with tracing.enqueue_span(keys, kinds, ids) as context:
-            return await self._write_rows(keys, ids, rows, context)
+            ids = [row.job_id for row in rows]
+            # Inside the producer's span, whose context the jobs carry to the worker.
+            with tracing.enqueue_span(keys, [row.kind for row in rows], ids) as context:
+                return await self._write_rows(keys, rows, context)
+        return await self._write_rows(keys, rows, None)
 
     async def _write_rows(
-        self, keys: QueueKeys, ids: list[str], rows: list[Arg], trace_context: str | None
+        self, keys: QueueKeys, rows: list[EnqueueRow], trace_context: str | None
     ) -> list[Job]:
         redis, scripts = await self._conn()
         created: list[bool] = []
         try:
             await self._register_queue(redis, keys.queue)
             if trace_context is not None:
-                await tracing.store(redis, keys, ids, trace_context, _due_in_ms(ids, rows))
-            step = ENQUEUE_BATCH * ENQUEUE_STRIDE
-            for i in range(0, len(rows), step):
-                created += await scripts.enqueue(keys, rows[i : i + step])
+                ids = [row.job_id for row in rows]
+                await tracing.store(redis, keys, ids, trace_context, due_in_ms(rows))
+            for i in range(0, len(rows), ENQUEUE_BATCH):
+                created += await scripts.enqueue(keys, rows[i : i + ENQUEUE_BATCH])
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             written = (
-                f"the first {len(created)} of {len(ids)} jobs were enqueued, the rest were not"
+                f"the first {len(created)} of {len(rows)} jobs were enqueued, the rest were not"
                 if created
                 else "nothing was enqueued"
             )
@@ -218,11 +189,11 @@ class Client(QueueGetters):
             self.backend.wake(keys.queue)
         now = datetime.now(UTC)
         out: list[Job] = []
-        for n, (job_id, new) in enumerate(zip(ids, created, strict=True)):
-            existing = None if new else await self.get(job_id, queue=keys.queue)
-            delayed = rows[n * ENQUEUE_STRIDE + 9] or rows[n * ENQUEUE_STRIDE + 10]
-            status = JobStatus.SCHEDULED if delayed else JobStatus.PENDING
-            out.append(existing or Job(job_id, status, now, queue=keys.queue))
+        for row, new in zip(rows, created, strict=True):
+            existing = None if new else await self.get(row.job_id, queue=keys.queue)
+            status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
+            fresh = Job(row.job_id, status, now, queue=keys.queue, priority=row.priority)
+            out.append(existing or fresh)
         return out
 
     @reaching
@@ -380,13 +351,3 @@ class Client(QueueGetters):
         with self.backend.reaching():
             async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
                 yield ev
-
-
-def _due_in_ms(ids: list[str], rows: list[Arg]) -> list[int]:
-    """Milliseconds from now until each job of enqueue `rows` is due (delay_ms or at_ms)."""
-    now_ms = time.time() * 1000
-    out = []
-    for n in range(len(ids)):
-        delay, at = rows[n * ENQUEUE_STRIDE + 9], rows[n * ENQUEUE_STRIDE + 10]
-        out.append(max(int(delay), round(int(at) - now_ms) if at else 0))
-    return out

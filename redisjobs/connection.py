@@ -3,13 +3,16 @@
 ``redis://`` and ``rediss://`` URLs (ACL user and password, database, TLS) go to redis-py with
 hiredis. ``memory://[name]`` is the embedded backend: fakeredis with Lua, one in-process server
 per name, so a Client and a Worker in one process given the same URL share it. It cannot block on
-XREADGROUP (BLOCK returns at once), which :attr:`Backend.can_block` tells the worker.
+XREADGROUP (BLOCK returns at once), which :attr:`Backend.can_block` tells the worker. fakeredis
+(and Lua with it) is imported on the first use of a ``memory://`` URL, so a process that talks to
+a real Redis never loads it (docs/architecture.md, "The embedded backend").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -17,10 +20,9 @@ import re
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import fakeredis
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
@@ -40,6 +42,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConnectionFailed, RedisJobsError
 from .keys import GROUP, QueueKeys
+
+if TYPE_CHECKING:
+    import fakeredis
+
+log = logging.getLogger("redisjobs")
 
 DEFAULT_URL = "memory://"
 # A refused connection fails at once; an unreachable host costs CONNECT_TIMEOUT, and a refused
@@ -78,9 +85,30 @@ _servers: dict[str, fakeredis.FakeServer] = {}
 _wakers: dict[tuple[str, str], set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
 
-def resolve_url(url: str | None) -> str:
-    """The URL to use: `url`, else ``$REDIS_URL``, else the embedded ``memory://``."""
-    return url or os.environ.get("REDIS_URL") or DEFAULT_URL
+def resolve_url(url: str | None, *, warn_private: bool = False) -> str:
+    """The URL to use: `url`, else ``$REDIS_URL``, else the embedded ``memory://``.
+
+    Args:
+        url: the URL a caller gave, if any.
+        warn_private: log a warning (once per process) when neither is set: the private store
+            that ``memory://`` names is reachable by no other process, so a producer or worker
+            that meant to share a Redis would otherwise wait forever without a word.
+    """
+    given = url or os.environ.get("REDIS_URL")
+    if given:
+        return given
+    if warn_private:
+        _warn_private_store()
+    return DEFAULT_URL
+
+
+@functools.cache
+def _warn_private_store() -> None:
+    log.warning(
+        "no Redis URL given and REDIS_URL is not set: using memory://, an in-memory store "
+        "private to this process (no other process sees its jobs); pass a redis:// URL or set "
+        "REDIS_URL, or pass memory:// explicitly when a private store is what you want"
+    )
 
 
 def mask_url(url: str) -> str:
@@ -118,11 +146,7 @@ class Backend:
             retries: retries of a command after a connection error (never after a timeout).
         """
         if self.embedded:
-            name = urlsplit(self.url).netloc or "default"
-            server = _servers.get(name)
-            if server is None:
-                server = _servers[name] = fakeredis.FakeServer(version=(7,))
-            return fakeredis.FakeAsyncRedis(server=server)
+            return _embedded_client(self.url)
         # A blocking pool: callers beyond MAX_CONNECTIONS wait for a free connection rather
         # than fail (redis-py's default pool raises "Too many connections" at 100).
         pool = BlockingConnectionPool.from_url(
@@ -173,6 +197,22 @@ class Backend:
             raise  # ours already say what happened (WaitTimeout is an OSError too)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise self.error(exc) from exc
+
+
+def _embedded_client(url: str) -> Redis:
+    """A client of the in-process server `url` names (created on first use).
+
+    fakeredis and Lua are imported here rather than at the top: they cost a producer of a real
+    Redis import time and memory for nothing.
+    """
+    import fakeredis
+
+    name = urlsplit(url).netloc or "default"
+    server = _servers.get(name)
+    if server is None:
+        server = _servers[name] = fakeredis.FakeServer(version=(7,))
+    client: Redis = fakeredis.FakeAsyncRedis(server=server)
+    return client
 
 
 class _HiredisPack:
@@ -320,7 +360,7 @@ async def ensure_group(redis: Redis, keys: QueueKeys) -> None:
 
 
 async def check_server(redis: Redis, logger: logging.Logger) -> None:
-    """Warn about Redis settings that lose jobs (DESIGN.md, "Startup checks")."""
+    """Warn about Redis settings that lose jobs (docs/architecture.md, "Connections")."""
     try:
         conf = await redis.config_get("maxmemory-policy")
         aof = await redis.config_get("appendonly")

@@ -11,6 +11,7 @@ import asyncio
 import random
 import sys
 import time
+from typing import Any
 
 from .client import Client
 from .connection import resolve_url
@@ -86,6 +87,26 @@ async def _follow(client: Client, view: View, ready: asyncio.Event) -> None:
         ev = await anext(events)
 
 
+def _specs(jobs: int) -> list[dict[str, Any]]:
+    """The demo's jobs: videos of 5 to 12 steps, every third one flaky (it fails, then retries)."""
+    return [
+        {
+            "kind": "call",
+            "payload": {
+                "fn": "render_video",
+                "args": {
+                    "name": f"video-{i + 1}",
+                    "steps": random.randint(5, 12),
+                    "flaky": i % 3 == 1,
+                },
+            },
+            "max_retries": 2,
+            "retry_delay": 0.3,
+        }
+        for i in range(jobs)
+    ]
+
+
 async def run_demo(url: str | None, *, jobs: int = 12, workers: int = 2) -> int:
     """Run the demo; returns the exit code (0 when every job completed)."""
     url = resolve_url(url)
@@ -104,26 +125,11 @@ async def run_demo(url: str | None, *, jobs: int = 12, workers: int = 2) -> int:
         names = {}
         view = View({}, live=sys.stdout.isatty())
         ready = asyncio.Event()
-        specs = [
-            {
-                "kind": "call",
-                "payload": {
-                    "fn": "render_video",
-                    "args": {
-                        "name": f"video-{i + 1}",
-                        "steps": random.randint(5, 12),
-                        "flaky": i % 3 == 1,
-                    },
-                },
-                "max_retries": 2,
-                "retry_delay": 0.3,
-            }
-            for i in range(jobs)
-        ]
+        specs = _specs(jobs)
         follower = asyncio.create_task(_follow(client, view, ready))
         await ready.wait()
         for job, spec in zip(await client.enqueue_many(specs), specs, strict=True):
-            names[job.id] = spec["payload"]["args"]["name"]  # type: ignore[index]
+            names[job.id] = spec["payload"]["args"]["name"]
         view.names = names
         view.state = {jid: ("pending", 0.0, "") for jid in names}
         while not follower.done():

@@ -92,7 +92,7 @@ class MemoryBackend:
 class RedisBackend:
     """A Redis server shared by producers and workers (default ``$REDIS_URL``)."""
 
-    url: str = field(default_factory=lambda: resolve_url(None))
+    url: str = field(default_factory=lambda: resolve_url(None, warn_private=True))
     queue: str = "default"
 
 
@@ -374,7 +374,7 @@ class Engine:
 
 def _record(job: Job, priority: int) -> dict[str, Any]:
     status = STATUS[job.status]
-    if job.status == JobStatus.FAILED and (job.error or "").startswith("timed out after"):
+    if job.status == JobStatus.FAILED and job.failure == "timeout":
         status = "timeout"
     return {
         "id": _uuid(job.id),

@@ -13,6 +13,7 @@ The tree::
     │   └── JobCancelled        `wait` on a job that was cancelled
     ├── WaitTimeout             `wait` gave up before the job finished (also a TimeoutError)
     ├── UnknownExecutor         no executor for a job's kind on this worker
+    ├── MissingExtra            a feature's package is not installed (an ImportError)
     ├── ExecutorError           an executor's run failed: exit code, HTTP status, timeout, refusal
     │   └── PayloadError        a payload the executor cannot use (never retried)
     │       └── CallRefused     a `call` payload naming a function that may not run
@@ -86,6 +87,25 @@ class WaitTimeout(RedisJobsError, TimeoutError):
 
 class UnknownExecutor(RedisJobsError, LookupError):
     """The worker has no executor registered for a job's kind."""
+
+
+class MissingExtra(RedisJobsError, ImportError):
+    """A feature needs a package of an extra that is not installed; the message says which
+    ``pip install 'redisjobs[extra]'`` brings it.
+
+    Args:
+        feature: what could not load (``"the http executor"``).
+        extra: the extra that brings its packages.
+        missing: the ImportError of the absent package.
+    """
+
+    def __init__(self, feature: str, extra: str, missing: ImportError) -> None:
+        package = missing.name or "a package"
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'redisjobs[{extra}]'",
+            name=missing.name,
+        )
+        self.extra = extra
 
 
 class ExecutorError(RedisJobsError):

@@ -1,7 +1,8 @@
 """Job events: the Event type, and following a job or a queue live after replaying its log.
 
 Every transition script publishes its event once, on the job's channel, and appends it to the capped
-log stream (DESIGN.md, "Events"); a whole queue is followed through the pattern of its job channels.
+log stream (docs/architecture.md, "Events"); a whole queue is followed through the pattern of its
+job channels.
 The pub/sub connection that carries them lives in :mod:`redisjobs.subscriber`.
 """
 

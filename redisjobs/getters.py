@@ -50,7 +50,8 @@ class QueueGetters:
     """
 
     def __init__(self, url: str | None, queue: str) -> None:
-        self.backend = Backend(resolve_url(url))
+        # Without a URL anywhere: a store private to this process, said once (see resolve_url).
+        self.backend = Backend(resolve_url(url, warn_private=True))
         self.queue = queue
         self._keys: dict[str, QueueKeys] = {}
         self._redis: Redis | None = None

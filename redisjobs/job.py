@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import SerializationError
 from .serialization import unpackb
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life (DESIGN.md, "Job states")."""
+    """Where a job is in its life (docs/architecture.md, "Job states")."""
 
     PENDING = "pending"
     SCHEDULED = "scheduled"
@@ -29,6 +29,20 @@ class JobStatus(StrEnum):
 
 _FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 FINAL_STATUSES: frozenset[str] = frozenset(s.value for s in _FINAL)
+
+
+FailureReason = Literal["timeout", "error", "fatal", "cancel"]
+"""Why a run ended without a result, kept in the job's ``failure`` field:
+
+* ``timeout``: it outlived the job's `timeout` (retried while attempts are left);
+* ``error``: it raised (retried while attempts are left);
+* ``fatal``: it failed for good whatever attempts were left: a payload no worker can use
+  (:class:`~redisjobs.errors.PayloadError`, ``CallRefused``), an unknown kind, an
+  ``ExecutorError(retryable=False)``, an outcome Redis refused, a hash holding garbage, or runs
+  that killed their workers ``max_deliveries`` times;
+* ``cancel``: it was cancelled on request.
+"""
+_REASONS: dict[bytes, FailureReason] = {r.encode(): r for r in get_args(FailureReason)}
 
 
 def ms_to_datetime(value: bytes | int | None) -> datetime | None:
@@ -51,6 +65,12 @@ def _number(value: bytes | None, kind: type[int] | type[float]) -> Any:
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
+
+
+def _failure(value: bytes | None) -> FailureReason | None:
+    """The ``failure`` field; None when absent (no run failed, or the job was written before
+    reasons were recorded) or not one of the reasons."""
+    return None if value is None else _REASONS.get(value)
 
 
 def _decode(raw: bytes | None) -> tuple[Any, str | None]:
@@ -87,6 +107,10 @@ class Job:
     worker: str | None = None
     lease: int = 0
     progress_message: str | None = None
+    failure: FailureReason | None = None
+    """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
+    priority: int = 0
+    """Recorded at enqueue (lower is more urgent); jobs of a queue still run in FIFO order."""
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes]) -> Job:
@@ -122,4 +146,6 @@ class Job:
             worker=_text(h.get(b"worker")),
             lease=_number(h.get(b"lease"), int),
             progress_message=_text(h.get(b"progress_message")),
+            failure=_failure(h.get(b"failure")),
+            priority=_number(h.get(b"priority"), int),
         )

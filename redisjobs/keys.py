@@ -1,4 +1,4 @@
-"""Every key and channel of one queue, spelled once (DESIGN.md, "Keyspace").
+"""Every key and channel of one queue, spelled once (docs/architecture.md, "Keyspace").
 
 All keys of a queue share the hash tag ``{queue}`` so each Lua script touches a single cluster
 slot. Scripts receive :attr:`QueueKeys.prefix` as ``KEYS[1]`` and derive the other names from it in
@@ -103,6 +103,10 @@ class QueueKeys:
     def job_log(self, job_id: str) -> str:
         """Capped list of the log lines a job wrote through ``ctx.log``."""
         return f"{self.prefix}job:{job_id}:log"
+
+    def job_trace(self, job_id: str) -> str:
+        """String holding the W3C trace context a job's producer left for its worker."""
+        return f"{self.prefix}job:{job_id}:trace"
 
     def status(self, status: str) -> str:
         """Sorted-set index of the jobs in one status."""

@@ -1,8 +1,8 @@
 """Keeping and taking leases: heartbeats, self-fencing, reclaim, and worker presence.
 
 A worker holds a job while the job's stream entry sits in its PEL with an idle time under
-`lease_ttl` (DESIGN.md, "Leases"). The heartbeat resets that idle time for every held job whose
-fencing token is still this worker's, and learns which jobs to stop (lease lost, cancel
+`lease_ttl` (docs/architecture.md, "Leases"). The heartbeat resets that idle time for every held
+job whose fencing token is still this worker's, and learns which jobs to stop (lease lost, cancel
 requested). When it cannot reach Redis for `lease_ttl`, the worker must assume that others have
 taken its jobs over, so it stops them itself (self-fencing). The reclaim loop is the other side:
 it takes over entries idle past `lease_ttl` from dead workers, and sweeps orphans.
@@ -118,7 +118,8 @@ class Leases:
 
     async def heartbeat_loop(self) -> None:
         """Extend leases every ``lease_ttl / 3``; self-fence when no beat went through for
-        ``lease_ttl`` (a little sooner, see FENCE_MARGIN; DESIGN.md, "Reliability details")."""
+        ``lease_ttl``, a little sooner (FENCE_MARGIN; docs/architecture.md, "Heartbeats and
+        self-fencing")."""
         loop = asyncio.get_running_loop()
         interval = self.lease_ttl / 3
         backoff = Backoff(f"heartbeat {self.worker_id}", log)

@@ -1,8 +1,8 @@
-"""Enqueue options: validated once, turned into the ARGV tail of ``enqueue.lua``.
+"""Enqueue options: validated once, turned into the named values of an enqueue row.
 
-A Client validates its defaults when it is made and keeps their encoded form, so the common
-call (no per-job options) builds a job's ARGV with one list concatenation. Times are seconds in
-the API and integer milliseconds in Redis.
+A Client validates its defaults when it is made and keeps their encoded form (a
+:class:`Policy`), so the common call (no per-job options) builds a job's row without validating
+anything again. Times are seconds in the API and integer milliseconds in Redis.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .keys import check_job_id
-from .scripts import Arg
 
-PER_JOB = frozenset({"job_id", "delay", "at"})
+PER_JOB = frozenset({"job_id", "delay", "at", "priority"})
+
+MAX_PRIORITY = 2**21
+"""The largest priority (BullMQ's bound): 0 is the most urgent, the default."""
 
 
 def new_job_id() -> str:
@@ -32,9 +34,56 @@ def _ms(seconds: float | None, name: str) -> int:
     return round(seconds * 1000)
 
 
+def _priority(priority: object) -> int:
+    """`priority` when it is an int of 0..:data:`MAX_PRIORITY` (lower is more urgent); None is 0.
+
+    Raises:
+        TypeError: not an int (a bool is not a priority either).
+        ValueError: out of range.
+    """
+    if priority is None:
+        return 0
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"priority must be an int, got {type(priority).__name__}")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be 0..{MAX_PRIORITY} (lower runs sooner), got {priority}")
+    return priority
+
+
+class Policy(NamedTuple):
+    """How a job is retried, timed out and kept, as ``enqueue.lua`` takes it (integer ms)."""
+
+    max_retries: int
+    retry_delay_ms: int
+    retry_backoff: float
+    retry_jitter: float
+    timeout_ms: int
+    result_ttl_ms: int
+
+
+class PerJob(NamedTuple):
+    """One job's options, validated and encoded: everything of its row but kind and payload."""
+
+    job_id: str
+    policy: Policy
+    delay_ms: int = 0
+    at_ms: int = 0
+    priority: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """How a job is retried, timed out and kept (see :meth:`redisjobs.Client.enqueue`)."""
+    """How a job is retried, timed out and kept (see :meth:`redisjobs.Client.enqueue`).
+
+    Args:
+        max_retries: attempts after the first when it fails.
+        retry_delay: seconds before the first retry; retry n waits
+            ``retry_delay * retry_backoff ** (n - 1)``, spread by ``± retry_jitter``.
+        retry_backoff: the exponential factor (>= 1).
+        retry_jitter: the fraction of randomness (0..1) in each retry delay.
+        timeout: seconds a run may take before it is cancelled and counted as failed.
+        result_ttl: seconds a finished job (and its result) is kept.
+    """
 
     max_retries: int = 0
     retry_delay: float = 1.0
@@ -49,35 +98,41 @@ class JobOptions:
         if self.result_ttl <= 0:
             raise ValueError("result_ttl must be > 0")
 
-    def tail(self, delay_ms: int = 0, at_ms: int = 0) -> list[Arg]:
-        """The ARGV values after id, kind and payload in ``enqueue.lua``."""
-        return [
-            int(self.max_retries),
-            _ms(self.retry_delay, "retry_delay"),
-            float(self.retry_backoff),
-            float(self.retry_jitter),
-            _ms(self.timeout, "timeout"),
-            max(1, _ms(self.result_ttl, "result_ttl")),
-            delay_ms,
-            at_ms,
-        ]
+    def policy(self) -> Policy:
+        """These options encoded for ``enqueue.lua``."""
+        return Policy(
+            max_retries=int(self.max_retries),
+            retry_delay_ms=_ms(self.retry_delay, "retry_delay"),
+            retry_backoff=float(self.retry_backoff),
+            retry_jitter=float(self.retry_jitter),
+            timeout_ms=_ms(self.timeout, "timeout"),
+            result_ttl_ms=max(1, _ms(self.result_ttl, "result_ttl")),
+        )
 
-    def with_overrides(self, opts: Mapping[str, Any]) -> tuple[str, list[Arg]]:
-        """(job id, ARGV tail) for one job's options over these defaults.
+    def with_overrides(self, opts: Mapping[str, Any]) -> PerJob:
+        """One job's options over these defaults (a None value keeps the default).
 
         Raises:
-            TypeError: an unknown option.
+            TypeError: an unknown option, or a priority that is not an int.
             ValueError: an invalid value (InvalidJobId: an invalid `job_id`).
         """
-        known = {f.name for f in fields(self)}
-        unknown = set(opts) - known - PER_JOB
+        unknown = set(opts) - ENQUEUE_OPTIONS
         if unknown:
             raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        changed = {k: v for k, v in opts.items() if v is not None and k in known}
+        changed = {k: v for k, v in opts.items() if v is not None and k not in PER_JOB}
         merged = replace(self, **changed) if changed else self
         given = opts.get("job_id")
-        job_id = new_job_id() if given is None else check_job_id(given)
-        return job_id, merged.tail(_ms(opts.get("delay"), "delay"), _at_ms(opts.get("at")))
+        return PerJob(
+            job_id=new_job_id() if given is None else check_job_id(given),
+            policy=merged.policy(),
+            delay_ms=_ms(opts.get("delay"), "delay"),
+            at_ms=_at_ms(opts.get("at")),
+            priority=_priority(opts.get("priority")),
+        )
+
+
+ENQUEUE_OPTIONS = PER_JOB | {f.name for f in fields(JobOptions)}
+"""Every option of one job: :meth:`redisjobs.Client.enqueue`'s keywords but ``queue``."""
 
 
 def _at_ms(at: datetime | None) -> int:

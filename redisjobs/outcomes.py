@@ -89,7 +89,8 @@ class Outcomes:
         defer_ms: int,
         lost: Callable[[], bool],
     ) -> str | None:
-        """Record a failed (or cancelled) run; returns the script's outcome, None if `lost()`
+        """Record a failed (or cancelled) run, and why (`mode`, a
+        :data:`~redisjobs.job.FailureReason`); returns the script's outcome, None if `lost()`
         (or the job was let go: see :meth:`_give_up`)."""
         backoff = Backoff(f"record failure of {job_id}", log)
         while not lost():

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from . import tracing
 from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
 from .executors import ExecContext, Executors
+from .job import FailureReason
 from .keys import QueueKeys
 from .outcomes import Outcomes
 from .scheduler import Scheduler
@@ -38,9 +39,6 @@ StopReason = Literal["cancel", "lost", "handback"]
 """Why a held job was stopped: ``cancel`` (requested: recorded cancelled), ``lost`` (its lease
 may be another worker's: record nothing), ``handback`` (the worker stops: back to the queue)."""
 
-FailMode = Literal["error", "fatal", "cancel"]
-"""How `fail.lua` treats a failed run: retry while attempts are left, never retry, cancelled."""
-
 JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
 """Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
 ``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
@@ -50,7 +48,9 @@ is empty a run does not even read the clock."""
 class Failure(NamedTuple):
     """A run that ended without a result, as `fail.lua` records it."""
 
-    mode: FailMode
+    mode: FailureReason
+    """Why it failed, which is how `fail.lua` treats it: retried while attempts are left
+    (``error``, ``timeout``), never retried (``fatal``), cancelled (``cancel``)."""
     error: str
     defer_ms: int = -1
     """An explicit retry delay (the job raised ``Retry(defer)``), or -1 for the job's policy."""
@@ -81,6 +81,8 @@ def failure_of(exc: BaseException) -> Failure:
         return Failure(
             "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
         )
+    if isinstance(exc, JobTimeout):
+        return Failure("timeout", str(exc))
     if isinstance(exc, UnknownExecutor | SerializationError):
         return Failure("fatal", _describe(exc))  # retrying cannot help
     if isinstance(exc, ExecutorError):  # an expected failure: its message says it all

@@ -5,7 +5,7 @@ and its exporters. Without the API installed nothing is imported and :data:`AVAI
 False; with it but no tracer provider set, :func:`active` is False and nothing is written.
 
 How the context travels: the producer writes the W3C trace context (``traceparent`` and
-``tracestate``, as JSON) to a key of its own beside the job hash, ``rj:{Q}:job:<id>:trace``,
+``tracestate``, as JSON) to a key of its own beside the job hash (``QueueKeys.job_trace``),
 in the round trip before the enqueue script; the worker reads it when it starts the job. A
 key of its own, rather than a field of the job hash, leaves the ``enqueue`` script, its
 arguments and the job hash (the documented wire format) exactly as they were, and costs
@@ -46,11 +46,6 @@ TRACE_TTL_S = 7 * 86400
 SCOPE = "redisjobs"
 
 
-def trace_key(keys: QueueKeys, job_id: str) -> str:
-    """The key holding a job's trace context (under the queue's hash tag, like the job)."""
-    return keys.job(job_id) + ":trace"
-
-
 def active() -> bool:
     """Whether spans are recorded: the API is installed and a tracer provider was set."""
     if not AVAILABLE:
@@ -88,7 +83,7 @@ async def store(
     """
     async with redis.pipeline(transaction=False) as pipe:
         for job_id, due in zip(ids, due_in_ms, strict=True):
-            pipe.set(trace_key(keys, job_id), context, nx=True, px=max(due, 0) + TRACE_TTL_S * 1000)
+            pipe.set(keys.job_trace(job_id), context, nx=True, px=max(due, 0) + TRACE_TTL_S * 1000)
         await pipe.execute()
 
 
@@ -102,7 +97,7 @@ async def start_run_span(redis: Redis, keys: QueueKeys, delivery: Delivery) -> A
         return None
     parent = None
     try:
-        raw = await redis.get(trace_key(keys, delivery.job_id))
+        raw = await redis.get(keys.job_trace(delivery.job_id))
         if raw:
             parent = _PROPAGATOR.extract(json.loads(raw))
     except Exception as exc:  # tracing must never fail a job (Redis hiccup, garbage value)

@@ -6,8 +6,8 @@ own task (:mod:`redisjobs.runs`); outcomes go through :mod:`redisjobs.outcomes`,
 the successes that finish together with one `complete` call, so the Redis round trips per job
 stay well under one. Leases, reclaim and presence live in :mod:`redisjobs.leases`, promotion of
 due jobs in :mod:`redisjobs.scheduler`, the connections and the stop in
-:mod:`redisjobs.session`. Shutdown is graceful (docs: "Shutdown"): stop fetching, let running
-jobs finish within `grace_period`, hand the rest back at once.
+:mod:`redisjobs.session`. Shutdown is graceful (docs/architecture.md, "Shutdown"): stop
+fetching, let running jobs finish within `grace_period`, hand the rest back at once.
 
 A burst worker (``burst=True``, ``redisjobs worker --burst``) stops by itself, as on SIGTERM,
 once its queue has nothing ready and it runs nothing, as RQ's ``--burst`` does: jobs pending or
@@ -64,7 +64,8 @@ class Worker:
     """Runs the jobs of one queue.
 
     Args:
-        url: Redis URL (see :class:`~redisjobs.Client`); ``$REDIS_URL`` or ``memory://``.
+        url: Redis URL (see :class:`~redisjobs.Client`); ``$REDIS_URL``, else ``memory://``
+            with the Client's warning.
         queue: the queue to serve.
         functions: callables the ``call`` executor may run (a list, or a name -> callable map).
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
@@ -113,7 +114,7 @@ class Worker:
     ) -> None:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
-        self.backend = Backend(resolve_url(url))
+        self.backend = Backend(resolve_url(url, warn_private=True))
         self.keys = QueueKeys(queue)
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
         self.grace_period, self.max_deliveries = grace_period, max_deliveries

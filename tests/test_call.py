@@ -17,6 +17,7 @@ from redisjobs import CallRefused, Client, JobFailed
 from redisjobs.executors import CallExecutor
 from redisjobs.scripts import Scripts
 from redisjobs.testing import unique_queue
+from redisjobs.wire import build_row
 from tests import jobs
 from tests.conftest import WorkerFactory
 
@@ -59,9 +60,9 @@ def _payload(fn: str, marker: Path) -> dict[str, Any]:
 
 async def enqueue_raw(client: Client, job_id: str, payload: Any, max_retries: int = 3) -> str:
     """Enqueue as a producer in another language would, past the Client's own checks."""
-    row = [job_id, "call", msgpack.packb(payload), *client.options.tail()]
-    row[3] = max_retries  # the tail starts with max_retries
-    await Scripts(client.redis, embedded=client.backend.embedded).enqueue(client.keys(), row)
+    row = build_row("job", None, {"job_id": job_id}, client.options, client.options.policy(), 64)
+    row = row._replace(kind="call", payload=msgpack.packb(payload), max_retries=max_retries)
+    await Scripts(client.redis, embedded=client.backend.embedded).enqueue(client.keys(), [row])
     return job_id
 
 

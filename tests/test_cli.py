@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+import redisjobs
 from redisjobs.keys import JOB_ID_RULE
 from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
 
@@ -498,3 +499,67 @@ def test_an_unknown_job_is_one_line_and_exit_status_1(redis_server: RedisServer,
     done = cli(cmd, "no-such-job", "--redis", redis_server.url, "--queue", "default")
     assert done.returncode == 1
     assert one_line_error(done) == "redisjobs: no job 'no-such-job' in queue 'default'"
+
+
+def test_version_prints_the_packages_version() -> None:
+    assert ok("--version") == f"redisjobs {redisjobs.__version__}\n"
+
+
+def test_a_worker_without_a_redis_url_refuses_to_start() -> None:
+    done = cli("worker", "-f", "tests.jobs:add")  # ENV has no REDIS_URL
+    assert done.returncode == 2
+    assert one_line_error(done) == (
+        "redisjobs: worker needs a Redis server: pass --redis URL or set REDIS_URL "
+        "(or --redis memory:// for a store private to this process)"
+    )
+    shared = cli("worker", "--redis", "memory://", "--processes", "2")
+    assert shared.returncode == 2
+    assert "--processes gives each process its own memory://" in one_line_error(shared)
+
+
+def test_a_worker_on_an_explicit_memory_url_serves_without_a_warning() -> None:
+    proc = subprocess.Popen(
+        command("worker", "--redis", "memory://", "-f", "tests.jobs:add"),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        seen = Lines(proc).until(lambda line: "serving queue 'default' on memory://" in line, 20)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert not [line for line in seen if "WARNING" in line], seen
+
+
+def test_a_worker_without_an_executors_extra_names_the_pip_command() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['asyncssh'] = None; from redisjobs.cli import main; "
+            "sys.exit(main(sys.argv[1:]))",
+            *("worker", "--redis", "redis://127.0.0.1:1/0", "-x", "ssh"),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert one_line_error(done) == (
+        "redisjobs: the ssh executor needs asyncssh, which is not installed: "
+        "pip install 'redisjobs[ssh]'"
+    )
+
+
+@pytest.mark.slow
+def test_the_demo_runs_on_the_embedded_backend_without_a_warning() -> None:
+    done = cli("demo", "--jobs", "3", "--workers", "1")  # the README's command, no REDIS_URL
+    assert done.returncode == 0, done.stderr
+    assert "on memory://" in done.stdout.splitlines()[0]
+    assert "done in" in done.stdout and "3 completed" in done.stdout
+    assert done.stderr == ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,11 +16,13 @@ from redisjobs import (
     ConnectionFailed,
     JobCancelled,
     JobFailed,
+    JobManager,
     JobNotFound,
     JobStatus,
     PayloadTooLarge,
     SerializationError,
     WaitTimeout,
+    connection,
 )
 from redisjobs.testing import RedisServer, free_port, unique_queue
 from tests import jobs
@@ -77,6 +81,35 @@ async def test_bad_options_rejected(client: Client) -> None:
         await client.enqueue("call", {}, delay=-1)
     with pytest.raises(ValueError):
         Client(queue="bad}name")
+    assert await keys_of(client) == []
+
+
+async def test_priority_is_recorded_only_when_given(client: Client) -> None:
+    plain = await client.enqueue("call", {"fn": "add"})
+    urgent = await client.enqueue("call", {"fn": "add"}, priority=3, delay=60)
+    lowest = await client.enqueue("call", {"fn": "add"}, priority=2**21)
+    [bulk, bulk_plain] = await client.enqueue_many(
+        [{"kind": "call", "payload": {"fn": "add"}, "priority": 9}, ("call", {"fn": "add"})]
+    )
+    assert (urgent.priority, bulk.priority, plain.priority) == (3, 9, 0)
+    for job, priority in ((plain, 0), (urgent, 3), (lowest, 2**21), (bulk, 9), (bulk_plain, 0)):
+        got = await client.get(job.id)
+        assert got is not None and got.priority == priority
+    # a job without a priority costs nothing: no field at all
+    assert not await client.redis.hexists(client.keys().job(plain.id), "priority")
+    assert not await client.redis.hexists(client.keys().job(bulk_plain.id), "priority")
+    assert await client.redis.hget(client.keys().job(urgent.id), "priority") == b"3"
+
+
+async def test_a_bad_priority_is_refused_with_nothing_written(client: Client) -> None:
+    for bad in (-1, 2**21 + 1):
+        with pytest.raises(ValueError, match=r"priority must be 0\.\.2097152"):
+            await client.enqueue("call", {"fn": "add"}, priority=bad)
+    for wrong in (1.5, "1", True):
+        with pytest.raises(TypeError, match="priority must be an int"):
+            await client.enqueue("call", {"fn": "add"}, priority=wrong)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="priority"):
+        await client.enqueue_many([("call", {}), {"kind": "call", "priority": -5}])
     assert await keys_of(client) == []
 
 
@@ -144,7 +177,7 @@ async def test_cancel_pending(client: Client) -> None:
     job = await client.enqueue("call", {"fn": "add"})
     assert await client.cancel(job.id) is True
     got = await client.get(job.id)
-    assert got is not None and got.status is JobStatus.CANCELLED
+    assert got is not None and got.status is JobStatus.CANCELLED and got.failure == "cancel"
     assert await client.redis.xlen(client.keys().ready) == 0
     with pytest.raises(JobCancelled):
         await client.wait(job.id, timeout=1)
@@ -299,3 +332,33 @@ async def test_acl_user_in_url_and_redis_url_env(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ConnectionFailed) as info:
             await bad.connect()
         assert "wrong" not in str(info.value) and "app:***@" in str(info.value)
+
+
+PRIVATE_STORE = "REDIS_URL is not set: using memory://, an in-memory store private to this process"
+
+
+def fresh_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private-store warning that has not fired in this process yet (restored afterwards)."""
+    warn = functools.cache(connection._warn_private_store.__wrapped__)
+    monkeypatch.setattr(connection, "_warn_private_store", warn)
+
+
+async def test_no_url_anywhere_warns_once_per_process_of_the_private_store(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    fresh_warning(monkeypatch)
+    caplog.set_level(logging.WARNING, logger="redisjobs")
+    first, second = Client(queue=unique_queue()), Client(queue=unique_queue())
+    assert first.backend.url == second.backend.url == "memory://"
+    warned = [r for r in caplog.records if PRIVATE_STORE in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    # a private store asked for by name, and JobManager's own one, are no surprise
+    fresh_warning(monkeypatch)
+    caplog.clear()
+    async with Client("memory://", queue=unique_queue()) as client:
+        await client.enqueue("greet", {"name": "x"})
+    async with JobManager() as manager:
+        job = await manager.submit(jobs.add, args={"a": 1, "b": 2})
+        assert await manager.wait(job.id, timeout=10) == 3
+    assert not [r for r in caplog.records if PRIVATE_STORE in r.getMessage()]

@@ -66,6 +66,7 @@ async def test_retry_failed_puts_every_dead_job_back(url: str, queue: str) -> No
         for job in jobs:
             got = await client.get(job.id)
             assert got is not None and got.status == "pending" and got.error is None
+            assert got.failure is None
         assert await audit(client.redis, client.queue) == []
 
 

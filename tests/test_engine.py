@@ -23,6 +23,7 @@ from redisjobs.engine import (
     RedisBackend,
     Worker,
 )
+from redisjobs.errors import ExecutorError
 from redisjobs.executors import HTTPExecutor, HttpExecutor, SubprocessExecutor
 from redisjobs.keys import check_job_id
 from redisjobs.testing import RedisServer, unique_queue
@@ -58,6 +59,8 @@ class Sleepy:
     kind = "sleepy"
 
     async def run(self, *, job_id: uuid.UUID, payload: Any, ctx: ExecContext) -> Any:
+        if payload.get("say"):  # an error that reads like a timeout, but is not the job's
+            raise ExecutorError(payload["say"])
         await asyncio.sleep(payload["seconds"])
         return "awake"
 
@@ -154,12 +157,19 @@ async def test_timeout_status_and_cancel_while_running(backend: Any) -> None:
             kind="sleepy", payload={"seconds": 5}, timeout_s=0.2, max_attempts=1
         )
         long = await engine.enqueue(kind="sleepy", payload={"seconds": 30})
+        says = await engine.enqueue(
+            kind="sleepy", payload={"say": "timed out after 0.2 s"}, max_attempts=1
+        )
         async with Worker(engine, poll_interval=0.05, handle_signals=False):
             async with asyncio.timeout(5):
                 while (await engine.get(slow))["status"] != "timeout":
                     await asyncio.sleep(0.02)
+                while (record := await engine.get(says))["status"] in ("queued", "running"):
+                    await asyncio.sleep(0.02)
                 while (await engine.get(long))["status"] != "running":
                     await asyncio.sleep(0.02)
+            assert record["status"] == "failed", record
+            assert record["error"] == "timed out after 0.2 s"
             assert await engine.cancel(long)
             async with asyncio.timeout(5):
                 while (await engine.get(long))["status"] != "cancelled":

@@ -175,7 +175,7 @@ async def test_poison_job_fails_after_max_deliveries(
     )
     got = await client.get(d.job_id)
     assert got is not None and got.status == "failed"
-    assert got.error is not None and "max_deliveries=3" in got.error
+    assert got.error is not None and "max_deliveries=3" in got.error and got.failure == "fatal"
     assert await client.redis.zscore(keys.dead, d.job_id) is not None
     assert (await client.redis.xpending(keys.ready, GROUP))["pending"] == 0
 

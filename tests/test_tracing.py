@@ -111,7 +111,7 @@ async def test_a_job_enqueued_untraced_runs_in_a_root_span(
     client: Client, worker: WorkerFactory
 ) -> None:
     job = await client.enqueue("call", {"fn": "tests.jobs:echo", "args": [1]})  # no provider yet
-    assert await client.redis.exists(tracing.trace_key(client.keys(), job.id)) == 0
+    assert await client.redis.exists(client.keys().job_trace(job.id)) == 0
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -1,17 +1,21 @@
 """docs/wire-format.md, followed to the letter: a job enqueued without the Python client (the
-script's text from the package files, EVAL with 11 arguments, SADD to the registry) runs."""
+script's text from the package files, EVAL with 12 arguments, SADD to the registry) runs."""
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 from redis.exceptions import ResponseError
 
-from redisjobs import Client
+from redisjobs import Client, Job
 from redisjobs.keys import is_job_id
+from redisjobs.options import Policy
+from redisjobs.wire import EnqueueRow
 from tests.conftest import WorkerFactory
 from tests.jobs import echo
 
@@ -21,9 +25,23 @@ ENQUEUE = (
 )
 
 
-def _args(job_id: str, payload: Any, *, delay_ms: int = 0) -> list[Any]:
+DOC = Path(__file__).parent.parent / "docs" / "wire-format.md"
+
+
+def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 0) -> list[Any]:
     packed = msgpack.packb(payload, use_bin_type=True)
-    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0]
+    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority]
+
+
+def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
+    documented = re.findall(r"^\| (\d+) \| (\w+) \|", DOC.read_text(), re.MULTILINE)
+    assert [int(n) for n, _ in documented] == list(range(1, 13))
+    lua = SCRIPTS.joinpath("enqueue.lua").read_text()
+    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(ARGV, i, i \+ STRIDE - 1\)", lua)
+    assert named is not None and "local STRIDE = 12" in lua
+    in_lua = re.split(r",\s*", named.group(1))
+    assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua
+    assert EnqueueRow._fields[3:9] == Policy._fields  # a row is built from a Policy unpacked
 
 
 async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory) -> None:
@@ -44,7 +62,7 @@ async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory
     fields: Any = await redis.hgetall(f"{prefix}job:wire-1")
     documented = {"kind", "payload", "status", "attempt", "max_retries", "retry_delay"}
     documented |= {"retry_backoff", "retry_jitter", "timeout", "result_ttl", "created_at"}
-    assert documented | {"crashes", "msg"} == {k.decode() for k in fields}
+    assert documented | {"crashes", "msg"} == {k.decode() for k in fields}  # priority 0: absent
     assert fields[b"status"] == b"pending"
     later: Any = await redis.hgetall(f"{prefix}job:wire-2")
     assert later[b"status"] == b"scheduled" and b"scheduled_at" in later
@@ -105,3 +123,40 @@ async def test_the_script_enforces_the_job_id_rule(client: Client) -> None:
     with pytest.raises(ResponseError, match="invalid job id"):
         await redis.eval(ENQUEUE, 1, prefix, *_args("fine-1", None), *_args("victim:log", None))
     assert await redis.keys(f"{prefix}*") == before
+
+
+async def test_priority_is_stored_when_not_0_and_checked(client: Client) -> None:
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    assert await redis.eval(ENQUEUE, 1, prefix, *_args("urgent", None, priority=7)) == [1]
+    assert await redis.hget(f"{prefix}job:urgent", "priority") == b"7"
+    before: Any = await redis.keys(f"{prefix}*")
+    for bad in (-1, 2**21 + 1, 1.5, "high"):
+        with pytest.raises(ResponseError, match="invalid priority"):
+            await redis.eval(
+                ENQUEUE, 1, prefix, *_args("fine", None), *_args("x", None, priority=bad)
+            )
+    assert await redis.keys(f"{prefix}*") == before
+
+
+async def test_a_version_1_call_is_refused_whole(client: Client) -> None:
+    """11 arguments per job (no priority) would shift every later job's values: refused."""
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    v1 = _args("old-1", None)[:11]
+    with pytest.raises(ResponseError, match="12 values per job, got 11"):
+        await redis.eval(ENQUEUE, 1, prefix, *v1)
+    twelve_v1_jobs = [a for n in range(12) for a in _args(f"old-{n}", None)[:11]]
+    with pytest.raises(ResponseError, match="invalid priority"):  # 132 values: 11 rows of 12
+        await redis.eval(ENQUEUE, 1, prefix, *twelve_v1_jobs)
+    assert await redis.keys(f"{prefix}*") == []
+
+
+def test_a_version_1_hash_decodes_and_an_unknown_reason_is_none() -> None:
+    """A job written before `failure` and `priority` were recorded has neither field."""
+    old = {b"status": b"failed", b"kind": b"call", b"error": b"timed out after 1 s"}
+    job = Job.from_hash("q", "old", old)
+    assert (job.failure, job.priority, job.error) == (None, 0, "timed out after 1 s")
+    assert Job.from_hash("q", "x", {**old, b"failure": b"gremlins"}).failure is None
+    assert Job.from_hash("q", "x", {**old, b"failure": b"timeout"}).failure == "timeout"
+    assert Job.from_hash("q", "x", {**old, b"priority": b"not a number"}).priority == 0

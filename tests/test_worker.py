@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, ExecContext, JobFailed, JobStatus, Worker
+from redisjobs import Client, ExecContext, Job, JobFailed, JobStatus, Worker
 from redisjobs.keys import GROUP
 from redisjobs.testing import RedisServer, unique_queue
 from tests import jobs
@@ -87,13 +87,50 @@ async def test_timeout_fails_the_run(client: Client, worker: WorkerFactory) -> N
         await client.wait(job.id, timeout=5)
 
 
+async def _ended(client: Client, job_id: str) -> Job:
+    async with asyncio.timeout(10):
+        while (job := await client.get(job_id)) is None or not job.status.is_final:
+            await asyncio.sleep(0.02)
+    return job
+
+
+async def test_a_failed_run_records_why(client: Client, worker: WorkerFactory) -> None:
+    """Each way a run ends without a result is told apart by `failure`, not by the error's text,
+    in the job hash and in the events that carry the error."""
+    await worker(functions=FUNCS)
+    retry = {"max_retries": 1, "retry_delay": 0.05}
+    timed_out = await client.enqueue("call", {"fn": "sleep", "args": [5]}, timeout=0.2, **retry)
+    # an ordinary exception whose text reads like a timeout is still an error
+    raised = await client.enqueue("call", {"fn": "fail", "args": ["timed out after 1 s"]}, **retry)
+    fatal = await client.enqueue("call", {"fn": "os:system", "args": ["true"]}, max_retries=5)
+    running = await client.enqueue("call", {"fn": "until_cancelled"})
+    async with asyncio.timeout(5):
+        while (j := await client.get(running.id)) is None or j.status is not JobStatus.RUNNING:
+            await asyncio.sleep(0.02)
+    assert await client.cancel(running.id) is True
+    expected = {timed_out.id: "timeout", raised.id: "error", fatal.id: "fatal"}
+    expected[running.id] = "cancel"
+    for job_id, why in expected.items():
+        job = await _ended(client, job_id)
+        assert job.failure == why, (job.error, job.failure)
+        evs = await log_events(client, job_id)
+        ends = [e for e in evs if e.type in ("retrying", "failed", "cancelled")]
+        assert ends and all(e.data["failure"] == why for e in ends), ends
+    got = await client.get(raised.id)
+    assert got is not None and got.error is not None and "timed out after 1 s" in got.error
+    for retried in (timed_out.id, raised.id):  # retried once, then failed for good
+        assert [e.type for e in await log_events(client, retried)].count("retrying") == 1
+    got = await client.get(fatal.id)
+    assert got is not None and got.attempt == 1  # not retried, though retries were left
+
+
 async def test_unknown_kind_fails_without_retrying(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCS)
     job = await client.enqueue("nope", {}, max_retries=5)
     with pytest.raises(JobFailed, match="no executor for kind 'nope' on this worker"):
         await client.wait(job.id, timeout=5)
     got = await client.get(job.id)
-    assert got is not None and got.attempt == 1
+    assert got is not None and got.attempt == 1 and got.failure == "fatal"
 
 
 async def test_a_job_calling_sys_exit_fails_and_the_worker_goes_on(

@@ -43,7 +43,7 @@ async def produce(args: argparse.Namespace) -> int:
     """Enqueue the jobs in one bulk call, print their ids, wait for them if asked to."""
     async with Client(args.url, queue=args.queue) as client:
         t0 = time.perf_counter()
-        # One round trip per 500 jobs; every payload is checked before anything is written.
+        # enqueue_many batches the round trips; every payload is checked before any is written.
         jobs = await client.enqueue_many(
             ("call", {"fn": RESIZE, "args": {"image_id": i, "width": args.width}})
             for i in range(args.jobs)

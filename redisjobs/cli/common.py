@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from ..client import Client
-from ..connection import Backend, resolve_url
+from ..connection import Backend
 from ..errors import JobNotFound
 from ..job import Job
 
@@ -21,15 +22,24 @@ class UsageError(Exception):
     """A bad argument found after parsing (exit status 2, like argparse's own errors)."""
 
 
-def redis_url(given: str | None, command: str) -> str:
+def redis_url(given: str | None, command: str, *, private_ok: bool = False) -> str:
     """The URL a command that talks to a shared Redis uses: `given`, else ``$REDIS_URL``.
 
+    Args:
+        given: the command's ``--redis``.
+        command: its name, for the error.
+        private_ok: an explicit ``memory://`` is allowed (a worker serving its own process).
+
     Raises:
-        UsageError: it resolves to the embedded backend, which lives inside one process, so
-            another process (a worker) could never see what this command reads or writes.
+        UsageError: no URL at all, or (unless `private_ok`) one of the embedded backend, which
+            lives inside one process, so another process could never see what this command
+            reads or writes.
     """
-    url = resolve_url(given)
-    if Backend(url).embedded:
+    url = given or os.environ.get("REDIS_URL")
+    hint = " (or --redis memory:// for a store private to this process)" if private_ok else ""
+    if not url:
+        raise UsageError(f"{command} needs a Redis server: pass --redis URL or set REDIS_URL{hint}")
+    if Backend(url).embedded and not private_ok:
         raise UsageError(
             f"{command} needs a Redis server: pass --redis URL or set REDIS_URL "
             f"({url} exists only inside one process)"

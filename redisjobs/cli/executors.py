@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import executors as kinds
+from ..errors import MissingExtra
 from ..executors import Executor
 from .common import UsageError, import_ref
 
@@ -129,7 +130,8 @@ def _factory(ref: str, args: argparse.Namespace) -> ExecutorFactory:
         )
     if ref == "http":
         headers = dict(_header(h) for h in args.http_header)
-        return lambda: kinds.HTTPExecutor(
+        http = _built_in("HTTPExecutor")
+        return lambda: http(
             allow_hosts=args.http_allow_host,
             allow_private=args.http_allow_private or args.http_allow_private_host,
             timeout=args.http_timeout,
@@ -137,7 +139,8 @@ def _factory(ref: str, args: argparse.Namespace) -> ExecutorFactory:
             follow_redirects=args.http_follow_redirects,
         )
     if ref == "ssh":
-        return lambda: kinds.SSHExecutor(
+        ssh = _built_in("SSHExecutor")
+        return lambda: ssh(
             known_hosts=args.ssh_known_hosts,
             insecure_skip_host_key_check=args.ssh_insecure_skip_host_key_check,
             username=args.ssh_user,
@@ -151,6 +154,14 @@ def _factory(ref: str, args: argparse.Namespace) -> ExecutorFactory:
     if isinstance(obj, type) or not hasattr(obj, "run"):  # a class or a factory
         return obj  # type: ignore[no-any-return]
     return lambda: obj  # an instance: every worker shares it
+
+
+def _built_in(name: str) -> Any:
+    """A built-in executor class, imported now: an install without its extra fails here."""
+    try:
+        return getattr(kinds, name)
+    except MissingExtra as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _header(text: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from .. import __version__
 from ..demo import run_demo
 from ..job import JobStatus
 from ..names import check_job_id, check_queue_name
@@ -108,7 +109,7 @@ def _job(p: argparse.ArgumentParser) -> None:
 def _worker(sub: Any) -> None:
     w = sub.add_parser("worker", help="run workers until SIGTERM/SIGINT")
     w.set_defaults(run=serve.run_worker)
-    _redis(w, ", else memory://")
+    _redis(w, "; memory:// for a store private to this process")
     w.add_argument(
         "--queue",
         "-q",
@@ -301,6 +302,7 @@ def build() -> Parser:
     parser = Parser(
         prog="redisjobs", description="Run workers, enqueue and inspect jobs, run the demo."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--log-level",
         type=str.upper,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client import Client
+from ..connection import Backend
 from ..worker import Worker
-from .common import UsageError, import_module, import_ref, on_stop_signals
+from .common import UsageError, import_module, import_ref, on_stop_signals, redis_url
 from .executors import ExecutorFactory, factories
 from .health import start_health_server
 from .supervise import Supervisor
@@ -82,14 +83,27 @@ class _Stopper:
             worker.stop(now=now)
 
 
-async def run_worker(args: argparse.Namespace) -> int:
-    """Run the workers until a signal (or supervise ``--processes`` of them); exit status."""
-    what = plan(args)
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options that cannot work in this worker process (or in each of ``--processes``).
+
+    Raises:
+        UsageError: no Redis URL at all (an implicit private store would serve nothing another
+            process enqueues), a private one shared by ``--processes``, or a port for them.
+    """
     # No reachability check: a worker waits for a Redis that is not up yet (it logs each retry),
     # so a fleet may start before its Redis. The client commands fail fast instead.
     for flag, port in (("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
         if args.processes > 1 and port is not None:
             raise UsageError(f"{flag} serves one process: it cannot go with --processes")
+    args.redis = redis_url(args.redis, "worker", private_ok=True)
+    if args.processes > 1 and Backend(args.redis).embedded:
+        raise UsageError(f"--processes gives each process its own {args.redis}: use a Redis URL")
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    """Run the workers until a signal (or supervise ``--processes`` of them); exit status."""
+    what = plan(args)
+    _check_options(args)
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.
         command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]

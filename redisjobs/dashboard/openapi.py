@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..job import JobStatus
 from ..names import JOB_ID
-from .validation import MAX_BATCH, MAX_LIST, NUMBERS
+from .openapi_schemas import STATUSES, json_content, ref, schemas
+from .validation import MAX_BATCH, MAX_LIST
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
-STATUSES = [s.value for s in JobStatus]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -38,147 +29,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         422: "A field is not valid; the message says which and why.",
         503: "Redis cannot be reached.",
     }
-    return {str(c): _json(_ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    kind = schema["type"]
-    return {**schema, "type": [kind, "null"]}
-
-
-def _options() -> dict[str, Any]:
-    described = {
-        "max_retries": "Attempts after the first when a run fails.",
-        "retry_delay": "Seconds before the first retry; retry n waits "
-        "retry_delay * retry_backoff ** (n - 1).",
-        "retry_backoff": "The exponential factor of retry delays.",
-        "retry_jitter": "The fraction of randomness in each retry delay.",
-        "timeout": "Seconds a run may take before it is cancelled and counted as failed.",
-        "result_ttl": "Seconds a finished job (and its result) is kept.",
-        "delay": "Seconds from now before the job may run.",
-        "at": "When the job may run, in Unix time (seconds).",
-    }
-    props: dict[str, Any] = {
-        "job_id": _nullable(
-            {
-                "type": "string",
-                "pattern": JOB_ID.pattern,
-                "description": "A caller-chosen id: while a job with this id exists, "
-                "enqueueing it again writes nothing and answers with that job.",
-            }
-        )
-    }
-    for name, (integer, low, high) in NUMBERS.items():
-        props[name] = _nullable(
-            {
-                "type": "integer" if integer else "number",
-                "minimum": low,
-                "maximum": high,
-                "description": described[name] + " Null or absent: the server's default.",
-            }
-        )
-    return {"type": "object", "additionalProperties": False, "properties": props}
-
-
-def _job() -> dict[str, Any]:
-    time = {"type": ["string", "null"], "format": "date-time"}
-    props: dict[str, Any] = {
-        "id": {"type": "string"},
-        "queue": {"type": "string"},
-        "kind": {"type": "string"},
-        "status": {"type": "string", "enum": STATUSES},
-        "progress": {"type": "number", "description": "0-100"},
-        "progress_message": {"type": ["string", "null"]},
-        "attempt": {"type": "integer", "minimum": 0},
-        "max_retries": {"type": "integer", "minimum": 0},
-        "timeout": {"type": ["number", "null"]},
-        "worker": {"type": ["string", "null"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "scheduled_at": time,
-        "started_at": time,
-        "completed_at": time,
-        "result": {"description": 'The result (JSON; bytes as {"$bytes": base64}).'},
-        "error": {"type": ["string", "null"]},
-        "payload": {"description": "The payload, as JSON (absent in events' end)."},
-    }
     return {
-        "type": "object",
-        "required": [name for name in props if name != "payload"],
-        "additionalProperties": False,
-        "properties": props,
-    }
-
-
-def _schemas() -> dict[str, Any]:
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {"type": "string"}},
-        },
-        "NewJob": {
-            "type": "object",
-            "required": ["kind"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": 200,
-                    "description": "The executor that runs it: call, http, subprocess, ssh or "
-                    "your own.",
-                },
-                "payload": {"description": "Any JSON value; stored as msgpack."},
-                "options": {"anyOf": [_ref("JobOptions"), {"type": "null"}]},
-            },
-        },
-        "JobOptions": _options(),
-        "Job": _job(),
-        "StreamEvent": {
-            "type": "object",
-            "description": "One Server-Sent Event (OpenAPI 3.1 describes each event).",
-            "required": ["data"],
-            "properties": {
-                "event": {"type": "string", "enum": ["message", "end"]},
-                "id": {"type": "string", "description": "Resume after it with Last-Event-ID."},
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "description": "A JSON event {id, type, queue, job_id, attempt, ts, data}; "
-                    "for `end`, the Job as it ended.",
-                },
-            },
-        },
-        "JobPage": {
-            "type": "object",
-            "required": ["jobs", "cursor"],
-            "additionalProperties": False,
-            "properties": {
-                "jobs": {"type": "array", "items": _ref("Job")},
-                "cursor": {
-                    "type": ["integer", "null"],
-                    "description": "Pass as ?cursor= for the next page; null: no more.",
-                },
-            },
-        },
-        "Queue": {
-            "type": "object",
-            "required": ["name", "counts", "totals", "rates", "workers", "slots", "busy"],
-            "properties": {
-                "name": {"type": "string"},
-                "counts": {
-                    "type": "object",
-                    "additionalProperties": {"type": "integer"},
-                    "description": "Jobs in each status now, and dead (failed for good).",
-                },
-                "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "rates": {"type": "object", "additionalProperties": {"type": "number"}},
-                "workers": {"type": "integer"},
-                "slots": {"type": "integer"},
-                "busy": {"type": "integer"},
-                "warning": {"type": ["string", "null"]},
-            },
-        },
+        str(c): json_content(ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})
     }
 
 
@@ -211,7 +63,7 @@ def _p(name: str) -> dict[str, str]:
 
 
 def _paths() -> dict[str, Any]:
-    job = _json(_ref("Job"), "The job.")
+    job = json_content(ref("Job"), "The job.")
     writes = (400, 403, 405, 413, 415, 422)
     return {
         "/queues": {
@@ -219,11 +71,11 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listQueues",
                 "summary": "Every queue with its counts, rates and workers",
                 "responses": {
-                    "200": _json(
+                    "200": json_content(
                         {
                             "type": "object",
                             "required": ["queues"],
-                            "properties": {"queues": {"type": "array", "items": _ref("Queue")}},
+                            "properties": {"queues": {"type": "array", "items": ref("Queue")}},
                         },
                         "The queues.",
                     ),
@@ -238,7 +90,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Enqueue one job",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("NewJob")}},
+                    "content": {"application/json": {"schema": ref("NewJob")}},
                 },
                 "responses": {
                     "202": {**job, "description": "Enqueued (or, for a known job_id, as it is)."},
@@ -275,7 +127,7 @@ def _paths() -> dict[str, Any]:
                         },
                     },
                 ],
-                "responses": {"200": _json(_ref("JobPage"), "The jobs."), **_errors(422)},
+                "responses": {"200": json_content(ref("JobPage"), "The jobs."), **_errors(422)},
             },
         },
         "/queues/{queue}/jobs:batch": {
@@ -296,7 +148,7 @@ def _paths() -> dict[str, Any]:
                                         "type": "array",
                                         "minItems": 1,
                                         "maxItems": MAX_BATCH,
-                                        "items": _ref("NewJob"),
+                                        "items": ref("NewJob"),
                                     }
                                 },
                             }
@@ -304,11 +156,11 @@ def _paths() -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "202": _json(
+                    "202": json_content(
                         {
                             "type": "object",
                             "required": ["jobs"],
-                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                            "properties": {"jobs": {"type": "array", "items": ref("Job")}},
                         },
                         "Enqueued, in the order given.",
                     ),
@@ -345,7 +197,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "The event stream.",
-                        "content": {"text/event-stream": {"schema": _ref("StreamEvent")}},
+                        "content": {"text/event-stream": {"schema": ref("StreamEvent")}},
                     },
                     **_errors(404, 422),
                 },
@@ -357,13 +209,13 @@ def _paths() -> dict[str, Any]:
                 "operationId": "cancelJob",
                 "summary": "Cancel a job; a running one is stopped by its worker",
                 "responses": {
-                    "202": _json(
+                    "202": json_content(
                         {
                             "type": "object",
                             "required": ["outcome", "job"],
                             "properties": {
                                 "outcome": {"type": "string", "enum": ["cancelled", "requested"]},
-                                "job": _ref("Job"),
+                                "job": ref("Job"),
                             },
                         },
                         "Cancelled (pending or scheduled) or asked to stop (running).",
@@ -376,7 +228,10 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "The document."), **_errors()},
+                "responses": {
+                    "200": json_content({"type": "object"}, "The document."),
+                    **_errors(),
+                },
             }
         },
     }
@@ -397,7 +252,7 @@ def document(root_path: str = "") -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"basic": []}],
         "paths": _paths(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": schemas(),
             "parameters": _params(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},

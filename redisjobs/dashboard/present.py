@@ -62,6 +62,8 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
         "completed_at": iso(job.completed_at),
         "result": plain(job.result),
         "error": job.error,
+        "failure": job.failure,
+        "priority": job.priority,
     }
     if payload:
         out["payload"] = plain(job.payload)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from ..errors import InvalidJobId
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
+from ..options import MAX_PRIORITY
 
 MAX_BATCH = 1000
 """Jobs in one ``jobs:batch`` request at most."""
@@ -34,6 +35,7 @@ NUMBERS: dict[str, tuple[bool, float, float]] = {
     "result_ttl": (False, 0.001, 10 * YEAR),
     "delay": (False, 0, 10 * YEAR),
     "at": (False, 0, 253402300799),  # up to the last second of year 9999
+    "priority": (True, 0, MAX_PRIORITY),
 }
 
 

@@ -28,10 +28,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpcore
-import httpx
+from ..errors import ExecutorError, MissingExtra, PayloadError
 
-from ..errors import ExecutorError, PayloadError
+try:
+    import httpcore
+    import httpx
+except ImportError as exc:  # httpx (with httpcore and anyio) comes with the `http` extra
+    raise MissingExtra("the http executor", "http", exc) from None
+
 from . import ExecContext
 from ._common import HostAllowList, fields, opt_seconds, opt_str, str_map
 from ._netguard import PrivateAllowance, guarded_transport, resolve_checked

@@ -35,9 +35,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncssh
+from ..errors import ExecutorError, MissingExtra, PayloadError
 
-from ..errors import ExecutorError, PayloadError
+try:
+    import asyncssh
+except ImportError as exc:  # asyncssh comes with the `ssh` extra
+    raise MissingExtra("the ssh executor", "ssh", exc) from None
+
 from . import ExecContext
 from ._common import HostAllowList, command, env_map, fields, opt_int, opt_seconds, opt_str
 from ._output import Output

@@ -1,9 +1,9 @@
 """The Lua transitions, loaded once and called through typed wrappers.
 
-Each ``<name>.lua`` in this package is one state transition of DESIGN.md; ``_lib.lua`` is
-prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on NOSCRIPT, so a
-restarted Redis needs nothing from us). This module is the only place that sees raw script
-replies: every wrapper turns them into typed values.
+Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts");
+``_lib.lua`` is prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on
+NOSCRIPT, so a restarted Redis needs nothing from us). This module is the only place that sees
+raw script replies: every wrapper turns them into typed values.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import random
 from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.asyncio import Redis
 
 from ..keys import QueueKeys
+
+if TYPE_CHECKING:
+    from ..wire import EnqueueRow
 
 NAMES = (
     "enqueue",
@@ -33,9 +36,6 @@ NAMES = (
     "purge",
 )
 
-ENQUEUE_STRIDE = 11
-"""Number of ARGV values per job in ``enqueue.lua``."""
-
 PROMOTE_BATCH = 100
 """Due jobs ``promote.lua`` moves per call. A job costs it 7-20 µs of Redis time (a quiet and
 a busy 2-core machine), so a call stays near 1-2 ms, far under the 10 ms any one script may
@@ -46,7 +46,10 @@ Arg = str | bytes | int | float
 
 
 class Delivery(NamedTuple):
-    """A job handed to this worker under a fresh lease by ``start`` or ``reclaim``."""
+    """A job handed to this worker under a fresh lease by ``start`` or ``reclaim``.
+
+    ``_lib.lua``'s ``delivery`` returns these fields, in this order, for each job.
+    """
 
     job_id: str
     lease: int
@@ -77,17 +80,25 @@ def _text(value: bytes) -> str:
     return value.decode()
 
 
+_DELIVERY_WIDTH = len(Delivery._fields)
+
+
+def _delivery(values: Sequence[Any]) -> Delivery:
+    job_id, lease, attempt, kind, payload, timeout_ms = values
+    return Delivery(
+        job_id=job_id.decode(),
+        lease=int(lease),
+        attempt=int(attempt),
+        kind=kind.decode("utf-8", "replace"),
+        payload=payload,
+        timeout_ms=int(timeout_ms),
+    )
+
+
 def _deliveries(reply: list[Any]) -> list[Delivery]:
+    """The deliveries of a start or reclaim reply: their fields, one job after another."""
     return [
-        Delivery(
-            reply[i].decode(),
-            int(reply[i + 1]),
-            int(reply[i + 2]),
-            reply[i + 3].decode("utf-8", "replace"),
-            reply[i + 4],
-            int(reply[i + 5]),
-        )
-        for i in range(0, len(reply), 6)
+        _delivery(reply[i : i + _DELIVERY_WIDTH]) for i in range(0, len(reply), _DELIVERY_WIDTH)
     ]
 
 
@@ -119,9 +130,10 @@ class Scripts:
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
         return await self._s[name](keys=(keys.prefix,), args=args)
 
-    async def enqueue(self, keys: QueueKeys, rows: Sequence[Arg]) -> list[bool]:
-        """Create jobs; `rows` holds :data:`ENQUEUE_STRIDE` values per job. True = created."""
-        reply = await self._call("enqueue", keys, rows)
+    async def enqueue(self, keys: QueueKeys, rows: Sequence[EnqueueRow]) -> list[bool]:
+        """Create jobs, one per row; True = created, False = one with its id exists."""
+        # The one place a row becomes ARGV values: its fields, in their order.
+        reply = await self._call("enqueue", keys, [value for row in rows for value in row])
         return [bool(x) for x in reply]
 
     async def start(
@@ -166,7 +178,12 @@ class Scripts:
         mode: str = "error",
         defer_ms: int = -1,
     ) -> tuple[str, int]:
-        """Record a failed or cancelled run; returns (outcome, retry due time in ms)."""
+        """Record a failed or cancelled run; returns (outcome, retry due time in ms).
+
+        `mode` is why it failed (a :data:`~redisjobs.job.FailureReason`), kept as the job's
+        `failure`: ``error`` and ``timeout`` retry while attempts are left, ``fatal`` never
+        does, ``cancel`` records it cancelled; the script refuses any other.
+        """
         args: list[Arg] = [worker, job_id, lease, error, mode, defer_ms, random.random()]
         outcome, due = await self._call("fail", keys, args)
         return outcome.decode(), int(due)

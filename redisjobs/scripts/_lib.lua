@@ -18,7 +18,18 @@ local K_LEASES = PREFIX .. 'leases'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
+local function job_log_key(jid) return PREFIX .. 'job:' .. jid .. ':log' end
+local function job_events_key(jid) return PREFIX .. 'job:' .. jid .. ':events' end
 local function status_key(s) return PREFIX .. 'status:' .. s end
+
+-- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
+-- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
+local function hmget_named(key, names)
+  local values = redis.call('HMGET', key, unpack(names))
+  local out = {}
+  for i = 1, #names do out[names[i]] = values[i] end
+  return out
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -64,7 +75,7 @@ local function emit(jid, etype, attempt, now, extra)
     end
   end
   local msg = string.char(0x80 + n) .. table.concat(parts)
-  redis.call('PUBLISH', PREFIX .. 'job:' .. jid .. ':events', msg)
+  redis.call('PUBLISH', job_events_key(jid), msg)
   redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
 end
 
@@ -97,16 +108,12 @@ end
 
 -- A job reaches a final status. Its hash and log expire after result_ttl; the status index
 -- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
--- f1 v1 [f2 v2] are more fields to set (the result or the error).
-local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, f1, v1, f2, v2)
-  if f2 then
-    redis.call('HSET', jkey, 'status', to, 'completed_at', now, f1, v1, f2, v2)
-  else
-    redis.call('HSET', jkey, 'status', to, 'completed_at', now, f1, v1)
-  end
+-- `...` are more fields to set, name, value, ... (the result or the error).
+local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
+  redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
-  redis.call('PEXPIRE', jkey .. ':log', ttl)
+  redis.call('PEXPIRE', job_log_key(jid), ttl)
   local expires = now + ttl
   move_status(jid, from, to, expires)
   if dead then redis.call('ZADD', K_DEAD, expires, jid) end
@@ -130,14 +137,23 @@ local function trim_final(status, now)
   if status == 'failed' then trim_expired(K_DEAD, now) end
 end
 
+-- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
+-- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted.
+local function fail_job(jkey, jid, from, now, ttl, cancel_flag, attempt, err, why)
+  finish(jkey, jid, from, 'failed', now, ttl, cancel_flag, true, 'error', err, 'failure', why)
+  trim_final('failed', now)
+  emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
+  redis.call('HINCRBY', K_STATS, 'failed', 1)
+end
+
 -- The job fields a delivery needs, read in one HMGET by start and reclaim; then the other
 -- numbers the job's transitions compute with, checked before it is leased (bad_field).
 local LEASE_FIELDS = {'status', 'msg', 'worker', 'lease', 'attempt', 'kind', 'payload', 'timeout',
   'crashes', 'max_retries', 'retry_delay', 'result_ttl', 'retry_backoff', 'retry_jitter'}
--- {index in LEASE_FIELDS, required}: fields holding a non-negative integer
-local COUNT_FIELDS = {{4, false}, {5, true}, {8, false}, {9, false}, {10, true}, {11, true},
-  {12, true}}
-local REAL_FIELDS = {13, 14}
+-- {field, required}: fields holding a non-negative integer
+local COUNT_FIELDS = {{'lease', false}, {'attempt', true}, {'timeout', false}, {'crashes', false},
+  {'max_retries', true}, {'retry_delay', true}, {'result_ttl', true}}
+local REAL_FIELDS = {'retry_backoff', 'retry_jitter'}
 local DEFAULT_TTL_MS = 86400000
 
 -- A field that should hold a non-negative integer, as a number; `default` when it does not.
@@ -156,51 +172,60 @@ end
 -- Something other than these scripts may have written a job hash (a bug, a migration, someone
 -- with redis-cli). Garbage in a field the scripts compute with would make every script that
 -- reads the job fail, and a batch with it, so such a job is failed when it is leased, with an
--- error naming the field (fail_corrupt). `f` holds LEASE_FIELDS as read; nil when all is well.
-local function bad_field(f)
+-- error naming the field (fail_corrupt). `job` holds LEASE_FIELDS by name; nil when all is well.
+local function bad_field(job)
   for _, c in ipairs(COUNT_FIELDS) do
-    local v = f[c[1]]
-    if (v or c[2]) and not count_of(v, nil) then return LEASE_FIELDS[c[1]], v end
+    local v = job[c[1]]
+    if (v or c[2]) and not count_of(v, nil) then return c[1], v end
   end
-  for _, i in ipairs(REAL_FIELDS) do
-    if not real_of(f[i], nil) then return LEASE_FIELDS[i], f[i] end
+  for _, name in ipairs(REAL_FIELDS) do
+    if not real_of(job[name], nil) then return name, job[name] end
   end
   return nil
 end
 
+-- A delivery as start and reclaim return it: job id, lease, attempt, kind, payload, timeout_ms
+-- (the fields of Python's Delivery, in its order).
+local function delivery(jid, lease, attempt, job)
+  return {jid, lease, attempt, job.kind or '', job.payload or '', job.timeout or '0'}
+end
+
+-- Append the values of list `row` to list `out` (the flat reply of start and reclaim).
+local function append(out, row)
+  for i = 1, #row do out[#out + 1] = row[i] end
+end
+
 -- Hand a delivered job to the caller under a fresh fencing token (shared by start and reclaim).
--- The token is the job's delivery count, so it only grows. `f` holds LEASE_FIELDS as read.
--- Returns the fields the worker needs to run it.
-local function lease_job(jkey, jid, from, worker, msg, now, f)
-  local lease = tonumber(f[4] or 0) + 1
-  local attempt = tonumber(f[5]) + 1
+-- The token is the job's delivery count, so it only grows. `job` holds LEASE_FIELDS by name.
+-- Returns its delivery.
+local function lease_job(jkey, jid, from, worker, msg, now, job)
+  local lease = tonumber(job.lease or 0) + 1
+  local attempt = tonumber(job.attempt) + 1
   redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
     'lease', lease, 'attempt', attempt, 'msg', msg)
   move_status(jid, from, 'running', now)
   emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
-  return {jid, lease, attempt, f[6] or '', f[7] or '', f[8] or '0'}
+  return delivery(jid, lease, attempt, job)
 end
 
 -- Fail a delivered job whose hash holds garbage (see bad_field) instead of leasing it.
-local function fail_corrupt(jkey, jid, from, msg, now, f, field, value)
+local function fail_corrupt(jkey, jid, from, msg, now, job, field, value)
   local shown = 'missing'
   if value then shown = "'" .. string.gsub(string.sub(value, 1, 40), '[^%w%p ]', '?') .. "'" end
   local err = 'corrupt job hash: field ' .. field .. ' is ' .. shown .. ', not a number'
   ack(msg)
-  finish(jkey, jid, from, 'failed', now, count_of(f[12], DEFAULT_TTL_MS), true, true, 'error', err)
-  trim_final('failed', now)
-  emit(jid, 'failed', count_of(f[5], 0), now, {'error', mp_str(err)})
-  redis.call('HINCRBY', K_STATS, 'failed', 1)
+  fail_job(jkey, jid, from, now, count_of(job.result_ttl, DEFAULT_TTL_MS), true,
+    count_of(job.attempt, 0), err, 'fatal')
 end
 
 -- lease_job for a job whose fields were not checked yet: nil when it was failed as corrupt.
-local function lease_checked(jkey, jid, from, worker, msg, now, f)
-  local field, value = bad_field(f)
+local function lease_checked(jkey, jid, from, worker, msg, now, job)
+  local field, value = bad_field(job)
   if field then
-    fail_corrupt(jkey, jid, from, msg, now, f, field, value)
+    fail_corrupt(jkey, jid, from, msg, now, job, field, value)
     return nil
   end
-  return lease_job(jkey, jid, from, worker, msg, now, f)
+  return lease_job(jkey, jid, from, worker, msg, now, job)
 end
 
 -- ------------------------------------------------------------------------------------------

@@ -9,14 +9,15 @@
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
--- Effects  pending: XACK+XDEL its entry; scheduled: ZREM delayed; then status cancelled, EXPIRE,
---          stats.cancelled. running: the `cancel` flag, which heartbeats also report, so a
---          worker that missed the pub/sub message still stops the job.
+-- Effects  pending: XACK+XDEL its entry; scheduled: ZREM delayed; then status cancelled,
+--          failure 'cancel', EXPIRE, stats.cancelled. running: the `cancel` flag, which
+--          heartbeats also report, so a worker that missed the pub/sub message still stops
+--          the job.
 
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
-local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt', 'result_ttl', 'cancel_token')
-local st = f[1]
+local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token'})
+local st = job.status
 if not st then return 'missing' end
 if st == 'running' then
   -- the flag holds the token, which `fail` keeps as cancel_token when it records the cancel
@@ -24,13 +25,14 @@ if st == 'running' then
   redis.call('PUBLISH', K_CONTROL, 'cancel:' .. jid)
   return 'requested'
 end
-if st == 'cancelled' and token ~= '' and f[5] == token then return 'cancelled' end
+if st == 'cancelled' and token ~= '' and job.cancel_token == token then return 'cancelled' end
 if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
-if st == 'pending' then drop_entry(f[2]) else redis.call('ZREM', K_DELAYED, jid) end
-finish(jkey, jid, st, 'cancelled', now, count_of(f[4], DEFAULT_TTL_MS), false, false, 'error',
-  'cancelled', 'cancel_token', token)
+if st == 'pending' then drop_entry(job.msg) else redis.call('ZREM', K_DELAYED, jid) end
+finish(jkey, jid, st, 'cancelled', now, count_of(job.result_ttl, DEFAULT_TTL_MS), false, false,
+  'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)
 trim_final('cancelled', now)
-emit(jid, 'cancelled', count_of(f[3], 0), now, {'error', mp_str('cancelled')})
+emit(jid, 'cancelled', count_of(job.attempt, 0), now,
+  {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)
 return 'cancelled'

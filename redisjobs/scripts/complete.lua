@@ -16,16 +16,16 @@ local done = 0
 for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel')
-  if f[1] ~= lease then
+  local job = hmget_named(jkey, {'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel'})
+  if job.lease ~= lease then
     out[#out + 1] = 0
-  elseif f[2] ~= 'running' then
-    if f[2] == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
+  elseif job.status ~= 'running' then
+    if job.status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
-    ack(f[3])
-    finish(jkey, jid, 'running', 'completed', now, count_of(f[4], DEFAULT_TTL_MS), f[6], false,
-      'result', result, 'progress', 100)
-    emit(jid, 'completed', count_of(f[5], 0), now, {'result', result})
+    ack(job.msg)
+    finish(jkey, jid, 'running', 'completed', now, count_of(job.result_ttl, DEFAULT_TTL_MS),
+      job.cancel, false, 'result', result, 'progress', 100)
+    emit(jid, 'completed', count_of(job.attempt, 0), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1
   end

@@ -19,15 +19,15 @@ local out = {}
 redis.call('HSET', K_LEASES, worker, ARGV[2])
 for i = 3, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', job_key(jid), 'lease', 'status', 'msg', 'cancel', 'worker')
-  local ok = f[1] == lease and f[2] == 'running' and f[5] == worker
+  local job = hmget_named(job_key(jid), {'lease', 'status', 'msg', 'cancel', 'worker'})
+  local ok = job.lease == lease and job.status == 'running' and job.worker == worker
   if ok then
-    ok = #redis.call('XCLAIM', K_READY, GROUP, worker, 0, f[3], 'JUSTID') == 1
+    ok = #redis.call('XCLAIM', K_READY, GROUP, worker, 0, job.msg, 'JUSTID') == 1
   end
   if not ok then
     out[#out + 1] = jid
     out[#out + 1] = 'lost'
-  elseif f[4] then
+  elseif job.cancel then
     out[#out + 1] = jid
     out[#out + 1] = 'cancel'
   end

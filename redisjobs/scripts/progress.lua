@@ -12,13 +12,13 @@
 
 local jid, lease = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
-local f = redis.call('HMGET', jkey, 'status', 'lease', 'attempt')
-if f[1] ~= 'running' or (lease ~= '' and f[2] ~= lease) then return 0 end
+local job = hmget_named(jkey, {'status', 'lease', 'attempt'})
+if job.status ~= 'running' or (lease ~= '' and job.lease ~= lease) then return 0 end
 redis.call('HSET', jkey, 'progress', ARGV[3], 'progress_message', ARGV[5])
 local extra = {'progress', ARGV[4]}
 if ARGV[5] ~= '' then
   extra[3] = 'message'
   extra[4] = mp_str(ARGV[5])
 end
-emit(jid, 'progress', count_of(f[3], 0), now_ms(), extra)
+emit(jid, 'progress', count_of(job.attempt, 0), now_ms(), extra)
 return 1

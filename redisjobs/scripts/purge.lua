@@ -13,7 +13,7 @@ for i = 1, #ARGV do
   local jkey = job_key(jid)
   local st = redis.call('HGET', jkey, 'status')
   if st == 'failed' then
-    redis.call('DEL', jkey, jkey .. ':log')
+    redis.call('DEL', jkey, job_log_key(jid))
     purged = purged + 1
   end
   redis.call('ZREM', K_DEAD, jid)

@@ -28,7 +28,7 @@ local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]),
 local now = now_ms()
 local out = {0}
 
-local function crashed(jkey, jid, msg, f)
+local function crashed(jkey, jid, msg, job)
   local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
   redis.call('HINCRBY', K_STATS, 'reclaimed', 1)
   if crashes >= max_deliveries then
@@ -36,14 +36,11 @@ local function crashed(jkey, jid, msg, f)
       max_deliveries .. ')'
     ack(msg)
     local ttl = tonumber(redis.call('HGET', jkey, 'result_ttl'))
-    finish(jkey, jid, 'running', 'failed', now, ttl, true, true, 'error', err)
-    trim_final('failed', now)
-    emit(jid, 'failed', tonumber(f[5]), now, {'error', mp_str(err)})
-    redis.call('HINCRBY', K_STATS, 'failed', 1)
+    fail_job(jkey, jid, 'running', now, ttl, true, tonumber(job.attempt), err, 'fatal')
     return nil
   end
-  emit(jid, 'reclaimed', tonumber(f[5]), now, {'crashes', mp_uint(crashes)})
-  return lease_job(jkey, jid, 'running', worker, msg, now, f)
+  emit(jid, 'reclaimed', tonumber(job.attempt), now, {'crashes', mp_uint(crashes)})
+  return lease_job(jkey, jid, 'running', worker, msg, now, job)
 end
 
 -- Entries older than the oldest pending one were all delivered and acknowledged; with nothing
@@ -83,17 +80,17 @@ end
 local function take(entry)
   local msg, fields = entry[1], entry[2]
   local jid = fields and fields[1] == 'id' and fields[2] or nil
-  local f = {}
-  if jid then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
+  local job = {}
+  if jid then job = hmget_named(job_key(jid), LEASE_FIELDS) end
   local field, value = nil, nil
-  if f[2] == msg then field, value = bad_field(f) end
-  if field and (f[1] == 'running' or f[1] == 'pending') then
-    fail_corrupt(job_key(jid), jid, f[1], msg, now, f, field, value)
-  elseif f[2] == msg and f[1] == 'running' then
-    return crashed(job_key(jid), jid, msg, f)
-  elseif f[2] == msg and f[1] == 'pending' then
+  if job.msg == msg then field, value = bad_field(job) end
+  if field and (job.status == 'running' or job.status == 'pending') then
+    fail_corrupt(job_key(jid), jid, job.status, msg, now, job, field, value)
+  elseif job.msg == msg and job.status == 'running' then
+    return crashed(job_key(jid), jid, msg, job)
+  elseif job.msg == msg and job.status == 'pending' then
     redis.call('HINCRBY', K_STATS, 'started', 1)
-    return lease_job(job_key(jid), jid, 'pending', worker, msg, now, f)
+    return lease_job(job_key(jid), jid, 'pending', worker, msg, now, job)
   else
     drop_entry(msg)
   end
@@ -115,9 +112,7 @@ for _, h in ipairs(holders) do
     budget = budget - #ids
     for _, entry in ipairs(redis.call('XCLAIM', K_READY, GROUP, worker, ttl, unpack(ids))) do
       local row = take(entry)
-      if row then
-        for j = 1, 6 do out[#out + 1] = row[j] end
-      end
+      if row then append(out, row) end
     end
   end
   if budget <= 0 and out[1] == 1 then break end
@@ -131,11 +126,11 @@ local swept = redis.call('ZRANGEBYSCORE', status_key('running'), cursor, '+inf',
 for i = 1, #swept, 2 do
   local jid = swept[i]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'status', 'msg', 'attempt')
-  if f[1] ~= 'running' then
+  local job = hmget_named(jkey, {'status', 'msg', 'attempt'})
+  if job.status ~= 'running' then
     redis.call('ZREM', status_key('running'), jid)
-  elseif not f[2] or #redis.call('XPENDING', K_READY, GROUP, f[2], f[2], 1) == 0 then
-    redis.call('HSET', jkey, 'attempt', math.max(count_of(f[3], 1) - 1, 0))
+  elseif not job.msg or #redis.call('XPENDING', K_READY, GROUP, job.msg, job.msg, 1) == 0 then
+    redis.call('HSET', jkey, 'attempt', math.max(count_of(job.attempt, 1) - 1, 0))
     push_ready(jkey, jid)
     move_status(jid, 'running', 'pending', now)
   end

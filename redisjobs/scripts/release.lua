@@ -36,9 +36,9 @@ end
 for i = 2, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'worker', 'attempt')
-  if f[1] == lease and f[2] == 'running' and f[4] == worker then
-    requeue(jkey, jid, 'running', f[3], f[5])
+  local job = hmget_named(jkey, {'lease', 'status', 'msg', 'worker', 'attempt'})
+  if job.lease == lease and job.status == 'running' and job.worker == worker then
+    requeue(jkey, jid, 'running', job.msg, job.attempt)
   end
 end
 
@@ -47,12 +47,12 @@ for _, p in ipairs(pel) do
   local msg = p[1]
   local entry = redis.call('XRANGE', K_READY, msg, msg)
   local jid = entry[1] and entry[1][2][1] == 'id' and entry[1][2][2] or nil
-  local f = {false, false, false, false}
-  if jid then f = redis.call('HMGET', job_key(jid), 'status', 'msg', 'worker', 'attempt') end
-  if f[1] == 'pending' and f[2] == msg then
+  local job = {}
+  if jid then job = hmget_named(job_key(jid), {'status', 'msg', 'worker', 'attempt'}) end
+  if job.status == 'pending' and job.msg == msg then
     requeue(job_key(jid), jid, 'pending', msg)
-  elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
-    requeue(job_key(jid), jid, 'running', msg, f[4])
+  elseif job.status == 'running' and job.msg == msg and job.worker == worker then
+    requeue(job_key(jid), jid, 'running', msg, job.attempt)
   else
     drop_entry(msg)
   end

@@ -6,32 +6,32 @@
 --          that races with another does nothing twice) and leaves `dead`; one whose hash
 --          expired leaves the failed index too (trim_final would drop it later anyway).
 -- Events   enqueued (per job put back, attempt 0)
--- Effects  the hash and its log lose their TTL; the outcome of the last run (error, result,
---          times, worker, progress) is cleared and attempt and crashes start again from 0, but
---          the lease counter is kept, so fencing tokens keep growing; ZREM dead; status
---          failed -> pending under a new stream entry; stats.enqueued (each job that runs
---          again counts as enqueued again, so enqueued - finished stays the jobs in flight)
+-- Effects  the hash and its log lose their TTL; the outcome of the last run (error, failure,
+--          result, times, worker, progress) is cleared and attempt and crashes start again
+--          from 0, but the lease counter is kept, so fencing tokens keep growing; ZREM dead;
+--          status failed -> pending under a new stream entry; stats.enqueued (each job that
+--          runs again counts as enqueued again, so enqueued - finished stays the jobs in flight)
 
 local now = now_ms()
 local revived = 0
 for i = 1, #ARGV do
   local jid = ARGV[i]
   local jkey = job_key(jid)
-  local f = redis.call('HMGET', jkey, 'status', 'kind')
-  if f[1] == 'failed' then
+  local job = hmget_named(jkey, {'status', 'kind'})
+  if job.status == 'failed' then
     redis.call('PERSIST', jkey)
-    redis.call('PERSIST', jkey .. ':log')
-    redis.call('HDEL', jkey, 'error', 'result', 'completed_at', 'started_at', 'worker',
+    redis.call('PERSIST', job_log_key(jid))
+    redis.call('HDEL', jkey, 'error', 'failure', 'result', 'completed_at', 'started_at', 'worker',
       'progress', 'progress_message', 'scheduled_at', 'cancel')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
     push_ready(jkey, jid)
     move_status(jid, 'failed', 'pending', now)
-    emit(jid, 'enqueued', 0, now, {'kind', mp_str(f[2] or '')})
+    emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
     revived = revived + 1
   else
     redis.call('ZREM', K_DEAD, jid)
-    if not f[1] then redis.call('ZREM', status_key('failed'), jid) end
+    if not job.status then redis.call('ZREM', status_key('failed'), jid) end
   end
 end
 if revived > 0 then redis.call('HINCRBY', K_STATS, 'enqueued', revived) end

@@ -26,8 +26,8 @@ if tonumber(ARGV[2]) > 0 then
     local read
     if type(reply[1]) == 'string' then read = reply[2] else read = reply[1][2] end
     for _, e in ipairs(read) do
-      local f = e[2]
-      entries[#entries + 1] = {e[1], f and f[1] == 'id' and f[2] or ''}
+      local fields = e[2]
+      entries[#entries + 1] = {e[1], fields and fields[1] == 'id' and fields[2] or ''}
     end
   end
 end
@@ -37,18 +37,17 @@ local out = {}
 local started = 0
 for _, e in ipairs(entries) do
   local msg, jid = e[1], e[2]
-  local f = {}
-  if jid ~= '' then f = redis.call('HMGET', job_key(jid), unpack(LEASE_FIELDS)) end
-  if f[1] == 'pending' and f[2] == msg then
-    local row = lease_checked(job_key(jid), jid, 'pending', worker, msg, now, f)
+  local job = {}
+  if jid ~= '' then job = hmget_named(job_key(jid), LEASE_FIELDS) end
+  if job.status == 'pending' and job.msg == msg then
+    local row = lease_checked(job_key(jid), jid, 'pending', worker, msg, now, job)
     if row then
-      for j = 1, 6 do out[#out + 1] = row[j] end
+      append(out, row)
       started = started + 1
     end
-  elseif f[1] == 'running' and f[2] == msg and f[3] == worker then
-    local row = {jid, f[4], f[5], f[6], f[7], f[8]}
-    for j = 1, 6 do out[#out + 1] = row[j] end
-  elseif f[2] ~= msg or f[1] ~= 'running' then
+  elseif job.status == 'running' and job.msg == msg and job.worker == worker then
+    append(out, delivery(jid, job.lease, job.attempt, job))
+  elseif job.msg ~= msg or job.status ~= 'running' then
     drop_entry(msg)
   end
 end

@@ -70,6 +70,19 @@ async def test_enqueue_options(client: Client, dash: httpx.AsyncClient) -> None:
     assert at.json()["scheduled_at"] == "2100-01-01T00:00:00+00:00"
 
 
+async def test_priority_is_taken_and_shown(client: Client, dash: httpx.AsyncClient) -> None:
+    url = f"/api/queues/{client.queue}/jobs"
+    urgent = await dash.post(url, json={"kind": "call", "options": {"priority": 3}})
+    assert urgent.status_code == 202 and urgent.json()["priority"] == 3
+    stored = await client.get(urgent.json()["id"])
+    assert stored is not None and stored.priority == 3
+    plain = await dash.post(url, json={"kind": "call"})
+    assert plain.json()["priority"] == 0
+    for bad in (-1, 2**21 + 1, 1.5, "1"):
+        refused = await dash.post(url, json={"kind": "call", "options": {"priority": bad}})
+        assert refused.status_code == 422 and "priority" in refused.json()["error"]
+
+
 async def test_batch(client: Client, dash: httpx.AsyncClient) -> None:
     jobs = [{"kind": "call", "payload": i} for i in range(5)]
     response = await dash.post(f"/api/queues/{client.queue}/jobs:batch", json={"jobs": jobs})
@@ -234,6 +247,7 @@ async def test_cancel(client: Client, dash: httpx.AsyncClient) -> None:
     assert response.status_code == 202
     assert response.json()["outcome"] == "cancelled"
     assert response.json()["job"]["status"] == "cancelled"
+    assert response.json()["job"]["failure"] == "cancel"
     again = await dash.post(f"/api/jobs/{job.id}/cancel", params={"queue": client.queue})
     assert again.status_code == 409 and "already finished" in again.json()["error"]
     assert (await dash.post("/api/jobs/nope/cancel")).status_code == 404

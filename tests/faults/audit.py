@@ -1,4 +1,4 @@
-"""The invariant audit of one queue's keyspace (DESIGN.md, "Invariants"), as this code keeps it.
+"""The invariant audit of one queue's keyspace (docs/architecture.md, "Invariants").
 
 Run it when the queue is quiet (no script between two of its reads), e.g. after every step of a
 model test or at the end of a fault scenario. It returns a list of readable violations; empty

@@ -1,0 +1,173 @@
+"""The component schemas of the OpenAPI document (:mod:`.openapi`): what a job, its options and
+a queue look like on the wire of the HTTP API (:mod:`.present` writes them, :mod:`.validation`
+reads them)."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from ..job import FailureReason, JobStatus
+from ..names import JOB_ID
+from .validation import NUMBERS
+
+STATUSES = [s.value for s in JobStatus]
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the component schema `name`."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A response (or body) of JSON matching `schema`."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema["type"]
+    return {**schema, "type": [kind, "null"]}
+
+
+def _options() -> dict[str, Any]:
+    described = {
+        "max_retries": "Attempts after the first when a run fails.",
+        "retry_delay": "Seconds before the first retry; retry n waits "
+        "retry_delay * retry_backoff ** (n - 1).",
+        "retry_backoff": "The exponential factor of retry delays.",
+        "retry_jitter": "The fraction of randomness in each retry delay.",
+        "timeout": "Seconds a run may take before it is cancelled and counted as failed.",
+        "result_ttl": "Seconds a finished job (and its result) is kept.",
+        "delay": "Seconds from now before the job may run.",
+        "at": "When the job may run, in Unix time (seconds).",
+        "priority": "0 to 2**21, lower is more urgent: stored on the job and shown; jobs of "
+        "a queue run in FIFO order.",
+    }
+    props: dict[str, Any] = {
+        "job_id": _nullable(
+            {
+                "type": "string",
+                "pattern": JOB_ID.pattern,
+                "description": "A caller-chosen id: while a job with this id exists, "
+                "enqueueing it again writes nothing and answers with that job.",
+            }
+        )
+    }
+    for name, (integer, low, high) in NUMBERS.items():
+        props[name] = _nullable(
+            {
+                "type": "integer" if integer else "number",
+                "minimum": low,
+                "maximum": high,
+                "description": described[name] + " Null or absent: the server's default.",
+            }
+        )
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+def _job() -> dict[str, Any]:
+    time = {"type": ["string", "null"], "format": "date-time"}
+    props: dict[str, Any] = {
+        "id": {"type": "string"},
+        "queue": {"type": "string"},
+        "kind": {"type": "string"},
+        "status": {"type": "string", "enum": STATUSES},
+        "progress": {"type": "number", "description": "0-100"},
+        "progress_message": {"type": ["string", "null"]},
+        "attempt": {"type": "integer", "minimum": 0},
+        "max_retries": {"type": "integer", "minimum": 0},
+        "timeout": {"type": ["number", "null"]},
+        "worker": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "scheduled_at": time,
+        "started_at": time,
+        "completed_at": time,
+        "result": {"description": 'The result (JSON; bytes as {"$bytes": base64}).'},
+        "error": {"type": ["string", "null"]},
+        "failure": {
+            "type": ["string", "null"],
+            "enum": [*get_args(FailureReason), None],
+            "description": "Why the last run that failed did; null when none failed.",
+        },
+        "priority": {"type": "integer", "minimum": 0},
+        "payload": {"description": "The payload, as JSON (absent in events' end)."},
+    }
+    return {
+        "type": "object",
+        "required": [name for name in props if name != "payload"],
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def schemas() -> dict[str, Any]:
+    """The ``components.schemas`` of the document."""
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+        "NewJob": {
+            "type": "object",
+            "required": ["kind"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "The executor that runs it: call, http, subprocess, ssh or "
+                    "your own.",
+                },
+                "payload": {"description": "Any JSON value; stored as msgpack."},
+                "options": {"anyOf": [ref("JobOptions"), {"type": "null"}]},
+            },
+        },
+        "JobOptions": _options(),
+        "Job": _job(),
+        "StreamEvent": {
+            "type": "object",
+            "description": "One Server-Sent Event (OpenAPI 3.1 describes each event).",
+            "required": ["data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["message", "end"]},
+                "id": {"type": "string", "description": "Resume after it with Last-Event-ID."},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "A JSON event {id, type, queue, job_id, attempt, ts, data}; "
+                    "for `end`, the Job as it ended.",
+                },
+            },
+        },
+        "JobPage": {
+            "type": "object",
+            "required": ["jobs", "cursor"],
+            "additionalProperties": False,
+            "properties": {
+                "jobs": {"type": "array", "items": ref("Job")},
+                "cursor": {
+                    "type": ["integer", "null"],
+                    "description": "Pass as ?cursor= for the next page; null: no more.",
+                },
+            },
+        },
+        "Queue": {
+            "type": "object",
+            "required": ["name", "counts", "totals", "rates", "workers", "slots", "busy"],
+            "properties": {
+                "name": {"type": "string"},
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                    "description": "Jobs in each status now, and dead (failed for good).",
+                },
+                "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "rates": {"type": "object", "additionalProperties": {"type": "number"}},
+                "workers": {"type": "integer"},
+                "slots": {"type": "integer"},
+                "busy": {"type": "integer"},
+                "warning": {"type": ["string", "null"]},
+            },
+        },
+    }
