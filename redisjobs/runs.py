@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -23,9 +23,8 @@ from redis.exceptions import RedisError
 from . import tracing
 from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
 from .executors import ExecContext, Executors
-from .job import FailureReason
 from .keys import QueueKeys
-from .outcomes import Outcomes
+from .outcomes import Failure, Outcomes
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import pack_float, packb, unpackb
@@ -43,17 +42,6 @@ JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
 """Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
 ``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
 is empty a run does not even read the clock."""
-
-
-class Failure(NamedTuple):
-    """A run that ended without a result, as `fail.lua` records it."""
-
-    mode: FailureReason
-    """Why it failed, which is how `fail.lua` treats it: retried while attempts are left
-    (``error``, ``timeout``), never retried (``fatal``), cancelled (``cancel``)."""
-    error: str
-    defer_ms: int = -1
-    """An explicit retry delay (the job raised ``Retry(defer)``), or -1 for the job's policy."""
 
 
 CANCELLED = Failure("cancel", "cancelled")
@@ -295,12 +283,7 @@ class Runs:
             self.outcomes.success(d.job_id, d.lease, result)
         elif failure is not None:
             outcome = await self.outcomes.failure(
-                d.job_id,
-                d.lease,
-                failure.error,
-                failure.mode,
-                failure.defer_ms,
-                lambda: run.stop == "lost",
+                d.job_id, d.lease, failure, lambda: run.stop == "lost"
             )
             if outcome == "retry":
                 self._scheduler.wake()  # to promote it exactly when due
