@@ -21,7 +21,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import tracing
-from .errors import ExecutorError, PayloadTooLarge, Retry, SerializationError, UnknownExecutor
+from .errors import (
+    ExecutorError,
+    JobTimeout,
+    PayloadTooLarge,
+    Retry,
+    SerializationError,
+    UnknownExecutor,
+)
 from .executors import ExecContext, Executors
 from .keys import QueueKeys
 from .outcomes import Failure, Outcomes
@@ -45,10 +52,6 @@ is empty a run does not even read the clock."""
 
 
 CANCELLED = Failure("cancel", "cancelled")
-
-
-class JobTimeout(ExecutorError):
-    """A run outlived the job's `timeout` (its error reads "timed out after N s")."""
 
 
 def _clip(text: str) -> str:

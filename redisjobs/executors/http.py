@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import ExecutorError, MissingExtra, PayloadError
+from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
 
 try:
     import httpcore
@@ -162,7 +162,7 @@ class HTTPExecutor(ExecutorBase):
             finally:
                 await response.aclose()
         except httpx.TimeoutException:
-            raise ExecutorError(f"{where}: timed out after {timeout:g} s") from None
+            raise JobTimeout(f"{where}: timed out after {timeout:g} s") from None
         except httpx.TransportError as exc:
             raise ExecutorError(
                 f"{where}: {type(exc).__name__}: {exc or 'connection failed'}"

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExecutorError, MissingExtra, PayloadError
+from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
 
 try:
     import asyncssh
@@ -189,7 +189,7 @@ class SSHExecutor(ExecutorBase):
                     await proc.wait_closed()
             except TimeoutError:
                 await self._stop(proc)
-                raise ExecutorError(f"{where}: timed out after {timeout:g} s") from None
+                raise JobTimeout(f"{where}: timed out after {timeout:g} s") from None
             except BaseException:
                 await self._stop(proc)
                 raise

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExecutorError, PayloadError
+from ..errors import ExecutorError, JobTimeout, PayloadError
 from . import ExecContext
 from ._common import command, env_map, fields, opt_seconds, opt_str
 from ._confine import CwdPolicy, EnvPolicy
@@ -258,7 +258,7 @@ class SubprocessExecutor(ExecutorBase):
                     return await proc.wait()
             except TimeoutError:
                 await ctx.log(f"timed out after {spec.timeout:g} s: stopping process group {pgid}")
-                raise ExecutorError(f"timed out after {spec.timeout:g} s") from None
+                raise JobTimeout(f"timed out after {spec.timeout:g} s") from None
         finally:
             await self._end_group(proc)
             self._watchdog.forget(pgid)
