@@ -20,7 +20,7 @@ from .errors import JobCancelled, JobFailed, RedisOutOfMemory, WaitTimeout
 from .events import FINAL_EVENTS, Event, follow
 from .getters import QueueGetters, reaching
 from .job import Job, JobStatus
-from .keys import QUEUES_KEY, QueueKeys, check_job_id
+from .keys import QUEUES_KEY, QueueKeys
 from .options import ENQUEUE_OPTIONS, JobOptions, new_job_id
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .subscriber import RECHECK
@@ -311,19 +311,6 @@ class Client(QueueGetters):
         _, scripts = await self._conn()
         value = float(progress)
         return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
-
-    @reaching
-    async def annotate(
-        self, name: str, values: Mapping[str, str | int], *, queue: str | None = None
-    ) -> None:
-        """Store field `name` on each job of `values` (job id -> value) that has none yet, in one
-        round trip; :meth:`job_field` reads it back. For data of the caller's own."""
-        keys = self.keys(queue)
-        redis, _ = await self._conn()
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id, value in values.items():
-                pipe.hsetnx(keys.job(check_job_id(job_id)), name, value)
-            await pipe.execute()
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -183,7 +183,8 @@ class Engine:
         Args:
             kind: the executor's kind (letters, digits, ``_ . -``).
             payload: the executor's input (anything msgpack encodes).
-            priority: kept on the job (order within a queue is FIFO).
+            priority: 0..2**21, lower is more urgent; kept on the job (order within a queue
+                is FIFO).
             scheduled_for: not before this time (naive = UTC).
             max_attempts: runs in all before it fails for good (default 3).
             idempotency_key: while a job with this key exists, enqueueing it again returns
@@ -195,7 +196,7 @@ class Engine:
             SerializationError: the payload is not msgpack-encodable (nothing is written).
         """
         spec = self._spec(kind, payload, scheduled_for, max_attempts, idempotency_key, timeout_s)
-        return (await self._write([spec], [priority]))[0]
+        return (await self._write([{**spec, "priority": priority}]))[0]
 
     async def enqueue_at(self, when: datetime, **kwargs: Any) -> uuid.UUID:
         """:meth:`enqueue` a job that runs at `when`."""
@@ -211,29 +212,21 @@ class Engine:
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
         """Add many jobs (mappings of :meth:`enqueue`'s arguments) in few round trips."""
-        specs, priorities = [], []
+        specs = []
         for job in jobs:
-            specs.append(
-                self._spec(
-                    job["kind"],
-                    job.get("payload"),
-                    job.get("scheduled_for"),
-                    job.get("max_attempts"),
-                    job.get("idempotency_key"),
-                    job.get("timeout_s"),
-                )
+            spec = self._spec(
+                job["kind"],
+                job.get("payload"),
+                job.get("scheduled_for"),
+                job.get("max_attempts"),
+                job.get("idempotency_key"),
+                job.get("timeout_s"),
             )
-            priorities.append(job.get("priority", DEFAULT_PRIORITY))
-        return await self._write(specs, priorities)
+            specs.append({**spec, "priority": job.get("priority", DEFAULT_PRIORITY)})
+        return await self._write(specs)
 
-    async def _write(self, specs: list[dict[str, Any]], priorities: list[int]) -> list[uuid.UUID]:
-        client = await self.client()
-        written = await client.enqueue_many(specs)
-        custom = {
-            j.id: int(p) for j, p in zip(written, priorities, strict=True) if p != DEFAULT_PRIORITY
-        }
-        if custom:
-            await client.annotate("priority", custom)
+    async def _write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
+        written = await (await self.client()).enqueue_many(specs)
         return [_uuid(j.id) for j in written]
 
     # -- inspecting -------------------------------------------------------------------------------
@@ -249,8 +242,7 @@ class Engine:
         job = await client.get(key)
         if job is None:
             raise KeyError(str(job_id))
-        priority = await client.job_field(key, "priority")
-        return _record(job, int(priority) if priority else DEFAULT_PRIORITY)
+        return _record(job)
 
     async def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a queued or running job; False when it had already ended."""
@@ -262,7 +254,7 @@ class Engine:
         return int(stats.get("pending", 0))
 
 
-def _record(job: Job, priority: int) -> dict[str, Any]:
+def _record(job: Job) -> dict[str, Any]:
     status = STATUS[job.status]
     if job.status == JobStatus.FAILED and job.failure == "timeout":
         status = "timeout"
@@ -273,7 +265,7 @@ def _record(job: Job, priority: int) -> dict[str, Any]:
         "payload": job.payload,
         "result": job.result,
         "error": job.error,
-        "priority": priority,
+        "priority": job.priority,
         "attempts": job.attempt,
         "max_attempts": job.max_retries + 1,
         "timeout_s": job.timeout,

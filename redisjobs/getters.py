@@ -159,14 +159,6 @@ class QueueGetters:
         return await queries.job_logs(redis, keys, job_id)
 
     @reaching
-    async def job_field(self, job_id: str, name: str, *, queue: str | None = None) -> str | None:
-        """One field of the job's stored hash, such as one a :meth:`Client.annotate` wrote
-        (None when the job has no such field, or does not exist)."""
-        keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        return await queries.job_field(redis, keys, job_id, name)
-
-    @reaching
     async def list_jobs(
         self,
         status: JobStatus | str | None = None,

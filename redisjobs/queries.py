@@ -191,12 +191,6 @@ async def job_logs(redis: Redis, keys: QueueKeys, job_id: str) -> list[str]:
     return [line.decode("utf-8", "replace") for line in lines]
 
 
-async def job_field(redis: Redis, keys: QueueKeys, job_id: str, name: str) -> str | None:
-    """One field of a job's hash (None when it has none)."""
-    value: bytes | None = await redis.hget(keys.job(job_id), name)  # type: ignore[assignment]
-    return value.decode("utf-8", "replace") if value is not None else None
-
-
 async def final_state(
     redis: Redis, keys: QueueKeys, job_id: str
 ) -> tuple[str, Any, str | None] | None:

@@ -101,6 +101,18 @@ async def test_priority_is_recorded_only_when_given(client: Client) -> None:
     assert await client.redis.hget(client.keys().job(urgent.id), "priority") == b"3"
 
 
+async def test_jobs_with_a_priority_run_as_any_other(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=[jobs.add])
+    now = await client.enqueue("call", {"fn": "add", "args": [1, 2]}, priority=7)
+    later = await client.enqueue("call", {"fn": "add", "args": [2, 3]}, priority=1, delay=0.2)
+    [bulk] = await client.enqueue_many(
+        [{"kind": "call", "payload": {"fn": "add", "args": [3, 4]}, "priority": 2**21}]
+    )
+    assert [await client.wait(j.id, timeout=10) for j in (now, later, bulk)] == [3, 5, 7]
+
+
 async def test_a_bad_priority_is_refused_with_nothing_written(client: Client) -> None:
     for bad in (-1, 2**21 + 1):
         with pytest.raises(ValueError, match=r"priority must be 0\.\.2097152"):

@@ -145,16 +145,6 @@ async def test_log_cursor_replay_and_history(client: Client) -> None:
     assert not short.complete and [ev.type for ev in short.events] == ["enqueued"]
 
 
-async def test_annotate_keeps_the_first_value_and_job_field_reads_it(client: Client) -> None:
-    job = await client.enqueue("call", {"fn": "add"})
-    await client.annotate("priority", {job.id: 3})
-    await client.annotate("priority", {job.id: 9})  # already set: kept
-    assert await client.job_field(job.id, "priority") == "3"
-    assert await client.job_field(job.id, "nothing") is None
-    with pytest.raises(InvalidJobId):
-        await client.annotate("priority", {"a:b": 1})
-
-
 async def test_ping_answers(client: Client) -> None:
     await client.ping()
     await asyncio.sleep(0)

@@ -60,8 +60,8 @@ for i = 1, #ARGV, STRIDE do
       'timeout', timeout_ms, 'result_ttl', result_ttl_ms, 'created_at', now, 'crashes', 0,
       'status', status, extra, value}
     if tonumber(priority) > 0 then  -- a job without a priority has no field for it
-      fields[25] = 'priority'
-      fields[26] = tonumber(priority)
+      fields[#fields + 1] = 'priority'
+      fields[#fields + 1] = tonumber(priority)
     end
     redis.call('HSET', jkey, unpack(fields))
     move_status(job_id, nil, status, now)
