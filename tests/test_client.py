@@ -101,9 +101,7 @@ async def test_priority_is_recorded_only_when_given(client: Client) -> None:
     assert await client.redis.hget(client.keys().job(urgent.id), "priority") == b"3"
 
 
-async def test_jobs_with_a_priority_run_as_any_other(
-    client: Client, worker: WorkerFactory
-) -> None:
+async def test_jobs_with_a_priority_run_as_any_other(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=[jobs.add])
     now = await client.enqueue("call", {"fn": "add", "args": [1, 2]}, priority=7)
     later = await client.enqueue("call", {"fn": "add", "args": [2, 3]}, priority=1, delay=0.2)
