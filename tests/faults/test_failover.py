@@ -89,7 +89,7 @@ async def test_the_worker_registry_runs_on_redis_time(
         assert info.heartbeat_at is not None and info.started_at is not None
         assert abs(info.heartbeat_at.timestamp() * 1000 - now) < 5000, info
         assert abs(info.started_at.timestamp() * 1000 - now) < 60_000, info
-    live = await _live_workers(client.redis, client.queue, now / 1000)
+    live = _live_workers(found, client.queue, now / 1000)
     assert len(live) == 3, live
     shown = await asyncio.to_thread(
         subprocess.run,
