@@ -44,14 +44,7 @@ FULL = Sizes(
     concurrency=100,
     processes=(1, 2, 4),
 )
-SMOKE = Sizes(
-    jobs=200,
-    sleep_jobs=100,
-    latency_samples=20,
-    memory_jobs=200,
-    concurrency=100,
-    processes=(1, 2, 4),
-)
+SMOKE = dataclasses.replace(FULL, jobs=200, sleep_jobs=100, latency_samples=20, memory_jobs=200)
 
 HIGHER = "higher"
 LOWER = "lower"
