@@ -20,6 +20,7 @@ from harness.sizes import HIGHER, MetricDef, Sizes, metric_defs
 OURS = "redisjobs"
 EN_DASH = "\u2013"  # typography of the report, spelled out for the linter
 TIMES = "\u00d7"
+INTERLEAVED = ", interleaved (every library once, then again; the order rotates)"
 
 
 # -- aggregation --------------------------------------------------------------------------------
@@ -247,8 +248,8 @@ def setup_lines(run: Run) -> list[str]:
     out = [
         f"- Command: `python {' '.join(run.argv)}` ({run.seconds / 60:.1f} min, {run.started})",
         f"- Machine: {run.machine}",
-        f"- Repetitions: {run.repeat}, interleaved (every library once, then again; the order "
-        f"rotates); each cell is the median, (min{EN_DASH}max) when the repetitions differ",
+        f"- Repetitions: {run.repeat}{INTERLEAVED if has_peers(run.libs) else ''}; each cell is "
+        f"the median, (min{EN_DASH}max) when the repetitions differ",
         f"- Sizes: {s.jobs:,} jobs for enqueue and processing, {s.sleep_jobs:,} sleep jobs, "
         f"{s.latency_samples:,} latency samples, {s.memory_jobs:,} jobs for memory; worker "
         f"concurrency {s.concurrency}; one private redis-server, FLUSHALL before every library's "
