@@ -9,7 +9,9 @@ A Pyjobkit user switches by changing imports and the backend::
     job_id = await engine.enqueue(kind="subprocess", payload={"cmd": ["echo", "hi"]})
     await Worker(engine, max_concurrency=4).run()
 
-It is a thin layer over :class:`~redisjobs.Client` and :class:`~redisjobs.Worker`, so it has
+It is a thin layer over :class:`~redisjobs.Client` and :class:`~redisjobs.Worker` (the backends,
+hooks and executor shape are in :mod:`redisjobs.engine_parts`, the worker in
+:mod:`redisjobs.engine_worker`; every name is importable from here), so it has
 their guarantees, where Pyjobkit's own Redis backend falls short: attempts survive a claim
 (``max_attempts`` is enforced), jobs scheduled for later never hold up ready ones, an
 ``idempotency_key`` is checked atomically with the write, and a lease that runs out (a worker
@@ -25,23 +27,26 @@ in :data:`STATUS`.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, Self
-
-from redis.exceptions import RedisError
+from typing import Any, Self
 
 from .client import Client
-from .connection import resolve_url
-from .errors import RedisJobsError
-from .executors import ExecContext as _BaseContext
+from .engine_parts import (
+    Backend,
+    EventBus,
+    ExecContext,
+    Executor,
+    LogRecord,
+    LogSink,
+    MemoryBackend,
+    RedisBackend,
+)
+from .engine_parts import uuid_of as _uuid
+from .engine_worker import Worker
 from .job import Job, JobStatus
-from .worker import Worker as _Worker
 
 __all__ = [
     "STATUS",
@@ -71,118 +76,7 @@ STATUS = {
 """redisjobs status -> Pyjobkit status."""
 
 
-# -- backends -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryBackend:
-    """The embedded in-memory backend: jobs live in this process only (tests, scripts)."""
-
-    name: str = field(default_factory=lambda: f"pyjobkit-{os.urandom(6).hex()}")
-    queue: str = "default"
-
-    @property
-    def url(self) -> str:
-        """The backend's URL."""
-        return f"memory://{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class RedisBackend:
-    """A Redis server shared by producers and workers (default ``$REDIS_URL``)."""
-
-    url: str = field(default_factory=lambda: resolve_url(None, warn_private=True))
-    queue: str = "default"
-
-
-Backend = MemoryBackend | RedisBackend
-
-
-# -- observability hooks --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One line an executor logged."""
-
-    job_id: uuid.UUID
-    stream: str
-    message: str
-
-
-class LogSink(Protocol):
-    """Where executors' log lines also go (the job's own log keeps them anyway)."""
-
-    async def write(self, record: LogRecord) -> None:
-        """Take one record."""
-
-
-class EventBus(Protocol):
-    """Where progress is also published, on topic ``job.<id>.progress``."""
-
-    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        """Take one message."""
-
-
-class Executor(Protocol):
-    """Pyjobkit's executor: like :class:`redisjobs.Executor`, with the job id as a UUID.
-
-    Subclass it (``class HelloExecutor(Executor)``) or just match its shape.
-    """
-
-    kind: str
-
-    async def run(self, *, job_id: Any, payload: Any, ctx: Any) -> Any:
-        """Run one job and return its result; raise to fail it."""
-
-
-class ExecContext(_BaseContext):
-    """:class:`redisjobs.ExecContext` with Pyjobkit's signatures, feeding the engine's hooks."""
-
-    __slots__ = ()
-    engine: Engine | None = None  # set on the subclass a Worker makes for its engine
-
-    async def log(self, message: str, /, *, stream: str = "stdout") -> None:
-        """Append a line to the job's log; ``stream="stderr"`` marks it."""
-        await super().log(message if stream == "stdout" else f"[{stream}] {message}")
-        if self.engine is not None and self.engine.log_sink is not None:
-            await self.engine.log_sink.write(LogRecord(_uuid(self.job_id), stream, str(message)))
-
-    async def is_cancelled(self) -> bool:  # type: ignore[override]
-        """True once a cancel of this job was requested (Pyjobkit awaits it)."""
-        return self.cancelled
-
-    async def set_progress(  # type: ignore[override]
-        self, value: float, /, message: str | None = None, **meta: Any
-    ) -> None:
-        """Report progress in percent; `meta` goes to the engine's event bus."""
-        await super().set_progress(value, message)
-        if self.engine is not None and self.engine.event_bus is not None:
-            topic = f"job.{_uuid(self.job_id)}.progress"
-            await self.engine.event_bus.publish(topic, {"value": value, **meta})
-
-
-class _UUIDJobs:
-    """Hands an executor its job id as a UUID, as Pyjobkit executors expect."""
-
-    def __init__(self, executor: Executor) -> None:
-        self.kind = executor.kind
-        self._executor = executor
-
-    async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
-        return await self._executor.run(job_id=_uuid(job_id), payload=payload, ctx=ctx)
-
-    async def aclose(self) -> None:
-        closer = getattr(self._executor, "aclose", None)
-        if closer is not None:
-            await closer()
-
-
 # -- the engine -----------------------------------------------------------------------------------
-
-
-def _uuid(job_id: uuid.UUID | str) -> uuid.UUID:
-    return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
 
 
 class Engine:
@@ -389,160 +283,3 @@ def _record(job: Job, priority: int) -> dict[str, Any]:
         "finished_at": job.completed_at,
         "progress": job.progress,
     }
-
-
-# -- the worker -----------------------------------------------------------------------------------
-
-
-class Worker:
-    """Runs an engine's jobs with its executors.
-
-    Args:
-        engine: the engine whose backend and executors to use.
-        max_concurrency: jobs run at once.
-        batch: jobs leased per fetch (``batch_size`` is accepted too, as the seed spells it).
-        poll_interval: seconds between polls where Redis cannot block (the memory backend).
-        lease_ttl: seconds without a heartbeat before another worker takes a job over.
-        stop_timeout: seconds running jobs get to finish when the worker stops.
-        handle_signals: stop gracefully on SIGTERM/SIGINT.
-
-    Stop it with :meth:`request_stop` (or a signal); :meth:`run` then returns once running
-    jobs finished (or were handed back after `stop_timeout`). As an ``async with`` block it
-    serves for the block's duration, and a :meth:`run` called in the block (Pyjobkit's
-    ``asyncio.create_task(worker.run())``) serves along with it and returns when the block ends.
-    Cancelling :meth:`run`, or a task inside the block, hands running jobs back at once and then
-    lets the cancellation through.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        max_concurrency: int = 8,
-        batch: int = 1,
-        batch_size: int | None = None,
-        poll_interval: float = 0.5,
-        lease_ttl: float = 30,
-        stop_timeout: float = 60,
-        handle_signals: bool = True,
-    ) -> None:
-        self.engine = engine
-        self.max_concurrency = max_concurrency
-        self.batch = batch_size or batch
-        self.poll_interval = poll_interval
-        self.lease_ttl = lease_ttl
-        self.stop_timeout = stop_timeout
-        self.handle_signals = handle_signals
-        self._worker: _Worker | None = None
-        self._serving: asyncio.Task[None] | None = None
-        self._stop_requested = False
-        self._stopped = asyncio.Event()
-
-    def _make(self) -> _Worker:
-        context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
-        backend = self.engine.backend
-        return _Worker(
-            backend.url,
-            queue=backend.queue,
-            executors=[_UUIDJobs(e) for e in self.engine.executors.values()],
-            concurrency=self.max_concurrency,
-            batch_size=self.batch,
-            poll_interval=self.poll_interval,
-            lease_ttl=self.lease_ttl,
-            grace_period=self.stop_timeout,
-            handle_signals=self.handle_signals,
-            context_class=context,
-        )
-
-    async def run(self, *, once: bool = False) -> None:
-        """Serve the queue until :meth:`request_stop` or a signal.
-
-        With `once`, stop as soon as no job is waiting to run and none is running (jobs
-        scheduled for later are not waited for). While the worker already serves (an
-        ``async with`` block), this waits until that ends.
-        """
-        serving = self._serving
-        if serving is None or serving.done():
-            serving = self._start(once)
-        await self._guard(serving)
-        serving.result()
-
-    def _start(self, once: bool) -> asyncio.Task[None]:
-        """Serve in a task of its own, so that whoever waits for it can be cancelled alone."""
-        self._stopped.clear()
-        self._worker = worker = self._make()
-        if self._stop_requested:
-            worker.stop()
-        self._serving = asyncio.create_task(self._serve(worker, once), name="pyjobkit-worker")
-        return self._serving
-
-    async def _serve(self, worker: _Worker, once: bool) -> None:
-        try:
-            if not once:
-                await worker.run()
-                return
-            async with worker:
-                while not self._stop_requested:
-                    if worker.busy == 0 and await self.engine.queue_depth() == 0:
-                        await asyncio.sleep(self.poll_interval / 5)  # a fetch may be landing
-                        if worker.busy == 0 and await self.engine.queue_depth() == 0:
-                            break
-                    await asyncio.sleep(self.poll_interval / 5)
-        finally:
-            self._worker = None
-            self._stopped.set()
-
-    async def _guard(self, serving: asyncio.Task[None], *until: asyncio.Task[None]) -> None:
-        """Wait until `serving` (or one of `until`) ends. Cancelled meanwhile: hand the running
-        jobs back now, wait for that, then let the cancellation through."""
-        try:
-            await asyncio.wait([serving, *until], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            self._halt(now=True)
-            await asyncio.wait([serving])
-            raise
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to stop gracefully."""
-        self._halt(now=False)
-
-    def _halt(self, *, now: bool) -> None:
-        self._stop_requested = True
-        if self._worker is not None:
-            self._worker.stop(now=now)
-
-    async def wait_stopped(self) -> None:
-        """Return once :meth:`run` has returned."""
-        await self._stopped.wait()
-
-    async def check_health(self) -> dict[str, Any]:
-        """``{"status": "healthy", "queue_depth": N}``, or ``"unhealthy"`` with a reason."""
-        try:
-            client = await self.engine.client()
-            await client.ping()
-            depth = await self.engine.queue_depth()
-        except (RedisJobsError, RedisError, OSError) as exc:
-            return {"status": "unhealthy", "reason": str(exc)}
-        return {"status": "healthy", "queue_depth": depth}
-
-    async def __aenter__(self) -> Self:
-        serving = self._serving
-        if serving is None or serving.done():
-            serving = self._start(once=False)
-        worker = self._worker
-        if worker is not None:
-            ready = asyncio.create_task(worker.wait_ready())
-            try:
-                await self._guard(serving, ready)
-            finally:
-                ready.cancel()
-        if serving.done():
-            serving.result()  # it failed to start: say why
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        # Left by a cancellation: hand running jobs back now, not after stop_timeout.
-        self._halt(now=exc_type is not None and issubclass(exc_type, asyncio.CancelledError))
-        if self._serving is not None:
-            await self._guard(self._serving)
-            self._serving.result()

@@ -125,6 +125,14 @@ class ExecutorError(RedisJobsError):
         self.retryable = retryable
 
 
+class JobTimeout(ExecutorError):
+    """A run, or a step an executor bounds (a request, a command), outlived its time limit.
+
+    The job records why it failed as ``timeout`` (:attr:`redisjobs.Job.failure`), and is
+    retried as any failure is.
+    """
+
+
 class PayloadError(ExecutorError, ValueError):
     """A payload the executor cannot use: a missing or ill-typed field, a refused value."""
 

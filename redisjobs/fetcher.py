@@ -32,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 from .connection import Backoff, ensure_group, is_transient
 from .keys import GROUP, QueueKeys
 from .scripts import Delivery, Scripts
+from .slots import Slots
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -51,7 +52,8 @@ class Fetcher:
         worker_id: the consumer name.
         can_block: whether XREADGROUP BLOCK blocks (False on the embedded backend).
         poll_interval: seconds between polls where it cannot block.
-        free_slots: how many jobs the worker can take now.
+        slots: the worker's slots: it leases as many jobs as are free, waits on their wake-up
+            event when none is (or while it polls), and stops once they are closed.
         launch: starts a leased job.
         reclaim_first: called before each fetch; True when it gave the free slots to jobs of
             dead workers instead (they come before new entries).
@@ -66,7 +68,7 @@ class Fetcher:
         *,
         can_block: bool,
         poll_interval: float,
-        free_slots: Callable[[], int],
+        slots: Slots,
         launch: Callable[[Delivery], None],
         reclaim_first: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
@@ -77,13 +79,10 @@ class Fetcher:
         self._block_ms = BLOCK_MS if can_block else 0
         self._can_block = can_block
         self._poll_interval = poll_interval
-        self._free_slots = free_slots
+        self._slots = slots
         self._launch = launch
         self._reclaim_first = reclaim_first
-        self.slot_free = asyncio.Event()
-        self.wake = asyncio.Event()
         self.blocked = False
-        self.stopping = False
         self._recover = False
 
     def lost_reply(self) -> None:
@@ -91,16 +90,16 @@ class Fetcher:
         self._recover = True
 
     async def run(self) -> None:
-        """Fetch until :attr:`stopping` is set."""
+        """Fetch until the slots are closed."""
         backoff = Backoff(f"fetch {self._keys.queue}", log)
         busy = True
-        while not self.stopping:
-            free = min(self._free_slots(), MAX_FETCH)
+        wake = self._slots.wake
+        while not self._slots.closed:
+            free = min(self._slots.free(), MAX_FETCH)
+            wake.clear()
             if free <= 0:
-                self.slot_free.clear()
-                await self.slot_free.wait()
+                await wake.wait()
                 continue
-            self.wake.clear()
             try:
                 busy = await self._fetch(free, busy, backoff)
             except (RedisError, OSError) as exc:
@@ -185,7 +184,9 @@ class Fetcher:
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), self._poll_interval * random.uniform(0.5, 1.5))
+            await asyncio.wait_for(
+                self._slots.wake.wait(), self._poll_interval * random.uniform(0.5, 1.5)
+            )
 
     async def _start(self, raw: list[Any], backoff: Backoff) -> None:
         entries = [(mid.decode(), _job_id(fields)) for mid, fields in raw]
@@ -197,7 +198,7 @@ class Fetcher:
                 # start is safe to re-send: jobs it already leased to us come back unchanged.
                 # A stopping worker gives up instead: the entries stay in its PEL and come
                 # back through reclaim (as never started, not as a crash).
-                if self.stopping:
+                if self._slots.closed:
                     return
                 if not is_transient(exc):
                     raise

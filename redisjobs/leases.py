@@ -16,7 +16,7 @@ import os
 import random
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -25,6 +25,10 @@ from .connection import Backoff
 from .fetcher import MAX_FETCH
 from .keys import WORKERS_KEY, QueueKeys, worker_key
 from .scripts import Delivery, Scripts
+from .slots import Slots
+
+if TYPE_CHECKING:
+    from .runs import StopReason
 
 log = logging.getLogger("redisjobs.leases")
 
@@ -42,11 +46,8 @@ class LeaseHolder(Protocol):
     def held_leases(self) -> list[tuple[str, int]]:
         """(job id, lease) of every job the worker holds."""
 
-    def stop_job(self, job_id: str, reason: str) -> None:
-        """Stop a running job: reason 'lost' (record nothing) or 'cancel' (record cancelled)."""
-
-    def free_slots(self) -> int:
-        """How many more jobs the worker can start now."""
+    def stop_job(self, job_id: str, reason: StopReason) -> None:
+        """Stop a running job: reason ``lost`` (record nothing) or ``cancel`` (record it)."""
 
     def launch(self, delivery: Delivery) -> None:
         """Start running a job leased to this worker."""
@@ -60,7 +61,8 @@ class Leases:
     """The heartbeat and reclaim loops of one worker on one queue.
 
     Args:
-        holder: the worker.
+        holder: the worker's held jobs.
+        slots: the worker's slots: a reclaim tick takes over as many jobs as are free.
         worker_id: its consumer name.
         redis: the command connection (for the registry entry).
         scripts: the scripts.
@@ -79,6 +81,7 @@ class Leases:
     def __init__(
         self,
         holder: LeaseHolder,
+        slots: Slots,
         *,
         worker_id: str,
         redis: Redis,
@@ -92,6 +95,7 @@ class Leases:
         lost_reply: Callable[[], None],
     ) -> None:
         self._holder = holder
+        self._slots = slots
         self.worker_id = worker_id
         self._redis = redis
         self._scripts = scripts
@@ -144,8 +148,8 @@ class Leases:
                 if held:
                     self._contact(sent)
                 self._arm_fence(sent + fence_after, sent)
-                for job_id, action in actions:
-                    self._holder.stop_job(job_id, action)
+                for job_id, action in actions:  # 'cancel' requested, else the lease is lost
+                    self._holder.stop_job(job_id, "cancel" if action == "cancel" else "lost")
                 if presence is None or presence.done():  # the registry, off the beats' path
                     presence = asyncio.create_task(self._refresh(len(held)))
                 # Beats keep their cadence, however long each one took.
@@ -266,7 +270,7 @@ class Leases:
         lease_ttl + a tick (+ the wait for a slot).
         """
         async with self._reclaim_lock:
-            count = min(self._holder.free_slots(), MAX_FETCH) if self.reclaiming else 0
+            count = min(self._slots.free(), MAX_FETCH) if self.reclaiming else 0
             taken, owed = await self._scripts.reclaim(
                 self._keys,
                 self.worker_id,

@@ -8,24 +8,25 @@ failure handlers run in the process that submitted the job, driven by the queue'
 Without a URL everything runs in this process on the embedded backend, and any callable works:
 functions, closures, lambdas, bound methods (``self.generate_video``). A job function may ask for
 ``job_id``, ``manager`` (this manager, e.g. for :meth:`JobManager.update_progress`) or ``ctx``
-(its :class:`~redisjobs.ExecContext`) by naming them as parameters.
+(its :class:`~redisjobs.ExecContext`) by naming them as parameters: the worker's ``call``
+executor passes them (``manager`` is a value this manager gives it to inject). Plain functions
+run in that executor's threads, bounded by its ``max_threads`` and counted in the worker's
+``hung_threads`` when their job was stopped under them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 from .client import Client
 from .errors import CallRefused, ConnectionFailed, JobFailed, JobNotFound
-from .executors import ExecContext
 from .executors._callspec import find_function, valid_name
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
@@ -104,9 +105,8 @@ class JobManager:
         self.lease_ttl = lease_ttl
         self._on_complete: list[Handler] = []
         self._on_failure: list[Handler] = []
-        self._call = CallExecutor()
+        self._call = CallExecutor(inject={"manager": self})
         self._refs: dict[Any, str] = {}
-        self._contexts: dict[str, ExecContext] = {}
         self._mine: set[str] = set()  # submitted here, final event not seen yet
         self._client: Client | None = None
         self._worker: Worker | None = None
@@ -222,32 +222,10 @@ class JobManager:
                 "module-level function, or let this manager run its own workers"
             )
         ref = function_ref(func) if importable else _local_name(func, len(self._refs))
-        self._call.register(self._adapt(func), name=ref)
+        self._call.register(func, name=ref)
         with contextlib.suppress(TypeError):
             self._refs[func] = ref
         return ref
-
-    def _adapt(self, func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        """`func` as the worker calls it: given ``manager``/``job_id``/``ctx`` if it asks."""
-        params = inspect.signature(func).parameters
-        is_async = inspect.iscoroutinefunction(func)
-
-        async def run(*args: Any, ctx: ExecContext, **kwargs: Any) -> Any:
-            if "manager" in params:
-                kwargs.setdefault("manager", self)
-            if "job_id" in params:
-                kwargs.setdefault("job_id", ctx.job_id)
-            if "ctx" in params:
-                kwargs["ctx"] = ctx
-            self._contexts[ctx.job_id] = ctx
-            try:
-                if is_async:
-                    return await func(*args, **kwargs)
-                return await asyncio.to_thread(functools.partial(func, *args, **kwargs))
-            finally:
-                self._contexts.pop(ctx.job_id, None)
-
-        return run
 
     # -- reading and steering ---------------------------------------------------------------------
 
@@ -293,7 +271,7 @@ class JobManager:
         self, job_id: str, progress: float, message: str | None = None
     ) -> None:
         """Set a running job's progress (0-100); from inside the job, as the seed's example does."""
-        ctx = self._contexts.get(job_id)
+        ctx = None if self._worker is None else self._worker.context(job_id)
         if ctx is not None:
             await ctx.set_progress(progress, message)  # throttled and fenced by its lease
         else:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from .connection import Backoff, is_transient
+from .job import FailureReason
 from .keys import QueueKeys
 from .scripts import Scripts
 
@@ -34,6 +36,17 @@ COMPLETE_BATCH = 128
 LOG_TTL_MS = 7 * 86400 * 1000  # until the job finishes and its result_ttl takes over
 
 Result = tuple[str, int, bytes]  # job id, lease, result (msgpack)
+
+
+class Failure(NamedTuple):
+    """A run that ended without a result, as `fail.lua` records it."""
+
+    mode: FailureReason
+    """Why it failed, which is how `fail.lua` treats it: retried while attempts are left
+    (``error``, ``timeout``), never retried (``fatal``), cancelled (``cancel``)."""
+    error: str
+    defer_ms: int = -1
+    """An explicit retry delay (the job raised ``Retry(defer)``), or -1 for the job's policy."""
 
 
 class Outcomes:
@@ -84,29 +97,32 @@ class Outcomes:
         self,
         job_id: str,
         lease: int,
-        error: str,
-        mode: str,
-        defer_ms: int,
+        failure: Failure,
         lost: Callable[[], bool],
     ) -> str | None:
-        """Record a failed (or cancelled) run, and why (`mode`, a
+        """Record a failed (or cancelled) run, and why (`failure.mode`, a
         :data:`~redisjobs.job.FailureReason`); returns the script's outcome, None if `lost()`
         (or the job was let go: see :meth:`_give_up`)."""
         backoff = Backoff(f"record failure of {job_id}", log)
         while not lost():
             try:
                 await self.write_logs()
-                return await self._fail(job_id, lease, error, mode, defer_ms)
+                return await self._fail(job_id, lease, failure)
             except (RedisError, OSError) as exc:  # transient only: the others are handled
                 await backoff.failed(exc)
         return None
 
-    async def _fail(
-        self, job_id: str, lease: int, error: str, mode: str, defer_ms: int
-    ) -> str | None:
+    async def _fail(self, job_id: str, lease: int, failure: Failure) -> str | None:
+        error = failure.error
         try:
             outcome, _ = await self._scripts.fail(
-                self._keys, self._worker_id, job_id, lease, error, mode=mode, defer_ms=defer_ms
+                self._keys,
+                self._worker_id,
+                job_id,
+                lease,
+                error,
+                mode=failure.mode,
+                defer_ms=failure.defer_ms,
             )
         except (RedisError, OSError) as exc:
             if is_transient(exc):

@@ -14,6 +14,7 @@ import msgpack
 import pytest
 
 from redisjobs import CallRefused, Client, JobFailed
+from redisjobs.executors import CallExecutor
 from redisjobs.scripts import Scripts
 from redisjobs.testing import unique_queue
 from redisjobs.wire import build_row
@@ -257,3 +258,53 @@ async def test_the_fleet_example_takes_positional_arguments(
     job = await client.enqueue("call", {"fn": RESIZE, "args": [7, 320]})
     result = await client.wait(job.id, timeout=10)
     assert (result["image_id"], result["width"]) == (7, 320)
+
+
+# -- injected values --------------------------------------------------------------------------
+
+
+class Pool:
+    """A value a worker injects (a connection pool, say): the same object in every job."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+
+def with_db_first(db: Pool, label: str, ctx: Any = None) -> list[Any]:
+    db.used += 1
+    return [label, db.used, ctx is not None]
+
+
+async def with_db_keyword(label: str, *, db: Pool, job_id: str) -> str:
+    return f"{label}:{type(db).__name__}:{job_id}"
+
+
+def without_db(label: str) -> str:
+    return label
+
+
+async def test_injected_values_reach_the_functions_that_declare_them(
+    client: Client, worker: WorkerFactory
+) -> None:
+    pool = Pool()
+    functions = {"first": with_db_first, "keyword": with_db_keyword, "plain": without_db}
+    await worker(functions=functions, inject={"db": pool})
+    first = await client.enqueue("call", {"fn": "first", "args": ["a"]})
+    assert await client.wait(first.id, timeout=5) == ["a", 1, True]  # positional args skip db
+    keyword = await client.enqueue("call", {"fn": "keyword", "args": {"label": "b"}})
+    assert await client.wait(keyword.id, timeout=5) == f"b:Pool:{keyword.id}"
+    plain = await client.enqueue("call", {"fn": "plain", "args": ["c"]})
+    assert await client.wait(plain.id, timeout=5) == "c"
+    # As for job_id, the payload's keyword argument wins over an injected value.
+    given = await client.enqueue("call", {"fn": "keyword", "args": {"label": "d", "db": 1}})
+    assert await client.wait(given.id, timeout=5) == f"d:int:{given.id}"
+    assert pool.used == 1
+    extra = await client.enqueue("call", {"fn": "first", "args": ["a", "b", "c"]}, max_retries=2)
+    with pytest.raises(JobFailed, match=r"takes 1 positional argument\(s\), got 3 \(db and ctx"):
+        await client.wait(extra.id, timeout=5)
+
+
+@pytest.mark.parametrize("name", ["ctx", "job_id", "not an identifier"])
+def test_the_worker_own_names_cannot_be_injected(name: str) -> None:
+    with pytest.raises(ValueError, match=f"cannot inject {name!r}"):
+        CallExecutor(inject={name: object()})

@@ -365,6 +365,36 @@ def test_processes_supervises_restarts_and_stops_its_workers(
     assert f"worker process {victim} exited unexpectedly with exit code -9 (SIGKILL)" in log
 
 
+@pytest.mark.slow
+def test_a_burst_worker_runs_what_is_ready_then_exits_by_itself(
+    redis_url: str, queue: str, worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    enqueue = ("--redis", redis_url, "-q", queue)
+    ready = [ok("enqueue", "call", call("add", n, 1), *enqueue).strip() for n in range(3)]
+    due = ok("enqueue", "call", call("add", 9, 1), *enqueue, "--delay", "0.3").strip()
+    later = ok("enqueue", "call", call("add", 0, 0), *enqueue, "--delay", "3600").strip()
+    time.sleep(0.4)  # `due` is due by the time the worker starts
+    proc = worker("--queue", queue, "--burst")
+    assert proc.wait(30) == 0
+    for job_id, result in zip([*ready, due], [1, 2, 3, 10], strict=True):
+        doc = json.loads(ok("get", job_id, *enqueue, "--json"))
+        assert (doc["status"], doc["result"]) == ("completed", result)
+    assert json.loads(ok("get", later, *enqueue, "--json"))["status"] == "scheduled"
+    assert not workers_of(redis_url, queue)  # it left the registry, as on SIGTERM
+
+
+@pytest.mark.slow
+def test_burst_worker_processes_are_not_restarted_once_done(
+    redis_url: str, queue: str, worker: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    job_id = ok("enqueue", "call", call("add", 4, 4), "--redis", redis_url, "-q", queue).strip()
+    supervisor = worker("--queue", queue, "--processes", "2", "--burst")
+    assert supervisor.wait(30) == 0
+    doc = json.loads(ok("get", job_id, "--redis", redis_url, "-q", queue, "--json"))
+    assert (doc["status"], doc["result"]) == ("completed", 8)
+    assert "restarting" not in next(tmp_path.glob("*.err")).read_text()
+
+
 # -- commands without a worker -----------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ OUTSIDE = [
     PACKAGE / "metrics.py",
     PACKAGE / "manager.py",
     PACKAGE / "engine.py",
+    PACKAGE / "engine_parts.py",
+    PACKAGE / "engine_worker.py",
 ]
 KEY_NAMES = {"QueueKeys", "QUEUES_KEY", "WORKERS_KEY", "worker_key", "PREFIX", "GROUP"}
 

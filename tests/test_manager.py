@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -220,3 +221,26 @@ async def test_fleet_mode_leaves_importable_functions_to_workers(url: str, queue
 def test_fleet_mode_needs_a_shared_redis() -> None:
     with pytest.raises(ValueError, match="needs a Redis URL"):
         JobManager(run_workers=False)
+
+
+async def test_sync_functions_run_in_the_worker_own_bounded_threads(url: str, queue: str) -> None:
+    release = threading.Event()
+
+    def blocking(job_id: str, manager: JobManager) -> list[Any]:
+        release.wait(10)
+        return [threading.current_thread().name, job_id, isinstance(manager, JobManager)]
+
+    async with JobManager(max_workers=2, url=url, queue=queue, timeout=0.3) as m:
+        assert m._worker is not None
+        stuck = await m.submit(blocking)
+        with pytest.raises(JobFailed, match=r"timed out after 0\.3 s"):
+            await m.wait(stuck.id, timeout=5)
+        # Its thread still runs: the worker counts it, as for any call job.
+        assert m._worker.hung_threads == 1
+        release.set()
+        async with asyncio.timeout(5):
+            while m._worker.hung_threads:
+                await asyncio.sleep(0.01)
+        done = await m.submit(blocking)
+        name, job_id, got_manager = await m.wait(done.id, timeout=5)
+        assert name == f"redisjobs-call-{done.id}" and job_id == done.id and got_manager

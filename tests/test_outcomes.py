@@ -110,7 +110,7 @@ async def test_a_result_redis_refuses_for_one_job_is_let_go_and_the_others_are_r
         assert await results(client, others) == [n for n in range(8) if n != 3]
 
         async def let_go() -> bool:
-            return victim not in w._running
+            return w._session is not None and victim not in w._session.runs.held
 
         await until(let_go, "the job whose outcome was refused is let go")
         later = await client.enqueue("call", {"fn": "hold", "args": {"n": 8}})
@@ -137,7 +137,7 @@ async def test_a_failure_redis_refuses_for_one_job_is_let_go(
         gate.open.set()
 
         async def let_go() -> bool:
-            return job.id not in w._running
+            return w._session is not None and job.id not in w._session.runs.held
 
         # Well within lease_ttl: at once, not when it stops heartbeating and loses its lease.
         await until(let_go, "the job whose failure was refused is let go", bound=8)

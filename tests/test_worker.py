@@ -289,3 +289,55 @@ async def test_batch_size_caps_a_fetch_not_concurrency(
     last_start = max(e.ts for e in events if e.type == "started")
     first_end = min(e.ts for e in events if e.type == "completed")
     assert last_start < first_end  # all four ran at once, leased one per fetch
+
+
+# -- burst mode -------------------------------------------------------------------------------
+
+
+async def test_a_burst_worker_runs_what_is_ready_then_stops(
+    url: str, queue: str, client: Client
+) -> None:
+    ready = await client.enqueue_many([("call", {"fn": "sleep", "args": [0.3]})] * 3)
+    due = await client.enqueue("call", {"fn": "add", "args": [1, 1]}, delay=0.2)
+    later = await client.enqueue("call", {"fn": "add", "args": [2, 2]}, delay=3600)
+    retried = await client.enqueue("call", {"fn": "fail"}, max_retries=1, retry_delay=3600)
+    await asyncio.sleep(0.3)  # `due` is due now, `later` is not
+    w = Worker(
+        url, queue=queue, functions=FUNCS, burst=True, handle_signals=False, poll_interval=0.05
+    )
+    t0 = time.monotonic()
+    await asyncio.wait_for(w.run(), 10)
+    assert time.monotonic() - t0 < 5
+    for job in ready:
+        assert await client.wait(job.id, timeout=0.1) == "slept"  # finished before it stopped
+    assert await client.wait(due.id, timeout=0.1) == 2
+    # Scheduled for later, a retry waiting out its backoff included: not waited for.
+    assert await _is(client, later.id, JobStatus.SCHEDULED)
+    assert await _is(client, retried.id, JobStatus.SCHEDULED)
+    assert not await client.redis.exists(f"rj:worker:{w.id}")  # it left as on SIGTERM
+
+
+async def test_a_burst_worker_on_an_empty_queue_stops_at_once(url: str, queue: str) -> None:
+    w = Worker(url, queue=queue, burst=True, handle_signals=False, poll_interval=0.05)
+    await asyncio.wait_for(w.run(), 5)
+    assert w.unhealthy() == "stopped"
+
+
+async def test_without_burst_an_empty_queue_keeps_the_worker(
+    url: str, queue: str, worker: WorkerFactory
+) -> None:
+    w = await worker(functions=FUNCS)
+    await asyncio.sleep(0.3)
+    assert w.ready and w._run_task is not None and not w._run_task.done()
+
+
+async def test_context_of_a_running_job(client: Client, worker: WorkerFactory) -> None:
+    w = await worker(functions=FUNCS)
+    assert w.context("no-such-job") is None
+    job = await client.enqueue("call", {"fn": "until_cancelled"})
+    await until(lambda: _is(client, job.id, JobStatus.RUNNING))
+    ctx = w.context(job.id)
+    assert ctx is not None and ctx.job_id == job.id and ctx.attempt == 1
+    await client.cancel(job.id)
+    await until(lambda: _is(client, job.id, JobStatus.CANCELLED))
+    assert w.context(job.id) is None

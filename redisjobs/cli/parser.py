@@ -144,6 +144,12 @@ def _worker(sub: Any) -> None:
         default=1,
         help="run N worker processes, restart any that dies, stop them all on SIGTERM/SIGINT",
     )
+    w.add_argument(
+        "--burst",
+        action="store_true",
+        help="stop once the queue has no job ready to run and none runs here (as RQ's --burst: "
+        "jobs scheduled for later are not waited for)",
+    )
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     w.add_argument(
         "--metrics-port",

@@ -62,6 +62,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
             max_deliveries=args.max_deliveries,
             reclaim_interval=args.reclaim_interval,
             handle_signals=False,
+            burst=args.burst,
         )
         for queue in dict.fromkeys(args.queue or ["default"])
     ]
@@ -106,7 +107,7 @@ async def run_worker(args: argparse.Namespace) -> int:
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.
         command = [sys.executable, "-m", "redisjobs", *args.argv, "--processes", "1"]
-        return await Supervisor(command, args.processes, args.grace).run()
+        return await Supervisor(command, args.processes, args.grace, burst=args.burst).run()
     workers = make_workers(args, what)
     on_stop_signals(_Stopper(workers))
     server = await _metrics_server(args, workers[0])

@@ -40,6 +40,8 @@ class Supervisor:
         command: the child's argv.
         processes: how many children.
         grace: the children's grace period (seconds).
+        burst: the children stop by themselves when their queues have nothing left to run: one
+            that exits cleanly is done, not restarted.
 
     A child that exits while no stop was asked for is restarted, after a delay that doubles
     while children keep dying young. Stop signals are forwarded to every child (a second one
@@ -47,8 +49,11 @@ class Supervisor:
     `STOP_MARGIN` seconds after the first signal (`STOP_MARGIN` after the second) are killed.
     """
 
-    def __init__(self, command: list[str], processes: int, grace: float) -> None:
+    def __init__(
+        self, command: list[str], processes: int, grace: float, *, burst: bool = False
+    ) -> None:
         self.command = command
+        self.burst = burst
         self.processes = processes
         self.grace = grace
         self._children: dict[int, asyncio.subprocess.Process] = {}
@@ -107,7 +112,7 @@ class Supervisor:
             log.info("worker process %d started (%d of %d)", child.pid, slot + 1, self.processes)
             code = await child.wait()
             del self._children[slot]
-            if self._stopping.is_set():
+            if self._stopping.is_set() or (self.burst and code == 0):
                 if not self._clean(code):
                     log.warning("worker process %d ended with %s", child.pid, describe(code))
                 return code

@@ -1,7 +1,9 @@
 """Executors run jobs by kind; the worker owns one registry of them.
 
 An executor is any object with a ``kind`` string and ``async run(*, job_id, payload, ctx)``
-returning a msgpack-encodable result (the httpx transport shape: one method to plug in). It
+returning a msgpack-encodable result (the httpx transport shape: one method to plug in);
+:class:`ExecutorBase` adds what a worker also asks of it (``aclose``, ``hung_threads``) with
+defaults, and the registry wraps an executor that does not derive from it once. It
 reports through its :class:`ExecContext`: ``log`` lines, throttled ``set_progress``, the
 cancellation signal, and the job's fencing token ``lease`` for fencing its own side effects.
 
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import UnknownExecutor
+from .base import ExecutorBase, adapt
 
 if TYPE_CHECKING:
     from .call import CallExecutor
@@ -32,6 +35,7 @@ __all__ = [
     "CallExecutor",
     "ExecContext",
     "Executor",
+    "ExecutorBase",
     "Executors",
     "HTTPExecutor",
     "HttpExecutor",
@@ -188,27 +192,30 @@ class Executor(Protocol):
 
 
 class Executors:
-    """The executors of one worker, by kind.
+    """The executors of one worker, by kind, each an :class:`ExecutorBase` (an executor that
+    does not derive from it is wrapped, once, when it is added).
 
     Raises:
-        ValueError: two executors claim the same kind.
+        ValueError: two executors claim the same kind, or one is not an executor.
     """
 
     def __init__(self, executors: Iterable[Executor] = ()) -> None:
-        self._by_kind: dict[str, Executor] = {}
+        self._by_kind: dict[str, ExecutorBase] = {}
         for ex in executors:
             self.add(ex)
 
     def add(self, executor: Executor) -> None:
-        """Register `executor` under its kind."""
-        kind = getattr(executor, "kind", None)
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"{executor!r} has no `kind` string")
-        if kind in self._by_kind:
-            raise ValueError(f"two executors for kind {kind!r}")
-        self._by_kind[kind] = executor
+        """Register `executor` under its kind.
 
-    def get(self, kind: str) -> Executor:
+        Raises:
+            ValueError: another executor has that kind, or it has no `kind` or `run`.
+        """
+        adapted = adapt(executor)
+        if adapted.kind in self._by_kind:
+            raise ValueError(f"two executors for kind {adapted.kind!r}")
+        self._by_kind[adapted.kind] = adapted
+
+    def get(self, kind: str) -> ExecutorBase:
         """The executor of `kind`.
 
         Raises:
@@ -222,9 +229,19 @@ class Executors:
     def __contains__(self, kind: object) -> bool:
         return kind in self._by_kind
 
-    def all(self) -> list[Executor]:
+    def all(self) -> list[ExecutorBase]:
         """Every registered executor."""
         return list(self._by_kind.values())
+
+    @property
+    def hung_threads(self) -> int:
+        """Threads still running code of stopped jobs, over every executor."""
+        return sum(ex.hung_threads for ex in self._by_kind.values())
+
+    async def aclose(self) -> None:
+        """Close every executor."""
+        for executor in self._by_kind.values():
+            await executor.aclose()
 
     @property
     def kinds(self) -> list[str]:

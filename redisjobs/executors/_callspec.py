@@ -6,8 +6,8 @@ joined by dots, none starting with ``_``, so that private names and dunders (``_
 in an allowed module to a function *defined* there only, looked up in the module's (and a
 class's) own namespace, never by walking attributes: an imported module, function or class, a
 class's internals or an instance method are refused. Payload arguments bind to the function's
-parameters around the ones the worker passes itself (``ctx``, and ``job_id`` unless the caller
-sets it), wherever those stand in the signature.
+parameters around the ones the worker passes itself (``ctx``, and ``job_id`` or a value the
+executor injects unless the caller sets it), wherever those stand in the signature.
 """
 
 from __future__ import annotations
@@ -164,54 +164,60 @@ def find_function(name: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+BUILT_IN = frozenset({_CTX, _JOB_ID})
+"""The parameters the worker always fills: the job's context, and its id."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """An allowed function, with how the worker binds a payload's arguments to it.
 
-    `plan` holds its leading positional parameters in order: ``ctx`` and ``job_id`` where the
-    worker passes them, None where the next payload argument goes. `ctx_at` and `job_id_at`
-    are those two's places in `plan` (its length for a keyword-only one, None when the
-    function does not take it).
+    `plan` holds its leading positional parameters in order: the name of a value the worker
+    passes itself (``ctx``, ``job_id``, or one the executor injects), or None where the next
+    payload argument goes. `wants` are the injected values it takes, each with its place in
+    `plan` (the length of `plan` for a keyword-only one).
     """
 
     fn: Callable[..., Any]
     name: str
     is_async: bool
     plan: tuple[str | None, ...]
-    ctx_at: int | None
-    job_id_at: int | None
+    wants: tuple[tuple[str, int], ...]
     var_positional: bool
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], name: str) -> Target:
-        """`fn`, to be run for payloads naming `name`; its signature read once, here."""
+    def of(cls, fn: Callable[..., Any], name: str, injectable: frozenset[str] = BUILT_IN) -> Target:
+        """`fn`, to be run for payloads naming `name`; its signature read once, here.
+
+        Args:
+            fn: the function.
+            name: the name payloads use for it.
+            injectable: the parameter names the worker fills when `fn` declares them.
+        """
         try:
             params = list(inspect.signature(fn).parameters.values())
         except (TypeError, ValueError):  # no signature to read: pass the arguments as given
             params = []
         named = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        wants = named & {_CTX, _JOB_ID}
+        takes = named & injectable
         positional = (p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-        plan = tuple(p.name if p.name in wants else None for p in positional)
-
-        def place(injected: str) -> int | None:
-            if injected not in wants:
-                return None
-            return plan.index(injected) if injected in plan else len(plan)
-
+        plan = tuple(p.name if p.name in takes else None for p in positional)
+        wants = tuple((n, plan.index(n) if n in plan else len(plan)) for n in sorted(takes))
         var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
         is_async = inspect.iscoroutinefunction(fn)
-        return cls(fn, name, is_async, plan, place(_CTX), place(_JOB_ID), var_positional)
+        return cls(fn, name, is_async, plan, wants, var_positional)
 
     def bind(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Any, job_id: str
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], values: Mapping[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The arguments to call `fn` with: the payload's, and ``ctx``/``job_id`` in their places.
+        """The arguments to call `fn` with: the payload's, and the injected `values` (``ctx``,
+        ``job_id``...) in their places. A payload's keyword argument wins over an injected
+        value of the same name, but for ``ctx``.
 
         Raises:
             CallRefused: more positional arguments than the function takes besides those.
         """
-        if self.ctx_at is None and self.job_id_at is None:
+        if not self.wants:
             return args, kwargs
         given: list[Any] = []
         taken = reached = 0
@@ -222,20 +228,22 @@ class Target:
                 given.append(args[taken])
                 taken += 1
             else:
-                given.append(ctx if slot == _CTX else kwargs.pop(_JOB_ID, job_id))
+                given.append(values[_CTX] if slot == _CTX else kwargs.pop(slot, values[slot]))
             reached += 1
         if taken < len(args):
             if not self.var_positional:
                 raise self._too_many(len(args))
             given += args[taken:]
-        if self.ctx_at is not None and self.ctx_at >= reached:
-            kwargs[_CTX] = ctx
-        if self.job_id_at is not None and self.job_id_at >= reached:
-            kwargs.setdefault(_JOB_ID, job_id)
+        for name, at in self.wants:
+            if at >= reached:
+                if name == _CTX:
+                    kwargs[_CTX] = values[_CTX]
+                else:
+                    kwargs.setdefault(name, values[name])
         return tuple(given), kwargs
 
     def _too_many(self, got: int) -> CallRefused:
-        passed = " and ".join(n for n in (_CTX, _JOB_ID) if n in self.plan)
+        passed = " and ".join(n for n in self.plan if n is not None)
         return CallRefused(
             f"{self.name} takes {self.plan.count(None)} positional argument(s), got {got}"
             + (f" ({passed}: passed by the worker)" if passed else "")

@@ -5,9 +5,10 @@ only functions registered with it or *defined* in modules it allows, never an ar
 path from Redis (:mod:`._callspec` says what a name may be and how it is looked up). Coroutine
 functions are awaited on the worker's loop; plain functions run in threads, so blocking code
 cannot starve the loop (and with it the heartbeats). A function that takes a parameter named
-``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, and one named ``job_id`` its
-job's id (unless the payload's keyword arguments set it); positional payload arguments fill the
-other parameters, wherever those two stand.
+``ctx`` receives the :class:`~redisjobs.executors.ExecContext`, one named ``job_id`` its job's
+id, and one named after a value the executor was given in `inject` (``manager``, say) that
+value (those two unless the payload's keyword arguments set them); positional payload
+arguments fill the other parameters, wherever the injected ones stand.
 
 Cancelling a coroutine job interrupts it at its next ``await``; a plain function in a thread
 cannot be interrupted, so the job is recorded as cancelled (or timed out) while the thread runs
@@ -29,7 +30,15 @@ from typing import Any
 
 from ..errors import CallRefused
 from . import ExecContext
-from ._callspec import Target, call_arguments, check_name, find_function, valid_name
+from ._callspec import (
+    BUILT_IN,
+    Target,
+    call_arguments,
+    check_name,
+    find_function,
+    valid_name,
+)
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -39,7 +48,7 @@ def function_ref(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-class CallExecutor:
+class CallExecutor(ExecutorBase):
     """Runs allowed Python callables.
 
     Args:
@@ -48,6 +57,11 @@ class CallExecutor:
         modules: module names whose top-level callables may be called by ``module:name``
             (a name ``pkg`` allows ``pkg`` and its submodules).
         max_threads: plain functions running at once at most (each in a thread of its own).
+        inject: values passed to the functions that declare a parameter of their name, as
+            ``ctx`` and ``job_id`` are (``{"manager": manager}``, say).
+
+    Raises:
+        ValueError: `inject` names ``ctx`` or ``job_id``, or a name no parameter can have.
     """
 
     kind = "call"
@@ -58,7 +72,13 @@ class CallExecutor:
         *,
         modules: Iterable[str] = (),
         max_threads: int = 32,
+        inject: Mapping[str, Any] | None = None,
     ) -> None:
+        self._inject = dict(inject or {})
+        for name in self._inject:
+            if name in BUILT_IN or not name.isidentifier():
+                raise ValueError(f"cannot inject {name!r}: ctx and job_id are the worker's own")
+        self._injectable = BUILT_IN | frozenset(self._inject)
         self._targets: dict[str, Target] = {}
         self._modules = tuple(modules)
         self._max_threads = max_threads
@@ -91,7 +111,7 @@ class CallExecutor:
                     f"{function_ref(fn)} has no name a call payload may use: register it under "
                     "a public one"
                 )
-        target = self._targets[names[0]] = Target.of(fn, names[0])
+        target = self._targets[names[0]] = Target.of(fn, names[0], self._injectable)
         for alias in names[1:]:
             self._targets.setdefault(alias, target)
         return names[0]
@@ -115,14 +135,14 @@ class CallExecutor:
                 f"function {ref!r} refused: it is not allowed on this worker (register it, or "
                 "allow its module)"
             )
-        target = self._targets[ref] = Target.of(find_function(ref), ref)
+        target = self._targets[ref] = Target.of(find_function(ref), ref, self._injectable)
         return target
 
     async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
         """Call the function the payload names with the payload's arguments."""
         ref, args, kwargs = call_arguments(payload)
         target = self.resolve(ref)
-        args, kwargs = target.bind(args, kwargs, ctx, job_id)
+        args, kwargs = target.bind(args, kwargs, {**self._inject, "ctx": ctx, "job_id": job_id})
         if target.is_async:
             return await target.fn(*args, **kwargs)
         call = functools.partial(target.fn, *args, **kwargs)
@@ -178,6 +198,3 @@ class CallExecutor:
         """Threads still running a function whose job was stopped (timed out or cancelled)."""
         self._hung = {t for t in self._hung if t.is_alive()}
         return len(self._hung)
-
-    async def aclose(self) -> None:
-        """Nothing to stop: threads still running end on their own or with the process."""

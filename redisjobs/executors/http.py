@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import ExecutorError, MissingExtra, PayloadError
+from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
 
 try:
     import httpcore
@@ -39,6 +39,7 @@ except ImportError as exc:  # httpx (with httpcore and anyio) comes with the `ht
 from . import ExecContext
 from ._common import HostAllowList, fields, opt_seconds, opt_str, str_map
 from ._netguard import PrivateAllowance, guarded_transport, resolve_checked
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.http")
 
@@ -49,7 +50,7 @@ EXCERPT = 300
 """Characters of a failed response's body quoted in the job's error."""
 
 
-class HTTPExecutor:
+class HTTPExecutor(ExecutorBase):
     """Sends HTTP requests.
 
     Args:
@@ -161,7 +162,7 @@ class HTTPExecutor:
             finally:
                 await response.aclose()
         except httpx.TimeoutException:
-            raise ExecutorError(f"{where}: timed out after {timeout:g} s") from None
+            raise JobTimeout(f"{where}: timed out after {timeout:g} s") from None
         except httpx.TransportError as exc:
             raise ExecutorError(
                 f"{where}: {type(exc).__name__}: {exc or 'connection failed'}"

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExecutorError, MissingExtra, PayloadError
+from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
 
 try:
     import asyncssh
@@ -45,6 +45,7 @@ except ImportError as exc:  # asyncssh comes with the `ssh` extra
 from . import ExecContext
 from ._common import HostAllowList, command, env_map, fields, opt_int, opt_seconds, opt_str
 from ._output import Output
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.ssh")
 
@@ -59,7 +60,7 @@ class _Conn:
     idle_since: float = field(default_factory=time.monotonic)
 
 
-class SSHExecutor:
+class SSHExecutor(ExecutorBase):
     """Runs commands on remote hosts.
 
     Args:
@@ -188,7 +189,7 @@ class SSHExecutor:
                     await proc.wait_closed()
             except TimeoutError:
                 await self._stop(proc)
-                raise ExecutorError(f"{where}: timed out after {timeout:g} s") from None
+                raise JobTimeout(f"{where}: timed out after {timeout:g} s") from None
             except BaseException:
                 await self._stop(proc)
                 raise

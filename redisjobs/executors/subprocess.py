@@ -40,11 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExecutorError, PayloadError
+from ..errors import ExecutorError, JobTimeout, PayloadError
 from . import ExecContext
 from ._common import command, env_map, fields, opt_seconds, opt_str
 from ._confine import CwdPolicy, EnvPolicy
 from ._output import Output
+from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.executors.subprocess")
 
@@ -121,7 +122,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-class SubprocessExecutor:
+class SubprocessExecutor(ExecutorBase):
     """Runs local commands.
 
     Args:
@@ -257,7 +258,7 @@ class SubprocessExecutor:
                     return await proc.wait()
             except TimeoutError:
                 await ctx.log(f"timed out after {spec.timeout:g} s: stopping process group {pgid}")
-                raise ExecutorError(f"timed out after {spec.timeout:g} s") from None
+                raise JobTimeout(f"timed out after {spec.timeout:g} s") from None
         finally:
             await self._end_group(proc)
             self._watchdog.forget(pgid)

@@ -1,14 +1,16 @@
-"""A custom executor next to the built-ins: in-process and named on the worker command line."""
+"""A custom executor next to the built-ins: in-process and named on the worker command line; the
+executor base's defaults, and an executor without the base that brings its own."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from redisjobs import Client, JobFailed
-from redisjobs.executors import HTTPExecutor, SubprocessExecutor
+from redisjobs import Client, ExecContext, JobFailed, Worker, executors
+from redisjobs.executors import ExecutorBase, Executors, HTTPExecutor, SubprocessExecutor
 from redisjobs.testing import RedisServer, unique_queue
 from tests.conftest import WorkerFactory, log_events
 from tests.jobs import Greeter
@@ -46,3 +48,66 @@ async def test_custom_executor_named_on_the_command_line(redis_server: RedisServ
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+class Based(ExecutorBase):
+    """An executor on the base: only `kind` and `run` of its own."""
+
+    kind = "based"
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        return payload
+
+
+class Bare:
+    """An executor of the protocol's shape only, that holds a resource and counts threads."""
+
+    kind = "bare"
+
+    def __init__(self) -> None:
+        self.closed = 0
+        self.stuck = 0
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        self.stuck += 1  # as if the job left a thread behind
+        return payload
+
+    @property
+    def hung_threads(self) -> int:
+        return self.stuck
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_the_base_gives_defaults() -> None:
+    based = Based()
+    await based.aclose()
+    assert based.hung_threads == 0
+    for name in ("CallExecutor", "HTTPExecutor", "SubprocessExecutor", "SSHExecutor"):
+        assert issubclass(getattr(executors, name), ExecutorBase), name
+
+
+async def test_executors_with_and_without_the_base(url: str, queue: str, client: Client) -> None:
+    bare = Bare()
+    w = Worker(url, queue=queue, executors=[Based(), bare, Greeter()], handle_signals=False)
+    async with w:
+        assert w.hung_threads == 0
+        for kind in ("based", "bare"):
+            job = await client.enqueue(kind, {"echo": kind})
+            assert await client.wait(job.id, timeout=5) == {"echo": kind}
+        greet = await client.enqueue("greet", {"name": "Ada"})  # no aclose, no hung_threads
+        assert str(await client.wait(greet.id, timeout=5)).startswith("Hello, Ada!")
+        assert w.hung_threads == 1  # the bare executor's own gauge, read through its wrapper
+    assert bare.closed == 1  # its own aclose, once, when the worker stopped
+
+
+def test_something_that_is_no_executor_is_refused() -> None:
+    with pytest.raises(ValueError, match="has no `kind` string"):
+        Executors([object()])  # type: ignore[list-item]
+
+    class NoRun:
+        kind = "norun"
+
+    with pytest.raises(ValueError, match="has no `run` method"):
+        Executors([NoRun()])  # type: ignore[list-item]

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from redisjobs import Client, ExecContext, ExecutorError, JobFailed, PayloadError
+from redisjobs import Client, ExecContext, ExecutorError, JobFailed, JobTimeout, PayloadError
 from redisjobs.executors import HTTPExecutor
 from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory
@@ -159,7 +159,7 @@ async def test_error_statuses_fail_with_status_and_excerpt(
 
 async def test_timeout(server: str, ctx: ExecContext, http: Any) -> None:
     t0 = time.monotonic()
-    with pytest.raises(ExecutorError, match=r"timed out after 0\.3 s") as err:
+    with pytest.raises(JobTimeout, match=r"timed out after 0\.3 s") as err:
         await call(http, ctx, url=f"{server}/slow?s=2", method="GET", timeout=0.3)
     assert time.monotonic() - t0 < 1.5
     assert err.value.retryable

@@ -21,7 +21,7 @@ import asyncssh
 import pytest
 
 from redisjobs import Client, ExecContext, JobCancelled, JobFailed, JobStatus
-from redisjobs.errors import ExecutorError, PayloadError
+from redisjobs.errors import ExecutorError, JobTimeout, PayloadError
 from redisjobs.executors import SSHExecutor
 from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory, log_events
@@ -335,7 +335,7 @@ async def test_timeout_terminates_the_remote_process_group(
     pidfile = tmp_path / "pids"
     payload = sshd.payload(cmd=f"sleep 30 & echo $$ $! > {pidfile}; wait", timeout=0.5)
     t0 = time.monotonic()
-    with pytest.raises(ExecutorError, match=r"timed out after 0\.5 s"):
+    with pytest.raises(JobTimeout, match=r"timed out after 0\.5 s"):
         await run(make_executor(), payload)
     assert time.monotonic() - t0 < 3
     shell, sleeper = await pids_in(pidfile)
@@ -349,7 +349,7 @@ async def test_kill_after_the_grace(
     pidfile = tmp_path / "pid"
     payload = sshd.payload(cmd=f"trap '' TERM; echo $$ > {pidfile}; exec sleep 30", timeout=0.3)
     t0 = time.monotonic()
-    with pytest.raises(ExecutorError, match="timed out"):
+    with pytest.raises(JobTimeout, match="timed out"):
         await run(make_executor(kill_grace=0.3), payload)
     assert time.monotonic() - t0 < 3
     [pid] = await pids_in(pidfile)

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from redisjobs import Client, ExecContext, ExecutorError, JobCancelled, JobFailed, PayloadError
+from redisjobs import (
+    Client,
+    ExecContext,
+    ExecutorError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    PayloadError,
+)
 from redisjobs.cli.executors import factories
 from redisjobs.cli.parser import build
 from redisjobs.executors import SubprocessExecutor
@@ -143,7 +151,7 @@ async def test_timeout_kills_the_whole_process_group(ctx: ExecContext, tmp_path:
     task = asyncio.create_task(run(ex, ctx, argv=["sh", "-c", script], timeout=0.5))
     pgid = await pid_in(pidfile)
     assert len(group_members(pgid)) == 3
-    with pytest.raises(ExecutorError, match=r"timed out after 0\.5 s"):
+    with pytest.raises(JobTimeout, match=r"timed out after 0\.5 s"):
         await task
     assert group_members(pgid) == []
 
@@ -226,6 +234,19 @@ async def test_subprocess_jobs_through_a_worker(client: Client, worker: WorkerFa
     with pytest.raises(JobFailed, match="exit code 1"):
         await client.wait(failing.id, timeout=10)
     assert (await client.get(failing.id)).attempt == 2  # type: ignore[union-attr]
+    assert (await client.get(failing.id)).failure == "error"  # type: ignore[union-attr]
+    assert (await client.get(bad.id)).failure == "fatal"  # type: ignore[union-attr]
+
+
+async def test_a_command_over_its_own_timeout_fails_as_a_timeout(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(executors=[SubprocessExecutor()])
+    job = await client.enqueue("subprocess", {"argv": ["sleep", "30"], "timeout": 0.3})
+    with pytest.raises(JobFailed, match=r"timed out after 0\.3 s"):
+        await client.wait(job.id, timeout=10)
+    stored = await client.get(job.id)
+    assert stored is not None and stored.failure == "timeout"
 
 
 async def test_cancelling_a_running_command_job(

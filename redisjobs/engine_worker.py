@@ -1,0 +1,164 @@
+"""The Pyjobkit face's ``Worker``: an engine's executors run by a :class:`redisjobs.Worker`.
+
+:mod:`redisjobs.engine` re-exports it; import it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Self
+
+from redis.exceptions import RedisError
+
+from .engine_parts import ExecContext, UUIDJobs
+from .errors import RedisJobsError
+from .worker import Worker as _Worker
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Worker:
+    """Runs an engine's jobs with its executors.
+
+    Args:
+        engine: the engine whose backend and executors to use.
+        max_concurrency: jobs run at once.
+        batch: jobs leased per fetch (``batch_size`` is accepted too, as the seed spells it).
+        poll_interval: seconds between polls where Redis cannot block (the memory backend).
+        lease_ttl: seconds without a heartbeat before another worker takes a job over.
+        stop_timeout: seconds running jobs get to finish when the worker stops.
+        handle_signals: stop gracefully on SIGTERM/SIGINT.
+
+    Stop it with :meth:`request_stop` (or a signal); :meth:`run` then returns once running
+    jobs finished (or were handed back after `stop_timeout`). As an ``async with`` block it
+    serves for the block's duration, and a :meth:`run` called in the block (Pyjobkit's
+    ``asyncio.create_task(worker.run())``) serves along with it and returns when the block ends.
+    Cancelling :meth:`run`, or a task inside the block, hands running jobs back at once and then
+    lets the cancellation through.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_concurrency: int = 8,
+        batch: int = 1,
+        batch_size: int | None = None,
+        poll_interval: float = 0.5,
+        lease_ttl: float = 30,
+        stop_timeout: float = 60,
+        handle_signals: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.max_concurrency = max_concurrency
+        self.batch = batch_size or batch
+        self.poll_interval = poll_interval
+        self.lease_ttl = lease_ttl
+        self.stop_timeout = stop_timeout
+        self.handle_signals = handle_signals
+        self._worker: _Worker | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._stop_requested = False
+        self._stopped = asyncio.Event()
+
+    def _make(self, once: bool) -> _Worker:
+        context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
+        backend = self.engine.backend
+        return _Worker(
+            backend.url,
+            queue=backend.queue,
+            executors=[UUIDJobs(e) for e in self.engine.executors.values()],
+            concurrency=self.max_concurrency,
+            batch_size=self.batch,
+            poll_interval=self.poll_interval,
+            lease_ttl=self.lease_ttl,
+            grace_period=self.stop_timeout,
+            handle_signals=self.handle_signals,
+            context_class=context,
+            burst=once,
+        )
+
+    async def run(self, *, once: bool = False) -> None:
+        """Serve the queue until :meth:`request_stop` or a signal.
+
+        With `once`, stop as soon as no job is waiting to run and none is running here (the
+        worker's burst mode: jobs scheduled for later are not waited for). While the worker
+        already serves (an ``async with`` block), this waits until that ends.
+        """
+        serving = self._serving
+        if serving is None or serving.done():
+            serving = self._start(once)
+        await self._guard(serving)
+        serving.result()
+
+    def _start(self, once: bool) -> asyncio.Task[None]:
+        """Serve in a task of its own, so that whoever waits for it can be cancelled alone."""
+        self._stopped.clear()
+        self._worker = worker = self._make(once)
+        if self._stop_requested:
+            worker.stop()
+        self._serving = asyncio.create_task(self._serve(worker), name="pyjobkit-worker")
+        return self._serving
+
+    async def _serve(self, worker: _Worker) -> None:
+        try:
+            await worker.run()
+        finally:
+            self._worker = None
+            self._stopped.set()
+
+    async def _guard(self, serving: asyncio.Task[None], *until: asyncio.Task[None]) -> None:
+        """Wait until `serving` (or one of `until`) ends. Cancelled meanwhile: hand the running
+        jobs back now, wait for that, then let the cancellation through."""
+        try:
+            await asyncio.wait([serving, *until], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._halt(now=True)
+            await asyncio.wait([serving])
+            raise
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop gracefully."""
+        self._halt(now=False)
+
+    def _halt(self, *, now: bool) -> None:
+        self._stop_requested = True
+        if self._worker is not None:
+            self._worker.stop(now=now)
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`run` has returned."""
+        await self._stopped.wait()
+
+    async def check_health(self) -> dict[str, Any]:
+        """``{"status": "healthy", "queue_depth": N}``, or ``"unhealthy"`` with a reason."""
+        try:
+            client = await self.engine.client()
+            await client.ping()
+            depth = await self.engine.queue_depth()
+        except (RedisJobsError, RedisError, OSError) as exc:
+            return {"status": "unhealthy", "reason": str(exc)}
+        return {"status": "healthy", "queue_depth": depth}
+
+    async def __aenter__(self) -> Self:
+        serving = self._serving
+        if serving is None or serving.done():
+            serving = self._start(once=False)
+        worker = self._worker
+        if worker is not None:
+            ready = asyncio.create_task(worker.wait_ready())
+            try:
+                await self._guard(serving, ready)
+            finally:
+                ready.cancel()
+        if serving.done():
+            serving.result()  # it failed to start: say why
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # Left by a cancellation: hand running jobs back now, not after stop_timeout.
+        self._halt(now=exc_type is not None and issubclass(exc_type, asyncio.CancelledError))
+        if self._serving is not None:
+            await self._guard(self._serving)
+            self._serving.result()

@@ -1,0 +1,273 @@
+"""A worker's time on Redis: its connections and loops, from connecting to a clean stop.
+
+A :class:`Session` holds what only exists while a worker is connected: three connections (the
+commands, the blocking read, the heartbeat's own), the scripts, the held jobs
+(:mod:`redisjobs.runs`), the fetcher, the lease loops and the scheduler. It connects, retrying
+until Redis answers, and it shuts down (docs/architecture.md, "Shutdown") in bounded steps, so
+that a stop takes `grace_period` plus a few seconds whatever Redis does (a frozen Redis answers
+nothing, and no kernel timeout notices): stop fetching (FETCH_STOP_SECONDS), let running jobs
+finish (`grace_period`), then write outcomes, hand jobs back and deregister (SETTLE_SECONDS;
+HARD_STOP_SECONDS once a second signal came). What Redis did not take by then comes back
+through reclaim after lease_ttl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .connection import COMMAND_TIMEOUT, Backend, Backoff, check_server, ensure_group
+from .executors import ExecContext, Executors
+from .fetcher import BLOCK_MS, Fetcher
+from .keys import GROUP, QueueKeys
+from .leases import Leases
+from .runs import Runs
+from .scheduler import Scheduler
+from .scripts import Scripts
+from .slots import Slots
+from .subscriber import Subscriber
+from .tasks import cancel_and_wait
+
+log = logging.getLogger("redisjobs.worker")
+
+FETCH_STOP_SECONDS = 1.0
+"""Seconds a stopping worker waits for its fetcher to end before cancelling it."""
+SETTLE_SECONDS = COMMAND_TIMEOUT + 2.0
+"""Seconds a stopping worker gives Redis, after the grace period, to take the outcomes and the
+hand-backs: one command timeout (a Redis that froze) plus room for a retry after a reconnect."""
+HARD_STOP_SECONDS = 1.0
+"""The same after a second signal: enough for a healthy Redis, no wait for a frozen one."""
+STOP_MARGIN = FETCH_STOP_SECONDS + SETTLE_SECONDS + 5.0
+"""Seconds past its grace period by which a stopping worker has ended, whatever Redis does (the
+bounded steps of a stop, and closing the connections and executors)."""
+
+
+class Session:
+    """The connected part of one worker on one queue.
+
+    Args:
+        backend: where Redis is.
+        keys: the queue.
+        worker_id: the consumer name.
+        slots: the worker's slots.
+        executors: the worker's executors.
+        lease_ttl: seconds without a heartbeat after which other workers take a job over.
+        poll_interval: seconds between polls where Redis cannot block.
+        max_deliveries: crash deliveries after which a job fails for good.
+        reclaim_interval: seconds between reclaim ticks.
+        context_class: the ExecContext (sub)class executors get.
+        max_payload_bytes: a job whose payload is larger fails.
+
+    Its connections have no retry inside redis-py: a call whose reply was lost must come back
+    to the loop that made it, which knows whether re-sending is safe (start and reclaim need a
+    recovery first, see Fetcher.lost_reply). The heartbeat has a connection of its own.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        keys: QueueKeys,
+        worker_id: str,
+        *,
+        slots: Slots,
+        executors: Executors,
+        lease_ttl: float,
+        poll_interval: float,
+        max_deliveries: int,
+        reclaim_interval: float,
+        context_class: type[ExecContext],
+        max_payload_bytes: int,
+    ) -> None:
+        self.backend, self.keys, self.id = backend, keys, worker_id
+        self._slots, self._executors = slots, executors
+        self.redis: Redis = backend.client(retries=0)
+        self._reader: Redis = backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0)
+        self._beat_redis: Redis = backend.client(retries=0)
+        self.scripts = Scripts(self.redis, embedded=backend.embedded)
+        self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
+        self.subscriber = Subscriber(self.redis)
+        on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
+        self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
+        self.runs = Runs(
+            self.redis,
+            self.scripts,
+            keys,
+            worker_id,
+            slots=slots,
+            executors=executors,
+            scheduler=self.scheduler,
+            context_class=context_class,
+            max_payload_bytes=max_payload_bytes,
+        )
+        self.fetcher = Fetcher(
+            self._reader,
+            self.scripts,
+            keys,
+            worker_id,
+            can_block=backend.can_block,
+            poll_interval=poll_interval,
+            slots=slots,
+            launch=self.runs.launch,
+            reclaim_first=self._reclaim_first,
+        )
+        self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
+
+    def _leases(self, lease_ttl: float, max_deliveries: int, reclaim_interval: float) -> Leases:
+        return Leases(
+            self.runs,
+            self._slots,
+            worker_id=self.id,
+            redis=self.redis,
+            scripts=self.scripts,
+            beat_scripts=self._beat_scripts,
+            keys=self.keys,
+            lease_ttl=lease_ttl,
+            max_deliveries=max_deliveries,
+            reclaim_interval=reclaim_interval,
+            concurrency=self._slots.concurrency,
+            lost_reply=self.fetcher.lost_reply,
+        )
+
+    async def connect(self) -> None:
+        """Wait until Redis answers, make the consumer group, and enter the registry."""
+        backoff = Backoff(f"worker {self.id} start", log)
+        while True:
+            try:
+                await self.redis.ping()
+                await ensure_group(self.redis, self.keys)
+                await self._beat_scripts.preload("heartbeat")
+                break
+            except (RedisError, OSError) as exc:
+                await backoff.failed(exc)
+        if not self.backend.embedded:
+            await check_server(self.redis, log)
+        else:
+            self.backend.add_waker(self.keys.queue, self._slots.wake)
+        await self.leases.register(0)
+
+    async def _reclaim_first(self) -> bool:
+        """Give the free slots to jobs of dead workers when the last reclaim tick had none."""
+        if not self.leases.owed:
+            return False
+        await self.leases.reclaim_once()
+        return True
+
+    async def idle(self) -> bool:
+        """True when this worker holds nothing and its queue has no job ready to run: none
+        pending, none delayed whose due time has come (scheduled for later: not waited for)."""
+        if self._slots.running or self.runs.held:
+            return False
+        seconds, micros = await self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.status("pending"))
+            pipe.zcount(self.keys.delayed, "-inf", now_ms)
+            pipe.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id)
+            pending, due, mine = await pipe.execute()
+        return not (pending or due or mine)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def shutdown(
+        self, loops: list[asyncio.Task[None]], grace_period: float, hard_stop: asyncio.Event
+    ) -> None:
+        """Stop fetching, drain the running jobs, record and hand back, close (see the module).
+
+        `loops[0]` is the fetcher's; the others are ended once the hand-backs are written.
+        """
+        self._slots.close()
+        fetch = loops[0]
+        if self.fetcher.blocked:
+            fetch.cancel()  # blocked in XREADGROUP; entries it may have read are released below
+        # It may be sleeping out a backoff or waiting for a `start` reply: entries that `start`
+        # leased but never launched come back through reclaim.
+        await asyncio.wait([fetch], timeout=FETCH_STOP_SECONDS)
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            await fetch
+        tasks = await self._drain(grace_period, hard_stop)
+        await self._settle(self._write_back(tasks, loops[1:]), hard_stop)
+        await cancel_and_wait(loops[1:])
+        await self.close()
+
+    async def _drain(
+        self, grace_period: float, hard_stop: asyncio.Event
+    ) -> list[asyncio.Task[None]]:
+        """Give running jobs `grace_period` (less on a hard stop), then stop the rest for
+        hand-back; returns every job task, some of them still recording their outcome."""
+        tasks = self.runs.active_tasks()
+        if tasks and not hard_stop.is_set():
+            log.info("waiting up to %.0f s for %d running jobs", grace_period, len(tasks))
+            hard = asyncio.create_task(hard_stop.wait())
+            drained = asyncio.create_task(asyncio.wait(tasks))
+            await asyncio.wait(
+                [hard, drained], timeout=grace_period, return_when=asyncio.FIRST_COMPLETED
+            )
+            hard.cancel()
+            drained.cancel()
+        for job_id, run in list(self.runs.held.items()):
+            if run.active:
+                self.runs.stop_job(job_id, "handback")
+        return tasks
+
+    async def _write_back(
+        self, tasks: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
+    ) -> None:
+        """Record the outcomes, hand the stopped jobs back, end `loops` and leave the registry."""
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runs.outcomes.drain(SETTLE_SECONDS)
+        handback = [
+            (j, r.delivery.lease) for j, r in self.runs.held.items() if r.stop == "handback"
+        ]
+        try:
+            released = await self.scripts.release(self.keys, self.id, handback)
+            if released:
+                log.info("handed %d jobs back", released)
+            # The heartbeat refreshes the registry entry: a refresh still in flight would put
+            # it back after the deregistration, for three lease TTLs.
+            await cancel_and_wait(loops)
+            await self.leases.deregister()
+            if not await self.redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
+                await self.redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not hand jobs back (%s): they return after lease_ttl", exc)
+
+    async def _settle(self, writes: Coroutine[Any, Any, None], hard_stop: asyncio.Event) -> None:
+        """Run `writes` for SETTLE_SECONDS at most, HARD_STOP_SECONDS after a hard stop."""
+        task = asyncio.create_task(writes)
+        hard = asyncio.create_task(hard_stop.wait())
+        await asyncio.wait(
+            [task, hard], timeout=SETTLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        if hard.done():
+            await asyncio.wait([task], timeout=HARD_STOP_SECONDS)
+        hard.cancel()
+        if task.done():
+            return
+        log.warning(
+            "Redis did not take the outcomes and hand-backs in time: unrecorded jobs run again "
+            "after lease_ttl"
+        )
+        for run in self.runs.held.values():  # a job still recording its outcome, or one
+            if run.task is not None:  # that ignores its cancellation
+                run.task.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def close(self) -> None:
+        """Close the executors and the connections."""
+        if self.backend.embedded:
+            self.backend.remove_waker(self.keys.queue, self._slots.wake)
+        await self._executors.aclose()
+        await self.subscriber.aclose()
+        for redis in (self._reader, self._beat_redis, self.redis):
+            # Closing waits CONNECT_TIMEOUT at most, and says so by raising: nothing to do then.
+            with contextlib.suppress(RedisError, OSError):
+                await redis.aclose()
