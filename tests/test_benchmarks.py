@@ -1,8 +1,10 @@
-"""The side-by-side benchmark's runner, at smoke size, for redisjobs only, so it cannot rot.
+"""The benchmark's runner, at smoke size, for redisjobs only, so it cannot rot.
 
-Only redisjobs runs: no peer venv is built, nothing is downloaded, and the adapter uses this
-interpreter. Nothing is asserted about the numbers (the machine may be busy), only that every
-workload produced one and the report has its shape.
+Only redisjobs runs: no peer venv is built (a peer whose venv cannot be made takes the real path
+of a failed peer), nothing is downloaded, and the adapter uses this interpreter. Nothing is
+asserted about the numbers (the machine may be busy), only that every workload produced one and
+the report has its shape: the side-by-side form (``--libs``) and the redisjobs-alone form
+(``--only``), which are the same driver.
 """
 
 from __future__ import annotations
@@ -16,32 +18,73 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "benchmarks" / "peers" / "run.py"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs a real redis-server")
-def test_peers_runner_smoke_redisjobs_only(tmp_path: Path) -> None:
-    out, raw = tmp_path / "RESULTS.md", tmp_path / "raw.json"
-    runner = ROOT / "benchmarks" / "peers" / "run.py"
-    args = ["--smoke", "--libs", "redisjobs", "--out", str(out), "--json", str(raw)]
-    proc = subprocess.run(
-        [sys.executable, str(runner), *args],
+def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/peers/run.py`` with `args`, in this interpreter, from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(RUNNER), *args],
         capture_output=True,
         text=True,
         timeout=170,
         check=False,
         cwd=ROOT,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@needs_redis
+def test_peers_runner_smoke_with_a_peer_that_cannot_run(tmp_path: Path) -> None:
+    """Side by side: redisjobs measured, arq's venv fails to build (``--python /bin/false``)."""
+    out, raw = tmp_path / "RESULTS.md", tmp_path / "raw.json"
+    args = ["--smoke", "--libs", "redisjobs,arq", "--out", str(out), "--json", str(raw)]
+    proc = run_benchmark(*args, "--venvs", str(tmp_path / "venvs"), "--python", "/bin/false")
     assert proc.returncode == 0, proc.stderr
     runs = json.loads(raw.read_text())["runs"]
-    assert [r["lib"] for r in runs] == ["redisjobs"]
+    assert [r["lib"] for r in runs] == ["redisjobs"]  # arq never got to run
     assert runs[0]["error"] is None
     assert runs[0]["errors"] == {}, runs[0]["errors"]
     for key in ("enqueue_single", "enqueue_bulk", "process_1", "process_4", "latency_p99"):
         assert runs[0]["values"][key] > 0, key
     report = out.read_text()
     assert "Smoke run" in report
-    assert "| Workload | Unit | redisjobs | redisjobs ÷ best peer |" in report
-    assert "n/a[^" not in report  # no footnoted gap for redisjobs
+    assert "# redisjobs and its Python peers, side by side" in report
+    assert "| Workload | Unit | redisjobs | arq | redisjobs ÷ best peer |" in report
+    rows = [line.split(" | ") for line in report.splitlines() if "jobs/s ↑" in line]
+    assert rows and all(not row[2].startswith("n/a") for row in rows)  # redisjobs: no gap
+    assert all(row[3].startswith("n/a[^") for row in rows)  # arq: footnoted
+    assert "arq: venv setup failed" in report
     assert not (ROOT / "benchmarks" / ".venvs" / "redisjobs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@needs_redis
+def test_redisjobs_alone_is_the_same_driver_with_its_own_sizes(tmp_path: Path) -> None:
+    """``--only redisjobs`` prints its table, commands by name, and leaves RESULTS.md alone."""
+    raw = tmp_path / "raw.json"
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    proc = run_benchmark("--only", "redisjobs", "--smoke", "--jobs", "150", "--json", str(raw))
+    assert proc.returncode == 0, proc.stderr
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before
+    data = json.loads(raw.read_text())
+    assert json.loads(data["sizes"])["jobs"] == 150
+    values = data["runs"][0]["values"]
+    for key in ("enqueue_single", "enqueue_bulk", "process_1", "cmds_total", "memory"):
+        assert values[key] > 0, key
+    assert data["runs"][0]["commands"]["process"]["evalsha"] > 0
+    text = proc.stdout
+    assert text.startswith("# redisjobs\n")
+    assert "| Workload | Unit | redisjobs |\n" in text  # no ratio column without peers
+    assert "Processing 150 pre-filled no-op jobs, 1 worker process" in text
+    assert "## Redis commands per job" in text and "| process | " in text
+
+
+def test_only_and_libs_exclude_each_other() -> None:
+    proc = run_benchmark("--only", "redisjobs", "--libs", "arq")
+    assert proc.returncode == 2
+    assert "not allowed with argument" in proc.stderr

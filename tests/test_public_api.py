@@ -37,19 +37,6 @@ def test_py_typed_is_shipped() -> None:
     assert files("redisjobs").joinpath("py.typed").is_file()
 
 
-def test_benchmark_smoke_run() -> None:
-    """The benchmark runs end to end at tiny sizes, so it cannot rot (no timing is asserted)."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "| Metric |" in out.stdout and "jobs/s" in out.stdout
-
-
 OPTIONAL = {"fakeredis", "lupa", "httpx", "httpcore", "anyio", "asyncssh"}
 """Packages a producer of a real Redis never needs loaded."""
 

@@ -45,8 +45,8 @@ NOT_RUN = {
     "--maxmemory-policy noeviction &": (
         "tests/test_fleet.py runs exactly this topology and these commands, on a free port"
     ),
-    ".venv/bin/python benchmarks/throughput.py": (
-        "minutes long; tests/test_public_api.py runs it with --smoke"
+    ".venv/bin/python benchmarks/peers/run.py --only redisjobs": (
+        "minutes long; tests/test_benchmarks.py runs it with --smoke"
     ),
     ".venv/bin/python benchmarks/peers/run.py": (
         "builds a venv per peer with pip; tests/test_benchmarks.py runs its --smoke for redisjobs"

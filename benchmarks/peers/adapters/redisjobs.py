@@ -1,9 +1,8 @@
-"""redisjobs, in the project's own venv, configured exactly as ``benchmarks/throughput.py``.
+"""redisjobs, in the project's own venv: the one adapter behind ``run.py --only redisjobs`` too.
 
-The worker comes from :func:`throughput.make_worker` and the producer calls are the ones
-``throughput.py`` times (``enqueue``, ``enqueue_many``, ``wait``, ``stats``), so the two
-benchmarks measure the same code paths. ``run.py`` puts ``benchmarks/`` and the repository on
-``PYTHONPATH`` for this adapter only.
+The producer calls are ``enqueue``, ``enqueue_many``, ``wait`` and ``stats``; the worker serves
+the job functions of ``benchmarks/jobs.py``. ``run.py`` puts ``benchmarks/`` and the repository
+on ``PYTHONPATH`` for this adapter only.
 """
 
 from __future__ import annotations
@@ -11,17 +10,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import throughput  # benchmarks/throughput.py
 from harness import Adapter, main
+from jobs import noop, sleep10  # benchmarks/jobs.py
 
-from redisjobs import Client, Job
+from redisjobs import Client, Job, Worker
 
 
 class RedisjobsAdapter(Adapter):
     name = "redisjobs"
     packages = ("redisjobs", "redis", "hiredis", "msgpack", "uvloop")
     notes = (
-        "`Worker(concurrency=100)` built by `benchmarks/throughput.py`; `Client.enqueue`, "
+        "`Worker(concurrency=100)` serving `benchmarks/jobs.py`; `Client.enqueue`, "
         "`Client.enqueue_many` (bulk), `Client.wait` (event stream, no polling), "
         "completed count from `Client.stats`.",
     )
@@ -46,7 +45,8 @@ class RedisjobsAdapter(Adapter):
         return (await self.client.stats(queue))["completed"]
 
     async def serve(self, url: str, queue: str, concurrency: int) -> None:
-        await throughput.make_worker(url, queue, concurrency).run()
+        functions = [noop, sleep10]
+        await Worker(url, queue=queue, functions=functions, concurrency=concurrency).run()
 
 
 if __name__ == "__main__":
