@@ -109,8 +109,9 @@ async def _check(args: argparse.Namespace) -> dict[str, Any]:
 def _live_workers(workers: list[WorkerInfo], queue: str, now: float) -> list[str]:
     """Workers serving `queue` whose heartbeat is younger than STALE_LEASES lease TTLs.
 
-    `now` is Redis's clock, as is heartbeat_at (the registry is written on it). An entry without lease_ttl (written by an older
-    version) counts while it exists: it expires STALE_LEASES lease TTLs after its last beat.
+    `now` is Redis's clock, as is heartbeat_at (the registry is written on it). An entry
+    without lease_ttl (written by an older version) counts while it exists: it expires
+    STALE_LEASES lease TTLs after its last beat.
     """
     live = []
     for worker in workers:
