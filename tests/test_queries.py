@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ def round_trips(client: Client, monkeypatch: pytest.MonkeyPatch) -> Iterator[lis
     """The round trips the client makes meanwhile: one per command sent alone, one per
     pipeline (the commands run for real; this only counts them)."""
     trips: list[str] = []
-    single = client.redis.execute_command
+    single: Callable[..., Awaitable[Any]] = client.redis.execute_command
     batch = Pipeline.execute
 
     async def command(*args: Any, **options: Any) -> Any:

@@ -98,7 +98,7 @@ async def test_a_failed_run_records_why(client: Client, worker: WorkerFactory) -
     """Each way a run ends without a result is told apart by `failure`, not by the error's text,
     in the job hash and in the events that carry the error."""
     await worker(functions=FUNCS)
-    retry = {"max_retries": 1, "retry_delay": 0.05}
+    retry: dict[str, Any] = {"max_retries": 1, "retry_delay": 0.05}
     timed_out = await client.enqueue("call", {"fn": "sleep", "args": [5]}, timeout=0.2, **retry)
     # an ordinary exception whose text reads like a timeout is still an error
     raised = await client.enqueue("call", {"fn": "fail", "args": ["timed out after 1 s"]}, **retry)
