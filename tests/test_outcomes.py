@@ -1,6 +1,7 @@
-"""Outcomes and log lines that Redis refuses for good hold up no other job.
+"""The outcome writer (redisjobs/outcomes.py): results go in batches, and outcomes and log
+lines that Redis refuses for good hold up no other job.
 
-Each test plants, with plain Redis commands, a key of the wrong type or a field no script can use
+The refusal tests plant, with plain Redis commands, a key of the wrong type or a field no script can use
 (nothing in the API can create them any more), then checks that the jobs it does not concern are
 recorded within a bound, that the job it concerns is failed or let go, and that the worker goes on.
 """
@@ -145,3 +146,30 @@ async def test_a_failure_redis_refuses_for_one_job_is_let_go(
     assert any(
         job.id in m and "could not record the failure (RuntimeError: boom)" in m for m in refused
     ), refused
+
+
+async def test_results_that_finish_together_are_written_in_few_calls(
+    client: Client, worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of successes costs a few `complete` calls, not one each, and each job's log lines
+    are written before its result."""
+    gate = Gate()
+    n = 40
+    w = await worker(functions={"hold": gate.hold}, concurrency=n)
+    assert w._session is not None
+    scripts = w._session.scripts
+    real = scripts.complete
+    calls: list[int] = []
+
+    async def complete(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)  # counted, then run for real
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(scripts, "complete", complete)
+    jobs = await client.enqueue_many([("call", {"fn": "hold", "args": {"n": k}}) for k in range(n)])
+    ids = [j.id for j in jobs]
+    await all_running(client, ids)
+    gate.open.set()
+    assert await results(client, ids) == list(range(n))
+    assert 1 <= len(calls) <= n // 4, f"{len(calls)} complete calls for {n} results"
+    assert [await client.logs(i) for i in ids] == [[f"line of job {k}"] for k in range(n)]
