@@ -1,9 +1,10 @@
 """The outcome writer (redisjobs/outcomes.py): results go in batches, and outcomes and log
 lines that Redis refuses for good hold up no other job.
 
-The refusal tests plant, with plain Redis commands, a key of the wrong type or a field no script can use
-(nothing in the API can create them any more), then checks that the jobs it does not concern are
-recorded within a bound, that the job it concerns is failed or let go, and that the worker goes on.
+The refusal tests plant, with plain Redis commands, a key of the wrong type or a field no script
+can use (nothing in the API can create them any more), then check that the jobs it does not
+concern are recorded within a bound, that the job it concerns is failed or let go, and that the
+worker goes on.
 """
 
 from __future__ import annotations
