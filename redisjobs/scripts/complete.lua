@@ -16,16 +16,18 @@ local done = 0
 for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
-  local job = hmget_named(jkey, {'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel'})
-  if job.lease ~= lease then
+  -- Named locals, not a table: this runs for every job that succeeds.
+  local held, status, msg, result_ttl, attempt, cancel = unpack(redis.call('HMGET', jkey,
+    'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel'))
+  if held ~= lease then
     out[#out + 1] = 0
-  elseif job.status ~= 'running' then
-    if job.status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
+  elseif status ~= 'running' then
+    if status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
-    ack(job.msg)
-    finish(jkey, jid, 'running', 'completed', now, count_of(job.result_ttl, DEFAULT_TTL_MS),
-      job.cancel, false, 'result', result, 'progress', 100)
-    emit(jid, 'completed', count_of(job.attempt, 0), now, {'result', result})
+    ack(msg)
+    finish(jkey, jid, 'running', 'completed', now, count_of(result_ttl, DEFAULT_TTL_MS),
+      cancel, false, 'result', result, 'progress', 100)
+    emit(jid, 'completed', count_of(attempt, 0), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1
   end

@@ -14,12 +14,13 @@
 --          jobs are judged by its own lease even after Redis lost the entry; nothing else
 --          changes.
 
+local FIELDS = {'lease', 'status', 'msg', 'cancel', 'worker'}  -- built once a call
 local worker = ARGV[1]
 local out = {}
 redis.call('HSET', K_LEASES, worker, ARGV[2])
 for i = 3, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
-  local job = hmget_named(job_key(jid), {'lease', 'status', 'msg', 'cancel', 'worker'})
+  local job = hmget_named(job_key(jid), FIELDS)
   local ok = job.lease == lease and job.status == 'running' and job.worker == worker
   if ok then
     ok = #redis.call('XCLAIM', K_READY, GROUP, worker, 0, job.msg, 'JUSTID') == 1

@@ -81,7 +81,7 @@ local function take(entry)
   local msg, fields = entry[1], entry[2]
   local jid = fields and fields[1] == 'id' and fields[2] or nil
   local job = {}
-  if jid then job = hmget_named(job_key(jid), LEASE_FIELDS) end
+  if jid then job = lease_fields(job_key(jid)) end
   local field, value = nil, nil
   if job.msg == msg then field, value = bad_field(job) end
   if field and (job.status == 'running' or job.status == 'pending') then

@@ -38,7 +38,7 @@ local started = 0
 for _, e in ipairs(entries) do
   local msg, jid = e[1], e[2]
   local job = {}
-  if jid ~= '' then job = hmget_named(job_key(jid), LEASE_FIELDS) end
+  if jid ~= '' then job = lease_fields(job_key(jid)) end
   if job.status == 'pending' and job.msg == msg then
     local row = lease_checked(job_key(jid), jid, 'pending', worker, msg, now, job)
     if row then
