@@ -29,7 +29,6 @@ import pytest
 
 from redisjobs import Client, ConnectionFailed
 from redisjobs.connection import COMMAND_TIMEOUT
-from redisjobs.keys import QueueKeys
 from redisjobs.subscriber import KEEPALIVE
 from redisjobs.testing import free_port
 from redisjobs.worker import STOP_MARGIN
@@ -121,11 +120,19 @@ async def _serving_a_long_job(server: FaultRedis, workers: Spawner, queue: str) 
     w = workers.spawn(server.url, grace=GRACE, lease_ttl=30.0)
     async with Client(server.url, queue=queue) as client:
         await w.wait_registered(client.redis)
-        job = await client.enqueue("call", {"fn": "tests.jobs:sleep", "args": [60]})
-        running = QueueKeys(queue).status("running")
-        await until(lambda: client.redis.zscore(running, job.id), 15, "the job to start")
+        # The job reports progress once it runs in the worker, then sleeps a minute. Its
+        # status in Redis would not do: it says `running` as soon as the start script leased
+        # it, a moment before the worker has launched it.
+        payload = {"fn": "tests.jobs:progress", "args": {"steps": 1, "pause": 60}}
+        job = await client.enqueue("call", payload)
+        await until(lambda: _progressed(client, job.id), 15, "the job to run in the worker")
     server.pause()
     return w
+
+
+async def _progressed(client: Client, job_id: str) -> bool:
+    job = await client.get(job_id)
+    return job is not None and job.progress > 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
