@@ -71,7 +71,7 @@ class Stepper(Generic[_T]):
     """A flow under way: the step it waits on, or (once `done`) the value it returned.
 
     Both drivers are this loop, around their own I/O: ``while not s.done:`` answer ``s.step``
-    with :meth:`send` (its reply) or :meth:`fail` (the error it raised).
+    with :meth:`settle`.
     """
 
     def __init__(self, flow: Flow[_T]) -> None:
@@ -80,6 +80,13 @@ class Stepper(Generic[_T]):
         self.done = False
         self.value: _T | None = None
         self.send(None)
+
+    def settle(self, reply: Any, error: Exception | None) -> None:
+        """Answer the step with its reply, or with the error it raised instead."""
+        if error is None:
+            self.send(reply)
+        else:
+            self.fail(error)
 
     def send(self, reply: Any) -> None:
         """Answer the step with its reply."""
@@ -112,13 +119,15 @@ async def run(
     """
     at = Stepper(flow)
     while not at.done:
-        try:
-            reply = await _round_trip(redis, at.step, scripts, receive)
-        except Exception as exc:
-            at.fail(exc)
-        else:
-            at.send(reply)
+        at.settle(*await _settled(_round_trip(redis, at.step, scripts, receive)))
     return at.value  # type: ignore[return-value]
+
+
+async def _settled(reply: Awaitable[Any]) -> tuple[Any, Exception | None]:
+    try:
+        return await reply, None
+    except Exception as exc:  # the flow may mend it; if not, it comes back out of `settle`
+        return None, exc
 
 
 def answerer(

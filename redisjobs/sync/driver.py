@@ -49,7 +49,7 @@ def connect(backend: Backend) -> redis.Redis:
         retry=Retry(*retry_settings(COMMAND_RETRIES)),
         parser_class=_HiredisParser,
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 class Scripts:
@@ -78,13 +78,15 @@ def run(
     """Drive `flow` on a sync client until it returns (see :func:`redisjobs.roundtrips.run`)."""
     at = Stepper(flow)
     while not at.done:
-        try:
-            reply = _round_trip(client, at.step, scripts, receive)
-        except Exception as exc:
-            at.fail(exc)
-        else:
-            at.send(reply)
+        at.settle(*_settled(lambda: _round_trip(client, at.step, scripts, receive)))
     return at.value  # type: ignore[return-value]
+
+
+def _settled(call: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    try:
+        return call(), None
+    except Exception as exc:  # the flow may mend it; if not, it comes back out of `settle`
+        return None, exc
 
 
 def _round_trip(

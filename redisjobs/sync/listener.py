@@ -29,13 +29,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..connection import COMMAND_TIMEOUT, Backoff
-from ..subscriber import KEEPALIVE, READ_TIMEOUT, RECHECK
+from ..subscriber import KEEPALIVE, READ_TIMEOUT, RECHECK, file, unfile
 
 log = logging.getLogger("redisjobs.events")
 
 DOWN_LIMIT = 2 * COMMAND_TIMEOUT
 """Seconds a waiter waits through a lost pub/sub connection (a Redis restart, a failover)
 before it fails with ConnectionFailed."""
+
+
+NAME = "redisjobs-sync-events"
+"""The connection's name in CLIENT LIST."""
 
 
 class Expired(Exception):
@@ -111,7 +115,8 @@ class Listener:
 
     def __init__(self, client: redis.Redis) -> None:
         pool = client.connection_pool
-        self._conn: Any = pool.connection_class(**pool.connection_kwargs)  # outside the pool
+        settings = {**pool.connection_kwargs, "client_name": NAME}
+        self._conn: Any = pool.connection_class(**settings)  # its own, outside the pool
         self._lock = threading.Lock()  # sends, (re)connects, and the two dicts below
         self._subs: dict[bytes, set[Inbox]] = {}
         self._barriers: dict[bytes, _Barrier] = {}
@@ -119,6 +124,7 @@ class Listener:
         self._generation = 0  # connects so far
         self._resync: bytes | None = None  # the PING token of the resync under way
         self._thread: threading.Thread | None = None
+        self._connecting = False  # the reader is in a handshake: nothing else may be sent
         self._closing = threading.Event()
         self._heard = time.monotonic()  # when the connection last said anything
         self._pinged: float | None = None  # when the keepalive PING under way was sent
@@ -135,9 +141,7 @@ class Listener:
         inbox = Inbox(self, channel.encode())
         with self._lock:
             self._start()
-            listeners = self._subs.setdefault(inbox.channel, set())
-            first = not listeners
-            listeners.add(inbox)
+            first = file(self._subs, inbox.channel, inbox)
             token = b"rj-sync:%d" % next(self._tokens)
             barrier = self._barriers[token] = _Barrier(self._generation)
             self._send(*([(b"SUBSCRIBE", inbox.channel)] if first else []), (b"PING", token))
@@ -168,12 +172,7 @@ class Listener:
     def remove(self, inbox: Inbox) -> None:
         """Detach `inbox`, unsubscribing its channel when nobody else listens."""
         with self._lock:
-            listeners = self._subs.get(inbox.channel)
-            if listeners is None or inbox not in listeners:
-                return
-            listeners.discard(inbox)
-            if not listeners:
-                del self._subs[inbox.channel]
+            if unfile(self._subs, inbox.channel, inbox):
                 self._send((b"UNSUBSCRIBE", inbox.channel))
 
     def check(self) -> None:
@@ -202,7 +201,7 @@ class Listener:
         """Send `commands`, unless the connection is down: then the reader's reconnect
         resubscribes what is filed, and its resync answers the waiting barriers."""
         sock = self._conn._sock
-        if sock is None or not commands:
+        if sock is None or self._connecting or not commands:
             return
         try:
             # Straight to the socket: the connection's own send would disconnect it (from this
@@ -212,9 +211,8 @@ class Listener:
         except OSError as exc:
             log.debug("event subscription: send failed (%s)", exc)
 
-    def _connect(self) -> None:
-        """Connect, then resubscribe everything filed and send the resync PING."""
-        self._conn.connect()
+    def _resubscribe(self) -> None:
+        """After a connect: resubscribe everything filed and send the resync PING."""
         self._generation += 1
         self._resync = b"rj-resync:%d" % self._generation
         self._heard, self._pinged = time.monotonic(), None
@@ -244,7 +242,8 @@ class Listener:
     def _read_one(self) -> Any:
         """The next reply, or None after READ_TIMEOUT s of silence (then maybe a keepalive)."""
         if self._conn.can_read(timeout=READ_TIMEOUT):
-            reply = self._conn.read_response(disconnect_on_error=False)
+            # push_request: else redis-py takes a subscribe reply for a push and drops it
+            reply = self._conn.read_response(disconnect_on_error=False, push_request=True)
             self._heard, self._pinged = time.monotonic(), None
             return reply
         now = time.monotonic()
@@ -258,16 +257,27 @@ class Listener:
         return None
 
     def _reconnect(self) -> None:
-        """Connect (under the lock); when Redis cannot be reached, subscribes still waiting for
-        a confirmation fail now (a wait that is already subscribed waits on)."""
+        """Connect; when Redis cannot be reached, subscribes still waiting for a confirmation
+        fail now (a wait that is already subscribed waits on).
+
+        Not under the lock, which a frozen Redis would hold for a whole handshake timeout:
+        meanwhile subscribes file their channel and send nothing, and the resubscription that
+        follows the handshake (under the lock) covers them.
+        """
         with self._lock:
-            try:
-                self._connect()
-            except Exception as exc:
+            self._connecting = True
+        try:
+            self._conn.connect()
+        except Exception as exc:
+            with self._lock:
+                self._connecting = False
                 for barrier in self._barriers.values():
                     barrier.error = exc
                     barrier.done.set()
-                raise
+            raise
+        with self._lock:
+            self._connecting = False
+            self._resubscribe()
 
     def _lost(self, exc: BaseException) -> None:
         """The connection broke or could not be made: drop it, and note since when."""
