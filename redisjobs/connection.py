@@ -149,7 +149,9 @@ class Backend:
             retries: retries of a command after a connection error (never after a timeout).
         """
         if self.embedded:
-            return _embedded_client(self.url)
+            import fakeredis  # here, not at the top: see embedded_server
+
+            return cast(Redis, fakeredis.FakeAsyncRedis(server=embedded_server(self.url)))
         pool = BlockingConnectionPool.from_url(
             self.url, **pool_settings(socket_timeout), retry=Retry(*retry_settings(retries))
         )
@@ -227,27 +229,23 @@ def embedded_server(url: str) -> fakeredis.FakeServer:
     return server
 
 
-def _embedded_client(url: str) -> Redis:
-    import fakeredis  # an asyncio client of the in-process server `url` names
+class HiredisPack:
+    """Packs commands with hiredis's C packer: an asyncio connection's mixin, a sync one's packer.
 
-    return cast(Redis, fakeredis.FakeAsyncRedis(server=embedded_server(url)))
-
-
-class _HiredisPack:
-    """Packs commands with hiredis's C packer.
-
-    redis-py's asyncio connection packs every argument in Python (its sync twin uses hiredis),
-    which costs more than the whole Lua script on the server for a batch of enqueues: six
-    times slower than ``hiredis.pack_command`` on 5,500 arguments.
-    """
+    redis-py's asyncio connection packs every argument in Python (its sync one encodes each
+    in Python first), which costs more than the whole Lua script on the server for a batch of
+    enqueues: six times slower than ``hiredis.pack_command`` on 5,500 arguments."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        """One command as the bytes to send (DataError for an argument hiredis refuses)."""
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and friends
             args = (*args[0].split(), *args[1:])
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:
             raise DataError(str(exc)) from exc
+
+    pack = pack_command
 
 
 class _ResetIsConnectionError(AbstractConnection):
@@ -276,7 +274,7 @@ _packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
     fast = _packing.get(cls)
     if fast is None:
-        bases = (_HiredisPack, _ResetIsConnectionError, cls)
+        bases = (HiredisPack, _ResetIsConnectionError, cls)
         fast = _packing[cls] = type(f"Hiredis{cls.__name__}", bases, {})
     return fast
 

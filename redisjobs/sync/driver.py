@@ -19,6 +19,7 @@ from ..connection import (
     COMMAND_RETRIES,
     COMMAND_TIMEOUT,
     Backend,
+    HiredisPack,
     embedded_server,
     pool_settings,
     retry_settings,
@@ -48,6 +49,7 @@ def connect(backend: Backend) -> redis.Redis:
         **pool_settings(COMMAND_TIMEOUT),
         retry=Retry(*retry_settings(COMMAND_RETRIES)),
         parser_class=_HiredisParser,
+        command_packer=HiredisPack(),
     )
     return redis.Redis.from_pool(pool)  # closing the client closes its pool
 
