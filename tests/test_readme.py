@@ -287,6 +287,10 @@ def _production_worker(site: Site, text: str, tmp_path: Path) -> None:
     assert done.stdout.splitlines()[1] == '{"path": "b.png", "width": 8}'
 
 
+def _sync_client(site: Site, text: str, tmp_path: Path) -> None:
+    assert run_python(site, text, tmp_path).split() == ["pending"]
+
+
 def _healthy(site: Site, queue: str) -> bool:
     return site.sh(f"redisjobs health --queue {queue}").returncode == 0
 
@@ -327,6 +331,7 @@ def _metrics(site: Site, text: str, tmp_path: Path) -> None:
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     # first line -> (how it runs, the module fixtures it needs)
     "import asyncio": (_quickstart, ()),
+    "from redisjobs.sync import Client": (_sync_client, ()),
     "redisjobs worker --url redis://redis:6379/0 --queue default --concurrency 100 \\": (
         _production_worker,
         ("myapp_worker",),
