@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..job import Job
+from ..jsonable import jsonable
 
 EXCERPT_CHARS = 40
 _GAP = "  "
@@ -39,18 +40,9 @@ def table(
     )
 
 
-def _plain(value: Any) -> Any:
-    # What json cannot encode itself: times (ISO 8601) and, from msgpack results, bytes.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return repr(value)
-
-
 def to_json(value: Any, *, indent: int | None = None) -> str:
-    """`value` as JSON; times become ISO 8601 strings."""
-    return json.dumps(value, default=_plain, ensure_ascii=False, indent=indent)
+    """`value` as JSON, converted as the HTTP API converts it (:mod:`redisjobs.jsonable`)."""
+    return json.dumps(jsonable(value), ensure_ascii=False, indent=indent)
 
 
 def print_json(document: Any) -> None:
