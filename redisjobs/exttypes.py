@@ -2,8 +2,9 @@
 
 msgpack has maps, arrays, strings, bytes, numbers, booleans and nil; people also pass times,
 dates, decimals, UUIDs, tuples and sets. Each of those travels as a msgpack *ext* value under one
-of redisjobs' codes, and comes back as the same type with the same value (docs/wire-format.md,
-"Extension types", lays each one out byte by byte for producers in other languages):
+of redisjobs' codes (64-79 are kept for them), and comes back as the same type with the same
+value (docs/wire-format.md, "Extension types", lays each one out byte by byte for producers in
+other languages):
 
 ====  ==============  =====================================================================
 code  Python type     ext data
@@ -27,13 +28,13 @@ still reads as msgpack reads it (a ``msgpack.Timestamp``), and an ext of a code 
 not know reads as a ``msgpack.ExtType``: another producer's types never break a read.
 
 Encoding uses msgpack's ``strict_types``, so that a tuple is not silently written as an array.
-Strict types also hand subclasses of the native types to :func:`encode` (IntEnum, StrEnum,
-OrderedDict, defaultdict, a namedtuple...); those are written as their base type, as without
-strict types (a namedtuple, being a tuple, comes back a plain tuple).
+Strict types also hand subclasses of msgpack's native types to :func:`encode` (IntEnum, StrEnum,
+OrderedDict, defaultdict...): those are written as their base type, byte for byte as without
+strict types. A namedtuple is a tuple (code 68) and comes back a plain tuple.
 
-Tuples and sets nest their items as a msgpack document of their own, so they nest at most
-:data:`MAX_NESTING` deep in one another; deeper data is refused on both sides (each level costs
-a decoder's stack, and a hostile payload must not exhaust it).
+Tuples and sets hold their items as a msgpack document of their own, decoded by a call nested in
+the outer one; so that hostile data cannot nest such calls without end, they nest at most
+:data:`MAX_NESTING` deep in one another, on both sides.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue as queue_module
@@ -10,7 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import redis
 import redisjobs
 from redisjobs.keys import JOB_ID_RULE
 from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
+from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -426,6 +431,41 @@ def test_jobs_lists_and_filters_by_status_and_cancel_cancels(redis_url: str, que
     assert [j["id"] for j in listing["jobs"]] == [doomed["id"]]
     assert listing["jobs"][0]["kind"] == "http" and listing["jobs"][0]["payload"] == {"url": "x"}
     assert ok("jobs", *at, "--status", "failed") == f"no failed jobs in queue {queue}\n"
+
+
+async def test_status_shows_a_job_holding_every_extension_type(redis_url: str, queue: str) -> None:
+    value = {
+        "at": datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "price": Decimal("9.90"),
+        "id": uuid.UUID(int=1),
+        "pair": (1, 2),
+        "tags": {"b", "a"},
+        "by_pair": {(1, 2): date(2020, 1, 1)},
+    }
+    async with redisjobs.Client(redis_url, queue=queue) as client:
+        job = await client.enqueue("call", {"fn": "echo", "args": [value]})
+        w = redisjobs.Worker(
+            redis_url, queue=queue, functions=[jobs.echo], burst=True, handle_signals=False
+        )
+        await asyncio.wait_for(w.run(), 10)
+        assert await client.wait(job.id, timeout=1) == value
+    shown = {
+        "at": "2020-01-02T03:04:05+00:00",
+        "price": "9.90",
+        "id": "00000000-0000-0000-0000-000000000001",
+        "pair": [1, 2],
+        "tags": ["a", "b"],
+        "by_pair": {"(1, 2)": "2020-01-01"},
+    }
+    document = json.loads(
+        await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url, "--json")
+    )
+    assert document["payload"]["args"] == [shown] and document["result"] == shown
+    table = await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url)
+    rows = dict(line.split(None, 1) for line in table.splitlines())
+    assert json.loads(rows["result"]) == shown
+    listing = await asyncio.to_thread(ok, "jobs", "--redis", redis_url, "-q", queue, "--json")
+    assert json.loads(listing)["jobs"][0]["result"] == shown
 
 
 def test_redis_url_is_read_from_the_environment(redis_url: str, queue: str) -> None:
