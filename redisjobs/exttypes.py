@@ -76,7 +76,9 @@ PACKER_OPTIONS: dict[str, Any] = {"use_bin_type": True, "datetime": False, "stri
 
 def _pack_datetime(value: datetime) -> bytes:
     if value.utcoffset() is None:  # naive, by Python's definition
-        micros = (value.replace(tzinfo=None) - _NAIVE_EPOCH) // _MICROSECOND
+        if value.tzinfo is not None:  # a zone that gives no offset (replace() is slow)
+            value = value.replace(tzinfo=None)
+        micros = (value - _NAIVE_EPOCH) // _MICROSECOND
         return _DATETIME.pack(_FOLD if value.fold else 0, micros)
     # astimezone raises OverflowError for an instant outside the years UTC can hold, which
     # the decoder could not return.
@@ -118,7 +120,7 @@ def _nest(depth: int) -> int:
 
 
 def _pack_items(items: Any, depth: int) -> bytes:
-    hook = functools.partial(_encode, depth=_nest(depth))
+    hook = functools.partial(encode, depth=_nest(depth))
     # A small first buffer: msgpack's default (256 KiB) is made for whole documents.
     packed = msgpack.packb(list(items), default=hook, buf_size=1024, **PACKER_OPTIONS)
     return packed  # type: ignore[no-any-return]
@@ -127,7 +129,7 @@ def _pack_items(items: Any, depth: int) -> bytes:
 def _unpack_items(data: bytes, depth: int) -> list[Any]:
     # An Unpacker, not unpackb: unpackb keeps its 40 KiB parse stack on the C stack, and each
     # nested tuple or set would add one; an Unpacker keeps it on the heap.
-    hook = functools.partial(_decode, depth=_nest(depth))
+    hook = functools.partial(decode, depth=_nest(depth))
     unpacker = msgpack.Unpacker(
         raw=False, strict_map_key=False, ext_hook=hook, max_buffer_size=max(len(data), 1)
     )
@@ -150,6 +152,9 @@ _TYPES: dict[int, type] = {
     FROZENSET: frozenset,
 }
 _CODES = {kind: code for code, kind in _TYPES.items()}
+# ExtType is a namedtuple whose __new__ checks its arguments in Python, which costs more than
+# the rest of writing a UUID; the codes and data here need no check.
+_ext: Callable[[tuple[int, bytes]], ExtType] = functools.partial(tuple.__new__, ExtType)
 _CONTAINERS = frozenset({TUPLE, SET, FROZENSET})
 _PACK: dict[int, Callable[[Any], bytes]] = {
     DATETIME: _pack_datetime,
@@ -176,15 +181,25 @@ _NATIVE: tuple[tuple[type, Callable[[Any], Any]], ...] = (
 )
 
 
-def _encode(value: Any, depth: int = 0) -> Any:
+def encode(value: Any, depth: int = 0) -> Any:
+    """The packer's ``default``: `value` as an ext of this module, or as its native base type.
+
+    Args:
+        value: what msgpack could not pack itself.
+        depth: how many tuples and sets hold `value` (the hook of their items passes it).
+
+    Raises:
+        TypeError: not a type msgpack or this module writes (say, an object).
+        ValueError: tuples and sets nested deeper than :data:`MAX_NESTING`.
+        OverflowError: an aware datetime whose instant is outside the years UTC can hold.
+    """
     code = _CODES.get(type(value))
     if code is None:  # a subclass (a namedtuple, a datetime subclass...), or no type of ours
         code = next((c for kind, c in _CODES.items() if isinstance(value, kind)), None)
     if code is None:
         return _native(value)
-    if code in _CONTAINERS:
-        return ExtType(code, _pack_items(value, depth))
-    return ExtType(code, _PACK[code](value))
+    data = _pack_items(value, depth) if code in _CONTAINERS else _PACK[code](value)
+    return _ext((code, data))
 
 
 def _native(value: Any) -> Any:
@@ -194,7 +209,17 @@ def _native(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__!r} object")
 
 
-def _decode(code: int, data: bytes, depth: int = 0) -> Any:
+def decode(code: int, data: bytes, depth: int = 0) -> Any:
+    """The unpacker's ``ext_hook``: the value of an ext of this module, else the ExtType.
+
+    Args:
+        code: the ext's type code.
+        data: its bytes.
+        depth: how many tuples and sets hold it (the hook of their items passes it).
+
+    Raises:
+        SerializationError: the data under one of this module's codes is malformed.
+    """
     kind = _TYPES.get(code)
     if kind is None:
         return ExtType(code, data)
@@ -207,23 +232,3 @@ def _decode(code: int, data: bytes, depth: int = 0) -> Any:
     except Exception as exc:  # struct.error, ValueError, OverflowError, unhashable items...
         why = str(exc) or type(exc).__name__  # msgpack's OutOfData says nothing
         raise SerializationError(f"ext {code} ({kind.__name__}) is malformed: {why}") from exc
-
-
-def encode(value: Any) -> Any:
-    """The packer's ``default``: `value` as an ext of this module, or as its native base type.
-
-    Raises:
-        TypeError: not a type msgpack or this module writes (say, an object).
-        ValueError: tuples and sets nested deeper than :data:`MAX_NESTING`.
-        OverflowError: an aware datetime whose instant is outside the years UTC can hold.
-    """
-    return _encode(value)
-
-
-def decode(code: int, data: bytes) -> Any:
-    """The unpacker's ``ext_hook``: the value of an ext of this module, else the ExtType.
-
-    Raises:
-        SerializationError: the data under one of this module's codes is malformed.
-    """
-    return _decode(code, data)
