@@ -16,6 +16,7 @@ from typing import Any
 
 from ..events import Event
 from ..job import Job
+from ..jobtext import LONG, SHORT
 
 PRETTY_CAP = 20_000
 """Characters of a payload or result shown on a page (the rest is cut, saying so)."""
@@ -47,6 +48,7 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
     """The JSON form of a job (the API's ``Job`` schema)."""
     out: dict[str, Any] = {
         "id": job.id,
+        "name": job.name,
         "queue": job.queue,
         "kind": job.kind,
         "status": job.status.value,
@@ -68,6 +70,11 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
     if payload:
         out["payload"] = plain(job.payload)
     return out
+
+
+def call(job: Job, full: bool = False) -> str:
+    """A job's call as it reads (:meth:`Job.call_text`): short for lists, `full` for its page."""
+    return job.call_text(LONG if full else SHORT)
 
 
 def event_json(ev: Event) -> dict[str, Any]:
