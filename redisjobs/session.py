@@ -32,7 +32,7 @@ from .scheduler import Scheduler
 from .scripts import Scripts
 from .slots import Slots
 from .subscriber import Subscriber
-from .tasks import cancel_and_wait
+from .cancelling import cancel_and_wait
 
 log = logging.getLogger("redisjobs.worker")
 
