@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from .connection import resolve_url
 from .cancelling import cancel_and_wait
+from .connection import resolve_url
 from .executors import ExecContext
 from .executors._callspec import valid_name
 from .executors.call import function_ref

@@ -150,21 +150,41 @@ class _LocalHost:
         log.debug("%s: %.0f%% %s", ctx.job_id, ctx.progress, ctx.progress_message or "")
 
 
-def _checker(fn: Callable[..., Any]) -> inspect.Signature:
-    """`fn`'s signature as its callers see it: without ``ctx``, and with ``job_id`` optional
-    (the worker passes the job's id when the caller does not)."""
-    sig = inspect.signature(fn)
+def caller_signature(
+    fn: Callable[..., Any], filled: Iterable[str] = ("job_id",)
+) -> inspect.Signature | None:
+    """`fn`'s signature as its callers see it: without ``ctx``, and with the parameters the
+    worker fills when a caller does not (`filled`) optional. None when `fn` has none to read.
+    """
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: the worker's call will tell
+        return None
+    optional = frozenset(filled)
     params = []
     for p in sig.parameters.values():
         if p.name == "ctx":
             continue
-        if p.name == "job_id" and p.default is p.empty and p.kind is not p.VAR_POSITIONAL:
+        if p.name in optional and p.default is p.empty and p.kind is not p.VAR_POSITIONAL:
             p = p.replace(default=None)
         params.append(p)
     try:
         return sig.replace(parameters=params)
-    except ValueError:  # a defaulted job_id before required parameters: check without it
-        return sig.replace(parameters=[p for p in params if p.name != "job_id"])
+    except ValueError:  # a now-defaulted parameter before required ones: check without it
+        return sig.replace(parameters=[p for p in params if p.name not in optional])
+
+
+def check_call(
+    name: str, sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
+    """Raise the TypeError a call of `name` with these arguments would raise (a missing
+    argument, an unknown keyword, too many positional ones)."""
+    if sig is None:
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
 
 
 class Task(Generic[P, R]):
@@ -194,7 +214,7 @@ class Task(Generic[P, R]):
         self.isolation = isolation
         self.__wrapped__ = fn  # what a worker's child process unwraps (and help() shows)
         self.__doc__ = fn.__doc__
-        self._signature = _checker(fn)
+        self._signature = caller_signature(fn)
         self._target = Target.of(fn, name)
         self._options: dict[str, Any] = {"queue": queue, **defaults}
 
@@ -215,10 +235,7 @@ class Task(Generic[P, R]):
             TypeError: they do not fit the function's signature (a missing argument, an
                 unknown keyword, too many positional ones), as a direct call would raise.
         """
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.name}: {exc}") from None
+        check_call(self.name, self._signature, args, kwargs)
         payload: dict[str, Any] = {"fn": self.name, "args": list(args)}
         if kwargs:
             payload["kwargs"] = dict(kwargs)

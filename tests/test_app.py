@@ -84,7 +84,7 @@ async def test_enqueue_many_keeps_order_across_tasks_and_queues(url: str, queue:
     async with Worker(url, app=app) as worker:
         assert worker.queues == [queue, other]
         calls = [(1, 2), add_here.call(3, height=3), resize_there.call("c", 1), (5,)]
-        jobs = await add_here.enqueue_many(calls)  # type: ignore[list-item]
+        jobs = await add_here.enqueue_many(calls)
         assert [j.queue for j in jobs] == [queue, queue, other, queue]
         results = [await j.result(timeout=10) for j in jobs]
         assert results == [2, 9, {"path": "c", "width": 1, "attempt": 1}, 10]
