@@ -236,7 +236,9 @@ class Task(Generic[P, R]):
                 unknown keyword, too many positional ones), as a direct call would raise.
         """
         check_call(self.name, self._signature, args, kwargs)
-        payload: dict[str, Any] = {"fn": self.name, "args": list(args)}
+        payload: dict[str, Any] = {"fn": self.name}
+        if args:  # absent when empty: bytes kept per job
+            payload["args"] = list(args)
         if kwargs:
             payload["kwargs"] = dict(kwargs)
         return payload
