@@ -206,6 +206,7 @@ class Executors:
 
     def __init__(self, executors: Iterable[Executor] = ()) -> None:
         self._by_kind: dict[str, ExecutorBase] = {}
+        self._users = 1
         for ex in executors:
             self.add(ex)
 
@@ -243,8 +244,16 @@ class Executors:
         """Threads still running code of stopped jobs, over every executor."""
         return sum(ex.hung_threads for ex in self._by_kind.values())
 
+    def share(self) -> Executors:
+        """This registry, for one more worker: it is closed when the last of them closes it."""
+        self._users += 1
+        return self
+
     async def aclose(self) -> None:
-        """Close every executor."""
+        """Close every executor (once every worker sharing them has closed them)."""
+        self._users -= 1
+        if self._users > 0:
+            return
         for executor in self._by_kind.values():
             await executor.aclose()
 
