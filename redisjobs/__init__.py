@@ -29,10 +29,11 @@ from .errors import (
 from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
+from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
 from .manager import JobManager
 from .queries import JobPage
-from .task import AsyncTask, SyncTask, SyncTaskJob, Task, TaskCall, TaskJob
+from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker
 
 __version__ = "0.1.0"
