@@ -14,6 +14,8 @@ from ..job import Job
 from ..jsonable import jsonable
 
 EXCERPT_CHARS = 40
+CALL_CHARS = 48
+"""Characters of a job's call (its name and arguments) in a listing."""
 _GAP = "  "
 
 
@@ -56,8 +58,9 @@ def print_json_line(document: Any) -> None:
 
 
 def job_document(job: Job) -> dict[str, Any]:
-    """Every field of `job`, for JSON."""
-    return dataclasses.asdict(job)
+    """Every field of `job`, and its name (:attr:`Job.name`), for JSON."""
+    fields = dataclasses.asdict(job)
+    return {"id": fields.pop("id"), "name": job.name, **fields}
 
 
 def when(moment: datetime | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..events import Event
 from ..job import Job
+from ..jobtext import LONG, SHORT
 from ..jsonable import jsonable
 
 PRETTY_CAP = 20_000
@@ -30,6 +31,7 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
     """The JSON form of a job (the API's ``Job`` schema)."""
     out: dict[str, Any] = {
         "id": job.id,
+        "name": job.name,
         "queue": job.queue,
         "kind": job.kind,
         "status": job.status.value,
@@ -51,6 +53,11 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
     if payload:
         out["payload"] = jsonable(job.payload)
     return out
+
+
+def call(job: Job, full: bool = False) -> str:
+    """A job's call as it reads (:meth:`Job.call_text`): short for lists, `full` for its page."""
+    return job.call_text(LONG if full else SHORT)
 
 
 def event_json(ev: Event) -> dict[str, Any]:
