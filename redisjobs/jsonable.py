@@ -19,7 +19,9 @@ import base64
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from msgpack import ExtType, Timestamp
 
@@ -32,6 +34,18 @@ def jsonable(value: Any) -> Any:
         if isinstance(value, kind):
             return convert(value)
     return str(value)  # Decimal, UUID, and whatever a caller passes that JSON has no form for
+
+
+_EXTRAS = (datetime, date, Decimal, UUID, set, frozenset)
+
+
+def json_default(value: Any) -> Any:
+    """For ``json.dumps(default=...)`` where JSON is the wire (an HTTP job's body): the types
+    msgpack payloads add, as :func:`jsonable` shows them; a TypeError for the rest (bytes, an
+    object), which JSON has no form for."""
+    if isinstance(value, _EXTRAS):
+        return jsonable(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _key(key: Any) -> str:
