@@ -5,6 +5,7 @@ Producers use :class:`Client` (enqueue, get, wait, cancel, list, events); worker
 consumer-group leases, fenced outcomes, retries with backoff, and live events.
 """
 
+from .app import App
 from .client import Client
 from .errors import (
     CallRefused,
@@ -28,15 +29,19 @@ from .errors import (
 from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
+from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
 from .manager import JobManager
 from .queries import JobPage
+from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker
 
 __version__ = "0.1.0"
 """The package's version: written here only (pyproject.toml reads it, through hatch)."""
 
 __all__ = [
+    "App",
+    "AsyncTask",
     "CallExecutor",
     "CallRefused",
     "Client",
@@ -62,6 +67,11 @@ __all__ = [
     "RedisOutOfMemory",
     "Retry",
     "SerializationError",
+    "SyncTask",
+    "SyncTaskJob",
+    "Task",
+    "TaskCall",
+    "TaskJob",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",

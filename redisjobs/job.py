@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, get_args
 
+from . import jobtext
 from .errors import SerializationError
 from .serialization import unpackb
 
@@ -111,6 +112,24 @@ class Job:
     """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
     priority: int = 0
     """Recorded at enqueue (lower is more urgent); jobs of a queue still run in FIFO order."""
+
+    @property
+    def name(self) -> str:
+        """What the job runs: a ``call`` job's function name (its payload's ``fn``, as the
+        producer wrote it), the kind for other kinds (or a ``call`` payload without a name)."""
+        return jobtext.job_name(self.kind, self.payload)
+
+    def call_text(self, limit: int = jobtext.SHORT) -> str:
+        """The job's call as it reads, in at most `limit` characters:
+        ``myapp.tasks:resize('a.png', width=640)`` for a ``call`` job (each argument's
+        ``repr``, long ones elided), the kind and where the job goes for the others
+        (``http POST api.example.com/hooks``). Never raises, whatever the payload holds.
+
+        Args:
+            limit: characters at most (:data:`~redisjobs.jobtext.SHORT` suits a list,
+                :data:`~redisjobs.jobtext.LONG` a job's own page).
+        """
+        return jobtext.call_text(self.kind, self.payload, limit)
 
     @classmethod
     def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes]) -> Job:

@@ -31,6 +31,7 @@ from .executors._callspec import find_function, valid_name
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
 from .options import new_job_id
+from .task import Task, caller_signature, check_call
 from .worker import Worker
 
 log = logging.getLogger("redisjobs.manager")
@@ -106,7 +107,7 @@ class JobManager:
         self._on_complete: list[Handler] = []
         self._on_failure: list[Handler] = []
         self._call = CallExecutor(inject={"manager": self})
-        self._refs: dict[Any, str] = {}
+        self._refs: dict[Any, tuple[str, inspect.Signature | None]] = {}
         self._mine: set[str] = set()  # submitted here, final event not seen yet
         self._client: Client | None = None
         self._worker: Worker | None = None
@@ -188,7 +189,9 @@ class JobManager:
             SerializationError: `args` is not msgpack-encodable (nothing was submitted).
         """
         client = await self._ready()
-        payload = {"fn": self._ref(func), "args": dict(args or {})}
+        ref, sig = self._ref(func)
+        check_call(ref, sig, (), args or {})  # here, not when a worker runs it
+        payload = {"fn": ref, "args": dict(args or {})}
         job_id = new_job_id()
         self._mine.add(job_id)  # before the enqueue: its final event may come before the reply
         try:
@@ -205,8 +208,9 @@ class JobManager:
             self._mine.discard(job_id)
             raise
 
-    def _ref(self, func: Callable[..., Any]) -> str:
-        """The name `func` is submitted under, registering it with this manager's worker."""
+    def _ref(self, func: Callable[..., Any]) -> tuple[str, inspect.Signature | None]:
+        """The name `func` is submitted under (registering it with this manager's worker), and
+        the signature its arguments must fit. A task of an App goes by its own name."""
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__}")
         try:
@@ -215,17 +219,39 @@ class JobManager:
             known = None
         if known is not None:
             return known
+        if isinstance(func, Task):  # a task is known to every worker of its app by its name
+            ref, fn = func.name, func.fn
+        else:
+            ref, fn = self._name_of(func), func
+        self._call.register(fn, name=ref)
+        known = (ref, caller_signature(fn, filled=("job_id", "manager")))
+        with contextlib.suppress(TypeError):
+            self._refs[func] = known
+        return known
+
+    def _name_of(self, func: Callable[..., Any]) -> str:
         importable = _importable(func)
         if not self.run_workers and not importable:
             raise ValueError(
                 f"{function_ref(func)} cannot run on workers in other processes: submit a "
                 "module-level function, or let this manager run its own workers"
             )
-        ref = function_ref(func) if importable else _local_name(func, len(self._refs))
+        return function_ref(func) if importable else _local_name(func, len(self._refs))
+        importable = _importable(func)
+        if not self.run_workers and not importable:
+            raise ValueError(
+                f"{function_ref(func)} cannot run on workers in other processes: submit a "
+                "module-level function, or let this manager run its own workers"
+            )
+        if isinstance(func, Task):
+            ref, func = func.name, func.fn
+        else:
+            ref = function_ref(func) if importable else _local_name(func, len(self._refs))
         self._call.register(func, name=ref)
+        known = (ref, caller_signature(func, filled=("job_id", "manager")))
         with contextlib.suppress(TypeError):
-            self._refs[func] = ref
-        return ref
+            self._refs[func] = known
+        return known
 
     # -- reading and steering ---------------------------------------------------------------------
 

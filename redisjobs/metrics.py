@@ -35,14 +35,14 @@ _PROCESS = CollectorRegistry(auto_describe=True)
 JOB_DURATION = Histogram(
     "redisjobs_job_duration_seconds",
     "Time from a job's start to its outcome, as observed by the workers of this process.",
-    ["queue", "kind", "outcome"],
+    ["queue", "kind", "name", "outcome"],
     buckets=DURATION_BUCKETS,
     registry=_PROCESS,
 )
 
 
-def _observe(queue: str, kind: str, outcome: str, seconds: float) -> None:
-    JOB_DURATION.labels(queue, kind, outcome).observe(seconds)
+def _observe(queue: str, kind: str, name: str, outcome: str, seconds: float) -> None:
+    JOB_DURATION.labels(queue, kind, name, outcome).observe(seconds)
 
 
 def enable_job_durations() -> None:

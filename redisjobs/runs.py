@@ -45,10 +45,12 @@ StopReason = Literal["cancel", "lost", "handback"]
 """Why a held job was stopped: ``cancel`` (requested: recorded cancelled), ``lost`` (its lease
 may be another worker's: record nothing), ``handback`` (the worker stops: back to the queue)."""
 
-JOB_OBSERVERS: list[Callable[[str, str, str, float], None]] = []
-"""Called with (queue, kind, outcome, seconds) when a run ends, outcome ``completed``,
-``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). While it
-is empty a run does not even read the clock."""
+JOB_OBSERVERS: list[Callable[[str, str, str, str, float], None]] = []
+"""Called with (queue, kind, name, outcome, seconds) when a run ends, outcome ``completed``,
+``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). `name`
+is the function a ``call`` job ran as its executor resolved it (``ExecContext.function``), so
+only names the worker allows; the kind for other kinds and for a payload naming no allowed
+function. While the list is empty a run does not even read the clock."""
 
 
 CANCELLED = Failure("cancel", "cancelled")
@@ -302,8 +304,10 @@ class Runs:
         else:
             return  # handed back or lost: no outcome of its own
         seconds = time.perf_counter() - started
+        kind = run.delivery.kind
+        name = run.ctx.function or kind
         for observe in JOB_OBSERVERS:
-            observe(self._keys.queue, run.delivery.kind, outcome, seconds)
+            observe(self._keys.queue, kind, name, outcome, seconds)
 
     def _recorded(self, job_id: str, lease: int) -> None:
         run = self.held.get(job_id)

@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .cancelling import cancel_and_wait
 from .connection import COMMAND_TIMEOUT, Backend, Backoff, check_server, ensure_group
 from .executors import ExecContext, Executors
 from .fetcher import BLOCK_MS, Fetcher
@@ -32,7 +33,6 @@ from .scheduler import Scheduler
 from .scripts import Scripts
 from .slots import Slots
 from .subscriber import Subscriber
-from .tasks import cancel_and_wait
 
 log = logging.getLogger("redisjobs.worker")
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
 
@@ -36,8 +36,12 @@ from .keys import QueueKeys
 from .runs import JOB_OBSERVERS
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .session import FETCH_STOP_SECONDS, HARD_STOP_SECONDS, SETTLE_SECONDS, STOP_MARGIN, Session
+from .siblings import Siblings
 from .slots import Slots
 from .subscriber import RECHECK
+
+if TYPE_CHECKING:
+    from .app import App
 
 __all__ = [
     "FETCH_STOP_SECONDS",
@@ -61,12 +65,16 @@ def _check(concurrency: int, batch_size: int, max_deliveries: int, *seconds: flo
 
 
 class Worker:
-    """Runs the jobs of one queue.
+    """Runs the jobs of one queue (or of every queue of an app's tasks).
 
     Args:
-        url: Redis URL (see :class:`~redisjobs.Client`); ``$REDIS_URL``, else ``memory://``
-            with the Client's warning.
-        queue: the queue to serve.
+        url: Redis URL (see :class:`~redisjobs.Client`); default: the `app`'s, else
+            ``$REDIS_URL``, else ``memory://`` with the Client's warning.
+        queue: the queue to serve (default: every queue of the `app`'s tasks, else
+            ``default``). Each queue of an app gets a worker of its own in this one, with
+            this `concurrency`, sharing the executors.
+        app: an :class:`~redisjobs.App` whose tasks the ``call`` executor runs, each by its
+            registered name (and in a child process for ``isolation="process"``).
         functions: callables the ``call`` executor may run (a list, or a name -> callable map).
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
         executors: more executors (http, subprocess, ssh, your own), one per kind.
@@ -94,7 +102,8 @@ class Worker:
         self,
         url: str | None = None,
         *,
-        queue: str = "default",
+        queue: str | None = None,
+        app: App | None = None,
         functions: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
         modules: Iterable[str] = (),
         executors: Iterable[Executor] = (),
@@ -114,8 +123,9 @@ class Worker:
     ) -> None:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
-        self.backend = Backend(resolve_url(url, warn_private=True))
-        self.keys = QueueKeys(queue)
+        self.backend = Backend(resolve_url(url or (app.url if app else None), warn_private=True))
+        queues = [queue] if queue is not None else app.queues if app is not None else ["default"]
+        self.keys = QueueKeys(queues[0])
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
         self.grace_period, self.max_deliveries = grace_period, max_deliveries
         self.reclaim_interval = reclaim_interval or min(lease_ttl / 2, 5.0)
@@ -124,7 +134,10 @@ class Worker:
         self.context_class, self.max_payload_bytes = context_class, max_payload_bytes
         self.executors = Executors(executors)
         if "call" not in self.executors:
-            self.executors.add(CallExecutor(functions, modules=modules, inject=inject))
+            call = CallExecutor(functions, modules=modules, inject=inject)
+            for task in app.tasks.values() if app is not None else ():
+                call.register(task.fn, name=task.name)
+            self.executors.add(call)
         self.slots = Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected
         self._stop_requested = asyncio.Event()
@@ -133,7 +146,28 @@ class Worker:
         self._ready_at = 0.0  # loop time it became ready
         self._run_task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
-        self._done = False
+        self._done = self._burst_done = False
+        self._siblings = Siblings([self._sibling(q) for q in queues[1:]])
+
+    def _sibling(self, queue: str) -> Worker:
+        sibling = Worker(
+            self.backend.url,
+            queue=queue,
+            executors=self.executors.all(),  # replaced below: one registry, closed once
+            concurrency=self.concurrency,
+            batch_size=self.batch_size,
+            lease_ttl=self.lease_ttl,
+            poll_interval=self.poll_interval,
+            grace_period=self.grace_period,
+            max_deliveries=self.max_deliveries,
+            reclaim_interval=self.reclaim_interval,
+            handle_signals=False,
+            context_class=self.context_class,
+            max_payload_bytes=self.max_payload_bytes,
+            burst=self.burst,
+        )
+        sibling.executors = self.executors.share()
+        return sibling
 
     # -- public control -------------------------------------------------------------------------
 
@@ -142,16 +176,23 @@ class Worker:
         self._stop_requested.set()
         if now:
             self._hard_stop.set()
+        self._siblings.stop(now=now)
 
     async def wait_ready(self) -> None:
         """Return once the worker is connected and fetching."""
         await self._ready.wait()
+        await self._siblings.wait_ready()
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues it serves."""
+        return [self.keys.queue, *(s.keys.queue for s in self._siblings.workers)]
 
     @property
     def ready(self) -> bool:
         """Connected and fetching, and not stopping (what a readiness probe asks)."""
         stopping = self.slots.closed or self._stop_requested.is_set()
-        return self._ready.is_set() and not stopping
+        return self._ready.is_set() and not stopping and self._siblings.ready
 
     def unhealthy(self) -> str | None:
         """Why the worker is not healthy (what a liveness probe asks), or None when it is.
@@ -159,6 +200,9 @@ class Worker:
         Unhealthy: not connected yet, stopped, one of its loops died, or no heartbeat got
         through to Redis for longer than `lease_ttl` (its leases may be others' by now).
         """
+        why = self._siblings.unhealthy()
+        if why is not None:
+            return why
         if self._done:
             return "stopped"
         if self._session is None or not self._ready.is_set():
@@ -204,11 +248,12 @@ class Worker:
     @property
     def busy(self) -> int:
         """Jobs this worker is running now."""
-        return self.slots.running
+        return self.slots.running + self._siblings.busy
 
     def context(self, job_id: str) -> ExecContext | None:
         """The context of a job running on this worker now (None: not running here)."""
-        return None if self._session is None else self._session.runs.context(job_id)
+        ctx = None if self._session is None else self._session.runs.context(job_id)
+        return ctx or self._siblings.context(job_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -220,14 +265,20 @@ class Worker:
         """
         # Before connecting: a worker waiting for its Redis must still stop on a signal.
         self._handle_signals(True)
+        self._siblings.start(on_failure=self.stop)
         try:
             session = await self._connected()
             if session is not None:
                 await self._serve(session)
         finally:
+            if not self._burst_done:  # a burst sibling stops once its own queue is empty
+                self._siblings.stop(now=self._hard_stop.is_set())
+            failure = await self._siblings.finish()
             self._done = True
             self._handle_signals(False)
             log.info("worker %s stopped", self.id)
+        if failure is not None:
+            raise failure
 
     def _open(self) -> Session:
         return Session(
@@ -300,7 +351,8 @@ class Worker:
             backoff.ok()
             if idle:
                 log.info("burst: nothing left to run on queue %r: stopping", self.keys.queue)
-                self.stop()
+                self._burst_done = True
+                self._stop_requested.set()  # not the siblings': each stops when it is idle
                 await asyncio.Event().wait()  # ended with the other loops
 
     def _handle_signals(self, on: bool) -> None:

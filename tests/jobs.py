@@ -29,6 +29,10 @@ async def echo(value: Any) -> Any:
     return value
 
 
+def types_of(*values: Any) -> list[str]:
+    return [type(v).__name__ for v in values]
+
+
 async def fail(message: str = "boom") -> None:
     raise RuntimeError(message)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue as queue_module
@@ -10,7 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import redis
 import redisjobs
 from redisjobs.keys import JOB_ID_RULE
 from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
+from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -173,9 +178,11 @@ def test_enqueue_run_by_a_worker_then_status_as_table_and_json(
     rows = dict(line.split(None, 1) for line in table.splitlines())
     assert rows["status"] == "completed" and rows["result"] == "5" and rows["queue"] == queue
     assert rows["attempt"] == "1 of 1" and rows["started"] != "-" and "error" not in rows
+    assert rows["name"] == "tests.jobs:add" and rows["runs"] == "tests.jobs:add(2, 3)"
     doc = json.loads(ok("get", job_id, "--redis", redis_url, "--queue", queue, "--json"))
     assert doc["status"] == "completed" and doc["result"] == 5 and doc["attempt"] == 1
     assert doc["started_at"] and doc["completed_at"] and f"-{proc.pid}-" in doc["worker"]
+    assert doc["name"] == "tests.jobs:add"
 
     failed = cli(
         "enqueue", "call", call("fail", "kaput"), "--redis", redis_url, "-q", queue, "--wait"
@@ -184,8 +191,8 @@ def test_enqueue_run_by_a_worker_then_status_as_table_and_json(
     failed_id = failed.stdout.strip()
     assert failed.stderr == f"redisjobs: job {failed_id} failed: RuntimeError: kaput\n"
     listing = ok("jobs", "--redis", redis_url, "-q", queue, "--status", "failed").splitlines()
-    assert listing[0].split() == ["ID", "KIND", "STATUS", "PROGRESS", "ATTEMPT", "CREATED", "ERROR"]
-    assert len(listing) == 2 and listing[1].startswith(failed_id)
+    assert listing[0].split() == ["ID", "NAME", "STATUS", "PROGRESS", "ATTEMPT", "CREATED", "ERROR"]
+    assert len(listing) == 2 and listing[1].startswith(f"{failed_id}  tests.jobs:fail('kaput')")
     assert listing[1].endswith("RuntimeError: kaput")
     assert stop(proc) == 0
 
@@ -240,6 +247,7 @@ def test_watch_shows_progress_until_the_job_ends(
     job_id = ok("enqueue", "call", payload, "--redis", redis_url, "-q", queue).strip()
     watcher = spawn("watch", job_id, "--redis", redis_url, stdout=subprocess.PIPE)
     lines = Lines(watcher)
+    assert lines.next(15) == "tests.jobs:progress(steps=4, pause=0.3)"  # what it runs, once
     assert lines.next(15).split() == ["0.0%", "pending", "attempt", "0"]
     proc = worker()  # only now: every progress step happens while it is watched
     seen = lines.until(lambda line: line.startswith("completed"), 30)
@@ -253,6 +261,7 @@ def test_watch_shows_progress_until_the_job_ends(
     assert done.returncode == 1, done.stderr
     last = json.loads(done.stdout.splitlines()[-1])
     assert last["status"] == "failed" and last["error"] == "RuntimeError: nope"
+    assert last["name"] == "tests.jobs:fail"
     assert stop(proc) == 0
 
 
@@ -422,10 +431,48 @@ def test_jobs_lists_and_filters_by_status_and_cancel_cancels(redis_url: str, que
     assert ids("--status", "pending") == [pending]
     assert ids() == [pending, scheduled, doomed["id"]]  # in status order
     assert ids("--limit", "1") == [pending]
+    names = [line.split("  ")[1] for line in ok("jobs", *at).splitlines()[1:]]
+    assert names == ["tests.jobs:add(1, 1)", "tests.jobs:add(1, 1)", "http POST x"]
     listing = json.loads(ok("jobs", *at, "--status", "cancelled", "--json"))
     assert [j["id"] for j in listing["jobs"]] == [doomed["id"]]
     assert listing["jobs"][0]["kind"] == "http" and listing["jobs"][0]["payload"] == {"url": "x"}
+    assert listing["jobs"][0]["name"] == "http"
     assert ok("jobs", *at, "--status", "failed") == f"no failed jobs in queue {queue}\n"
+
+
+async def test_status_shows_a_job_holding_every_extension_type(redis_url: str, queue: str) -> None:
+    value = {
+        "at": datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "price": Decimal("9.90"),
+        "id": uuid.UUID(int=1),
+        "pair": (1, 2),
+        "tags": {"b", "a"},
+        "by_pair": {(1, 2): date(2020, 1, 1)},
+    }
+    async with redisjobs.Client(redis_url, queue=queue) as client:
+        job = await client.enqueue("call", {"fn": "echo", "args": [value]})
+        w = redisjobs.Worker(
+            redis_url, queue=queue, functions=[jobs.echo], burst=True, handle_signals=False
+        )
+        await asyncio.wait_for(w.run(), 10)
+        assert await client.wait(job.id, timeout=1) == value
+    shown = {
+        "at": "2020-01-02T03:04:05+00:00",
+        "price": "9.90",
+        "id": "00000000-0000-0000-0000-000000000001",
+        "pair": [1, 2],
+        "tags": ["a", "b"],
+        "by_pair": {"(1, 2)": "2020-01-01"},
+    }
+    document = json.loads(
+        await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url, "--json")
+    )
+    assert document["payload"]["args"] == [shown] and document["result"] == shown
+    table = await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url)
+    rows = dict(line.split(None, 1) for line in table.splitlines())
+    assert json.loads(rows["result"]) == shown
+    listing = await asyncio.to_thread(ok, "jobs", "--redis", redis_url, "-q", queue, "--json")
+    assert json.loads(listing)["jobs"][0]["result"] == shown
 
 
 def test_redis_url_is_read_from_the_environment(redis_url: str, queue: str) -> None:

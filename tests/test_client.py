@@ -63,7 +63,7 @@ async def test_unencodable_payload_fails_at_enqueue_with_nothing_written(client:
     with pytest.raises(SerializationError, match="msgpack"):
         await client.enqueue("call", {"fn": "add", "args": {"x": object()}})
     with pytest.raises(SerializationError):
-        await client.enqueue_many([("call", {"ok": 1}), ("call", {"bad": {1, 2}})])
+        await client.enqueue_many([("call", {"ok": 1}), ("call", {"bad": {1, 2j}})])
     assert await keys_of(client) == []
 
 

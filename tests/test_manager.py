@@ -244,3 +244,25 @@ async def test_sync_functions_run_in_the_worker_own_bounded_threads(url: str, qu
         done = await m.submit(blocking)
         name, job_id, got_manager = await m.wait(done.id, timeout=5)
         assert name == f"redisjobs-call-{done.id}" and job_id == done.id and got_manager
+
+
+async def test_submit_checks_arguments_before_enqueueing(manager: JobManager) -> None:
+    async def job(data: list[int], job_id: str, manager: JobManager) -> int:
+        return len(data)
+
+    with pytest.raises(TypeError, match="missing a required argument: 'data'"):
+        await manager.submit(job, args={})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'extra'"):
+        await manager.submit(job, args={"data": [1], "extra": 2})
+    assert await manager.list_jobs() == []
+    done = await manager.submit(job, args={"data": [1, 2]})  # job_id and manager: the worker's
+    assert await manager.wait(done.id, timeout=10) == 2
+
+
+async def test_submit_a_task_of_an_app(manager: JobManager) -> None:
+    from tests.tasks_app import area
+
+    job = await manager.submit(area, args={"width": 3, "height": 5})
+    assert await manager.wait(job.id, timeout=10) == 15
+    stored = await manager.get(job.id)
+    assert stored is not None and stored.payload["fn"] == "tests.tasks_app:area"

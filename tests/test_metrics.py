@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,10 +20,11 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from redisjobs import Client, JobCancelled
+from redisjobs import Client, ExecContext, JobCancelled, JobFailed
 from redisjobs.dashboard import create_app
 from redisjobs.metrics import enable_job_durations, metrics_route
 from redisjobs.testing import RedisServer, free_port, unique_queue
+from tests import jobs
 from tests.conftest import WorkerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,11 +86,58 @@ async def test_dashboard_metrics_after_some_jobs(
     assert m[("redisjobs_worker_slots", ())] == 4
     assert m[("redisjobs_worker_slots_busy", ())] == 0
     assert m[("redisjobs_worker_hung_threads", ())] == 0
-    ok = (("kind", "call"), ("outcome", "completed"))
+    ok = (("kind", "call"), ("name", fn("add")), ("outcome", "completed"))
     assert m[("redisjobs_job_duration_seconds_count", ok)] == 3
-    assert m[("redisjobs_job_duration_seconds_bucket", (*ok[:1], ("le", "+Inf"), ok[1]))] == 3
-    failed = (("kind", "call"), ("outcome", "failed"))
+    assert m[("redisjobs_job_duration_seconds_bucket", (ok[0], ("le", "+Inf"), *ok[1:]))] == 3
+    failed = (("kind", "call"), ("name", fn("fail")), ("outcome", "failed"))
     assert m[("redisjobs_job_duration_seconds_count", failed)] == 1
+
+
+class Mine:
+    """An executor of a kind of its own, which names no function."""
+
+    kind = "mine"
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        return payload
+
+
+async def test_durations_are_named_by_the_function_the_worker_resolved(
+    client: Client, worker: WorkerFactory, queue: str
+) -> None:
+    enable_job_durations()
+    await worker(functions={"adder": jobs.add}, modules=["tests.jobs"], executors=[Mine()])
+    payloads = [
+        ("call", {"fn": "adder", "args": [1, 2]}),  # registered under a name of its own
+        ("call", {"fn": fn("add"), "args": [1, 2]}),  # defined in an allowed module
+        ("call", {"fn": "os:system", "args": ["true"]}),  # refused: not allowed here
+        ("call", {"fn": fn("no_such_function")}),  # refused: the module defines none
+        ("mine", {"fn": "a name an attacker chose"}),  # another kind: only its kind
+    ]
+    for kind, payload in payloads:
+        job = await client.enqueue(kind, payload)
+        with contextlib.suppress(JobFailed):
+            await client.wait(job.id, timeout=10)
+    m = parse(await _metrics(client), queue)
+    counts = {
+        (dict(labels)["kind"], dict(labels)["name"], dict(labels)["outcome"]): value
+        for (sample, labels), value in m.items()
+        if sample == "redisjobs_job_duration_seconds_count"
+    }
+    assert counts == {
+        ("call", "adder", "completed"): 1,
+        ("call", fn("add"), "completed"): 1,
+        ("call", "call", "failed"): 2,  # a name no worker resolved never becomes a label
+        ("mine", "mine", "completed"): 1,
+    }
+
+
+async def _metrics(client: Client) -> str:
+    app = create_app(client, routes=[metrics_route(client)])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as http:
+        return (await http.get("/metrics")).text
 
 
 async def test_oldest_pending_age_and_busy_slots(
@@ -151,7 +201,7 @@ def test_worker_metrics_port_over_http(redis_server: RedisServer, tmp_path: Path
         m = parse(text, queue)
         assert m[("redisjobs_jobs_completed_total", ())] == 4
         assert m[("redisjobs_workers", ())] == 1
-        ok = (("kind", "call"), ("outcome", "completed"))
+        ok = (("kind", "call"), ("name", fn("add")), ("outcome", "completed"))
         assert m[("redisjobs_job_duration_seconds_count", ok)] == 4
         assert httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5).status_code == 404
     finally:

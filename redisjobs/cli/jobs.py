@@ -9,8 +9,18 @@ from typing import Any
 from ..client import Client
 from ..errors import CallRefused, JobCancelled, JobFailed
 from ..job import Job, JobStatus
+from ..jobtext import LONG
 from .common import UsageError, connect, find_job
-from .render import excerpt, job_document, percent, print_json, table, to_json, when
+from .render import (
+    CALL_CHARS,
+    excerpt,
+    job_document,
+    percent,
+    print_json,
+    table,
+    to_json,
+    when,
+)
 
 
 async def enqueue(args: argparse.Namespace) -> int:
@@ -68,6 +78,8 @@ def _details(job: Job) -> list[tuple[str, object]]:
         progress += f"  {job.progress_message}"
     rows: list[tuple[str, object]] = [
         ("id", job.id),
+        ("name", job.name),
+        ("runs", job.call_text(LONG)),
         ("queue", job.queue),
         ("kind", job.kind),
         ("status", job.status),
@@ -129,7 +141,7 @@ async def list_jobs(args: argparse.Namespace) -> int:
     rows = [
         (
             j.id,
-            j.kind,
+            j.call_text(CALL_CHARS),
             j.status,
             percent(j.progress),
             j.attempt,
@@ -138,7 +150,7 @@ async def list_jobs(args: argparse.Namespace) -> int:
         )
         for j in page.jobs
     ]
-    headers = ("ID", "KIND", "STATUS", "PROGRESS", "ATTEMPT", "CREATED", "ERROR")
+    headers = ("ID", "NAME", "STATUS", "PROGRESS", "ATTEMPT", "CREATED", "ERROR")
     print(table(rows, headers, right={3, 4}))
     return 0
 

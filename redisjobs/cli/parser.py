@@ -109,13 +109,20 @@ def _job(p: argparse.ArgumentParser) -> None:
 def _worker(sub: Any) -> None:
     w = sub.add_parser("worker", help="run workers until SIGTERM/SIGINT")
     w.set_defaults(run=serve.run_worker)
+    w.add_argument(
+        "app",
+        nargs="?",
+        metavar="MODULE:APP",
+        help="an App (myapp.tasks:app) whose tasks to run, on the queues they use",
+    )
     _redis(w, "; memory:// for a store private to this process")
     w.add_argument(
         "--queue",
         "-q",
         action="append",
         type=queue_name,
-        help="a queue to serve; repeat it for several (one worker each; default: default)",
+        help="a queue to serve; repeat it for several (one worker each; default: the app's "
+        "queues, else default)",
     )
     w.add_argument("--concurrency", "-c", type=positive_int, default=100, help="jobs at once")
     w.add_argument(

@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..job import Job
+from ..jsonable import jsonable
 
 EXCERPT_CHARS = 40
+CALL_CHARS = 48
+"""Characters of a job's call (its name and arguments) in a listing."""
 _GAP = "  "
 
 
@@ -39,18 +42,9 @@ def table(
     )
 
 
-def _plain(value: Any) -> Any:
-    # What json cannot encode itself: times (ISO 8601) and, from msgpack results, bytes.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return repr(value)
-
-
 def to_json(value: Any, *, indent: int | None = None) -> str:
-    """`value` as JSON; times become ISO 8601 strings."""
-    return json.dumps(value, default=_plain, ensure_ascii=False, indent=indent)
+    """`value` as JSON, converted as the HTTP API converts it (:mod:`redisjobs.jsonable`)."""
+    return json.dumps(jsonable(value), ensure_ascii=False, indent=indent)
 
 
 def print_json(document: Any) -> None:
@@ -64,8 +58,9 @@ def print_json_line(document: Any) -> None:
 
 
 def job_document(job: Job) -> dict[str, Any]:
-    """Every field of `job`, for JSON."""
-    return dataclasses.asdict(job)
+    """Every field of `job`, and its name (:attr:`Job.name`), for JSON."""
+    fields = dataclasses.asdict(job)
+    return {"id": fields.pop("id"), "name": job.name, **fields}
 
 
 def when(moment: datetime | None) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..app import App
 from ..client import Client
 from ..connection import Backend
 from ..worker import Worker
@@ -29,6 +30,7 @@ class Plan:
     functions: list[Callable[..., Any]]
     modules: list[str]
     executors: list[ExecutorFactory]
+    app: App | None
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -42,7 +44,12 @@ def plan(args: argparse.Namespace) -> Plan:
             modules.append(item)
     for name in modules:
         import_module(name)
-    return Plan(functions, modules, factories(args))
+    app = None
+    if args.app is not None:
+        app = import_ref(args.app)
+        if not isinstance(app, App):
+            raise UsageError(f"{args.app} is {type(app).__name__}, not a redisjobs.App")
+    return Plan(functions, modules, factories(args), app)
 
 
 def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
@@ -51,6 +58,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
         Worker(
             args.redis,
             queue=queue,
+            app=what.app,
             functions=what.functions,
             modules=what.modules,
             executors=[make() for make in what.executors],
@@ -64,7 +72,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
             handle_signals=False,
             burst=args.burst,
         )
-        for queue in dict.fromkeys(args.queue or ["default"])
+        for queue in dict.fromkeys(args.queue or (what.app.queues if what.app else ["default"]))
     ]
 
 
@@ -103,6 +111,7 @@ def _check_options(args: argparse.Namespace) -> None:
 async def run_worker(args: argparse.Namespace) -> int:
     """Run the workers until a signal (or supervise ``--processes`` of them); exit status."""
     what = plan(args)
+    args.redis = args.redis or (what.app.url if what.app else None)
     _check_options(args)
     if args.processes > 1:
         # Each child is this very command with one process; a later option wins in argparse.

@@ -33,6 +33,7 @@ class State:
     attempt: int
     result: Any = None
     error: str | None = None
+    name: str = ""
 
     @classmethod
     def of(cls, job: Job) -> State:
@@ -45,6 +46,7 @@ class State:
             job.attempt,
             job.result,
             job.error,
+            job.name,
         )
 
     @property
@@ -116,7 +118,10 @@ class View:
 async def watch(args: argparse.Namespace) -> int:
     """Follow a job until it ends; exit status 0 when it completed, 1 otherwise."""
     async with connect(args.redis, args.command) as client:
-        queue = (await find_job(client, args.job_id, args.queue)).queue
+        found = await find_job(client, args.job_id, args.queue)
+        queue = found.queue
+        if not args.json:  # what the job runs, once: it does not change while it is watched
+            print(found.call_text(max(terminal_width() - 1, 20)), flush=True)
         # The log position before reading the job: replaying from it closes the gap between
         # that read and the subscription, so no event is missed.
         cursor = await client.log_cursor(queue)

@@ -246,7 +246,9 @@ def document(root_path: str = "") -> dict[str, Any]:
             "version": "1",
             "description": "Enqueue and follow redisjobs jobs from any language. Bodies are "
             "JSON; payloads and results are stored as msgpack (JSON maps to msgpack one to "
-            'one; bytes in results come back as {"$bytes": "<base64>"}).',
+            'one; bytes in results come back as {"$bytes": "<base64>"}, the datetimes, '
+            "Decimals, UUIDs, tuples and sets of Python producers as ISO 8601 text, text and "
+            "arrays).",
         },
         "servers": [{"url": root_path or "/"}],
         "security": [{}, {"bearer": []}, {"basic": []}],

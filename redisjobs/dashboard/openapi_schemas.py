@@ -68,6 +68,11 @@ def _job() -> dict[str, Any]:
     time = {"type": ["string", "null"], "format": "date-time"}
     props: dict[str, Any] = {
         "id": {"type": "string"},
+        "name": {
+            "type": "string",
+            "description": "What the job runs: a call job's function name (its payload's fn), "
+            "the kind for other kinds.",
+        },
         "queue": {"type": "string"},
         "kind": {"type": "string"},
         "status": {"type": "string", "enum": STATUSES},

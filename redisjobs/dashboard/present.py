@@ -1,13 +1,12 @@
 """Turning jobs, events and msgpack values into JSON, and the small formats the pages use.
 
-Payloads and results are msgpack in Redis; JSON cannot hold everything msgpack can, so the one
-gap is bridged the same way everywhere: bytes become ``{"$bytes": "<base64>"}``, and map keys
-that are not strings become their ``str()``.
+Payloads and results are msgpack in Redis; JSON cannot hold everything msgpack can, and
+:func:`~redisjobs.jsonable.jsonable` bridges the gap (bytes become ``{"$bytes": "<base64>"}``,
+times ISO 8601 text, tuples and sets arrays...), here as on the command line.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Mapping
@@ -16,37 +15,23 @@ from typing import Any
 
 from ..events import Event
 from ..job import Job
+from ..jobtext import LONG, SHORT
+from ..jsonable import jsonable
 
 PRETTY_CAP = 20_000
 """Characters of a payload or result shown on a page (the rest is cut, saying so)."""
 
 
-def plain(value: Any) -> Any:
-    """`value` with only what JSON can hold (see the module docstring)."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$bytes": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return iso(value)
-    return str(value)
-
-
 def iso(value: datetime | None) -> str | None:
     """An aware datetime as RFC 3339 (UTC), None as None."""
-    return None if value is None else value.astimezone(UTC).isoformat()
+    return None if value is None else jsonable(value)
 
 
 def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
     """The JSON form of a job (the API's ``Job`` schema)."""
     out: dict[str, Any] = {
         "id": job.id,
+        "name": job.name,
         "queue": job.queue,
         "kind": job.kind,
         "status": job.status.value,
@@ -60,14 +45,19 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
         "scheduled_at": iso(job.scheduled_at),
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
-        "result": plain(job.result),
+        "result": jsonable(job.result),
         "error": job.error,
         "failure": job.failure,
         "priority": job.priority,
     }
     if payload:
-        out["payload"] = plain(job.payload)
+        out["payload"] = jsonable(job.payload)
     return out
+
+
+def call(job: Job, full: bool = False) -> str:
+    """A job's call as it reads (:meth:`Job.call_text`): short for lists, `full` for its page."""
+    return job.call_text(LONG if full else SHORT)
 
 
 def event_json(ev: Event) -> dict[str, Any]:
@@ -79,7 +69,7 @@ def event_json(ev: Event) -> dict[str, Any]:
         "job_id": ev.job_id,
         "attempt": ev.attempt,
         "ts": ev.ts,
-        "data": plain(ev.data),
+        "data": jsonable(ev.data),
     }
 
 
@@ -90,7 +80,7 @@ def to_json(value: Any) -> str:
 
 def pretty(value: Any, cap: int = PRETTY_CAP) -> str:
     """Indented JSON of a msgpack value, cut at `cap` characters (saying how long it was)."""
-    text = json.dumps(plain(value), ensure_ascii=False, indent=2)
+    text = json.dumps(jsonable(value), ensure_ascii=False, indent=2)
     if len(text) <= cap:
         return text
     return f"{text[:cap]}\n… cut here: {len(text):,} characters in all"
@@ -166,7 +156,7 @@ def event_details(data: Mapping[str, Any], cap: int = 160) -> str:
     if data.get("requeued") is True:
         parts.append("back to the queue")
     if "result" in data:
-        parts.append("→ " + to_json(plain(data["result"])))
+        parts.append("→ " + to_json(jsonable(data["result"])))
     text = " · ".join(parts)
     return text if len(text) <= cap else text[: cap - 1] + "…"
 

@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..cancelling import cancel_and_wait
 from ..client import Client
 from ..events import Event
 from ..job import FINAL_STATUSES, Job
-from ..tasks import cancel_and_wait
 from .data import Summaries
 from .present import event_json, job_json, to_json
 

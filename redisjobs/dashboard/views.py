@@ -67,6 +67,7 @@ def environment() -> jinja2.Environment:
         event_details=present.event_details,
         collapse_progress=present.collapse_progress,
         pct=present.percent,
+        call=present.call,
     )
     return env
 

@@ -86,6 +86,9 @@ class ExecContext:
         lease: the fencing token of this run; it only grows, so a side effect store can
             reject writes carrying an older token than one it has seen.
         progress: the last progress set (0-100).
+        function: the registered name of the function a ``call`` job runs, set by the call
+            executor once it has resolved the payload's name to an allowed function (None
+            before that, and for the other kinds); the job duration metric's ``name`` label.
     """
 
     __slots__ = (
@@ -94,6 +97,7 @@ class ExecContext:
         "_last",
         "_trailing",
         "attempt",
+        "function",
         "job_id",
         "kind",
         "lease",
@@ -113,6 +117,7 @@ class ExecContext:
         self.lease = lease
         self.progress = 0.0
         self.progress_message: str | None = None
+        self.function: str | None = None
         self._cancelled: asyncio.Event | None = None
         self._last = 0.0
         self._trailing: asyncio.TimerHandle | None = None
@@ -201,6 +206,7 @@ class Executors:
 
     def __init__(self, executors: Iterable[Executor] = ()) -> None:
         self._by_kind: dict[str, ExecutorBase] = {}
+        self._users = 1
         for ex in executors:
             self.add(ex)
 
@@ -238,8 +244,16 @@ class Executors:
         """Threads still running code of stopped jobs, over every executor."""
         return sum(ex.hung_threads for ex in self._by_kind.values())
 
+    def share(self) -> Executors:
+        """This registry, for one more worker: it is closed when the last of them closes it."""
+        self._users += 1
+        return self
+
     async def aclose(self) -> None:
-        """Close every executor."""
+        """Close every executor (once every worker sharing them has closed them)."""
+        self._users -= 1
+        if self._users > 0:
+            return
         for executor in self._by_kind.values():
             await executor.aclose()
 

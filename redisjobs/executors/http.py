@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
+from ..jsonable import json_default
 
 try:
     import httpcore
@@ -195,12 +196,13 @@ class HTTPExecutor(ExecutorBase):
 
 
 def _content(p: Mapping[str, Any]) -> bytes | str | None:
-    """The request body: ``body`` as JSON, or ``content`` as is."""
+    """The request body: ``body`` as JSON (a datetime, Decimal, UUID, set... as the HTTP API
+    shows them: :mod:`redisjobs.jsonable`), or ``content`` as is."""
     if "body" in p:
         if "content" in p:
             raise PayloadError('send either "body" (JSON) or "content", not both')
         try:
-            return json.dumps(p["body"], separators=(",", ":")).encode()
+            return json.dumps(p["body"], separators=(",", ":"), default=json_default).encode()
         except (TypeError, ValueError) as exc:
             raise PayloadError(f'"body" is not JSON-encodable: {exc}') from None
     content = p.get("content")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgpack
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -330,3 +334,66 @@ async def test_a_job_enqueued_over_http_runs(
     async with asyncio.timeout(5):
         got = (await dash.get(f"/api/jobs/{job['id']}")).json()
     assert got["result"] == {"from": "curl"}
+
+
+EXTENDED = {
+    "when": datetime(2026, 12, 4, 9, 30, 0, 250000, tzinfo=timezone(timedelta(hours=-5))),
+    "naive": datetime(2026, 12, 4, 9, 30),
+    "day": date(2026, 12, 4),
+    "price": Decimal("-1.50"),
+    "nan": Decimal("NaN"),
+    "id": uuid.UUID(int=1),
+    "pair": (1, ("a", b"\x00")),
+    "tags": {"b", "a", "c"},
+    "mixed": {1, "a"},
+    "frozen": frozenset({3, 1, 2}),
+    "keyed": {(1, 2): "tuple key", date(2020, 1, 2): "date key"},
+    "other": msgpack.ExtType(5, b"\x01"),
+}
+EXTENDED_JSON = {
+    "when": "2026-12-04T14:30:00.250000+00:00",
+    "naive": "2026-12-04T09:30:00",
+    "day": "2026-12-04",
+    "price": "-1.50",
+    "nan": "NaN",
+    "id": "00000000-0000-0000-0000-000000000001",
+    "pair": [1, ["a", {"$bytes": "AA=="}]],
+    "tags": ["a", "b", "c"],
+    "frozen": [1, 2, 3],
+    "keyed": {"(1, 2)": "tuple key", "2020-01-02": "date key"},
+    "other": {"$ext": 5, "$bytes": "AQ=="},
+}
+
+
+async def test_payloads_and_results_of_every_type_render(
+    client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
+) -> None:
+    await worker(functions=[echo])
+    job = await client.enqueue("call", {"fn": "echo", "args": [EXTENDED]})
+    await client.wait(job.id, timeout=10)
+    got = await dash.get(f"/api/jobs/{job.id}")
+    assert got.status_code == 200
+    for shown in (got.json()["payload"]["args"][0], got.json()["result"]):
+        mixed = shown.pop("mixed")  # 1 and "a" do not sort: in the set's own order
+        assert shown == EXTENDED_JSON and sorted(mixed, key=str) == [1, "a"]
+    listed = await dash.get(f"/api/queues/{client.queue}/jobs")
+    assert listed.status_code == 200 and listed.json()["jobs"][0]["result"]["day"] == "2026-12-04"
+    events = _sse((await dash.get(f"/api/jobs/{job.id}/events")).text)
+    [completed] = [m["data"] for m in events if m["data"].get("type") == "completed"]
+    assert completed["data"]["result"]["price"] == "-1.50"
+    page = await dash.get(f"/queues/{client.queue}/jobs/{job.id}")
+    assert page.status_code == 200
+    assert "2026-12-04T14:30:00.250000+00:00" in page.text and "&#34;-1.50&#34;" in page.text
+
+
+async def test_a_payload_malformed_under_an_extension_code_is_shown_as_the_jobs_error(
+    client: Client, dash: httpx.AsyncClient
+) -> None:
+    job = await client.enqueue("call", {"fn": "echo"}, delay=3600)
+    bad = msgpack.packb(msgpack.ExtType(66, b"not a number"))
+    await client.redis.hset(client.keys().job(job.id), "payload", bad)
+    got = await dash.get(f"/api/jobs/{job.id}")
+    assert got.status_code == 200 and got.json()["payload"] is None
+    assert "ext 66 (Decimal) is malformed" in got.json()["error"]
+    page = await dash.get(f"/queues/{client.queue}/jobs/{job.id}")
+    assert page.status_code == 200 and "ext 66 (Decimal) is malformed" in page.text

@@ -187,7 +187,10 @@ async def test_every_view_renders_cleanly(
 
                 await page.click("text=Dead letters")
                 assert await page.locator("tr[data-job]").count() == 3
-                assert await page.locator("text=upstream timed out after 30 s").count() == 1
+                failed = page.locator("td.error-cell", has_text="upstream timed out after 30 s")
+                assert await failed.count() == 1
+                called = page.locator("td.call", has_text="fail('upstream timed out after 30 s')")
+                assert await called.count() == 1  # each job led by its call
                 await page.screenshot(path=shots / "dead-letters.png", full_page=True)
                 assert view.errors == []
 

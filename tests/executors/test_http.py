@@ -245,3 +245,29 @@ async def test_http_jobs_through_a_worker(
     with pytest.raises(JobFailed, match="HTTP 410 Gone"):
         await client.wait(gone.id, timeout=10)
     assert (await client.get(gone.id)).attempt == 1  # type: ignore[union-attr]
+
+
+async def test_a_json_body_carries_the_payload_types_as_the_api_shows_them(
+    server: str, ctx: ExecContext
+) -> None:
+    import datetime as dt
+    import decimal
+    import uuid
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    ident = uuid.UUID(int=7)
+    body = {"at": when, "day": dt.date(2026, 1, 2), "price": decimal.Decimal("1.10")}
+    body |= {"id": ident, "tags": {"b", "a"}, "pair": (1, 2)}
+    ex = HTTPExecutor(allow_hosts=["127.0.0.1"])
+    try:
+        result = await call(ex, ctx, url=f"{server}/echo", body=body)
+    finally:
+        await ex.aclose()
+    assert json.loads(result["body"]["body"]) == {
+        "at": "2026-01-02T01:04:05+00:00",
+        "day": "2026-01-02",
+        "price": "1.10",
+        "id": str(ident),
+        "tags": ["a", "b"],
+        "pair": [1, 2],
+    }

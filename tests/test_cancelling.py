@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from redisjobs.tasks import cancel_and_wait
+from redisjobs.cancelling import cancel_and_wait
 
 
 async def _swallows_one_cancel(started: asyncio.Event) -> None:

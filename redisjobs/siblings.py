@@ -1,0 +1,83 @@
+"""The workers of an app's other queues, run and stopped with the worker that owns them.
+
+A :class:`~redisjobs.Worker` given an app whose tasks use several queues serves the first and
+owns one sibling worker per other queue: each has its own leases and slots, all share the
+executors (closed once, by the last of them). A stop of the owner stops them; one that fails
+stops the owner, and so the rest; a burst owner that ran out of work waits for its siblings to
+run out of theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .executors import ExecContext
+    from .worker import Worker
+
+
+class Siblings:
+    """The sibling workers of one owner.
+
+    Args:
+        workers: the siblings (each built with ``handle_signals=False``).
+    """
+
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, on_failure: Callable[[], None]) -> None:
+        """Run them in the background; `on_failure` is called when one ends on an error."""
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                on_failure()
+
+        for worker in self.workers:
+            task = asyncio.create_task(worker.run(), name=f"worker {worker.keys.queue}")
+            task.add_done_callback(ended)
+            self._tasks.append(task)
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop them (see :meth:`Worker.stop`)."""
+        for worker in self.workers:
+            worker.stop(now=now)
+
+    async def finish(self) -> BaseException | None:
+        """Wait for them to end; the first error one ended on, if any."""
+        outcomes = await asyncio.gather(*self._tasks, return_exceptions=True)
+        return next((o for o in outcomes if isinstance(o, BaseException)), None)
+
+    async def wait_ready(self) -> None:
+        """Return once every one is connected and fetching."""
+        for worker in self.workers:
+            await worker.wait_ready()
+
+    @property
+    def ready(self) -> bool:
+        """Whether every one is ready (see :attr:`Worker.ready`)."""
+        return all(w.ready for w in self.workers)
+
+    def unhealthy(self) -> str | None:
+        """Why the first unhealthy one is (see :meth:`Worker.unhealthy`), or None."""
+        for worker in self.workers:
+            why = worker.unhealthy()
+            if why is not None:
+                return f"queue {worker.keys.queue!r}: {why}"
+        return None
+
+    @property
+    def busy(self) -> int:
+        """Jobs they run now."""
+        return sum(w.busy for w in self.workers)
+
+    def context(self, job_id: str) -> ExecContext | None:
+        """The context of a job running on one of them (None: on none)."""
+        for worker in self.workers:
+            ctx = worker.context(job_id)
+            if ctx is not None:
+                return ctx
+        return None
