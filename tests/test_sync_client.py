@@ -205,6 +205,23 @@ def test_thirty_two_threads_share_one_pubsub_connection(url: str, queue: str) ->
         assert seen and set(seen) == {1}, seen
 
 
+@pytest.mark.redis_only
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_waits_on_its_own_connections(url: str, queue: str) -> None:
+    with worker_thread(url, queue), Client(url, queue=queue) as client:
+        assert client.wait(client.enqueue("call", add(1, 1)).id, timeout=10) == 2  # the reader runs
+        child = os.fork()
+        if child == 0:  # the child: no reader thread came along; it must make its own
+            ok = False
+            try:
+                ok = client.wait(client.enqueue("call", add(2, 2)).id, timeout=10) == 4
+            finally:
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert client.wait(client.enqueue("call", add(3, 3)).id, timeout=10) == 6
+
+
 def test_connection_failed_names_the_masked_url() -> None:
     url = f"redis://user:secret@127.0.0.1:{free_port()}/0"
     with Client(url) as client:

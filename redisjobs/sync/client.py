@@ -8,6 +8,7 @@ I/O differs. No event loop is involved anywhere.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -81,17 +82,21 @@ class Client(Producer, QueueNames):
         self._redis: redis.Redis | None = None
         self._scripts: Scripts | None = None
         self._listener: Listener | None = None
+        self._pid = os.getpid()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def _conn(self) -> tuple[redis.Redis, Scripts, Listener]:
-        if self._listener is None:
+        # A forked child (a gunicorn worker of a preloading master) gets its own: the reader
+        # thread did not come along, and the parent's sockets are not the child's to use.
+        if self._listener is None or self._pid != os.getpid():
             with self._connecting:  # one client, pool and listener, whichever thread is first
-                if self._listener is None:
+                if self._listener is None or self._pid != os.getpid():
                     client = connect(self.backend)
                     self._redis = client
                     self._scripts = Scripts(client, embedded=self.backend.embedded)
                     self._listener = Listener(client)
+                    self._pid = os.getpid()
         assert self._redis is not None and self._scripts is not None
         return self._redis, self._scripts, self._listener
 
