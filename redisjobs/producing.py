@@ -105,6 +105,8 @@ class Producer:
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
         if self.backend.embedded:
             self.backend.wake(keys.queue)
+        if all(created):  # the common case: no read, no generator
+            return _jobs(keys, rows, {})
         return (yield from _jobs_flow(keys, rows, created))
 
     def _out_of_memory(self, exc: Exception, written: int, total: int) -> RedisOutOfMemory:
@@ -120,11 +122,16 @@ class Producer:
 
 
 def _jobs_flow(keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool]) -> Flow[list[Job]]:
-    """The jobs of written rows: a fresh one for each created, the stored one for a duplicate
-    (read in one round trip; a duplicate gone meanwhile counts as created)."""
-    now = datetime.now(UTC)
+    """The jobs of written rows, some of them duplicates: the stored job for each of those (read
+    in one round trip; a duplicate gone meanwhile counts as created)."""
     dups = [row.job_id for row, new in zip(rows, created, strict=True) if not new]
-    stored = dict(zip(dups, (yield from get_jobs_flow(keys, dups)), strict=True)) if dups else {}
+    stored = dict(zip(dups, (yield from get_jobs_flow(keys, dups)), strict=True))
+    return _jobs(keys, rows, stored)
+
+
+def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[str, Job | None]) -> list[Job]:
+    """A fresh job for each row, but the one in `stored` where there is one."""
+    now = datetime.now(UTC)
     out: list[Job] = []
     for row in rows:
         status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -79,26 +79,13 @@ class Stepper(Generic[_T]):
         self.step: Step = []
         self.done = False
         self.value: _T | None = None
-        self.send(None)
+        self.settle(None, None)
 
     def settle(self, reply: Any, error: Exception | None) -> None:
-        """Answer the step with its reply, or with the error it raised instead."""
-        if error is None:
-            self.send(reply)
-        else:
-            self.fail(error)
-
-    def send(self, reply: Any) -> None:
-        """Answer the step with its reply."""
-        self._go(self._flow.send, reply)
-
-    def fail(self, error: Exception) -> None:
-        """Answer the step with its error: the flow may mend it, or it comes out of here."""
-        self._go(self._flow.throw, error)
-
-    def _go(self, advance: Callable[[Any], Step], answer: Any) -> None:
+        """Answer the step with its reply, or with the error it raised instead (which the flow
+        may mend; if not, it comes back out of here)."""
         try:
-            self.step = advance(answer)
+            self.step = self._flow.send(reply) if error is None else self._flow.throw(error)
         except StopIteration as returned:
             self.done, self.value = True, returned.value
 
@@ -119,15 +106,13 @@ async def run(
     """
     at = Stepper(flow)
     while not at.done:
-        at.settle(*await _settled(_round_trip(redis, at.step, scripts, receive)))
+        try:
+            reply = await _round_trip(redis, at.step, scripts, receive)
+        except Exception as exc:
+            at.settle(None, exc)
+        else:
+            at.settle(reply, None)
     return at.value  # type: ignore[return-value]
-
-
-async def _settled(reply: Awaitable[Any]) -> tuple[Any, Exception | None]:
-    try:
-        return await reply, None
-    except Exception as exc:  # the flow may mend it; if not, it comes back out of `settle`
-        return None, exc
 
 
 def answerer(
@@ -144,16 +129,22 @@ def answerer(
     return None
 
 
-async def _round_trip(
+def _round_trip(
     redis: Redis,
     step: Step,
     scripts: Scripts | None,
     receive: Callable[[], Awaitable[bytes]] | None,
-) -> Any:
+) -> Awaitable[Any]:
+    # Not a coroutine itself: on the hot path (an enqueue's script call) the driver awaits the
+    # script's own coroutine, one frame fewer a call.
     answer = answerer(step, scripts, receive)
     if answer is not None:
-        return await answer()
+        return cast(Awaitable[Any], answer())
     assert isinstance(step, list)
+    return _commands(redis, step)
+
+
+async def _commands(redis: Redis, step: list[Command]) -> list[Any]:
     if len(step) <= 1:  # no pipeline object for one command (or none): the common case
         return [await c.on(redis) for c in step]
     async with redis.pipeline(transaction=False) as pipe:
