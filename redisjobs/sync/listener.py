@@ -229,11 +229,7 @@ class Listener:
                     self._reconnect()
                 reply = self._read_one()
             except Exception as exc:  # whatever broke, a fresh connection mends it
-                self._lost(exc)
-                if backoff.failures:  # lost again before anything was read: do not spin
-                    self._closing.wait(backoff.pause(exc))
-                else:
-                    backoff.record(exc)
+                self._closing.wait(self._lost(exc, backoff))
                 continue
             backoff.ok()
             if reply is not None:
@@ -279,8 +275,9 @@ class Listener:
             self._connecting = False
             self._resubscribe()
 
-    def _lost(self, exc: BaseException) -> None:
-        """The connection broke or could not be made: drop it, and note since when."""
+    def _lost(self, exc: BaseException, backoff: Backoff) -> float:
+        """The connection broke or could not be made: drop it, note since when, and return the
+        seconds to wait before the next connect."""
         log.debug("event subscription lost: %s", exc)
         with self._lock:
             self._conn.disconnect()
@@ -288,6 +285,10 @@ class Listener:
                 # A frozen Redis went silent when the unanswered PING was sent, not now.
                 self._down_since = self._pinged or time.monotonic()
             self._last_error = exc
+        if not backoff.failures:  # a blip: a fresh connection may mend it at once
+            backoff.record(exc)
+            return 0.0
+        return backoff.pause(exc)  # lost again before anything was read: do not spin
 
     def _dispatch(self, reply: Any) -> None:
         if isinstance(reply, bytes):  # a PING answered outside subscribed mode
