@@ -184,3 +184,62 @@ class Maths:
 
     def instance_only(self, x: int) -> int:
         return x
+
+
+# -- run in child processes (isolation="process") ------------------------------------------
+
+
+def c_sleep(ctx: Any, seconds: int) -> str:
+    """Logs its pid, then sleeps in C (libc's sleep: no Python code runs until it returns)."""
+    import ctypes
+
+    ctx.log(f"pid {os.getpid()}")
+    ctypes.CDLL(None).sleep(seconds)
+    return "woke"
+
+
+def pid_of(job_id: str) -> list[Any]:
+    """The process it runs in, and the job id it was given."""
+    return [os.getpid(), job_id]
+
+
+def retry_sync(defer: float) -> None:
+    raise Retry(defer=defer)
+
+
+def refuse_sync(message: str) -> None:
+    from redisjobs import ExecutorError
+
+    raise ExecutorError(message, retryable=False)
+
+
+def fail_sync(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def report(ctx: Any, steps: int) -> str:
+    """Logs and sets progress from a child process."""
+    for i in range(steps):
+        ctx.log(f"step {i + 1}")
+        ctx.set_progress((i + 1) * 100 / steps, f"step {i + 1}")
+    return ctx.job_id  # type: ignore[no-any-return]
+
+
+def unencodable_sync() -> object:
+    return object()
+
+
+def spawn_sleeper(seconds: int) -> None:
+    """Starts a grandchild that sleeps, logs nothing, then sleeps itself."""
+    import subprocess
+
+    subprocess.Popen(["sleep", str(seconds)])
+    time.sleep(seconds)
