@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from redisjobs import ExecContext, Retry
+from redisjobs import App, ExecContext, Retry
 
 _ledger: aioredis.Redis | None = None
 
@@ -243,3 +243,15 @@ def spawn_sleeper(seconds: int) -> None:
 
     subprocess.Popen(["sleep", str(seconds)])
     time.sleep(seconds)
+
+
+process_app = App(queue="process-tasks")
+
+
+@process_app.task(isolation="process")
+def task_in_child(seconds: int) -> int:
+    """A task run in a child process: found there through the Task bound to its name."""
+    import ctypes
+
+    ctypes.CDLL(None).sleep(seconds)
+    return os.getpid()
