@@ -10,7 +10,8 @@ segfault, ``os._exit``, the OOM killer) fails that job, retryably, with its exit
 Children are started with ``python -c`` in a session of their own, not forked: the worker has
 an event loop and threads a fork would copy half-way, and unlike ``multiprocessing``'s spawn and
 forkserver this never re-imports the worker's ``__main__``. Starting one costs an interpreter
-start and the imports (about a tenth of a second); a job's round trip, two pipe messages.
+start and the imports (mostly redisjobs' own, a fraction of a second), paid once per child; a
+job's round trip is two pipe messages, cheaper than starting a thread.
 Arguments and results cross as msgpack (:mod:`redisjobs.serialization`), the function as its
 module and name, looked up by the child in that module.
 """
