@@ -255,3 +255,14 @@ def task_in_child(seconds: int) -> int:
 
     ctypes.CDLL(None).sleep(seconds)
     return os.getpid()
+
+
+def leaves_a_logger(ctx: Any) -> None:
+    """Returns at once, leaving a thread that logs a line 0.3 s later."""
+    import threading
+
+    def late() -> None:
+        time.sleep(0.3)
+        ctx.log("late")
+
+    threading.Thread(target=late, daemon=True).start()

@@ -83,15 +83,17 @@ class ChildContext:
         self.queue: str = info["queue"]
         self.attempt: int = info["attempt"]
         self.lease: int = info["lease"]
+        self._seq: int = info["seq"]  # a thread the function left running may report late
 
     def log(self, message: str) -> None:
         """Append a line to the job's log."""
-        self._channel.send({"op": "log", "message": str(message)})
+        self._channel.send({"op": "log", "seq": self._seq, "message": str(message)})
 
     def set_progress(self, percent: float, message: str | None = None) -> None:
         """Report progress in percent (0-100), with an optional message (the worker throttles
         the writes)."""
-        self._channel.send({"op": "progress", "percent": float(percent), "message": message})
+        report = {"op": "progress", "seq": self._seq, "percent": float(percent), "message": message}
+        self._channel.send(report)
 
     @property
     def cancelled(self) -> bool:

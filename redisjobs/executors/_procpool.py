@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -178,7 +179,7 @@ class _Child:
 
 
 def _job(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: ExecContext
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: ExecContext, seq: int
 ) -> dict[str, Any]:
     """The message asking a child to run `fn`; ``ctx`` travels as its place in the arguments."""
     listed, named = list(args), dict(kwargs)
@@ -189,7 +190,13 @@ def _job(
     for i, value in enumerate(listed):
         if value is ctx:
             listed[i], where = None, i
-    info = {"job_id": ctx.job_id, "queue": ctx.queue, "attempt": ctx.attempt, "lease": ctx.lease}
+    info = {
+        "seq": seq,
+        "job_id": ctx.job_id,
+        "queue": ctx.queue,
+        "attempt": ctx.attempt,
+        "lease": ctx.lease,
+    }
     return {
         "module": fn.__module__,
         "name": fn.__qualname__,
@@ -229,6 +236,7 @@ class ProcessPool:
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._reaping: set[asyncio.Task[None]] = set()
+        self._seq = itertools.count()
 
     @property
     def pids(self) -> list[int]:
@@ -247,7 +255,7 @@ class ProcessPool:
             Retry: the function raised it.
             ExecutorError: the function raised it, or its result cannot be encoded (fatal).
         """
-        job = _job(fn, args, kwargs, ctx)
+        job = _job(fn, args, kwargs, ctx, next(self._seq))
         async with self._slots:
             child = self._idle.pop() if self._idle else None
             if child is None or child.proc.returncode is not None:
@@ -270,6 +278,8 @@ class ProcessPool:
         while True:
             message = await child.receive()
             op = message.get("op")
+            if op in ("log", "progress") and message.get("seq") != job["seq"]:
+                continue  # from a thread an earlier job left running in this child
             if op == "log":
                 await ctx.log(str(message.get("message")))
             elif op == "progress":

@@ -38,6 +38,7 @@ PROCESS: list[Callable[..., Any]] = [
     jobs.unencodable_sync,
     jobs.sleep_sync,
     jobs.types_of,
+    jobs.leaves_a_logger,
 ]
 
 
@@ -163,6 +164,17 @@ async def test_ctx_reports_to_the_job(client: Client, worker: WorkerFactory) -> 
     assert await client.logs(job.id) == [f"step {i}" for i in range(1, 5)]
     got = await client.get(job.id)
     assert got is not None and got.progress == 100.0 and got.progress_message == "step 4"
+
+
+async def test_a_line_logged_after_its_job_is_not_the_next_jobs(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(executors=[_call(max_processes=1)], concurrency=1)
+    first = await client.enqueue("call", {"fn": "leaves_a_logger"})
+    second = await client.enqueue("call", {"fn": "sleep_sync", "args": [0.6]})
+    await client.wait(first.id, timeout=15)
+    assert await client.wait(second.id, timeout=5) == "slept"
+    assert await client.logs(first.id) == [] and await client.logs(second.id) == []
 
 
 async def test_jobs_beyond_max_processes_wait(client: Client, worker: WorkerFactory) -> None:
