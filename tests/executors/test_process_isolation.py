@@ -105,7 +105,7 @@ async def test_a_c_level_sleep_is_killed_at_its_timeout(
     assert job.failure == "timeout"
     ended = time.monotonic()
     new_pid, _ = await client.wait(after.id, timeout=5)
-    assert time.monotonic() - ended < 2.0  # the slot was free at once, a new child started
+    assert time.monotonic() - ended < 3.0  # the slot was free at once, a new child started
     assert new_pid != pid
     await _until(lambda: _gone(pid))
     assert w.executors.hung_threads == 0
