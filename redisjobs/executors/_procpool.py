@@ -58,6 +58,11 @@ class ProcessJobError(ExecutorError):
         self.type_name, self.detail, self.child_traceback = type_name, detail, child_traceback
 
 
+def unwrap(fn: Any) -> Any:
+    """`fn`, or the function it wraps as ``__wrapped__`` when it is no function (a task)."""
+    return fn if inspect.isfunction(fn) else getattr(fn, "__wrapped__", fn)
+
+
 def check_process_target(fn: Any) -> None:
     """Refuse a function a child process could not find by its module and name.
 
@@ -69,7 +74,7 @@ def check_process_target(fn: Any) -> None:
             level of an importable module (``__main__``, a nested function, a lambda, a method,
             a coroutine function are refused).
     """
-    fn = fn if inspect.isfunction(fn) else getattr(fn, "__wrapped__", fn)
+    fn = unwrap(fn)
     what = getattr(fn, "__qualname__", repr(fn))
     if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn):
         raise CallRefused(f"{what}: isolation='process' is for plain (def) functions")

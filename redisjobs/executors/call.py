@@ -44,7 +44,7 @@ from ._callspec import (
     find_function,
     valid_name,
 )
-from ._procpool import ProcessPool, check_process_target
+from ._procpool import ProcessPool, check_process_target, unwrap
 from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.worker")
@@ -137,11 +137,14 @@ class CallExecutor(ExecutorBase):
                     f"{function_ref(fn)} has no name a call payload may use: register it under "
                     "a public one"
                 )
-        target = Target.of(fn, names[0], self._injectable, self._isolation(fn, isolation))
-        if isolation == "process" and set(dict(target.wants)) - BUILT_IN:
+        if self._isolation(fn, isolation) == "process":
+            fn = unwrap(fn)  # what the child looks up by its module and name
+        target = Target.of(fn, names[0], self._injectable, isolation)
+        foreign = sorted({want for want, _ in target.wants} - BUILT_IN)
+        if isolation == "process" and foreign:
             raise CallRefused(
                 f"{names[0]}: a function in a child process gets ctx and job_id, but no injected "
-                f"value: {', '.join(sorted(set(dict(target.wants)) - BUILT_IN))} cannot cross"
+                f"value: {', '.join(foreign)} cannot cross"
             )
         self._targets[names[0]] = target
         for alias in names[1:]:

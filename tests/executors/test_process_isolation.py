@@ -211,6 +211,17 @@ async def test_aclose_stops_the_children() -> None:
     assert all(_gone(pid) for pid in pids)
 
 
+async def test_a_task_object_registered_itself_runs_in_a_child() -> None:
+    call = CallExecutor()
+    call.register(jobs.task_in_child, name="in_child", isolation="process")
+    ctx = ExecContext(_NoHost(), job_id="j", queue="q", kind="call", attempt=1, lease=1)
+    try:
+        pid = await call.run(job_id="j", payload={"fn": "in_child", "args": [0]}, ctx=ctx)
+        assert call._pool is not None and call._pool.pids == [pid] != [os.getpid()]
+    finally:
+        await call.aclose()
+
+
 class _NoHost:
     def write_log(self, job_id: str, line: str) -> None:
         pass
