@@ -24,6 +24,7 @@ from .cancelling import cancel_and_wait
 from .connection import resolve_url
 from .executors import ExecContext
 from .executors._callspec import valid_name
+from .executors._procpool import check_process_target
 from .executors.call import function_ref
 from .names import check_queue_name
 from .options import JobOptions
@@ -184,11 +185,10 @@ class App:
             raise ValueError(f"the app already has a task named {name!r}")
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
-        is_async = inspect.iscoroutinefunction(fn)
-        if isolation == "process" and is_async:
-            raise ValueError(f"{name}: isolation='process' is for plain (def) functions")
+        if isolation == "process":  # refused here, not by every worker that registers it
+            check_process_target(fn)
         _check_defaults(defaults)
-        kind: type[Task[Any, Any]] = AsyncTask if is_async else SyncTask
+        kind: type[Task[Any, Any]] = AsyncTask if inspect.iscoroutinefunction(fn) else SyncTask
         task = kind(
             self,
             fn,

@@ -136,7 +136,7 @@ class Worker:
         if "call" not in self.executors:
             call = CallExecutor(functions, modules=modules, inject=inject)
             for task in app.tasks.values() if app is not None else ():
-                call.register(task.fn, name=task.name)
+                call.register(task.fn, name=task.name, isolation=task.isolation)
             self.executors.add(call)
         self.slots = Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected

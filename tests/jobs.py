@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from redisjobs import ExecContext, Retry
+from redisjobs import App, ExecContext, Retry
 
 _ledger: aioredis.Redis | None = None
 
@@ -184,3 +184,85 @@ class Maths:
 
     def instance_only(self, x: int) -> int:
         return x
+
+
+# -- run in child processes (isolation="process") ------------------------------------------
+
+
+def c_sleep(ctx: Any, seconds: int) -> str:
+    """Logs its pid, then sleeps in C (libc's sleep: no Python code runs until it returns)."""
+    import ctypes
+
+    ctx.log(f"pid {os.getpid()}")
+    ctypes.CDLL(None).sleep(seconds)
+    return "woke"
+
+
+def pid_of(job_id: str) -> list[Any]:
+    """The process it runs in, and the job id it was given."""
+    return [os.getpid(), job_id]
+
+
+def retry_sync(defer: float) -> None:
+    raise Retry(defer=defer)
+
+
+def refuse_sync(message: str) -> None:
+    from redisjobs import ExecutorError
+
+    raise ExecutorError(message, retryable=False)
+
+
+def fail_sync(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def report(ctx: Any, steps: int) -> str:
+    """Logs and sets progress from a child process."""
+    for i in range(steps):
+        ctx.log(f"step {i + 1}")
+        ctx.set_progress((i + 1) * 100 / steps, f"step {i + 1}")
+    return ctx.job_id  # type: ignore[no-any-return]
+
+
+def unencodable_sync() -> object:
+    return object()
+
+
+def spawn_sleeper(seconds: int) -> None:
+    """Starts a grandchild that sleeps, logs nothing, then sleeps itself."""
+    import subprocess
+
+    subprocess.Popen(["sleep", str(seconds)])
+    time.sleep(seconds)
+
+
+process_app = App(queue="process-tasks")
+
+
+@process_app.task(isolation="process")
+def task_in_child(seconds: int) -> int:
+    """A task run in a child process: found there through the Task bound to its name."""
+    import ctypes
+
+    ctypes.CDLL(None).sleep(seconds)
+    return os.getpid()
+
+
+def leaves_a_logger(ctx: Any) -> None:
+    """Returns at once, leaving a thread that logs a line 0.3 s later."""
+    import threading
+
+    def late() -> None:
+        time.sleep(0.3)
+        ctx.log("late")
+
+    threading.Thread(target=late, daemon=True).start()

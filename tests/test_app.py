@@ -137,6 +137,8 @@ def test_declaring_checks_names_and_options() -> None:
         app.task(name="x.z", isolation="fork")(f)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="plain"):
         app.task(name="x.w", isolation="process")(tasks_app.resize.fn)
+    with pytest.raises(ValueError, match="cannot be found by module and name|nested|top level"):
+        app.task(name="x.v", isolation="process")(f)  # a child process could not import it
     assert sorted(app.tasks) == ["tests.g", "tests.tasks_app:helper"]
 
 

@@ -18,7 +18,7 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import CallRefused
 
@@ -184,15 +184,23 @@ class Target:
     plan: tuple[str | None, ...]
     wants: tuple[tuple[str, int], ...]
     var_positional: bool
+    isolation: Literal["thread", "process"] = "thread"
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], name: str, injectable: frozenset[str] = BUILT_IN) -> Target:
+    def of(
+        cls,
+        fn: Callable[..., Any],
+        name: str,
+        injectable: frozenset[str] = BUILT_IN,
+        isolation: Literal["thread", "process"] = "thread",
+    ) -> Target:
         """`fn`, to be run for payloads naming `name`; its signature read once, here.
 
         Args:
             fn: the function.
             name: the name payloads use for it.
             injectable: the parameter names the worker fills when `fn` declares them.
+            isolation: where a plain function runs: a thread of the worker, or a child process.
         """
         try:
             params = list(inspect.signature(fn).parameters.values())
@@ -205,7 +213,7 @@ class Target:
         wants = tuple((n, plan.index(n) if n in plan else len(plan)) for n in sorted(takes))
         var_positional = any(p.kind is p.VAR_POSITIONAL for p in params)
         is_async = inspect.iscoroutinefunction(fn)
-        return cls(fn, name, is_async, plan, wants, var_positional)
+        return cls(fn, name, is_async, plan, wants, var_positional, isolation)
 
     def bind(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], values: Mapping[str, Any]

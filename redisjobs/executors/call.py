@@ -16,6 +16,12 @@ to its end (it can poll ``ctx.cancelled``). Such threads are counted in
 :attr:`CallExecutor.hung_threads`, a gauge the worker reports. They are daemon threads, not a
 thread pool's: Python waits for a pool's threads at exit, so one function that never returns
 would keep the worker process from ever exiting.
+
+A plain function registered with ``isolation="process"`` runs in a child process instead
+(:mod:`._procpool`, at most `max_processes` of them), which is killed when its job times out or
+is cancelled: its slot is free at once. Its arguments and result cross as msgpack; it gets
+``ctx`` (a :class:`~._procchild.ChildContext` whose ``log`` and ``set_progress`` report to the
+job's context) and ``job_id``, but no injected value, which cannot cross processes.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import CallRefused
 from . import ExecContext
@@ -38,6 +44,7 @@ from ._callspec import (
     find_function,
     valid_name,
 )
+from ._procpool import ProcessPool, check_process_target, unwrap
 from .base import ExecutorBase
 
 log = logging.getLogger("redisjobs.worker")
@@ -59,6 +66,8 @@ class CallExecutor(ExecutorBase):
         max_threads: plain functions running at once at most (each in a thread of its own).
         inject: values passed to the functions that declare a parameter of their name, as
             ``ctx`` and ``job_id`` are (``{"manager": manager}``, say).
+        max_processes: child processes at once at most, for the functions registered with
+            ``isolation="process"`` (default: the CPU count); started on the first such job.
 
     Raises:
         ValueError: `inject` names ``ctx`` or ``job_id``, or a name no parameter can have.
@@ -73,6 +82,7 @@ class CallExecutor(ExecutorBase):
         modules: Iterable[str] = (),
         max_threads: int = 32,
         inject: Mapping[str, Any] | None = None,
+        max_processes: int | None = None,
     ) -> None:
         self._inject = dict(inject or {})
         for name in self._inject:
@@ -84,6 +94,8 @@ class CallExecutor(ExecutorBase):
         self._max_threads = max_threads
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._hung: set[threading.Thread] = set()
+        self._max_processes = max_processes
+        self._pool: ProcessPool | None = None
         if isinstance(functions, Mapping):
             for name, fn in functions.items():
                 self.register(fn, name=name)
@@ -91,15 +103,29 @@ class CallExecutor(ExecutorBase):
             for fn in functions:
                 self.register(fn)
 
-    def register(self, fn: Callable[..., Any], *, name: str | None = None) -> str:
+    def register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        isolation: Literal["thread", "process"] = "thread",
+    ) -> str:
         """Allow `fn`; returns the name a payload's ``fn`` uses for it.
 
         Without `name`, `fn` is registered under :func:`function_ref` and its plain
         ``__name__``, those of the two a payload may use.
 
+        Args:
+            fn: the function.
+            name: the name payloads use for it.
+            isolation: ``"thread"`` for a plain function to run in a thread of the worker,
+                ``"process"`` in a child process that a timeout or cancel of its job kills.
+
         Raises:
             CallRefused: no name a payload may use (a private function, say: register it under
-                a public `name`).
+                a public `name`), or (a ValueError too) `fn` cannot run in a child process: see
+                :func:`~._procpool.check_process_target`; it takes an injected value.
+            ValueError: `isolation` is neither.
         """
         if name is not None:
             names = [check_name(name)]
@@ -111,10 +137,28 @@ class CallExecutor(ExecutorBase):
                     f"{function_ref(fn)} has no name a call payload may use: register it under "
                     "a public one"
                 )
-        target = self._targets[names[0]] = Target.of(fn, names[0], self._injectable)
+        if self._isolation(fn, isolation) == "process":
+            fn = unwrap(fn)  # what the child looks up by its module and name
+        target = Target.of(fn, names[0], self._injectable, isolation)
+        foreign = sorted({want for want, _ in target.wants} - BUILT_IN)
+        if isolation == "process" and foreign:
+            raise CallRefused(
+                f"{names[0]}: a function in a child process gets ctx and job_id, but no injected "
+                f"value: {', '.join(foreign)} cannot cross"
+            )
+        self._targets[names[0]] = target
         for alias in names[1:]:
             self._targets.setdefault(alias, target)
         return names[0]
+
+    @staticmethod
+    def _isolation(fn: Callable[..., Any], isolation: str) -> Literal["thread", "process"]:
+        if isolation == "thread":
+            return "thread"
+        if isolation != "process":
+            raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+        check_process_target(fn)
+        return "process"
 
     def _module_allowed(self, module: str) -> bool:
         return any(module == m or module.startswith(m + ".") for m in self._modules)
@@ -146,6 +190,10 @@ class CallExecutor(ExecutorBase):
         args, kwargs = target.bind(args, kwargs, {**self._inject, "ctx": ctx, "job_id": job_id})
         if target.is_async:
             return await target.fn(*args, **kwargs)
+        if target.isolation == "process":
+            if self._pool is None:
+                self._pool = ProcessPool(self._max_processes)
+            return await self._pool.run(target.fn, args, kwargs, ctx)
         call = functools.partial(target.fn, *args, **kwargs)
         return await self._in_thread(call, job_id, ref)
 
@@ -193,6 +241,11 @@ class CallExecutor(ExecutorBase):
                     self.hung_threads,
                 )
             raise
+
+    async def aclose(self) -> None:
+        """Stop the child processes (if a function ever ran in one)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     @property
     def hung_threads(self) -> int:
