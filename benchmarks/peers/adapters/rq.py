@@ -1,7 +1,9 @@
 """RQ (https://python-rq.org) on its documented API. RQ is synchronous.
 
 Producer: ``Queue.enqueue``; bulk: ``Queue.enqueue_many`` of ``Queue.prepare_data`` (one
-pipeline); 32 in flight uses 32 threads sharing the client's connection pool. Wait:
+pipeline); 32 in flight uses 32 threads sharing the client's connection pool. RQ's producer is
+synchronous, so the sync rows call ``Queue.enqueue`` directly (the async ``enqueue`` only wraps
+it for the shared driver). Wait:
 ``Job.latest_result(timeout=)``, a blocking XREAD on the job's result stream. Worker:
 ``SimpleWorker``, which runs jobs in the worker process instead of forking one process per job;
 RQ's own notes on performance (docs/benchmark.md) measure it about 6x faster for short jobs.
@@ -13,10 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from harness import Adapter, ceil_seconds, main, split
+from harness import Adapter, ceil_seconds, main
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -37,7 +38,9 @@ class RqAdapter(Adapter):
     notes = (
         "`SimpleWorker` (no fork per job, per RQ's performance notes), one job at a time "
         "(no in-process concurrency in RQ); `Queue.enqueue`, `Queue.enqueue_many` (bulk), 32 "
-        "threads for 32 in flight, `Job.latest_result(timeout=)` (blocking XREAD); completed = "
+        "threads for 32 in flight (sharing one `Redis` connection pool); the sync rows call "
+        "`Queue.enqueue` directly, from one thread or 32; `Job.latest_result(timeout=)` "
+        "(blocking XREAD); completed = "
         "`FinishedJobRegistry.get_job_count(cleanup=False)`. Synchronous: no event loop, so "
         "uvloop does not apply.",
     )
@@ -60,19 +63,14 @@ class RqAdapter(Adapter):
         """RQ stores the function's import path; the worker process imports it."""
         return f"adapters.rq.{fn}"
 
-    async def enqueue(self, queue: str, fn: str) -> Job:
+    def enqueue_sync(self, queue: str, fn: str) -> Job:
         return self.queue(queue).enqueue(self.path(fn))
 
+    async def enqueue(self, queue: str, fn: str) -> Job:
+        return self.enqueue_sync(queue, fn)
+
     async def enqueue_inflight(self, queue: str, fn: str, n: int, inflight: int) -> None:
-        q, path = self.queue(queue), self.path(fn)
-
-        def lane(count: int) -> None:
-            for _ in range(count):
-                q.enqueue(path)
-
-        with ThreadPoolExecutor(inflight) as pool:
-            for f in [pool.submit(lane, c) for c in split(n, inflight)]:
-                f.result()
+        self.enqueue_threads(queue, fn, n, inflight)
 
     async def enqueue_bulk(self, queue: str, fn: str, n: int) -> None:
         q, path = self.queue(queue), self.path(fn)

@@ -20,7 +20,9 @@ Method, the same for every library:
 - every workload gets a fresh queue name; ``run.py`` FLUSHALLs the private server between
   libraries, never inside one adapter run;
 - *enqueue* workloads time ``n`` enqueues (one by one, 32 in flight, or one bulk call) after one
-  warm-up enqueue into the same queue;
+  warm-up enqueue into the same queue; the *sync API* ones call the library's synchronous
+  producer (where it has one) in a thread of their own, timed inside that thread, one thread or
+  32 sharing one producer;
 - *processing* workloads are pre-filled: the jobs are enqueued first (bulk API, else 32 in
   flight), then the worker process(es) are started and import everything, print ``ready`` and
   block on stdin; the clock, the CPU counters and the ``INFO`` snapshot start when the driver

@@ -6,6 +6,7 @@ import abc
 import asyncio
 import importlib.metadata
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness.probes import run
@@ -53,6 +54,26 @@ class Adapter(abc.ABC):
     async def enqueue_bulk(self, queue: str, fn: str, n: int) -> None:
         """Enqueue `n` jobs through the library's own bulk API."""
         raise Unsupported(f"{self.name} has no bulk enqueue API")
+
+    def enqueue_sync(self, queue: str, fn: str) -> Any:
+        """Enqueue one job from sync code, through the library's synchronous producer API.
+
+        Called in a thread of its own, never in the event loop's: a library without such an
+        API has no way here but running an event loop per call, which is not its API.
+        """
+        raise Unsupported(f"{self.name} has no synchronous enqueue API (its enqueue is async)")
+
+    def enqueue_threads(self, queue: str, fn: str, n: int, threads: int) -> None:
+        """Enqueue `n` jobs through :meth:`enqueue_sync` from `threads` threads sharing this
+        adapter's producer (its connection pool or client)."""
+
+        def lane(count: int) -> None:
+            for _ in range(count):
+                self.enqueue_sync(queue, fn)
+
+        with ThreadPoolExecutor(threads) as pool:
+            for f in [pool.submit(lane, c) for c in split(n, threads)]:
+                f.result()
 
     @abc.abstractmethod
     async def wait(self, queue: str, handle: Any, timeout: float) -> None:

@@ -294,6 +294,10 @@ def method_lines() -> list[str]:
         "logging at WARNING everywhere.",
         "- Enqueue rows: one warm-up enqueue, then the timed jobs into a fresh queue (one by "
         "one; 32 calls outstanding; one call of the library's bulk API).",
+        "- Sync API rows: the library's synchronous producer API (n/a where it has none), "
+        "called in a thread of the driver's with its event loop idle, the clock started and "
+        "stopped in that thread after one warm-up call; one thread calling one by one, or 32 "
+        "threads sharing one producer (its client or connection pool).",
         "- Processing rows: the jobs are enqueued first (bulk API, else 32 in flight), then the "
         "worker process(es) start, import everything and wait; the clock, `/proc` CPU of the "
         "worker process tree and `INFO cpu`/`INFO commandstats` start at the go signal and stop "

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 INFLIGHT = 32
-"""Enqueue calls outstanding at once in the "in flight" workload (and a pre-fill without bulk)."""
+"""Enqueue calls outstanding at once in the "in flight" workload (and a pre-fill without bulk),
+and the threads of the threaded sync-API workload."""
 SLEEP_SECONDS = 0.01
 """How long a ``sleep10`` job sleeps."""
 
@@ -76,6 +77,16 @@ def metric_defs(sizes: Sizes) -> list[MetricDef]:
         ),
         MetricDef(
             "enqueue_bulk", f"Enqueue, library's bulk API ({sizes.jobs:,})", "jobs/s", HIGHER, 0
+        ),
+        MetricDef(
+            "enqueue_sync", f"Enqueue one by one, sync API ({sizes.jobs:,})", "jobs/s", HIGHER, 0
+        ),
+        MetricDef(
+            "enqueue_sync_threads",
+            f"Enqueue, {INFLIGHT} threads, sync API ({sizes.jobs:,})",
+            "jobs/s",
+            HIGHER,
+            0,
         ),
     ]
     for k in sizes.processes:

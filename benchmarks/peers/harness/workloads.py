@@ -103,6 +103,35 @@ async def w_enqueue_bulk(ctx: Context) -> None:
     ctx.values["enqueue_bulk"] = n / (time.perf_counter() - t0)
 
 
+def timed_sync(adapter: Adapter, queue: str, n: int, threads: int) -> float:
+    """jobs/s of `n` enqueues through the sync API from `threads` threads (one: a plain loop).
+
+    Runs in a thread of its own (see :func:`w_enqueue_sync`) and times itself there, so the
+    hand-over to that thread is not counted.
+    """
+    adapter.enqueue_sync(queue, "noop")  # warm-up: connection made, scripts loaded
+    t0 = time.perf_counter()
+    if threads == 1:
+        for _ in range(n):
+            adapter.enqueue_sync(queue, "noop")
+    else:
+        adapter.enqueue_threads(queue, "noop", n, threads)
+    return n / (time.perf_counter() - t0)
+
+
+async def w_enqueue_sync(ctx: Context) -> None:
+    # Sync code has no event loop: the calls run in a thread while this loop waits idle for
+    # them (a sync client may refuse, or block, a thread whose loop runs).
+    n, queue = ctx.sizes.jobs, ctx.queue("sync")
+    ctx.values["enqueue_sync"] = await asyncio.to_thread(timed_sync, ctx.adapter, queue, n, 1)
+
+
+async def w_enqueue_sync_threads(ctx: Context) -> None:
+    n, queue = ctx.sizes.jobs, ctx.queue("sync-threads")
+    rate = await asyncio.to_thread(timed_sync, ctx.adapter, queue, n, INFLIGHT)
+    ctx.values["enqueue_sync_threads"] = rate
+
+
 async def w_memory(ctx: Context) -> None:
     n, queue = ctx.sizes.memory_jobs, ctx.queue("memory")
     await ctx.adapter.enqueue(queue, "noop")  # the queue's fixed structures exist before
@@ -218,6 +247,8 @@ def workloads(sizes: Sizes) -> list[tuple[str, list[str], Workload]]:
         ),
         ("enqueue in flight", ["enqueue_inflight"], w_enqueue_inflight),
         ("enqueue bulk", ["enqueue_bulk"], w_enqueue_bulk),
+        ("enqueue sync", ["enqueue_sync"], w_enqueue_sync),
+        ("enqueue sync threads", ["enqueue_sync_threads"], w_enqueue_sync_threads),
         ("memory", ["memory"], w_memory),
         ("latency", ["latency_p50", "latency_p99"], w_latency),
         ("sleep jobs", ["sleep_seconds"], w_sleep),
