@@ -10,6 +10,7 @@ the report has its shape: the side-by-side form (``--libs``) and the redisjobs-a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "benchmarks" / "peers" / "run.py"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+PEERS = ROOT / "benchmarks" / "peers"
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
@@ -48,7 +50,8 @@ def test_peers_runner_smoke_with_a_peer_that_cannot_run(tmp_path: Path) -> None:
     assert [r["lib"] for r in runs] == ["redisjobs"]  # arq never got to run
     assert runs[0]["error"] is None
     assert runs[0]["errors"] == {}, runs[0]["errors"]
-    for key in ("enqueue_single", "enqueue_bulk", "process_1", "process_4", "latency_p99"):
+    keys = ("enqueue_single", "enqueue_bulk", "enqueue_sync", "enqueue_sync_threads")
+    for key in (*keys, "process_1", "process_4", "latency_p99"):
         assert runs[0]["values"][key] > 0, key
     report = out.read_text()
     assert "Smoke run" in report
@@ -57,6 +60,8 @@ def test_peers_runner_smoke_with_a_peer_that_cannot_run(tmp_path: Path) -> None:
     rows = [line.split(" | ") for line in report.splitlines() if "jobs/s ↑" in line]
     assert rows and all(not row[2].startswith("n/a") for row in rows)  # redisjobs: no gap
     assert all(row[3].startswith("n/a[^") for row in rows)  # arq: footnoted
+    assert "| Enqueue one by one, sync API (200) | jobs/s ↑ |" in report
+    assert "| Enqueue, 32 threads, sync API (200) | jobs/s ↑ |" in report
     assert "arq: venv setup failed" in report
     assert not (ROOT / "benchmarks" / ".venvs" / "redisjobs").exists()
 
@@ -88,3 +93,49 @@ def test_only_and_libs_exclude_each_other() -> None:
     proc = run_benchmark("--only", "redisjobs", "--libs", "arq")
     assert proc.returncode == 2
     assert "not allowed with argument" in proc.stderr
+
+
+SYNC_ROWS = """
+import json, sys
+from harness import Adapter
+from harness.probes import run
+from harness.sizes import SMOKE
+from harness.workloads import drive
+from adapters.redisjobs import RedisjobsAdapter
+
+class AsyncOnly(RedisjobsAdapter):
+    enqueue_sync = Adapter.enqueue_sync  # as a library whose producer is async only
+
+adapter = AsyncOnly() if sys.argv[2] == "async-only" else RedisjobsAdapter()
+only = {"enqueue sync", "enqueue sync threads"}
+ctx = run(drive(adapter, "adapters.redisjobs", sys.argv[1], SMOKE, only))
+print(json.dumps({"values": ctx.values, "errors": ctx.errors}))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("producer", ["sync", "async-only"])
+def test_sync_api_rows_measure_a_sync_producer_and_footnote_a_library_without_one(
+    redis_url: str, producer: str
+) -> None:
+    """The sync rows call the adapter's ``enqueue_sync`` (redisjobs: ``task.enqueue_sync()``,
+    one thread and 32); an adapter without one is Unsupported there, with the reason."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (PEERS, PEERS.parent, ROOT)))}
+    proc = subprocess.run(
+        [sys.executable, "-c", SYNC_ROWS, redis_url, producer],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        cwd=PEERS,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    keys = ["enqueue_sync", "enqueue_sync_threads"]
+    if producer == "sync":
+        assert all(out["values"][k] > 0 and k not in out["errors"] for k in keys)
+    else:
+        assert all(k not in out["values"] for k in keys)
+        reason = "redisjobs has no synchronous enqueue API (its enqueue is async)"
+        assert all(out["errors"][k] == reason for k in keys)

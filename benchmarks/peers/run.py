@@ -330,9 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = Plan(interpreters(args, results, keys), sizes, args.repeat, args.timeout, keys)
     with private_redis() as url:
         version = redis_version(url)
+        box = machine(version)  # its load average is the one at the start
         raw = repetitions(plan, url, results)
     argv_text = ["benchmarks/peers/run.py", *(sys.argv[1:] if argv is None else argv)]
-    box = machine(version)
     run = Run(argv_text, args.smoke, args.repeat, sizes, args.libs, version, box, started)
     run.seconds = time.perf_counter() - t0
     text = render(run, results)
