@@ -151,6 +151,16 @@ class Site:
             timeout=timeout,
         )
 
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def start(self, script: str, *, read: bool = False) -> subprocess.Popen[str]:
         """Start `script` in the background; its output goes to a file unless `read`."""
         with open(self.home / f"proc-{len(self.procs)}.log", "w") as log:
@@ -297,7 +307,7 @@ def _tasks_module(site: Site, text: str, tmp_path: Path) -> None:
         "import asyncio\nfrom myapp.tasks import app, resize\n"
         "print(resize.name, app.queues, asyncio.run(resize('a.png', 64)))"
     )
-    done = site.sh(f'python -c "{code}"')
+    done = site.python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "myapp.tasks:resize ['default'] {'path': 'a.png', 'width': 64}"
 
@@ -323,7 +333,7 @@ def _imports(site: Site, text: str, tmp_path: Path) -> None:
     module = MODULE.match(text)
     assert module
     name = module.group(1).removesuffix(".py").replace("/", ".")
-    done = site.sh(f"python -c 'import {name}'")
+    done = site.python(f"import {name}")
     assert done.returncode == 0, done.stderr
 
 
@@ -332,6 +342,7 @@ def _serve(site: Site, text: str, default_port: int) -> tuple[subprocess.Popen[s
     port = free_port()
     proc = site.start(text.strip().replace(f"--port {default_port}", f"--port {port}"))
     log = site.home / f"proc-{len(site.procs) - 1}.log"
+    # Not a `with` block of the caller's: httpx opens a client once, and this one is used here.
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=40)
 
     def answers() -> bool:
@@ -366,7 +377,7 @@ def _unknown_ids_are_404(http: httpx.Client) -> None:
 def _fastapi(site: Site, text: str, tmp_path: Path) -> None:
     """uvicorn serving myapp.api beside the app's worker: 202 with an id, then the result."""
     server, http = _serve(site, text, 8000)
-    with http:
+    try:
         _unknown_ids_are_404(http)
         assert http.post("/resize", json={"path": "a.png"}).status_code == 422
         ids = []
@@ -380,7 +391,11 @@ def _fastapi(site: Site, text: str, tmp_path: Path) -> None:
                 "progress": 100.0,
                 "result": {"path": f"{n}.png", "width": n},
             }
-    assert stop(server) == 0  # the lifespan's shutdown ran
+    finally:
+        http.close()
+    assert stop(server) in (0, -signal.SIGTERM)  # uvicorn ends by the signal it handled
+    log = (site.home / f"proc-{site.procs.index(server)}.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log, log
 
 
 def _flask(site: Site, text: str, tmp_path: Path) -> None:
@@ -395,7 +410,7 @@ def _flask(site: Site, text: str, tmp_path: Path) -> None:
         body: dict[str, Any] = reply.json()
         return body
 
-    with http:
+    try:
         _unknown_ids_are_404(http)
         with ThreadPoolExecutor(8) as pool:
             replies = list(pool.map(order, range(8)))
@@ -404,6 +419,8 @@ def _flask(site: Site, text: str, tmp_path: Path) -> None:
             if n % 2:
                 assert reply["result"] == expected
             assert _completed(http, reply["id"])["result"] == expected
+    finally:
+        http.close()
     stop(server)
 
 
@@ -412,10 +429,10 @@ import sys
 from IPython.core.interactiveshell import InteractiveShell
 
 shell = InteractiveShell.instance()
-for cell in open(sys.argv[1]).read().split("\\n# %%"):
-    done = shell.run_cell(cell, store_history=True)
+for cell in open(sys.argv[1]).read().split("# %%")[1:]:
+    done = shell.run_cell("# %%" + cell, store_history=True)
     done.raise_error()
-    print(repr(done.result))
+    print("=>", repr(done.result))
 """
 """Runs a notebook sample's cells (split at ``# %%``) one by one in IPython, printing each
 cell's value; top-level ``await`` runs on IPython's event loop, as in Jupyter."""
@@ -433,12 +450,14 @@ def _notebook(site: Site, text: str, tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [
-        "None",
-        str([n * n for n in range(10)]),
-        "{'path': 'a.png', 'width': 640}",
-        "None",
-    ], done.stdout + done.stderr
+    values = [line for line in done.stdout.splitlines() if line.startswith("=> ")]
+    assert values == [
+        "=> None",
+        f"=> {[n * n for n in range(10)]}",
+        "=> {'path': 'a.png', 'width': 640}",
+        "=> None",
+    ], done.stdout
+    assert done.stderr == ""  # no task left pending: the last cell closed what the cells opened
 
 
 def _healthy(site: Site, queue: str) -> bool:
