@@ -8,29 +8,24 @@ a dedup hit, and encodes every payload before the first write, so bad input leav
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
-
-from . import queries, tracing
-from .errors import JobCancelled, JobFailed, RedisOutOfMemory, WaitTimeout
-from .events import FINAL_EVENTS, Event, follow
+from . import tracing
+from .errors import WaitTimeout
+from .events import Event, follow
 from .getters import QueueGetters, reaching
-from .job import Job, JobStatus
-from .keys import QUEUES_KEY, QueueKeys
-from .options import ENQUEUE_OPTIONS, JobOptions, new_job_id
+from .job import Job
+from .keys import QueueKeys
+from .options import JobOptions
+from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
+from .roundtrips import run
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
-from .subscriber import RECHECK
-from .wire import EnqueueRow, build_row, due_in_ms
-
-ENQUEUE_BATCH = 100
-"""Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
+from .wire import EnqueueRow, due_in_ms
 
 
-class Client(QueueGetters):
+class Client(Producer, QueueGetters):
     """A connection to one Redis (or the embedded backend) for producing and watching jobs.
 
     Args:
@@ -62,20 +57,13 @@ class Client(QueueGetters):
         timeout: float | None = None,
         result_ttl: float = 86400.0,
     ) -> None:
-        super().__init__(url, queue)
-        self.max_payload_bytes = max_payload_bytes
-        self.options = JobOptions(
+        QueueGetters.__init__(self, url, queue)
+        options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
-        self._policy = self.options.policy()
-        self._known_queues: set[str] = set()
+        Producer.__init__(self, self.backend, max_payload_bytes, options)
 
     # -- enqueue --------------------------------------------------------------------------------
-
-    async def _register_queue(self, redis: Redis, queue: str) -> None:
-        if queue not in self._known_queues:
-            await redis.sadd(QUEUES_KEY, queue)
-            self._known_queues.add(queue)
 
     @reaching
     async def enqueue(
@@ -122,17 +110,11 @@ class Client(QueueGetters):
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        # The options given (not None, priority not 0); none at all takes the row's fast path.
-        opts = {k: v for k, v in locals().items() if k in ENQUEUE_OPTIONS and v is not None}
-        if priority == 0:
-            del opts["priority"]
-        row = self._row(kind, payload, opts)
+        row = self.given_row(kind, payload, locals())
         return (await self._write(self.keys(queue), [row]))[0]
 
     @reaching
-    async def enqueue_many(
-        self, jobs: Iterable[Mapping[str, Any] | tuple[str, Any]], *, queue: str | None = None
-    ) -> list[Job]:
+    async def enqueue_many(self, jobs: Iterable[JobSpec], *, queue: str | None = None) -> list[Job]:
         """Add many jobs in as few round trips as possible (one per 100 jobs).
 
         Args:
@@ -143,58 +125,20 @@ class Client(QueueGetters):
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        rows = []
-        for spec in jobs:
-            if isinstance(spec, tuple):
-                rows.append(self._row(spec[0], spec[1], None))
-            else:
-                opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
-                rows.append(self._row(spec["kind"], spec.get("payload"), opts))
-        return await self._write(self.keys(queue), rows)
-
-    def _row(self, kind: str, payload: Any, opts: Mapping[str, Any] | None) -> EnqueueRow:
-        return build_row(kind, payload, opts, self.options, self._policy, self.max_payload_bytes)
+        return await self._write(self.keys(queue), self.rows(jobs))
 
     async def _write(self, keys: QueueKeys, rows: list[EnqueueRow]) -> list[Job]:
+        redis, scripts = await self._conn()
         if tracing.AVAILABLE and tracing.active():
             ids = [row.job_id for row in rows]
-            # Inside the producer's span, whose context the jobs carry to the worker.
+            # Inside the producer's span, whose context the jobs carry to the worker; tracing is
+            # the async client's alone (the sync client writes no trace context).
             with tracing.enqueue_span(keys, [row.kind for row in rows], ids) as context:
-                return await self._write_rows(keys, rows, context)
-        return await self._write_rows(keys, rows, None)
-
-    async def _write_rows(
-        self, keys: QueueKeys, rows: list[EnqueueRow], trace_context: str | None
-    ) -> list[Job]:
-        redis, scripts = await self._conn()
-        created: list[bool] = []
-        try:
-            await self._register_queue(redis, keys.queue)
-            if trace_context is not None:
-                ids = [row.job_id for row in rows]
-                await tracing.store(redis, keys, ids, trace_context, due_in_ms(rows))
-            for i in range(0, len(rows), ENQUEUE_BATCH):
-                created += await scripts.enqueue(keys, rows[i : i + ENQUEUE_BATCH])
-        except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
-            written = (
-                f"the first {len(created)} of {len(rows)} jobs were enqueued, the rest were not"
-                if created
-                else "nothing was enqueued"
-            )
-            raise RedisOutOfMemory(
-                f"Redis at {self.backend.masked} is out of memory (maxmemory reached, "
-                f"noeviction): {written}; free memory or raise maxmemory ({exc})"
-            ) from exc
-        if self.backend.embedded:
-            self.backend.wake(keys.queue)
-        now = datetime.now(UTC)
-        out: list[Job] = []
-        for row, new in zip(rows, created, strict=True):
-            existing = None if new else await self.get(row.job_id, queue=keys.queue)
-            status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
-            fresh = Job(row.job_id, status, now, queue=keys.queue, priority=row.priority)
-            out.append(existing or fresh)
-        return out
+                prelude = None
+                if context is not None:
+                    prelude = tracing.store_commands(keys, ids, context, due_in_ms(rows))
+                return await run(redis, self.write_flow(keys, rows, prelude), scripts)
+        return await run(redis, self.write_flow(keys, rows), scripts)
 
     @reaching
     async def wait(
@@ -217,23 +161,9 @@ class Client(QueueGetters):
         try:
             async with asyncio.timeout(timeout):
                 async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
-                    outcome = await queries.final_state(redis, keys, job_id)
-                    while outcome is None:
-                        raw = await sub.get()
-                        if raw == RECHECK:
-                            outcome = await queries.final_state(redis, keys, job_id)
-                            continue
-                        ev = Event.decode(raw)
-                        if ev.type in FINAL_EVENTS:
-                            outcome = (ev.type, ev.data.get("result"), ev.data.get("error"))
+                    return await run(redis, wait_flow(keys, job_id), receive=sub.get)
         except TimeoutError:
             raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None
-        status, value, error = outcome
-        if status == "completed":
-            return value
-        if status == "cancelled":
-            raise JobCancelled(job_id, error)
-        raise JobFailed(job_id, error)
 
     # -- changing -------------------------------------------------------------------------------
 
@@ -249,9 +179,8 @@ class Client(QueueGetters):
             (running); False when it had already finished or does not exist.
         """
         keys = self._job_keys(job_id, queue)
-        _, scripts = await self._conn()
-        outcome = await scripts.cancel(keys, job_id, new_job_id())
-        return outcome in ("cancelled", "requested")
+        redis, scripts = await self._conn()
+        return await run(redis, cancel_job_flow(keys, job_id), scripts)
 
     @reaching
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:

@@ -20,7 +20,7 @@ import re
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import hiredis
@@ -63,6 +63,7 @@ but loaded Redis (a fork for a snapshot, a slow fsync) stalls for well under a s
 clear of those and keeps a producer's error within a few seconds. A timeout is not retried: the
 command may have run, and a frozen Redis would only cost the same wait again.
 """
+COMMAND_RETRIES = 1  # after a lost connection (a stale pooled socket), never after a timeout
 # Keepalive probes find a peer that vanished while a pooled connection was idle, so the next
 # command reconnects at once instead of waiting out COMMAND_TIMEOUT; TCP_USER_TIMEOUT aborts a
 # connection whose sent data stays unacknowledged (a cut-off network).
@@ -137,7 +138,9 @@ class Backend:
         """The URL with the password masked."""
         return mask_url(self.url)
 
-    def client(self, *, socket_timeout: float = COMMAND_TIMEOUT, retries: int = 1) -> Redis:
+    def client(
+        self, *, socket_timeout: float = COMMAND_TIMEOUT, retries: int = COMMAND_RETRIES
+    ) -> Redis:
         """A new redis-py client for this backend (bytes in, bytes out).
 
         Args:
@@ -146,23 +149,11 @@ class Backend:
             retries: retries of a command after a connection error (never after a timeout).
         """
         if self.embedded:
-            return _embedded_client(self.url)
-        # A blocking pool: callers beyond MAX_CONNECTIONS wait for a free connection rather
-        # than fail (redis-py's default pool raises "Too many connections" at 100).
+            import fakeredis  # here, not at the top: see embedded_server
+
+            return cast(Redis, fakeredis.FakeAsyncRedis(server=embedded_server(self.url)))
         pool = BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=None,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=socket_timeout,
-            socket_keepalive=True,
-            socket_keepalive_options={getattr(socket, k): v for k, v in _KEEPALIVE.items()},
-            retry=Retry(
-                ExponentialBackoff(cap=0.5, base=0.05),
-                retries,
-                supported_errors=(RedisConnectionError,),
-            ),
-            health_check_interval=0,
+            self.url, **pool_settings(socket_timeout), retry=Retry(*retry_settings(retries))
         )
         pool.connection_class = _hiredis_packing(pool.connection_class)
         client = Redis.from_pool(pool)
@@ -179,8 +170,10 @@ class Backend:
             entries.discard(entry)
 
     def wake(self, queue: str) -> None:
-        """Wake this process's workers of `queue` (a no-op on a real Redis, where they block)."""
-        for loop, event in _wakers.get((self.url, queue), ()):
+        """Wake this process's workers of `queue` (a no-op on a real Redis, where they block).
+
+        Safe from any thread (a sync client's): it walks a copy, as workers come and go."""
+        for loop, event in tuple(_wakers.get((self.url, queue), ())):
             loop.call_soon_threadsafe(event.set)
 
     def error(self, exc: BaseException) -> ConnectionFailed:
@@ -199,8 +192,29 @@ class Backend:
             raise self.error(exc) from exc
 
 
-def _embedded_client(url: str) -> Redis:
-    """A client of the in-process server `url` names (created on first use).
+def pool_settings(socket_timeout: float) -> dict[str, Any]:
+    """The pool settings of every client of a real Redis, asyncio or sync: the timeouts, the
+    keepalive, and a blocking pool (callers beyond MAX_CONNECTIONS wait for a free connection
+    rather than fail: redis-py's default pool raises "Too many connections" at 100)."""
+    return {
+        "max_connections": MAX_CONNECTIONS,
+        "timeout": None,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+        "socket_keepalive_options": {getattr(socket, k): v for k, v in _KEEPALIVE.items()},
+        "health_check_interval": 0,
+    }
+
+
+def retry_settings(retries: int) -> tuple[ExponentialBackoff, int, tuple[type[Exception], ...]]:
+    """redis-py's Retry arguments (asyncio or sync): retry after a lost connection only."""
+    return ExponentialBackoff(cap=0.5, base=0.05), retries, (RedisConnectionError,)
+
+
+def embedded_server(url: str) -> fakeredis.FakeServer:
+    """The in-process server `url` names (created on first use), shared by every client of it,
+    asyncio or sync, in this process.
 
     fakeredis and Lua are imported here rather than at the top: they cost a producer of a real
     Redis import time and memory for nothing.
@@ -210,26 +224,28 @@ def _embedded_client(url: str) -> Redis:
     name = urlsplit(url).netloc or "default"
     server = _servers.get(name)
     if server is None:
-        server = _servers[name] = fakeredis.FakeServer(version=(7,))
-    client: Redis = fakeredis.FakeAsyncRedis(server=server)
-    return client
+        # setdefault: two threads making the first client of a name get the same server
+        server = _servers.setdefault(name, fakeredis.FakeServer(version=(7,)))
+    return server
 
 
-class _HiredisPack:
-    """Packs commands with hiredis's C packer.
+class HiredisPack:
+    """Packs commands with hiredis's C packer: an asyncio connection's mixin, a sync one's packer.
 
-    redis-py's asyncio connection packs every argument in Python (its sync twin uses hiredis),
-    which costs more than the whole Lua script on the server for a batch of enqueues: six
-    times slower than ``hiredis.pack_command`` on 5,500 arguments.
-    """
+    redis-py's asyncio connection packs every argument in Python (its sync one encodes each
+    in Python first), which costs more than the whole Lua script on the server for a batch of
+    enqueues: six times slower than ``hiredis.pack_command`` on 5,500 arguments."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        """One command as the bytes to send (DataError for an argument hiredis refuses)."""
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and friends
             args = (*args[0].split(), *args[1:])
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:
             raise DataError(str(exc)) from exc
+
+    pack = pack_command
 
 
 class _ResetIsConnectionError(AbstractConnection):
@@ -258,7 +274,7 @@ _packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
     fast = _packing.get(cls)
     if fast is None:
-        bases = (_HiredisPack, _ResetIsConnectionError, cls)
+        bases = (HiredisPack, _ResetIsConnectionError, cls)
         fast = _packing[cls] = type(f"Hiredis{cls.__name__}", bases, {})
     return fast
 
@@ -335,9 +351,13 @@ class Backoff:
 
     async def failed(self, exc: BaseException) -> None:
         """Record a failure and sleep before the next try."""
+        await asyncio.sleep(self.pause(exc))
+
+    def pause(self, exc: BaseException) -> float:
+        """Record a failure; returns the seconds to sleep before the next try (for a thread)."""
         self.record(exc)
         self._delay = min(max(self._delay * 2, 0.1), 5.0)
-        await asyncio.sleep(self._delay * random.uniform(0.5, 1.5))
+        return self._delay * random.uniform(0.5, 1.5)
 
     def ok(self) -> None:
         """Record a success (logs the recovery after an outage)."""

@@ -17,7 +17,7 @@ from . import queries
 from .connection import Backend, resolve_url
 from .events import Event
 from .job import Job, JobStatus
-from .keys import QueueKeys, check_job_id
+from .keys import QueueNames, check_job_id
 from .queries import History, JobPage, QueueCounts, WorkerInfo
 from .scripts import Scripts
 from .subscriber import Subscriber
@@ -41,7 +41,7 @@ def reaching(
     return call
 
 
-class QueueGetters:
+class QueueGetters(QueueNames):
     """A connection to one Redis (or the embedded backend) and the reads of its queues.
 
     Args:
@@ -51,13 +51,11 @@ class QueueGetters:
 
     def __init__(self, url: str | None, queue: str) -> None:
         # Without a URL anywhere: a store private to this process, said once (see resolve_url).
+        super().__init__(queue)
         self.backend = Backend(resolve_url(url, warn_private=True))
-        self.queue = queue
-        self._keys: dict[str, QueueKeys] = {}
         self._redis: Redis | None = None
         self._scripts: Scripts | None = None
         self._subscriber: Subscriber | None = None
-        self.keys(queue)  # validate the name now, not at the first call
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -103,19 +101,6 @@ class QueueGetters:
             await self.connect()
         assert self._redis is not None and self._scripts is not None
         return self._redis, self._scripts
-
-    def keys(self, queue: str | None = None) -> QueueKeys:
-        """The key names of `queue` (default: the client's queue)."""
-        q = queue or self.queue
-        keys = self._keys.get(q)
-        if keys is None:
-            keys = self._keys[q] = QueueKeys(q)
-        return keys
-
-    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
-        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
-        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
-        return self.keys(queue)
 
     async def _names(self, queues: Sequence[str] | None) -> list[str]:
         return list(queues) if queues is not None else await self.queues()

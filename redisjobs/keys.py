@@ -111,3 +111,29 @@ class QueueKeys:
     def status(self, status: str) -> str:
         """Sorted-set index of the jobs in one status."""
         return f"{self.prefix}status:{status}"
+
+
+class QueueNames:
+    """A client's default queue and the key names of every queue it has used (a cache).
+
+    Args:
+        queue: the queue used when a call names none (checked now, not at the first call).
+    """
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self._keys: dict[str, QueueKeys] = {}
+        self.keys(queue)
+
+    def keys(self, queue: str | None = None) -> QueueKeys:
+        """The key names of `queue` (default: the client's queue)."""
+        q = queue or self.queue
+        keys = self._keys.get(q)
+        if keys is None:  # two threads may both build it: equal values, either is kept
+            keys = self._keys[q] = QueueKeys(q)
+        return keys
+
+    def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
+        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
+        check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
+        return self.keys(queue)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from .keys import check_job_id
 
@@ -141,3 +141,24 @@ def _at_ms(at: datetime | None) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     return max(1, round(at.timestamp() * 1000))
+
+
+class JobDefaults(TypedDict, total=False):
+    """The keywords of :class:`JobOptions`, for a signature that passes them on (``**``)."""
+
+    max_retries: int
+    retry_delay: float
+    retry_backoff: float
+    retry_jitter: float
+    timeout: float | None
+    result_ttl: float
+
+
+class EnqueueOptions(JobDefaults, total=False):
+    """Every option of one job (:data:`ENQUEUE_OPTIONS`), for a signature that takes them as
+    ``**``; None, the default of each, keeps the client's default."""
+
+    job_id: str | None
+    delay: float | None
+    at: datetime | None
+    priority: int

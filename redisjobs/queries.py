@@ -19,6 +19,7 @@ from .errors import JobNotFound
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from .roundtrips import Flow, cmd, driven
 from .serialization import unpackb
 
 COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
@@ -74,10 +75,13 @@ def _int(fields: dict[bytes, bytes], name: bytes) -> int:
         return 0
 
 
-async def list_queues(redis: Redis) -> list[str]:
+def list_queues_flow() -> Flow[list[str]]:
     """The queues anything was ever enqueued to (the queue registry), sorted."""
-    names: Any = await redis.smembers(QUEUES_KEY)
+    (names,) = yield [cmd("smembers", QUEUES_KEY)]
     return sorted(name.decode() for name in names)
+
+
+list_queues = driven(list_queues_flow)
 
 
 async def list_workers(redis: Redis) -> list[WorkerInfo]:
@@ -116,15 +120,12 @@ def _float(f: dict[bytes, bytes], name: bytes) -> float | None:
         return None
 
 
-async def list_jobs(
-    redis: Redis, keys: QueueKeys, status: JobStatus | str | None, limit: int, cursor: int
-) -> JobPage:
+def list_jobs_flow(
+    keys: QueueKeys, status: JobStatus | str | None, limit: int, cursor: int
+) -> Flow[JobPage]:
     """Jobs of one status (or of every status, in status order), newest first."""
     statuses = [JobStatus(status)] if status is not None else list(JobStatus)
-    async with redis.pipeline(transaction=False) as pipe:
-        for s in statuses:
-            pipe.zcard(keys.status(s))
-        sizes: list[int] = await pipe.execute()
+    sizes: list[int] = yield [cmd("zcard", keys.status(s)) for s in statuses]
     ids: list[bytes] = []
     offset = cursor
     for s, size in zip(statuses, sizes, strict=True):
@@ -132,19 +133,20 @@ async def list_jobs(
             offset -= size
             continue
         want = limit - len(ids)
-        ids += await redis.zrevrange(keys.status(s), offset, offset + want - 1)  # type: ignore[arg-type]
+        (page,) = yield [cmd("zrevrange", keys.status(s), offset, offset + want - 1)]
+        ids += page
         offset = 0
         if len(ids) >= limit:
             break
-    async with redis.pipeline(transaction=False) as pipe:
-        for jid in ids:
-            pipe.hgetall(keys.job(jid.decode()))
-        hashes = await pipe.execute()
+    hashes = yield [cmd("hgetall", keys.job(jid.decode())) for jid in ids]
     jobs = [
         Job.from_hash(keys.queue, jid.decode(), h) for jid, h in zip(ids, hashes, strict=True) if h
     ]
     nxt = cursor + len(ids)
     return JobPage(jobs, nxt if nxt < sum(sizes) else None)
+
+
+list_jobs = driven(list_jobs_flow)
 
 
 async def redis_time(redis: Redis) -> float:
@@ -157,32 +159,34 @@ def _seconds(reply: Any) -> float:
     return int(seconds) + int(micros) / 1e6
 
 
-async def get_jobs(redis: Redis, keys: QueueKeys, ids: Sequence[str]) -> list[Job | None]:
+def get_jobs_flow(keys: QueueKeys, ids: Sequence[str]) -> Flow[list[Job | None]]:
     """The jobs `ids` of a queue as stored (None for one that is gone), in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hgetall(keys.job(job_id))
-        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+    hashes: list[dict[bytes, bytes]] = yield [cmd("hgetall", keys.job(i)) for i in ids]
     return [
         Job.from_hash(keys.queue, i, h) if h else None for i, h in zip(ids, hashes, strict=True)
     ]
 
 
-async def find_job(redis: Redis, job_id: str, queue: str | None) -> Job | None:
+get_jobs = driven(get_jobs_flow)
+
+
+def find_job_flow(job_id: str, queue: str | None) -> Flow[Job | None]:
     """The job `job_id` of `queue`, or of the first known queue (by name) that holds it.
 
     One round trip for a given queue; two for any queue (the registry, then every queue's
     job hash at once).
     """
-    names = [queue] if queue is not None else await list_queues(redis)
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.hgetall(QueueKeys(name).job(job_id))
-        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+    names = [queue] if queue is not None else (yield from list_queues_flow())
+    hashes: list[dict[bytes, bytes]] = yield [
+        cmd("hgetall", QueueKeys(name).job(job_id)) for name in names
+    ]
     for name, h in zip(names, hashes, strict=True):
         if h:
             return Job.from_hash(name, job_id, h)
     return None
+
+
+find_job = driven(find_job_flow)
 
 
 async def job_logs(redis: Redis, keys: QueueKeys, job_id: str) -> list[str]:
@@ -191,16 +195,17 @@ async def job_logs(redis: Redis, keys: QueueKeys, job_id: str) -> list[str]:
     return [line.decode("utf-8", "replace") for line in lines]
 
 
-async def final_state(
-    redis: Redis, keys: QueueKeys, job_id: str
-) -> tuple[str, Any, str | None] | None:
+Outcome = tuple[str, Any, str | None]
+"""How a job ended: its final status, its result (when completed) and its error text."""
+
+
+def final_state_flow(keys: QueueKeys, job_id: str) -> Flow[Outcome | None]:
     """How a job ended: ``(status, result, error)``, or None while it has not.
 
     Raises:
         JobNotFound: there is no such job.
     """
-    reply: list[Any] = await redis.hmget(keys.job(job_id), "status", "result", "error")
-    status, result, error = reply
+    ((status, result, error),) = yield [cmd("hmget", keys.job(job_id), "status", "result", "error")]
     if status is None:
         raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
     st = status.decode()
@@ -208,6 +213,9 @@ async def final_state(
         return None
     value = unpackb(result) if st == "completed" and result is not None else None
     return st, value, error.decode() if error is not None else None
+
+
+final_state = driven(final_state_flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,18 +239,16 @@ class QueueCounts:
     read_at: float
 
 
-async def job_counts(redis: Redis, names: Sequence[str]) -> list[QueueCounts]:
+def job_counts_flow(names: Sequence[str]) -> Flow[list[QueueCounts]]:
     """The :class:`QueueCounts` of every queue of `names`, in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.time()  # ages are measured on Redis's clock, which wrote the status scores
-        for name in names:
-            keys = QueueKeys(name)
-            pipe.hgetall(keys.stats)
-            for status in STATUSES:
-                pipe.zcard(keys.status(status))
-            pipe.zcard(keys.dead)
-            pipe.zrange(keys.status(JobStatus.PENDING), 0, 0, withscores=True)
-        now, *replies = await pipe.execute()
+    batch = [cmd("time")]  # ages are measured on Redis's clock, which wrote the status scores
+    for name in names:
+        keys = QueueKeys(name)
+        batch.append(cmd("hgetall", keys.stats))
+        batch += [cmd("zcard", keys.status(status)) for status in STATUSES]
+        batch.append(cmd("zcard", keys.dead))
+        batch.append(cmd("zrange", keys.status(JobStatus.PENDING), 0, 0, withscores=True))
+    now, *replies = yield batch
     read_at = _seconds(now)
     per_queue = len(STATUSES) + 3
     out = []
@@ -256,12 +262,18 @@ async def job_counts(redis: Redis, names: Sequence[str]) -> list[QueueCounts]:
     return out
 
 
-async def stats(redis: Redis, keys: QueueKeys) -> dict[str, int]:
+job_counts = driven(job_counts_flow)
+
+
+def stats_flow(keys: QueueKeys) -> Flow[dict[str, int]]:
     """The running counters of a queue and its jobs waiting now (see Client.stats)."""
-    (read,) = await job_counts(redis, [keys.queue])
+    (read,) = yield from job_counts_flow([keys.queue])
     out = {k: read.totals[k] for k in COUNTERS}
     out.update({k: read.counts[k] for k in (*WAITING, "dead")})
     return out
+
+
+stats = driven(stats_flow)
 
 
 def event_type(raw: bytes) -> str:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -131,9 +131,7 @@ class Subscriber:
         sub = Subscription(self, channel.encode(), pattern)
         async with self._lock:
             await self._open()
-            listeners = self._subs.setdefault(sub.key, set())
-            first = not listeners
-            listeners.add(sub)
+            first = file(self._subs, sub.key, sub)
             # Made once the key is filed: any reconnect from here on resubscribes it before its
             # resync PING, which then answers this barrier too.
             token = b"rj-sync:%d" % next(self._tokens)
@@ -160,12 +158,7 @@ class Subscriber:
     async def remove(self, sub: Subscription) -> None:
         """Detach `sub`, unsubscribing the channel when nobody else listens."""
         async with self._lock:
-            listeners = self._subs.get(sub.key)
-            if listeners is None or sub not in listeners:
-                return
-            listeners.discard(sub)
-            if not listeners:
-                del self._subs[sub.key]
+            if unfile(self._subs, sub.key, sub):
                 await self._send((b"PUNSUBSCRIBE" if sub.pattern else b"UNSUBSCRIBE", sub.channel))
 
     async def _open(self) -> None:
@@ -316,6 +309,29 @@ class Subscriber:
         close: Callable[[], Awaitable[None]] = pubsub.aclose
         with contextlib.suppress(RedisError, OSError):
             await close()
+
+
+_K = TypeVar("_K")
+_L = TypeVar("_L")
+
+
+def file(subs: dict[_K, set[_L]], key: _K, listener: _L) -> bool:
+    """File `listener` under `key`; True when it is the first (the key must be subscribed)."""
+    listeners = subs.setdefault(key, set())
+    listeners.add(listener)
+    return len(listeners) == 1
+
+
+def unfile(subs: dict[_K, set[_L]], key: _K, listener: _L) -> bool:
+    """Take `listener` from under `key`; True when it was the last (unsubscribe the key)."""
+    listeners = subs.get(key)
+    if listeners is None or listener not in listeners:
+        return False
+    listeners.discard(listener)
+    if listeners:
+        return False
+    del subs[key]
+    return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from .keys import QueueKeys
+from .roundtrips import Command, cmd
 
 if TYPE_CHECKING:
     from .scripts import Delivery
@@ -74,17 +75,18 @@ def enqueue_span(keys: QueueKeys, kinds: Sequence[str], ids: Sequence[str]) -> I
         yield json.dumps(carrier, separators=(",", ":")) if carrier else None
 
 
-async def store(
-    redis: Redis, keys: QueueKeys, ids: Sequence[str], context: str, due_in_ms: Sequence[int]
-) -> None:
-    """Write the trace context of jobs about to be enqueued (one round trip).
+def store_commands(
+    keys: QueueKeys, ids: Sequence[str], context: str, due_in_ms: Sequence[int]
+) -> list[Command]:
+    """The commands that write the trace context of jobs about to be enqueued (sent in the
+    round trip before the enqueue script).
 
     SET NX: a duplicate enqueue (same job id) keeps the context of the enqueue that made it.
     """
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id, due in zip(ids, due_in_ms, strict=True):
-            pipe.set(keys.job_trace(job_id), context, nx=True, px=max(due, 0) + TRACE_TTL_S * 1000)
-        await pipe.execute()
+    return [
+        cmd("set", keys.job_trace(job_id), context, nx=True, px=max(due, 0) + TRACE_TTL_S * 1000)
+        for job_id, due in zip(ids, due_in_ms, strict=True)
+    ]
 
 
 async def start_run_span(redis: Redis, keys: QueueKeys, delivery: Delivery) -> Any:

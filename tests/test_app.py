@@ -137,7 +137,7 @@ def test_declaring_checks_names_and_options() -> None:
         app.task(name="x.z", isolation="fork")(f)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="plain"):
         app.task(name="x.w", isolation="process")(tasks_app.resize.fn)
-    with pytest.raises(ValueError, match="cannot be found by module and name|nested|top level"):
+    with pytest.raises(ValueError, match=r"cannot be found by module and name|nested|top level"):
         app.task(name="x.v", isolation="process")(f)  # a child process could not import it
     assert sorted(app.tasks) == ["tests.g", "tests.tasks_app:helper"]
 
@@ -185,3 +185,45 @@ def test_cli_worker_serves_an_app(redis_url: str) -> None:
         [*cmd[:4], "tests.tasks_app:helper"], env=env, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "not a redisjobs.App" in bad.stderr
+
+
+def test_enqueue_sync_from_threads_without_an_event_loop(redis_url: str) -> None:
+    import threading
+
+    queue = unique_queue()
+    app = App(redis_url, queue=queue)
+    task = app.task(name="sync.area")(tasks_app.area.fn)
+    slow = app.task(name="sync.resize", retries=3)(tasks_app.resize.fn)
+    results: list[int] = []
+
+    async def serve(ready: threading.Event, stop: threading.Event) -> None:
+        async with Worker(redis_url, app=app):
+            ready.set()
+            await asyncio.to_thread(stop.wait)
+
+    ready, stop = threading.Event(), threading.Event()
+    server = threading.Thread(target=asyncio.run, args=(serve(ready, stop),))
+    server.start()
+    try:
+        assert ready.wait(10)
+
+        def produce(n: int) -> None:
+            jobs = [task.enqueue_sync(n, height=i) for i in range(5)]
+            results.extend(job.result(timeout=10) for job in jobs)
+
+        threads = [threading.Thread(target=produce, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == sorted(n * i for n in range(8) for i in range(5))
+        job = slow.options(delay=30, job_id="sync-1").enqueue_sync("a.png", 1)
+        snap = job.get()
+        assert snap is not None and snap.status is JobStatus.SCHEDULED and snap.max_retries == 3
+        assert job.status() is JobStatus.SCHEDULED and job.cancel() is True
+        with pytest.raises(TypeError, match="missing a required argument"):
+            task.enqueue_sync()
+    finally:
+        stop.set()
+        server.join(30)
+        app.close()

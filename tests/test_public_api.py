@@ -56,7 +56,8 @@ def loaded_after(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module", ["redisjobs", "redisjobs.cli", "redisjobs.engine", "redisjobs.executors"]
+    "module",
+    ["redisjobs", "redisjobs.cli", "redisjobs.engine", "redisjobs.executors", "redisjobs.sync"],
 )
 def test_importing_loads_no_backend_or_executor_package(module: str) -> None:
     assert loaded_after(f"import {module}") & OPTIONAL == set()

@@ -103,7 +103,9 @@ async def test_find_job_in_another_queue(
         job = await producer.enqueue("call", {"fn": "add"})
     with round_trips(client, monkeypatch) as trips:
         found = await client.find_job(job.id)
-    assert trips == ["SMEMBERS", "pipeline"]  # the queues, then every queue's job at once
+    # The queues, then every queue's job at once (one command, without a pipeline, when the
+    # registry holds one queue).
+    assert trips[0] == "SMEMBERS" and len(trips) == 2
     assert found is not None and found.queue == other and found.id == job.id
     assert await client.find_job(job.id, queue=client.queue) is None
     assert (await client.find_job(job.id, queue=other)) == found

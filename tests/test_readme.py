@@ -460,6 +460,10 @@ def _notebook(site: Site, text: str, tmp_path: Path) -> None:
     assert done.stderr == ""  # no task left pending: the last cell closed what the cells opened
 
 
+def _sync_client(site: Site, text: str, tmp_path: Path) -> None:
+    assert run_python(site, text, tmp_path).split() == ["pending"]
+
+
 def _healthy(site: Site, queue: str) -> bool:
     return site.sh(f"redisjobs health --queue {queue}").returncode == 0
 
@@ -500,6 +504,7 @@ def _metrics(site: Site, text: str, tmp_path: Path) -> None:
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     # first line -> (how it runs, the module fixtures it needs)
     "# myapp/tasks.py": (_tasks_module, ()),
+    "from redisjobs.sync import Client": (_sync_client, ()),
     "redisjobs worker myapp.tasks:app --concurrency 100 --lease-ttl 30 --grace 30": (
         _production_worker,
         ("myapp_worker",),

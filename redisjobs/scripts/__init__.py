@@ -9,14 +9,15 @@ raw script replies: every wrapper turns them into typed values.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from functools import cache
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.asyncio import Redis
 
 from ..keys import QueueKeys
+from ..roundtrips import Flow, ScriptCall, run
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -109,6 +110,23 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
     return out
 
 
+def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool]]:
+    """Create jobs, one per row; True = created, False = one with its id exists."""
+    # The one place a row becomes ARGV values: its fields, in their order.
+    reply = yield ScriptCall("enqueue", keys, [value for row in rows for value in row])
+    return [bool(x) for x in reply]
+
+
+def cancel_flow(keys: QueueKeys, job_id: str, token: str) -> Flow[str]:
+    """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing' (see Scripts.cancel)."""
+    return _text((yield ScriptCall("cancel", keys, [job_id, token])))
+
+
+def register(redis: Any, names: Iterable[str], *, embedded: bool) -> dict[str, Any]:
+    """Register the scripts `names` on `redis`, an asyncio or a sync redis-py client."""
+    return {n: redis.register_script(source(n, embedded=embedded)) for n in names}
+
+
 class Scripts:
     """The scripts registered on one Redis client, with one typed method per transition.
 
@@ -118,7 +136,8 @@ class Scripts:
     """
 
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
-        self._s = {n: redis.register_script(source(n, embedded=embedded)) for n in NAMES}
+        self._redis = redis
+        self._s = register(redis, NAMES, embedded=embedded)
 
     async def preload(self, *names: str) -> None:
         """Load scripts now (and open a connection for them), so that their first call is one
@@ -127,14 +146,16 @@ class Scripts:
             script = self._s[name]
             await script.registered_client.script_load(script.script)
 
+    def call(self, step: ScriptCall) -> Awaitable[Any]:
+        """Run one script call of a flow; its raw reply, to await."""
+        return cast(Awaitable[Any], self._s[step.name](keys=(step.keys.prefix,), args=step.args))
+
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
-        return await self._s[name](keys=(keys.prefix,), args=args)
+        return await self.call(ScriptCall(name, keys, args))
 
     async def enqueue(self, keys: QueueKeys, rows: Sequence[EnqueueRow]) -> list[bool]:
         """Create jobs, one per row; True = created, False = one with its id exists."""
-        # The one place a row becomes ARGV values: its fields, in their order.
-        reply = await self._call("enqueue", keys, [value for row in rows for value in row])
-        return [bool(x) for x in reply]
+        return await run(self._redis, enqueue_flow(keys, rows), self)
 
     async def start(
         self,
@@ -218,7 +239,7 @@ class Scripts:
         `token` names the request: re-sent with the same token after a lost reply, it answers
         'cancelled' again instead of 'final'.
         """
-        return _text(await self._call("cancel", keys, [job_id, token]))
+        return await run(self._redis, cancel_flow(keys, job_id, token), self)
 
     async def release(self, keys: QueueKeys, worker: str, held: Iterable[tuple[str, int]]) -> int:
         """Hand jobs (and unstarted PEL entries) back; returns how many."""

@@ -1,0 +1,179 @@
+"""What :class:`redisjobs.Client` and :class:`redisjobs.sync.Client` say to Redis, once.
+
+Building and checking enqueue rows, registering a queue once per client, writing rows in
+batches of :data:`ENQUEUE_BATCH`, the out-of-memory message, turning the script's created flags
+into jobs, cancelling, and waiting for a job's end: each is a flow
+(:mod:`redisjobs.roundtrips`) that either client drives with its own I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.exceptions import OutOfMemoryError
+
+from .connection import Backend
+from .errors import JobCancelled, JobFailed, RedisOutOfMemory
+from .events import FINAL_EVENTS, Event
+from .job import Job, JobStatus
+from .keys import QUEUES_KEY, QueueKeys
+from .options import JobOptions, new_job_id
+from .queries import Outcome, final_state_flow, get_jobs_flow
+from .roundtrips import RECEIVE, Command, Flow, cmd
+from .scripts import cancel_flow, enqueue_flow
+from .subscriber import RECHECK
+from .wire import EnqueueRow, build_row
+
+ENQUEUE_BATCH = 100
+"""Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
+
+_NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue"})
+"""The arguments of `enqueue` that are not a job's options."""
+
+JobSpec = Mapping[str, Any] | tuple[str, Any]
+"""One job of `enqueue_many`: ``(kind, payload)``, or a mapping with `kind`, `payload` and
+options."""
+
+
+class Producer:
+    """The enqueue side of a client, whatever its I/O.
+
+    Args:
+        backend: where the jobs go.
+        max_payload_bytes: cap on an encoded payload.
+        options: the defaults of every job this client enqueues.
+    """
+
+    def __init__(self, backend: Backend, max_payload_bytes: int, options: JobOptions) -> None:
+        self.backend = backend
+        self.max_payload_bytes = max_payload_bytes
+        self.options = options
+        self._policy = options.policy()
+        # Only ever added to: a set's add is atomic, and two threads that both find a queue
+        # missing send the same (idempotent) SADD twice.
+        self._known_queues: set[str] = set()
+
+    def row(self, kind: str, payload: Any, opts: Mapping[str, Any] | None) -> EnqueueRow:
+        """One job's row, checked and encoded (see :func:`redisjobs.wire.build_row`)."""
+        return build_row(kind, payload, opts, self.options, self._policy, self.max_payload_bytes)
+
+    def given_row(self, kind: str, payload: Any, given: Mapping[str, Any]) -> EnqueueRow:
+        """The row of an `enqueue` call whose other arguments are `given` (its ``locals()``, or
+        its ``**options``).
+
+        Raises:
+            TypeError: `given` names an option that is none (nothing is written).
+        """
+        # The options given (not None, priority not 0); none at all takes the row's fast path.
+        opts = {k: v for k, v in given.items() if v is not None and k not in _NOT_OPTIONS}
+        if opts.get("priority") == 0:
+            del opts["priority"]
+        return self.row(kind, payload, opts)
+
+    def rows(self, jobs: Iterable[JobSpec]) -> list[EnqueueRow]:
+        """The rows of `enqueue_many`'s jobs, every payload encoded before anything is written."""
+        rows = []
+        for spec in jobs:
+            if isinstance(spec, tuple):
+                rows.append(self.row(spec[0], spec[1], None))
+            else:
+                opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
+                rows.append(self.row(spec["kind"], spec.get("payload"), opts))
+        return rows
+
+    def write_flow(
+        self, keys: QueueKeys, rows: Sequence[EnqueueRow], prelude: list[Command] | None = None
+    ) -> Flow[list[Job]]:
+        """Write `rows` (after the commands of `prelude`, if any); returns their jobs: each as
+        written, or as it already was for a duplicate id.
+
+        Raises:
+            RedisOutOfMemory: Redis refused a batch (the message says which were written).
+        """
+        created: list[bool] = []
+        try:
+            if keys.queue not in self._known_queues:
+                yield [cmd("sadd", QUEUES_KEY, keys.queue)]
+                self._known_queues.add(keys.queue)
+            if prelude:
+                yield prelude
+            for i in range(0, len(rows), ENQUEUE_BATCH):
+                created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
+        except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
+            raise self._out_of_memory(exc, len(created), len(rows)) from exc
+        if self.backend.embedded:
+            self.backend.wake(keys.queue)
+        if all(created):  # the common case: no read, no generator
+            return _jobs(keys, rows, {})
+        return (yield from _jobs_flow(keys, rows, created))
+
+    def _out_of_memory(self, exc: Exception, written: int, total: int) -> RedisOutOfMemory:
+        what = (
+            f"the first {written} of {total} jobs were enqueued, the rest were not"
+            if written
+            else "nothing was enqueued"
+        )
+        return RedisOutOfMemory(
+            f"Redis at {self.backend.masked} is out of memory (maxmemory reached, "
+            f"noeviction): {what}; free memory or raise maxmemory ({exc})"
+        )
+
+
+def _jobs_flow(keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool]) -> Flow[list[Job]]:
+    """The jobs of written rows, some of them duplicates: the stored job for each of those (read
+    in one round trip; a duplicate gone meanwhile counts as created)."""
+    dups = [row.job_id for row, new in zip(rows, created, strict=True) if not new]
+    stored = dict(zip(dups, (yield from get_jobs_flow(keys, dups)), strict=True))
+    return _jobs(keys, rows, stored)
+
+
+def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[str, Job | None]) -> list[Job]:
+    """A fresh job for each row, but the one in `stored` where there is one."""
+    now = datetime.now(UTC)
+    out: list[Job] = []
+    for row in rows:
+        status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
+        fresh = Job(row.job_id, status, now, queue=keys.queue, priority=row.priority)
+        out.append(stored.get(row.job_id) or fresh)
+    return out
+
+
+def cancel_job_flow(keys: QueueKeys, job_id: str) -> Flow[bool]:
+    """Cancel a job (see :meth:`redisjobs.Client.cancel`): True when cancelled or stopping."""
+    # A fresh token a call: a re-send of this call after a lost reply gets its first answer.
+    outcome = yield from cancel_flow(keys, job_id, new_job_id())
+    return outcome in ("cancelled", "requested")
+
+
+def wait_flow(keys: QueueKeys, job_id: str) -> Flow[Any]:
+    """The result of a job, once it ends, read by a client already subscribed to its events.
+
+    Reads its final state first (it may have ended before the subscription), then takes the
+    subscription's messages until a final event, reading the state again after each
+    ``RECHECK`` (the subscription was lost and is back: an event may have been missed).
+
+    Raises:
+        JobFailed: it failed for good. JobCancelled: it was cancelled.
+        JobNotFound: there is no such job.
+    """
+    outcome = yield from final_state_flow(keys, job_id)
+    while outcome is None:
+        raw = yield RECEIVE
+        if raw == RECHECK:
+            outcome = yield from final_state_flow(keys, job_id)
+            continue
+        ev = Event.decode(raw)
+        if ev.type in FINAL_EVENTS:
+            outcome = (ev.type, ev.data.get("result"), ev.data.get("error"))
+    return _result(job_id, outcome)
+
+
+def _result(job_id: str, outcome: Outcome) -> Any:
+    status, value, error = outcome
+    if status == "completed":
+        return value
+    if status == "cancelled":
+        raise JobCancelled(job_id, error)
+    raise JobFailed(job_id, error)

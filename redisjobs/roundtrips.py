@@ -1,0 +1,165 @@
+"""Reads and writes written once, for the async and the sync client alike, as flows.
+
+A flow is a generator that yields what it needs from Redis, one round trip at a time, and is
+sent the replies: a list of :class:`Command` (one pipeline, answered by the list of their
+replies), a :class:`ScriptCall` (one Lua transition, answered by its raw reply) or
+:data:`RECEIVE` (the next message of the subscription the driver holds). It builds the commands
+and parses the replies; a driver does the I/O. :func:`run` drives a flow on redis-py's asyncio
+client, :func:`redisjobs.sync.driver.run` on its sync one, so neither side holds a second copy of
+what a read or an enqueue says to Redis. An error of a round trip is thrown into the flow, which
+may turn it into one of ours (an enqueue's out-of-memory message).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast
+
+from redis.asyncio import Redis
+
+from .keys import QueueKeys
+
+if TYPE_CHECKING:
+    from .scripts import Arg, Scripts
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One Redis command, by the name of its redis-py method (whose reply parsing it gets)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def on(self, target: Any) -> Any:
+        """Call it on `target`: a client (which sends it) or a pipeline (which queues it)."""
+        return getattr(target, self.name)(*self.args, **self.kwargs)
+
+
+def cmd(name: str, *args: Any, **kwargs: Any) -> Command:
+    """A :class:`Command`: ``cmd("hgetall", key)``."""
+    return Command(name, args, kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One call of the Lua transition `name` on a queue (see :mod:`redisjobs.scripts`)."""
+
+    name: str
+    keys: QueueKeys
+    args: Sequence[Arg]
+
+
+class _Receive:
+    """The type of :data:`RECEIVE`."""
+
+
+RECEIVE: Final = _Receive()
+"""A flow's step: the next raw message of the driver's subscription (or ``RECHECK``)."""
+
+Step = list[Command] | ScriptCall | _Receive
+Flow = Generator[Step, Any, _T]
+"""A generator of round trips that returns a `_T`."""
+
+
+class Stepper(Generic[_T]):
+    """A flow under way: the step it waits on, or (once `done`) the value it returned.
+
+    Both drivers are this loop, around their own I/O: ``while not s.done:`` answer ``s.step``
+    with :meth:`settle`.
+    """
+
+    def __init__(self, flow: Flow[_T]) -> None:
+        self._flow = flow
+        self.step: Step = []
+        self.done = False
+        self.value: _T | None = None
+        self.settle(None, None)
+
+    def settle(self, reply: Any, error: Exception | None) -> None:
+        """Answer the step with its reply, or with the error it raised instead (which the flow
+        may mend; if not, it comes back out of here)."""
+        try:
+            self.step = self._flow.send(reply) if error is None else self._flow.throw(error)
+        except StopIteration as returned:
+            self.done, self.value = True, returned.value
+
+
+async def run(
+    redis: Redis,
+    flow: Flow[_T],
+    scripts: Scripts | None = None,
+    receive: Callable[[], Awaitable[bytes]] | None = None,
+) -> _T:
+    """Drive `flow` on an asyncio client until it returns.
+
+    Args:
+        redis: the client its commands go to.
+        flow: the flow.
+        scripts: where its script calls go (flows that call none need none).
+        receive: where :data:`RECEIVE` takes the next message from.
+    """
+    at = Stepper(flow)
+    while not at.done:
+        try:
+            reply = await _round_trip(redis, at.step, scripts, receive)
+        except Exception as exc:
+            at.settle(None, exc)
+        else:
+            at.settle(reply, None)
+    return at.value  # type: ignore[return-value]
+
+
+def answerer(
+    step: Step, scripts: Any, receive: Callable[[], Any] | None
+) -> Callable[[], Any] | None:
+    """What answers a script call (`scripts`, either client's) or a receive (`receive`); None
+    for a list of commands, which the driver sends itself."""
+    if isinstance(step, ScriptCall):
+        assert scripts is not None, "a flow that calls scripts needs a driver with scripts"
+        return functools.partial(scripts.call, step)
+    if isinstance(step, _Receive):
+        assert receive is not None, "a flow that receives needs a driver with a subscription"
+        return receive
+    return None
+
+
+def _round_trip(
+    redis: Redis,
+    step: Step,
+    scripts: Scripts | None,
+    receive: Callable[[], Awaitable[bytes]] | None,
+) -> Awaitable[Any]:
+    # Not a coroutine itself: on the hot path (an enqueue's script call) the driver awaits the
+    # script's own coroutine, one frame fewer a call.
+    answer = answerer(step, scripts, receive)
+    if answer is not None:
+        return cast(Awaitable[Any], answer())
+    assert isinstance(step, list)
+    return _commands(redis, step)
+
+
+async def _commands(redis: Redis, step: list[Command]) -> list[Any]:
+    if len(step) <= 1:  # no pipeline object for one command (or none): the common case
+        return [await c.on(redis) for c in step]
+    async with redis.pipeline(transaction=False) as pipe:
+        for c in step:
+            c.on(pipe)
+        return await pipe.execute()
+
+
+def driven(
+    flow: Callable[_P, Flow[_T]],
+) -> Callable[Concatenate[Redis, _P], Coroutine[Any, Any, _T]]:
+    """An async function of a client and `flow`'s arguments that drives `flow` on that client."""
+
+    @functools.wraps(flow)
+    async def call(redis: Redis, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await run(redis, flow(*args, **kwargs))
+
+    return call

@@ -1,0 +1,218 @@
+"""The producer calls of :class:`redisjobs.Client` for sync code, on redis-py's sync client.
+
+Every call says to Redis exactly what the async client's says (the flows of
+:mod:`redisjobs.producing`, :mod:`redisjobs.queries` and :mod:`redisjobs.scripts`); only the
+I/O differs. No event loop is involved anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
+
+import redis
+
+from ..connection import Backend, resolve_url
+from ..errors import WaitTimeout
+from ..job import Job, JobStatus
+from ..keys import QueueNames
+from ..options import EnqueueOptions, JobDefaults, JobOptions
+from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
+from ..queries import JobPage, get_jobs_flow, list_jobs_flow, stats_flow
+from ..roundtrips import Flow
+from ..serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from .driver import Scripts, connect, run
+from .listener import Expired, Listener
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reaching(
+    method: Callable[Concatenate[Client, _P], _R],
+) -> Callable[Concatenate[Client, _P], _R]:
+    """A method that raises ConnectionFailed (naming the URL) for a lost, refused or silent
+    Redis, rather than redis-py's own errors."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.backend.reaching():
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+class Client(Producer, QueueNames):
+    """The producer side of :class:`redisjobs.Client` for sync code (Flask, Django, threads).
+
+    Args:
+        url: as for :class:`redisjobs.Client` (``redis://``, ``rediss://``, ``memory://``;
+            default ``$REDIS_URL``). On ``memory://x`` it shares the store of every asyncio
+            client and worker of ``memory://x`` in this process.
+        queue: the queue used when a call names none.
+        max_payload_bytes: cap on an encoded payload.
+        **defaults: ``max_retries``, ``retry_delay``, ``retry_backoff``, ``retry_jitter``,
+            ``timeout``, ``result_ttl``: the defaults of :meth:`enqueue`, as for the async
+            client.
+
+    One instance serves every thread of a process: commands go through a blocking pool of
+    connections (a thread beyond its 64 connections waits for one), and every `wait` of the
+    process shares one pub/sub connection, read by one daemon thread. Use it as
+    ``with Client(url) as client:``, or call :meth:`close` at shutdown; it connects on first
+    use. The calls raise what the async client's raise, ConnectionFailed (naming the URL) among
+    them. Tracing (OpenTelemetry) is the async client's alone: this one writes no trace context.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        queue: str = "default",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        **defaults: Unpack[JobDefaults],
+    ) -> None:
+        QueueNames.__init__(self, queue)
+        backend = Backend(resolve_url(url, warn_private=True))
+        Producer.__init__(self, backend, max_payload_bytes, JobOptions(**defaults))
+        self._connecting = threading.Lock()
+        self._redis: redis.Redis | None = None
+        self._scripts: Scripts | None = None
+        self._listener: Listener | None = None
+        self._pid = os.getpid()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _conn(self) -> tuple[redis.Redis, Scripts, Listener]:
+        # A forked child (a gunicorn worker of a preloading master) gets its own: the reader
+        # thread did not come along, and the parent's sockets are not the child's to use.
+        if self._listener is None or self._pid != os.getpid():
+            with self._connecting:  # one client, pool and listener, whichever thread is first
+                if self._listener is None or self._pid != os.getpid():
+                    client = connect(self.backend)
+                    self._redis = client
+                    self._scripts = Scripts(client, embedded=self.backend.embedded)
+                    self._listener = Listener(client)
+                    self._pid = os.getpid()
+        assert self._redis is not None and self._scripts is not None
+        return self._redis, self._scripts, self._listener
+
+    def _run(self, flow: Flow[_R]) -> _R:
+        client, scripts, _ = self._conn()
+        return run(client, flow, scripts)
+
+    @_reaching
+    def ping(self) -> None:
+        """Check that Redis answers now (ConnectionFailed when it does not)."""
+        client, _, _ = self._conn()
+        client.ping()
+
+    def close(self) -> None:
+        """Close the connections (the pub/sub one and its thread too); the client reconnects
+        if used again."""
+        with self._connecting:
+            listener, client = self._listener, self._redis
+            self._listener = self._redis = self._scripts = None
+        if listener is not None:
+            listener.close()
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producing ------------------------------------------------------------------------------
+
+    @_reaching
+    def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> Job:
+        """Add one job: :meth:`redisjobs.Client.enqueue`, with the same keywords.
+
+        Returns:
+            The job as written (or as it already was, for a duplicate `job_id`).
+
+        Raises:
+            CallRefused, SerializationError, PayloadTooLarge, ValueError, TypeError: bad input
+                (nothing is written).
+            RedisOutOfMemory: Redis is at maxmemory. ConnectionFailed: Redis cannot be reached.
+        """
+        row = self.given_row(kind, payload, options)
+        return self._run(self.write_flow(self.keys(queue), [row]))[0]
+
+    @_reaching
+    def enqueue_many(self, jobs: Iterable[JobSpec], *, queue: str | None = None) -> list[Job]:
+        """Add many jobs, one round trip per 100: :meth:`redisjobs.Client.enqueue_many`.
+
+        Every payload is encoded before anything is written, so one bad payload fails the
+        whole call with nothing enqueued.
+        """
+        return self._run(self.write_flow(self.keys(queue), self.rows(jobs)))
+
+    @_reaching
+    def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Cancel a job: :meth:`redisjobs.Client.cancel`.
+
+        Returns:
+            True when it was cancelled, or its worker told to stop it; False when it had
+            already finished or does not exist.
+        """
+        return self._run(cancel_job_flow(self._job_keys(job_id, queue), job_id))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @_reaching
+    def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
+        """The job's current state, or None when it does not exist (or has expired)."""
+        return self._run(get_jobs_flow(self._job_keys(job_id, queue), [job_id]))[0]
+
+    @_reaching
+    def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        *,
+        queue: str | None = None,
+        limit: int = 100,
+        cursor: int = 0,
+    ) -> JobPage:
+        """Jobs of one status (or of every status), newest first, one page at a time."""
+        return self._run(list_jobs_flow(self.keys(queue), status, limit, cursor))
+
+    @_reaching
+    def stats(self, queue: str | None = None) -> dict[str, int]:
+        """The queue's counters and its jobs waiting now: :meth:`redisjobs.Client.stats`."""
+        return self._run(stats_flow(self.keys(queue)))
+
+    @_reaching
+    def wait(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
+        """Block until the job finishes and return its result.
+
+        Subscribes to the job's events (on the client's one pub/sub connection) before reading
+        its state, so a completion in between is never missed; no Redis polling.
+
+        Raises:
+            WaitTimeout: not finished within `timeout` seconds (also a `TimeoutError`).
+            JobFailed: it failed for good. JobCancelled: it was cancelled.
+            JobNotFound: there is no such job.
+            ConnectionFailed: Redis cannot be reached, or the event subscription stayed lost
+                for over :data:`~redisjobs.sync.listener.DOWN_LIMIT` s.
+        """
+        keys = self._job_keys(job_id, queue)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        client, _, listener = self._conn()
+        try:
+            with listener.subscribe(keys.job_events(job_id), deadline) as inbox:
+                return run(client, wait_flow(keys, job_id), receive=lambda: inbox.get(deadline))
+        except Expired:
+            raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None

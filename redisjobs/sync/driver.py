@@ -1,0 +1,106 @@
+"""The sync client's I/O: a redis-py sync client of a backend, its scripts, and the flow driver.
+
+The connection settings (timeouts, keepalive, the blocking pool, retries) are those of
+:meth:`redisjobs.connection.Backend.client`, from the same functions; the commands are those of
+the flows (:mod:`redisjobs.roundtrips`) the async client drives too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import redis
+from redis._parsers import _HiredisParser
+from redis.connection import BlockingConnectionPool
+from redis.retry import Retry
+
+from ..connection import (
+    COMMAND_RETRIES,
+    COMMAND_TIMEOUT,
+    Backend,
+    HiredisPack,
+    embedded_server,
+    pool_settings,
+    retry_settings,
+)
+from ..roundtrips import Flow, ScriptCall, Step, Stepper, answerer
+from ..scripts import register
+
+_T = TypeVar("_T")
+
+SCRIPTS = ("enqueue", "cancel")
+"""The transitions a sync client calls."""
+
+
+def connect(backend: Backend) -> redis.Redis:
+    """A new sync redis-py client of `backend` (bytes in, bytes out); connects on first use.
+
+    On a real Redis: a blocking pool of hiredis-parsed connections with the asyncio client's
+    settings. On ``memory://``: a client of the same in-process server as every asyncio client
+    of that URL in this process.
+    """
+    if backend.embedded:
+        import fakeredis
+
+        return cast(redis.Redis, fakeredis.FakeRedis(server=embedded_server(backend.url)))
+    pool = BlockingConnectionPool.from_url(
+        backend.url,
+        **pool_settings(COMMAND_TIMEOUT),
+        retry=Retry(*retry_settings(COMMAND_RETRIES)),
+        parser_class=_HiredisParser,
+        command_packer=HiredisPack(),
+    )
+    return redis.Redis.from_pool(pool)  # closing the client closes its pool
+
+
+class Scripts:
+    """The transitions of :data:`SCRIPTS`, registered on one sync client (EVALSHA, reloaded on
+    NOSCRIPT) and called with the arguments the flows build.
+
+    Args:
+        client: the client they run on.
+        embedded: True on the fakeredis backend.
+    """
+
+    def __init__(self, client: redis.Redis, *, embedded: bool) -> None:
+        self._s = register(client, SCRIPTS, embedded=embedded)
+
+    def call(self, step: ScriptCall) -> Any:
+        """Run one script call of a flow; returns its raw reply."""
+        return self._s[step.name](keys=(step.keys.prefix,), args=step.args)
+
+
+def run(
+    client: redis.Redis,
+    flow: Flow[_T],
+    scripts: Scripts | None = None,
+    receive: Callable[[], bytes] | None = None,
+) -> _T:
+    """Drive `flow` on a sync client until it returns (see :func:`redisjobs.roundtrips.run`)."""
+    at = Stepper(flow)
+    while not at.done:
+        at.settle(*_settled(lambda: _round_trip(client, at.step, scripts, receive)))
+    return at.value  # type: ignore[return-value]
+
+
+def _settled(call: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    try:
+        return call(), None
+    except Exception as exc:  # the flow may mend it; if not, it comes back out of `settle`
+        return None, exc
+
+
+def _round_trip(
+    client: redis.Redis, step: Step, scripts: Scripts | None, receive: Callable[[], bytes] | None
+) -> Any:
+    answer = answerer(step, scripts, receive)
+    if answer is not None:
+        return answer()
+    assert isinstance(step, list)
+    if len(step) <= 1:  # no pipeline object for one command (or none): the common case
+        return [c.on(client) for c in step]
+    with client.pipeline(transaction=False) as pipe:
+        for c in step:
+            c.on(pipe)
+        return pipe.execute()
