@@ -229,6 +229,8 @@ class App:
             del self._clients[old]
         client = Client(self._url(), queue=self.queue)
         closer = loop.create_task(_close_at_loop_end(client), name="redisjobs-app-client")
+        # A loop that never ends (a notebook's) leaves this task pending at exit: not an error.
+        closer._log_destroy_pending = False  # type: ignore[attr-defined]
         self._clients[loop] = (client, closer)
         return client
 
@@ -277,8 +279,11 @@ async def _close_at_loop_end(client: Client) -> None:
     loop still runs."""
     try:
         await asyncio.Event().wait()
-    finally:
+    except asyncio.CancelledError:
         await client.aclose()
+        raise
+    # Destroyed instead, at the exit of an interpreter whose loop never ended (a notebook's):
+    # no await is possible then, and the process's end closes the sockets.
 
 
 def _check_defaults(defaults: Mapping[str, Any]) -> None:
