@@ -4,7 +4,7 @@ A script call through redis-py (``Script.__call__`` → ``execute_command``) cos
 Python time as the round trip itself: its observability hooks (timings, pool-state counters,
 the pool's name computed several times a command), a retry wrapper and response-callback lookup
 around every command. An enqueue is one short script, so that overhead was most of an
-enqueue's cost. Here a call takes a connection from the client's own pool, sends the packed
+enqueue's cost. Here a call takes a connection of the client's own pool, sends the packed
 EVALSHA and reads the reply with the connection's own methods, which keep every guarantee that
 matters:
 
@@ -31,6 +31,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 
+from .connection import MAX_CONNECTIONS
+
 Arg = str | bytes | int | float
 
 
@@ -44,23 +46,48 @@ class ScriptText:
         self.text: str = script.script
 
 
-async def call_async(
-    client: Redis, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]
-) -> Any:
-    """Run `script` on a connection of `client`'s pool; its raw reply (see the module doc).
+IDLE_CAP = MAX_CONNECTIONS // 2
+"""Connections a caller keeps between calls: the pool's other half stays free for every other
+command (and a stream of concurrent calls beyond the cap still runs, through the pool)."""
 
-    Raises:
-        redis.exceptions.RedisError: what redis-py's own call would raise.
+
+class AsyncCaller:
+    """Calls scripts on the connections of one asyncio client's pool (see the module doc).
+
+    It keeps the connections of finished calls (up to :data:`IDLE_CAP`) for the next ones
+    rather than handing them back: the pool's get and release (a condition, a lock, a timeout
+    and their observability hooks) cost as much as the rest of the call. A kept connection
+    stays the pool's (counted in use, closed by its client's ``aclose``), and is checked as
+    the pool checks one it hands out (reconnected if the server closed it meanwhile).
     """
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        return await conn.retry.call_with_retry(
-            lambda: _once_async(conn, script, keys, args),
-            lambda _error: conn.disconnect(),  # the retry's send reconnects
-        )
-    finally:
-        await pool.release(conn)
+
+    def __init__(self, client: Redis) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[AbstractConnection] = []
+
+    async def __call__(self, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run `script`; its raw reply.
+
+        Raises:
+            redis.exceptions.RedisError: what redis-py's own call would raise.
+        """
+        kept = self._idle.pop() if self._idle else None
+        conn = kept or await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            if kept is not None:
+                await self._pool.ensure_connection(conn)
+            reply = await conn.retry.call_with_retry(
+                lambda: _once_async(conn, script, keys, args),
+                lambda _error: conn.disconnect(),  # the retry's send reconnects
+            )
+        except BaseException:  # a failed or cancelled read has disconnected it already
+            await self._pool.release(conn)
+            raise
+        if len(self._idle) < IDLE_CAP:
+            self._idle.append(conn)
+        else:
+            await self._pool.release(conn)
+        return reply
 
 
 async def _once_async(
@@ -75,18 +102,35 @@ async def _once_async(
     return await conn.read_response()
 
 
-def call_sync(
-    client: redis.Redis, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]
-) -> Any:
-    """:func:`call_async` for redis-py's sync client (the socket itself bears the timeout)."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        return conn.retry.call_with_retry(
-            lambda: _once_sync(conn, script, keys, args), lambda _error: conn.disconnect()
-        )
-    finally:
-        pool.release(conn)
+class SyncCaller:
+    """:class:`AsyncCaller` for redis-py's sync client, shared by threads (the socket itself
+    bears the timeout)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[Any] = []
+
+    def __call__(self, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run `script`; its raw reply (RedisError: what redis-py's own call would raise)."""
+        try:
+            kept = self._idle.pop()  # pop, not a check first: another thread may take the last
+        except IndexError:
+            kept = None
+        conn = kept or self._pool.get_connection()
+        try:
+            if kept is not None:
+                self._pool.ensure_connection(conn)
+            reply = conn.retry.call_with_retry(
+                lambda: _once_sync(conn, script, keys, args), lambda _error: conn.disconnect()
+            )
+        except BaseException:
+            self._pool.release(conn)
+            raise
+        if len(self._idle) < IDLE_CAP:
+            self._idle.append(conn)
+        else:
+            self._pool.release(conn)
+        return reply
 
 
 def _once_sync(conn: Any, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:

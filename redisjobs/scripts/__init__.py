@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
-from ..scriptcall import ScriptText, call_async
+from ..scriptcall import AsyncCaller, ScriptText
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -139,7 +139,9 @@ class Scripts:
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
         self._redis = redis
         self._s = register(redis, NAMES, embedded=embedded)
-        self._fast = None if embedded else {n: ScriptText(s) for n, s in self._s.items()}
+        # On a real Redis, the calls take the fast path of redisjobs.scriptcall
+        self._caller = None if embedded else AsyncCaller(redis)
+        self._texts = {n: ScriptText(s) for n, s in self._s.items()}
 
     async def preload(self, *names: str) -> None:
         """Load scripts now (and open a connection for them), so that their first call is one
@@ -150,8 +152,8 @@ class Scripts:
 
     def call(self, step: ScriptCall) -> Awaitable[Any]:
         """Run one script call of a flow; its raw reply, to await."""
-        if self._fast is not None:  # a real Redis: one round trip, see redisjobs.scriptcall
-            return call_async(self._redis, self._fast[step.name], (step.keys.prefix,), step.args)
+        if self._caller is not None:
+            return self._caller(self._texts[step.name], (step.keys.prefix,), step.args)
         return cast(Awaitable[Any], self._s[step.name](keys=(step.keys.prefix,), args=step.args))
 
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
