@@ -88,3 +88,24 @@ def test_only_and_libs_exclude_each_other() -> None:
     proc = run_benchmark("--only", "redisjobs", "--libs", "arq")
     assert proc.returncode == 2
     assert "not allowed with argument" in proc.stderr
+
+
+@needs_redis
+@pytest.mark.timeout(120)
+def test_enqueue_one_benchmark_smoke() -> None:
+    """``benchmarks/enqueue_one.py`` at smoke size: every case measured, jobs/s and CPU µs each."""
+    script = ROOT / "benchmarks" / "enqueue_one.py"
+    args = ["--jobs", "64", "--runs", "1", "--lanes", "4"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    names = ["async uvloop 1", "async asyncio 1", "async uvloop 4", "async asyncio 4"]
+    assert [line[:20].strip() for line in lines] == [*names, "sync 1", "sync 4 threads"]
+    assert all("jobs/s" in line and "CPU µs/job" in line for line in lines)
