@@ -25,8 +25,13 @@ needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="n
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
     """``benchmarks/peers/run.py`` with `args`, in this interpreter, from the repository root."""
+    return run_script(RUNNER, *args)
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` with `args`, in this interpreter, from the repository root."""
     return subprocess.run(
-        [sys.executable, str(RUNNER), *args],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=170,
@@ -91,19 +96,11 @@ def test_only_and_libs_exclude_each_other() -> None:
 
 
 @needs_redis
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_enqueue_one_benchmark_smoke() -> None:
     """``benchmarks/enqueue_one.py`` at smoke size: every case measured, jobs/s and CPU µs each."""
     script = ROOT / "benchmarks" / "enqueue_one.py"
-    args = ["--jobs", "64", "--runs", "1", "--lanes", "4"]
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-        cwd=ROOT,
-    )
+    proc = run_script(script, "--jobs", "64", "--runs", "1", "--lanes", "4")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     names = ["async uvloop 1", "async asyncio 1", "async uvloop 4", "async asyncio 4"]
