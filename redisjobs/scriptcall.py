@@ -10,13 +10,14 @@ matters:
 
 * bounded: the connection's send and read apply its ``socket_timeout`` (COMMAND_TIMEOUT), and
   a reply that never comes raises redis-py's TimeoutError, which is never retried;
-* a lost connection is retried as the client's own Retry says (once for a producer, never for a
-  worker), with its backoff, after a disconnect, so the retry reconnects;
+* a lost connection is retried as the client's own Retry says, as redis-py's call was (once
+  for a producer, whose calls are idempotent: ids made before the write, a token per cancel;
+  never for a worker), with its backoff, after a disconnect, so the retry reconnects;
 * NOSCRIPT (a restarted or flushed Redis) re-sends the call as EVAL, which runs the script and
-  caches it again, in the same round trip count redis-py's reload costs plus none;
-* an error reply (OOM, a script error) raises redis-py's own ResponseError subclass, and the
-  connection, still in step, goes back to the pool; a cancelled or failed read disconnects it
-  first (redis-py's read does), so no stale reply is ever read by the next user.
+  caches it again: one round trip fewer than redis-py's reload (SCRIPT LOAD, then EVALSHA);
+* an error reply (OOM, a script error) raises redis-py's own ResponseError subclass and leaves
+  the connection in step; a cancelled or failed read disconnects it first (redis-py's read
+  does), and it goes back to the pool, so no stale reply is ever read by the next user.
 
 The embedded backend (fakeredis) keeps redis-py's Script objects: it has no connection pool.
 """
@@ -34,6 +35,7 @@ from redis.exceptions import NoScriptError
 from .connection import MAX_CONNECTIONS
 
 Arg = str | bytes | int | float
+"""A script argument."""
 
 
 class ScriptText:

@@ -1,9 +1,9 @@
 """The Lua transitions, loaded once and called through typed wrappers.
 
 Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts");
-``_lib.lua`` is prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on
-NOSCRIPT, so a restarted Redis needs nothing from us). This module is the only place that sees
-raw script replies: every wrapper turns them into typed values.
+``_lib.lua`` is prepended to each. Scripts are called by SHA and reloaded on NOSCRIPT (see
+:mod:`redisjobs.scriptcall`), so a restarted Redis needs nothing from us. This module is the
+only place that sees raw script replies: every wrapper turns them into typed values.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
-from ..scriptcall import AsyncCaller, ScriptText
+from ..scriptcall import Arg, AsyncCaller, ScriptText
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -43,8 +43,6 @@ PROMOTE_BATCH = 100
 a busy 2-core machine), so a call stays near 1-2 ms, far under the 10 ms any one script may
 block Redis for, and a backlog of any size goes in a series of short calls with other clients'
 commands in between."""
-
-Arg = str | bytes | int | float
 
 
 class Delivery(NamedTuple):
