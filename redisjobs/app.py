@@ -32,6 +32,7 @@ from .task import AsyncTask, Isolation, SyncTask, Task
 
 if TYPE_CHECKING:
     from .client import Client
+    from .executors.call import CallExecutor
     from .sync import Client as SyncClient
 
 P = ParamSpec("P")
@@ -199,6 +200,13 @@ class App:
         )
         self._tasks[name] = task
         return task
+
+    def register(self, call: CallExecutor) -> CallExecutor:
+        """Allow `call` (a worker's ``call`` executor) to run the app's tasks, each by its name
+        and with its isolation; returns it."""
+        for task in self._tasks.values():
+            call.register(task.fn, name=task.name, isolation=task.isolation)
+        return call
 
     @property
     def tasks(self) -> Mapping[str, Task[Any, Any]]:

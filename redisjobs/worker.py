@@ -140,13 +140,10 @@ class Worker:
             call = CallExecutor(
                 functions, modules=modules, inject=inject, max_processes=max_processes
             )
-            for task in app.tasks.values() if app is not None else ():
-                call.register(task.fn, name=task.name, isolation=task.isolation)
-            self.executors.add(call)
+            self.executors.add(app.register(call) if app is not None else call)
         self.slots = Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected
-        self._stop_requested = asyncio.Event()
-        self._hard_stop = asyncio.Event()
+        self._stop_requested, self._hard_stop = asyncio.Event(), asyncio.Event()
         self._ready = asyncio.Event()
         self._ready_at = 0.0  # loop time it became ready
         self._run_task: asyncio.Task[None] | None = None
