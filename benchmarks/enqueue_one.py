@@ -30,7 +30,7 @@ def _task(url: str) -> Callable[..., object]:
     async def add(a: int, b: int) -> int:
         return a + b
 
-    return add  # type: ignore[return-value]
+    return add
 
 
 async def _async(url: str, jobs: int, lanes: int) -> tuple[float, float]:
