@@ -32,6 +32,7 @@ from .task import AsyncTask, Isolation, SyncTask, Task
 
 if TYPE_CHECKING:
     from .client import Client
+    from .executors.call import CallExecutor
     from .sync import Client as SyncClient
 
 P = ParamSpec("P")
@@ -200,6 +201,13 @@ class App:
         self._tasks[name] = task
         return task
 
+    def register(self, call: CallExecutor) -> CallExecutor:
+        """Allow `call` (a worker's ``call`` executor) to run the app's tasks, each by its name
+        and with its isolation; returns it."""
+        for task in self._tasks.values():
+            call.register(task.fn, name=task.name, isolation=task.isolation)
+        return call
+
     @property
     def tasks(self) -> Mapping[str, Task[Any, Any]]:
         """The app's tasks by name."""
@@ -224,12 +232,15 @@ class App:
             return entry[0]
         from .client import Client
 
-        # A loop that has closed left its client unusable (and closed): forget it.
-        for old in [old for old in self._clients if old.is_closed()]:
-            del self._clients[old]
         client = Client(self._url(), queue=self.queue)
         closer = loop.create_task(_close_at_loop_end(client), name="redisjobs-app-client")
-        self._clients[loop] = (client, closer)
+        # A loop that never ends (a notebook's) leaves this task pending at exit: not an error.
+        closer._log_destroy_pending = False  # type: ignore[attr-defined]
+        with self._lock:  # loops of other threads may be here too
+            # A loop that has closed left its client unusable (and closed): forget it.
+            for old in [old for old in self._clients if old.is_closed()]:
+                del self._clients[old]
+            self._clients[loop] = (client, closer)
         return client
 
     def sync_client(self) -> SyncClient:
@@ -277,8 +288,11 @@ async def _close_at_loop_end(client: Client) -> None:
     loop still runs."""
     try:
         await asyncio.Event().wait()
-    finally:
+    except asyncio.CancelledError:
         await client.aclose()
+        raise
+    # Destroyed instead, at the exit of an interpreter whose loop never ended (a notebook's):
+    # no await is possible then, and the process's end closes the sockets.
 
 
 def _check_defaults(defaults: Mapping[str, Any]) -> None:

@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from .keys import QueueKeys
 
 if TYPE_CHECKING:
-    from .scripts import Arg, Scripts
+    from .scriptcall import Arg
+    from .scripts import Scripts
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 from .executors import ExecContext
 from .executors._callspec import Target
 from .handles import SyncTaskJob, TaskJob
+from .job import Job
 
 if TYPE_CHECKING:
     from .app import App
@@ -283,12 +284,20 @@ def enqueue_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _as_sent(job: Job, payload: dict[str, Any]) -> Job:
+    """`job` as written, with the kind and payload sent (a new job's snapshot has neither: no
+    read-back), so that its `name` and `call_text` read as the task's."""
+    if job.payload is None:
+        job.kind, job.payload = "call", payload
+    return job
+
+
 async def _enqueue(
     task: Task[Any, R], options: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> TaskJob[R]:
     payload = task.payload(args, kwargs)
     client = task.app.client()
-    return TaskJob(await client.enqueue("call", payload, **options), client)
+    return TaskJob(_as_sent(await client.enqueue("call", payload, **options), payload), client)
 
 
 def _enqueue_sync(
@@ -296,7 +305,7 @@ def _enqueue_sync(
 ) -> SyncTaskJob[R]:
     payload = task.payload(args, kwargs)
     client = task.app.sync_client()
-    return SyncTaskJob(client.enqueue("call", payload, **options), client)
+    return SyncTaskJob(_as_sent(client.enqueue("call", payload, **options), payload), client)
 
 
 async def _enqueue_many(
@@ -314,12 +323,12 @@ async def _enqueue_many(
         else:
             of, args, kwargs = call.task, call.args, call.kwargs
         opts = dict(options if of is task else of._options)
-        spec = {"kind": "call", "payload": of.payload(args, kwargs)}
+        spec: dict[str, Any] = {"kind": "call", "payload": of.payload(args, kwargs)}
         by_queue.setdefault(opts.pop("queue"), []).append((total - 1, spec | opts))
     client = task.app.client()
     out: list[Any] = [None] * total
     for queue, specs in by_queue.items():
         jobs = await client.enqueue_many([spec for _, spec in specs], queue=queue)
-        for (at, _), job in zip(specs, jobs, strict=True):
-            out[at] = TaskJob(job, client)
+        for (at, spec), job in zip(specs, jobs, strict=True):
+            out[at] = TaskJob(_as_sent(job, spec["payload"]), client)
     return out

@@ -94,6 +94,8 @@ class Worker:
             enqueue; this one guards against payloads written to Redis some other way).
         burst: stop, as on SIGTERM, once the queue has no job ready to run and none runs here
             (see the module's doc).
+        max_processes: child processes at once at most for ``isolation="process"`` tasks
+            (default: the CPU count); see :class:`~redisjobs.executors.CallExecutor`.
         inject: values the ``call`` executor this worker makes passes to functions that
             declare a parameter of their name (see :class:`~redisjobs.executors.CallExecutor`).
     """
@@ -120,6 +122,7 @@ class Worker:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         burst: bool = False,
         inject: Mapping[str, Any] | None = None,
+        max_processes: int | None = None,
     ) -> None:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
@@ -134,14 +137,13 @@ class Worker:
         self.context_class, self.max_payload_bytes = context_class, max_payload_bytes
         self.executors = Executors(executors)
         if "call" not in self.executors:
-            call = CallExecutor(functions, modules=modules, inject=inject)
-            for task in app.tasks.values() if app is not None else ():
-                call.register(task.fn, name=task.name, isolation=task.isolation)
-            self.executors.add(call)
+            call = CallExecutor(
+                functions, modules=modules, inject=inject, max_processes=max_processes
+            )
+            self.executors.add(app.register(call) if app is not None else call)
         self.slots = Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected
-        self._stop_requested = asyncio.Event()
-        self._hard_stop = asyncio.Event()
+        self._stop_requested, self._hard_stop = asyncio.Event(), asyncio.Event()
         self._ready = asyncio.Event()
         self._ready_at = 0.0  # loop time it became ready
         self._run_task: asyncio.Task[None] | None = None

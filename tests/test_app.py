@@ -33,6 +33,8 @@ async def test_enqueue_and_result_inject_ctx(url: str, queue: str) -> None:
         assert worker.queues == [queue]
         job = await resize.options(queue=queue).enqueue("a.png", width=640)
         assert job.queue == queue and job.job.status is JobStatus.PENDING
+        assert job.job.name == "tests.tasks_app:resize"
+        assert job.job.call_text() == "tests.tasks_app:resize('a.png', width=640)"
         assert await job.result(timeout=10) == {"path": "a.png", "width": 640, "attempt": 1}
         snap = await job.get()
         assert snap is not None and snap.status is JobStatus.COMPLETED

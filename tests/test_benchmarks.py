@@ -27,8 +27,13 @@ needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="n
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
     """``benchmarks/peers/run.py`` with `args`, in this interpreter, from the repository root."""
+    return run_script(RUNNER, *args)
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` with `args`, in this interpreter, from the repository root."""
     return subprocess.run(
-        [sys.executable, str(RUNNER), *args],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=170,
@@ -139,3 +144,16 @@ def test_sync_api_rows_measure_a_sync_producer_and_footnote_a_library_without_on
         assert all(k not in out["values"] for k in keys)
         reason = "redisjobs has no synchronous enqueue API (its enqueue is async)"
         assert all(out["errors"][k] == reason for k in keys)
+
+
+@needs_redis
+@pytest.mark.timeout(180)
+def test_enqueue_one_benchmark_smoke() -> None:
+    """``benchmarks/enqueue_one.py`` at smoke size: every case measured, jobs/s and CPU µs each."""
+    script = ROOT / "benchmarks" / "enqueue_one.py"
+    proc = run_script(script, "--jobs", "64", "--runs", "1", "--lanes", "4")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    names = ["async uvloop 1", "async asyncio 1", "async uvloop 4", "async asyncio 4"]
+    assert [line[:20].strip() for line in lines] == [*names, "sync 1", "sync 4 threads"]
+    assert all("jobs/s" in line and "CPU µs/job" in line for line in lines)

@@ -1,11 +1,13 @@
 """Every code sample of README.md runs here, as real processes, as written but for addresses.
 
 Python samples run against this module's own redis-server (fragments with top-level ``await``
-get a connected ``client`` and the names they use); shell samples run in bash with ``redisjobs``
-on PATH, the worker and dashboard they need started from the README's own command lines, and
-``myapp`` a package holding the quickstart's ``resize``. Redis URLs and ports are the only
-substitutions. A sample that cannot run here is listed in NOT_RUN with the reason, so a new
-sample fails this test until it is either run or listed.
+get a connected ``client`` and the names they use); shell samples run in bash with ``redisjobs``,
+``uvicorn`` and ``flask`` on PATH, the worker and dashboard they need started from the README's
+own command lines. ``myapp`` is a package of the samples that begin ``# myapp/<module>.py``, and
+``myapp.reports`` holds the plain ``resize`` of "Jobs without tasks"; the notebook's cells run in
+IPython. Redis URLs and ports are the only substitutions. A sample that cannot run here is
+listed in NOT_RUN with the reason, so a new sample fails this test until it is either run or
+listed.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from redisjobs.testing import RedisServer, free_port
@@ -30,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 BLOCKS = [(m.group(1), m.group(2)) for m in FENCE.finditer(README)]
+MODULE = re.compile(r"\A# (myapp/\w+\.py)\n")
+"""The first line of a sample that is a module of `myapp`, naming its file."""
 
 NOT_RUN = {
     "python3 -m venv .venv && .venv/bin/pip install -q . && .venv/bin/redisjobs demo": (
@@ -88,16 +95,20 @@ else:
 """
 
 
+def block_text(start: str) -> str:
+    return next(text for _, text in BLOCKS if text.startswith(start))
+
+
 def first_line(text: str) -> str:
     """A sample's name: its first line without a trailing comment."""
     return " ".join(text.splitlines()[0].split("  #")[0].split())
 
 
-def quickstart_resize() -> str:
-    """The quickstart's ``resize``, for ``myapp.tasks`` and ``myapp.jobs``."""
-    source = next(text for lang, text in BLOCKS if lang == "python")
+def plain_resize() -> str:
+    """The plain ``resize`` of "Jobs without tasks", for ``myapp.reports``."""
+    source = block_text("import asyncio")
     found = re.search(r"^async def resize\(.*?(?=^\S)", source, re.MULTILINE | re.DOTALL)
-    assert found, "the quickstart defines no resize()"
+    assert found, "'Jobs without tasks' defines no resize()"
     return "import asyncio\n\nfrom redisjobs import ExecContext\n\n\n" + found.group(0)
 
 
@@ -140,6 +151,16 @@ class Site:
             timeout=timeout,
         )
 
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def start(self, script: str, *, read: bool = False) -> subprocess.Popen[str]:
         """Start `script` in the background; its output goes to a file unless `read`."""
         with open(self.home / f"proc-{len(self.procs)}.log", "w") as log:
@@ -179,12 +200,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("readme")
     (home / "myapp").mkdir()
     (home / "myapp" / "__init__.py").write_text("")
-    for module in ("tasks", "jobs", "reports"):
-        (home / "myapp" / f"{module}.py").write_text(quickstart_resize())
+    for _, text in BLOCKS:
+        module = MODULE.match(text)
+        if module:
+            (home / module.group(1)).write_text(text)
+    (home / "myapp" / "reports.py").write_text(plain_resize())
     (home / "bin").mkdir()
-    shim = home / "bin" / "redisjobs"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m redisjobs "$@"\n')
-    shim.chmod(0o755)
+    for command in ("redisjobs", "uvicorn", "flask"):
+        shim = home / "bin" / command
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {command} "$@"\n')
+        shim.chmod(0o755)
     with RedisServer() as redis:
         made = Site(redis, home)
         yield made
@@ -192,14 +217,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             stop(proc)
 
 
-def block_text(start: str) -> str:
-    return next(text for _, text in BLOCKS if text.startswith(start))
-
-
 @pytest.fixture(scope="module")
 def myapp_worker(site: Site) -> subprocess.Popen[str]:
-    """The Quickstart's production worker command, serving `myapp` on queue default."""
-    command = site.sub(block_text("redisjobs worker --url").replace("\\\n", " "))
+    """The Quickstart's worker command, serving `myapp.tasks:app` (on queue default)."""
+    command = site.sub(block_text("redisjobs worker myapp.tasks:app --concurrency"))
     proc = site.start(command)
     site.until(lambda: _healthy(site, "default"), "the worker")
     return proc
@@ -216,10 +237,12 @@ def dashboard(site: Site) -> subprocess.Popen[str]:
     return proc
 
 
-def run_python(site: Site, text: str, tmp_path: Path) -> str:
+def run_python(site: Site, text: str, tmp_path: Path, *, db: int = 1) -> str:
+    """Run a sample on database `db` (1 by default: no worker of these tests serves it)."""
+    url = f"{site.url[:-1]}{db}"
     script = tmp_path / "block.py"
-    script.write_text(site.sub(text).replace(f"{site.url[:-1]}0", f"{site.url[:-1]}1"))
-    env = {**site.env, "REDIS_URL": f"{site.url[:-1]}1"}  # db 1: no worker of these tests there
+    script.write_text(site.sub(text).replace(site.url, url))
+    env = {**site.env, "REDIS_URL": url}
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, str(script), PRELUDE],
         cwd=site.home,
@@ -278,13 +301,163 @@ def _fragment(site: Site, text: str, tmp_path: Path) -> None:
     run_python(site, text, tmp_path)
 
 
+def _tasks_module(site: Site, text: str, tmp_path: Path) -> None:
+    """The module names its task ``module:qualname``; calling the task runs it here."""
+    code = (
+        "import asyncio\nfrom myapp.tasks import app, resize\n"
+        "print(resize.name, app.queues, asyncio.run(resize('a.png', 64)))"
+    )
+    done = site.python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "myapp.tasks:resize ['default'] {'path': 'a.png', 'width': 64}"
+
+
 def _production_worker(site: Site, text: str, tmp_path: Path) -> None:
-    """Its worker runs the positional call the CLI sample sends, to the module's function."""
+    """The app's worker runs the task by its name, for a positional call from the CLI."""
     done = site.sh(
-        """redisjobs enqueue call '{"fn": "myapp.jobs:resize", "args": ["b.png", 8]}' --wait 60"""
+        """redisjobs enqueue call '{"fn": "myapp.tasks:resize", "args": ["b.png", 8]}' --wait 60"""
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == '{"path": "b.png", "width": 8}'
+
+
+def _producer(site: Site, text: str, tmp_path: Path) -> None:
+    """Enqueued through the task, run by the app's worker process, followed to its result."""
+    out = run_python(site, text, tmp_path, db=0)
+    assert out.splitlines()[-1] == "{'path': 'a.png', 'width': 640}"
+    assert out.index("started") < out.index("progress") < out.index("completed")
+
+
+def _imports(site: Site, text: str, tmp_path: Path) -> None:
+    """A module of `myapp` imports (its service's sample runs it end to end)."""
+    module = MODULE.match(text)
+    assert module
+    name = module.group(1).removesuffix(".py").replace("/", ".")
+    done = site.python(f"import {name}")
+    assert done.returncode == 0, done.stderr
+
+
+def _serve(site: Site, text: str, default_port: int) -> tuple[subprocess.Popen[str], httpx.Client]:
+    """Start the sample's server on a free port; an HTTP client of it once it answers."""
+    port = free_port()
+    proc = site.start(text.strip().replace(f"--port {default_port}", f"--port {port}"))
+    log = site.home / f"proc-{len(site.procs) - 1}.log"
+    # Not a `with` block of the caller's: httpx opens a client once, and this one is used here.
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=40)
+
+    def answers() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            http.get("/resize/none")
+        except httpx.TransportError:
+            return False
+        return True
+
+    site.until(answers, text.strip())
+    return proc, http
+
+
+def _completed(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The service's view of a job, polled until it completed (or a minute passed)."""
+    deadline = time.monotonic() + 60
+    while True:
+        reply = http.get(f"/resize/{job_id}")
+        assert reply.status_code == 200, reply.text
+        view: dict[str, Any] = reply.json()
+        if view["status"] == "completed" or time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
+
+
+def _unknown_ids_are_404(http: httpx.Client) -> None:
+    for job_id in ("no-such-job", "-x", "x" * 300):  # the last two: ids no job can have
+        assert http.get(f"/resize/{job_id}").status_code == 404
+
+
+def _fastapi(site: Site, text: str, tmp_path: Path) -> None:
+    """uvicorn serving myapp.api beside the app's worker: 202 with an id, then the result."""
+    server, http = _serve(site, text, 8000)
+    try:
+        _unknown_ids_are_404(http)
+        assert http.post("/resize", json={"path": "a.png"}).status_code == 422
+        ids = []
+        for n in range(3):
+            reply = http.post("/resize", json={"path": f"{n}.png", "width": n})
+            assert reply.status_code == 202, reply.text
+            ids.append(reply.json()["id"])
+        for n, job_id in enumerate(ids):
+            assert _completed(http, job_id) == {
+                "status": "completed",
+                "progress": 100.0,
+                "result": {"path": f"{n}.png", "width": n},
+            }
+    finally:
+        http.close()
+    assert stop(server) in (0, -signal.SIGTERM)  # uvicorn ends by the signal it handled
+    log = (site.home / f"proc-{site.procs.index(server)}.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log, log
+
+
+def _flask(site: Site, text: str, tmp_path: Path) -> None:
+    """Flask's threaded server beside the app's worker: views in many threads at once, each
+    enqueueing through the one sync client; half of them wait for the result in the view."""
+    server, http = _serve(site, text, 5000)
+
+    def order(n: int) -> dict[str, Any]:
+        query = "?wait=30" if n % 2 else ""
+        reply = http.post(f"/resize{query}", json={"path": f"{n}.png", "width": n})
+        assert reply.status_code == (200 if query else 202), reply.text
+        body: dict[str, Any] = reply.json()
+        return body
+
+    try:
+        _unknown_ids_are_404(http)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(order, range(8)))
+        for n, reply in enumerate(replies):
+            expected = {"path": f"{n}.png", "width": n}
+            if n % 2:
+                assert reply["result"] == expected
+            assert _completed(http, reply["id"])["result"] == expected
+    finally:
+        http.close()
+    stop(server)
+
+
+NOTEBOOK = """\
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+for cell in open(sys.argv[1]).read().split("# %%")[1:]:
+    done = shell.run_cell("# %%" + cell, store_history=True)
+    done.raise_error()
+    print("=>", repr(done.result))
+"""
+"""Runs a notebook sample's cells (split at ``# %%``) one by one in IPython, printing each
+cell's value; top-level ``await`` runs on IPython's event loop, as in Jupyter."""
+
+
+def _notebook(site: Site, text: str, tmp_path: Path) -> None:
+    cells = tmp_path / "cells.py"
+    cells.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK, str(cells)],
+        cwd=site.home,
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    values = [line for line in done.stdout.splitlines() if line.startswith("=> ")]
+    assert values == [
+        "=> None",
+        f"=> {[n * n for n in range(10)]}",
+        "=> {'path': 'a.png', 'width': 640}",
+        "=> None",
+    ], done.stdout
+    assert done.stderr == ""  # no task left pending: the last cell closed what the cells opened
 
 
 def _sync_client(site: Site, text: str, tmp_path: Path) -> None:
@@ -330,12 +503,19 @@ def _metrics(site: Site, text: str, tmp_path: Path) -> None:
 
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     # first line -> (how it runs, the module fixtures it needs)
-    "import asyncio": (_quickstart, ()),
+    "# myapp/tasks.py": (_tasks_module, ()),
     "from redisjobs.sync import Client": (_sync_client, ()),
-    "redisjobs worker --url redis://redis:6379/0 --queue default --concurrency 100 \\": (
+    "redisjobs worker myapp.tasks:app --concurrency 100 --lease-ttl 30 --grace 30": (
         _production_worker,
         ("myapp_worker",),
     ),
+    "# producer.py": (_producer, ("myapp_worker",)),
+    "import asyncio": (_quickstart, ()),
+    "# myapp/api.py": (_imports, ()),
+    "uvicorn myapp.api:api --port 8000": (_fastapi, ("myapp_worker",)),
+    "# myapp/web.py": (_imports, ()),
+    "flask --app myapp.web run --port 5000": (_flask, ("myapp_worker",)),
+    "# %% a cell": (_notebook, ("myapp_worker",)),
     'HTTPExecutor(allow_hosts=["hooks.example.com"], headers={"Authorization": "Bearer …"}, '
     "timeout=10)": (_fragment, ()),
     'SubprocessExecutor(pass_env=["PGHOST"], timeout=600)': (_fragment, ()),
@@ -347,7 +527,8 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     ),
     "from redisjobs.engine import Engine, ExecContext, Executor, MemoryBackend, RedisBackend, "
     "Worker": (_fragment, ()),
-    "redisjobs worker --redis redis://redis:6379/0 --queue default --queue emails \\": (
+    "redisjobs worker myapp.tasks:app --redis redis://redis:6379/0 --queue default --queue "
+    "emails \\": (
         _supervised_workers,
         (),
     ),

@@ -157,6 +157,12 @@ def _worker(sub: Any) -> None:
         help="stop once the queue has no job ready to run and none runs here (as RQ's --burst: "
         "jobs scheduled for later are not waited for)",
     )
+    w.add_argument(
+        "--task-processes",
+        type=positive_int,
+        metavar="N",
+        help="child processes at once for isolation='process' tasks (default: the CPU count)",
+    )
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     w.add_argument(
         "--metrics-port",

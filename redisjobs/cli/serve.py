@@ -71,6 +71,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
             reclaim_interval=args.reclaim_interval,
             handle_signals=False,
             burst=args.burst,
+            max_processes=args.task_processes,
         )
         for queue in dict.fromkeys(args.queue or (what.app.queues if what.app else ["default"]))
     ]

@@ -1,9 +1,9 @@
 """The Lua transitions, loaded once and called through typed wrappers.
 
 Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts");
-``_lib.lua`` is prepended to each. Scripts are registered with redis-py (EVALSHA, reloaded on
-NOSCRIPT, so a restarted Redis needs nothing from us). This module is the only place that sees
-raw script replies: every wrapper turns them into typed values.
+``_lib.lua`` is prepended to each. Scripts are called by SHA and reloaded on NOSCRIPT (see
+:mod:`redisjobs.scriptcall`), so a restarted Redis needs nothing from us. This module is the
+only place that sees raw script replies: every wrapper turns them into typed values.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
+from ..scriptcall import Arg, AsyncCaller, ScriptText
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -42,8 +43,6 @@ PROMOTE_BATCH = 100
 a busy 2-core machine), so a call stays near 1-2 ms, far under the 10 ms any one script may
 block Redis for, and a backlog of any size goes in a series of short calls with other clients'
 commands in between."""
-
-Arg = str | bytes | int | float
 
 
 class Delivery(NamedTuple):
@@ -138,6 +137,9 @@ class Scripts:
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
         self._redis = redis
         self._s = register(redis, NAMES, embedded=embedded)
+        # On a real Redis, the calls take the fast path of redisjobs.scriptcall
+        self._caller = None if embedded else AsyncCaller(redis)
+        self._texts = {n: ScriptText(s) for n, s in self._s.items()}
 
     async def preload(self, *names: str) -> None:
         """Load scripts now (and open a connection for them), so that their first call is one
@@ -148,6 +150,8 @@ class Scripts:
 
     def call(self, step: ScriptCall) -> Awaitable[Any]:
         """Run one script call of a flow; its raw reply, to await."""
+        if self._caller is not None:
+            return self._caller(self._texts[step.name], (step.keys.prefix,), step.args)
         return cast(Awaitable[Any], self._s[step.name](keys=(step.keys.prefix,), args=step.args))
 
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:

@@ -200,6 +200,20 @@ async def test_a_process_task_of_an_app(redis_url: str, client: Client) -> None:
         assert await client.wait(quick.id, timeout=10) != os.getpid()
 
 
+async def test_a_worker_bounds_its_task_processes(redis_url: str, client: Client) -> None:
+    """Worker(max_processes=1): two process tasks at once run one after the other, in one
+    child."""
+    async with Worker(
+        redis_url, app=jobs.process_app, queue=client.queue, max_processes=1, handle_signals=False
+    ):
+        two = [
+            await client.enqueue("call", {"fn": jobs.task_in_child.name, "args": [1]})
+            for _ in range(2)
+        ]
+        pids = {await client.wait(job.id, timeout=15) for job in two}
+    assert len(pids) == 1 and os.getpid() not in pids
+
+
 async def test_aclose_stops_the_children() -> None:
     call = _call(max_processes=2)
     ctx = ExecContext(_NoHost(), job_id="j", queue="q", kind="call", attempt=1, lease=1)
