@@ -207,7 +207,7 @@ def pool_settings(socket_timeout: float) -> dict[str, Any]:
     }
 
 
-def retry_settings(retries: int) -> tuple[ExponentialBackoff, int, tuple[type[Exception], ...]]:
+def retry_settings(retries: int) -> tuple[ExponentialBackoff, int, tuple[type[RedisError], ...]]:
     """redis-py's Retry arguments (asyncio or sync): retry after a lost connection only."""
     return ExponentialBackoff(cap=0.5, base=0.05), retries, (RedisConnectionError,)
 

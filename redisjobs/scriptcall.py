@@ -30,7 +30,9 @@ from typing import Any
 import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .connection import MAX_CONNECTIONS
 
@@ -121,7 +123,7 @@ class SyncCaller:
         conn = kept or self._pool.get_connection()
         try:
             if kept is not None:
-                self._pool.ensure_connection(conn)
+                _ensure_connection(conn)
             reply = conn.retry.call_with_retry(
                 lambda: _once_sync(conn, script, keys, args), lambda _error: conn.disconnect()
             )
@@ -147,3 +149,16 @@ def _once_sync(conn: Any, script: ScriptText, keys: Sequence[str], args: Sequenc
 
 def _packed(conn: Any, command: str, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
     return conn.pack_command(command, script, len(keys), *keys, *args)
+
+
+def _ensure_connection(conn: Any) -> None:
+    """What redis-py's sync pool checks before it hands a connection out (its own
+    ``ensure_connection`` is newer than the oldest redis-py we support): connected, and no
+    unread data, else a fresh connection."""
+    conn.connect()
+    try:
+        if conn.can_read():
+            raise RedisConnectionError("Connection has data")
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        conn.disconnect()
+        conn.connect()
