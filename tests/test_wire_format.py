@@ -36,8 +36,8 @@ def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 0) ->
 def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
     documented = re.findall(r"^\| (\d+) \| (\w+) \|", DOC.read_text(), re.MULTILINE)
     assert [int(n) for n, _ in documented] == list(range(1, 13))
-    lua = SCRIPTS.joinpath("enqueue.lua").read_text()
-    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(ARGV, i, i \+ STRIDE - 1\)", lua)
+    lua = SCRIPTS.joinpath("_lib.lua").read_text()  # create_job, which every enqueue runs
+    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(args, i, i \+ STRIDE - 1\)", lua)
     assert named is not None and "local STRIDE = 12" in lua
     in_lua = re.split(r",\s*", named.group(1))
     assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua

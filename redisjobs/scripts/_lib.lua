@@ -237,3 +237,63 @@ local function lease_checked(jkey, jid, from, worker, msg, now, job)
 end
 
 -- ------------------------------------------------------------------------------------------
+
+-- Job creation, shared by enqueue and the scripts that enqueue on a schedule ----------------
+
+-- Values per job of an enqueue row (the fields of Python's EnqueueRow, redisjobs/wire.py).
+local STRIDE = 12
+local MAX_PRIORITY = 2097152
+
+-- Why the enqueue rows in `args[from..]` cannot be written, or nil when they all can: the
+-- values must be STRIDE per job, every id must keep the job id rule of keys.py (enforced here
+-- too for producers that call the scripts without the Python client), every priority must be
+-- an integer 0..MAX_PRIORITY. Checked before anything is written.
+local function check_rows(args, from)
+  if (#args - from + 1) % STRIDE ~= 0 then
+    return 'enqueue takes ' .. STRIDE .. ' values per job, got ' .. (#args - from + 1)
+  end
+  for i = from, #args, STRIDE do
+    local job_id, priority = args[i], args[i + STRIDE - 1]  -- a row's first and last values
+    if #job_id > 200 or not string.find(job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
+      return 'invalid job id: a job id is 1-200 characters of ' ..
+        'A-Z a-z 0-9 _ - . @ + =, not starting with - or .'
+    end
+    priority = count_of(priority, nil)
+    if not priority or priority > MAX_PRIORITY then
+      return 'invalid priority: a priority is an integer 0..' .. MAX_PRIORITY
+    end
+  end
+  return nil
+end
+
+-- Create the job of the row at `args[i..]` (checked by the caller) unless a job with its id
+-- exists. Returns created (bool) and, for a job scheduled for later, its due time (ms).
+local function create_job(now, args, i)
+  local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
+    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + STRIDE - 1)
+  local jkey = job_key(job_id)
+  if redis.call('EXISTS', jkey) == 1 then return false, nil end
+  local at = tonumber(at_ms)
+  local due = now + tonumber(delay_ms)
+  if at > 0 then due = at end
+  local status, extra, value = 'pending', 'msg', nil
+  if due > now then
+    status, extra, value = 'scheduled', 'scheduled_at', due
+    redis.call('ZADD', K_DELAYED, due, job_id)
+  else
+    value = redis.call('XADD', K_READY, '*', 'id', job_id)
+    due = nil
+  end
+  local fields = {'kind', kind, 'payload', payload, 'attempt', 0, 'max_retries', max_retries,
+    'retry_delay', retry_delay_ms, 'retry_backoff', retry_backoff, 'retry_jitter', retry_jitter,
+    'timeout', timeout_ms, 'result_ttl', result_ttl_ms, 'created_at', now, 'crashes', 0,
+    'status', status, extra, value}
+  if tonumber(priority) > 0 then  -- a job without a priority has no field for it
+    fields[#fields + 1] = 'priority'
+    fields[#fields + 1] = tonumber(priority)
+  end
+  redis.call('HSET', jkey, unpack(fields))
+  move_status(job_id, nil, status, now)
+  emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
+  return true, due
+end
