@@ -18,7 +18,7 @@ from .events import Event, follow
 from .getters import QueueGetters, reaching
 from .job import Job
 from .keys import QueueKeys
-from .options import JobOptions
+from .options import DEFAULT_PRIORITY, JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
 from .roundtrips import run
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
@@ -75,7 +75,7 @@ class Client(Producer, QueueGetters):
         job_id: str | None = None,
         delay: float | None = None,
         at: datetime | None = None,
-        priority: int = 0,
+        priority: int = DEFAULT_PRIORITY,
         max_retries: int | None = None,
         retry_delay: float | None = None,
         retry_backoff: float | None = None,
@@ -94,9 +94,9 @@ class Client(Producer, QueueGetters):
                 and returns that job.
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
-            priority: 0..2**21, lower is more urgent. Recorded: stored on the job and shown as
-                :attr:`Job.priority`; ordering by priority is not implemented, jobs of a queue
-                run in FIFO order.
+            priority: 0..2**21, lower runs sooner (default 100); FIFO within a priority. Strict:
+                a job waits while more urgent ones are pending (docs/architecture.md,
+                "Priorities").
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
 

@@ -368,15 +368,17 @@ class Backoff:
 
 
 async def ensure_group(redis: Redis, keys: QueueKeys) -> None:
-    """Create the queue's stream and consumer group unless they exist.
+    """Create the queue's streams and their consumer groups unless they exist.
 
-    From id 0, so jobs enqueued before any worker existed are served too.
+    `ready`'s from id 0, so jobs enqueued before any worker existed are served too; `carry`'s
+    from its end, since every entry of it is read by the `start` call that adds it.
     """
-    try:
-        await redis.xgroup_create(keys.ready, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    for stream, start in ((keys.ready, "0"), (keys.carry, "$")):
+        try:
+            await redis.xgroup_create(stream, GROUP, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 async def check_server(redis: Redis, logger: logging.Logger) -> None:

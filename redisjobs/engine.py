@@ -20,9 +20,8 @@ died) gives the job to another worker instead of failing it.
 Differences, by design: a ``cmd`` string needs a worker whose
 :class:`~redisjobs.executors.SubprocessExecutor` has ``allow_shell=True`` (a list runs
 directly); :class:`~redisjobs.executors.HTTPExecutor` reaches loopback and private addresses
-only when allowed (``allow_private``, or the host in ``allow_hosts``); ``priority`` is kept on
-the job but jobs of a queue run in FIFO order (give urgent work its own queue); statuses map as
-in :data:`STATUS`.
+only when allowed (``allow_private``, or the host in ``allow_hosts``); statuses map as in
+:data:`STATUS`. ``priority`` orders jobs as Pyjobkit's does (lower runs sooner, default 100).
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from .engine_parts import (
 from .engine_parts import uuid_of as _uuid
 from .engine_worker import Worker
 from .job import Job, JobStatus
+from .options import DEFAULT_PRIORITY
 
 __all__ = [
     "STATUS",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
-DEFAULT_PRIORITY = 100
 _ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
 
 STATUS = {
@@ -183,8 +182,7 @@ class Engine:
         Args:
             kind: the executor's kind (letters, digits, ``_ . -``).
             payload: the executor's input (anything msgpack encodes).
-            priority: 0..2**21, lower is more urgent; kept on the job (order within a queue
-                is FIFO).
+            priority: 0..2**21, lower runs sooner (FIFO within a priority).
             scheduled_for: not before this time (naive = UTC).
             max_attempts: runs in all before it fails for good (default 3).
             idempotency_key: while a job with this key exists, enqueueing it again returns

@@ -12,6 +12,10 @@ returns the jobs already leased to this worker under their existing lease (the w
 lease once) and leases what was read but never started. Without it those jobs would wait for
 lease_ttl and count as a crash of a worker that never died.
 
+On a paused queue `start` leases nothing new and says so; the fetcher then waits for `resume`
+on the control channel (the worker's control loop calls :meth:`Fetcher.resume`), and looks
+again every PAUSE_RECHECK seconds in case pub/sub lost the message.
+
 Replies that say Redis cannot serve writes *here and now* (a failover made it a replica, it is
 loading, a cluster is moving slots) are outages like a lost connection: the fetcher waits and
 retries rather than stopping the worker.
@@ -31,7 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .connection import Backoff, ensure_group, is_transient
 from .keys import GROUP, QueueKeys
-from .scripts import Delivery, Scripts
+from .scripts import Delivery, Scripts, Started
 from .slots import Slots
 
 log = logging.getLogger("redisjobs.worker")
@@ -40,6 +44,10 @@ BLOCK_MS = 2000
 
 MAX_FETCH = 64
 """Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
+
+PAUSE_RECHECK = 5.0
+"""Seconds between a paused fetcher's looks at its queue without a `resume` message (pub/sub
+loses what is published while its connection is down)."""
 
 
 class Fetcher:
@@ -83,7 +91,14 @@ class Fetcher:
         self._launch = launch
         self._reclaim_first = reclaim_first
         self.blocked = False
+        self.paused = False  # the last `start` found the queue paused
         self._recover = False
+        self._resumed = asyncio.Event()
+
+    def resume(self) -> None:
+        """The queue may have been resumed (a `resume` message, or a recheck after the pub/sub
+        connection came back): a paused fetcher looks again now."""
+        self._resumed.set()
 
     def lost_reply(self) -> None:
         """A start or reclaim call failed: jobs may be leased to this worker unbeknown to it."""
@@ -97,6 +112,7 @@ class Fetcher:
         while not self._slots.closed:
             free = min(self._slots.free(), MAX_FETCH)
             wake.clear()
+            self._resumed.clear()  # before the call that may find the queue paused
             if free <= 0:
                 await wake.wait()
                 continue
@@ -112,7 +128,9 @@ class Fetcher:
                 await backoff.failed(exc)
                 continue
             backoff.ok()
-            if not busy and not self._can_block:
+            if self.paused:
+                await self._wait_resume()
+            elif not busy and not self._can_block:
                 await self._idle()
 
     async def _fetch(self, free: int, busy: bool, backoff: Backoff) -> bool:
@@ -128,22 +146,27 @@ class Fetcher:
             # stream is drained, so the next read may as well block.
             started = await self._scripts.start(self._keys, self._worker_id, read=free)
             self._launch_all(started)
-            return len(started) >= free
+            # paused: read with `start` again once resumed, not with a blocking read
+            return started.paused or len(started) >= free
         return await self._blocking_read(free, backoff)
 
     async def _recover_pel(self) -> None:
-        """Offer every entry of this worker's PEL to `start` again (see the module's doc)."""
+        """Offer every entry of this worker's PELs to `start` again (see the module's doc)."""
+        for stream in self._keys.streams:
+            await self._recover_stream(stream)
+
+    async def _recover_stream(self, stream: str) -> None:
         cursor = "-"
         while True:
             pending: Any = await self._reader.xpending_range(
-                self._keys.ready, GROUP, cursor, "+", MAX_FETCH, self._worker_id
+                stream, GROUP, cursor, "+", MAX_FETCH, self._worker_id
             )
             if not pending:
                 return
             ids = [p["message_id"] for p in pending]
             async with self._reader.pipeline(transaction=False) as pipe:
                 for mid in ids:
-                    pipe.xrange(self._keys.ready, mid, mid)
+                    pipe.xrange(stream, mid, mid)
                 found: list[Any] = await pipe.execute()
             entries = [
                 (mid.decode(), _job_id(rows[0][1] if rows else None))
@@ -167,11 +190,14 @@ class Fetcher:
         finally:
             self.blocked = False
         if not reply:
-            return False
+            # Nothing for BLOCK_MS: look with `start` once (it also finds jobs in `prio` whose
+            # wake-up entry a paused queue dropped), then block again.
+            return True
         await self._start(reply[0][1], backoff)
-        return len(reply[0][1]) >= free
+        return self.paused or len(reply[0][1]) >= free
 
-    def _launch_all(self, deliveries: list[Delivery]) -> None:
+    def _launch_all(self, deliveries: Started) -> None:
+        self.paused = deliveries.paused
         for delivery in deliveries:
             self._launch(delivery)
 
@@ -181,6 +207,19 @@ class Fetcher:
             await ensure_group(self._reader, self._keys)
         except (RedisError, OSError) as exc:
             await backoff.failed(exc)
+
+    async def _wait_resume(self) -> None:
+        """Wait, paused, for a resume (or a stop, or PAUSE_RECHECK seconds, jittered)."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._resumed, self._slots.wake)]
+        try:
+            await asyncio.wait(
+                waits,
+                timeout=PAUSE_RECHECK * random.uniform(0.8, 1.2),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

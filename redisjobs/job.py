@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from . import jobtext
 from .errors import SerializationError
+from .options import DEFAULT_PRIORITY
 from .serialization import unpackb
 
 
@@ -56,12 +57,12 @@ def ms_to_datetime(value: bytes | int | None) -> datetime | None:
         return None
 
 
-def _number(value: bytes | None, kind: type[int] | type[float]) -> Any:
-    """A numeric field, 0 when absent or garbage (a hash written by something else)."""
+def _number(value: bytes | None, kind: type[int] | type[float], default: int = 0) -> Any:
+    """A numeric field, `default` when absent or garbage (a hash written by something else)."""
     try:
-        return kind(value or 0)
+        return kind(value or default)
     except (ValueError, OverflowError):
-        return kind(0)
+        return kind(default)
 
 
 def _text(value: bytes | None) -> str | None:
@@ -110,8 +111,8 @@ class Job:
     progress_message: str | None = None
     failure: FailureReason | None = None
     """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
-    priority: int = 0
-    """Recorded at enqueue (lower is more urgent); jobs of a queue still run in FIFO order."""
+    priority: int = DEFAULT_PRIORITY
+    """0..2**21, lower runs sooner; FIFO within a priority (default 100)."""
 
     @property
     def name(self) -> str:
@@ -166,5 +167,5 @@ class Job:
             lease=_number(h.get(b"lease"), int),
             progress_message=_text(h.get(b"progress_message")),
             failure=_failure(h.get(b"failure")),
-            priority=_number(h.get(b"priority"), int),
+            priority=_number(h.get(b"priority"), int, DEFAULT_PRIORITY),
         )

@@ -49,6 +49,32 @@ class QueueKeys:
         return self.prefix + "ready"
 
     @property
+    def prio(self) -> str:
+        """Sorted set of runnable jobs at a priority other than the default, job id ->
+        ``priority * 2**31 + seq`` (the default priority's jobs are entries of :attr:`ready`)."""
+        return self.prefix + "prio"
+
+    @property
+    def carry(self) -> str:
+        """Stream, consumer group :data:`GROUP`, whose entries (ids ``0-<n>``) carry the leases
+        of jobs taken from :attr:`prio`: the PEL of either stream holds a worker's leases."""
+        return self.prefix + "carry"
+
+    @property
+    def streams(self) -> tuple[str, str]:
+        """The two streams whose PELs hold leases: :attr:`ready` and :attr:`carry`."""
+        return (self.ready, self.carry)
+
+    def stream_of(self, entry_id: str) -> str:
+        """The stream a job's entry (its ``msg``) is in: ``0-<n>`` ids are :attr:`carry`'s."""
+        return self.carry if entry_id.startswith("0-") else self.ready
+
+    @property
+    def paused(self) -> str:
+        """String that exists while the queue is paused: workers lease nothing new."""
+        return self.prefix + "paused"
+
+    @property
     def delayed(self) -> str:
         """Sorted set of job id -> due time (ms)."""
         return self.prefix + "delayed"
@@ -75,7 +101,8 @@ class QueueKeys:
 
     @property
     def control(self) -> str:
-        """Pub/sub channel that wakes workers: cancel requests and new due times."""
+        """Pub/sub channel that wakes workers: cancel requests, new due times, pause and
+        resume."""
         return self.prefix + "control"
 
     @property

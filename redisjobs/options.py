@@ -18,7 +18,12 @@ from .keys import check_job_id
 PER_JOB = frozenset({"job_id", "delay", "at", "priority"})
 
 MAX_PRIORITY = 2**21
-"""The largest priority (BullMQ's bound): 0 is the most urgent, the default."""
+"""The largest priority (BullMQ's bound): 0 is the most urgent."""
+
+DEFAULT_PRIORITY = 100
+"""A job's priority unless it is given one (Pyjobkit's): lower runs sooner. Jobs at it cost
+nothing extra: they are the stream entries every job once was (docs/architecture.md,
+"Priorities")."""
 
 
 def new_job_id() -> str:
@@ -35,14 +40,15 @@ def _ms(seconds: float | None, name: str) -> int:
 
 
 def _priority(priority: object) -> int:
-    """`priority` when it is an int of 0..:data:`MAX_PRIORITY` (lower is more urgent); None is 0.
+    """`priority` when it is an int of 0..:data:`MAX_PRIORITY` (lower is more urgent); None is
+    :data:`DEFAULT_PRIORITY`.
 
     Raises:
         TypeError: not an int (a bool is not a priority either).
         ValueError: out of range.
     """
     if priority is None:
-        return 0
+        return DEFAULT_PRIORITY
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise TypeError(f"priority must be an int, got {type(priority).__name__}")
     if not 0 <= priority <= MAX_PRIORITY:
@@ -68,7 +74,7 @@ class PerJob(NamedTuple):
     policy: Policy
     delay_ms: int = 0
     at_ms: int = 0
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)

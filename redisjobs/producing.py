@@ -19,7 +19,7 @@ from .errors import JobCancelled, JobFailed, RedisOutOfMemory
 from .events import FINAL_EVENTS, Event
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
-from .options import JobOptions, new_job_id
+from .options import DEFAULT_PRIORITY, JobOptions, new_job_id
 from .queries import Outcome, final_state_flow, get_jobs_flow
 from .roundtrips import RECEIVE, Command, Flow, cmd
 from .scripts import cancel_flow, enqueue_flow
@@ -66,9 +66,10 @@ class Producer:
         Raises:
             TypeError: `given` names an option that is none (nothing is written).
         """
-        # The options given (not None, priority not 0); none at all takes the row's fast path.
+        # The options given (not None, priority not the default); none at all takes the row's
+        # fast path.
         opts = {k: v for k, v in given.items() if v is not None and k not in _NOT_OPTIONS}
-        if opts.get("priority") == 0:
+        if opts.get("priority") == DEFAULT_PRIORITY:
             del opts["priority"]
         return self.row(kind, payload, opts)
 

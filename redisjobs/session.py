@@ -160,7 +160,8 @@ class Session:
 
     async def idle(self) -> bool:
         """True when this worker holds nothing and its queue has no job ready to run: none
-        pending, none delayed whose due time has come (scheduled for later: not waited for)."""
+        pending, none delayed whose due time has come (scheduled for later: not waited for),
+        or the queue is paused."""
         if self._slots.running or self.runs.held:
             return False
         seconds, micros = await self.redis.time()
@@ -168,9 +169,11 @@ class Session:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.status("pending"))
             pipe.zcount(self.keys.delayed, "-inf", now_ms)
-            pipe.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id)
-            pending, due, mine = await pipe.execute()
-        return not (pending or due or mine)
+            pipe.exists(self.keys.paused)
+            for stream in self.keys.streams:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1, self.id)
+            pending, due, paused, *mine = await pipe.execute()
+        return not any(mine) and (paused or not (pending or due))
 
     # -- shutdown -------------------------------------------------------------------------------
 
@@ -233,10 +236,21 @@ class Session:
             # it back after the deregistration, for three lease TTLs.
             await cancel_and_wait(loops)
             await self.leases.deregister()
-            if not await self.redis.xpending_range(self.keys.ready, GROUP, "-", "+", 1, self.id):
-                await self.redis.xgroup_delconsumer(self.keys.ready, GROUP, self.id)
+            await self._leave_groups()
         except (RedisError, OSError) as exc:
             log.warning("could not hand jobs back (%s): they return after lease_ttl", exc)
+
+    async def _leave_groups(self) -> None:
+        """Delete this worker's consumers unless it left entries behind in either stream."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.keys.streams:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1, self.id)
+            held = await pipe.execute()
+        if not any(held):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream in self.keys.streams:
+                    pipe.xgroup_delconsumer(stream, GROUP, self.id)
+                await pipe.execute()
 
     async def _settle(self, writes: Coroutine[Any, Any, None], hard_stop: asyncio.Event) -> None:
         """Run `writes` for SETTLE_SECONDS at most, HARD_STOP_SECONDS after a hard stop."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .executors._callspec import check_call_payload
-from .options import JobOptions, Policy, new_job_id
+from .options import DEFAULT_PRIORITY, JobOptions, Policy, new_job_id
 from .serialization import pack_payload
 
 
@@ -36,8 +36,8 @@ class EnqueueRow(NamedTuple):
     delay_ms: int = 0
     at_ms: int = 0
     """Epoch ms the job is due at, 0 for none (then `delay_ms` counts)."""
-    priority: int = 0
-    """0..2**21, lower is more urgent; stored on the job only when not 0."""
+    priority: int = DEFAULT_PRIORITY
+    """0..2**21, lower runs sooner; stored on the job only when not the default (100)."""
 
     @property
     def delayed(self) -> bool:

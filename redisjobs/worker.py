@@ -386,10 +386,12 @@ class Worker:
         async with sub:
             while True:
                 raw = await sub.get()
-                if raw == RECHECK:
-                    continue  # a cancel missed meanwhile is still reported by the heartbeat
+                # A cancel missed while the connection was down is still reported by the
+                # heartbeat; a resume missed is not, so a recheck looks at the queue again.
                 what, _, arg = raw.partition(b":")
                 if what == b"cancel":
                     session.runs.stop_job(arg.decode(), "cancel")
                 elif what == b"due":
                     session.scheduler.wake()
+                elif raw in (b"resume", RECHECK):
+                    session.fetcher.resume()

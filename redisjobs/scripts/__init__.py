@@ -36,6 +36,8 @@ NAMES = (
     "progress",
     "retry",
     "purge",
+    "pause",
+    "resume",
 )
 
 PROMOTE_BATCH = 100
@@ -93,6 +95,13 @@ def _delivery(values: Sequence[Any]) -> Delivery:
         payload=payload,
         timeout_ms=int(timeout_ms),
     )
+
+
+class Started(list[Delivery]):
+    """What a ``start`` call leased: its deliveries, and whether the queue is paused (then
+    only jobs leased to this worker by an earlier call whose reply was lost)."""
+
+    paused: bool = False
 
 
 def _deliveries(reply: list[Any]) -> list[Delivery]:
@@ -168,13 +177,19 @@ class Scripts:
         entries: Sequence[tuple[str, str]] = (),
         *,
         read: int = 0,
-    ) -> list[Delivery]:
-        """Lease the jobs of stream entries (entry id, job id) that `worker` read, and of up
-        to `read` new entries the script reads itself."""
+    ) -> Started:
+        """Lease the jobs of stream entries (entry id, job id) that `worker` read, and up to
+        `read` more jobs the script finds itself (new entries, or jobs of a priority).
+
+        On a paused queue it leases nothing new, and the result says so (``paused``)."""
         args: list[Arg] = [worker, read]
         for msg, job_id in entries:
             args += (msg, job_id)
-        return _deliveries(await self._call("start", keys, args))
+        reply = await self._call("start", keys, args)
+        paused = bool(reply) and reply[0] == b"paused"
+        started = Started(_deliveries(reply[1:] if paused else reply))
+        started.paused = paused
+        return started
 
     async def heartbeat(
         self, keys: QueueKeys, worker: str, lease_ttl_ms: int, held: Iterable[tuple[str, int]]

@@ -15,6 +15,9 @@ local K_STATS = PREFIX .. 'stats'
 local K_CONTROL = PREFIX .. 'control'
 local K_LOG = PREFIX .. 'log'
 local K_LEASES = PREFIX .. 'leases'
+local K_PRIO = PREFIX .. 'prio'
+local K_CARRY = PREFIX .. 'carry'
+local K_PAUSED = PREFIX .. 'paused'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
@@ -84,26 +87,27 @@ local function move_status(jid, from, to, score)
   redis.call('ZADD', status_key(to), score, jid)
 end
 
+-- The stream an entry id belongs to. `carry` ids are '0-<n>' (see start's lease_prio); no
+-- `ready` id starts so, since its time part is Redis's clock.
+local function stream_of(msg)
+  if string.sub(msg, 1, 2) == '0-' then return K_CARRY end
+  return K_READY
+end
+
 -- Acknowledge a finished delivery. The entry itself stays in the stream until `reclaim` trims
 -- the stream below its oldest pending entry: a per-job XDEL costs more than the rest of the
 -- outcome script, and trimming drops whole stream nodes at once.
 local function ack(msg)
-  if msg then redis.call('XACK', K_READY, GROUP, msg) end
+  if msg then redis.call('XACK', stream_of(msg), GROUP, msg) end
 end
 
 -- Drop an entry that must never be delivered (again): acknowledged and deleted now.
 local function drop_entry(msg)
   if msg and msg ~= '' then
-    redis.call('XACK', K_READY, GROUP, msg)
-    redis.call('XDEL', K_READY, msg)
+    local stream = stream_of(msg)
+    redis.call('XACK', stream, GROUP, msg)
+    redis.call('XDEL', stream, msg)
   end
-end
-
--- Make a job runnable: a fresh stream entry whose id the job remembers.
-local function push_ready(jkey, jid)
-  local msg = redis.call('XADD', K_READY, '*', 'id', jid)
-  redis.call('HSET', jkey, 'status', 'pending', 'msg', msg)
-  return msg
 end
 
 -- A job reaches a final status. Its hash and log expire after result_ttl; the status index
@@ -175,6 +179,53 @@ local function real_of(v, default)
   local n = tonumber(v)
   if n and n == n and n > -math.huge and n < math.huge then return n end
   return default
+end
+
+-- Priorities -------------------------------------------------------------------------------
+-- A job at the default priority is an entry of `ready`, as it always was. Any other runnable
+-- job is a member of `prio` scored priority * 2^31 + seq (FIFO within a priority; exact, being
+-- below 2^53), plus an entry without an `id` in `ready` that wakes a worker blocked on the
+-- stream (start, reclaim and release drop such entries).
+local DEFAULT_PRIORITY = 100
+local PRIO_SEQ = 2147483648
+local PRIO_BAND_END = string.format('%.0f', (DEFAULT_PRIORITY + 1) * PRIO_SEQ)
+
+-- Add job `jid` to `prio` behind the jobs already there at `priority`.
+local function prio_add(jid, priority)
+  local seq = redis.call('HINCRBY', K_STATS, 'prio_seq', 1) % PRIO_SEQ
+  redis.call('ZADD', K_PRIO, string.format('%.0f', priority * PRIO_SEQ + seq), jid)
+end
+
+-- Where a runnable job goes, by its `priority` field (absent: the default). The one place that
+-- decides. Returns the `ready` entry that is the job's msg, or nil when it went to `prio`.
+local function route_ready(jid, priority)
+  local p = count_of(priority, DEFAULT_PRIORITY)
+  if p == DEFAULT_PRIORITY then return redis.call('XADD', K_READY, '*', 'id', jid) end
+  prio_add(jid, p)
+  redis.call('XADD', K_READY, '*', 'wake', '1')
+  return nil
+end
+
+-- Make a job runnable (status pending): a fresh stream entry whose id the job remembers, or a
+-- member of `prio` (and no msg).
+local function push_ready(jkey, jid, priority)
+  local msg = route_ready(jid, priority)
+  if msg then
+    redis.call('HSET', jkey, 'status', 'pending', 'msg', msg)
+  else
+    redis.call('HSET', jkey, 'status', 'pending')
+    redis.call('HDEL', jkey, 'msg')
+  end
+end
+
+-- A pending job's `ready` entry was delivered to a worker that will not start it now (a
+-- priority or a pause comes first): the job moves into `prio` at the default priority. Such
+-- entries came from the head of `ready`, so the job keeps its turn ahead of the entries left
+-- there (start takes the default priority's band of `prio` before reading `ready`).
+local function displace(jkey, jid, msg)
+  drop_entry(msg)
+  prio_add(jid, DEFAULT_PRIORITY)
+  redis.call('HDEL', jkey, 'msg')
 end
 
 -- Something other than these scripts may have written a job hash (a bug, a migration, someone
@@ -281,14 +332,18 @@ local function create_job(now, args, i)
     status, extra, value = 'scheduled', 'scheduled_at', due
     redis.call('ZADD', K_DELAYED, due, job_id)
   else
-    value = redis.call('XADD', K_READY, '*', 'id', job_id)
+    value = route_ready(job_id, priority)  -- nil for a job in `prio`: it has no msg
     due = nil
   end
   local fields = {'kind', kind, 'payload', payload, 'attempt', 0, 'max_retries', max_retries,
     'retry_delay', retry_delay_ms, 'retry_backoff', retry_backoff, 'retry_jitter', retry_jitter,
     'timeout', timeout_ms, 'result_ttl', result_ttl_ms, 'created_at', now, 'crashes', 0,
-    'status', status, extra, value}
-  if tonumber(priority) > 0 then  -- a job without a priority has no field for it
+    'status', status}
+  if value then
+    fields[#fields + 1] = extra
+    fields[#fields + 1] = value
+  end
+  if tonumber(priority) ~= DEFAULT_PRIORITY then  -- the default priority has no field
     fields[#fields + 1] = 'priority'
     fields[#fields + 1] = tonumber(priority)
   end

@@ -9,10 +9,10 @@
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
--- Effects  pending: XACK+XDEL its entry; scheduled: ZREM delayed; then status cancelled,
---          failure 'cancel', EXPIRE, stats.cancelled. running: the `cancel` flag, which
---          heartbeats also report, so a worker that missed the pub/sub message still stops
---          the job.
+-- Effects  pending: XACK+XDEL its entry (ZREM prio when it waits there); scheduled: ZREM delayed;
+--          then status cancelled, failure 'cancel', EXPIRE, stats.cancelled. running: the `cancel`
+--          flag, which heartbeats also report, so a worker that missed the pub/sub message still
+--          stops the job.
 
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
@@ -28,7 +28,13 @@ end
 if st == 'cancelled' and token ~= '' and job.cancel_token == token then return 'cancelled' end
 if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
-if st == 'pending' then drop_entry(job.msg) else redis.call('ZREM', K_DELAYED, jid) end
+if st == 'scheduled' then
+  redis.call('ZREM', K_DELAYED, jid)
+elseif job.msg then
+  drop_entry(job.msg)
+else
+  redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
+end
 finish(jkey, jid, st, 'cancelled', now, count_of(job.result_ttl, DEFAULT_TTL_MS), false, false,
   'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)
 trim_final('cancelled', now)

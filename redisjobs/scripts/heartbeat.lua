@@ -23,7 +23,7 @@ for i = 3, #ARGV, 2 do
   local job = hmget_named(job_key(jid), FIELDS)
   local ok = job.lease == lease and job.status == 'running' and job.worker == worker
   if ok then
-    ok = #redis.call('XCLAIM', K_READY, GROUP, worker, 0, job.msg, 'JUSTID') == 1
+    ok = #redis.call('XCLAIM', stream_of(job.msg), GROUP, worker, 0, job.msg, 'JUSTID') == 1
   end
   if not ok then
     out[#out + 1] = jid

@@ -4,16 +4,18 @@
 -- ARGV[1]  at most this many jobs per call (keeps the script short under a backlog)
 -- Returns  {moved, next_due_ms, now_ms}: next_due_ms is the earliest remaining due time or -1,
 --          so the caller can sleep exactly until then on Redis's clock
--- Effects  ZREM delayed; status pending; XADD ready. Members whose hash vanished, or that are no
---          longer scheduled (cancelled meanwhile), are just removed.
+-- Effects  ZREM delayed; status pending; XADD ready (or ZADD prio, by the job's priority). Members
+--          whose hash vanished, or that are no longer scheduled (cancelled meanwhile), are just
+--          removed.
 
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local moved = 0
 for _, jid in ipairs(ids) do
   local jkey = job_key(jid)
-  if redis.call('HGET', jkey, 'status') == 'scheduled' then
-    push_ready(jkey, jid)
+  local status, priority = unpack(redis.call('HMGET', jkey, 'status', 'priority'))
+  if status == 'scheduled' then
+    push_ready(jkey, jid, priority)
     move_status(jid, 'scheduled', 'pending', now)
     moved = moved + 1
   end

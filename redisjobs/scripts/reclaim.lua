@@ -27,6 +27,7 @@
 local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local out = {0}
+local paused = redis.call('EXISTS', K_PAUSED) == 1
 
 local function crashed(jkey, jid, msg, job)
   local crashes = redis.call('HINCRBY', jkey, 'crashes', 1)
@@ -46,10 +47,10 @@ end
 -- Entries older than the oldest pending one were all delivered and acknowledged; with nothing
 -- pending, so was every entry up to the group's last delivered one. An exact trim, so a drained
 -- queue ends with an empty stream (once per tick, not per job).
-local function trim_stream()
-  local minid = redis.call('XPENDING', K_READY, GROUP)[2]
+local function trim_stream(stream, summary)
+  local minid = summary[2]
   if not minid then
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', K_READY)) do
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
       for i = 1, #g, 2 do
         if g[i] == 'name' and g[i + 1] ~= GROUP then break end
         if g[i] == 'last-delivered-id' and g[i + 1] ~= '0-0' then
@@ -59,20 +60,28 @@ local function trim_stream()
       end
     end
   end
-  if minid and minid ~= '0-0' then redis.call('XTRIM', K_READY, 'MINID', minid) end
+  if minid and minid ~= '0-0' then redis.call('XTRIM', stream, 'MINID', minid) end
 end
 
 -- Consumers of workers that died (a clean stop deletes its own) hold nothing once their
 -- entries were claimed; drop them when long idle. A live worker that is dropped is recreated
--- by its next read.
-local function drop_idle_consumers(idle_ms)
-  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', K_READY, GROUP)) do
-    local info = {}
-    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-    if info['name'] ~= worker and info['pending'] == 0 and info['idle'] > idle_ms then
-      redis.call('XGROUP', 'DELCONSUMER', K_READY, GROUP, info['name'])
-      redis.call('HDEL', K_LEASES, info['name'])
+-- by its next read. A consumer holding entries of the other stream keeps its `leases` entry.
+local function drop_idle_consumers(streams, idle_ms)
+  local idle, holds = {}, {}
+  for _, stream in ipairs(streams) do
+    for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, GROUP)) do
+      local info = {}
+      for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+      if info['pending'] ~= 0 then
+        holds[info['name']] = true
+      elseif info['name'] ~= worker and info['idle'] > idle_ms then
+        idle[#idle + 1] = {stream, info['name']}
+      end
     end
+  end
+  for _, c in ipairs(idle) do
+    redis.call('XGROUP', 'DELCONSUMER', c[1], GROUP, c[2])
+    if not holds[c[2]] then redis.call('HDEL', K_LEASES, c[2]) end
   end
 end
 
@@ -88,6 +97,8 @@ local function take(entry)
     fail_corrupt(job_key(jid), jid, job.status, msg, now, job, field, value)
   elseif job.msg == msg and job.status == 'running' then
     return crashed(job_key(jid), jid, msg, job)
+  elseif job.msg == msg and job.status == 'pending' and paused then
+    displace(job_key(jid), jid, msg)  -- delivered, never started: a paused queue starts nothing
   elseif job.msg == msg and job.status == 'pending' then
     redis.call('HINCRBY', K_STATS, 'started', 1)
     return lease_job(job_key(jid), jid, 'pending', worker, msg, now, job)
@@ -97,26 +108,38 @@ local function take(entry)
   return nil
 end
 
--- Each holder's entries idle past that holder's own lease_ttl, up to `count` in all; one more
--- is asked for to learn whether some are owed.
-local pending = redis.call('XPENDING', K_READY, GROUP)
-local holders = type(pending[4]) == 'table' and pending[4] or {}
-local budget = count
-for _, h in ipairs(holders) do
-  local ttl = count_of(redis.call('HGET', K_LEASES, h[1]), nil) or tonumber(idle)
-  local expired = redis.call('XPENDING', K_READY, GROUP, 'IDLE', ttl, '-', '+', budget + 1, h[1])
-  local ids = {}
-  for i = 1, math.min(#expired, budget) do ids[i] = expired[i][1] end
-  if #expired > #ids then out[1] = 1 end
-  if #ids > 0 then
-    budget = budget - #ids
-    for _, entry in ipairs(redis.call('XCLAIM', K_READY, GROUP, worker, ttl, unpack(ids))) do
-      local row = take(entry)
-      if row then append(out, row) end
+-- Each holder's entries of `stream` (its XPENDING summary) idle past that holder's own
+-- lease_ttl, up to `budget` in all; one more is asked for to learn whether some are owed.
+-- Returns the budget left.
+local function claim(stream, summary, budget)
+  local holders = type(summary[4]) == 'table' and summary[4] or {}
+  for _, h in ipairs(holders) do
+    local ttl = count_of(redis.call('HGET', K_LEASES, h[1]), nil) or tonumber(idle)
+    local expired = redis.call('XPENDING', stream, GROUP, 'IDLE', ttl, '-', '+', budget + 1, h[1])
+    local ids = {}
+    for i = 1, math.min(#expired, budget) do ids[i] = expired[i][1] end
+    if #expired > #ids then out[1] = 1 end
+    if #ids > 0 then
+      budget = budget - #ids
+      for _, entry in ipairs(redis.call('XCLAIM', stream, GROUP, worker, ttl, unpack(ids))) do
+        local row = take(entry)
+        if row then append(out, row) end
+      end
     end
+    if budget <= 0 and out[1] == 1 then break end
   end
-  if budget <= 0 and out[1] == 1 then break end
+  return budget
 end
+
+-- The streams whose PEL hold leases: `ready`, and `carry` once start made it.
+local streams, summaries = {K_READY}, {redis.call('XPENDING', K_READY, GROUP)}
+local carried = redis.pcall('XPENDING', K_CARRY, GROUP)
+if not carried.err then
+  streams[2] = K_CARRY
+  summaries[2] = carried
+end
+local budget = count
+for i, stream in ipairs(streams) do budget = claim(stream, summaries[i], budget) end
 
 -- Orphan sweep, a bounded window per call that walks the running index by start time.
 local cursor = redis.call('HGET', K_STATS, 'sweep_cursor')
@@ -126,12 +149,13 @@ local swept = redis.call('ZRANGEBYSCORE', status_key('running'), cursor, '+inf',
 for i = 1, #swept, 2 do
   local jid = swept[i]
   local jkey = job_key(jid)
-  local job = hmget_named(jkey, {'status', 'msg', 'attempt'})
+  local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'priority'})
   if job.status ~= 'running' then
     redis.call('ZREM', status_key('running'), jid)
-  elseif not job.msg or #redis.call('XPENDING', K_READY, GROUP, job.msg, job.msg, 1) == 0 then
+  elseif not job.msg
+    or #redis.call('XPENDING', stream_of(job.msg), GROUP, job.msg, job.msg, 1) == 0 then
     redis.call('HSET', jkey, 'attempt', math.max(count_of(job.attempt, 1) - 1, 0))
-    push_ready(jkey, jid)
+    push_ready(jkey, jid, job.priority)
     move_status(jid, 'running', 'pending', now)
   end
 end
@@ -140,8 +164,10 @@ if #swept < 2 * tonumber(ARGV[5]) then
 else
   redis.call('HSET', K_STATS, 'sweep_cursor', swept[#swept])
 end
-trim_stream()
-drop_idle_consumers(10 * tonumber(idle))
+-- after the claims: the summaries' oldest entries may have left the PELs since, which only
+-- trims less this tick
+for i, stream in ipairs(streams) do trim_stream(stream, summaries[i]) end
+drop_idle_consumers(streams, 10 * tonumber(idle))
 -- Finished jobs leave their status index when their hash expires (indexes are scored by it).
 trim_final('completed', now)
 trim_final('failed', now)

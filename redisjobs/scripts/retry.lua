@@ -7,17 +7,17 @@
 --          expired leaves the failed index too (trim_final would drop it later anyway).
 -- Events   enqueued (per job put back, attempt 0)
 -- Effects  the hash and its log lose their TTL; the outcome of the last run (error, failure,
---          result, times, worker, progress) is cleared and attempt and crashes start again
---          from 0, but the lease counter is kept, so fencing tokens keep growing; ZREM dead;
---          status failed -> pending under a new stream entry; stats.enqueued (each job that
---          runs again counts as enqueued again, so enqueued - finished stays the jobs in flight)
+--          result, times, worker, progress) is cleared and attempt and crashes start again from 0,
+--          but the lease counter is kept, so fencing tokens keep growing; ZREM dead; status failed
+--          -> pending under a new stream entry (or in prio); stats.enqueued (each job that runs
+--          again counts as enqueued again, so enqueued - finished stays the jobs in flight)
 
 local now = now_ms()
 local revived = 0
 for i = 1, #ARGV do
   local jid = ARGV[i]
   local jkey = job_key(jid)
-  local job = hmget_named(jkey, {'status', 'kind'})
+  local job = hmget_named(jkey, {'status', 'kind', 'priority'})
   if job.status == 'failed' then
     redis.call('PERSIST', jkey)
     redis.call('PERSIST', job_log_key(jid))
@@ -25,7 +25,7 @@ for i = 1, #ARGV do
       'progress', 'progress_message', 'scheduled_at', 'cancel')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
-    push_ready(jkey, jid)
+    push_ready(jkey, jid, job.priority)
     move_status(jid, 'failed', 'pending', now)
     emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
     revived = revived + 1
