@@ -15,17 +15,18 @@ from typing import Any
 from . import tracing
 from .errors import WaitTimeout
 from .events import Event, follow
-from .getters import QueueGetters, reaching
+from .getters import reaching
 from .job import Job
 from .keys import QueueKeys
 from .options import DEFAULT_PRIORITY, JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
+from .queuecontrol import QueueControl
 from .roundtrips import run
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, QueueGetters):
+class Client(Producer, QueueControl):
     """A connection to one Redis (or the embedded backend) for producing and watching jobs.
 
     Args:
@@ -57,7 +58,7 @@ class Client(Producer, QueueGetters):
         timeout: float | None = None,
         result_ttl: float = 86400.0,
     ) -> None:
-        QueueGetters.__init__(self, url, queue)
+        QueueControl.__init__(self, url, queue)
         options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )

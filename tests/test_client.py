@@ -88,17 +88,26 @@ async def test_priority_is_recorded_only_when_given(client: Client) -> None:
     plain = await client.enqueue("call", {"fn": "add"})
     urgent = await client.enqueue("call", {"fn": "add"}, priority=3, delay=60)
     lowest = await client.enqueue("call", {"fn": "add"}, priority=2**21)
+    top = await client.enqueue("call", {"fn": "add"}, priority=0)
+    default = await client.enqueue("call", {"fn": "add"}, priority=100)
     [bulk, bulk_plain] = await client.enqueue_many(
         [{"kind": "call", "payload": {"fn": "add"}, "priority": 9}, ("call", {"fn": "add"})]
     )
-    assert (urgent.priority, bulk.priority, plain.priority) == (3, 9, 0)
-    for job, priority in ((plain, 0), (urgent, 3), (lowest, 2**21), (bulk, 9), (bulk_plain, 0)):
+    assert (urgent.priority, bulk.priority, plain.priority, top.priority) == (3, 9, 100, 0)
+    expected = ((plain, 100), (urgent, 3), (lowest, 2**21), (bulk, 9), (bulk_plain, 100))
+    for job, priority in (*expected, (top, 0), (default, 100)):
         got = await client.get(job.id)
         assert got is not None and got.priority == priority
-    # a job without a priority costs nothing: no field at all
-    assert not await client.redis.hexists(client.keys().job(plain.id), "priority")
-    assert not await client.redis.hexists(client.keys().job(bulk_plain.id), "priority")
+    # a job at the default priority costs nothing: no field at all, a plain stream entry
+    for job in (plain, bulk_plain, default):
+        assert not await client.redis.hexists(client.keys().job(job.id), "priority")
+        assert await client.redis.hexists(client.keys().job(job.id), "msg")
     assert await client.redis.hget(client.keys().job(urgent.id), "priority") == b"3"
+    assert await client.redis.hget(client.keys().job(top.id), "priority") == b"0"
+    # a runnable job at another priority waits in `prio`, without an entry of its own
+    assert not await client.redis.hexists(client.keys().job(top.id), "msg")
+    members = await client.redis.zrange(client.keys().prio, 0, -1)
+    assert members == [top.id.encode(), bulk.id.encode(), lowest.id.encode()]
 
 
 async def test_jobs_with_a_priority_run_as_any_other(client: Client, worker: WorkerFactory) -> None:

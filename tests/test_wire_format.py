@@ -28,7 +28,7 @@ ENQUEUE = (
 DOC = Path(__file__).parent.parent / "docs" / "wire-format.md"
 
 
-def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 0) -> list[Any]:
+def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 100) -> list[Any]:
     packed = msgpack.packb(payload, use_bin_type=True)
     return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority]
 
@@ -62,7 +62,7 @@ async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory
     fields: Any = await redis.hgetall(f"{prefix}job:wire-1")
     documented = {"kind", "payload", "status", "attempt", "max_retries", "retry_delay"}
     documented |= {"retry_backoff", "retry_jitter", "timeout", "result_ttl", "created_at"}
-    assert documented | {"crashes", "msg"} == {k.decode() for k in fields}  # priority 0: absent
+    assert documented | {"crashes", "msg"} == {k.decode() for k in fields}  # priority 100: absent
     assert fields[b"status"] == b"pending"
     later: Any = await redis.hgetall(f"{prefix}job:wire-2")
     assert later[b"status"] == b"scheduled" and b"scheduled_at" in later
@@ -125,11 +125,14 @@ async def test_the_script_enforces_the_job_id_rule(client: Client) -> None:
     assert await redis.keys(f"{prefix}*") == before
 
 
-async def test_priority_is_stored_when_not_0_and_checked(client: Client) -> None:
+async def test_priority_is_stored_when_not_100_and_checked(client: Client) -> None:
     redis, queue = client.redis, client.queue
     prefix = f"rj:{{{queue}}}:"
     assert await redis.eval(ENQUEUE, 1, prefix, *_args("urgent", None, priority=7)) == [1]
+    assert await redis.eval(ENQUEUE, 1, prefix, *_args("top", None, priority=0)) == [1]
     assert await redis.hget(f"{prefix}job:urgent", "priority") == b"7"
+    assert await redis.hget(f"{prefix}job:top", "priority") == b"0"
+    assert await redis.zrange(f"{prefix}prio", 0, -1) == [b"top", b"urgent"]
     before: Any = await redis.keys(f"{prefix}*")
     for bad in (-1, 2**21 + 1, 1.5, "high"):
         with pytest.raises(ResponseError, match="invalid priority"):
@@ -156,7 +159,7 @@ def test_a_version_1_hash_decodes_and_an_unknown_reason_is_none() -> None:
     """A job written before `failure` and `priority` were recorded has neither field."""
     old = {b"status": b"failed", b"kind": b"call", b"error": b"timed out after 1 s"}
     job = Job.from_hash("q", "old", old)
-    assert (job.failure, job.priority, job.error) == (None, 0, "timed out after 1 s")
+    assert (job.failure, job.priority, job.error) == (None, 100, "timed out after 1 s")
     assert Job.from_hash("q", "x", {**old, b"failure": b"gremlins"}).failure is None
     assert Job.from_hash("q", "x", {**old, b"failure": b"timeout"}).failure == "timeout"
-    assert Job.from_hash("q", "x", {**old, b"priority": b"not a number"}).priority == 0
+    assert Job.from_hash("q", "x", {**old, b"priority": b"not a number"}).priority == 100

@@ -23,6 +23,7 @@ from ..keys import QueueNames
 from ..options import EnqueueOptions, JobDefaults, JobOptions
 from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
 from ..queries import JobPage, get_jobs_flow, list_jobs_flow, stats_flow
+from ..queuecontrol import is_paused_flow, pause_flow, resume_flow
 from ..roundtrips import Flow
 from ..serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .driver import Scripts, connect, run
@@ -169,6 +170,22 @@ class Client(Producer, QueueNames):
             already finished or does not exist.
         """
         return self._run(cancel_job_flow(self._job_keys(job_id, queue), job_id))
+
+    @_reaching
+    def pause(self, queue: str | None = None) -> bool:
+        """Pause a queue: :meth:`redisjobs.Client.pause` (True: this call paused it)."""
+        return self._run(pause_flow(self.keys(queue)))
+
+    @_reaching
+    def resume(self, queue: str | None = None) -> bool:
+        """Resume a paused queue: :meth:`redisjobs.Client.resume` (True: this call resumed
+        it)."""
+        return self._run(resume_flow(self.keys(queue)))
+
+    @_reaching
+    def is_paused(self, queue: str | None = None) -> bool:
+        """Whether a queue is paused now."""
+        return self._run(is_paused_flow(self.keys(queue)))
 
     # -- reading --------------------------------------------------------------------------------
 
