@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import redisjobs
-from redisjobs.keys import JOB_ID_RULE
+from redisjobs.keys import JOB_ID_RULE, QueueKeys
 from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
 from tests import jobs
 
@@ -405,6 +405,20 @@ def test_burst_worker_processes_are_not_restarted_once_done(
 
 
 # -- commands without a worker -----------------------------------------------------------------
+
+
+def test_pause_and_resume_a_queue(redis_url: str, queue: str) -> None:
+    at = ("--redis", redis_url)
+    assert ok("pause", queue, *at) == f"paused queue {queue}\n"
+    assert ok("pause", queue, *at) == f"queue {queue} is paused already\n"
+    assert redis.Redis.from_url(redis_url).exists(QueueKeys(queue).paused) == 1
+    assert json.loads(ok("resume", queue, *at, "--json")) == {
+        "queue": queue,
+        "paused": False,
+        "changed": True,
+    }
+    assert ok("resume", queue, *at) == f"queue {queue} was not paused\n"
+    assert cli("pause", "no{braces}", *at).returncode == 2
 
 
 def test_jobs_lists_and_filters_by_status_and_cancel_cancels(redis_url: str, queue: str) -> None:

@@ -38,8 +38,9 @@ async def _until(check: Any, timeout: float = 5.0) -> None:
 
 
 # Several priorities, the default among them, in an order that is none of theirs.
-MIXED = [("a", None), ("b", 7), ("c", 300), ("d", 100), ("e", 7), ("f", 0), ("g", None),
-         ("h", 300), ("i", 99), ("j", 101), ("k", None), ("l", 0)]  # fmt: skip
+MIXED = list(
+    zip("abcdefghijkl", [None, 7, 300, 100, 7, 0, None, 300, 99, 101, None, 0], strict=True)
+)
 
 
 def _expected(jobs: list[tuple[str, int | None]]) -> list[str]:
@@ -63,8 +64,10 @@ async def test_strict_order_of_jobs_enqueued_while_paused(
     await worker(functions=[record], concurrency=1)
     assert await client.pause() and not await client.pause()  # a second pause changes nothing
     assert await client.is_paused()
-    done = [await client.enqueue("call", _job(queue, t)["payload"], priority=100 if p is None else p)
-            for t, p in MIXED]  # fmt: skip
+    done = []
+    for tag, priority in MIXED:
+        given = 100 if priority is None else priority
+        done.append(await client.enqueue("call", _job(queue, tag)["payload"], priority=given))
     await asyncio.sleep(0.3)
     assert queue not in RAN  # nothing starts on a paused queue
     assert await client.resume() and not await client.is_paused()
@@ -194,8 +197,8 @@ async def test_a_low_priority_runs_as_soon_as_nothing_more_urgent_is_pending(
     async def trickle() -> None:
         n = 0
         while not stop.is_set():
-            await client.enqueue("call", {"fn": "record", "args": [queue, f"u{n}", 0.02]},
-                                 priority=1)  # fmt: skip
+            payload = {"fn": "record", "args": [queue, f"u{n}", 0.02]}
+            await client.enqueue("call", payload, priority=1)
             n += 1
             await asyncio.sleep(0.05)
 
@@ -216,8 +219,9 @@ async def test_strict_priority_holds_a_low_one_back_while_urgent_ones_wait(
     await worker(functions=[record], concurrency=1)
     await client.pause()
     low = await client.enqueue("call", _job(queue, "low")["payload"], priority=500)
-    urgent = [await client.enqueue("call", _job(queue, f"u{n}")["payload"], priority=1)
-              for n in range(5)]  # fmt: skip
+    urgent = [
+        await client.enqueue("call", _job(queue, f"u{n}")["payload"], priority=1) for n in range(5)
+    ]
     await client.resume()
     await client.wait(low.id, timeout=10)
     assert RAN[queue] == [*(f"u{n}" for n in range(5)), "low"]
@@ -242,10 +246,11 @@ async def test_the_wake_up_entry_starts_a_blocked_worker_at_once(
 async def test_pause_while_busy(client: Client, worker: WorkerFactory, queue: str) -> None:
     """Running jobs finish, nothing new starts, enqueue works; a resume starts work at once."""
     w = await worker(functions=[record], concurrency=2, poll_interval=2.0)
-    running = await client.enqueue_many(
-        [{"kind": "call", "payload": {"fn": "record", "args": [queue, f"r{n}", 0.4]}}
-         for n in range(2)]
-    )  # fmt: skip
+    slow = [
+        {"kind": "call", "payload": {"fn": "record", "args": [queue, f"r{n}", 0.4]}}
+        for n in range(2)
+    ]
+    running = await client.enqueue_many(slow)
     await _until(lambda: _status(client, running[1].id, JobStatus.RUNNING))
     await client.pause()
     waiting = await client.enqueue_many([_job(queue, "w0"), _job(queue, "w1", 5)])

@@ -13,7 +13,7 @@ from .. import __version__
 from ..demo import run_demo
 from ..job import JobStatus
 from ..names import check_job_id, check_queue_name
-from . import dashboard, executors, follow, health, info, jobs, serve, watch
+from . import dashboard, executors, follow, health, info, jobs, pausing, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -262,8 +262,22 @@ def _queues(sub: Any) -> None:
     )
     _json(h)
 
-    for p in (i, v, s, h):
+    for p in (i, v, s, h, *_pausing(sub)):
         _redis(p)
+
+
+def _pausing(sub: Any) -> list[Any]:
+    made = []
+    for verb, text in (
+        ("pause", "stop a queue's workers from starting jobs (running ones finish)"),
+        ("resume", "let a paused queue's workers start jobs again"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.set_defaults(run=pausing.pause_or_resume)
+        p.add_argument("queue", type=queue_name, metavar="QUEUE")
+        _json(p)
+        made.append(p)
+    return made
 
 
 def port_number(text: str) -> int:

@@ -4,10 +4,12 @@ Run it when the queue is quiet (no script between two of its reads), e.g. after 
 model test or at the end of a fault scenario. It returns a list of readable violations; empty
 means the keyspace is consistent:
 
-* every PEL entry belongs to a ``running`` job whose ``msg`` is that entry;
+* every PEL entry (of ``ready`` or ``carry``) belongs to a ``running`` job whose ``msg`` is that
+  entry;
 * every ``running`` job has exactly one PEL entry (its ``msg``);
 * every ``scheduled`` job is in ``delayed`` once, and ``delayed`` holds nothing else;
-* every ``pending`` job's ``msg`` is an entry of the stream that is not pending (not delivered);
+* every ``pending`` job has exactly one of: a ``msg`` that is an entry of ``ready`` not pending
+  (not delivered), or membership in ``prio``; ``prio`` holds nothing else;
 * a terminal job is out of the PEL and of ``delayed`` and has a TTL;
 * every job sits in exactly one status index, the one of its status;
 * every key of the queue carries its ``{queue}`` hash tag.
@@ -31,18 +33,20 @@ def _s(value: Any) -> str:
 
 
 async def _pel(redis: Redis, keys: QueueKeys) -> dict[str, str]:
-    """Pending entry id -> the job id it carries (or "" when the entry is gone)."""
-    try:
-        pending: Any = await redis.xpending_range(keys.ready, GROUP, "-", "+", 1_000_000)
-    except Exception as exc:  # no stream or no group yet: nothing is pending
-        if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
-            return {}
-        raise
+    """Pending entry id (of either stream) -> the job id it carries ("" when it is gone)."""
     out: dict[str, str] = {}
-    for entry in pending:
-        msg = _s(entry["message_id"])
-        rows: Any = await redis.xrange(keys.ready, msg, msg)
-        out[msg] = _s(rows[0][1].get(b"id", b"")) if rows else ""
+    for stream in keys.streams:
+        try:
+            pending: Any = await redis.xpending_range(stream, GROUP, "-", "+", 1_000_000)
+        except Exception as exc:  # no stream or no group yet: nothing is pending
+            if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+                continue
+            raise
+        for entry in pending:
+            msg = _s(entry["message_id"])
+            assert keys.stream_of(msg) == stream, f"entry {msg} of {stream}"
+            rows: Any = await redis.xrange(stream, msg, msg)
+            out[msg] = _s(rows[0][1].get(b"id", b"")) if rows else ""
     return out
 
 
@@ -69,6 +73,7 @@ class _State:
         self.pel: dict[str, str] = {}
         self.jobs: dict[str, dict[str, str]] = {}
         self.delayed: list[str] = []
+        self.prio: list[str] = []
         self.indexes: dict[str, set[str]] = {}
 
     async def read(self, redis: Redis) -> _State:
@@ -76,6 +81,8 @@ class _State:
         self.jobs = await _jobs(redis, self.keys)
         members: Any = await redis.zrange(self.keys.delayed, 0, -1)
         self.delayed = [_s(m) for m in members]
+        members = await redis.zrange(self.keys.prio, 0, -1)
+        self.prio = [_s(m) for m in members]
         for status in JobStatus:
             members = await redis.zrange(self.keys.status(status), 0, -1)
             self.indexes[status.value] = {_s(m) for m in members}
@@ -97,6 +104,11 @@ def _check_pel(state: _State) -> list[str]:
     problems += [
         f"delayed holds {j}, which has no hash" for j in set(state.delayed) - set(state.jobs)
     ]
+    problems += [
+        f"prio holds {j}, which is not a pending job"
+        for j in state.prio
+        if state.jobs.get(j, {}).get("status") != "pending"
+    ]
     return problems
 
 
@@ -114,13 +126,19 @@ async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, st
     if (status == "scheduled") != (job_id in state.delayed):
         problems.append(f"{status} job {job_id} in delayed: {job_id in state.delayed}")
     if status == "pending":
-        msg = job.get("msg", "")
-        rows: Any = await redis.xrange(state.keys.ready, msg, msg) if msg else []
-        if not rows:
-            problems.append(f"pending job {job_id} has no stream entry ({msg!r})")
+        problems += await _check_pending(redis, state, job_id, job.get("msg", ""))
     if status in FINAL_STATUSES and await redis.pttl(state.keys.job(job_id)) < 0:
         problems.append(f"{status} job {job_id} has no TTL")
     return problems
+
+
+async def _check_pending(redis: Redis, state: _State, job_id: str, msg: str) -> list[str]:
+    """A pending job has an undelivered `ready` entry or a place in `prio`, not both."""
+    rows: Any = await redis.xrange(state.keys.ready, msg, msg) if msg else []
+    listed = state.prio.count(job_id)
+    if listed > 1 or (listed == 1) == bool(rows):
+        return [f"pending job {job_id}: stream entry {msg!r} {bool(rows)}, in prio {listed}x"]
+    return []
 
 
 async def audit(redis: Redis, queue: str) -> list[str]:

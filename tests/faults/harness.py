@@ -612,22 +612,22 @@ async def count_final(redis: Redis, queue: str) -> int:
 
 
 async def in_flight(redis: Redis, queue: str, worker: WorkerProcess) -> list[str]:
-    """Job ids in `worker`'s PEL now: the jobs it holds (call right after killing it)."""
-    keys = QueueKeys(queue)
-    try:
-        consumers: Any = await redis.xinfo_consumers(keys.ready, GROUP)
-    except RedisError:
-        return []
+    """Job ids in `worker`'s PELs now: the jobs it holds (call right after killing it)."""
     out: list[str] = []
-    for c in consumers:
-        if not worker.owns(c["name"]):
+    for stream in QueueKeys(queue).streams:
+        try:
+            consumers: Any = await redis.xinfo_consumers(stream, GROUP)
+        except RedisError:
             continue
-        pending: Any = await redis.xpending_range(keys.ready, GROUP, "-", "+", 100_000, c["name"])
-        for p in pending:
-            msg = p["message_id"]
-            rows: Any = await redis.xrange(keys.ready, msg, msg)
-            if rows:
-                out.append(rows[0][1][b"id"].decode())
+        for c in consumers:
+            if not worker.owns(c["name"]):
+                continue
+            pending: Any = await redis.xpending_range(stream, GROUP, "-", "+", 100_000, c["name"])
+            for p in pending:
+                msg = p["message_id"]
+                rows: Any = await redis.xrange(stream, msg, msg)
+                if rows:
+                    out.append(rows[0][1][b"id"].decode())
     return out
 
 

@@ -50,7 +50,9 @@ async def test_kill_9_loses_nothing_and_records_each_outcome_once(
     server, client, tail = await scenario("plain")
     opts: dict[str, Any] = {"concurrency": 10, "lease_ttl": LEASE_TTL, "reclaim_interval": RECLAIM}
     pair = await workers.start(server.url, 2, client.redis, **opts)
-    ids = await enqueue_ledger_jobs(client, n, JOB_SECONDS)
+    # a third of them at a priority: those are leased under entries of `carry`
+    ids = await enqueue_ledger_jobs(client, n * 2 // 3, JOB_SECONDS)
+    ids += await enqueue_ledger_jobs(client, n - len(ids), JOB_SECONDS, priority=50)
     await until(lambda: _final_at_least(client.redis, queue, n * 3 // 10), 60, "30 % done")
 
     kills: list[tuple[int, list[str]]] = []  # (Redis time of the kill, jobs it held)
