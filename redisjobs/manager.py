@@ -30,7 +30,7 @@ from .errors import CallRefused, ConnectionFailed, JobFailed, JobNotFound
 from .executors._callspec import find_function, valid_name
 from .executors.call import CallExecutor, function_ref
 from .job import Job, JobStatus
-from .options import new_job_id
+from .options import DEFAULT_PRIORITY, new_job_id
 from .task import Task, caller_signature, check_call
 from .worker import Worker
 
@@ -181,8 +181,16 @@ class JobManager:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    async def submit(self, func: Callable[..., Any], args: dict[str, Any] | None = None) -> Job:
+    async def submit(
+        self,
+        func: Callable[..., Any],
+        args: dict[str, Any] | None = None,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> Job:
         """Run ``func(**args)`` as a job; returns the job (status ``pending``).
+
+        `priority` orders it among the pending jobs: 0..2**21, lower runs sooner.
 
         Raises:
             ValueError: `func` cannot run where the jobs run (not importable, and no worker here).
@@ -199,6 +207,7 @@ class JobManager:
                 "call",
                 payload,
                 job_id=job_id,
+                priority=priority,
                 max_retries=self.max_retries,
                 retry_delay=self.retry_delay,
                 retry_backoff=self.retry_backoff,

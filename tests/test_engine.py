@@ -238,6 +238,25 @@ async def test_future_jobs_never_hold_up_ready_ones(engine: Engine) -> None:
     assert {(await engine.get(j))["status"] for j in later} == {"queued"}
 
 
+async def test_priority_orders_jobs(engine: Engine) -> None:
+    """Pyjobkit's convention: lower runs sooner, 100 by default, FIFO within a priority."""
+    plain = await engine.enqueue(kind="hello", payload={"name": "plain"})
+    low = await engine.enqueue(kind="hello", payload={"name": "low"}, priority=500)
+    [urgent] = await engine.enqueue_many(
+        [{"kind": "hello", "payload": {"name": "urgent"}, "priority": 1}]
+    )
+    worker = Worker(engine, max_concurrency=1, batch=1, poll_interval=0.05, handle_signals=False)
+    await worker.run(once=True)
+    records = [await engine.get(j) for j in (urgent, plain, low)]
+    assert [(r["status"], r["priority"]) for r in records] == [
+        ("success", 1),
+        ("success", 100),
+        ("success", 500),
+    ]
+    started = [r["started_at"] for r in records]
+    assert started == sorted(started)
+
+
 async def test_idempotency_keys_are_atomic(engine: Engine) -> None:
     ids = await asyncio.gather(
         *(

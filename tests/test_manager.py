@@ -37,6 +37,19 @@ async def test_submit_and_wait(manager: JobManager) -> None:
     assert done.started_at is not None and done.completed_at is not None
 
 
+async def test_submit_with_a_priority(url: str, queue: str) -> None:
+    async with JobManager(max_workers=1, url=url, queue=queue) as manager:
+        busy = await manager.submit(jobs.sleep, args={"seconds": 0.3})
+        low = await manager.submit(jobs.add, args={"a": 1, "b": 1}, priority=500)
+        urgent = await manager.submit(jobs.add, args={"a": 2, "b": 2}, priority=1)
+        assert (urgent.priority, low.priority, busy.priority) == (1, 500, 100)
+        assert [await manager.wait(j.id, timeout=10) for j in (low, urgent)] == [2, 4]
+        ran = [await manager.get(j.id) for j in (urgent, low)]
+        assert ran[0] is not None and ran[1] is not None
+        assert ran[0].started_at is not None and ran[1].started_at is not None
+        assert ran[0].started_at <= ran[1].started_at
+
+
 async def test_wait_with_timeout_raises_timeout_error(manager: JobManager) -> None:
     job = await manager.submit(jobs.sleep, args={"seconds": 5})
     with pytest.raises(TimeoutError):

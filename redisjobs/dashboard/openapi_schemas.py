@@ -39,8 +39,8 @@ def _options() -> dict[str, Any]:
         "result_ttl": "Seconds a finished job (and its result) is kept.",
         "delay": "Seconds from now before the job may run.",
         "at": "When the job may run, in Unix time (seconds).",
-        "priority": "0 to 2**21, lower is more urgent: stored on the job and shown; jobs of "
-        "a queue run in FIFO order.",
+        "priority": "0 to 2**21, lower runs sooner (default 100); FIFO within a priority. "
+        "Strict: a job waits while more urgent ones are pending.",
     }
     props: dict[str, Any] = {
         "job_id": _nullable(
@@ -93,7 +93,11 @@ def _job() -> dict[str, Any]:
             "enum": [*get_args(FailureReason), None],
             "description": "Why the last run that failed did; null when none failed.",
         },
-        "priority": {"type": "integer", "minimum": 0},
+        "priority": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Lower runs sooner; 100 unless given.",
+        },
         "payload": {"description": "The payload, as JSON (absent in events' end)."},
     }
     return {

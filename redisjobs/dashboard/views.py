@@ -42,6 +42,8 @@ NOTICES = {
     "purged": "The job was deleted.",
     "retried-all": "{n} failed jobs are back in their queue.",
     "purged-all": "{n} failed jobs were deleted.",
+    "paused": "The queue is paused: its workers finish what they run and start nothing new.",
+    "resumed": "The queue is resumed: its workers start jobs again.",
 }
 CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING})
 
@@ -214,6 +216,7 @@ class Pages:
             next_cursor=nxt,
             prev_cursor=max(cursor - PAGE_SIZE, 0) if cursor and not kind else None,
             cancellable=CANCELLABLE,
+            paused=await self.client.is_paused(name),
             stream=self.url(request, "queue_events", queue=name)
             + f"?since={await self.client.log_cursor(name)}",
         )
@@ -357,6 +360,13 @@ class Pages:
         n = await self.client.purge_failed(queue=name)
         return self._back(request, form, self.url(request, "dead"), done="purged-all", n=n)
 
+    async def pause(self, request: Request) -> Response:
+        """Pause a queue (its ``…/pause`` route) or resume it (``…/resume``)."""
+        form, name = await self._form(request), _queue_name(request)
+        verb = request.url.path.rsplit("/", 1)[1]
+        await (self.client.resume(name) if verb == "resume" else self.client.pause(name))
+        return self._back(request, form, self.url(request, "queue", queue=name), done=verb + "d")
+
     # -- routing --------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
@@ -379,6 +389,8 @@ class Pages:
             ("/queues/{queue}/jobs/{job_id}/purge", self.purge, "purge"),
             ("/queues/{queue}/dead/retry", self.retry_all, "retry_all"),
             ("/queues/{queue}/dead/purge", self.purge_all, "purge_all"),
+            ("/queues/{queue}/pause", self.pause, "pause"),
+            ("/queues/{queue}/resume", self.pause, "resume"),
         ]
         static = StaticFiles(packages=[("redisjobs.dashboard", "static")])
         return [

@@ -81,7 +81,7 @@ async def test_priority_is_taken_and_shown(client: Client, dash: httpx.AsyncClie
     stored = await client.get(urgent.json()["id"])
     assert stored is not None and stored.priority == 3
     plain = await dash.post(url, json={"kind": "call"})
-    assert plain.json()["priority"] == 0
+    assert plain.json()["priority"] == 100
     for bad in (-1, 2**21 + 1, 1.5, "1"):
         refused = await dash.post(url, json={"kind": "call", "options": {"priority": bad}})
         assert refused.status_code == 422 and "priority" in refused.json()["error"]

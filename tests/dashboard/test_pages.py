@@ -181,6 +181,7 @@ async def test_read_only_hides_and_refuses(client: Client, http: AppFactory) -> 
         refused = await dash.post(f"/queues/{client.queue}/jobs/{job.id}/{action}", data={})
         assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
     assert (await dash.post(f"/queues/{client.queue}/dead/retry")).status_code == 405
+    assert (await dash.post(f"/queues/{client.queue}/pause")).status_code == 405
     api = await dash.post(f"/api/queues/{client.queue}/jobs", json={"kind": "call"})
     assert api.status_code == 405 and api.json()["error"].startswith("read-only")
     assert (await client.get(job.id)).status == "pending"  # type: ignore[union-attr]
@@ -251,6 +252,24 @@ async def test_retry_all(client: Client, worker: WorkerFactory, dash: httpx.Asyn
     assert response.headers["location"] == "/dead?done=retried-all&n=3"
     for job in jobs:
         assert (await client.get(job.id)).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_pause_and_resume_buttons(client: Client, dash: httpx.AsyncClient) -> None:
+    await client.enqueue("call", None)
+    here = f"/queues/{client.queue}"
+    page = await dash.get(here)
+    assert f'action="{here}/pause"' in page.text and "st-paused" not in page.text
+    assert (await dash.post(f"{here}/pause", data={})).status_code == 403  # no token
+    assert not await client.is_paused()
+    token = csrf_of(page.text)
+    paused = await dash.post(f"{here}/pause", data={"csrf": token, "next": here})
+    assert paused.headers["location"] == f"{here}?done=paused" and await client.is_paused()
+    page = await dash.get(paused.headers["location"])
+    assert "The queue is paused" in page.text and "st-paused" in page.text
+    assert f'action="{here}/resume"' in page.text
+    resumed = await dash.post(f"{here}/resume", data={"csrf": token})
+    assert resumed.headers["location"] == f"{here}?done=resumed"
+    assert not await client.is_paused()
 
 
 async def test_form_body_cap(client: Client, http: AppFactory) -> None:
