@@ -17,6 +17,9 @@ def test_the_keyspace_names_every_key_the_code_spells() -> None:
     keys = QueueKeys("Q")
     spelled = [
         keys.ready,
+        keys.prio,
+        keys.carry,
+        keys.paused,
         keys.delayed,
         keys.dead,
         keys.stats,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, JobStatus
+from redisjobs import Client, JobStatus, Worker
 from redisjobs.keys import GROUP
 from redisjobs.scripts import Scripts
 
@@ -275,3 +275,13 @@ def test_the_sync_client_pauses_and_resumes(url: str, queue: str) -> None:
         assert client.pause() and client.is_paused()
         assert client.resume() and not client.is_paused()
         assert not client.resume()
+
+
+async def test_a_burst_worker_stops_on_a_paused_queue(client: Client, url: str, queue: str) -> None:
+    """Nothing on a paused queue is ready to run: a burst worker stops, the job stays."""
+    await client.pause()
+    job = await client.enqueue("call", _job(queue, "held")["payload"], priority=3)
+    w = Worker(url, queue=queue, burst=True, handle_signals=False, poll_interval=0.05)
+    await asyncio.wait_for(w.run(), 5)
+    got = await client.get(job.id)
+    assert got is not None and got.status == JobStatus.PENDING and queue not in RAN

@@ -4,15 +4,15 @@
 -- ARGV     12 values per job, repeated (the fields of Python's EnqueueRow, in its order):
 --          job id, kind, payload (msgpack), max_retries, retry_delay_ms, retry_backoff,
 --          retry_jitter, timeout_ms, result_ttl_ms, delay_ms, at_ms (epoch ms, 0 = none),
---          priority (0..2097152, lower is more urgent; recorded, not yet used for ordering)
+--          priority (0..2097152, lower runs sooner; 100 is the default)
 -- Returns  one integer per job: 1 created, 0 already existed (dedup by id: nothing written);
 --          an error, with nothing written, when the values are not 12 per job, when any id
 --          breaks the job id rule (1-200 of A-Z a-z 0-9 _ - . @ + =, not starting with - or
 --          .: the rule of keys.py, enforced here too for producers that call this script
 --          without the Python client) or any priority is not an integer 0..2097152
 -- Events   enqueued (per created job); control channel 'due:<ms>' when a job was scheduled
--- Effects  job hash (priority only when not 0); XADD ready (or ZADD delayed); status index;
---          stats.enqueued
+-- Effects  job hash (priority only when not 100); XADD ready (or ZADD delayed; or, at another
+--          priority, ZADD prio and a wake-up entry in ready); status index; stats.enqueued
 
 local bad = check_rows(ARGV, 1)
 if bad then return redis.error_reply(bad) end

@@ -12,17 +12,18 @@
 --          (as start.lua): job id, lease, attempt, kind, payload, timeout_ms
 -- Events   reclaimed + started (a crashed run taken over), started (delivered but never
 --          started), failed (poison job over max_deliveries)
--- Effects  An entry is taken over once it has been idle longer than its *holder's* lease_ttl,
---          which each worker records in the `leases` hash (a worker with a short lease must
---          not take jobs from one with a long lease while they still beat). XCLAIM moves the
+-- Effects  Both PELs hold leases (ready's, and carry's for jobs taken from prio) and are read
+--          alike. An entry is taken over once it has been idle longer than its *holder's*
+--          lease_ttl, which each worker records in the `leases` hash (a worker with a short lease
+--          must not take jobs from one with a long lease while they still beat). XCLAIM moves the
 --          entries to this worker; each gets a fresh lease in the same script, so there is no
 --          moment where the old owner's lease still matches. Entries without a live job are
 --          acknowledged and deleted, a job whose hash holds garbage where a number belongs is
---          failed. Orphan sweep: a `running` job whose entry left the PEL is made runnable
---          again. Then the stream is trimmed below its oldest pending entry (every older entry
---          is acknowledged: outcome scripts only XACK). Housekeeping: consumers idle for 10
---          lease_ttl with nothing pending are deleted (with their `leases` entry), and expired
---          jobs leave the terminal status indexes. stats.reclaimed / started / failed.
+--          failed. Orphan sweep: a `running` job whose entry left the PEL is made runnable again.
+--          Then the stream is trimmed below its oldest pending entry (every older entry is
+--          acknowledged: outcome scripts only XACK). Housekeeping: consumers idle for 10 lease_ttl
+--          with nothing pending are deleted (with their `leases` entry), and expired jobs leave the
+--          terminal status indexes. stats.reclaimed / started / failed.
 
 local worker, idle, count, max_deliveries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
