@@ -9,19 +9,25 @@ promotion of due jobs and reclaim go on. Each call is a flow, so the sync client
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .getters import QueueGetters, reaching
 from .keys import QueueKeys
 from .roundtrips import Flow, ScriptCall, cmd, run
 
 
+def _switch_flow(keys: QueueKeys, script: str) -> Flow[bool]:
+    return bool((yield ScriptCall(script, keys, [])))
+
+
 def pause_flow(keys: QueueKeys) -> Flow[bool]:
     """Pause the queue; True when this call paused it, False when it was paused already."""
-    return bool((yield ScriptCall("pause", keys, [])))
+    return _switch_flow(keys, "pause")
 
 
 def resume_flow(keys: QueueKeys) -> Flow[bool]:
     """Resume the queue; True when this call resumed it, False when it was not paused."""
-    return bool((yield ScriptCall("resume", keys, [])))
+    return _switch_flow(keys, "resume")
 
 
 def is_paused_flow(keys: QueueKeys) -> Flow[bool]:
@@ -41,8 +47,7 @@ class QueueControl(QueueGetters):
         Returns:
             True when this call paused it; False when it was paused already.
         """
-        redis, scripts = await self._conn()
-        return await run(redis, pause_flow(self.keys(queue)), scripts)
+        return await self._switch(pause_flow, queue)
 
     @reaching
     async def resume(self, queue: str | None = None) -> bool:
@@ -51,11 +56,14 @@ class QueueControl(QueueGetters):
         Returns:
             True when this call resumed it; False when it was not paused.
         """
-        redis, scripts = await self._conn()
-        return await run(redis, resume_flow(self.keys(queue)), scripts)
+        return await self._switch(resume_flow, queue)
 
     @reaching
     async def is_paused(self, queue: str | None = None) -> bool:
         """Whether a queue is paused now."""
         redis, _ = await self._conn()
         return await run(redis, is_paused_flow(self.keys(queue)))
+
+    async def _switch(self, flow: Callable[[QueueKeys], Flow[bool]], queue: str | None) -> bool:
+        redis, scripts = await self._conn()
+        return await run(redis, flow(self.keys(queue)), scripts)

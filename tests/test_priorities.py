@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, JobStatus, Worker
+from redisjobs import Client, Job, JobStatus, Worker
 from redisjobs.keys import GROUP
 from redisjobs.scripts import Scripts
 
@@ -48,14 +48,19 @@ def _expected(jobs: list[tuple[str, int | None]]) -> list[str]:
     return [tag for _, (tag, _) in order]
 
 
+async def _ran_in_order(client: Client, queue: str, done: list[Job]) -> None:
+    """Once the jobs of MIXED are `done`, they ran by (priority, enqueue order)."""
+    for job in done:
+        await client.wait(job.id, timeout=10)
+    assert RAN[queue] == _expected(MIXED)
+
+
 async def test_strict_order_at_concurrency_1_before_the_worker_starts(
     client: Client, worker: WorkerFactory, queue: str
 ) -> None:
     done = await client.enqueue_many([_job(queue, t, p) for t, p in MIXED])
     await worker(functions=[record], concurrency=1)
-    for job in done:
-        await client.wait(job.id, timeout=10)
-    assert RAN[queue] == _expected(MIXED)
+    await _ran_in_order(client, queue, done)
 
 
 async def test_strict_order_of_jobs_enqueued_while_paused(
@@ -71,9 +76,7 @@ async def test_strict_order_of_jobs_enqueued_while_paused(
     await asyncio.sleep(0.3)
     assert queue not in RAN  # nothing starts on a paused queue
     assert await client.resume() and not await client.is_paused()
-    for job in done:
-        await client.wait(job.id, timeout=10)
-    assert RAN[queue] == _expected(MIXED)
+    await _ran_in_order(client, queue, done)
 
 
 async def test_a_delayed_job_keeps_its_priority_when_due(
