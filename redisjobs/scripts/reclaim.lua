@@ -66,23 +66,23 @@ end
 
 -- Consumers of workers that died (a clean stop deletes its own) hold nothing once their
 -- entries were claimed; drop them when long idle. A live worker that is dropped is recreated
--- by its next read. A consumer holding entries of the other stream keeps its `leases` entry.
+-- by its next read. Its `leases` entry goes only when it is long idle in both streams.
 local function drop_idle_consumers(streams, idle_ms)
-  local idle, holds = {}, {}
+  local idle, alive = {}, {}
   for _, stream in ipairs(streams) do
     for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, GROUP)) do
       local info = {}
       for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-      if info['pending'] ~= 0 then
-        holds[info['name']] = true
-      elseif info['name'] ~= worker and info['idle'] > idle_ms then
+      if info['pending'] == 0 and info['name'] ~= worker and info['idle'] > idle_ms then
         idle[#idle + 1] = {stream, info['name']}
+      else
+        alive[info['name']] = true
       end
     end
   end
   for _, c in ipairs(idle) do
     redis.call('XGROUP', 'DELCONSUMER', c[1], GROUP, c[2])
-    if not holds[c[2]] then redis.call('HDEL', K_LEASES, c[2]) end
+    if not alive[c[2]] then redis.call('HDEL', K_LEASES, c[2]) end
   end
 end
 
