@@ -1,10 +1,10 @@
 """A stateful model test of the Lua transitions, on a real redis-server and on fakeredis.
 
-Hypothesis drives random sequences of enqueue / start / heartbeat / complete / fail / cancel /
-promote / reclaim / release and ages leases (``XCLAIM ... IDLE``, as a worker that went silent),
-with stale leases and re-sent calls mixed in. After every step the keyspace audit must be clean,
-and the model checks what the scripts report: a terminal job never changes again, and only the
-current lease's outcome counts.
+Hypothesis drives random sequences of enqueue (at several priorities) / start / heartbeat /
+complete / fail / cancel / promote / reclaim / release / pause / resume and ages leases
+(``XCLAIM ... IDLE``, as a worker that went silent), with stale leases and re-sent calls mixed
+in. After every step the keyspace audit must be clean, and the model checks what the scripts
+report: a terminal job never changes again, and only the current lease's outcome counts.
 """
 
 from __future__ import annotations
@@ -78,15 +78,27 @@ class ScriptsModel(RuleBasedStateMachine):
     # -- producers ----------------------------------------------------------------------------
 
     @rule(
-        target=jobs, delay=st.sampled_from([None, None, 0.001, 3600.0]), retries=st.integers(0, 2)
+        target=jobs,
+        delay=st.sampled_from([None, None, 0.001, 3600.0]),
+        retries=st.integers(0, 2),
+        priority=st.sampled_from([100, 100, 0, 7, 300]),
     )
-    def enqueue(self, delay: float | None, retries: int) -> str:
+    def enqueue(self, delay: float | None, retries: int, priority: int) -> str:
         job = self.run(
             self.client.enqueue(
-                "call", {"n": 1}, delay=delay, max_retries=retries, retry_delay=0.001
+                "call",
+                {"n": 1},
+                delay=delay,
+                max_retries=retries,
+                retry_delay=0.001,
+                priority=priority,
             )
         )
         return str(job.id)
+
+    @rule(paused=st.booleans())
+    def pause(self, paused: bool) -> None:
+        self.run(self.client.pause() if paused else self.client.resume())
 
     @rule(job_id=jobs)
     def cancel(self, job_id: str) -> None:
@@ -96,15 +108,20 @@ class ScriptsModel(RuleBasedStateMachine):
 
     # -- workers ------------------------------------------------------------------------------
 
-    @rule(worker=WORKERS, count=st.integers(1, 4))
-    def start(self, worker: str, count: int) -> None:
-        reply: Any = self.run(
-            self.client.redis.xreadgroup(GROUP, worker, {self.keys.ready: ">"}, count=count)
-        )
-        entries = [
-            (m.decode(), f.get(b"id", b"").decode()) for m, f in (reply[0][1] if reply else [])
-        ]
-        for d in self.run(self.scripts.start(self.keys, worker, entries)):
+    @rule(worker=WORKERS, count=st.integers(1, 4), itself=st.booleans())
+    def start(self, worker: str, count: int, itself: bool) -> None:
+        """`start` reads itself (the busy path), or is given what a blocking read returned."""
+        if itself:
+            started = self.run(self.scripts.start(self.keys, worker, read=count))
+        else:
+            reply: Any = self.run(
+                self.client.redis.xreadgroup(GROUP, worker, {self.keys.ready: ">"}, count=count)
+            )
+            entries = [
+                (m.decode(), f.get(b"id", b"").decode()) for m, f in (reply[0][1] if reply else [])
+            ]
+            started = self.run(self.scripts.start(self.keys, worker, entries))
+        for d in started:
             assert d.job_id not in self.final, f"a finished job was started: {d.job_id}"
             self._leased(d, worker)
 
@@ -175,9 +192,10 @@ class ScriptsModel(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(sorted(self.leases)))
         msg: Any = self.run(self.client.redis.hget(self.keys.job(job_id), "msg"))
         if msg:
+            stream = self.keys.stream_of(msg.decode())
             self.run(
                 self.client.redis.xclaim(
-                    self.keys.ready, GROUP, self.owner[job_id], 0, [msg], idle=10**7, justid=True
+                    stream, GROUP, self.owner[job_id], 0, [msg], idle=10**7, justid=True
                 )
             )
 
