@@ -58,20 +58,29 @@ async def _follow(client: Client, job: Job, as_json: bool) -> str:
     cursor = await client.log_cursor(job.queue)
     status = await _status(client, job)
     known: list[str] = []
-    loop = asyncio.get_running_loop()
-    recheck_at = loop.time() + RECHECK_SECONDS
-    async with job_events(client, job.id, job.queue, cursor) as events:
-        while True:
-            # After the final event too: a worker writes the lines before the outcome.
-            now = await client.logs(job.id, queue=job.queue)
-            _show(job, new_lines(known, now), as_json)
-            known = now
-            if status in FINAL_STATUSES:
-                return status
-            status = await _final_event(events, POLL_SECONDS) or status
-            if status not in FINAL_STATUSES and loop.time() >= recheck_at:
-                # a pub/sub reconnect may have lost the final event: read the status itself
-                status, recheck_at = await _status(client, job), loop.time() + RECHECK_SECONDS
+    if status not in FINAL_STATUSES:  # a job that has ended has no event to wait for
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + RECHECK_SECONDS
+        async with job_events(client, job.id, job.queue, cursor) as events:
+            while status not in FINAL_STATUSES:
+                known = await _print_new(client, job, known, as_json)
+                status = await _final_event(events, POLL_SECONDS) or status
+                if status not in FINAL_STATUSES and loop.time() >= recheck_at:
+                    # a pub/sub reconnect may have lost the final event: read the status itself
+                    status, recheck_at = await _status(client, job), loop.time() + RECHECK_SECONDS
+    await _print_new(client, job, known, as_json)  # a worker writes the lines before the outcome
+    return status
+
+
+async def _print_new(client: Client, job: Job, known: list[str], as_json: bool) -> list[str]:
+    """Print the lines of the job's log not in `known` (the log as read last); the log now."""
+    now = await client.logs(job.id, queue=job.queue)
+    for line in new_lines(known, now):
+        if as_json:
+            print_json_line({"id": job.id, "line": line})
+        else:
+            print(line, flush=True)
+    return now
 
 
 async def _final_event(events: asyncio.Queue[Event], timeout: float) -> str | None:
@@ -91,11 +100,3 @@ async def _status(client: Client, job: Job) -> str:
     if now is None:
         raise JobNotFound(f"job {job.id!r} no longer exists (expired after its result_ttl)")
     return str(now.status)
-
-
-def _show(job: Job, lines: list[str], as_json: bool) -> None:
-    for line in lines:
-        if as_json:
-            print_json_line({"id": job.id, "line": line})
-        else:
-            print(line, flush=True)
