@@ -11,13 +11,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from redisjobs.cli.logs import new_lines
 from redisjobs.cli.parser import build
-from redisjobs.testing import RedisServer
+from redisjobs.testing import RedisServer, free_port
 from tests import test_cli
 from tests.test_cli import (
     ENV,
@@ -278,7 +279,7 @@ def test_info_watch_redraws_a_terminal(redis_url: str) -> None:
         os.close(main)
 
 
-def test_info_watch_exits_1_when_redis_goes_away(spawn: Spawn) -> None:
+def test_info_watch_exits_1_when_redis_goes_away(spawn: Spawn, tmp_path: Path) -> None:
     with RedisServer() as server:
         watcher = spawn(
             "info", "--watch", "--interval", "0.2", "--json", "--redis", server.url,
@@ -287,6 +288,8 @@ def test_info_watch_exits_1_when_redis_goes_away(spawn: Spawn) -> None:
         json.loads(Lines(watcher).next(15))
         server.kill()
         assert watcher.wait(20) == 1
+    [error] = (tmp_path / "proc-0.err").read_text().splitlines()
+    assert error.startswith(f"redisjobs: cannot reach Redis at {server.url}")
 
 
 # -- --json on every verb ------------------------------------------------------------------------
@@ -336,3 +339,34 @@ def test_every_verbs_json_parses(
     walked = {*documents, *(name.split()[0] for name in streams), "events"}
     assert walked == set(verbs()) - SERVERS
     assert stop(proc) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("requeue", "some-id"),
+        ("requeue", "--failed", "--all"),
+        ("logs", "some-id"),
+        ("logs", "some-id", "--follow"),
+        ("info", "--watch"),
+    ],
+)
+def test_the_new_verbs_on_an_unreachable_redis_are_one_line_and_status_1(
+    args: tuple[str, ...],
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = cli(*args, "--redis", url)
+    assert done.returncode == 1
+    assert one_line_error(done).startswith(f"redisjobs: cannot reach Redis at {url}: ")
+
+
+@pytest.mark.parametrize("args", [("requeue", "no-such-job"), ("logs", "no-such-job", "-f")])
+def test_the_new_verbs_on_an_unknown_job_are_one_line_and_status_1(
+    redis_url: str, args: tuple[str, ...]
+) -> None:
+    done = cli(*args, "--redis", redis_url, "--queue", "default")
+    assert done.returncode == 1
+    assert one_line_error(done) == "redisjobs: no job 'no-such-job' in queue 'default'"
+    hostile = cli(args[0], "{q}", "--redis", redis_url)
+    assert hostile.returncode == 2
+    assert "invalid job id '{q}'" in one_line_error(hostile)
