@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import pty
@@ -16,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from redisjobs import Client, Worker
 from redisjobs.cli.logs import new_lines
 from redisjobs.cli.parser import build
 from redisjobs.testing import RedisServer, free_port
-from tests import test_cli
+from tests import jobs, test_cli
 from tests.test_cli import (
     ENV,
     ROOT,
@@ -370,3 +372,19 @@ def test_the_new_verbs_on_an_unknown_job_are_one_line_and_status_1(
     hostile = cli(args[0], "{q}", "--redis", redis_url)
     assert hostile.returncode == 2
     assert "invalid job id '{q}'" in one_line_error(hostile)
+
+
+async def test_requeue_failed_all_goes_through_more_than_one_batch(
+    redis_url: str, queue: str
+) -> None:
+    async with Client(redis_url, queue=queue) as client:
+        await client.enqueue_many([("call", {"fn": "fail"}) for _ in range(250)])
+        w = Worker(redis_url, queue=queue, functions=[jobs.fail], burst=True, handle_signals=False)
+        await asyncio.wait_for(w.run(), 30)
+        assert (await client.stats())["dead"] == 250
+        out = await asyncio.to_thread(
+            doc, "requeue", "--failed", "--all", "-q", queue, "--redis", redis_url
+        )
+        assert out == {"queue": queue, "requeued": 250}  # 100 per script call
+        stats = await client.stats()
+        assert (stats["dead"], stats["pending"]) == (0, 250)
