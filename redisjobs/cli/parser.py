@@ -74,7 +74,7 @@ def _enqueue(sub: Any) -> argparse.ArgumentParser:
         "--at", type=moment, metavar="TIME", help="ISO 8601 (no zone: UTC) or epoch seconds"
     )
     e.add_argument("--job-id", type=job_id, metavar="ID", help="an id of yours (idempotent)")
-    e.add_argument("--priority", type=non_negative_int, help="lower runs sooner")
+    e.add_argument("--priority", type=non_negative_int, help="lower is more urgent")
     e.add_argument("--max-retries", type=non_negative_int)
     e.add_argument("--retry-delay", type=non_negative_float, metavar="SECONDS")
     e.add_argument("--timeout", type=positive_float, metavar="SECONDS")
