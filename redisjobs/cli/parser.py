@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..demo import run_demo
-from ..job import JobStatus
+from ..job import FINAL_STATUSES, JobStatus
 from ..names import check_job_id, check_queue_name
-from . import dashboard, executors, follow, health, info, jobs, serve, watch
+from . import cleaning, dashboard, executors, follow, health, info, jobs, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -266,6 +266,30 @@ def _queues(sub: Any) -> None:
         _redis(p)
 
 
+def _cleaning(sub: Any) -> None:
+    p = sub.add_parser("purge", help="delete a queue's finished jobs of one status")
+    p.set_defaults(run=cleaning.purge)
+    p.add_argument("--status", "-s", choices=sorted(FINAL_STATUSES), default="failed")
+    p.add_argument(
+        "--older-than",
+        type=non_negative_float,
+        metavar="SECONDS",
+        help="only jobs that finished at least SECONDS ago (default: all)",
+    )
+    d = sub.add_parser("drain", help="drop a queue's pending and scheduled jobs")
+    d.set_defaults(run=cleaning.drain)
+    o = sub.add_parser(
+        "obliterate", help="delete every job and key of a queue (refused while workers serve it)"
+    )
+    o.set_defaults(run=cleaning.obliterate)
+    o.add_argument("--force", action="store_true", help="even while live workers serve it")
+    o.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    for c in (p, d, o):
+        c.add_argument("queue", metavar="QUEUE", type=queue_name)
+        _redis(c)
+        _json(c)
+
+
 def port_number(text: str) -> int:
     """A TCP port, 1-65535 (an argparse type)."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:
@@ -332,6 +356,7 @@ def build() -> Parser:
     _worker(sub)
     _jobs(sub)
     _queues(sub)
+    _cleaning(sub)
     _dashboard(sub)
     d = sub.add_parser("demo", help="producer, workers and a live progress view in one process")
     d.set_defaults(run=_demo)
