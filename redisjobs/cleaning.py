@@ -1,7 +1,7 @@
 """Cleaning a queue: remove or purge finished jobs, drain waiting ones, obliterate it all.
 
 Each verb is a loop of short Lua calls (``remove``, ``purge``, ``drain``, ``obliterate``), each
-doing a bounded batch of about 2 ms of Redis time, so no call blocks Redis for long however
+doing a bounded batch of 1-2 ms of Redis time, so no call blocks Redis for long however
 large the queue (well under the 10 ms any one script may take, with room for a loaded
 machine), and other clients' commands run in between. Written
 once as flows (:mod:`redisjobs.roundtrips`), which :class:`redisjobs.Client` and
@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from .scriptcall import Arg
 
 # Redis time per job measured on a shared 2-core machine: purge 3-4 µs an index entry,
-# drain 12 µs a job (its event is a third of it), obliterate 3 µs a job.
+# drain 10 µs a job (its event, published and logged, is half of it), obliterate 2-3 µs a job.
 PURGE_BATCH = 500
 """Index entries ``purge.lua`` looks at per call."""
-DRAIN_BATCH = 200
+DRAIN_BATCH = 100
 """Jobs ``drain.lua`` drops per call: each also publishes and logs a ``cancelled`` event."""
 OBLITERATE_BATCH = 500
 """Jobs ``obliterate.lua`` deletes per call."""
@@ -74,8 +74,7 @@ def purge_flow(keys: QueueKeys, status: JobStatus | str, older_than: float | Non
     (see :meth:`QueueCleaning.purge`); returns how many."""
     wanted, age = final_status(status), age_ms(older_than)
     # The cutoff is fixed once, on Redis's clock: jobs finishing during the walk are younger.
-    ((seconds, micros),) = yield [cmd("time")]
-    cutoff = int(seconds) * 1000 + int(micros) // 1000 - age
+    cutoff = (yield from _redis_now()) - age
     total = offset = 0
     while True:
         args: list[Arg] = [wanted, cutoff, offset, PURGE_BATCH]
@@ -87,12 +86,26 @@ def purge_flow(keys: QueueKeys, status: JobStatus | str, older_than: float | Non
 
 
 def drain_flow(keys: QueueKeys) -> Flow[int]:
-    """Drop every pending and scheduled job (see :meth:`QueueCleaning.drain`); how many."""
+    """Drop every job pending or scheduled when the call begins (see
+    :meth:`QueueCleaning.drain`); returns how many."""
+    now = yield from _redis_now()
+    return (yield from _in_batches(ScriptCall("drain", keys, [now, DRAIN_BATCH]), DRAIN_BATCH))
+
+
+def _redis_now() -> Flow[int]:
+    """Redis's clock, in ms."""
+    ((seconds, micros),) = yield [cmd("time")]
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _in_batches(call: ScriptCall, batch: int) -> Flow[int]:
+    """Send `call` until it looks at fewer than `batch` entries; the sum of the counts it
+    answers (each reply is ``{count, looked}``)."""
     total = 0
     while True:
-        dropped, looked = yield ScriptCall("drain", keys, [DRAIN_BATCH])
-        total += int(dropped)
-        if int(looked) < DRAIN_BATCH:
+        done, looked = yield call
+        total += int(done)
+        if int(looked) < batch:
             return total
 
 
@@ -121,12 +134,8 @@ def obliterate_flow(keys: QueueKeys, force: bool) -> Flow[int]:
                 f"queue {keys.queue!r} is served by {len(serving)} live worker(s) "
                 f"({', '.join(serving[:5])}): stop them first, or pass force=True"
             )
-    total = 0
-    while True:
-        deleted, looked = yield ScriptCall("obliterate", keys, [OBLITERATE_BATCH])
-        total += int(deleted)
-        if int(looked) < OBLITERATE_BATCH:
-            break
+    call = ScriptCall("obliterate", keys, [OBLITERATE_BATCH])
+    total = yield from _in_batches(call, OBLITERATE_BATCH)
     yield [cmd("unlink", *_queue_keys(keys))]
     total += yield from _sweep(keys)
     yield [cmd("srem", QUEUES_KEY, keys.queue)]
@@ -207,8 +216,10 @@ class QueueCleaning(QueueGetters):
 
     @reaching
     async def drain(self, queue: str | None = None) -> int:
-        """Drop the queue's jobs waiting to run: pending ones and scheduled ones (delayed jobs
-        and retries waiting out their backoff). Running jobs finish and are recorded.
+        """Drop the queue's jobs waiting to run when the call begins: pending ones and
+        scheduled ones (delayed jobs and retries waiting out their backoff). Running jobs
+        finish and are recorded; jobs enqueued meanwhile are left, so the call ends even while
+        producers go on.
 
         Each dropped job is deleted and announced by a ``cancelled`` event (error
         ``drained``), so a :meth:`wait` on it raises JobCancelled rather than waiting on, and

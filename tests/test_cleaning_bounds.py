@@ -1,8 +1,10 @@
 """Cleaning 100,000 jobs blocks Redis for no more than a short script at a time.
 
 drain, purge and obliterate are loops of Lua calls, each a bounded batch; a script doing the
-whole backlog at once would hold Redis for 100s of ms. SLOWLOG (at 10 ms) must show none of
-them. Runs in the normal suite: pipelined enqueues, about 10 s in all on a shared 2-core box.
+whole backlog at once would hold Redis for 100s of ms. The work must come in as many calls as
+the batches say (INFO commandstats), and SLOWLOG (at 10 ms) must show none of them but the odd
+call the kernel preempted. Runs in the normal suite: pipelined enqueues, about 10 s in all on a
+shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from redisjobs import Client
+from redisjobs.cleaning import DRAIN_BATCH, OBLITERATE_BATCH, PURGE_BATCH
 from redisjobs.testing import RedisServer, unique_queue
 from tests.faults.audit import audit
 
@@ -21,6 +24,11 @@ pytestmark = [pytest.mark.timeout(180)]
 
 JOBS = 100_000
 SLOW_US = 10_000
+# SLOWLOG times a script by the wall clock: on a loaded 2-core machine the kernel may take the
+# CPU from redis-server in the middle of a 1-2 ms script (seen: 7 of 200 calls at 12-88 ms, at
+# a load of 4, in a run whose calls otherwise took 5 ms at most). A script whose own work is
+# over 10 ms shows up in every call; preemption in a few of them.
+PREEMPTED_SHARE = 0.05
 DAY_MS = 86_400_000
 
 
@@ -34,29 +42,39 @@ def server() -> Iterator[RedisServer]:
 @pytest.fixture
 async def client(server: RedisServer) -> AsyncIterator[Client]:
     async with Client(server.url, queue=unique_queue()) as c:
-        await c.redis.slowlog_reset()
         yield c
 
 
-async def slow_scripts(client: Client) -> list[tuple[float, bytes]]:
-    """The script calls SLOWLOG holds: (ms, the start of the command)."""
-    slow: Any = await client.redis.slowlog_get(1024)
-    return [
+async def reset(client: Client) -> None:
+    """Forget the slow calls and the command counts so far."""
+    await client.redis.slowlog_reset()
+    await client.redis.config_resetstat()
+
+
+async def assert_short_scripts(client: Client, batches: int) -> None:
+    """The scripts since :func:`reset` came in `batches` calls at least, and SLOWLOG holds
+    none of them but the few a loaded machine preempted."""
+    stats: Any = await client.redis.info("commandstats")
+    calls = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+    assert calls >= batches
+    entries: Any = await client.redis.slowlog_get(1024)
+    slow = [
         (e["duration"] / 1000, e["command"][:60])
-        for e in slow
-        if e["command"].split()[0].upper() in (b"EVALSHA", b"EVAL", b"FCALL")
+        for e in entries
+        if e["command"].split()[0].upper() in (b"EVALSHA", b"EVAL")
     ]
+    assert len(slow) <= max(3, calls * PREEMPTED_SHARE), (calls, slow)
 
 
 async def test_drain_of_100k_jobs_runs_in_short_scripts(client: Client) -> None:
     await client.enqueue_many({"kind": "call", "payload": {}} for _ in range(JOBS // 2))
     delayed = {"kind": "call", "payload": {}, "delay": 3600}
     await client.enqueue_many(delayed for _ in range(JOBS // 2))
-    await client.redis.slowlog_reset()
+    await reset(client)
     t0 = time.monotonic()
     assert await client.drain() == JOBS
     print(f"drained {JOBS} jobs in {time.monotonic() - t0:.2f} s")
-    assert await slow_scripts(client) == []
+    await assert_short_scripts(client, JOBS // DRAIN_BATCH)
     stats = await client.stats()
     assert (stats["pending"], stats["scheduled"], stats["cancelled"]) == (0, 0, JOBS)
     assert await client.redis.xlen(client.keys().ready) == 0
@@ -78,21 +96,21 @@ async def test_purge_of_100k_jobs_runs_in_short_scripts(client: Client) -> None:
                 pipe.zadd(keys.status("failed"), {job: finished + 30 * DAY_MS})
                 pipe.zadd(keys.dead, {job: finished + 30 * DAY_MS})
             await pipe.execute()
-    await client.redis.slowlog_reset()
+    await reset(client)
     t0 = time.monotonic()
     assert await client.purge(status="failed", older_than=3600) == JOBS // 2
     assert await client.purge() == JOBS // 2
     print(f"purged {JOBS} jobs in {time.monotonic() - t0:.2f} s")
-    assert await slow_scripts(client) == []
+    await assert_short_scripts(client, JOBS // PURGE_BATCH)
     assert await client.redis.zcard(keys.dead) == 0
     assert await audit(client.redis, client.queue) == []
 
 
 async def test_obliterate_of_100k_jobs_runs_in_short_scripts(client: Client) -> None:
     await client.enqueue_many({"kind": "call", "payload": {}} for _ in range(JOBS))
-    await client.redis.slowlog_reset()
+    await reset(client)
     t0 = time.monotonic()
     assert await client.obliterate() == JOBS
     print(f"obliterated {JOBS} jobs in {time.monotonic() - t0:.2f} s")
-    assert await slow_scripts(client) == []
+    await assert_short_scripts(client, JOBS // OBLITERATE_BATCH)
     assert [k async for k in client.redis.scan_iter(match=client.keys().prefix + "*")] == []

@@ -131,16 +131,17 @@ end
 
 local FINAL = {completed = true, failed = true, cancelled = true}
 
--- Delete a job's keys (its hash, log and trace context); 1 when its hash existed. The caller
--- takes it out of the indexes.
-local function delete_job(jid)
-  redis.call('DEL', job_log_key(jid), job_trace_key(jid))
-  return redis.call('DEL', job_key(jid))
+-- Append the keys of job `jid` (its hash, log and trace context) to list `keys`: the scripts
+-- that delete many jobs delete their keys in one DEL.
+local function add_job_keys(keys, jid)
+  keys[#keys + 1] = job_key(jid)
+  keys[#keys + 1] = job_log_key(jid)
+  keys[#keys + 1] = job_trace_key(jid)
 end
 
 -- Delete a job of final status `status` now: its keys, its status index entry, its dead letter.
 local function delete_final(jid, status)
-  delete_job(jid)
+  redis.call('DEL', job_key(jid), job_log_key(jid), job_trace_key(jid))
   redis.call('ZREM', status_key(status), jid)
   if status == 'failed' then redis.call('ZREM', K_DEAD, jid) end
 end

@@ -19,7 +19,13 @@ for _, index in ipairs(INDEXES) do
   if looked >= limit then break end
   local ids = redis.call('ZRANGE', index, 0, limit - looked - 1)
   if #ids > 0 then
-    for _, jid in ipairs(ids) do deleted = deleted + delete_job(jid) end
+    local hashes, keys = {}, {}
+    for _, jid in ipairs(ids) do
+      hashes[#hashes + 1] = job_key(jid)
+      add_job_keys(keys, jid)
+    end
+    deleted = deleted + redis.call('EXISTS', unpack(hashes))
+    redis.call('DEL', unpack(keys))
     redis.call('ZREMRANGEBYRANK', index, 0, #ids - 1)
     looked = looked + #ids
   end
