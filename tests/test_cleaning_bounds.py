@@ -4,7 +4,7 @@ drain, purge and obliterate are loops of Lua calls, each a bounded batch; a scri
 whole backlog at once would hold Redis for 100s of ms. The work must come in as many calls as
 the batches say (INFO commandstats), and SLOWLOG (at 10 ms) must show none of them but the odd
 call the kernel preempted. Runs in the normal suite: pipelined enqueues, about 10 s in all on a
-shared 2-core machine.
+shared 2-core machine. And a Redis at maxmemory, which refuses enqueues, still takes cleaning.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client
+from redisjobs import Client, RedisOutOfMemory
 from redisjobs.cleaning import DRAIN_BATCH, OBLITERATE_BATCH, PURGE_BATCH
 from redisjobs.testing import RedisServer, unique_queue
 from tests.faults.audit import audit
@@ -114,3 +114,24 @@ async def test_obliterate_of_100k_jobs_runs_in_short_scripts(client: Client) -> 
     print(f"obliterated {JOBS} jobs in {time.monotonic() - t0:.2f} s")
     await assert_short_scripts(client, JOBS // OBLITERATE_BATCH)
     assert [k async for k in client.redis.scan_iter(match=client.keys().prefix + "*")] == []
+
+
+async def test_a_full_redis_still_cleans(server: RedisServer) -> None:
+    # At maxmemory (noeviction) an enqueue is refused; cleaning, which frees memory, is not.
+    async with Client(server.url, queue=unique_queue()) as client:
+        await client.enqueue_many({"kind": "call", "payload": "x" * 200} for _ in range(5000))
+        later = await client.enqueue_many({"kind": "call", "delay": 3600} for _ in range(50))
+        for job in later:
+            assert await client.cancel(job.id)
+        info: Any = await client.redis.info("memory")
+        await client.redis.config_set("maxmemory", info["used_memory"] - 1_000_000)
+        try:
+            with pytest.raises(RedisOutOfMemory):
+                await client.enqueue("call", {})
+            assert await client.remove(later[0].id)
+            assert await client.purge(status="cancelled") == 49
+            assert await client.drain() == 5000
+            assert await client.obliterate() == 0
+            await client.enqueue("call", {})  # room again
+        finally:
+            await client.redis.config_set("maxmemory", 0)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- drain: drop the jobs waiting to run (pending, then scheduled), a batch per call. Running jobs
 -- are left to finish.
 --

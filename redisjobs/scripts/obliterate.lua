@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- obliterate: delete the jobs of the queue, whatever their status, a batch per call. The caller
 -- then deletes the queue's own keys (keys.py) and sweeps what is left under its prefix.
 --

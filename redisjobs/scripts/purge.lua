@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- purge: delete the jobs of one final status that finished at or before a time, a batch of
 -- index entries per call.
 --

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- remove: delete finished jobs (completed, failed or cancelled) now, before they expire.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
