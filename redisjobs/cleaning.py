@@ -208,7 +208,8 @@ class QueueCleaning(QueueGetters):
             How many jobs were deleted.
 
         Raises:
-            ValueError: a status that is not final, a negative or non-finite `older_than`.
+            ValueError: a status that is not final, a negative or non-finite `older_than`, an
+                invalid queue name.
             TypeError: an `older_than` that is not a number.
         """
         flow = purge_flow(self.keys(queue), status, older_than)
@@ -227,6 +228,9 @@ class QueueCleaning(QueueGetters):
 
         Returns:
             How many jobs were dropped.
+
+        Raises:
+            ValueError: an invalid queue name.
         """
         return int(await self._drive(drain_flow(self.keys(queue))))
 
@@ -245,6 +249,7 @@ class QueueCleaning(QueueGetters):
 
         Raises:
             QueueInUse: live workers serve the queue (nothing was deleted) and `force` is False.
+            ValueError: an invalid queue name.
         """
         keys = self.keys(queue)
         total = int(await self._drive(obliterate_flow(keys, force)))

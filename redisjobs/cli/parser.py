@@ -269,7 +269,9 @@ def _queues(sub: Any) -> None:
 def _cleaning(sub: Any) -> None:
     p = sub.add_parser("purge", help="delete a queue's finished jobs of one status")
     p.set_defaults(run=cleaning.purge)
-    p.add_argument("--status", "-s", choices=sorted(FINAL_STATUSES), default="failed")
+    p.add_argument(
+        "--status", "-s", choices=sorted(FINAL_STATUSES), default="failed", help="default: failed"
+    )
     p.add_argument(
         "--older-than",
         type=non_negative_float,
