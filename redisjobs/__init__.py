@@ -31,6 +31,7 @@ from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
 from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
+from .jobrules import Keep, UniqueMode
 from .manager import JobManager
 from .queries import JobPage
 from .task import AsyncTask, SyncTask, Task, TaskCall
@@ -60,6 +61,7 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "JobTimeout",
+    "Keep",
     "MissingExtra",
     "PayloadError",
     "PayloadTooLarge",
@@ -72,6 +74,7 @@ __all__ = [
     "Task",
     "TaskCall",
     "TaskJob",
+    "UniqueMode",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",

@@ -26,6 +26,7 @@ from .executors import ExecContext
 from .executors._callspec import valid_name
 from .executors._procpool import check_process_target
 from .executors.call import function_ref
+from .jobrules import Keep, UniqueMode
 from .names import check_queue_name
 from .options import JobOptions
 from .task import AsyncTask, Isolation, SyncTask, Task
@@ -119,6 +120,10 @@ class App:
         timeout: float | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
+        keep_completed: float | Keep | Mapping[str, float] | None = None,
+        keep_failed: float | Keep | Mapping[str, float] | None = None,
+        unique: UniqueMode | None = None,
+        unique_ttl: float | None = None,
         isolation: Isolation = "thread",
     ) -> TaskDecorator: ...
 
@@ -135,6 +140,10 @@ class App:
         timeout: float | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
+        keep_completed: float | Keep | Mapping[str, float] | None = None,
+        keep_failed: float | Keep | Mapping[str, float] | None = None,
+        unique: UniqueMode | None = None,
+        unique_ttl: float | None = None,
         isolation: Isolation = "thread",
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
@@ -144,9 +153,11 @@ class App:
                 gets the job's :class:`~redisjobs.ExecContext` there.
             name: what jobs and workers call it (default ``module:qualname``).
             queue: its jobs' queue (default: the app's).
-            retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl, priority:
-                its jobs' defaults (as :meth:`redisjobs.Client.enqueue`; ``retries`` is
-                ``max_retries``), which an enqueue's :meth:`Task.options` may override.
+            retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl, priority,
+                keep_completed, keep_failed, unique, unique_ttl: its jobs' defaults (as
+                :meth:`redisjobs.Client.enqueue`; ``retries`` is ``max_retries``), which an
+                enqueue's :meth:`Task.options` may override (``unique_key`` among them: by
+                default each call's key is derived from the task's name and arguments).
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
@@ -163,6 +174,10 @@ class App:
             "timeout": timeout,
             "result_ttl": result_ttl,
             "priority": priority,
+            "keep_completed": keep_completed,
+            "keep_failed": keep_failed,
+            "unique": unique,
+            "unique_ttl": unique_ttl,
         }
         defaults = {k: v for k, v in given.items() if v is not None}
 
@@ -297,6 +312,4 @@ async def _close_at_loop_end(client: Client) -> None:
 
 def _check_defaults(defaults: Mapping[str, Any]) -> None:
     """Refuse an invalid job default when the task is declared, not at its first enqueue."""
-    policy = {k: v for k, v in defaults.items() if k != "priority"}
-    JobOptions(**policy).policy()
-    JobOptions().with_overrides({"priority": defaults.get("priority")})
+    JobOptions().with_overrides(defaults)

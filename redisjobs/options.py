@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
+from .jobrules import NO_RULES, RULE_OPTIONS, Keep, Rules, UniqueMode, rules_of
 from .keys import check_job_id
 
-PER_JOB = frozenset({"job_id", "delay", "at", "priority"})
+PER_JOB = frozenset({"job_id", "delay", "at", "priority"}) | RULE_OPTIONS
 
 MAX_PRIORITY = 2**21
 """The largest priority (BullMQ's bound): 0 is the most urgent, the default."""
@@ -69,6 +70,7 @@ class PerJob(NamedTuple):
     delay_ms: int = 0
     at_ms: int = 0
     priority: int = 0
+    rules: Rules = NO_RULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,7 @@ class JobOptions:
             delay_ms=_ms(opts.get("delay"), "delay"),
             at_ms=_at_ms(opts.get("at")),
             priority=_priority(opts.get("priority")),
+            rules=rules_of(opts),
         )
 
 
@@ -162,3 +165,9 @@ class EnqueueOptions(JobDefaults, total=False):
     delay: float | None
     at: datetime | None
     priority: int
+    keep_completed: float | Keep | Mapping[str, float] | None
+    keep_failed: float | Keep | Mapping[str, float] | None
+    unique: UniqueMode | None
+    unique_key: str | None
+    unique_ttl: float | None
+    idempotency_ttl: float | None

@@ -1,0 +1,176 @@
+"""A job's rules beyond its policy: retention per outcome, a unique lock, idempotency.
+
+Each is optional and costs a job that sets none of them nothing in Redis: the enqueue row
+carries them as zeros and empty strings (:class:`Rules`, the row's last eight values), the
+job hash stores only those a job sets, and the scripts act on them only when present
+(docs/architecture.md, "Retention, unique jobs and idempotency").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, get_args
+
+UniqueMode = Literal["until_start", "until_done", "while_queued"]
+"""When a unique job's lock is released (besides its `unique_ttl`, which always ends it):
+
+* ``until_start``: when a run of the job starts (Sidekiq Enterprise's ``unique_until:
+  :start``), or the job ends without one (cancelled while waiting);
+* ``until_done``: when the job reaches a final status (completed, failed for good, cancelled),
+  through any retries (Sidekiq's default, ``:success``, extended to every end);
+* ``while_queued``: whenever the job stops waiting to run: as ``until_start``, but a failed
+  run that schedules a retry takes the lock again (when no other job took it meanwhile), so no
+  copy is enqueued while one waits out its backoff.
+"""
+UNIQUE_MODES: frozenset[str] = frozenset(get_args(UniqueMode))
+
+RULE_OPTIONS = frozenset(
+    {"keep_completed", "keep_failed", "unique", "unique_key", "unique_ttl", "idempotency_ttl"}
+)
+"""The enqueue options this module turns into :class:`Rules`."""
+
+DEFAULT_UNIQUE_TTL = 3600.0
+"""Seconds a unique lock lasts at most when the job gives no `unique_ttl`."""
+
+MAX_SECONDS = 10 * 365 * 86400.0
+"""The longest age or TTL a rule takes (ten years)."""
+
+MAX_KEEP_COUNT = 10**9
+"""The largest count of jobs an outcome keeps."""
+
+UNIQUE_KEY = re.compile(r"[A-Za-z0-9_@+=.:/-]{1,200}")
+"""A unique key's rule (``_lib.lua``'s check_rules holds it too): it becomes part of a key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """How long and how many jobs of one outcome stay (``keep_completed``, ``keep_failed``).
+
+    Args:
+        age: seconds each job is kept after it ended (its hash and log expire then); None
+            keeps the job's `result_ttl`.
+        count: at most this many jobs of that outcome stay in the queue (the ones that expire
+            last; with one TTL, the most recent); None for no bound.
+    """
+
+    age: float | None = None
+    count: int | None = None
+
+
+class Rules(NamedTuple):
+    """The rules as ``enqueue.lua`` takes them, the last values of an enqueue row (0 or '' =
+    unset)."""
+
+    completed_ttl_ms: int = 0
+    completed_keep: int = 0
+    failed_ttl_ms: int = 0
+    failed_keep: int = 0
+    unique: str = ""
+    """'' or a :data:`UniqueMode`."""
+    unique_key: str = ""
+    unique_ttl_ms: int = 0
+    idempotency_ttl_ms: int = 0
+
+
+NO_RULES = Rules()
+
+
+def _seconds_ms(value: object, name: str) -> int:
+    """`value` seconds (0 < value <= MAX_SECONDS) as integer ms (at least 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"{name} must be > 0 and at most {MAX_SECONDS:.0f} seconds, got {value}")
+    return max(1, round(value * 1000))
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} count must be an int, got {type(value).__name__}")
+    if not 1 <= value <= MAX_KEEP_COUNT:
+        raise ValueError(f"{name} count must be 1..{MAX_KEEP_COUNT}, got {value}")
+    return value
+
+
+def keep_of(value: object, name: str) -> tuple[int, int]:
+    """A ``keep_*`` option as (ttl ms, count), each 0 when unset.
+
+    Takes seconds (a number), a :class:`Keep`, or a mapping with ``age`` and/or ``count`` (the
+    HTTP API's JSON).
+
+    Raises:
+        TypeError: another type, or an unknown key of a mapping.
+        ValueError: an age or count out of range, or neither given.
+    """
+    age: object
+    count: object = None
+    if isinstance(value, Keep):
+        age, count = value.age, value.count
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {"age", "count"}
+        if unknown:
+            extra = ", ".join(sorted(map(str, unknown)))
+            raise TypeError(f"{name} takes age and count, not {extra}")
+        age, count = value.get("age"), value.get("count")
+    else:
+        age = value
+    if age is None and count is None:
+        raise ValueError(f"{name} needs an age (seconds) or a count")
+    return (
+        0 if age is None else _seconds_ms(age, f"{name} age"),
+        0 if count is None else _count(count, name),
+    )
+
+
+def derived_key(kind: str, payload: bytes) -> str:
+    """The unique key of a job that gives none: a SHA-1 of its kind and encoded payload, so
+    jobs of the same kind with the same arguments share it (the queue is in the lock's key)."""
+    return hashlib.sha1(kind.encode() + b"\0" + payload, usedforsecurity=False).hexdigest()
+
+
+def _unique(opts: Mapping[str, Any]) -> tuple[str, str, int]:
+    mode, key, ttl = opts.get("unique"), opts.get("unique_key"), opts.get("unique_ttl")
+    if mode is None:
+        if key is not None or ttl is not None:
+            raise ValueError("unique_key and unique_ttl need unique= (a unique mode)")
+        return "", "", 0
+    if mode not in UNIQUE_MODES:
+        raise ValueError(f"unique must be one of {', '.join(sorted(UNIQUE_MODES))}, got {mode!r}")
+    if key is not None and not (isinstance(key, str) and UNIQUE_KEY.fullmatch(key)):
+        raise ValueError(
+            f"unique_key must be 1-200 characters of A-Z a-z 0-9 _ - . : / @ + =, got {key!r}"
+        )
+    ttl_ms = _seconds_ms(DEFAULT_UNIQUE_TTL if ttl is None else ttl, "unique_ttl")
+    return str(mode), key or "", ttl_ms
+
+
+def rules_of(opts: Mapping[str, Any]) -> Rules:
+    """The :class:`Rules` of one job's options (None values are unset); the unique key is ''
+    when derived (the row builder derives it from the encoded payload).
+
+    Raises:
+        TypeError, ValueError: an invalid rule (nothing is written).
+    """
+    if not RULE_OPTIONS.intersection(k for k, v in opts.items() if v is not None):
+        return NO_RULES
+    completed = opts.get("keep_completed")
+    failed = opts.get("keep_failed")
+    completed_ttl, completed_keep = (
+        (0, 0) if completed is None else keep_of(completed, "keep_completed")
+    )
+    failed_ttl, failed_keep = (0, 0) if failed is None else keep_of(failed, "keep_failed")
+    unique, unique_key, unique_ttl = _unique(opts)
+    idem = opts.get("idempotency_ttl")
+    return Rules(
+        completed_ttl,
+        completed_keep,
+        failed_ttl,
+        failed_keep,
+        unique,
+        unique_key,
+        unique_ttl,
+        0 if idem is None else _seconds_ms(idem, "idempotency_ttl"),
+    )
