@@ -349,19 +349,17 @@ local function check_rows(args, from)
   return nil
 end
 
--- Whether the row at `args[i..]` may create its job: nil when it may (its unique lock, if it
--- asks for one, is taken now); false when its id is taken (a hash, or an idempotency marker
--- for a row that sets idempotency_ttl); the id of the job holding its unique lock otherwise.
-local function admit(args, i)
-  local job_id = args[i]
+-- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
+-- taken now); false when its id is taken (a hash, or an idempotency marker for a row that
+-- sets idempotency_ttl); the id of the job holding its unique lock otherwise.
+local function admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
   if redis.call('EXISTS', job_key(job_id)) == 1 then return false end
-  if tonumber(args[i + 19]) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
+  if tonumber(idempotency_ttl_ms) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
     return false
   end
-  local mode = args[i + 16]
-  if mode ~= '' then
-    local lock = unique_lock_key(args[i + 17])
-    if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(args[i + 18])) then
+  if unique ~= '' then
+    local lock = unique_lock_key(unique_key)
+    if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(unique_ttl_ms)) then
       return redis.call('GET', lock)
     end
   end
@@ -390,10 +388,12 @@ end
 -- Returns created (bool); for a job scheduled for later, its due time (ms); for a duplicate of
 -- a job that holds its unique lock, that job's id.
 local function create_job(now, args, i)
-  local refused = admit(args, i)
-  if refused ~= nil then return false, nil, refused or nil end
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
-    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + 11)
+    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority, completed_ttl_ms, completed_keep,
+    failed_ttl_ms, failed_keep, unique, unique_key, unique_ttl_ms,
+    idempotency_ttl_ms = unpack(args, i, i + STRIDE - 1)
+  local refused = admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
+  if refused ~= nil then return false, nil, refused or nil end
   local jkey = job_key(job_id)
   local at = tonumber(at_ms)
   local due = now + tonumber(delay_ms)
