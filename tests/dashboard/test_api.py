@@ -63,7 +63,8 @@ async def test_enqueue_options(client: Client, dash: httpx.AsyncClient) -> None:
     first = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
     assert first.status_code == 202 and first.json()["status"] == "scheduled"
     again = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
-    assert again.status_code == 202 and again.json() == first.json()  # the same job, untouched
+    assert again.status_code == 202  # the same job, untouched, answered as a duplicate
+    assert again.json() == {**first.json(), "duplicate": True}
     assert first.json()["id"] == "order-42" and first.json()["max_retries"] == 3
     job = await client.get("order-42")
     assert job is not None and job.max_retries == 3 and job.timeout == 5
