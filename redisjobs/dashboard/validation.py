@@ -126,6 +126,9 @@ def _check_rules(options: dict[str, Any], where: str) -> None:
     for name, value in rules.items():
         if isinstance(value, dict) and None in value.values():
             raise Invalid(f"{where}.{name} takes no nulls: leave age or count out instead")
+        count = value.get("count") if isinstance(value, dict) else None
+        if isinstance(count, float) and count.is_integer():  # JSON's 5.0 is an integer
+            options[name] = rules[name] = {**value, "count": int(count)}
     try:
         rules_of(rules)
     except (TypeError, ValueError) as exc:
