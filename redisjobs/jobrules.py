@@ -1,7 +1,7 @@
 """A job's rules beyond its policy: retention per outcome, a unique lock, idempotency.
 
 Each is optional and costs a job that sets none of them nothing in Redis: the enqueue row
-carries them as zeros and empty strings (:class:`Rules`, the row's last eight values), the
+carries them as zeros and empty strings (its last eight values, :data:`RuleValues`), the
 job hash stores only those a job sets, and the scripts act on them only when present
 (docs/architecture.md, "Retention, unique jobs and idempotency").
 """
@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, get_args
 
 UniqueMode = Literal["until_start", "until_done", "while_queued"]
 """When a unique job's lock is released (besides its `unique_ttl`, which always ends it):
@@ -60,22 +60,10 @@ class Keep:
     count: int | None = None
 
 
-class Rules(NamedTuple):
-    """The rules as ``enqueue.lua`` takes them, the last values of an enqueue row (0 or '' =
-    unset)."""
-
-    completed_ttl_ms: int = 0
-    completed_keep: int = 0
-    failed_ttl_ms: int = 0
-    failed_keep: int = 0
-    unique: str = ""
-    """'' or a :data:`UniqueMode`."""
-    unique_key: str = ""
-    unique_ttl_ms: int = 0
-    idempotency_ttl_ms: int = 0
-
-
-NO_RULES = Rules()
+RuleValues = dict[str, Any]
+"""The rules a job sets, by the names of the :class:`~redisjobs.wire.EnqueueRow` fields that
+carry them (``completed_ttl_ms`` ... ``idempotency_ttl_ms``, the row's last eight); the row
+has 0 or '' for any left out."""
 
 
 def _seconds_ms(value: object, name: str) -> int:
@@ -147,30 +135,26 @@ def _unique(opts: Mapping[str, Any]) -> tuple[str, str, int]:
     return str(mode), key or "", ttl_ms
 
 
-def rules_of(opts: Mapping[str, Any]) -> Rules:
-    """The :class:`Rules` of one job's options (None values are unset); the unique key is ''
-    when derived (the row builder derives it from the encoded payload).
+def rules_of(opts: Mapping[str, Any]) -> RuleValues:
+    """The rules of one job's options (None values are unset), empty for a job without any;
+    a unique job's key is left out when it is to be derived (the row builder derives it from
+    the encoded payload).
 
     Raises:
         TypeError, ValueError: an invalid rule (nothing is written).
     """
     if not RULE_OPTIONS.intersection(k for k, v in opts.items() if v is not None):
-        return NO_RULES
-    completed = opts.get("keep_completed")
-    failed = opts.get("keep_failed")
-    completed_ttl, completed_keep = (
-        (0, 0) if completed is None else keep_of(completed, "keep_completed")
-    )
-    failed_ttl, failed_keep = (0, 0) if failed is None else keep_of(failed, "keep_failed")
-    unique, unique_key, unique_ttl = _unique(opts)
+        return {}
+    out: RuleValues = {}
+    for outcome in ("completed", "failed"):
+        given = opts.get(f"keep_{outcome}")
+        if given is not None:
+            ttl, keep = keep_of(given, f"keep_{outcome}")
+            out[f"{outcome}_ttl_ms"], out[f"{outcome}_keep"] = ttl, keep
+    mode, key, ttl_ms = _unique(opts)
+    if mode:
+        out.update(unique=mode, unique_key=key, unique_ttl_ms=ttl_ms)
     idem = opts.get("idempotency_ttl")
-    return Rules(
-        completed_ttl,
-        completed_keep,
-        failed_ttl,
-        failed_keep,
-        unique,
-        unique_key,
-        unique_ttl,
-        0 if idem is None else _seconds_ms(idem, "idempotency_ttl"),
-    )
+    if idem is not None:
+        out["idempotency_ttl_ms"] = _seconds_ms(idem, "idempotency_ttl")
+    return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
-from .jobrules import NO_RULES, RULE_OPTIONS, Keep, Rules, UniqueMode, rules_of
+from .jobrules import RULE_OPTIONS, Keep, RuleValues, UniqueMode, rules_of
 from .keys import check_job_id
 
 PER_JOB = frozenset({"job_id", "delay", "at", "priority"}) | RULE_OPTIONS
@@ -70,7 +70,8 @@ class PerJob(NamedTuple):
     delay_ms: int = 0
     at_ms: int = 0
     priority: int = 0
-    rules: Rules = NO_RULES
+    rules: RuleValues | None = None
+    """The rules it sets (:func:`~redisjobs.jobrules.rules_of`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ class EnqueueRow(NamedTuple):
 
     The fields from `max_retries` to `result_ttl_ms` are a :class:`~redisjobs.options.Policy`'s,
     in its order, so a row is built from one unpacked, and the fields from `completed_ttl_ms`
-    on are a :class:`~redisjobs.jobrules.Rules`' (a test holds them to both).
+    on carry the rules (:data:`~redisjobs.jobrules.RuleValues`; a test holds them to both).
     """
 
     job_id: str
@@ -41,7 +41,7 @@ class EnqueueRow(NamedTuple):
     priority: int = 0
     """0..2**21, lower is more urgent; stored on the job only when not 0."""
     completed_ttl_ms: int = 0
-    """The rules (:class:`~redisjobs.jobrules.Rules`), each 0 or '' when unset."""
+    """The rules (:data:`~redisjobs.jobrules.RuleValues`), each 0 or '' when unset."""
     completed_keep: int = 0
     failed_ttl_ms: int = 0
     failed_keep: int = 0
@@ -87,9 +87,9 @@ def build_row(
     if not opts:  # the common case, on the hot path of a bulk enqueue: nothing to merge
         return EnqueueRow(new_job_id(), kind, packed, *policy)
     job = defaults.with_overrides(opts)
-    rules = job.rules
-    if rules.unique and not rules.unique_key:
-        rules = rules._replace(unique_key=derived_key(kind, packed))
+    rules = job.rules or {}
+    if rules.get("unique") and not rules["unique_key"]:
+        rules = {**rules, "unique_key": derived_key(kind, packed)}
     return EnqueueRow(
         job.job_id,
         kind,
@@ -98,7 +98,7 @@ def build_row(
         job.delay_ms,
         job.at_ms,
         job.priority,
-        **rules._asdict(),
+        **rules,
     )
 
 

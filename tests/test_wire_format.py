@@ -13,7 +13,6 @@ import pytest
 from redis.exceptions import ResponseError
 
 from redisjobs import Client, Job
-from redisjobs.jobrules import Rules
 from redisjobs.keys import is_job_id
 from redisjobs.options import Policy
 from redisjobs.wire import EnqueueRow
@@ -47,7 +46,16 @@ def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
     in_lua = re.split(r",\s*", named.group(1))
     assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua
     assert EnqueueRow._fields[3:9] == Policy._fields  # a row is built from a Policy unpacked
-    assert EnqueueRow._fields[12:] == Rules._fields  # and ends with the Rules
+    assert EnqueueRow._fields[12:] == (  # and ends with the rules, by these names
+        "completed_ttl_ms",
+        "completed_keep",
+        "failed_ttl_ms",
+        "failed_keep",
+        "unique",
+        "unique_key",
+        "unique_ttl_ms",
+        "idempotency_ttl_ms",
+    )
 
 
 async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory) -> None:
