@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from .cancelling import cancel_and_wait
 from .connection import resolve_url
@@ -26,7 +26,7 @@ from .executors import ExecContext
 from .executors._callspec import valid_name
 from .executors._procpool import check_process_target
 from .executors.call import function_ref
-from .jobrules import Keep, UniqueMode
+from .jobrules import JobRules
 from .names import check_queue_name
 from .options import JobOptions
 from .task import AsyncTask, Isolation, SyncTask, Task
@@ -120,11 +120,8 @@ class App:
         timeout: float | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
-        keep_completed: float | Keep | Mapping[str, float] | None = None,
-        keep_failed: float | Keep | Mapping[str, float] | None = None,
-        unique: UniqueMode | None = None,
-        unique_ttl: float | None = None,
         isolation: Isolation = "thread",
+        **rules: Unpack[JobRules],
     ) -> TaskDecorator: ...
 
     def task(
@@ -140,11 +137,8 @@ class App:
         timeout: float | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
-        keep_completed: float | Keep | Mapping[str, float] | None = None,
-        keep_failed: float | Keep | Mapping[str, float] | None = None,
-        unique: UniqueMode | None = None,
-        unique_ttl: float | None = None,
         isolation: Isolation = "thread",
+        **rules: Unpack[JobRules],
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
 
@@ -154,10 +148,8 @@ class App:
             name: what jobs and workers call it (default ``module:qualname``).
             queue: its jobs' queue (default: the app's).
             retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl, priority,
-                keep_completed, keep_failed, unique, unique_ttl: its jobs' defaults (as
-                :meth:`redisjobs.Client.enqueue`; ``retries`` is ``max_retries``), which an
-                enqueue's :meth:`Task.options` may override (``unique_key`` among them: by
-                default each call's key is derived from the task's name and arguments).
+                **rules: its jobs' defaults (as :meth:`redisjobs.Client.enqueue`; ``retries``
+                is ``max_retries``), which an enqueue's :meth:`Task.options` may override.
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
@@ -174,10 +166,7 @@ class App:
             "timeout": timeout,
             "result_ttl": result_ttl,
             "priority": priority,
-            "keep_completed": keep_completed,
-            "keep_failed": keep_failed,
-            "unique": unique,
-            "unique_ttl": unique_ttl,
+            **rules,
         }
         defaults = {k: v for k, v in given.items() if v is not None}
 

@@ -8,16 +8,16 @@ a dedup hit, and encodes every payload before the first write, so bad input leav
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from . import tracing
 from .errors import WaitTimeout
 from .events import Event, follow
 from .getters import QueueGetters, reaching
 from .job import Job
-from .jobrules import Keep, UniqueMode
+from .jobrules import JobRules
 from .keys import QueueKeys
 from .options import JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
@@ -83,12 +83,7 @@ class Client(Producer, QueueGetters):
         retry_jitter: float | None = None,
         timeout: float | None = None,
         result_ttl: float | None = None,
-        keep_completed: float | Keep | Mapping[str, float] | None = None,
-        keep_failed: float | Keep | Mapping[str, float] | None = None,
-        unique: UniqueMode | None = None,
-        unique_key: str | None = None,
-        unique_ttl: float | None = None,
-        idempotency_ttl: float | None = None,
+        **rules: Unpack[JobRules],
     ) -> Job:
         """Add one job.
 
@@ -106,23 +101,12 @@ class Client(Producer, QueueGetters):
                 run in FIFO order.
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
-            keep_completed, keep_failed: how long (seconds, or :class:`~redisjobs.Keep`'s
-                `age`) a job that completed / failed for good is kept instead of `result_ttl`,
-                and/or how many such jobs the queue keeps at most (:class:`~redisjobs.Keep`'s
-                `count`; the oldest go as new ones end). A mapping ``{"age": .., "count": ..}``
-                works too.
-            unique: ``"until_start"``, ``"until_done"`` or ``"while_queued"``
-                (:data:`~redisjobs.jobrules.UniqueMode`): while the lock is held, enqueueing a
-                job with the same `unique_key` writes nothing and returns the job holding it.
-            unique_key: the lock's key (default: derived from `kind` and the payload).
-            unique_ttl: seconds the lock lasts at most, whatever happens (default 3600).
-            idempotency_ttl: seconds after the job ends during which enqueueing its `job_id`
-                again (with an `idempotency_ttl`) is still a duplicate, even once the job's
-                hash is gone.
+            **rules: ``keep_completed``, ``keep_failed`` (retention per outcome), ``unique``,
+                ``unique_key``, ``unique_ttl`` (a unique lock), ``idempotency_ttl``: see
+                :class:`~redisjobs.jobrules.JobRules`.
 
         Returns:
-            The job as written; for a duplicate (a job with `job_id` existed, or held the
-            unique lock) the job as it already was, with :attr:`Job.duplicate` set.
+            The job as written, or the one it duplicates (:attr:`Job.duplicate` set).
 
         Raises:
             CallRefused: a ``call`` payload no worker would run (nothing is written).
@@ -131,7 +115,7 @@ class Client(Producer, QueueGetters):
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        row = self.given_row(kind, payload, locals())
+        row = self.given_row(kind, payload, {**locals(), **rules})
         return (await self._write(self.keys(queue), [row]))[0]
 
     @reaching

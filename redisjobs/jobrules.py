@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 UniqueMode = Literal["until_start", "until_done", "while_queued"]
 """When a unique job's lock is released (besides its `unique_ttl`, which always ends it):
@@ -27,10 +27,36 @@ UniqueMode = Literal["until_start", "until_done", "while_queued"]
 """
 UNIQUE_MODES: frozenset[str] = frozenset(get_args(UniqueMode))
 
-RULE_OPTIONS = frozenset(
-    {"keep_completed", "keep_failed", "unique", "unique_key", "unique_ttl", "idempotency_ttl"}
-)
-"""The enqueue options this module turns into :class:`Rules`."""
+
+class JobRules(TypedDict, total=False):
+    """A job's rules, as keywords of :meth:`redisjobs.Client.enqueue` (None, the default of
+    each, leaves it unset).
+
+    Attributes:
+        keep_completed: how long a job that completed is kept instead of its `result_ttl`
+            (seconds, or a :class:`Keep`'s `age`), and/or how many completed jobs the queue
+            keeps at most (a :class:`Keep`'s `count`); a mapping ``{"age", "count"}`` works
+            too.
+        keep_failed: the same for jobs that failed for good.
+        unique: a :data:`UniqueMode`: while the job holds the lock of its `unique_key`,
+            enqueueing another job with that key writes nothing and returns this one, marked
+            :attr:`~redisjobs.Job.duplicate`.
+        unique_key: the lock's key (default: derived from the kind and the payload).
+        unique_ttl: seconds the lock lasts at most, whatever happens (default 3600).
+        idempotency_ttl: seconds after the job ended during which an enqueue of its `job_id`
+            that sets an `idempotency_ttl` too is still a duplicate, once the hash is gone.
+    """
+
+    keep_completed: float | Keep | Mapping[str, float] | None
+    keep_failed: float | Keep | Mapping[str, float] | None
+    unique: UniqueMode | None
+    unique_key: str | None
+    unique_ttl: float | None
+    idempotency_ttl: float | None
+
+
+RULE_OPTIONS = frozenset(JobRules.__annotations__)
+"""The enqueue options this module turns into :data:`RuleValues`."""
 
 DEFAULT_UNIQUE_TTL = 3600.0
 """Seconds a unique lock lasts at most when the job gives no `unique_ttl`."""

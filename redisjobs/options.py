@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
-from .jobrules import RULE_OPTIONS, Keep, RuleValues, UniqueMode, rules_of
+from .jobrules import RULE_OPTIONS, JobRules, RuleValues, rules_of
 from .keys import check_job_id
 
 PER_JOB = frozenset({"job_id", "delay", "at", "priority"}) | RULE_OPTIONS
@@ -158,7 +158,7 @@ class JobDefaults(TypedDict, total=False):
     result_ttl: float
 
 
-class EnqueueOptions(JobDefaults, total=False):
+class EnqueueOptions(JobDefaults, JobRules, total=False):
     """Every option of one job (:data:`ENQUEUE_OPTIONS`), for a signature that takes them as
     ``**``; None, the default of each, keeps the client's default."""
 
@@ -166,9 +166,3 @@ class EnqueueOptions(JobDefaults, total=False):
     delay: float | None
     at: datetime | None
     priority: int
-    keep_completed: float | Keep | Mapping[str, float] | None
-    keep_failed: float | Keep | Mapping[str, float] | None
-    unique: UniqueMode | None
-    unique_key: str | None
-    unique_ttl: float | None
-    idempotency_ttl: float | None

@@ -29,7 +29,7 @@ from .wire import EnqueueRow, build_row
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
 
-_NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue"})
+_NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue", "rules"})
 """The arguments of `enqueue` that are not a job's options."""
 
 JobSpec = Mapping[str, Any] | tuple[str, Any]

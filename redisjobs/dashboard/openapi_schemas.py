@@ -29,23 +29,9 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [kind, "null"]}
 
 
-def _options() -> dict[str, Any]:
-    described = {
-        "max_retries": "Attempts after the first when a run fails.",
-        "retry_delay": "Seconds before the first retry; retry n waits "
-        "retry_delay * retry_backoff ** (n - 1).",
-        "retry_backoff": "The exponential factor of retry delays.",
-        "retry_jitter": "The fraction of randomness in each retry delay.",
-        "timeout": "Seconds a run may take before it is cancelled and counted as failed.",
-        "result_ttl": "Seconds a finished job (and its result) is kept.",
-        "delay": "Seconds from now before the job may run.",
-        "at": "When the job may run, in Unix time (seconds).",
-        "priority": "0 to 2**21, lower is more urgent: stored on the job and shown; jobs of "
-        "a queue run in FIFO order.",
-        "unique_ttl": "Seconds the unique lock lasts at most (default 3600).",
-        "idempotency_ttl": "Seconds after the job ends during which its job_id stays a "
-        "duplicate (enqueued again with an idempotency_ttl), past its result_ttl.",
-    }
+def _rules() -> dict[str, Any]:
+    """The properties of the rules (redisjobs.jobrules.JobRules) but their plain numbers."""
+    props: dict[str, Any] = {}
     keep = {
         "oneOf": [
             {"type": "null"},
@@ -60,16 +46,6 @@ def _options() -> dict[str, Any]:
                 },
             },
         ]
-    }
-    props: dict[str, Any] = {
-        "job_id": _nullable(
-            {
-                "type": "string",
-                "pattern": JOB_ID.pattern,
-                "description": "A caller-chosen id: while a job with this id exists, "
-                "enqueueing it again writes nothing and answers with that job.",
-            }
-        )
     }
     for outcome in ("completed", "failed"):
         props[f"keep_{outcome}"] = {
@@ -95,6 +71,37 @@ def _options() -> dict[str, Any]:
             "description": "The unique lock's key (default: derived from kind and payload).",
         }
     )
+    return props
+
+
+def _options() -> dict[str, Any]:
+    described = {
+        "max_retries": "Attempts after the first when a run fails.",
+        "retry_delay": "Seconds before the first retry; retry n waits "
+        "retry_delay * retry_backoff ** (n - 1).",
+        "retry_backoff": "The exponential factor of retry delays.",
+        "retry_jitter": "The fraction of randomness in each retry delay.",
+        "timeout": "Seconds a run may take before it is cancelled and counted as failed.",
+        "result_ttl": "Seconds a finished job (and its result) is kept.",
+        "delay": "Seconds from now before the job may run.",
+        "at": "When the job may run, in Unix time (seconds).",
+        "priority": "0 to 2**21, lower is more urgent: stored on the job and shown; jobs of "
+        "a queue run in FIFO order.",
+        "unique_ttl": "Seconds the unique lock lasts at most (default 3600).",
+        "idempotency_ttl": "Seconds after the job ends during which its job_id stays a "
+        "duplicate (enqueued again with an idempotency_ttl), past its result_ttl.",
+    }
+    props: dict[str, Any] = {
+        "job_id": _nullable(
+            {
+                "type": "string",
+                "pattern": JOB_ID.pattern,
+                "description": "A caller-chosen id: while a job with this id exists, "
+                "enqueueing it again writes nothing and answers with that job.",
+            }
+        ),
+        **_rules(),
+    }
     for name, (integer, low, high) in NUMBERS.items():
         props[name] = _nullable(
             {
