@@ -153,6 +153,34 @@ async def test_priority_is_stored_when_not_0_and_checked(client: Client) -> None
     assert await redis.keys(f"{prefix}*") == before
 
 
+async def test_rules_by_hand_are_checked_and_stored_only_when_set(client: Client) -> None:
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    ruled = [*_args("ruled", None)[:12], 60000, 5, 0, 0, "until_done", "k:1", 1000, 90000]
+    assert await redis.eval(ENQUEUE, 1, prefix, *ruled) == [1]
+    fields: Any = await redis.hgetall(f"{prefix}job:ruled")
+    assert (fields[b"completed_ttl"], fields[b"completed_keep"]) == (b"60000", b"5")
+    assert b"failed_ttl" not in fields and fields[b"unique_key"] == b"k:1"
+    assert await redis.get(f"{prefix}unique:k:1") == b"ruled"
+    other = [*_args("other", None)[:12], 0, 0, 0, 0, "until_done", "k:1", 1000, 0]
+    assert await redis.eval(ENQUEUE, 1, prefix, *other) == [b"ruled"]  # the lock's holder
+    before: Any = await redis.keys(f"{prefix}*")
+    bad_rules = [
+        ([-1, 0, 0, 0, "", "", 0, 0], "invalid retention"),
+        ([0, "1e3", 0, 0, "", "", 0, 0], "invalid retention"),
+        ([0, 0, 0, 0, "", "", 0, 0.5], "invalid retention"),
+        ([0, 0, 0, 0, "always", "k", 1000, 0], "invalid unique mode"),
+        ([0, 0, 0, 0, "until_done", "", 1000, 0], "invalid unique key"),
+        ([0, 0, 0, 0, "until_done", "a b", 1000, 0], "invalid unique key"),
+        ([0, 0, 0, 0, "until_done", "k", 0, 0], "invalid unique ttl"),
+    ]
+    for rules, error in bad_rules:
+        with pytest.raises(ResponseError, match=error):
+            row = _args("x", None)[:12] + rules
+            await redis.eval(ENQUEUE, 1, prefix, *_args("fine", None), *row)
+    assert await redis.keys(f"{prefix}*") == before
+
+
 async def test_older_versions_calls_are_refused_whole(client: Client) -> None:
     """11 (version 1: no priority) or 12 (version 2: no rules) arguments per job would shift
     every later job's values: refused, one job or a batch, with nothing written."""
