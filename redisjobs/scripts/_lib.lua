@@ -185,12 +185,14 @@ local KEEP_PER_JOB = 2
 
 -- Keep at most `count` jobs of final status `status` in the queue, the ones that expire last
 -- (with one TTL, the most recent): up to `budget` of the others go now, hash, log and index
--- entries (final jobs hold no lock; an idempotency marker outlives them on purpose).
-local function trim_kept(status, count, budget)
+-- entries (final jobs hold no lock; an idempotency marker outlives them on purpose). Entries
+-- already expired are left to trim_final: their id may name a new job by now.
+local function trim_kept(status, count, budget, now)
   local key = status_key(status)
-  local over = redis.call('ZCARD', key) - count
+  local live = '(' .. now
+  local over = redis.call('ZCOUNT', key, live, '+inf') - count
   if over <= 0 then return end
-  local ids = redis.call('ZRANGE', key, 0, math.min(over, budget) - 1)
+  local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, math.min(over, budget))
   for _, jid in ipairs(ids) do redis.call('DEL', job_key(jid), job_log_key(jid)) end
   redis.call('ZREM', key, unpack(ids))
   if status == 'failed' then redis.call('ZREM', K_DEAD, unpack(ids)) end
@@ -210,7 +212,9 @@ local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, wh
   if job.unique_key or job.idempotency_ttl then
     settle(jid, 'failed', ttl, job.unique_key, job.idempotency_ttl)
   end
-  if job.failed_keep then trim_kept('failed', count_of(job.failed_keep, 1), KEEP_PER_JOB) end
+  if job.failed_keep then
+    trim_kept('failed', count_of(job.failed_keep, 1), KEEP_PER_JOB, now)
+  end
   emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
   redis.call('HINCRBY', K_STATS, 'failed', 1)
 end

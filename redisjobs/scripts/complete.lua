@@ -46,5 +46,5 @@ if done > 0 then
   redis.call('HINCRBY', K_STATS, 'completed', done)
   trim_final('completed', now)
 end
-if keep then trim_kept('completed', keep, KEEP_PER_JOB * keepers) end
+if keep then trim_kept('completed', keep, KEEP_PER_JOB * keepers, now) end
 return out
