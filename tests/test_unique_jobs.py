@@ -85,6 +85,17 @@ async def test_a_cancelled_waiting_job_releases_its_lock(client: Client) -> None
     await _clean(client)
 
 
+async def test_a_drained_job_releases_its_lock(client: Client) -> None:
+    for delay in (0, 60):  # pending, scheduled
+        payload = {"fn": "echo", "args": ["drained", delay]}
+        first = await client.enqueue("call", payload, unique="until_done", delay=delay)
+        assert await client.drain() == 1
+        again = await client.enqueue("call", payload, unique="until_done")
+        assert not again.duplicate and again.id != first.id
+        assert await client.drain() == 1
+    await _clean(client)
+
+
 async def test_a_failure_with_retries_left_keeps_or_retakes_the_lock(
     client: Client, worker: WorkerFactory
 ) -> None:
