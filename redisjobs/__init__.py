@@ -19,6 +19,7 @@ from .errors import (
     MissingExtra,
     PayloadError,
     PayloadTooLarge,
+    QueueInUse,
     RedisJobsError,
     RedisOutOfMemory,
     Retry,
@@ -31,6 +32,7 @@ from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
 from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
+from .jobrules import Keep, UniqueMode
 from .manager import JobManager
 from .queries import JobPage
 from .task import AsyncTask, SyncTask, Task, TaskCall
@@ -60,9 +62,11 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "JobTimeout",
+    "Keep",
     "MissingExtra",
     "PayloadError",
     "PayloadTooLarge",
+    "QueueInUse",
     "RedisJobsError",
     "RedisOutOfMemory",
     "Retry",
@@ -72,6 +76,7 @@ __all__ = [
     "Task",
     "TaskCall",
     "TaskJob",
+    "UniqueMode",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",

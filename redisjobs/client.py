@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from . import tracing
+from .cleaning import QueueCleaning
 from .errors import WaitTimeout
 from .events import Event, follow
 from .getters import reaching
 from .job import Job
+from .jobrules import JobRules
 from .keys import QueueKeys
 from .options import DEFAULT_PRIORITY, JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
@@ -26,8 +28,11 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, QueueControl):
-    """A connection to one Redis (or the embedded backend) for producing and watching jobs.
+class Client(Producer, QueueCleaning, QueueControl):
+    """A connection to one Redis (or the embedded backend) for producing, watching and cleaning
+    jobs (the cleaning verbs, ``remove``, ``purge``, ``drain`` and ``obliterate``, are
+    :class:`~redisjobs.cleaning.QueueCleaning`'s; ``pause`` and ``resume``
+    :class:`~redisjobs.queuecontrol.QueueControl`'s).
 
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
@@ -83,6 +88,7 @@ class Client(Producer, QueueControl):
         retry_jitter: float | None = None,
         timeout: float | None = None,
         result_ttl: float | None = None,
+        **rules: Unpack[JobRules],
     ) -> Job:
         """Add one job.
 
@@ -100,9 +106,12 @@ class Client(Producer, QueueControl):
                 "Priorities").
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
+            **rules: ``keep_completed``, ``keep_failed`` (retention per outcome), ``unique``,
+                ``unique_key``, ``unique_ttl`` (a unique lock), ``idempotency_ttl``: see
+                :class:`~redisjobs.jobrules.JobRules`.
 
         Returns:
-            The job as written (or as it already was, for a duplicate `job_id`).
+            The job as written, or the one it duplicates (:attr:`Job.duplicate` set).
 
         Raises:
             CallRefused: a ``call`` payload no worker would run (nothing is written).
@@ -111,7 +120,7 @@ class Client(Producer, QueueControl):
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        row = self.given_row(kind, payload, locals())
+        row = self.given_row(kind, payload, {**locals(), **rules})
         return (await self._write(self.keys(queue), [row]))[0]
 
     @reaching
@@ -198,39 +207,19 @@ class Client(Producer, QueueControl):
         return await scripts.retry(keys, [job_id]) == 1
 
     @reaching
-    async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
-        """Delete a job that failed for good now, instead of after its `result_ttl`.
-
-        Returns:
-            True when it was deleted; False when it is not failed (or already gone).
-        """
-        keys = self._job_keys(job_id, queue)
-        _, scripts = await self._conn()
-        return await scripts.purge(keys, [job_id]) == 1
-
-    @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
-        return await self._each_failed(queue, retry=True)
-
-    @reaching
-    async def purge_failed(self, *, queue: str | None = None) -> int:
-        """:meth:`purge` every job of the queue that failed for good; returns how many."""
-        return await self._each_failed(queue, retry=False)
-
-    async def _each_failed(self, queue: str | None, *, retry: bool) -> int:
         redis, scripts = await self._conn()
         keys = self.keys(queue)
-        run = scripts.retry if retry else scripts.purge
         done = 0
         seen: list[bytes] = []
         while True:
-            # Each call takes every job it is given off `dead` (the scripts skip, but still
-            # unlist, a job that stopped being failed), so the next read gets the next batch.
+            # Each call takes every job it is given off `dead` (the script skips, but still
+            # unlists, a job that stopped being failed), so the next read gets the next batch.
             ids: list[bytes] = await redis.zrange(keys.dead, 0, ENQUEUE_BATCH - 1)  # type: ignore[assignment]
             if not ids or ids == seen:
                 return done
-            done += await run(keys, [i.decode() for i in ids])
+            done += await scripts.retry(keys, [i.decode() for i in ids])
             seen = ids
 
     @reaching

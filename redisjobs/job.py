@@ -113,6 +113,9 @@ class Job:
     """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
     priority: int = DEFAULT_PRIORITY
     """0..2**21, lower runs sooner; FIFO within a priority (default 100)."""
+    duplicate: bool = False
+    """Set on a job an enqueue returned without writing it: one with that id existed (or its
+    idempotency marker did), or another job held the unique lock (then this is that job)."""
 
     @property
     def name(self) -> str:

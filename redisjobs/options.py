@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
+from .jobrules import RULE_OPTIONS, JobRules, RuleValues, rules_of
 from .keys import check_job_id
 
-PER_JOB = frozenset({"job_id", "delay", "at", "priority"})
+PER_JOB = frozenset({"job_id", "delay", "at", "priority"}) | RULE_OPTIONS
 
 MAX_PRIORITY = 2**21
 """The largest priority (BullMQ's bound): 0 is the most urgent."""
@@ -75,6 +76,8 @@ class PerJob(NamedTuple):
     delay_ms: int = 0
     at_ms: int = 0
     priority: int = DEFAULT_PRIORITY
+    rules: RuleValues | None = None
+    """The rules it sets (:func:`~redisjobs.jobrules.rules_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ class JobOptions:
         retry_backoff: the exponential factor (>= 1).
         retry_jitter: the fraction of randomness (0..1) in each retry delay.
         timeout: seconds a run may take before it is cancelled and counted as failed.
-        result_ttl: seconds a finished job (and its result) is kept.
+        result_ttl: seconds a finished job (and its result) is kept; a job that failed for
+            good (a dead letter) is kept 30 days at least.
     """
 
     max_retries: int = 0
@@ -134,6 +138,7 @@ class JobOptions:
             delay_ms=_ms(opts.get("delay"), "delay"),
             at_ms=_at_ms(opts.get("at")),
             priority=_priority(opts.get("priority")),
+            rules=rules_of(opts),
         )
 
 
@@ -160,7 +165,7 @@ class JobDefaults(TypedDict, total=False):
     result_ttl: float
 
 
-class EnqueueOptions(JobDefaults, total=False):
+class EnqueueOptions(JobDefaults, JobRules, total=False):
     """Every option of one job (:data:`ENQUEUE_OPTIONS`), for a signature that takes them as
     ``**``; None, the default of each, keeps the client's default."""
 

@@ -324,6 +324,9 @@ def test_every_verbs_json_parses(
         "info": ok("info", *by_job),
         "stats": ok("stats", *at),
         "health": ok("health", *at),
+        "purge": ok("purge", queue, "--redis", redis_url, "--json"),
+        "drain": ok("drain", f"{queue}-idle", "--redis", redis_url, "--json"),
+        "obliterate": ok("obliterate", f"{queue}-idle", "--yes", "--redis", redis_url, "--json"),
         "pause": ok("pause", queue, *by_job),
         "resume": ok("resume", queue, *by_job),
     }

@@ -9,14 +9,16 @@
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
--- Effects  pending: XACK+XDEL its entry (ZREM prio when it waits there); scheduled: ZREM delayed;
---          then status cancelled, failure 'cancel', EXPIRE, stats.cancelled. running: the `cancel`
---          flag, which heartbeats also report, so a worker that missed the pub/sub message still
---          stops the job.
+-- Effects  pending: XACK+XDEL its entry (ZREM prio when it waits there); scheduled: ZREM
+--          delayed; then status cancelled, failure 'cancel', EXPIRE, stats.cancelled, the
+--          unique lock released and the idempotency marker written (settle). running: the
+--          `cancel` flag, which heartbeats also report, so a worker that missed the pub/sub
+--          message still stops the job.
 
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
-local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token'})
+local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token',
+  'unique_key', 'idempotency_ttl'})
 local st = job.status
 if not st then return 'missing' end
 if st == 'running' then
@@ -35,9 +37,13 @@ elseif job.msg then
 else
   redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
 end
-finish(jkey, jid, st, 'cancelled', now, count_of(job.result_ttl, DEFAULT_TTL_MS), false, false,
+local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
+finish(jkey, jid, st, 'cancelled', now, ttl, false, false,
   'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)
 trim_final('cancelled', now)
+if job.unique_key or job.idempotency_ttl then
+  settle(jid, 'cancelled', ttl, job.unique_key, job.idempotency_ttl)
+end
 emit(jid, 'cancelled', count_of(job.attempt, 0), now,
   {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)

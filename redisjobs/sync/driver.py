@@ -30,7 +30,7 @@ from ..scripts import register
 
 _T = TypeVar("_T")
 
-SCRIPTS = ("enqueue", "cancel", "pause", "resume")
+SCRIPTS = ("enqueue", "cancel", "remove", "purge", "drain", "obliterate", "pause", "resume")
 """The transitions a sync client calls."""
 
 

@@ -63,7 +63,8 @@ async def test_enqueue_options(client: Client, dash: httpx.AsyncClient) -> None:
     first = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
     assert first.status_code == 202 and first.json()["status"] == "scheduled"
     again = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
-    assert again.status_code == 202 and again.json() == first.json()  # the same job, untouched
+    assert again.status_code == 202  # the same job, untouched, answered as a duplicate
+    assert again.json() == {**first.json(), "duplicate": True}
     assert first.json()["id"] == "order-42" and first.json()["max_retries"] == 3
     job = await client.get("order-42")
     assert job is not None and job.max_retries == 3 and job.timeout == 5
@@ -85,6 +86,33 @@ async def test_priority_is_taken_and_shown(client: Client, dash: httpx.AsyncClie
     for bad in (-1, 2**21 + 1, 1.5, "1"):
         refused = await dash.post(url, json={"kind": "call", "options": {"priority": bad}})
         assert refused.status_code == 422 and "priority" in refused.json()["error"]
+
+
+async def test_rules_are_taken_and_duplicates_said(client: Client, dash: httpx.AsyncClient) -> None:
+    url = f"/api/queues/{client.queue}/jobs"
+    opts = {"unique": "until_done", "unique_ttl": 60, "keep_completed": {"age": 60, "count": 5}}
+    body = {"kind": "call", "payload": {"n": 1}, "options": {**opts, "idempotency_ttl": 600}}
+    first = await dash.post(url, json=body)
+    again = await dash.post(url, json=body)
+    assert first.status_code == again.status_code == 202
+    assert not first.json()["duplicate"] and again.json()["duplicate"]
+    assert again.json()["id"] == first.json()["id"]
+    raw: Any = await client.redis.hgetall(client.keys().job(first.json()["id"]))
+    assert raw[b"completed_keep"] == b"5" and raw[b"idempotency_ttl"] == b"600000"
+    bad: list[dict[str, Any]] = [
+        {"unique": "sometimes"},
+        {"unique": "until_done", "unique_key": "a b"},
+        {"unique_ttl": 5},
+        {"keep_failed": {"count": 0}},
+        {"keep_failed": {"age": None}},
+        {"keep_failed": {"count": 1.5}},
+        {"keep_completed": -1},
+        {"keep_completed": "1h"},
+        {"idempotency_ttl": 0},
+    ]
+    for options in bad:
+        refused = await dash.post(url, json={"kind": "call", "options": options})
+        assert refused.status_code == 422, options
 
 
 async def test_batch(client: Client, dash: httpx.AsyncClient) -> None:
@@ -397,3 +425,39 @@ async def test_a_payload_malformed_under_an_extension_code_is_shown_as_the_jobs_
     assert "ext 66 (Decimal) is malformed" in got.json()["error"]
     page = await dash.get(f"/queues/{client.queue}/jobs/{job.id}")
     assert page.status_code == 200 and "ext 66 (Decimal) is malformed" in page.text
+
+
+async def test_purge_drain_and_obliterate(
+    client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
+) -> None:
+    q = client.queue
+    w = await worker(functions=[echo])
+    done = await client.enqueue_many([("call", {"fn": "echo", "args": [n]}) for n in range(3)])
+    for job in done:
+        assert await client.wait(job.id, timeout=10) is not None
+    await client.enqueue_many([{"kind": "call", "payload": {}, "delay": 60} for _ in range(2)])
+
+    young = await dash.post(f"/api/queues/{q}/purge?status=completed&older_than=3600")
+    assert young.status_code == 200, young.text
+    assert young.json() == {"queue": q, "status": "completed", "purged": 0}
+    purged = await dash.post(f"/api/queues/{q}/purge?status=completed")
+    assert purged.json() == {"queue": q, "status": "completed", "purged": 3}
+    drained = await dash.post(f"/api/queues/{q}/drain")
+    assert drained.status_code == 200 and drained.json() == {"queue": q, "drained": 2}
+    refused = await dash.post(f"/api/queues/{q}/obliterate")
+    assert refused.status_code == 409 and w.id in refused.json()["error"]
+    await client.enqueue("call", {}, delay=60)
+    forced = await dash.post(f"/api/queues/{q}/obliterate?force=true")
+    assert forced.json() == {"queue": q, "obliterated": 1}
+    assert q not in await client.queues()
+
+    for bad in (
+        f"/api/queues/{q}/purge?status=running",
+        f"/api/queues/{q}/purge?older_than=-1",
+        f"/api/queues/{q}/purge?older_than=1.5e3",
+        f"/api/queues/{q}/obliterate?force=yes",
+        "/api/queues/no%20spaces/drain",
+    ):
+        response = await dash.post(bad)
+        assert response.status_code == 422, bad
+        assert response.json()["error"]

@@ -12,7 +12,11 @@ means the keyspace is consistent:
   (not delivered), or membership in ``prio``; ``prio`` holds nothing else;
 * a terminal job is out of the PEL and of ``delayed`` and has a TTL;
 * every job sits in exactly one status index, the one of its status;
-* every key of the queue carries its ``{queue}`` hash tag.
+* every key of the queue carries its ``{queue}`` hash tag;
+* every unique lock has a TTL, and names a job that is gone (the lock expires) or one that
+  still holds it: that carries its key, has not ended, and has not started if its mode lets
+  the lock go at a start (``until_start``, ``while_queued``); every idempotency marker has a
+  TTL.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
 pending one, so "out of the stream" reads "acknowledged" here.
@@ -141,12 +145,41 @@ async def _check_pending(redis: Redis, state: _State, job_id: str, msg: str) -> 
     return []
 
 
+_HELD_WHILE = {
+    "until_done": {"pending", "scheduled", "running"},
+    "until_start": {"pending", "scheduled"},
+    "while_queued": {"pending", "scheduled"},
+}
+"""The statuses in which a job of each unique mode may hold its lock."""
+
+
+async def _check_locks(redis: Redis, state: _State) -> list[str]:
+    problems = []
+    prefix = state.keys.unique("")
+    async for raw in redis.scan_iter(match=state.keys.unique_pattern, count=1000):
+        key = _s(raw)
+        holder = _s(await redis.get(key) or b"")
+        if await redis.pttl(key) < 0:
+            problems.append(f"unique lock {key} has no TTL")
+        job = state.jobs.get(holder)
+        if job is None:
+            continue  # its job is gone: the lock expires
+        mode, status = job.get("unique", ""), job.get("status", "")
+        if job.get("unique_key") != key[len(prefix) :] or status not in _HELD_WHILE.get(mode, ()):
+            problems.append(f"unique lock {key} names job {holder} ({mode}, {status}), not its own")
+    async for raw in redis.scan_iter(match=state.keys.idem("*"), count=1000):
+        if await redis.pttl(raw) < 0:
+            problems.append(f"idempotency marker {_s(raw)} has no TTL")
+    return problems
+
+
 async def audit(redis: Redis, queue: str) -> list[str]:
     """The violations of the queue's invariants (empty when it is consistent)."""
     state = await _State(QueueKeys(queue)).read(redis)
     problems = _check_pel(state)
     for job_id, job in state.jobs.items():
         problems += await _check_job(redis, state, job_id, job)
+    problems += await _check_locks(redis, state)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":
