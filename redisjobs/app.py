@@ -28,7 +28,9 @@ from .executors._procpool import check_process_target
 from .executors.call import function_ref
 from .names import check_queue_name
 from .options import JobOptions
+from .schedule_spec import ScheduleSpec
 from .task import AsyncTask, Isolation, SyncTask, Task
+from .ticks import Misfire
 
 if TYPE_CHECKING:
     from .client import Client
@@ -120,6 +122,10 @@ class App:
         result_ttl: float | None = None,
         priority: int | None = None,
         isolation: Isolation = "thread",
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        misfire: Misfire = "skip",
     ) -> TaskDecorator: ...
 
     def task(
@@ -136,6 +142,10 @@ class App:
         result_ttl: float | None = None,
         priority: int | None = None,
         isolation: Isolation = "thread",
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        misfire: Misfire = "skip",
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
 
@@ -150,9 +160,14 @@ class App:
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
+            cron, every, tz, misfire: run it on a schedule too (one of `cron` and `every`, as
+                :meth:`redisjobs.Client.schedule`), called with no arguments. The schedule's id
+                is the task's name with ``:`` made ``.``; a worker of the app upserts it when it
+                starts, and it stays in Redis until unscheduled.
 
         Raises:
             ValueError: an invalid option, or a name another task of the app has.
+            TypeError: a scheduled function that needs arguments.
         """
 
         given = {
@@ -166,8 +181,13 @@ class App:
         }
         defaults = {k: v for k, v in given.items() if v is not None}
 
+        when = {"cron": cron, "every": every, "tz": tz, "misfire": misfire}
+
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
-            return self._declare(f, name, queue, isolation, defaults)
+            task = self._declare(f, name, queue, isolation, defaults)
+            if cron is not None or every is not None:
+                self._schedule(task, when)
+            return task
 
         return declare if fn is None else declare(fn)
 
@@ -200,6 +220,29 @@ class App:
         )
         self._tasks[name] = task
         return task
+
+    def _schedule(self, task: Task[Any, Any], when: Mapping[str, Any]) -> None:
+        """Give `task` its schedule (checked now, as everything else of a task)."""
+        try:
+            task.payload((), {})
+        except TypeError as exc:
+            del self._tasks[task.name]
+            raise TypeError(f"a scheduled task is called with no arguments: {exc}") from None
+        sid = task.name.replace(":", ".")
+        options = {k: v for k, v in task.defaults.items() if k != "queue"}
+        try:
+            spec = ScheduleSpec.build(sid, "call", {"fn": task.name}, **when, options=options)
+            if any(t.schedule and t.schedule.schedule_id == sid for t in self._tasks.values()):
+                raise ValueError(f"the app already has a schedule {sid!r}")
+        except ValueError:
+            del self._tasks[task.name]
+            raise
+        task.schedule = spec
+
+    def schedules(self, queue: str) -> list[ScheduleSpec]:
+        """The schedules the app's tasks on `queue` declare (what its workers upsert)."""
+        tasks = self._tasks.values()
+        return [t.schedule for t in tasks if t.schedule is not None and t.queue == queue]
 
     def register(self, call: CallExecutor) -> CallExecutor:
         """Allow `call` (a worker's ``call`` executor) to run the app's tasks, each by its name

@@ -21,11 +21,12 @@ from .keys import QueueKeys
 from .options import JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
 from .roundtrips import run
+from .schedule_client import Scheduling
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, QueueGetters):
+class Client(Producer, Scheduling):
     """A connection to one Redis (or the embedded backend) for producing and watching jobs.
 
     Args:

@@ -2,7 +2,7 @@
 
 A :class:`Session` holds what only exists while a worker is connected: three connections (the
 commands, the blocking read, the heartbeat's own), the scripts, the held jobs
-(:mod:`redisjobs.runs`), the fetcher, the lease loops and the scheduler. It connects, retrying
+(:mod:`redisjobs.runs`), the fetcher, the lease loops, the scheduler and the schedule loop. It connects, retrying
 until Redis answers, and it shuts down (docs/architecture.md, "Shutdown") in bounded steps, so
 that a stop takes `grace_period` plus a few seconds whatever Redis does (a frozen Redis answers
 nothing, and no kernel timeout notices): stop fetching (FETCH_STOP_SECONDS), let running jobs
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,6 +29,8 @@ from .fetcher import BLOCK_MS, Fetcher
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .runs import Runs
+from .schedule_loop import ScheduleLoop
+from .schedule_spec import ScheduleSpec
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .slots import Slots
@@ -63,6 +65,7 @@ class Session:
         reclaim_interval: seconds between reclaim ticks.
         context_class: the ExecContext (sub)class executors get.
         max_payload_bytes: a job whose payload is larger fails.
+        declared: the schedules of the worker's app on this queue, upserted at start.
 
     Its connections have no retry inside redis-py: a call whose reply was lost must come back
     to the loop that made it, which knows whether re-sending is safe (start and reclaim need a
@@ -83,6 +86,7 @@ class Session:
         reclaim_interval: float,
         context_class: type[ExecContext],
         max_payload_bytes: int,
+        declared: Sequence[ScheduleSpec] = (),
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
@@ -93,7 +97,12 @@ class Session:
         self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
         self.subscriber = Subscriber(self.redis)
         on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
-        self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
+        self.schedules = ScheduleLoop(
+            self.redis, self.scripts, keys, declared=declared, on_fired=on_promoted
+        )
+        self.scheduler = Scheduler(
+            self.scripts, keys, on_promoted=on_promoted, also_wake=self.schedules.wake
+        )
         self.runs = Runs(
             self.redis,
             self.scripts,

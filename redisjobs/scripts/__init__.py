@@ -36,6 +36,10 @@ NAMES = (
     "progress",
     "retry",
     "purge",
+    "schedule",
+    "unschedule",
+    "due_schedules",
+    "fire",
 )
 
 PROMOTE_BATCH = 100

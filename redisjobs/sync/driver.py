@@ -30,7 +30,7 @@ from ..scripts import register
 
 _T = TypeVar("_T")
 
-SCRIPTS = ("enqueue", "cancel")
+SCRIPTS = ("enqueue", "cancel", "schedule", "unschedule")
 """The transitions a sync client calls."""
 
 
