@@ -91,7 +91,8 @@ class QueueKeys:
 
     @property
     def schedules(self) -> str:
-        """Hash of schedule id -> its spec, msgpack as the Client encoded it (Lua never reads it)."""
+        """Hash of schedule id -> its spec, msgpack as the Client encoded it (no script
+        decodes it)."""
         return self.prefix + "schedules"
 
     @property
