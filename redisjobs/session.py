@@ -4,11 +4,11 @@ A :class:`Session` holds what only exists while a worker is connected: three con
 commands, the blocking read, the heartbeat's own), the scripts, the held jobs
 (:mod:`redisjobs.runs`), the fetcher, the lease loops, the scheduler and the schedule loop. It
 connects, retrying until Redis answers, and it shuts down (docs/architecture.md, "Shutdown") in
-bounded steps, so that a stop takes `grace_period` plus a few seconds whatever Redis does (a frozen Redis answers
-nothing, and no kernel timeout notices): stop fetching (FETCH_STOP_SECONDS), let running jobs
-finish (`grace_period`), then write outcomes, hand jobs back and deregister (SETTLE_SECONDS;
-HARD_STOP_SECONDS once a second signal came). What Redis did not take by then comes back
-through reclaim after lease_ttl.
+bounded steps, so that a stop takes `grace_period` plus a few seconds whatever Redis does (a
+frozen Redis answers nothing, and no kernel timeout notices): stop fetching
+(FETCH_STOP_SECONDS), let running jobs finish (`grace_period`), then write outcomes, hand jobs
+back and deregister (SETTLE_SECONDS; HARD_STOP_SECONDS once a second signal came). What Redis
+did not take by then comes back through reclaim after lease_ttl.
 """
 
 from __future__ import annotations
