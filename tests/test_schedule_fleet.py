@@ -34,9 +34,7 @@ def _workers(url: str, queue: str, tmp_path: Path) -> list[subprocess.Popen[byte
     procs = []
     for i in range(WORKERS):
         with open(tmp_path / f"w{i}.err", "wb") as err:
-            procs.append(
-                subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stderr=err)
-            )
+            procs.append(subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stderr=err))
     return procs
 
 
