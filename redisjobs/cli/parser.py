@@ -13,7 +13,7 @@ from .. import __version__
 from ..demo import run_demo
 from ..job import JobStatus
 from ..names import check_job_id, check_queue_name
-from . import dashboard, executors, follow, health, info, jobs, serve, watch
+from . import dashboard, executors, follow, health, info, jobs, schedules, serve, watch
 
 STATUSES = [s.value for s in JobStatus]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -264,6 +264,7 @@ def _queues(sub: Any) -> None:
 
     for p in (i, v, s, h):
         _redis(p)
+    schedules.add_parser(sub, lambda p: (_redis(p), _queue(p), _json(p)))
 
 
 def port_number(text: str) -> int:
