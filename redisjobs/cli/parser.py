@@ -264,7 +264,14 @@ def _queues(sub: Any) -> None:
 
     for p in (i, v, s, h):
         _redis(p)
-    schedules.add_parser(sub, lambda p: (_redis(p), _queue(p), _json(p)))
+    schedules.add_parser(sub, _common)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """``--redis --queue --json``: the options of a command on one queue's contents."""
+    _redis(p)
+    _queue(p)
+    _json(p)
 
 
 def port_number(text: str) -> int:
