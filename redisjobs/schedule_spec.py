@@ -267,6 +267,13 @@ class Schedule:
     runs: int
 
     @property
+    def timing(self) -> str:
+        """When it ticks, short: ``*/5 * * * * (Europe/Berlin)`` or ``every 30s``."""
+        if self.cron is not None:
+            return self.cron if self.tz == "UTC" else f"{self.cron} ({self.tz})"
+        return f"every {self.every:g}s"
+
+    @property
     def finished(self) -> bool:
         """Whether it will not fire again (it stays listed until unscheduled)."""
         return self.next_run is None

@@ -17,13 +17,6 @@ def schedule_document(s: Schedule) -> dict[str, Any]:
     return {**dataclasses.asdict(s), "finished": s.finished}
 
 
-def timing_text(s: Schedule) -> str:
-    """When it ticks, short: ``*/5 * * * * (Europe/Berlin)`` or ``every 30s``."""
-    if s.cron is not None:
-        return s.cron if s.tz == "UTC" else f"{s.cron} ({s.tz})"
-    return f"every {s.every:g}s"
-
-
 async def list_schedules(args: argparse.Namespace) -> int:
     """A table of the queue's schedules: when, next run, last run and job, runs."""
     async with connect(args.redis, args.command, args.queue) as client:
@@ -37,7 +30,7 @@ async def list_schedules(args: argparse.Namespace) -> int:
     rows = [
         (
             s.id,
-            timing_text(s),
+            s.timing,
             "finished" if s.finished else when(s.next_run),
             when(s.last_run),
             s.last_job or "-",
