@@ -1,4 +1,4 @@
-"""The schedules page: every queue's schedules with next run, last run and a link to the last job."""
+"""The schedules page: each queue's schedules with next run, last run and a link to the last job."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ async def test_schedules_page_lists_them_and_links_the_last_job(
     await client.redis.zadd(client.keys().schedule_due, {"beat": now // 1000 * 1000})
     redis, scripts = await client._conn()
     await ScheduleLoop(redis, scripts, client.keys()).once()
-    (beat, nightly) = await client.schedules()
-    assert beat.finished and beat.last_job
+    beat, nightly = await client.schedules()
+    assert beat.finished and beat.last_job and not nightly.finished
 
     page = await dash.get("/schedules")
     assert page.status_code == 200
