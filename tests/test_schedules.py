@@ -16,6 +16,7 @@ from redisjobs.errors import CallRefused, InvalidJobId
 from redisjobs.schedule_loop import ScheduleLoop
 from redisjobs.sync import Client as SyncClient
 from tests.conftest import WorkerFactory, log_events
+from tests.faults.audit import audit
 from tests.jobs import echo
 
 CALL = {"fn": "tests.jobs:echo", "args": [1]}
@@ -310,3 +311,14 @@ def test_a_task_is_checked_where_it_is_declared() -> None:
     assert fine.schedule.policy.max_retries == 2
     assert [t.name for t in app.tasks.values()] == [fine.name]  # the refused ones are not kept
     assert app.schedules("default") == [fine.schedule] and app.schedules("other") == []
+
+
+async def test_the_keyspace_audit_knows_schedules(client: Client, worker: WorkerFactory) -> None:
+    await client.schedule("audited", "call", CALL, every=0.1, limit=2)
+    await client.schedule("waiting", "call", CALL, cron="0 3 * * *")
+    await worker(functions=[echo])
+    await _until(lambda: _has_jobs(client, 2))
+    await asyncio.sleep(0.3)  # the two jobs run
+    assert await audit(client.redis, client.queue) == []
+    await client.redis.hdel(client.keys().schedules, "waiting")  # a spec lost by hand
+    assert await audit(client.redis, client.queue) == ["schedule waiting is due but has no spec"]

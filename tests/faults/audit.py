@@ -10,7 +10,8 @@ means the keyspace is consistent:
 * every ``pending`` job's ``msg`` is an entry of the stream that is not pending (not delivered);
 * a terminal job is out of the PEL and of ``delayed`` and has a TTL;
 * every job sits in exactly one status index, the one of its status;
-* every key of the queue carries its ``{queue}`` hash tag.
+* every key of the queue carries its ``{queue}`` hash tag;
+* every member of ``schedule:due`` has a spec in ``schedules`` and a state hash.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
 pending one, so "out of the stream" reads "acknowledged" here.
@@ -123,12 +124,25 @@ async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, st
     return problems
 
 
+async def _check_schedules(redis: Redis, keys: QueueKeys) -> list[str]:
+    problems = []
+    due: Any = await redis.zrange(keys.schedule_due, 0, -1)
+    for raw in due:
+        sid = _s(raw)
+        if not await redis.hexists(keys.schedules, sid):
+            problems.append(f"schedule {sid} is due but has no spec")
+        if not await redis.exists(keys.schedule_state(sid)):
+            problems.append(f"schedule {sid} is due but has no state")
+    return problems
+
+
 async def audit(redis: Redis, queue: str) -> list[str]:
     """The violations of the queue's invariants (empty when it is consistent)."""
     state = await _State(QueueKeys(queue)).read(redis)
     problems = _check_pel(state)
     for job_id, job in state.jobs.items():
         problems += await _check_job(redis, state, job_id, job)
+    problems += await _check_schedules(redis, state.keys)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":
