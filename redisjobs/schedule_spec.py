@@ -20,7 +20,7 @@ import msgpack
 from .errors import InvalidJobId
 from .executors._callspec import check_call_payload
 from .names import check_job_id
-from .options import JobOptions, Policy, _at_ms, _priority
+from .options import ENQUEUE_OPTIONS, JobOptions, Policy, _at_ms, _priority
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_payload, unpackb
 from .ticks import MISFIRES, Misfire, Timing, check_cron
 from .wire import EnqueueRow
@@ -31,17 +31,7 @@ MAX_SCHEDULE_ID = 186
 
 SPEC_VERSION = 1
 
-JOB_OPTIONS = frozenset(
-    {
-        "max_retries",
-        "retry_delay",
-        "retry_backoff",
-        "retry_jitter",
-        "timeout",
-        "result_ttl",
-        "priority",
-    }
-)
+JOB_OPTIONS = ENQUEUE_OPTIONS - {"job_id", "delay", "at"}
 """The job options a schedule takes (an enqueue's, less those of one job: id, delay, at)."""
 
 

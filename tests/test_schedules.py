@@ -322,3 +322,27 @@ async def test_the_keyspace_audit_knows_schedules(client: Client, worker: Worker
     assert await audit(client.redis, client.queue) == []
     await client.redis.hdel(client.keys().schedules, "waiting")  # a spec lost by hand
     assert await audit(client.redis, client.queue) == ["schedule waiting is due but has no spec"]
+
+
+async def test_a_worker_upserts_the_schedules_of_each_queue_of_its_app(
+    url: str, client: Client
+) -> None:
+    app = App(url, queue=client.queue)
+    other = f"{client.queue}-b"
+
+    @app.task(every=3600, name="tests.here")
+    def here() -> None: ...
+
+    @app.task(cron="0 4 * * *", queue=other, name="tests.there")
+    def there() -> None: ...
+
+    async with Worker(url, app=app, handle_signals=False, poll_interval=0.05) as w:
+        assert w.queues == [client.queue, other]
+
+        async def both() -> bool:
+            return bool(await client.schedules()) and bool(await client.schedules(other))
+
+        await _until(both)
+    assert [s.id for s in await client.schedules()] == ["tests.here"]
+    assert [s.id for s in await client.schedules(other)] == ["tests.there"]
+    await app.aclose()
