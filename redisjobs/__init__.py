@@ -33,6 +33,7 @@ from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
 from .manager import JobManager
 from .queries import JobPage
+from .schedule_spec import Schedule
 from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker
 
@@ -66,6 +67,7 @@ __all__ = [
     "RedisJobsError",
     "RedisOutOfMemory",
     "Retry",
+    "Schedule",
     "SerializationError",
     "SyncTask",
     "SyncTaskJob",

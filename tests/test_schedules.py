@@ -346,3 +346,21 @@ async def test_a_worker_upserts_the_schedules_of_each_queue_of_its_app(
     assert [s.id for s in await client.schedules()] == ["tests.here"]
     assert [s.id for s in await client.schedules(other)] == ["tests.there"]
     await app.aclose()
+
+
+async def test_a_spec_written_by_something_else_is_logged_not_fatal(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.schedule("good", "call", CALL, every=60, misfire="run_all")
+    keys = client.keys()
+    await client.redis.hset(keys.schedules, "junk", b"\xc1 not msgpack")
+    await client.redis.hset(keys.schedule_state("junk"), "rev", 1)
+    now = int(await client.server_time() * 1000)
+    await _set_due(client, "junk", now - 10_000)
+    await _set_due(client, "good", now // 60_000 * 60_000)
+    loop = await _loop(client)
+    assert await loop.once() == 0  # the good one fired
+    assert 0 < await loop.once() <= 5  # only the junk is due: no busy loop
+    assert "schedule 'junk': unreadable spec" in caplog.text
+    assert [s.id for s in await client.schedules()] == ["good"]  # listed without the junk
+    assert len(await _ticks(client)) == 1
