@@ -1,13 +1,15 @@
 """A worker's schedule loop: the due ticks of the queue's schedules become jobs.
 
-Every worker of a queue runs one, beside the promote loop and woken with it
-(:meth:`redisjobs.scheduler.Scheduler.wake`). One ``due_schedules`` call returns the schedules
+Every worker of a queue runs one, beside the promote loop and woken the same way, by a message
+on the queue's control channel: ``schedule:<ms>``, which an upsert publishes (a message of its
+own, so that delayed enqueues and retries, which wake the promote loops, cost the schedule loops
+nothing). One ``due_schedules`` call returns the schedules
 due now, their specs and Redis's now; for each, the ticks to fire and the next due time are
 computed here (:func:`redisjobs.ticks.plan`: cron, time zones, DST, misfire), and one ``fire``
 call creates the jobs if the schedule is still as it was read (its rev and due time, a
 compare-and-set token), so however many workers race, each tick makes one job. Then the loop
 sleeps until the earliest next due time on Redis's clock (capped and jittered as the promote
-loop's sleep), or until an upsert announces an earlier one on the control channel.
+loop's sleep), or until an upsert announces one.
 
 At start it first upserts the schedules the worker's app declares (``@app.task(cron=...)``).
 """

@@ -34,7 +34,6 @@ class Scheduler:
         max_sleep: the longest sleep between two promotes (seconds).
         on_promoted: called after jobs were made runnable (the embedded backend wakes its
             fetcher with it).
-        also_wake: woken with it (the schedule loop: an upsert's due time wakes both).
     """
 
     def __init__(
@@ -44,20 +43,16 @@ class Scheduler:
         *,
         max_sleep: float = 5.0,
         on_promoted: Callable[[], None] | None = None,
-        also_wake: Callable[[], None] | None = None,
     ) -> None:
         self._scripts = scripts
         self._keys = keys
         self._max_sleep = max_sleep
         self._on_promoted = on_promoted
-        self._also_wake = also_wake
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         """Promote now (a job may have become due earlier than planned)."""
         self._wake.set()
-        if self._also_wake is not None:
-            self._also_wake()
 
     async def run(self) -> None:
         """Promote forever (until cancelled)."""

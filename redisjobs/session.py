@@ -100,9 +100,7 @@ class Session:
         self.schedules = ScheduleLoop(
             self.redis, self.scripts, keys, declared=declared, on_fired=on_promoted
         )
-        self.scheduler = Scheduler(
-            self.scripts, keys, on_promoted=on_promoted, also_wake=self.schedules.wake
-        )
+        self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
         self.runs = Runs(
             self.redis,
             self.scripts,

@@ -396,3 +396,5 @@ class Worker:
                     session.runs.stop_job(arg.decode(), "cancel")
                 elif what == b"due":
                     session.scheduler.wake()
+                elif what == b"schedule":
+                    session.schedules.wake()

@@ -364,3 +364,12 @@ async def test_a_spec_written_by_something_else_is_logged_not_fatal(
     assert "schedule 'junk': unreadable spec" in caplog.text
     assert [s.id for s in await client.schedules()] == ["good"]  # listed without the junk
     assert len(await _ticks(client)) == 1
+
+
+async def test_an_upsert_wakes_sleeping_workers(client: Client, worker: WorkerFactory) -> None:
+    await worker(functions=[echo])
+    await asyncio.sleep(0.5)  # its schedule loop found nothing and sleeps (4-5 s)
+    began = asyncio.get_running_loop().time()
+    await client.schedule("soon", "call", CALL, every=0.1, limit=1)
+    await _until(lambda: _has_jobs(client, 1), timeout=3)
+    assert asyncio.get_running_loop().time() - began < 1.5

@@ -7,7 +7,8 @@
 -- Returns  0 the same spec was stored already (nothing written: it keeps its next run),
 --          1 created or changed (its next run is the given one; runs so far are kept, so a
 --          raised limit gives more runs)
--- Events   control channel 'due:<ms>' when it is due, so sleeping workers look again
+-- Events   control channel 'schedule:<ms>' when it is due, so sleeping schedule loops look
+--          again (a message of their own: the promote loops need not wake for it)
 -- Effects  HSET schedules; state hash (rev + 1, limit); ZADD or ZREM schedule:due
 
 local sid, spec = ARGV[1], ARGV[2]
@@ -19,6 +20,6 @@ local runs = tonumber(redis.call('HGET', skey, 'runs') or '0')
 redis.call('HINCRBY', skey, 'rev', 1)
 redis.call('HSET', skey, 'runs', runs, 'limit', limit)
 if set_schedule_due(sid, due, runs, limit) then
-  redis.call('PUBLISH', K_CONTROL, 'due:' .. due)
+  redis.call('PUBLISH', K_CONTROL, 'schedule:' .. due)
 end
 return 1
