@@ -42,6 +42,17 @@ R = TypeVar("R")
 
 ISOLATIONS = ("thread", "process")
 
+_JOB_DEFAULTS = (
+    ("max_retries", "retries"),
+    ("retry_delay", "retry_delay"),
+    ("retry_backoff", "retry_backoff"),
+    ("retry_jitter", "retry_jitter"),
+    ("timeout", "timeout"),
+    ("result_ttl", "result_ttl"),
+    ("priority", "priority"),
+)
+"""A job default of a task, by the name of its argument to :meth:`App.task`."""
+
 
 class TaskDecorator(Protocol):
     """What ``@app.task(...)`` with options returns: applied to the function, a Task."""
@@ -160,34 +171,20 @@ class App:
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
-            cron, every, tz, misfire: run it on a schedule too (one of `cron` and `every`, as
-                :meth:`redisjobs.Client.schedule`), called with no arguments. The schedule's id
-                is the task's name with ``:`` made ``.``; a worker of the app upserts it when it
-                starts, and it stays in Redis until unscheduled.
+            cron, every, tz, misfire: also run it, with no arguments, on a schedule (as
+                :meth:`redisjobs.Client.schedule`'s) whose id is its name with ``:`` made ``.``,
+                upserted by the app's workers at start, kept in Redis until unscheduled.
 
         Raises:
             ValueError: an invalid option, or a name another task of the app has.
             TypeError: a scheduled function that needs arguments.
         """
-
-        given = {
-            "max_retries": retries,
-            "retry_delay": retry_delay,
-            "retry_backoff": retry_backoff,
-            "retry_jitter": retry_jitter,
-            "timeout": timeout,
-            "result_ttl": result_ttl,
-            "priority": priority,
-        }
-        defaults = {k: v for k, v in given.items() if v is not None}
-
+        given = locals()
+        defaults = {k: given[arg] for k, arg in _JOB_DEFAULTS if given[arg] is not None}
         when = {"cron": cron, "every": every, "tz": tz, "misfire": misfire}
 
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
-            task = self._declare(f, name, queue, isolation, defaults)
-            if cron is not None or every is not None:
-                self._schedule(task, when)
-            return task
+            return self._declare(f, name, queue, isolation, defaults, when)
 
         return declare if fn is None else declare(fn)
 
@@ -198,6 +195,7 @@ class App:
         queue: str | None,
         isolation: Isolation,
         defaults: Mapping[str, Any],
+        when: Mapping[str, Any],
     ) -> Task[Any, Any]:
         name = name if name is not None else _default_name(fn)
         if not valid_name(name):
@@ -219,6 +217,8 @@ class App:
             defaults=defaults,
         )
         self._tasks[name] = task
+        if when["cron"] is not None or when["every"] is not None:
+            self._schedule(task, when)
         return task
 
     def _schedule(self, task: Task[Any, Any], when: Mapping[str, Any]) -> None:

@@ -59,8 +59,8 @@ class ScheduleLoop:
         scripts: the scripts on it.
         keys: the queue.
         declared: schedules to upsert before the first look (an app's tasks').
-        max_sleep: the longest sleep between two looks (seconds).
         on_fired: called after jobs were created (the embedded backend wakes its fetcher).
+        max_sleep: the longest sleep between two looks (seconds).
     """
 
     def __init__(
@@ -68,10 +68,10 @@ class ScheduleLoop:
         redis: Redis,
         scripts: Scripts,
         keys: QueueKeys,
-        *,
         declared: Sequence[ScheduleSpec] = (),
-        max_sleep: float = 5.0,
         on_fired: Callable[[], None] | None = None,
+        *,
+        max_sleep: float = 5.0,
     ) -> None:
         self._redis, self._scripts, self._keys = redis, scripts, keys
         self._declared = list(declared)

@@ -97,9 +97,7 @@ class Session:
         self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
         self.subscriber = Subscriber(self.redis)
         on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
-        self.schedules = ScheduleLoop(
-            self.redis, self.scripts, keys, declared=declared, on_fired=on_promoted
-        )
+        self.schedules = ScheduleLoop(self.redis, self.scripts, keys, declared, on_promoted)
         self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
         self.runs = Runs(
             self.redis,
