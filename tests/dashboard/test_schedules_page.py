@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 from redisjobs import Client
+from redisjobs.dashboard import create_app
 from redisjobs.schedule_loop import ScheduleLoop
+
+from .conftest import BASE
 
 CALL = {"fn": "tests.jobs:echo", "args": ["<script>alert('x')</script>"]}
 
@@ -13,8 +18,6 @@ CALL = {"fn": "tests.jobs:echo", "args": ["<script>alert('x')</script>"]}
 async def test_schedules_page_lists_them_and_links_the_last_job(
     client: Client, dash: httpx.AsyncClient
 ) -> None:
-    empty = await dash.get("/schedules")
-    assert empty.status_code == 200 and "No schedules" in empty.text
     await client.schedule("beat", "call", CALL, every=1, limit=1, misfire="run_all")
     await client.schedule("nightly", "call", CALL, cron="0 3 * * *", tz="Europe/Berlin")
     now = int(await client.server_time() * 1000)
@@ -37,3 +40,11 @@ async def test_schedules_page_lists_them_and_links_the_last_job(
     job = await dash.get(f"/queues/{client.queue}/jobs/{beat.last_job}")
     assert job.status_code == 200
     assert "Schedules</a>" in (await dash.get("/")).text  # in the navigation of every page
+
+
+async def test_schedules_page_without_any() -> None:
+    async with Client(f"memory://{uuid.uuid4().hex}") as fresh:
+        transport = httpx.ASGITransport(app=create_app(fresh))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            empty = await http.get("/schedules")
+    assert empty.status_code == 200 and "No schedules" in empty.text
