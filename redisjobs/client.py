@@ -185,12 +185,13 @@ class Client(Producer, Scheduling):
 
     @reaching
     async def retry(self, job_id: str, *, queue: str | None = None) -> bool:
-        """Run a job that failed for good (a dead letter) again, under the same id.
+        """Run a job that failed for good (a dead letter) or was cancelled again, under its id.
 
         Its attempts start again from 0; its log lines and event history are kept.
 
         Returns:
-            True when it was put back in the queue; False when it is not failed (or gone).
+            True when it was put back in the queue; False when it is neither failed nor
+            cancelled (or gone).
         """
         keys = self._job_keys(job_id, queue)
         _, scripts = await self._conn()

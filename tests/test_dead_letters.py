@@ -8,7 +8,7 @@ import asyncio
 from redisjobs import Client, Worker
 from tests.conftest import WorkerFactory, log_events
 from tests.faults.audit import audit
-from tests.jobs import fail
+from tests.jobs import add, fail
 
 
 async def _failed(client: Client, worker: WorkerFactory, n: int) -> list[str]:
@@ -90,3 +90,17 @@ async def test_queues_and_workers(client: Client, worker: WorkerFactory) -> None
     (mine,) = [x for x in await client.workers() if x.id == w.id]
     assert mine.queues == (client.queue,) and mine.concurrency == 7 and mine.pid > 0
     assert mine.started_at is not None and mine.heartbeat_at is not None
+
+
+async def test_retry_runs_a_cancelled_job_again(client: Client, worker: WorkerFactory) -> None:
+    job = await client.enqueue("call", {"fn": "add", "args": [2, 3]}, delay=3600)
+    assert await client.cancel(job.id)
+    assert await client.retry(job.id)
+    assert not await client.retry(job.id)  # pending now: nothing happens twice
+    again = await client.get(job.id)
+    assert again is not None and again.status == "pending" and again.error is None
+    await worker(functions=[add])
+    assert await client.wait(job.id, timeout=10) == 5
+    types = [ev.type for ev in await log_events(client, job.id)]
+    assert types == ["enqueued", "cancelled", "enqueued", "started", "completed"]
+    assert await audit(client.redis, client.queue) == []

@@ -255,23 +255,29 @@ def run_python(site: Site, text: str, tmp_path: Path, *, db: int = 1) -> str:
     return done.stdout
 
 
+FOLLOWERS = {"events": "enqueued", "info": "QUEUE"}
+"""The sample's commands that run until Ctrl-C -> what their first line shows (the replayed
+log of `events`, the first snapshot of `info --watch`)."""
+
+
 def run_cli_sample(site: Site, text: str) -> None:
-    """The command-line sample, line by line: JOB is the call job it enqueued (for `cancel`,
-    the delayed http one, which is still there to cancel)."""
+    """The command-line sample, line by line: JOB is the call job it enqueued (for `cancel`
+    and then `requeue`, the delayed http one, which is still there to cancel)."""
     jobs: dict[str, str] = {}
     for line in text.splitlines():
         command = line.split("  #")[0].strip()
         if command.startswith("export "):
             assert site.sub(command) == f"export REDIS_URL={site.url}"
             continue
-        kind = command.split()[1]
-        command = command.replace("JOB", jobs.get(kind, jobs.get("call", "")))
-        if kind == "events":
-            events = site.start(command, read=True)
-            assert events.stdout is not None
-            assert "enqueued" in events.stdout.readline()  # the replayed log, then live
-            events.send_signal(signal.SIGINT)
-            assert events.wait(20) in (0, 130)  # stopped by Ctrl-C
+        kind = command.split("redisjobs ", 1)[1].split()[0]
+        target = "cancel" if kind == "requeue" else kind
+        command = command.replace("JOB", jobs.get(target, jobs.get("call", "")))
+        if kind == "events" or "--watch" in command:
+            follower = site.start(command, read=True)
+            assert follower.stdout is not None
+            assert FOLLOWERS[kind] in follower.stdout.readline()
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(20) in (0, 130)  # stopped by Ctrl-C
             continue
         done = site.sh(command)
         assert done.returncode == 0, (command, done.stdout, done.stderr)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from ..client import Client
 from ..connection import Backend
 from ..errors import JobNotFound
-from ..job import Job
+from ..job import Job, JobStatus
+from .render import print_json
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -69,6 +71,30 @@ async def find_job(client: Client, job_id: str, queue: str | None) -> Job:
         where = f"queue {queue!r}" if queue else "any queue"
         raise JobNotFound(f"no job {job_id!r} in {where}")
     return job
+
+
+async def change_job(
+    args: argparse.Namespace, change: Callable[..., Awaitable[bool]], done: str
+) -> tuple[Job, bool, JobStatus]:
+    """Find the job ``args.job_id`` (as :func:`find_job`), `change` it, and read its status after;
+    with ``--json``, print ``{"id", "queue", <done>: changed, "status"}``.
+
+    Args:
+        args: the command's arguments (``redis``, ``command``, ``job_id``, ``queue``, ``json``).
+        change: a method of Client that takes a job id and ``queue=`` (``Client.cancel``).
+        done: the document's name for what `change` returned.
+
+    Returns:
+        The job as found, whether `change` did anything, and the job's status after it.
+    """
+    async with connect(args.redis, args.command) as client:
+        job = await find_job(client, args.job_id, args.queue)
+        changed = await change(client, job.id, queue=job.queue)
+        after = await client.get(job.id, queue=job.queue)
+    now = after.status if after is not None else job.status
+    if args.json:
+        print_json({"id": job.id, "queue": job.queue, done: changed, "status": now})
+    return job, changed, now
 
 
 def on_stop_signals(callback: Callable[[signal.Signals], None]) -> None:

@@ -1,16 +1,13 @@
-"""Commands on jobs: enqueue, status, cancel, the jobs listing, a queue's counters."""
+"""Commands on jobs: status, cancel, the jobs listing, a queue's counters."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from typing import Any
 
 from ..client import Client
-from ..errors import CallRefused, JobCancelled, JobFailed
 from ..job import Job, JobStatus
 from ..jobtext import LONG
-from .common import UsageError, connect, find_job
+from .common import change_job, connect, find_job
 from .render import (
     CALL_CHARS,
     excerpt,
@@ -21,55 +18,6 @@ from .render import (
     to_json,
     when,
 )
-
-
-async def enqueue(args: argparse.Namespace) -> int:
-    """Enqueue one job; print its id (and with ``--wait``, its result).
-
-    With ``--wait --json`` the document is the job as it ended: its final status with its result
-    or error (exit status 1 unless it completed).
-    """
-    async with connect(args.redis, args.command, args.queue) as client:
-        try:
-            job = await client.enqueue(
-                args.kind,
-                args.payload,
-                delay=args.delay,
-                max_retries=args.max_retries,
-                timeout=args.timeout,
-            )
-        except CallRefused as exc:  # the payload argument is wrong: exit status 2
-            raise UsageError(str(exc)) from None
-        document: dict[str, Any] = {"id": job.id, "queue": job.queue, "status": job.status}
-        if not args.json:
-            print(job.id, flush=True)  # before waiting: the id is worth having if the wait fails
-        if args.wait is not None:
-            await _wait(client, document, args.wait, as_json=args.json)
-    if args.json:
-        print_json(document)
-    return 1 if document["status"] in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
-
-
-async def _wait(client: Client, document: dict[str, Any], wait: float, *, as_json: bool) -> None:
-    """Wait for the job of `document` and record how it ended there (and print its result).
-
-    Without `as_json`, a job that failed or was cancelled raises (one line, exit status 1), as
-    does a wait that times out in both modes.
-    """
-    try:
-        document["result"] = await client.wait(
-            document["id"], timeout=None if math.isinf(wait) else wait
-        )
-    except JobFailed as exc:  # JobCancelled too
-        if not as_json:
-            raise
-        cancelled = isinstance(exc, JobCancelled)
-        document["status"] = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
-        document["error"] = exc.error
-        return
-    document["status"] = JobStatus.COMPLETED
-    if not as_json:
-        print(to_json(document["result"]))
 
 
 def _details(job: Job) -> list[tuple[str, object]]:
@@ -111,19 +59,15 @@ async def status(args: argparse.Namespace) -> int:
 
 async def cancel(args: argparse.Namespace) -> int:
     """Cancel a job; exit status 1 when it had already finished."""
-    async with connect(args.redis, args.command) as client:
-        job = await find_job(client, args.job_id, args.queue)
-        cancelled = await client.cancel(job.id, queue=job.queue)
-        after = await client.get(job.id, queue=job.queue)
-    now = after.status if after is not None else job.status
-    if args.json:
-        print_json({"id": job.id, "queue": job.queue, "cancelled": cancelled, "status": now})
-    elif not cancelled:
-        print(f"job {job.id} is already {now}: not cancelled")
+    job, cancelled, now = await change_job(args, Client.cancel, "cancelled")
+    if not cancelled:
+        said = f"job {job.id} is already {now}: not cancelled"
     elif now is JobStatus.RUNNING:
-        print(f"cancel requested: job {job.id} is running, its worker stops it")
+        said = f"cancel requested: job {job.id} is running, its worker stops it"
     else:
-        print(f"cancelled job {job.id}")
+        said = f"cancelled job {job.id}"
+    if not args.json:
+        print(said)
     return 0 if cancelled else 1
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from ..schedule_spec import MAX_SCHEDULE_ID, Schedule, check_schedule_id
+from .args import add_json, add_queue, add_redis
 from .common import UsageError, connect
 from .render import print_json, table, when
 
@@ -75,9 +75,8 @@ async def schedules(args: argparse.Namespace) -> int:
     return await list_schedules(args)
 
 
-def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``schedules [list|rm ID]`` to the subcommands `sub`; `common` adds ``--redis --queue
-    --json``."""
+def add_parser(sub: Any) -> None:
+    """Add ``schedules [list|rm ID]`` to the subcommands `sub`."""
     s = sub.add_parser("schedules", help="list a queue's schedules, or remove one (rm ID)")
     s.set_defaults(run=schedules)
     s.add_argument("verb", nargs="?", choices=["list", "rm"], default="list")
@@ -88,4 +87,6 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
         type=_schedule_id,
         help=f"the schedule to remove (1-{MAX_SCHEDULE_ID} characters of a job id)",
     )
-    common(s)
+    add_redis(s)
+    add_queue(s)
+    add_json(s)

@@ -142,26 +142,37 @@ async def _state(client: Client, job_id: str, queue: str) -> State:
 
 
 async def _follow(client: Client, queue: str, cursor: str, state: State, view: View) -> State:
-    events: asyncio.Queue[Event] = asyncio.Queue()
-    pump = asyncio.create_task(
-        _pump(client.events(state.id, queue=queue, since=cursor), events), name="events"
-    )
-    try:
+    async with job_events(client, state.id, queue, cursor) as events:
         while not state.final:
             try:
                 state.apply(await asyncio.wait_for(events.get(), RECHECK_SECONDS))
             except TimeoutError:
                 state = await _state(client, state.id, queue)
             view.show(state)
+    return state
+
+
+@contextlib.asynccontextmanager
+async def job_events(
+    client: Client, job_id: str, queue: str, cursor: str
+) -> AsyncIterator[asyncio.Queue[Event]]:
+    """The job's events after `cursor` (a :meth:`Client.log_cursor`), live, put on a queue.
+
+    A queue rather than the generator, so that waiting for the next event can time out
+    without ending the generator (cancelling an `anext` closes it).
+    """
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    pump = asyncio.create_task(
+        _pump(client.events(job_id, queue=queue, since=cursor), events), name="events"
+    )
+    try:
+        yield events
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
-    return state
 
 
 async def _pump(source: AsyncIterator[Event], sink: asyncio.Queue[Event]) -> None:
-    # A separate task, so that waiting for the next event can time out without ending the
-    # generator (cancelling an `anext` closes it).
     async for ev in source:
         sink.put_nowait(ev)

@@ -1,16 +1,19 @@
--- retry: run jobs that failed for good (the dead letters) again, under the same id.
+-- retry: run jobs that failed for good (the dead letters) or were cancelled again, under the
+-- same id.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV     job ids
--- Returns  the number of jobs put back. A job that is not `failed` now is left alone (a retry
---          that races with another does nothing twice) and leaves `dead`; one whose hash
---          expired leaves the failed index too (trim_final would drop it later anyway).
+-- Returns  the number of jobs put back. A job neither `failed` nor `cancelled` now is left
+--          alone (a retry that races with another does nothing twice) and leaves `dead`; one
+--          whose hash expired leaves the failed index too (trim_final would drop it later
+--          anyway).
 -- Events   enqueued (per job put back, attempt 0)
 -- Effects  the hash and its log lose their TTL; the outcome of the last run (error, failure,
 --          result, times, worker, progress) is cleared and attempt and crashes start again
 --          from 0, but the lease counter is kept, so fencing tokens keep growing; ZREM dead;
---          status failed -> pending under a new stream entry; stats.enqueued (each job that
---          runs again counts as enqueued again, so enqueued - finished stays the jobs in flight)
+--          status failed (or cancelled) -> pending under a new stream entry; stats.enqueued
+--          (each job that runs again counts as enqueued again, so enqueued - finished stays the
+--          jobs in flight)
 
 local now = now_ms()
 local revived = 0
@@ -18,15 +21,15 @@ for i = 1, #ARGV do
   local jid = ARGV[i]
   local jkey = job_key(jid)
   local job = hmget_named(jkey, {'status', 'kind'})
-  if job.status == 'failed' then
+  if job.status == 'failed' or job.status == 'cancelled' then
     redis.call('PERSIST', jkey)
     redis.call('PERSIST', job_log_key(jid))
     redis.call('HDEL', jkey, 'error', 'failure', 'result', 'completed_at', 'started_at', 'worker',
-      'progress', 'progress_message', 'scheduled_at', 'cancel')
+      'progress', 'progress_message', 'scheduled_at', 'cancel', 'cancel_token')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
     push_ready(jkey, jid)
-    move_status(jid, 'failed', 'pending', now)
+    move_status(jid, job.status, 'pending', now)
     emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
     revived = revived + 1
   else
