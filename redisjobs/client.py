@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from . import tracing
+from .cleaning import QueueCleaning
 from .errors import WaitTimeout
 from .events import Event, follow
 from .getters import QueueGetters, reaching
@@ -26,8 +27,11 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, Scheduling):
-    """A connection to one Redis (or the embedded backend) for producing and watching jobs.
+class Client(Producer, QueueCleaning, Scheduling):
+    """A connection to one Redis (or the embedded backend) for producing, watching and cleaning
+    jobs (the cleaning verbs, ``remove``, ``purge``, ``drain`` and ``obliterate``, are
+    :class:`~redisjobs.cleaning.QueueCleaning`'s), and for scheduling them (``schedule``,
+    ``unschedule``, ``schedules``: :class:`~redisjobs.schedule_client.Scheduling`'s).
 
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
@@ -198,39 +202,19 @@ class Client(Producer, Scheduling):
         return await scripts.retry(keys, [job_id]) == 1
 
     @reaching
-    async def purge(self, job_id: str, *, queue: str | None = None) -> bool:
-        """Delete a job that failed for good now, instead of after its `result_ttl`.
-
-        Returns:
-            True when it was deleted; False when it is not failed (or already gone).
-        """
-        keys = self._job_keys(job_id, queue)
-        _, scripts = await self._conn()
-        return await scripts.purge(keys, [job_id]) == 1
-
-    @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
-        return await self._each_failed(queue, retry=True)
-
-    @reaching
-    async def purge_failed(self, *, queue: str | None = None) -> int:
-        """:meth:`purge` every job of the queue that failed for good; returns how many."""
-        return await self._each_failed(queue, retry=False)
-
-    async def _each_failed(self, queue: str | None, *, retry: bool) -> int:
         redis, scripts = await self._conn()
         keys = self.keys(queue)
-        run = scripts.retry if retry else scripts.purge
         done = 0
         seen: list[bytes] = []
         while True:
-            # Each call takes every job it is given off `dead` (the scripts skip, but still
-            # unlist, a job that stopped being failed), so the next read gets the next batch.
+            # Each call takes every job it is given off `dead` (the script skips, but still
+            # unlists, a job that stopped being failed), so the next read gets the next batch.
             ids: list[bytes] = await redis.zrange(keys.dead, 0, ENQUEUE_BATCH - 1)  # type: ignore[assignment]
             if not ids or ids == seen:
                 return done
-            done += await run(keys, [i.decode() for i in ids])
+            done += await scripts.retry(keys, [i.decode() for i in ids])
             seen = ids
 
     @reaching

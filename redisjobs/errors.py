@@ -12,6 +12,7 @@ The tree::
     ├── JobFailed               `wait` on a job that failed for good; carries the error text
     │   └── JobCancelled        `wait` on a job that was cancelled
     ├── WaitTimeout             `wait` gave up before the job finished (also a TimeoutError)
+    ├── QueueInUse              `obliterate` of a queue live workers serve (without force)
     ├── UnknownExecutor         no executor for a job's kind on this worker
     ├── MissingExtra            a feature's package is not installed (an ImportError)
     ├── ExecutorError           an executor's run failed: exit code, HTTP status, timeout, refusal
@@ -83,6 +84,11 @@ class JobCancelled(JobFailed):
 
 class WaitTimeout(RedisJobsError, TimeoutError):
     """`wait` gave up before the job reached a final state."""
+
+
+class QueueInUse(RedisJobsError):
+    """``obliterate`` refused: live workers serve the queue (the message names them); stop
+    them first or pass ``force=True``. Nothing was deleted."""
 
 
 class UnknownExecutor(RedisJobsError, LookupError):

@@ -82,7 +82,8 @@ class JobOptions:
         retry_backoff: the exponential factor (>= 1).
         retry_jitter: the fraction of randomness (0..1) in each retry delay.
         timeout: seconds a run may take before it is cancelled and counted as failed.
-        result_ttl: seconds a finished job (and its result) is kept.
+        result_ttl: seconds a finished job (and its result) is kept; a job that failed for
+            good (a dead letter) is kept 30 days at least.
     """
 
     max_retries: int = 0

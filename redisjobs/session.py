@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .cancelling import cancel_and_wait
 from .connection import COMMAND_TIMEOUT, Backend, Backoff, check_server, ensure_group
@@ -231,9 +231,14 @@ class Session:
             (j, r.delivery.lease) for j, r in self.runs.held.items() if r.stop == "handback"
         ]
         try:
-            released = await self.scripts.release(self.keys, self.id, handback)
-            if released:
-                log.info("handed %d jobs back", released)
+            try:
+                released = await self.scripts.release(self.keys, self.id, handback)
+                if released:
+                    log.info("handed %d jobs back", released)
+            except ResponseError as exc:
+                # Redis answered: the queue's stream is gone (an obliterate, a Redis restarted
+                # empty), so there is nothing to hand back to, but the registry is still left.
+                log.warning("could not hand jobs back (%s)", exc)
             # The heartbeat refreshes the registry entry: a refresh still in flight would put
             # it back after the deregistration, for three lease TTLs.
             await cancel_and_wait(loops)

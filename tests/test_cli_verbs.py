@@ -324,6 +324,9 @@ def test_every_verbs_json_parses(
         "info": ok("info", *by_job),
         "stats": ok("stats", *at),
         "health": ok("health", *at),
+        "purge": ok("purge", queue, "--redis", redis_url, "--json"),
+        "drain": ok("drain", f"{queue}-idle", "--redis", redis_url, "--json"),
+        "obliterate": ok("obliterate", f"{queue}-idle", "--yes", "--redis", redis_url, "--json"),
     }
     for name, out in documents.items():
         assert isinstance(json.loads(out), dict), name

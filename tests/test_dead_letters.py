@@ -1,4 +1,4 @@
-"""Client.retry / purge (one job or every failed one), queues() and workers(): the read and
+"""Client.retry / remove / purge (one job or every failed one), queues() and workers(): the read and
 repair API under the dashboard, each change checked against the keyspace invariants."""
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ async def test_retry_runs_a_dead_job_again_under_its_id(
     assert await audit(client.redis, client.queue) == []
 
 
-async def test_retry_and_purge_all(client: Client, worker: WorkerFactory) -> None:
+async def test_remove_one_and_purge_all(client: Client, worker: WorkerFactory) -> None:
     ids = await _failed(client, worker, 5)
-    assert await client.purge(ids[0])
-    assert not await client.purge(ids[0])
+    assert await client.remove(ids[0])
+    assert not await client.remove(ids[0])
     assert await client.get(ids[0]) is None
     assert (await client.stats())["dead"] == 4
     assert await audit(client.redis, client.queue) == []
-    assert await client.purge_failed() == 4
+    assert await client.purge() == 4
     assert (await client.stats())["dead"] == 0
     assert (await client.list_jobs("failed")).jobs == []
     assert await audit(client.redis, client.queue) == []

@@ -56,7 +56,7 @@ CALLS: dict[str, Call] = {
     "wait": lambda c, i: c.wait(i, timeout=1),
     "cancel": lambda c, i: c.cancel(i),
     "retry": lambda c, i: c.retry(i),
-    "purge": lambda c, i: c.purge(i),
+    "remove": lambda c, i: c.remove(i),
     "logs": lambda c, i: c.logs(i),
     "set_progress": lambda c, i: c.set_progress(i, 50),
     "events": _events,

@@ -485,6 +485,13 @@ def _cli(site: Site, text: str, tmp_path: Path) -> None:
     run_cli_sample(site, text)
 
 
+def _cleaning_cli(site: Site, text: str, tmp_path: Path) -> None:
+    done = site.sh("set -e\n" + site.sub(text))
+    assert done.returncode == 0, done.stderr
+    assert "purged 0 completed jobs" in done.stdout and '"drained": 0' in done.stdout
+    assert "obliterated queue scratch" in done.stdout
+
+
 def _dashboard(site: Site, text: str, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{site.dashboard_port}"
     page = site.sh(f"curl -sS -u user:readme-token -o /dev/null -w '%{{http_code}}' {base}/")
@@ -551,6 +558,11 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
         (),
     ),
     "export REDIS_URL=redis://localhost:6379/0": (_cli, ("myapp_worker",)),
+    "redisjobs purge default --status completed --older-than 3600": (_cleaning_cli, ()),
+    'await client.enqueue_many([("call", {"fn": "myapp.tasks:resize"})] * 3, queue="scratch")': (
+        _fragment,
+        (),
+    ),
     "redisjobs dashboard --redis redis://localhost:6379/0": (
         _dashboard,
         ("dashboard",),

@@ -34,8 +34,8 @@ from typing import Any
 
 from .. import __version__
 from ..demo import run_demo
-from ..job import JobStatus
-from . import enqueue, follow, health, info, jobs, logs, requeue, schedules, watch
+from ..job import FINAL_STATUSES, JobStatus
+from . import cleaning, enqueue, follow, health, info, jobs, logs, requeue, schedules, watch
 from .args import (
     Parser,
     add_job,
@@ -181,6 +181,32 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(args.redis, jobs=args.jobs, workers=args.workers)
 
 
+def _cleaning(sub: Any) -> None:
+    p = sub.add_parser("purge", help="delete a queue's finished jobs of one status")
+    p.set_defaults(run=cleaning.purge)
+    p.add_argument(
+        "--status", "-s", choices=sorted(FINAL_STATUSES), default="failed", help="default: failed"
+    )
+    p.add_argument(
+        "--older-than",
+        type=non_negative_float,
+        metavar="SECONDS",
+        help="only jobs that finished at least SECONDS ago (default: all)",
+    )
+    d = sub.add_parser("drain", help="drop a queue's pending and scheduled jobs")
+    d.set_defaults(run=cleaning.drain)
+    o = sub.add_parser(
+        "obliterate", help="delete every job and key of a queue (refused while workers serve it)"
+    )
+    o.set_defaults(run=cleaning.obliterate)
+    o.add_argument("--force", action="store_true", help="even while live workers serve it")
+    o.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    for c in (p, d, o):
+        c.add_argument("queue", metavar="QUEUE", type=queue_name)
+        add_redis(c)
+        add_json(c)
+
+
 def build() -> Parser:
     """The ``redisjobs`` parser; each subcommand sets ``run``, its coroutine function."""
     parser = Parser(
@@ -203,6 +229,7 @@ def build() -> Parser:
     add_worker(sub)
     _jobs(sub)
     _queues(sub)
+    _cleaning(sub)
     add_dashboard(sub)
     d = sub.add_parser("demo", help="producer, workers and a live progress view in one process")
     d.set_defaults(run=_demo)

@@ -2,11 +2,13 @@
 
 Bodies are JSON; the server turns each payload into msgpack (JSON objects become maps, arrays
 arrays, numbers ints or floats, strings str), so a job enqueued here is the same as one
-enqueued by :meth:`redisjobs.Client.enqueue`. Every error is ``{"error": "<message>"}`` with
-its status: 400 unreadable JSON, 401 no credentials, 403 a cross-site request, 404 no such job,
-405 read-only, 409 the job already finished, 413 body or payload too large, 415 not JSON, 422 a
-field that is not valid, 503 Redis unreachable. :mod:`.openapi` describes exactly this; a test
-holds the two together.
+enqueued by :meth:`redisjobs.Client.enqueue`. The cleaning operations (purge, drain,
+obliterate) are bodiless POSTs with their options in the query. Every error is
+``{"error": "<message>"}`` with its status: 400 unreadable JSON, 401 no credentials, 403 a
+cross-site request, 404 no such job, 405 read-only, 409 the job already finished (obliterate:
+live workers serve the queue), 413 body or payload too large, 415 not JSON, 422 a field that is
+not valid, 503 Redis unreachable. :mod:`.openapi` describes exactly this; a test holds the two
+together.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..client import Client
-from ..errors import ConnectionFailed, PayloadTooLarge, SerializationError
-from ..job import Job, JobStatus
+from ..errors import ConnectionFailed, PayloadTooLarge, QueueInUse, SerializationError
+from ..job import FINAL_STATUSES, Job, JobStatus
 from . import data, openapi, sse
 from .present import job_json
 from .security import BodyLimit, Guard, SecurityHeaders
 from .settings import DEFAULT_MAX_BODY_BYTES, Settings
 from .validation import (
+    MAX_AGE,
     MAX_BATCH,
     MAX_LIST,
     Invalid,
@@ -149,6 +152,37 @@ class Api:
         current = await self.client.get(job.id, queue=job.queue) or job
         return JSONResponse({"outcome": outcome, "job": job_json(current)}, status_code=202)
 
+    async def purge(self, request: Request) -> Response:
+        """``POST /queues/{queue}/purge``: delete finished jobs of one status, by age."""
+        queue = queue_name(request.path_params["queue"])
+        q = request.query_params
+        status = q.get("status", "failed")
+        if status not in FINAL_STATUSES:
+            raise Invalid("status must be one of cancelled, completed, failed")
+        older_than = None
+        if q.get("older_than") is not None:
+            older_than = count(q.get("older_than"), "older_than", 0, 0, MAX_AGE)
+        n = await self.client.purge(queue, status=status, older_than=older_than)
+        return JSONResponse({"queue": queue, "status": status, "purged": n})
+
+    async def drain(self, request: Request) -> Response:
+        """``POST /queues/{queue}/drain``: drop the pending and scheduled jobs."""
+        queue = queue_name(request.path_params["queue"])
+        return JSONResponse({"queue": queue, "drained": await self.client.drain(queue)})
+
+    async def obliterate(self, request: Request) -> Response:
+        """``POST /queues/{queue}/obliterate``: delete every key of the queue; 409 while live
+        workers serve it, unless ``force=true``."""
+        queue = queue_name(request.path_params["queue"])
+        force = request.query_params.get("force", "false")
+        if force not in ("true", "false"):
+            raise Invalid("force must be true or false")
+        try:
+            n = await self.client.obliterate(queue, force=force == "true")
+        except QueueInUse as exc:
+            raise HTTPException(409, str(exc)) from None
+        return JSONResponse({"queue": queue, "obliterated": n})
+
     async def spec(self, request: Request) -> Response:
         """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
         return JSONResponse(openapi.document(str(request.scope.get("root_path", ""))))
@@ -161,6 +195,9 @@ class Api:
             # One route for both methods, so that a 405 there names both in its Allow header.
             Route("/queues/{queue}/jobs", self.jobs, methods=["GET", "POST"]),
             Route("/queues/{queue}/jobs:batch", self.enqueue_batch, methods=["POST"]),
+            Route("/queues/{queue}/purge", self.purge, methods=["POST"]),
+            Route("/queues/{queue}/drain", self.drain, methods=["POST"]),
+            Route("/queues/{queue}/obliterate", self.obliterate, methods=["POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
             Route("/jobs/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),

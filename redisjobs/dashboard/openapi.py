@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..job import FINAL_STATUSES
 from ..names import JOB_ID
 from .openapi_schemas import STATUSES, json_content, ref, schemas
-from .validation import MAX_BATCH, MAX_LIST
+from .validation import MAX_AGE, MAX_BATCH, MAX_LIST
+
+FINAL = sorted(FINAL_STATUSES)
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
@@ -224,6 +227,7 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        **_cleaning(),
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -233,6 +237,79 @@ def _paths() -> dict[str, Any]:
                     **_errors(),
                 },
             }
+        },
+    }
+
+
+def _counted(name: str, description: str, **extra: dict[str, Any]) -> dict[str, Any]:
+    """A 200 answer ``{queue, <name>: n, ...extra}``."""
+    properties = {"queue": {"type": "string"}, name: {"type": "integer", "minimum": 0}, **extra}
+    schema = {"type": "object", "required": ["queue", name, *extra], "properties": properties}
+    return json_content(schema, description)
+
+
+def _cleaning() -> dict[str, Any]:
+    """The operations that clean a queue (bodiless POSTs, their options in the query)."""
+    writes = (403, 405, 422)
+    return {
+        "/queues/{queue}/purge": {
+            "parameters": [_p("queue")],
+            "post": {
+                "operationId": "purge",
+                "summary": "Delete the queue's finished jobs of one status, by age",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": FINAL, "default": "failed"},
+                    },
+                    {
+                        "name": "older_than",
+                        "in": "query",
+                        "description": "Only jobs that finished at least this many seconds ago.",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_AGE},
+                    },
+                ],
+                "responses": {
+                    "200": _counted(
+                        "purged", "How many were deleted.", status={"type": "string", "enum": FINAL}
+                    ),
+                    **_errors(*writes),
+                },
+            },
+        },
+        "/queues/{queue}/drain": {
+            "parameters": [_p("queue")],
+            "post": {
+                "operationId": "drain",
+                "summary": "Drop the queue's pending and scheduled jobs (running ones finish)",
+                "responses": {
+                    "200": _counted("drained", "How many were dropped."),
+                    **_errors(*writes),
+                },
+            },
+        },
+        "/queues/{queue}/obliterate": {
+            "parameters": [_p("queue")],
+            "post": {
+                "operationId": "obliterate",
+                "summary": "Delete every job and key of the queue",
+                "parameters": [
+                    {
+                        "name": "force",
+                        "in": "query",
+                        "description": "Go on while live workers serve the queue.",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    }
+                ],
+                "responses": {
+                    "200": _counted("obliterated", "How many jobs were deleted."),
+                    **_errors(*writes),
+                    "409": json_content(
+                        ref("Error"), "Live workers serve the queue (and force is not true)."
+                    ),
+                },
+            },
         },
     }
 

@@ -38,6 +38,9 @@ NUMBERS: dict[str, tuple[bool, float, float]] = {
     "priority": (True, 0, MAX_PRIORITY),
 }
 
+MAX_AGE = 10**10
+"""The largest ``older_than`` (seconds) a purge request takes: over 300 years."""
+
 
 class Invalid(HTTPException):
     """A request that is well formed but says something we cannot do (422)."""

@@ -1,23 +1,18 @@
-"""The HTML pages and the buttons on them (cancel, retry, purge).
+"""The HTML pages (their buttons' handlers are :mod:`.actions`').
 
 Every page is rendered on the server with Jinja2's autoescaping; the one script file only
-updates what the live streams report. The buttons are POST forms that carry a CSRF token
-matching a SameSite=Strict cookie; :class:`~.security.Guard` has already refused cross-site and
-read-only requests by the time a handler runs.
+updates what the live streams report.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import jinja2
-from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -25,24 +20,12 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from ..client import Client
-from ..job import Job, JobStatus
-from ..names import check_queue_name
+from ..job import JobStatus
 from . import data, present, sse
+from .actions import CSRF_COOKIE, NOTICES, Actions, queue_of
 from .settings import Settings
 
-CSRF_COOKIE = "rj_csrf"
 PAGE_SIZE = 50
-MAX_FORM_BYTES = 16 * 1024
-NOTICES = {
-    "cancelled": "The job was cancelled.",
-    "cancel-requested": "Cancel requested: the worker stops the job and records it.",
-    "cancel-final": "The job had already finished: nothing to cancel.",
-    "retried": "The job is back in its queue.",
-    "not-failed": "The job is not failed (any more): nothing was changed.",
-    "purged": "The job was deleted.",
-    "retried-all": "{n} failed jobs are back in their queue.",
-    "purged-all": "{n} failed jobs were deleted.",
-}
 CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING})
 
 
@@ -72,20 +55,12 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _queue_name(request: Request) -> str:
-    name = str(request.path_params["queue"])
-    try:
-        return check_queue_name(name)
-    except ValueError:
-        raise HTTPException(404, f"no queue {name!r}") from None
-
-
 def _int(text: str | None, default: int = 0) -> int:
     return int(text) if text and text.isdigit() and len(text) < 12 else default
 
 
 @dataclass
-class Pages:
+class Pages(Actions):
     """The page handlers of one dashboard.
 
     Args:
@@ -102,11 +77,6 @@ class Pages:
         self.router = Router(routes=self.routes())
 
     # -- plumbing -------------------------------------------------------------------------------
-
-    def url(self, request: Request, name: str, **params: Any) -> str:
-        """The path of page `name`, wherever this app is mounted."""
-        root = str(request.scope.get("root_path", ""))
-        return root + str(self.router.url_path_for(name, **params))
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **ctx: Any
@@ -139,36 +109,6 @@ class Pages:
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return self.render(request, "error.html", status, page="error", detail=detail, code=status)
 
-    async def _form(self, request: Request) -> dict[str, str]:
-        """The urlencoded form of a POST, after checking its CSRF token against the cookie."""
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            raise HTTPException(413, "form too large")
-        form = dict(parse_qsl(body.decode("utf-8", "replace")))
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        given = form.get("csrf", "")
-        if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()):
-            raise HTTPException(
-                403, "the form's security token is missing or stale: reload the page"
-            )
-        return form
-
-    def _back(
-        self, request: Request, form: dict[str, str], fallback: str, **query: Any
-    ) -> Response:
-        nxt = form.get("next", "")
-        # Only a path of our own: never an open redirect to another site.
-        target = nxt if nxt.startswith("/") and not nxt.startswith("//") else fallback
-        url = URL(target).remove_query_params(["done", "n"]).include_query_params(**query)
-        return RedirectResponse(str(url), status_code=303)
-
-    async def _job(self, request: Request) -> Job:
-        queue = _queue_name(request)
-        job = await data.find_job(self.client, str(request.path_params["job_id"]), queue)
-        if job is None:
-            raise HTTPException(404, "no such job (it never existed, or it expired)")
-        return job
-
     # -- pages ----------------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
@@ -187,7 +127,7 @@ class Pages:
 
     async def queue(self, request: Request) -> Response:
         """One queue's jobs by status, paged, filtered by kind, searched by id."""
-        name = _queue_name(request)
+        name = queue_of(request)
         if name not in await self.client.queues():
             raise HTTPException(404, f"no queue {name!r}: nothing was ever enqueued to it")
         q = request.query_params
@@ -298,7 +238,7 @@ class Pages:
 
     async def queue_events(self, request: Request) -> Response:
         """One queue's events and counts, live, replayed from the cursor."""
-        name = _queue_name(request)
+        name = queue_of(request)
         source = sse.summaries_stream(
             self.client, self.summaries, [name], since=sse.cursor(request), job_events=True
         )
@@ -308,59 +248,6 @@ class Pages:
         """One job's events, live, replayed from the cursor, until it ends."""
         job = await self._job(request)
         return sse.EventStream(sse.job_stream(self.client, job, sse.cursor(request)))
-
-    # -- actions --------------------------------------------------------------------------------
-
-    async def cancel(self, request: Request) -> Response:
-        """Cancel a job (a running one is stopped by its worker)."""
-        form = await self._form(request)
-        job = await self._job(request)
-        before = job.status
-        done = await self.client.cancel(job.id, queue=job.queue)
-        code = (
-            "cancel-final"
-            if not done
-            else "cancel-requested"
-            if before == "running"
-            else "cancelled"
-        )
-        return self._back(
-            request, form, self.url(request, "job", queue=job.queue, job_id=job.id), done=code
-        )
-
-    async def retry(self, request: Request) -> Response:
-        """Run a failed job again."""
-        form = await self._form(request)
-        job = await self._job(request)
-        ok = await self.client.retry(job.id, queue=job.queue)
-        fallback = self.url(request, "job", queue=job.queue, job_id=job.id)
-        return self._back(request, form, fallback, done="retried" if ok else "not-failed")
-
-    async def purge(self, request: Request) -> Response:
-        """Delete a failed job now."""
-        form = await self._form(request)
-        job = await self._job(request)
-        ok = await self.client.purge(job.id, queue=job.queue)
-        fallback = self.url(request, "dead") + f"?queue={job.queue}"
-        if form.get("next", "").startswith(
-            self.url(request, "job", queue=job.queue, job_id=job.id)
-        ):
-            form.pop("next")  # the job's own page is gone
-        return self._back(request, form, fallback, done="purged" if ok else "not-failed")
-
-    async def retry_all(self, request: Request) -> Response:
-        """Run every failed job of a queue again."""
-        form = await self._form(request)
-        name = _queue_name(request)
-        n = await self.client.retry_failed(queue=name)
-        return self._back(request, form, self.url(request, "dead"), done="retried-all", n=n)
-
-    async def purge_all(self, request: Request) -> Response:
-        """Delete every failed job of a queue."""
-        form = await self._form(request)
-        name = _queue_name(request)
-        n = await self.client.purge_failed(queue=name)
-        return self._back(request, form, self.url(request, "dead"), done="purged-all", n=n)
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -382,9 +269,11 @@ class Pages:
         post: list[tuple[str, Callable[[Request], Any], str]] = [
             ("/queues/{queue}/jobs/{job_id}/cancel", self.cancel, "cancel"),
             ("/queues/{queue}/jobs/{job_id}/retry", self.retry, "retry"),
-            ("/queues/{queue}/jobs/{job_id}/purge", self.purge, "purge"),
+            ("/queues/{queue}/jobs/{job_id}/remove", self.remove, "remove"),
             ("/queues/{queue}/dead/retry", self.retry_all, "retry_all"),
-            ("/queues/{queue}/dead/purge", self.purge_all, "purge_all"),
+            ("/queues/{queue}/purge/{status}", self.purge, "purge"),
+            ("/queues/{queue}/drain", self.drain, "drain"),
+            ("/queues/{queue}/obliterate", self.obliterate, "obliterate"),
         ]
         static = StaticFiles(packages=[("redisjobs.dashboard", "static")])
         return [

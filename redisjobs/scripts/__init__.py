@@ -35,7 +35,10 @@ NAMES = (
     "release",
     "progress",
     "retry",
+    "remove",
     "purge",
+    "drain",
+    "obliterate",
     "schedule",
     "unschedule",
     "due_schedules",
@@ -263,7 +266,3 @@ class Scripts:
     async def retry(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
         """Run failed jobs again under their ids; returns how many were put back."""
         return int(await self._call("retry", keys, job_ids)) if job_ids else 0
-
-    async def purge(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
-        """Delete failed jobs now; returns how many were deleted."""
-        return int(await self._call("purge", keys, job_ids)) if job_ids else 0

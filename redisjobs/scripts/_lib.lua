@@ -15,12 +15,14 @@ local K_STATS = PREFIX .. 'stats'
 local K_CONTROL = PREFIX .. 'control'
 local K_LOG = PREFIX .. 'log'
 local K_LEASES = PREFIX .. 'leases'
+local K_PRIO = PREFIX .. 'prio'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
 local function job_log_key(jid) return PREFIX .. 'job:' .. jid .. ':log' end
 local function job_events_key(jid) return PREFIX .. 'job:' .. jid .. ':events' end
 local function status_key(s) return PREFIX .. 'status:' .. s end
+local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -106,10 +108,16 @@ local function push_ready(jkey, jid)
   return msg
 end
 
--- A job reaches a final status. Its hash and log expire after result_ttl; the status index
--- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
+-- A dead letter (a job failed for good) is kept at least this long (30 days), whatever its
+-- result_ttl says: a failure is looked into later than a success is read.
+local DEAD_TTL_MS = 2592000000
+
+-- A job reaches a final status. Its hash and log expire after result_ttl (a dead letter after
+-- DEAD_TTL_MS at least); the status index (and `dead`) are scored by that expiry, so
+-- trim_final trims them as the hashes go.
 -- `...` are more fields to set, name, value, ... (the result or the error).
 local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
+  if dead then ttl = math.max(ttl, DEAD_TTL_MS) end
   redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
@@ -117,6 +125,25 @@ local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
   local expires = now + ttl
   move_status(jid, from, to, expires)
   if dead then redis.call('ZADD', K_DEAD, expires, jid) end
+end
+
+-- Deleting jobs (remove, purge, drain, obliterate) ----------------------------------------
+
+local FINAL = {completed = true, failed = true, cancelled = true}
+
+-- Append the keys of job `jid` (its hash, log and trace context) to list `keys`: the scripts
+-- that delete many jobs delete their keys in one DEL.
+local function add_job_keys(keys, jid)
+  keys[#keys + 1] = job_key(jid)
+  keys[#keys + 1] = job_log_key(jid)
+  keys[#keys + 1] = job_trace_key(jid)
+end
+
+-- Delete a job of final status `status` now: its keys, its status index entry, its dead letter.
+local function delete_final(jid, status)
+  redis.call('DEL', job_key(jid), job_log_key(jid), job_trace_key(jid))
+  redis.call('ZREM', status_key(status), jid)
+  if status == 'failed' then redis.call('ZREM', K_DEAD, jid) end
 end
 
 -- At most this many expired entries leave an index per call: jobs finished together (a bulk

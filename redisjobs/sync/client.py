@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 import redis
 
+from ..cleaning import drain_flow, obliterate_flow, purge_flow, remove_flow
 from ..connection import Backend, resolve_url
 from ..errors import WaitTimeout
 from ..job import Job, JobStatus
@@ -208,6 +209,39 @@ class Client(Producer, QueueNames):
     def schedules(self, queue: str | None = None) -> list[Schedule]:
         """The queue's schedules: :meth:`redisjobs.Client.schedules`."""
         return self._run(list_flow(self.keys(queue)))
+
+    # -- cleaning -------------------------------------------------------------------------------
+
+    @_reaching
+    def remove(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Delete a finished job now: :meth:`redisjobs.Client.remove`."""
+        return self._run(remove_flow(self._job_keys(job_id, queue), job_id))
+
+    @_reaching
+    def purge(
+        self,
+        queue: str | None = None,
+        *,
+        status: JobStatus | str = JobStatus.FAILED,
+        older_than: float | None = None,
+    ) -> int:
+        """Delete finished jobs of one status, older than `older_than` s:
+        :meth:`redisjobs.Client.purge`; returns how many."""
+        return self._run(purge_flow(self.keys(queue), status, older_than))
+
+    @_reaching
+    def drain(self, queue: str | None = None) -> int:
+        """Drop pending and scheduled jobs: :meth:`redisjobs.Client.drain`; how many."""
+        return self._run(drain_flow(self.keys(queue)))
+
+    @_reaching
+    def obliterate(self, queue: str | None = None, *, force: bool = False) -> int:
+        """Delete every key of the queue: :meth:`redisjobs.Client.obliterate` (QueueInUse
+        while live workers serve it, unless `force`); returns the jobs deleted."""
+        keys = self.keys(queue)
+        total = self._run(obliterate_flow(keys, force))
+        self._known_queues.discard(keys.queue)
+        return total
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -30,7 +30,16 @@ from ..scripts import register
 
 _T = TypeVar("_T")
 
-SCRIPTS = ("enqueue", "cancel", "schedule", "unschedule")
+SCRIPTS = (
+    "enqueue",
+    "cancel",
+    "remove",
+    "purge",
+    "drain",
+    "obliterate",
+    "schedule",
+    "unschedule",
+)
 """The transitions a sync client calls."""
 
 

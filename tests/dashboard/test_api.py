@@ -397,3 +397,39 @@ async def test_a_payload_malformed_under_an_extension_code_is_shown_as_the_jobs_
     assert "ext 66 (Decimal) is malformed" in got.json()["error"]
     page = await dash.get(f"/queues/{client.queue}/jobs/{job.id}")
     assert page.status_code == 200 and "ext 66 (Decimal) is malformed" in page.text
+
+
+async def test_purge_drain_and_obliterate(
+    client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
+) -> None:
+    q = client.queue
+    w = await worker(functions=[echo])
+    done = await client.enqueue_many([("call", {"fn": "echo", "args": [n]}) for n in range(3)])
+    for job in done:
+        assert await client.wait(job.id, timeout=10) is not None
+    await client.enqueue_many([{"kind": "call", "payload": {}, "delay": 60} for _ in range(2)])
+
+    young = await dash.post(f"/api/queues/{q}/purge?status=completed&older_than=3600")
+    assert young.status_code == 200, young.text
+    assert young.json() == {"queue": q, "status": "completed", "purged": 0}
+    purged = await dash.post(f"/api/queues/{q}/purge?status=completed")
+    assert purged.json() == {"queue": q, "status": "completed", "purged": 3}
+    drained = await dash.post(f"/api/queues/{q}/drain")
+    assert drained.status_code == 200 and drained.json() == {"queue": q, "drained": 2}
+    refused = await dash.post(f"/api/queues/{q}/obliterate")
+    assert refused.status_code == 409 and w.id in refused.json()["error"]
+    await client.enqueue("call", {}, delay=60)
+    forced = await dash.post(f"/api/queues/{q}/obliterate?force=true")
+    assert forced.json() == {"queue": q, "obliterated": 1}
+    assert q not in await client.queues()
+
+    for bad in (
+        f"/api/queues/{q}/purge?status=running",
+        f"/api/queues/{q}/purge?older_than=-1",
+        f"/api/queues/{q}/purge?older_than=1.5e3",
+        f"/api/queues/{q}/obliterate?force=yes",
+        "/api/queues/no%20spaces/drain",
+    ):
+        response = await dash.post(bad)
+        assert response.status_code == 422, bad
+        assert response.json()["error"]

@@ -10,7 +10,7 @@ from redisjobs import Client
 from redisjobs.dashboard import create_app
 from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory
-from tests.jobs import echo, fail, until_cancelled
+from tests.jobs import add, echo, fail, until_cancelled
 
 from .conftest import BASE, AppFactory, csrf_of
 
@@ -67,7 +67,7 @@ async def test_every_view_renders_and_escapes(
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in job  # the result, escaped
     assert "completed" in job and "Events" in job and "data-stream" not in job
     failed = _html(await dash.get(f"/queues/{q}/jobs/{ids['dead']}"))
-    assert "RuntimeError" in failed and "Retry" in failed and "Purge" in failed
+    assert "RuntimeError" in failed and "Retry" in failed and "Delete" in failed
     waiting = _html(await dash.get(f"/queues/{idle}/jobs/{ids['pending']}"))
     assert "data-stream=" in waiting and "Cancel job" in waiting
     detail = await dash.get(f"/queues/{q}/jobs/{ids['dead']}/detail")
@@ -177,10 +177,11 @@ async def test_read_only_hides_and_refuses(client: Client, http: AppFactory) -> 
     page = await dash.get(f"/queues/{client.queue}/jobs/{job.id}")
     assert page.status_code == 200 and 'method="post"' not in page.text and "read-only" in page.text
     assert 'method="post"' not in (await dash.get(f"/queues/{client.queue}")).text
-    for action in ("cancel", "retry", "purge"):
+    for action in ("cancel", "retry", "remove"):
         refused = await dash.post(f"/queues/{client.queue}/jobs/{job.id}/{action}", data={})
         assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
-    assert (await dash.post(f"/queues/{client.queue}/dead/retry")).status_code == 405
+    for action in ("dead/retry", "purge/failed", "drain", "obliterate"):
+        assert (await dash.post(f"/queues/{client.queue}/{action}")).status_code == 405
     api = await dash.post(f"/api/queues/{client.queue}/jobs", json={"kind": "call"})
     assert api.status_code == 405 and api.json()["error"].startswith("read-only")
     assert (await client.get(job.id)).status == "pending"  # type: ignore[union-attr]
@@ -226,17 +227,49 @@ async def test_dead_letters_retry_and_purge(
     await _finish(client, jobs[0].id)  # it fails again: the worker still runs `fail`
     assert (await client.get(jobs[0].id)).attempt == 1  # type: ignore[union-attr]
 
-    gone = await dash.post(f"/queues/{q}/jobs/{jobs[1].id}/purge", data=back)
-    assert gone.headers["location"] == f"/dead?queue={q}&done=purged"
+    gone = await dash.post(f"/queues/{q}/jobs/{jobs[1].id}/remove", data=back)
+    assert gone.headers["location"] == f"/dead?queue={q}&done=removed"
     assert await client.get(jobs[1].id) is None
-    again = await dash.post(f"/queues/{q}/jobs/{jobs[2].id}/purge", data=back)
+    again = await dash.post(f"/queues/{q}/jobs/{jobs[2].id}/remove", data=back)
     assert again.status_code == 303
-    assert (await dash.post(f"/queues/{q}/jobs/{jobs[2].id}/purge", data=back)).status_code == 404
+    assert (await dash.post(f"/queues/{q}/jobs/{jobs[2].id}/remove", data=back)).status_code == 404
 
-    everything = await dash.post(f"/queues/{q}/dead/purge", data=back)
-    assert everything.headers["location"] == f"/dead?queue={q}&done=purged-all&n=2"
+    everything = await dash.post(f"/queues/{q}/purge/failed", data=back)
+    assert everything.headers["location"] == f"/dead?queue={q}&done=purged&n=2"
     page = await dash.get(everything.headers["location"])
-    assert "2 failed jobs were deleted" in page.text and "No dead letters" in page.text
+    assert "2 finished jobs were deleted" in page.text and "No dead letters" in page.text
+
+
+async def test_queue_buttons_purge_drain_and_obliterate(
+    client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
+) -> None:
+    q = client.queue
+    w = await worker(functions=[add])
+    done = await client.enqueue_many([("call", {"fn": "add", "args": [1, 2]}) for _ in range(3)])
+    for job in done:
+        await _finish(client, job.id)
+    await client.enqueue_many([{"kind": "call", "payload": {}, "delay": 60} for _ in range(2)])
+    page = await dash.get(f"/queues/{q}")
+    for button in ("Purge failed", "Purge completed", "Drain", "Obliterate"):
+        assert button in page.text
+    back = {"csrf": csrf_of(page.text), "next": f"/queues/{q}"}
+
+    purged = await dash.post(f"/queues/{q}/purge/completed", data=back)
+    assert purged.headers["location"] == f"/queues/{q}?done=purged&n=3"
+    assert (await dash.post(f"/queues/{q}/purge/running", data=back)).status_code == 404
+    drained = await dash.post(f"/queues/{q}/drain", data=back)
+    assert drained.headers["location"] == f"/queues/{q}?done=drained&n=2"
+    assert "2 waiting jobs were dropped" in (await dash.get(drained.headers["location"])).text
+    refused = await dash.post(f"/queues/{q}/obliterate", data=back)
+    assert refused.headers["location"] == f"/queues/{q}?done=in-use"
+    assert q in await client.queues()
+    w.stop(now=True)
+    await w.__aexit__(None, None, None)
+    await client.enqueue("call", {})
+    gone = await dash.post(f"/queues/{q}/obliterate", data=back)
+    assert gone.headers["location"] == "/?done=obliterated&n=1"
+    assert q not in await client.queues()
+    assert (await dash.post(f"/queues/{q}/drain", data={"next": "/"})).status_code == 403
 
 
 async def test_retry_all(client: Client, worker: WorkerFactory, dash: httpx.AsyncClient) -> None:

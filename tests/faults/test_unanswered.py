@@ -301,9 +301,11 @@ async def test_every_client_call_fails_with_connection_failed_when_redis_freezes
             "workers": client.workers(),
             "cancel": client.cancel(job.id),
             "retry": client.retry(job.id),
-            "purge": client.purge(job.id),
+            "remove": client.remove(job.id),
             "retry_failed": client.retry_failed(),
-            "purge_failed": client.purge_failed(),
+            "purge": client.purge(),
+            "drain": client.drain(),
+            "obliterate": client.obliterate(force=True),
             "set_progress": client.set_progress(job.id, 50),
             "events": anext(client.events(since="0")),
         }

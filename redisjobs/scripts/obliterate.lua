@@ -1,0 +1,34 @@
+#!lua flags=allow-oom
+-- obliterate: delete the jobs of the queue, whatever their status, a batch per call. The caller
+-- then deletes the queue's own keys (keys.py) and sweeps what is left under its prefix.
+--
+-- KEYS[1]  queue prefix 'rj:{Q}:'
+-- ARGV[1]  limit: jobs deleted per call, at most
+-- Returns  {deleted, looked}: the job hashes deleted and the index entries looked at;
+--          looked < limit means the indexes are empty.
+-- Effects  per index (status indexes, delayed, dead, prio): its first entries' jobs lose their
+--          hash, log and trace context, and the entries leave the index. No event: the queue
+--          and its event log go too. A running job's worker finds its lease lost.
+
+local limit = tonumber(ARGV[1])
+if not (limit and limit > 0) then return redis.error_reply('obliterate takes a limit > 0') end
+local INDEXES = {status_key('pending'), status_key('scheduled'), status_key('running'),
+  status_key('completed'), status_key('failed'), status_key('cancelled'), K_DELAYED, K_DEAD,
+  K_PRIO}
+local deleted, looked = 0, 0
+for _, index in ipairs(INDEXES) do
+  if looked >= limit then break end
+  local ids = redis.call('ZRANGE', index, 0, limit - looked - 1)
+  if #ids > 0 then
+    local hashes, keys = {}, {}
+    for _, jid in ipairs(ids) do
+      hashes[#hashes + 1] = job_key(jid)
+      add_job_keys(keys, jid)
+    end
+    deleted = deleted + redis.call('EXISTS', unpack(hashes))
+    redis.call('DEL', unpack(keys))
+    redis.call('ZREMRANGEBYRANK', index, 0, #ids - 1)
+    looked = looked + #ids
+  end
+end
+return {deleted, looked}
