@@ -32,6 +32,7 @@ from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
 from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
+from .jobrules import Keep, UniqueMode
 from .manager import JobManager
 from .queries import JobPage
 from .schedule_spec import Schedule
@@ -62,6 +63,7 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "JobTimeout",
+    "Keep",
     "MissingExtra",
     "PayloadError",
     "PayloadTooLarge",
@@ -76,6 +78,7 @@ __all__ = [
     "Task",
     "TaskCall",
     "TaskJob",
+    "UniqueMode",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",

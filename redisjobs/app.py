@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from .cancelling import cancel_and_wait
 from .connection import resolve_url
@@ -26,6 +26,7 @@ from .executors import ExecContext
 from .executors._callspec import valid_name
 from .executors._procpool import check_process_target
 from .executors.call import function_ref
+from .jobrules import JobRules
 from .names import check_queue_name
 from .options import JobOptions
 from .schedule_spec import ScheduleSpec
@@ -137,6 +138,7 @@ class App:
         every: float | None = None,
         tz: str = "UTC",
         misfire: Misfire = "skip",
+        **rules: Unpack[JobRules],
     ) -> TaskDecorator: ...
 
     def task(
@@ -157,6 +159,7 @@ class App:
         every: float | None = None,
         tz: str = "UTC",
         misfire: Misfire = "skip",
+        **rules: Unpack[JobRules],
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
 
@@ -165,9 +168,9 @@ class App:
                 gets the job's :class:`~redisjobs.ExecContext` there.
             name: what jobs and workers call it (default ``module:qualname``).
             queue: its jobs' queue (default: the app's).
-            retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl, priority:
-                its jobs' defaults (as :meth:`redisjobs.Client.enqueue`; ``retries`` is
-                ``max_retries``), which an enqueue's :meth:`Task.options` may override.
+            retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl, priority,
+                **rules: its jobs' defaults (as :meth:`redisjobs.Client.enqueue`; ``retries``
+                is ``max_retries``), which an enqueue's :meth:`Task.options` may override.
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
@@ -181,6 +184,7 @@ class App:
         """
         given = locals()
         defaults = {k: given[arg] for k, arg in _JOB_DEFAULTS if given[arg] is not None}
+        defaults |= {k: v for k, v in rules.items() if v is not None}
         when = {"cron": cron, "every": every, "tz": tz, "misfire": misfire}
 
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -340,6 +344,4 @@ async def _close_at_loop_end(client: Client) -> None:
 
 def _check_defaults(defaults: Mapping[str, Any]) -> None:
     """Refuse an invalid job default when the task is declared, not at its first enqueue."""
-    policy = {k: v for k, v in defaults.items() if k != "priority"}
-    JobOptions(**policy).policy()
-    JobOptions().with_overrides({"priority": defaults.get("priority")})
+    JobOptions().with_overrides(defaults)

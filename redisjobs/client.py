@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from . import tracing
 from .cleaning import QueueCleaning
@@ -18,6 +18,7 @@ from .errors import WaitTimeout
 from .events import Event, follow
 from .getters import QueueGetters, reaching
 from .job import Job
+from .jobrules import JobRules
 from .keys import QueueKeys
 from .options import JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
@@ -87,6 +88,7 @@ class Client(Producer, QueueCleaning, Scheduling):
         retry_jitter: float | None = None,
         timeout: float | None = None,
         result_ttl: float | None = None,
+        **rules: Unpack[JobRules],
     ) -> Job:
         """Add one job.
 
@@ -104,9 +106,12 @@ class Client(Producer, QueueCleaning, Scheduling):
                 run in FIFO order.
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
+            **rules: ``keep_completed``, ``keep_failed`` (retention per outcome), ``unique``,
+                ``unique_key``, ``unique_ttl`` (a unique lock), ``idempotency_ttl``: see
+                :class:`~redisjobs.jobrules.JobRules`.
 
         Returns:
-            The job as written (or as it already was, for a duplicate `job_id`).
+            The job as written, or the one it duplicates (:attr:`Job.duplicate` set).
 
         Raises:
             CallRefused: a ``call`` payload no worker would run (nothing is written).
@@ -115,7 +120,7 @@ class Client(Producer, QueueCleaning, Scheduling):
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             ConnectionFailed: Redis cannot be reached.
         """
-        row = self.given_row(kind, payload, locals())
+        row = self.given_row(kind, payload, {**locals(), **rules})
         return (await self._write(self.keys(queue), [row]))[0]
 
     @reaching

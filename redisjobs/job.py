@@ -112,6 +112,9 @@ class Job:
     """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
     priority: int = 0
     """Recorded at enqueue (lower is more urgent); jobs of a queue still run in FIFO order."""
+    duplicate: bool = False
+    """Set on a job an enqueue returned without writing it: one with that id existed (or its
+    idempotency marker did), or another job held the unique lock (then this is that job)."""
 
     @property
     def name(self) -> str:

@@ -129,6 +129,19 @@ class QueueKeys:
         """Sorted-set index of the jobs in one status."""
         return f"{self.prefix}status:{status}"
 
+    def unique(self, unique_key: str) -> str:
+        """String naming the job that holds a unique lock (expires after its `unique_ttl`)."""
+        return f"{self.prefix}unique:{unique_key}"
+
+    @property
+    def unique_pattern(self) -> str:
+        """Glob matching every unique lock of the queue (for SCAN, in audits)."""
+        return self.prefix + "unique:*"
+
+    def idem(self, job_id: str) -> str:
+        """String recording how a job with an `idempotency_ttl` ended, outliving its hash."""
+        return f"{self.prefix}idem:{job_id}"
+
 
 class QueueNames:
     """A client's default queue and the key names of every queue it has used (a cache).

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
+from .jobrules import RULE_OPTIONS, JobRules, RuleValues, rules_of
 from .keys import check_job_id
 
-PER_JOB = frozenset({"job_id", "delay", "at", "priority"})
+PER_JOB = frozenset({"job_id", "delay", "at", "priority"}) | RULE_OPTIONS
 
 MAX_PRIORITY = 2**21
 """The largest priority (BullMQ's bound): 0 is the most urgent, the default."""
@@ -69,6 +70,8 @@ class PerJob(NamedTuple):
     delay_ms: int = 0
     at_ms: int = 0
     priority: int = 0
+    rules: RuleValues | None = None
+    """The rules it sets (:func:`~redisjobs.jobrules.rules_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ class JobOptions:
             delay_ms=_ms(opts.get("delay"), "delay"),
             at_ms=_at_ms(opts.get("at")),
             priority=_priority(opts.get("priority")),
+            rules=rules_of(opts),
         )
 
 
@@ -155,7 +159,7 @@ class JobDefaults(TypedDict, total=False):
     result_ttl: float
 
 
-class EnqueueOptions(JobDefaults, total=False):
+class EnqueueOptions(JobDefaults, JobRules, total=False):
     """Every option of one job (:data:`ENQUEUE_OPTIONS`), for a signature that takes them as
     ``**``; None, the default of each, keeps the client's default."""
 

@@ -29,7 +29,7 @@ from .wire import EnqueueRow, build_row
 ENQUEUE_BATCH = 100
 """Jobs per `enqueue` script call in `enqueue_many`: a few ms of Redis time each, never a stall."""
 
-_NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue"})
+_NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue", "rules"})
 """The arguments of `enqueue` that are not a job's options."""
 
 JobSpec = Mapping[str, Any] | tuple[str, Any]
@@ -92,7 +92,7 @@ class Producer:
         Raises:
             RedisOutOfMemory: Redis refused a batch (the message says which were written).
         """
-        created: list[bool] = []
+        created: list[bool | str] = []
         try:
             if keys.queue not in self._known_queues:
                 yield [cmd("sadd", QUEUES_KEY, keys.queue)]
@@ -105,7 +105,7 @@ class Producer:
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
         if self.backend.embedded:
             self.backend.wake(keys.queue)
-        if all(created):  # the common case: no read, no generator
+        if all(c is True for c in created):  # the common case: no read, no generator
             return _jobs(keys, rows, {})
         return (yield from _jobs_flow(keys, rows, created))
 
@@ -121,23 +121,58 @@ class Producer:
         )
 
 
-def _jobs_flow(keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool]) -> Flow[list[Job]]:
-    """The jobs of written rows, some of them duplicates: the stored job for each of those (read
-    in one round trip; a duplicate gone meanwhile counts as created)."""
-    dups = [row.job_id for row, new in zip(rows, created, strict=True) if not new]
-    stored = dict(zip(dups, (yield from get_jobs_flow(keys, dups)), strict=True))
+def _jobs_flow(
+    keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str]
+) -> Flow[list[Job]]:
+    """The jobs of written rows, some of them duplicates: for each of those the stored job it
+    duplicates, the row's own or the holder of its unique lock (read in one round trip), marked
+    :attr:`Job.duplicate`. A job gone meanwhile is the row's own, as it was last known: from
+    its idempotency marker when it left one (one more round trip), else as written."""
+    # a duplicate by id (False) is the row's own job; a unique duplicate names its holder
+    dups = {
+        i: row.job_id if c is False else str(c)
+        for i, (row, c) in enumerate(zip(rows, created, strict=True))
+        if c is not True
+    }
+    found = yield from get_jobs_flow(keys, list(dups.values()))
+    stored = dict(zip(dups, found, strict=True))
+    for i, job in stored.items():
+        if job is None and created[i] is not False:  # a lock outlived its holder's hash
+            stored[i] = _fresh(keys, rows[i], dups[i], datetime.now(UTC))
+    gone = [i for i, job in stored.items() if job is None and rows[i].idempotency_ttl_ms]
+    if gone:
+        marks = yield [cmd("get", keys.idem(rows[i].job_id)) for i in gone]
+        for i, mark in zip(gone, marks, strict=True):
+            stored[i] = _marked(keys, rows[i], mark)
     return _jobs(keys, rows, stored)
 
 
-def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[str, Job | None]) -> list[Job]:
-    """A fresh job for each row, but the one in `stored` where there is one."""
+def _marked(keys: QueueKeys, row: EnqueueRow, mark: bytes | None) -> Job | None:
+    """The job of `row` as its idempotency marker tells (the status it ended with)."""
+    try:
+        status = JobStatus(mark.decode()) if mark else None
+    except ValueError:
+        return None
+    return None if status is None else Job(row.job_id, status, datetime.now(UTC), queue=keys.queue)
+
+
+def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[int, Job | None]) -> list[Job]:
+    """A fresh job for each row, but the duplicate in `stored` (by row index) where there is
+    one."""
     now = datetime.now(UTC)
     out: list[Job] = []
-    for row in rows:
-        status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
-        fresh = Job(row.job_id, status, now, queue=keys.queue, priority=row.priority)
-        out.append(stored.get(row.job_id) or fresh)
+    for i, row in enumerate(rows):
+        dup = stored.get(i)
+        if dup is not None:
+            dup.duplicate = True
+        out.append(dup or _fresh(keys, row, row.job_id, now))
     return out
+
+
+def _fresh(keys: QueueKeys, row: EnqueueRow, job_id: str, now: datetime) -> Job:
+    """Job `job_id` as `row` would have written it."""
+    status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
+    return Job(job_id, status, now, queue=keys.queue, priority=row.priority)
 
 
 def cancel_job_flow(keys: QueueKeys, job_id: str) -> Flow[bool]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
 from .getters import QueueGetters, reaching
+from .jobrules import JobRules
 from .options import JobOptions
 from .roundtrips import run
 from .schedule_flows import list_flow, unschedule_flow, upsert_flow
@@ -32,8 +33,9 @@ def spec_of(given: Mapping[str, Any], defaults: JobOptions, max_payload_bytes: i
     )
 
 
-class ScheduleOptions(TypedDict, total=False):
-    """The job options of a schedule's jobs (None, the default of each, keeps the client's)."""
+class ScheduleOptions(JobRules, total=False):
+    """The job options of a schedule's jobs, its rules among them (None, the default of each,
+    keeps the client's)."""
 
     max_retries: int | None
     retry_delay: float | None
@@ -84,8 +86,8 @@ class Scheduling(QueueGetters):
             limit: ticks fired at most; then it is finished (kept listed, never fires again).
             misfire: after its workers were away, ``skip`` makes no job for the ticks missed,
                 ``run_once`` one, ``run_all`` one per tick (100 a call, until caught up).
-            **options: its jobs' options: ``max_retries retry_delay retry_backoff retry_jitter
-                timeout result_ttl priority``.
+            **options: its jobs' options, as :meth:`enqueue`'s but ``job_id delay at``
+                (``unique="until_done"``: no tick's job while the last one runs).
 
         Returns:
             True when it was created or changed (its next run computed anew; its runs so far

@@ -10,7 +10,7 @@ hash (docs/architecture.md, "Schedules").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,12 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgpack
 
 from .errors import InvalidJobId
-from .executors._callspec import check_call_payload
 from .names import check_job_id
-from .options import ENQUEUE_OPTIONS, JobOptions, Policy, _at_ms, _priority
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_payload, unpackb
+from .options import ENQUEUE_OPTIONS, JobOptions, _at_ms
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, unpackb
 from .ticks import MISFIRES, Misfire, Timing, check_cron
-from .wire import EnqueueRow
+from .wire import EnqueueRow, build_row
 
 MAX_SCHEDULE_ID = 186
 """A schedule id is a job id of at most this many characters, so that a tick's job id,
@@ -32,7 +31,8 @@ MAX_SCHEDULE_ID = 186
 SPEC_VERSION = 1
 
 JOB_OPTIONS = ENQUEUE_OPTIONS - {"job_id", "delay", "at"}
-"""The job options a schedule takes (an enqueue's, less those of one job: id, delay, at)."""
+"""The job options a schedule takes: an enqueue's, less those of one job (id, delay, at); its
+rules among them (with ``unique="until_done"``, a tick whose last job still runs makes none)."""
 
 
 def check_schedule_id(schedule_id: object) -> str:
@@ -110,15 +110,13 @@ class ScheduleSpec:
     """What a schedule runs and when, checked and encoded (see :meth:`build`)."""
 
     schedule_id: str
-    kind: str
-    payload: bytes
-    """msgpack, as a job's."""
+    job: EnqueueRow
+    """Its jobs' row, built as an enqueue builds one (kind, payload, policy, priority, rules),
+    without an id of its own: each tick's job gets ``<schedule id>@<tick ms>``."""
     timing: Timing
     limit: int
     """Runs at most (0: no limit)."""
     misfire: Misfire
-    policy: Policy
-    priority: int
 
     @classmethod
     def build(
@@ -146,29 +144,18 @@ class ScheduleSpec:
             SerializationError: a payload msgpack cannot encode.
         """
         sid = check_schedule_id(schedule_id)
-        if not isinstance(kind, str) or not kind:
-            raise ValueError(f"job kind must be a non-empty string, got {kind!r}")
-        if kind == "call":
-            check_call_payload(payload)
         cron_text, every_ms, zone, mode = check_timing(cron, every, tz, misfire)
-        options = options or {}
-        unknown = set(options) - JOB_OPTIONS
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        unknown = set(given) - JOB_OPTIONS
         if unknown:
             raise TypeError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
-        policy = {k: v for k, v in options.items() if k != "priority" and v is not None}
+        defaults = defaults or JobOptions()
+        job = build_row(kind, payload, given, defaults, defaults.policy(), max_payload_bytes)
         start_ms, end_ms = _moment_ms(start_at, "start_at"), _moment_ms(end_at, "end_at")
         if end_ms and end_ms <= start_ms:
             raise ValueError("end_at must be after start_at")
-        return cls(
-            sid,
-            kind,
-            pack_payload(payload, max_payload_bytes),
-            Timing(cron_text, every_ms, zone, start_ms, end_ms),
-            _limit(limit),
-            mode,
-            replace(defaults or JobOptions(), **policy).policy(),
-            _priority(options.get("priority")),
-        )
+        timing = Timing(cron_text, every_ms, zone, start_ms, end_ms)
+        return cls(sid, job._replace(job_id=""), timing, _limit(limit), mode)
 
     def encode(self) -> bytes:
         """The spec as stored: one msgpack map, the same bytes for the same spec."""
@@ -176,8 +163,7 @@ class ScheduleSpec:
         packed: bytes = msgpack.packb(
             {
                 "v": SPEC_VERSION,
-                "kind": self.kind,
-                "payload": self.payload,
+                "job": list(self.job[1:]),  # the row but its id, in the row's order
                 "cron": t.cron,
                 "every_ms": t.every_ms,
                 "tz": t.tz,
@@ -185,8 +171,6 @@ class ScheduleSpec:
                 "end_ms": t.end_ms,
                 "limit": self.limit,
                 "misfire": self.misfire,
-                "policy": list(self.policy),
-                "priority": self.priority,
             },
             use_bin_type=True,
         )
@@ -194,7 +178,8 @@ class ScheduleSpec:
 
     @classmethod
     def decode(cls, schedule_id: str, raw: bytes) -> ScheduleSpec:
-        """A stored spec.
+        """A stored spec (one whose row is shorter than today's, written before the row grew,
+        gets the defaults of the fields it lacks).
 
         Raises:
             ValueError: it is not one this version wrote (garbage, or a newer version's).
@@ -204,23 +189,14 @@ class ScheduleSpec:
             if d["v"] != SPEC_VERSION:
                 raise ValueError(f"spec version {d['v']!r}")
             timing = Timing(d["cron"], d["every_ms"], d["tz"], d["start_ms"], d["end_ms"])
-            return cls(
-                schedule_id,
-                d["kind"],
-                d["payload"],
-                timing,
-                d["limit"],
-                d["misfire"],
-                Policy(*d["policy"]),
-                d["priority"],
-            )
+            job = EnqueueRow("", *d["job"])
+            return cls(schedule_id, job, timing, d["limit"], d["misfire"])
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise ValueError(f"schedule {schedule_id!r}: unreadable spec ({exc})") from None
 
     def row(self, tick_ms: int) -> EnqueueRow:
         """The enqueue row of the job of one tick (runnable at once)."""
-        job_id = tick_job_id(self.schedule_id, tick_ms)
-        return EnqueueRow(job_id, self.kind, self.payload, *self.policy, priority=self.priority)
+        return self.job._replace(job_id=tick_job_id(self.schedule_id, tick_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +256,8 @@ def record(queue: str, spec: ScheduleSpec, due: int | None, state: Mapping[str, 
     return Schedule(
         id=spec.schedule_id,
         queue=queue,
-        kind=spec.kind,
-        payload=unpackb(spec.payload),
+        kind=spec.job.kind,
+        payload=unpackb(spec.job.payload),
         cron=t.cron,
         every=t.every_ms / 1000 if t.cron is None else None,
         tz=t.tz,

@@ -52,6 +52,12 @@ CALL_OPTIONS = frozenset(
         "retry_jitter",
         "timeout",
         "result_ttl",
+        "keep_completed",
+        "keep_failed",
+        "unique",
+        "unique_key",
+        "unique_ttl",
+        "idempotency_ttl",
     }
 )
 """What :meth:`Task.options` takes: :meth:`redisjobs.Client.enqueue`'s keywords."""
@@ -179,7 +185,9 @@ class Task(Generic[P, R]):
     def options(self, **options: Any) -> BoundTask[P, R]:
         """This task with other enqueue options: ``queue``, ``job_id``, ``delay``, ``at``,
         ``priority``, ``max_retries`` (or ``retries``), ``retry_delay``, ``retry_backoff``,
-        ``retry_jitter``, ``timeout``, ``result_ttl`` (as :meth:`redisjobs.Client.enqueue`).
+        ``retry_jitter``, ``timeout``, ``result_ttl``, ``keep_completed``, ``keep_failed``,
+        ``unique``, ``unique_key``, ``unique_ttl``, ``idempotency_ttl`` (as
+        :meth:`redisjobs.Client.enqueue`).
 
         Raises:
             TypeError: an option that is none of those.

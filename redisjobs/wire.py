@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .executors._callspec import check_call_payload
+from .jobrules import derived_key
 from .options import JobOptions, Policy, new_job_id
 from .serialization import pack_payload
 
@@ -19,7 +20,8 @@ class EnqueueRow(NamedTuple):
     """One job as ``enqueue.lua`` takes it; the field order is the ARGV order.
 
     The fields from `max_retries` to `result_ttl_ms` are a :class:`~redisjobs.options.Policy`'s,
-    in its order, so a row is built from one unpacked (a test holds the two to it).
+    in its order, so a row is built from one unpacked, and the fields from `completed_ttl_ms`
+    on carry the rules (:data:`~redisjobs.jobrules.RuleValues`; a test holds them to both).
     """
 
     job_id: str
@@ -38,6 +40,15 @@ class EnqueueRow(NamedTuple):
     """Epoch ms the job is due at, 0 for none (then `delay_ms` counts)."""
     priority: int = 0
     """0..2**21, lower is more urgent; stored on the job only when not 0."""
+    completed_ttl_ms: int = 0
+    """The rules (:data:`~redisjobs.jobrules.RuleValues`), each 0 or '' when unset."""
+    completed_keep: int = 0
+    failed_ttl_ms: int = 0
+    failed_keep: int = 0
+    unique: str = ""
+    unique_key: str = ""
+    unique_ttl_ms: int = 0
+    idempotency_ttl_ms: int = 0
 
     @property
     def delayed(self) -> bool:
@@ -76,14 +87,18 @@ def build_row(
     if not opts:  # the common case, on the hot path of a bulk enqueue: nothing to merge
         return EnqueueRow(new_job_id(), kind, packed, *policy)
     job = defaults.with_overrides(opts)
+    rules = job.rules or {}
+    if rules.get("unique") and not rules["unique_key"]:
+        rules = {**rules, "unique_key": derived_key(kind, packed)}
     return EnqueueRow(
         job.job_id,
         kind,
         packed,
         *job.policy,
-        delay_ms=job.delay_ms,
-        at_ms=job.at_ms,
-        priority=job.priority,
+        job.delay_ms,
+        job.at_ms,
+        job.priority,
+        **rules,
     )
 
 

@@ -546,6 +546,7 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     'SubprocessExecutor(pass_env=["PGHOST"], timeout=600)': (_fragment, ()),
     'SSHExecutor(client_keys=["/etc/redisjobs/id_ed25519"], username="deploy")': (_fragment, ()),
     "class Greeter:": (_fragment, ()),
+    "from redisjobs import Keep": (_fragment, ()),
     "manager = JobManager(max_workers=4, max_retries=3, retry_delay=5.0, retry_backoff=2.0)": (
         _fragment,
         (),

@@ -309,7 +309,7 @@ def test_a_task_is_checked_where_it_is_declared() -> None:
 
     assert fine.schedule is not None
     assert fine.schedule.schedule_id == "jobs.fine"  # a task name's ':' is no id's
-    assert fine.schedule.policy.max_retries == 2
+    assert fine.schedule.job.max_retries == 2
     assert [t.name for t in app.tasks.values()] == [fine.name]  # the refused ones are not kept
     assert app.schedules("default") == [fine.schedule] and app.schedules("other") == []
 
@@ -374,3 +374,21 @@ async def test_an_upsert_wakes_sleeping_workers(client: Client, worker: WorkerFa
     await client.schedule("soon", "call", CALL, every=0.1, limit=1)
     await _until(lambda: _has_jobs(client, 1), timeout=3)
     assert asyncio.get_running_loop().time() - began < 1.5
+
+
+async def test_a_unique_schedule_makes_no_job_while_the_last_one_is_unfinished(
+    client: Client,
+) -> None:
+    await client.schedule(
+        "solo", "call", CALL, every=1, misfire="run_all", unique="until_done", keep_completed=60
+    )
+    now = int(await client.server_time() * 1000)
+    await _set_due(client, "solo", now // 1000 * 1000 - 3_000)
+    loop = await _loop(client)
+    while await loop.once() == 0:
+        pass
+    (s,) = await client.schedules()
+    assert s.runs >= 4  # every tick ran ...
+    (made,) = await _ticks(client)  # ... but only the first made a job: it has not run yet
+    job = await client.get(f"solo@{made}")
+    assert job is not None and job.status == "pending"

@@ -18,8 +18,8 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 DECLARATIONS = {
     "redisjobs/dashboard/openapi.py:_paths": "the OpenAPI paths object, one literal",
+    "redisjobs/dashboard/openapi.py:_cleaning": "the cleaning paths, one literal",
     "redisjobs/dashboard/openapi_schemas.py:schemas": "the OpenAPI component schemas, one literal",
-    "redisjobs/cli/parser.py:_worker": "the worker subcommand's argparse options, one per flag",
 }
 
 

@@ -123,6 +123,20 @@ def test_enqueue_options_duplicates_and_cancel(sync_client: Client) -> None:
         client.enqueue("greet", None, colour="red")  # type: ignore[call-arg]
 
 
+def test_unique_jobs_and_idempotency_markers(sync_client: Client) -> None:
+    client = sync_client
+    first = client.enqueue("greet", {"x": 1}, unique="until_done", delay=60)
+    again = client.enqueue("greet", {"x": 1}, unique="until_done", delay=60)
+    assert again.duplicate and again.id == first.id and not first.duplicate
+    opts: dict[str, Any] = {"delay": 60, "idempotency_ttl": 60, "result_ttl": 0.1}
+    kept = client.enqueue("greet", None, job_id="idem-1", **opts)
+    assert client.cancel(kept.id)
+    time.sleep(0.2)
+    assert client.get("idem-1") is None  # the marker answers once the hash is gone
+    dup = client.enqueue("greet", None, job_id="idem-1", idempotency_ttl=60)
+    assert dup.duplicate and dup.status == JobStatus.CANCELLED
+
+
 def test_bad_input_is_refused_before_anything_is_written(url: str, queue: str) -> None:
     with Client(url, queue=queue, max_payload_bytes=100) as client:
         for call in (client.get, client.cancel, client.wait):

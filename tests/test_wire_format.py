@@ -1,5 +1,5 @@
 """docs/wire-format.md, followed to the letter: a job enqueued without the Python client (the
-script's text from the package files, EVAL with 12 arguments, SADD to the registry) runs."""
+script's text from the package files, EVAL with 20 arguments, SADD to the registry) runs."""
 
 from __future__ import annotations
 
@@ -30,18 +30,32 @@ DOC = Path(__file__).parent.parent / "docs" / "wire-format.md"
 
 def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 0) -> list[Any]:
     packed = msgpack.packb(payload, use_bin_type=True)
-    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority]
+    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority, *NONE]
+
+
+NONE = [0, 0, 0, 0, "", "", 0, 0]
+"""The rules of a job that sets none (values 13-20)."""
 
 
 def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
     documented = re.findall(r"^\| (\d+) \| (\w+) \|", DOC.read_text(), re.MULTILINE)
-    assert [int(n) for n, _ in documented] == list(range(1, 13))
+    assert [int(n) for n, _ in documented] == list(range(1, 21))
     lua = SCRIPTS.joinpath("_lib.lua").read_text()  # create_job, which every enqueue runs
     named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(args, i, i \+ STRIDE - 1\)", lua)
-    assert named is not None and "local STRIDE = 12" in lua
+    assert named is not None and "local STRIDE = 20" in lua
     in_lua = re.split(r",\s*", named.group(1))
     assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua
     assert EnqueueRow._fields[3:9] == Policy._fields  # a row is built from a Policy unpacked
+    assert EnqueueRow._fields[12:] == (  # and ends with the rules, by these names
+        "completed_ttl_ms",
+        "completed_keep",
+        "failed_ttl_ms",
+        "failed_keep",
+        "unique",
+        "unique_key",
+        "unique_ttl_ms",
+        "idempotency_ttl_ms",
+    )
 
 
 async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory) -> None:
@@ -139,16 +153,45 @@ async def test_priority_is_stored_when_not_0_and_checked(client: Client) -> None
     assert await redis.keys(f"{prefix}*") == before
 
 
-async def test_a_version_1_call_is_refused_whole(client: Client) -> None:
-    """11 arguments per job (no priority) would shift every later job's values: refused."""
+async def test_rules_by_hand_are_checked_and_stored_only_when_set(client: Client) -> None:
     redis, queue = client.redis, client.queue
     prefix = f"rj:{{{queue}}}:"
-    v1 = _args("old-1", None)[:11]
-    with pytest.raises(ResponseError, match="12 values per job, got 11"):
-        await redis.eval(ENQUEUE, 1, prefix, *v1)
-    twelve_v1_jobs = [a for n in range(12) for a in _args(f"old-{n}", None)[:11]]
-    with pytest.raises(ResponseError, match="invalid priority"):  # 132 values: 11 rows of 12
-        await redis.eval(ENQUEUE, 1, prefix, *twelve_v1_jobs)
+    ruled = [*_args("ruled", None)[:12], 60000, 5, 0, 0, "until_done", "k:1", 1000, 90000]
+    assert await redis.eval(ENQUEUE, 1, prefix, *ruled) == [1]
+    fields: Any = await redis.hgetall(f"{prefix}job:ruled")
+    assert (fields[b"completed_ttl"], fields[b"completed_keep"]) == (b"60000", b"5")
+    assert b"failed_ttl" not in fields and fields[b"unique_key"] == b"k:1"
+    assert await redis.get(f"{prefix}unique:k:1") == b"ruled"
+    other = [*_args("other", None)[:12], 0, 0, 0, 0, "until_done", "k:1", 1000, 0]
+    assert await redis.eval(ENQUEUE, 1, prefix, *other) == [b"ruled"]  # the lock's holder
+    before: Any = await redis.keys(f"{prefix}*")
+    bad_rules = [
+        ([-1, 0, 0, 0, "", "", 0, 0], "invalid retention"),
+        ([0, "1e3", 0, 0, "", "", 0, 0], "invalid retention"),
+        ([0, 0, 0, 0, "", "", 0, 0.5], "invalid retention"),
+        ([0, 0, 0, 0, "always", "k", 1000, 0], "invalid unique mode"),
+        ([0, 0, 0, 0, "until_done", "", 1000, 0], "invalid unique key"),
+        ([0, 0, 0, 0, "until_done", "a b", 1000, 0], "invalid unique key"),
+        ([0, 0, 0, 0, "until_done", "k", 0, 0], "invalid unique ttl"),
+    ]
+    for rules, error in bad_rules:
+        with pytest.raises(ResponseError, match=error):
+            row = _args("x", None)[:12] + rules
+            await redis.eval(ENQUEUE, 1, prefix, *_args("fine", None), *row)
+    assert await redis.keys(f"{prefix}*") == before
+
+
+async def test_older_versions_calls_are_refused_whole(client: Client) -> None:
+    """11 (version 1: no priority) or 12 (version 2: no rules) arguments per job would shift
+    every later job's values: refused, one job or a batch, with nothing written."""
+    redis, queue = client.redis, client.queue
+    prefix = f"rj:{{{queue}}}:"
+    for width, what in ((11, "invalid priority"), (12, "invalid retention")):
+        with pytest.raises(ResponseError, match=f"20 values per job, got {width}"):
+            await redis.eval(ENQUEUE, 1, prefix, *_args("old-1", None)[:width])
+        batch = [a for n in range(20) for a in _args(f"old-{n}", None)[:width]]
+        with pytest.raises(ResponseError, match=what):  # whole rows of 20, misread
+            await redis.eval(ENQUEUE, 1, prefix, *batch)
     assert await redis.keys(f"{prefix}*") == []
 
 

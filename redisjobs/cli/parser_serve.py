@@ -55,6 +55,12 @@ def add_worker(sub: Any) -> None:
     )
     w.add_argument("--allow-module", "-m", action="append", default=[], help="one module")
     w.add_argument("--function", "-f", action="append", default=[], help="one module:function")
+    _worker_process_options(w)
+    executors.add_options(w)
+
+
+def _worker_process_options(w: Any) -> None:
+    """The worker's process options: processes, burst, uvloop, metrics and health probes."""
     w.add_argument(
         "--processes",
         type=positive_int,
@@ -98,7 +104,6 @@ def add_worker(sub: Any) -> None:
         metavar="HOST",
         help="address of --health-port (default: 127.0.0.1; 0.0.0.0 for probes from outside)",
     )
-    executors.add_options(w)
 
 
 def add_dashboard(sub: Any) -> None:

@@ -82,6 +82,9 @@ class Api:
             raise Invalid(f"cannot enqueue: {exc}") from None
         # Answer with the jobs as Redis holds them (its clock, its defaults), not as sent.
         stored = await self.client.get_many([j.id for j in jobs], queue=queue)
+        for s, j in zip(stored, jobs, strict=True):
+            if s is not None:
+                s.duplicate = j.duplicate
         return [s or j for s, j in zip(stored, jobs, strict=True)]
 
     async def jobs(self, request: Request) -> Response:

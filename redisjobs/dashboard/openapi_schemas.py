@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from ..job import FailureReason, JobStatus
+from ..jobrules import MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
 from ..names import JOB_ID
-from .validation import NUMBERS
+from .validation import NUMBERS, YEAR
 
 STATUSES = [s.value for s in JobStatus]
 
@@ -28,6 +29,51 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [kind, "null"]}
 
 
+def _rules() -> dict[str, Any]:
+    """The properties of the rules (redisjobs.jobrules.JobRules) but their plain numbers."""
+    props: dict[str, Any] = {}
+    keep = {
+        "oneOf": [
+            {"type": "null"},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "age": {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
+                    "count": {"type": "integer", "minimum": 1, "maximum": MAX_KEEP_COUNT},
+                },
+            },
+        ]
+    }
+    for outcome in ("completed", "failed"):
+        props[f"keep_{outcome}"] = {
+            **keep,
+            "description": f"How long (seconds, or age) a job that {outcome} is kept instead "
+            f"of result_ttl, and/or how many {outcome} jobs the queue keeps at most (count). "
+            "Null or absent: none.",
+        }
+    props["unique"] = _nullable(
+        {
+            "type": "string",
+            "enum": sorted(UNIQUE_MODES),
+            "description": "While the job's unique lock is held, enqueueing a job with the same "
+            "unique_key writes nothing and answers with the job holding it (duplicate: true). "
+            "until_start: released when a run starts; until_done: when the job ends; "
+            "while_queued: whenever it stops waiting (taken again by a retry).",
+        }
+    )
+    props["unique_key"] = _nullable(
+        {
+            "type": "string",
+            "pattern": f"^{UNIQUE_KEY.pattern}$",
+            "description": "The unique lock's key (default: derived from kind and payload).",
+        }
+    )
+    return props
+
+
 def _options() -> dict[str, Any]:
     described = {
         "max_retries": "Attempts after the first when a run fails.",
@@ -41,6 +87,9 @@ def _options() -> dict[str, Any]:
         "at": "When the job may run, in Unix time (seconds).",
         "priority": "0 to 2**21, lower is more urgent: stored on the job and shown; jobs of "
         "a queue run in FIFO order.",
+        "unique_ttl": "Seconds the unique lock lasts at most (default 3600).",
+        "idempotency_ttl": "Seconds after the job ends during which its job_id stays a "
+        "duplicate (enqueued again with an idempotency_ttl), past its result_ttl.",
     }
     props: dict[str, Any] = {
         "job_id": _nullable(
@@ -50,7 +99,8 @@ def _options() -> dict[str, Any]:
                 "description": "A caller-chosen id: while a job with this id exists, "
                 "enqueueing it again writes nothing and answers with that job.",
             }
-        )
+        ),
+        **_rules(),
     }
     for name, (integer, low, high) in NUMBERS.items():
         props[name] = _nullable(
@@ -61,7 +111,14 @@ def _options() -> dict[str, Any]:
                 "description": described[name] + " Null or absent: the server's default.",
             }
         )
-    return {"type": "object", "additionalProperties": False, "properties": props}
+    # unique_key and unique_ttl belong to a unique job: either given makes unique required
+    needs_unique = {"required": ["unique"], "properties": {"unique": {"type": "string"}}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "dependentSchemas": {"unique_key": needs_unique, "unique_ttl": needs_unique},
+    }
 
 
 def _job() -> dict[str, Any]:
@@ -94,6 +151,11 @@ def _job() -> dict[str, Any]:
             "description": "Why the last run that failed did; null when none failed.",
         },
         "priority": {"type": "integer", "minimum": 0},
+        "duplicate": {
+            "type": "boolean",
+            "description": "In an enqueue's answer: nothing was written, this job existed "
+            "(its id, or the holder of the unique lock). False when read.",
+        },
         "payload": {"description": "The payload, as JSON (absent in events' end)."},
     }
     return {

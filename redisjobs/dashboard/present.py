@@ -49,6 +49,7 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
         "error": job.error,
         "failure": job.failure,
         "priority": job.priority,
+        "duplicate": job.duplicate,
     }
     if payload:
         out["payload"] = jsonable(job.payload)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ..errors import InvalidJobId
+from ..jobrules import RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_of
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
 from ..options import MAX_PRIORITY
 
@@ -36,6 +37,15 @@ NUMBERS: dict[str, tuple[bool, float, float]] = {
     "delay": (False, 0, 10 * YEAR),
     "at": (False, 0, 253402300799),  # up to the last second of year 9999
     "priority": (True, 0, MAX_PRIORITY),
+    "unique_ttl": (False, 0.001, 10 * YEAR),
+    "idempotency_ttl": (False, 0.001, 10 * YEAR),
+}
+RULES = {
+    # option: what it takes (checked by redisjobs.jobrules, as Client.enqueue checks it)
+    "keep_completed": "seconds, or an object with age (seconds) and/or count",
+    "keep_failed": "seconds, or an object with age (seconds) and/or count",
+    "unique": " or ".join(sorted(UNIQUE_MODES)),
+    "unique_key": f"a string matching {UNIQUE_KEY.pattern}",
 }
 
 MAX_AGE = 10**10
@@ -102,12 +112,30 @@ def job_options(raw: Any, where: str = "options") -> dict[str, Any]:
             out[name] = job_id(value, f"{where}.job_id")
         elif name in NUMBERS:
             out[name] = _number(name, value, where)
+        elif name in RULES:
+            out[name] = value
         else:
-            known = ", ".join(["job_id", *NUMBERS])
+            known = ", ".join(["job_id", *NUMBERS, *RULES])
             raise Invalid(f"{where} has an unknown option {name!r} (known: {known})")
+    _check_rules(out, where)
     if "at" in out:
         out["at"] = datetime.fromtimestamp(out["at"], UTC)
     return out
+
+
+def _check_rules(options: dict[str, Any], where: str) -> None:
+    """Check the rules among `options` as :meth:`Client.enqueue` would (422 otherwise)."""
+    rules = {k: v for k, v in options.items() if k in RULE_OPTIONS}
+    for name, value in rules.items():
+        if isinstance(value, dict) and None in value.values():
+            raise Invalid(f"{where}.{name} takes no nulls: leave age or count out instead")
+        count = value.get("count") if isinstance(value, dict) else None
+        if isinstance(count, float) and count.is_integer():  # JSON's 5.0 is an integer
+            options[name] = rules[name] = {**value, "count": int(count)}
+    try:
+        rules_of(rules)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"{where}: {exc}") from None
 
 
 def job_spec(raw: Any, where: str = "body") -> JobSpec:

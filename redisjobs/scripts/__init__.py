@@ -116,11 +116,12 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
     return out
 
 
-def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool]]:
-    """Create jobs, one per row; True = created, False = one with its id exists."""
+def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool | str]]:
+    """Create jobs, one per row; True = created, False = one with its id exists (or its
+    idempotency marker), else the id of the job that holds the row's unique lock."""
     # The one place a row becomes ARGV values: its fields, in their order.
     reply = yield ScriptCall("enqueue", keys, [value for row in rows for value in row])
-    return [bool(x) for x in reply]
+    return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 
 
 def cancel_flow(keys: QueueKeys, job_id: str, token: str) -> Flow[str]:
@@ -164,8 +165,8 @@ class Scripts:
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
         return await self.call(ScriptCall(name, keys, args))
 
-    async def enqueue(self, keys: QueueKeys, rows: Sequence[EnqueueRow]) -> list[bool]:
-        """Create jobs, one per row; True = created, False = one with its id exists."""
+    async def enqueue(self, keys: QueueKeys, rows: Sequence[EnqueueRow]) -> list[bool | str]:
+        """Create jobs, one per row (see :func:`enqueue_flow`)."""
         return await run(self._redis, enqueue_flow(keys, rows), self)
 
     async def start(

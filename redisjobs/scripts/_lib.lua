@@ -23,6 +23,8 @@ local function job_log_key(jid) return PREFIX .. 'job:' .. jid .. ':log' end
 local function job_events_key(jid) return PREFIX .. 'job:' .. jid .. ':events' end
 local function status_key(s) return PREFIX .. 'status:' .. s end
 local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
+local function unique_lock_key(key) return PREFIX .. 'unique:' .. key end
+local function idem_key(jid) return PREFIX .. 'idem:' .. jid end
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -108,16 +110,29 @@ local function push_ready(jkey, jid)
   return msg
 end
 
--- A dead letter (a job failed for good) is kept at least this long (30 days), whatever its
--- result_ttl says: a failure is looked into later than a success is read.
+local DEFAULT_TTL_MS = 86400000
+
+-- A dead letter (a job failed for good) is kept at least this long (30 days) unless the job
+-- set its own keep_failed age: a failure is looked into later than a success is read.
 local DEAD_TTL_MS = 2592000000
 
--- A job reaches a final status. Its hash and log expire after result_ttl (a dead letter after
--- DEAD_TTL_MS at least); the status index (and `dead`) are scored by that expiry, so
--- trim_final trims them as the hashes go.
+-- A field that should hold a non-negative integer, as a number; `default` when it does not.
+local function count_of(v, default)
+  if v and #v <= 15 and string.find(v, '^%d+$') then return tonumber(v) end
+  return default
+end
+
+-- A field that should hold a finite number, as a number; `default` when it does not.
+local function real_of(v, default)
+  local n = tonumber(v)
+  if n and n == n and n > -math.huge and n < math.huge then return n end
+  return default
+end
+
+-- A job reaches a final status. Its hash and log expire after result_ttl; the status index
+-- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
 -- `...` are more fields to set, name, value, ... (the result or the error).
 local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
-  if dead then ttl = math.max(ttl, DEAD_TTL_MS) end
   redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
@@ -164,11 +179,68 @@ local function trim_final(status, now)
   if status == 'failed' then trim_expired(K_DEAD, now) end
 end
 
+-- A job's expiry once it ended as an outcome: its own for that outcome (`own`, the field
+-- completed_ttl or failed_ttl, absent unless the job set keep_completed/keep_failed with an
+-- age), else its result_ttl.
+local function outcome_ttl(own, result_ttl)
+  return count_of(own, nil) or count_of(result_ttl, DEFAULT_TTL_MS)
+end
+
+-- Release a unique lock if it still names this job (it may have expired and been taken by
+-- another job since, which keeps it).
+local function unlock(ukey, jid)
+  local lock = unique_lock_key(ukey)
+  if redis.call('GET', lock) == jid then redis.call('DEL', lock) end
+end
+
+-- The end of a job that carries a unique key or an idempotency_ttl (`ukey`, `idem`: its
+-- fields, false when absent; a job with neither pays nothing): the lock goes, and the marker
+-- rj:{Q}:idem:<id> records how it ended, for idempotency_ttl after now or as long as the hash
+-- lives, whichever is longer, so a re-enqueue of its id stays a duplicate that long.
+local function settle(jid, to, ttl, ukey, idem)
+  if ukey then unlock(ukey, jid) end
+  if idem then
+    redis.call('SET', idem_key(jid), to, 'PX', math.max(count_of(idem, 1), ttl))
+  end
+end
+
+-- Jobs deleted per job that sets a count (keep_completed/keep_failed), so a queue over its
+-- count shrinks while it takes new jobs, and a call recording 128 results deletes at most 256.
+local KEEP_PER_JOB = 2
+
+-- Keep at most `count` jobs of final status `status` in the queue, the ones that expire last
+-- (with one TTL, the most recent): up to `budget` of the others go now, hash, log and index
+-- entries (final jobs hold no lock; an idempotency marker outlives them on purpose). Entries
+-- already expired are left to trim_final: their id may name a new job by now.
+local function trim_kept(status, count, budget, now)
+  local key = status_key(status)
+  local live = '(' .. now
+  local over = redis.call('ZCOUNT', key, live, '+inf') - count
+  if over <= 0 then return end
+  local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, math.min(over, budget))
+  for _, jid in ipairs(ids) do redis.call('DEL', job_key(jid), job_log_key(jid)) end
+  redis.call('ZREM', key, unpack(ids))
+  if status == 'failed' then redis.call('ZREM', K_DEAD, unpack(ids)) end
+end
+
+-- The fields of a job the end of its run as `failed` reads (see fail_job).
+local FAILED_FIELDS = {'result_ttl', 'failed_ttl', 'failed_keep', 'unique_key',
+  'idempotency_ttl'}
+
 -- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
--- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted.
-local function fail_job(jkey, jid, from, now, ttl, cancel_flag, attempt, err, why)
+-- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted. `job` holds (at
+-- least) its FAILED_FIELDS.
+local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, why)
+  local ttl = count_of(job.failed_ttl, nil) or
+    math.max(count_of(job.result_ttl, DEFAULT_TTL_MS), DEAD_TTL_MS)
   finish(jkey, jid, from, 'failed', now, ttl, cancel_flag, true, 'error', err, 'failure', why)
   trim_final('failed', now)
+  if job.unique_key or job.idempotency_ttl then
+    settle(jid, 'failed', ttl, job.unique_key, job.idempotency_ttl)
+  end
+  if job.failed_keep then
+    trim_kept('failed', count_of(job.failed_keep, 1), KEEP_PER_JOB, now)
+  end
   emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
   redis.call('HINCRBY', K_STATS, 'failed', 1)
 end
@@ -180,30 +252,16 @@ end
 local function lease_fields(jkey)
   local v = redis.call('HMGET', jkey, 'status', 'msg', 'worker', 'lease', 'attempt', 'kind',
     'payload', 'timeout', 'crashes', 'max_retries', 'retry_delay', 'result_ttl', 'retry_backoff',
-    'retry_jitter')
+    'retry_jitter', 'unique', 'unique_key')
   return {status = v[1], msg = v[2], worker = v[3], lease = v[4], attempt = v[5], kind = v[6],
     payload = v[7], timeout = v[8], crashes = v[9], max_retries = v[10], retry_delay = v[11],
-    result_ttl = v[12], retry_backoff = v[13], retry_jitter = v[14]}
+    result_ttl = v[12], retry_backoff = v[13], retry_jitter = v[14], unique = v[15],
+    unique_key = v[16]}
 end
 -- {field, required}: fields holding a non-negative integer
 local COUNT_FIELDS = {{'lease', false}, {'attempt', true}, {'timeout', false}, {'crashes', false},
   {'max_retries', true}, {'retry_delay', true}, {'result_ttl', true}}
 local REAL_FIELDS = {'retry_backoff', 'retry_jitter'}
-local DEFAULT_TTL_MS = 86400000
-
--- A field that should hold a non-negative integer, as a number; `default` when it does not.
-local function count_of(v, default)
-  if v and #v <= 15 and string.find(v, '^%d+$') then return tonumber(v) end
-  return default
-end
-
--- A field that should hold a finite number, as a number; `default` when it does not.
-local function real_of(v, default)
-  local n = tonumber(v)
-  if n and n == n and n > -math.huge and n < math.huge then return n end
-  return default
-end
-
 -- Something other than these scripts may have written a job hash (a bug, a migration, someone
 -- with redis-cli). Garbage in a field the scripts compute with would make every script that
 -- reads the job fail, and a batch with it, so such a job is failed when it is leased, with an
@@ -239,6 +297,8 @@ local function lease_job(jkey, jid, from, worker, msg, now, job)
   redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
     'lease', lease, 'attempt', attempt, 'msg', msg)
   move_status(jid, from, 'running', now)
+  -- a lock held until the job starts (until_start, while_queued) goes with its first lease
+  if job.unique and job.unique ~= 'until_done' then unlock(job.unique_key, jid) end
   emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
   return delivery(jid, lease, attempt, job)
 end
@@ -249,7 +309,7 @@ local function fail_corrupt(jkey, jid, from, msg, now, job, field, value)
   if value then shown = "'" .. string.gsub(string.sub(value, 1, 40), '[^%w%p ]', '?') .. "'" end
   local err = 'corrupt job hash: field ' .. field .. ' is ' .. shown .. ', not a number'
   ack(msg)
-  fail_job(jkey, jid, from, now, count_of(job.result_ttl, DEFAULT_TTL_MS), true,
+  fail_job(jkey, jid, from, now, hmget_named(jkey, FAILED_FIELDS), true,
     count_of(job.attempt, 0), err, 'fatal')
 end
 
@@ -267,20 +327,52 @@ end
 
 -- Job creation, shared by enqueue and the scripts that enqueue on a schedule ----------------
 
--- Values per job of an enqueue row (the fields of Python's EnqueueRow, redisjobs/wire.py).
-local STRIDE = 12
+
+-- Values per job of an enqueue row (the fields of Python's EnqueueRow, redisjobs/wire.py):
+-- twelve, then the rules of the 13th-20th, which a job that sets none has as 0 or ''.
+local STRIDE = 20
 local MAX_PRIORITY = 2097152
+-- The rules' integer values (ms and counts), as offsets from a row's 13th value.
+local RULE_NUMBERS = {0, 1, 2, 3, 6, 7}
+local UNIQUE_MODES = {until_start = true, until_done = true, while_queued = true}
+
+-- Whether the row whose 13th value is `args[i]` sets no rule (the common row: string
+-- comparisons only, on the hot path of a bulk enqueue).
+local function no_rules(args, i)
+  return args[i + 4] == '' and args[i] == '0' and args[i + 1] == '0' and args[i + 2] == '0'
+    and args[i + 3] == '0' and args[i + 7] == '0'
+end
+
+-- Why the rules of the row whose 13th value is `args[i]` cannot be written, or nil.
+local function check_rules(args, i)
+  if no_rules(args, i) then return nil end
+  for _, k in ipairs(RULE_NUMBERS) do
+    if not count_of(args[i + k], nil) then
+      return 'invalid retention or ttl: an integer of ms or a count >= 0 (0 = none)'
+    end
+  end
+  local mode, key = args[i + 4], args[i + 5]
+  if mode == '' then return nil end
+  if not UNIQUE_MODES[mode] then
+    return 'invalid unique mode: until_start, until_done, while_queued or empty'
+  end
+  if #key > 200 or not string.find(key, '^[%w_@+=.:/%-]+$') then
+    return 'invalid unique key: 1-200 characters of A-Z a-z 0-9 _ - . : / @ + ='
+  end
+  if tonumber(args[i + 6]) == 0 then return 'invalid unique ttl: a unique job needs one > 0' end
+  return nil
+end
 
 -- Why the enqueue rows in `args[from..]` cannot be written, or nil when they all can: the
 -- values must be STRIDE per job, every id must keep the job id rule of keys.py (enforced here
 -- too for producers that call the scripts without the Python client), every priority must be
--- an integer 0..MAX_PRIORITY. Checked before anything is written.
+-- an integer 0..MAX_PRIORITY, the rules as check_rules says. Checked before anything is written.
 local function check_rows(args, from)
   if (#args - from + 1) % STRIDE ~= 0 then
     return 'enqueue takes ' .. STRIDE .. ' values per job, got ' .. (#args - from + 1)
   end
   for i = from, #args, STRIDE do
-    local job_id, priority = args[i], args[i + STRIDE - 1]  -- a row's first and last values
+    local job_id, priority = args[i], args[i + 11]
     if #job_id > 200 or not string.find(job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
       return 'invalid job id: a job id is 1-200 characters of ' ..
         'A-Z a-z 0-9 _ - . @ + =, not starting with - or .'
@@ -289,17 +381,59 @@ local function check_rows(args, from)
     if not priority or priority > MAX_PRIORITY then
       return 'invalid priority: a priority is an integer 0..' .. MAX_PRIORITY
     end
+    local bad = check_rules(args, i + 12)
+    if bad then return bad end
   end
   return nil
 end
 
--- Create the job of the row at `args[i..]` (checked by the caller) unless a job with its id
--- exists. Returns created (bool) and, for a job scheduled for later, its due time (ms).
+-- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
+-- taken now); false when its id is taken (a hash, or an idempotency marker for a row that
+-- sets idempotency_ttl); the id of the job holding its unique lock otherwise.
+local function admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
+  if redis.call('EXISTS', job_key(job_id)) == 1 then return false end
+  if tonumber(idempotency_ttl_ms) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
+    return false
+  end
+  if unique ~= '' then
+    local lock = unique_lock_key(unique_key)
+    if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(unique_ttl_ms)) then
+      return redis.call('GET', lock)
+    end
+  end
+  return nil
+end
+
+-- The hash fields of the rules a row sets (its 13th-20th values), appended to `fields`: a job
+-- stores only those it sets, so a job without any reads as before.
+local KEEP_FIELDS = {'completed_ttl', 'completed_keep', 'failed_ttl', 'failed_keep'}
+local function rule_fields(fields, args, i)
+  if no_rules(args, i + 12) then return end
+  local n = #fields
+  for k = 1, #KEEP_FIELDS do
+    local v = tonumber(args[i + 11 + k])
+    if v > 0 then fields[n + 1], fields[n + 2], n = KEEP_FIELDS[k], v, n + 2 end
+  end
+  if args[i + 16] ~= '' then
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'unique', args[i + 16],
+      'unique_key', args[i + 17]
+    fields[n + 5], fields[n + 6], n = 'unique_ttl', tonumber(args[i + 18]), n + 6
+  end
+  local idem = tonumber(args[i + 19])
+  if idem > 0 then fields[n + 1], fields[n + 2] = 'idempotency_ttl', idem end
+end
+
+-- Create the job of the row at `args[i..]` (checked by the caller) unless admit refuses it.
+-- Returns created (bool); for a job scheduled for later, its due time (ms); for a duplicate of
+-- a job that holds its unique lock, that job's id.
 local function create_job(now, args, i)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
-    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + STRIDE - 1)
+    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority, completed_ttl_ms, completed_keep,
+    failed_ttl_ms, failed_keep, unique, unique_key, unique_ttl_ms,
+    idempotency_ttl_ms = unpack(args, i, i + STRIDE - 1)
+  local refused = admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
+  if refused ~= nil then return false, nil, refused or nil end
   local jkey = job_key(job_id)
-  if redis.call('EXISTS', jkey) == 1 then return false, nil end
   local at = tonumber(at_ms)
   local due = now + tonumber(delay_ms)
   if at > 0 then due = at end
@@ -319,6 +453,7 @@ local function create_job(now, args, i)
     fields[#fields + 1] = 'priority'
     fields[#fields + 1] = tonumber(priority)
   end
+  rule_fields(fields, args, i)
   redis.call('HSET', jkey, unpack(fields))
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})

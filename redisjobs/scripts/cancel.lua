@@ -10,13 +10,15 @@
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
 -- Effects  pending: XACK+XDEL its entry; scheduled: ZREM delayed; then status cancelled,
---          failure 'cancel', EXPIRE, stats.cancelled. running: the `cancel` flag, which
+--          failure 'cancel', EXPIRE, stats.cancelled, the unique lock released and the
+--          idempotency marker written (settle). running: the `cancel` flag, which
 --          heartbeats also report, so a worker that missed the pub/sub message still stops
 --          the job.
 
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
-local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token'})
+local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token',
+  'unique_key', 'idempotency_ttl'})
 local st = job.status
 if not st then return 'missing' end
 if st == 'running' then
@@ -29,9 +31,13 @@ if st == 'cancelled' and token ~= '' and job.cancel_token == token then return '
 if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
 local now = now_ms()
 if st == 'pending' then drop_entry(job.msg) else redis.call('ZREM', K_DELAYED, jid) end
-finish(jkey, jid, st, 'cancelled', now, count_of(job.result_ttl, DEFAULT_TTL_MS), false, false,
+local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
+finish(jkey, jid, st, 'cancelled', now, ttl, false, false,
   'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)
 trim_final('cancelled', now)
+if job.unique_key or job.idempotency_ttl then
+  settle(jid, 'cancelled', ttl, job.unique_key, job.idempotency_ttl)
+end
 emit(jid, 'cancelled', count_of(job.attempt, 0), now,
   {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)

@@ -7,26 +7,36 @@
 -- Returns  one integer per job: 1 recorded; 2 already recorded under this lease (a re-send);
 --          0 rejected: the lease is stale (another worker owns the job now)
 -- Events   completed (with the result)
--- Effects  result, progress 100, status completed, XACK, EXPIRE result_ttl, index,
---          stats.completed
+-- Effects  result, progress 100, status completed, XACK, EXPIRE (completed_ttl, else
+--          result_ttl), index, stats.completed; a job with a unique key releases its lock, one
+--          with idempotency_ttl leaves its marker; jobs that keep a count of completed jobs
+--          delete up to 2 each of the oldest beyond the smallest count (trim_kept)
 
 local now = now_ms()
 local out = {}
 local done = 0
+local keep = nil  -- the smallest completed_keep of this call's jobs, if any set one
+local keepers = 0
 for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
   -- Named locals, not a table: this runs for every job that succeeds.
-  local held, status, msg, result_ttl, attempt, cancel = unpack(redis.call('HMGET', jkey,
-    'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel'))
+  local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem =
+    unpack(redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel',
+      'completed_ttl', 'completed_keep', 'unique_key', 'idempotency_ttl'))
   if held ~= lease then
     out[#out + 1] = 0
   elseif status ~= 'running' then
     if status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
     ack(msg)
-    finish(jkey, jid, 'running', 'completed', now, count_of(result_ttl, DEFAULT_TTL_MS),
-      cancel, false, 'result', result, 'progress', 100)
+    local ttl = outcome_ttl(own_ttl, result_ttl)
+    finish(jkey, jid, 'running', 'completed', now, ttl, cancel, false, 'result', result,
+      'progress', 100)
+    if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
+    if own_keep then
+      keep, keepers = math.min(keep or math.huge, count_of(own_keep, 1)), keepers + 1
+    end
     emit(jid, 'completed', count_of(attempt, 0), now, {'result', result})
     done = done + 1
     out[#out + 1] = 1
@@ -36,4 +46,5 @@ if done > 0 then
   redis.call('HINCRBY', K_STATS, 'completed', done)
   trim_final('completed', now)
 end
+if keep then trim_kept('completed', keep, KEEP_PER_JOB * keepers, now) end
 return out

@@ -13,14 +13,16 @@
 --          worker but not started yet is then dropped by `start`), out of prio; scheduled
 --          (a delay, or a retry waiting out its backoff): out of delayed; then DEL its hash,
 --          log and trace context, ZREM its index; stats.cancelled (so enqueued - finished
---          stays the jobs in flight). Pending jobs are found through their status index, so
---          prioritized ones (in prio, without a stream entry) go too.
+--          stays the jobs in flight); a dropped job's unique lock is released and its
+--          idempotency marker written, as for any job that ends. Pending jobs are found through
+--          their status index, so prioritized ones (in prio, without a stream entry) go too.
 
 local cutoff, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 if not (cutoff and limit and limit > 0) then
   return redis.error_reply('drain takes a cutoff and a limit > 0')
 end
 local now = now_ms()
+local DRAIN_FIELDS = {'status', 'msg', 'attempt', 'unique_key', 'idempotency_ttl'}
 local DRAINED = {'error', mp_str('drained'), 'failure', mp_str('cancel')}
 local dropped, looked = 0, 0
 for _, status in ipairs({'pending', 'scheduled'}) do
@@ -30,11 +32,14 @@ for _, status in ipairs({'pending', 'scheduled'}) do
   -- Gathered, then changed in one command each: a call per job costs more than the change.
   local gone, keys, msgs = {}, {}, {}
   for _, jid in ipairs(ids) do
-    local job = hmget_named(job_key(jid), {'status', 'msg', 'attempt'})
+    local job = hmget_named(job_key(jid), DRAIN_FIELDS)
     if job.status == status then
       gone[#gone + 1] = jid
       add_job_keys(keys, jid)
       if status == 'pending' and job.msg and job.msg ~= '' then msgs[#msgs + 1] = job.msg end
+      if job.unique_key or job.idempotency_ttl then  -- its lock goes; its id stays taken
+        settle(jid, 'cancelled', 0, job.unique_key, job.idempotency_ttl)
+      end
       emit(jid, 'cancelled', count_of(job.attempt, 0), now, DRAINED)
     end
   end

@@ -15,8 +15,11 @@
 -- Returns  {outcome, due_ms}: outcome 'retry' | 'failed' | 'cancelled' | 'stale' | 'dup';
 --          due_ms is the retry's due time on Redis's clock (0 otherwise)
 -- Events   retrying | failed | cancelled, each with the error and the failure
--- Effects  XACK; error, failure; retry: status scheduled, ZADD delayed; failed: EXPIRE,
---          index, dead; stats.retried / failed / cancelled. An unknown mode is an error.
+-- Effects  XACK; error, failure; retry: status scheduled, ZADD delayed (a while_queued job
+--          takes its unique lock again when free); failed: EXPIRE (failed_ttl, else
+--          result_ttl), index, dead, trim_kept for a job with failed_keep; failed and
+--          cancelled: the unique lock released, the idempotency marker written (settle);
+--          stats.retried / failed / cancelled. An unknown mode is an error.
 
 local MAX_DELAY_MS = 86400000
 local RETRIED = {error = true, timeout = true}
@@ -26,17 +29,18 @@ if not RETRIED[mode] and mode ~= 'fatal' and mode ~= 'cancel' then
 end
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'lease', 'status', 'msg', 'attempt', 'max_retries', 'retry_delay',
-  'retry_backoff', 'retry_jitter', 'result_ttl', 'cancel'})
+  'retry_backoff', 'retry_jitter', 'result_ttl', 'cancel', 'failed_ttl', 'failed_keep', 'unique',
+  'unique_key', 'unique_ttl', 'idempotency_ttl'})
 if job.lease ~= lease then return {'stale', 0} end
 if job.status ~= 'running' then return {'dup', 0} end
 
 local now = now_ms()
 -- (checked when leased; garbage written since falls back to defaults rather than failing here)
 local attempt = count_of(job.attempt, 0)
-local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
 ack(job.msg)
 
 if mode == 'cancel' then
+  local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
   -- the request's token stays, so that the request re-sent after a lost reply is recognised
   if job.cancel then
     finish(jkey, jid, 'running', 'cancelled', now, ttl, true, false, 'error', err,
@@ -46,6 +50,9 @@ if mode == 'cancel' then
       'failure', 'cancel')
   end
   trim_final('cancelled', now)
+  if job.unique_key or job.idempotency_ttl then
+    settle(jid, 'cancelled', ttl, job.unique_key, job.idempotency_ttl)
+  end
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err), 'failure', mp_str('cancel')})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
   return {'cancelled', 0}
@@ -64,11 +71,15 @@ if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
   redis.call('HDEL', jkey, 'msg', 'cancel')
   redis.call('ZADD', K_DELAYED, due, jid)
   move_status(jid, 'running', 'scheduled', now)
+  if job.unique == 'while_queued' then  -- waiting again: its lock again, unless taken meanwhile
+    redis.call('SET', unique_lock_key(job.unique_key), jid, 'NX', 'PX',
+      count_of(job.unique_ttl, 1))
+  end
   emit(jid, 'retrying', attempt, now,
     {'error', mp_str(err), 'failure', mp_str(mode), 'due', mp_uint(due)})
   redis.call('HINCRBY', K_STATS, 'retried', 1)
   return {'retry', due}
 end
 
-fail_job(jkey, jid, 'running', now, ttl, job.cancel, attempt, err, mode)
+fail_job(jkey, jid, 'running', now, job, job.cancel, attempt, err, mode)
 return {'failed', 0}

@@ -35,8 +35,8 @@ local function crashed(jkey, jid, msg, job)
     local err = 'worker died ' .. crashes .. ' times while running this job (max_deliveries=' ..
       max_deliveries .. ')'
     ack(msg)
-    local ttl = tonumber(redis.call('HGET', jkey, 'result_ttl'))
-    fail_job(jkey, jid, 'running', now, ttl, true, tonumber(job.attempt), err, 'fatal')
+    fail_job(jkey, jid, 'running', now, hmget_named(jkey, FAILED_FIELDS), true,
+      tonumber(job.attempt), err, 'fatal')
     return nil
   end
   emit(jid, 'reclaimed', tonumber(job.attempt), now, {'crashes', mp_uint(crashes)})

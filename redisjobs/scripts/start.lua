@@ -9,7 +9,8 @@
 -- Returns  flat list, 6 values per job to run: job id, lease, attempt, kind, payload, timeout_ms
 -- Events   started
 -- Effects  status running, attempt+1, a fresh lease (fencing token = delivery count),
---          started_at, worker, msg; stats.started. Entries without a live pending job
+--          started_at, worker, msg; stats.started; the unique lock of an until_start or
+--          while_queued job is released (lease_job). Entries without a live pending job
 --          (garbage, vanished hash, cancelled meanwhile) are acknowledged and deleted. A job
 --          whose hash holds garbage where a number belongs is failed (event failed).
 --          Re-sent after a lost reply, a job already running under this worker and entry is

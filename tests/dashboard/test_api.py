@@ -63,7 +63,8 @@ async def test_enqueue_options(client: Client, dash: httpx.AsyncClient) -> None:
     first = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
     assert first.status_code == 202 and first.json()["status"] == "scheduled"
     again = await dash.post(f"/api/queues/{client.queue}/jobs", json=body)
-    assert again.status_code == 202 and again.json() == first.json()  # the same job, untouched
+    assert again.status_code == 202  # the same job, untouched, answered as a duplicate
+    assert again.json() == {**first.json(), "duplicate": True}
     assert first.json()["id"] == "order-42" and first.json()["max_retries"] == 3
     job = await client.get("order-42")
     assert job is not None and job.max_retries == 3 and job.timeout == 5
@@ -85,6 +86,33 @@ async def test_priority_is_taken_and_shown(client: Client, dash: httpx.AsyncClie
     for bad in (-1, 2**21 + 1, 1.5, "1"):
         refused = await dash.post(url, json={"kind": "call", "options": {"priority": bad}})
         assert refused.status_code == 422 and "priority" in refused.json()["error"]
+
+
+async def test_rules_are_taken_and_duplicates_said(client: Client, dash: httpx.AsyncClient) -> None:
+    url = f"/api/queues/{client.queue}/jobs"
+    opts = {"unique": "until_done", "unique_ttl": 60, "keep_completed": {"age": 60, "count": 5}}
+    body = {"kind": "call", "payload": {"n": 1}, "options": {**opts, "idempotency_ttl": 600}}
+    first = await dash.post(url, json=body)
+    again = await dash.post(url, json=body)
+    assert first.status_code == again.status_code == 202
+    assert not first.json()["duplicate"] and again.json()["duplicate"]
+    assert again.json()["id"] == first.json()["id"]
+    raw: Any = await client.redis.hgetall(client.keys().job(first.json()["id"]))
+    assert raw[b"completed_keep"] == b"5" and raw[b"idempotency_ttl"] == b"600000"
+    bad: list[dict[str, Any]] = [
+        {"unique": "sometimes"},
+        {"unique": "until_done", "unique_key": "a b"},
+        {"unique_ttl": 5},
+        {"keep_failed": {"count": 0}},
+        {"keep_failed": {"age": None}},
+        {"keep_failed": {"count": 1.5}},
+        {"keep_completed": -1},
+        {"keep_completed": "1h"},
+        {"idempotency_ttl": 0},
+    ]
+    for options in bad:
+        refused = await dash.post(url, json={"kind": "call", "options": options})
+        assert refused.status_code == 422, options
 
 
 async def test_batch(client: Client, dash: httpx.AsyncClient) -> None:

@@ -11,6 +11,10 @@ means the keyspace is consistent:
 * a terminal job is out of the PEL and of ``delayed`` and has a TTL;
 * every job sits in exactly one status index, the one of its status;
 * every key of the queue carries its ``{queue}`` hash tag;
+* every unique lock has a TTL, and names a job that is gone (the lock expires) or one that
+  still holds it: that carries its key, has not ended, and has not started if its mode lets
+  the lock go at a start (``until_start``, ``while_queued``); every idempotency marker has a
+  TTL;
 * every member of ``schedule:due`` has a spec in ``schedules`` and a state hash.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
@@ -124,6 +128,34 @@ async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, st
     return problems
 
 
+_HELD_WHILE = {
+    "until_done": {"pending", "scheduled", "running"},
+    "until_start": {"pending", "scheduled"},
+    "while_queued": {"pending", "scheduled"},
+}
+"""The statuses in which a job of each unique mode may hold its lock."""
+
+
+async def _check_locks(redis: Redis, state: _State) -> list[str]:
+    problems = []
+    prefix = state.keys.unique("")
+    async for raw in redis.scan_iter(match=state.keys.unique_pattern, count=1000):
+        key = _s(raw)
+        holder = _s(await redis.get(key) or b"")
+        if await redis.pttl(key) < 0:
+            problems.append(f"unique lock {key} has no TTL")
+        job = state.jobs.get(holder)
+        if job is None:
+            continue  # its job is gone: the lock expires
+        mode, status = job.get("unique", ""), job.get("status", "")
+        if job.get("unique_key") != key[len(prefix) :] or status not in _HELD_WHILE.get(mode, ()):
+            problems.append(f"unique lock {key} names job {holder} ({mode}, {status}), not its own")
+    async for raw in redis.scan_iter(match=state.keys.idem("*"), count=1000):
+        if await redis.pttl(raw) < 0:
+            problems.append(f"idempotency marker {_s(raw)} has no TTL")
+    return problems
+
+
 async def _check_schedules(redis: Redis, keys: QueueKeys) -> list[str]:
     problems = []
     due: Any = await redis.zrange(keys.schedule_due, 0, -1)
@@ -142,6 +174,7 @@ async def audit(redis: Redis, queue: str) -> list[str]:
     problems = _check_pel(state)
     for job_id, job in state.jobs.items():
         problems += await _check_job(redis, state, job_id, job)
+    problems += await _check_locks(redis, state)
     problems += await _check_schedules(redis, state.keys)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)

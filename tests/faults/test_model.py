@@ -88,6 +88,31 @@ class ScriptsModel(RuleBasedStateMachine):
         )
         return str(job.id)
 
+    @rule(
+        target=jobs,
+        mode=st.sampled_from(["until_start", "until_done", "while_queued"]),
+        key=st.sampled_from(["a", "b"]),
+        keep=st.sampled_from([None, 1, 3]),
+        delay=st.sampled_from([None, 3600.0]),
+    )
+    def enqueue_unique(self, mode: str, key: str, keep: int | None, delay: float | None) -> str:
+        """A unique job (a duplicate answers the holder), keeping few jobs of each outcome."""
+        counts = None if keep is None else {"count": keep}
+        job = self.run(
+            self.client.enqueue(
+                "call",
+                {"n": 1},
+                delay=delay,
+                max_retries=1,
+                retry_delay=0.001,
+                unique=mode,
+                unique_key=key,
+                keep_completed=counts,
+                keep_failed=counts,
+            )
+        )
+        return str(job.id)
+
     @rule(job_id=jobs)
     def cancel(self, job_id: str) -> None:
         outcome = self.run(self.scripts.cancel(self.keys, job_id))
