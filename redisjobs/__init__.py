@@ -35,6 +35,7 @@ from .job import FailureReason, Job, JobStatus
 from .jobrules import Keep, UniqueMode
 from .manager import JobManager
 from .queries import JobPage
+from .schedule_spec import Schedule
 from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker
 
@@ -70,6 +71,7 @@ __all__ = [
     "RedisJobsError",
     "RedisOutOfMemory",
     "Retry",
+    "Schedule",
     "SerializationError",
     "SyncTask",
     "SyncTaskJob",

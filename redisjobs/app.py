@@ -29,7 +29,9 @@ from .executors.call import function_ref
 from .jobrules import JobRules
 from .names import check_queue_name
 from .options import JobOptions
+from .schedule_spec import ScheduleSpec
 from .task import AsyncTask, Isolation, SyncTask, Task
+from .ticks import Misfire
 
 if TYPE_CHECKING:
     from .client import Client
@@ -40,6 +42,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ISOLATIONS = ("thread", "process")
+
+_JOB_DEFAULTS = (
+    ("max_retries", "retries"),
+    ("retry_delay", "retry_delay"),
+    ("retry_backoff", "retry_backoff"),
+    ("retry_jitter", "retry_jitter"),
+    ("timeout", "timeout"),
+    ("result_ttl", "result_ttl"),
+    ("priority", "priority"),
+)
+"""A job default of a task, by the name of its argument to :meth:`App.task`."""
 
 
 class TaskDecorator(Protocol):
@@ -121,6 +134,10 @@ class App:
         result_ttl: float | None = None,
         priority: int | None = None,
         isolation: Isolation = "thread",
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        misfire: Misfire = "skip",
         **rules: Unpack[JobRules],
     ) -> TaskDecorator: ...
 
@@ -138,6 +155,10 @@ class App:
         result_ttl: float | None = None,
         priority: int | None = None,
         isolation: Isolation = "thread",
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        misfire: Misfire = "skip",
         **rules: Unpack[JobRules],
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
@@ -153,25 +174,21 @@ class App:
             isolation: ``"thread"`` (default) or ``"process"`` for a plain function that must
                 be stoppable: a worker runs it in a child process it kills on the job's
                 timeout or cancel.
+            cron, every, tz, misfire: also run it, with no arguments, on a schedule (as
+                :meth:`redisjobs.Client.schedule`'s) whose id is its name with ``:`` made ``.``,
+                upserted by the app's workers at start, kept in Redis until unscheduled.
 
         Raises:
             ValueError: an invalid option, or a name another task of the app has.
+            TypeError: a scheduled function that needs arguments.
         """
-
-        given = {
-            "max_retries": retries,
-            "retry_delay": retry_delay,
-            "retry_backoff": retry_backoff,
-            "retry_jitter": retry_jitter,
-            "timeout": timeout,
-            "result_ttl": result_ttl,
-            "priority": priority,
-            **rules,
-        }
-        defaults = {k: v for k, v in given.items() if v is not None}
+        given = locals()
+        defaults = {k: given[arg] for k, arg in _JOB_DEFAULTS if given[arg] is not None}
+        defaults |= {k: v for k, v in rules.items() if v is not None}
+        when = {"cron": cron, "every": every, "tz": tz, "misfire": misfire}
 
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
-            return self._declare(f, name, queue, isolation, defaults)
+            return self._declare(f, name, queue, isolation, defaults, when)
 
         return declare if fn is None else declare(fn)
 
@@ -182,6 +199,7 @@ class App:
         queue: str | None,
         isolation: Isolation,
         defaults: Mapping[str, Any],
+        when: Mapping[str, Any],
     ) -> Task[Any, Any]:
         name = name if name is not None else _default_name(fn)
         if not valid_name(name):
@@ -203,7 +221,32 @@ class App:
             defaults=defaults,
         )
         self._tasks[name] = task
+        if when["cron"] is not None or when["every"] is not None:
+            self._schedule(task, when)
         return task
+
+    def _schedule(self, task: Task[Any, Any], when: Mapping[str, Any]) -> None:
+        """Give `task` its schedule (checked now, as everything else of a task)."""
+        try:
+            task.payload((), {})
+        except TypeError as exc:
+            del self._tasks[task.name]
+            raise TypeError(f"a scheduled task is called with no arguments: {exc}") from None
+        sid = task.name.replace(":", ".")
+        options = {k: v for k, v in task.defaults.items() if k != "queue"}
+        try:
+            spec = ScheduleSpec.build(sid, "call", {"fn": task.name}, **when, options=options)
+            if any(t.schedule and t.schedule.schedule_id == sid for t in self._tasks.values()):
+                raise ValueError(f"the app already has a schedule {sid!r}")
+        except ValueError:
+            del self._tasks[task.name]
+            raise
+        task.schedule = spec
+
+    def schedules(self, queue: str) -> list[ScheduleSpec]:
+        """The schedules the app's tasks on `queue` declare (what its workers upsert)."""
+        tasks = self._tasks.values()
+        return [t.schedule for t in tasks if t.schedule is not None and t.queue == queue]
 
     def register(self, call: CallExecutor) -> CallExecutor:
         """Allow `call` (a worker's ``call`` executor) to run the app's tasks, each by its name

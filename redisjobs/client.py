@@ -24,15 +24,17 @@ from .options import DEFAULT_PRIORITY, JobOptions
 from .producing import ENQUEUE_BATCH, JobSpec, Producer, cancel_job_flow, wait_flow
 from .queuecontrol import QueueControl
 from .roundtrips import run
+from .schedule_client import Scheduling
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, QueueCleaning, QueueControl):
+class Client(Producer, QueueCleaning, Scheduling, QueueControl):
     """A connection to one Redis (or the embedded backend) for producing, watching and cleaning
     jobs (the cleaning verbs, ``remove``, ``purge``, ``drain`` and ``obliterate``, are
-    :class:`~redisjobs.cleaning.QueueCleaning`'s; ``pause`` and ``resume``
-    :class:`~redisjobs.queuecontrol.QueueControl`'s).
+    :class:`~redisjobs.cleaning.QueueCleaning`'s), for scheduling them (``schedule``,
+    ``unschedule``, ``schedules``: :class:`~redisjobs.schedule_client.Scheduling`'s) and for
+    pausing a queue (``pause``, ``resume``: :class:`~redisjobs.queuecontrol.QueueControl`'s).
 
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or

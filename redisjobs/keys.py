@@ -116,6 +116,23 @@ class QueueKeys:
         others take them over (the holder's lease governs, not the reclaimer's)."""
         return self.prefix + "leases"
 
+    @property
+    def schedules(self) -> str:
+        """Hash of schedule id -> its spec, msgpack as the Client encoded it (no script
+        decodes it)."""
+        return self.prefix + "schedules"
+
+    @property
+    def schedule_due(self) -> str:
+        """Sorted set of schedule id -> its next due time (ms); a finished schedule leaves it."""
+        return self.prefix + "schedule:due"
+
+    def schedule_state(self, schedule_id: str) -> str:
+        """Hash of one schedule's plain fields (``rev runs limit end last_run last_job``), the
+        ones the scripts read and write. An id holds no ``:``, so it never spells
+        :attr:`schedule_due`."""
+        return f"{self.prefix}schedule:{schedule_id}:state"
+
     # The spellers below take a valid id (check_job_id) or one that came out of Redis; they do
     # not check it themselves, since the worker's hot path spells keys of ids read from Redis.
 

@@ -2,13 +2,13 @@
 
 A :class:`Session` holds what only exists while a worker is connected: three connections (the
 commands, the blocking read, the heartbeat's own), the scripts, the held jobs
-(:mod:`redisjobs.runs`), the fetcher, the lease loops and the scheduler. It connects, retrying
-until Redis answers, and it shuts down (docs/architecture.md, "Shutdown") in bounded steps, so
-that a stop takes `grace_period` plus a few seconds whatever Redis does (a frozen Redis answers
-nothing, and no kernel timeout notices): stop fetching (FETCH_STOP_SECONDS), let running jobs
-finish (`grace_period`), then write outcomes, hand jobs back and deregister (SETTLE_SECONDS;
-HARD_STOP_SECONDS once a second signal came). What Redis did not take by then comes back
-through reclaim after lease_ttl.
+(:mod:`redisjobs.runs`), the fetcher, the lease loops, the scheduler and the schedule loop. It
+connects, retrying until Redis answers, and it shuts down (docs/architecture.md, "Shutdown") in
+bounded steps, so that a stop takes `grace_period` plus a few seconds whatever Redis does (a
+frozen Redis answers nothing, and no kernel timeout notices): stop fetching
+(FETCH_STOP_SECONDS), let running jobs finish (`grace_period`), then write outcomes, hand jobs
+back and deregister (SETTLE_SECONDS; HARD_STOP_SECONDS once a second signal came). What Redis
+did not take by then comes back through reclaim after lease_ttl.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,10 +29,12 @@ from .fetcher import BLOCK_MS, Fetcher
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .runs import Runs
+from .schedule_loop import ScheduleLoop
+from .schedule_spec import ScheduleSpec
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .slots import Slots
-from .subscriber import Subscriber
+from .subscriber import RECHECK, Subscriber
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -63,6 +65,7 @@ class Session:
         reclaim_interval: seconds between reclaim ticks.
         context_class: the ExecContext (sub)class executors get.
         max_payload_bytes: a job whose payload is larger fails.
+        declared: the schedules of the worker's app on this queue, upserted at start.
 
     Its connections have no retry inside redis-py: a call whose reply was lost must come back
     to the loop that made it, which knows whether re-sending is safe (start and reclaim need a
@@ -83,6 +86,7 @@ class Session:
         reclaim_interval: float,
         context_class: type[ExecContext],
         max_payload_bytes: int,
+        declared: Sequence[ScheduleSpec] = (),
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
@@ -93,6 +97,7 @@ class Session:
         self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
         self.subscriber = Subscriber(self.redis)
         on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
+        self.schedules = ScheduleLoop(self.redis, self.scripts, keys, declared, on_promoted)
         self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
         self.runs = Runs(
             self.redis,
@@ -150,6 +155,20 @@ class Session:
         else:
             self.backend.add_waker(self.keys.queue, self._slots.wake)
         await self.leases.register(0)
+
+    def on_control(self, raw: bytes) -> None:
+        """Act on a message of the queue's control channel (or a recheck after a reconnect)."""
+        # A cancel missed while the connection was down is still reported by the heartbeat; a
+        # resume missed is not, so a recheck has a paused fetcher look at the queue again.
+        what, _, arg = raw.partition(b":")
+        if what == b"cancel":
+            self.runs.stop_job(arg.decode(), "cancel")
+        elif what == b"due":
+            self.scheduler.wake()
+        elif what == b"schedule":
+            self.schedules.wake()
+        elif raw in (b"resume", RECHECK):
+            self.fetcher.resume()
 
     async def _reclaim_first(self) -> bool:
         """Give the free slots to jobs of dead workers when the last reclaim tick had none."""

@@ -27,6 +27,7 @@ from .job import Job
 
 if TYPE_CHECKING:
     from .app import App
+    from .schedule_spec import ScheduleSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -129,6 +130,7 @@ class Task(Generic[P, R]):
         fn: the function.
         queue: the queue its jobs go to unless an enqueue says otherwise.
         isolation: where a worker runs a plain function (see :data:`Isolation`).
+        schedule: its schedule, when declared with ``cron=`` or ``every=``.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Task(Generic[P, R]):
         self._signature = caller_signature(fn)
         self._target = Target.of(fn, name)
         self._options: dict[str, Any] = {"queue": queue, **defaults}
+        self.schedule: ScheduleSpec | None = None  # set by App.task(cron=..., every=...)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} on {self.queue!r}>"

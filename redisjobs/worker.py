@@ -38,7 +38,6 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .session import FETCH_STOP_SECONDS, HARD_STOP_SECONDS, SETTLE_SECONDS, STOP_MARGIN, Session
 from .siblings import Siblings
 from .slots import Slots
-from .subscriber import RECHECK
 
 if TYPE_CHECKING:
     from .app import App
@@ -74,7 +73,8 @@ class Worker:
             ``default``). Each queue of an app gets a worker of its own in this one, with
             this `concurrency`, sharing the executors.
         app: an :class:`~redisjobs.App` whose tasks the ``call`` executor runs, each by its
-            registered name (and in a child process for ``isolation="process"``).
+            registered name (and in a child process for ``isolation="process"``); the
+            schedules its tasks declare are upserted when the worker starts.
         functions: callables the ``call`` executor may run (a list, or a name -> callable map).
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
         executors: more executors (http, subprocess, ssh, your own), one per kind.
@@ -135,7 +135,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handle_signals, self.burst = handle_signals, burst
         self.context_class, self.max_payload_bytes = context_class, max_payload_bytes
-        self.executors = Executors(executors)
+        self.executors, self._app = Executors(executors), app
         if "call" not in self.executors:
             call = CallExecutor(
                 functions, modules=modules, inject=inject, max_processes=max_processes
@@ -168,7 +168,7 @@ class Worker:
             max_payload_bytes=self.max_payload_bytes,
             burst=self.burst,
         )
-        sibling.executors = self.executors.share()
+        sibling.executors, sibling._app = self.executors.share(), self._app
         return sibling
 
     # -- public control -------------------------------------------------------------------------
@@ -295,6 +295,7 @@ class Worker:
             reclaim_interval=self.reclaim_interval,
             context_class=self.context_class,
             max_payload_bytes=self.max_payload_bytes,
+            declared=self._app.schedules(self.keys.queue) if self._app is not None else (),
         )
 
     async def _connected(self) -> Session | None:
@@ -323,6 +324,7 @@ class Worker:
             asyncio.create_task(session.leases.heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(session.leases.reclaim_loop(), name="reclaim"),
             asyncio.create_task(session.scheduler.run(), name="promote"),
+            asyncio.create_task(session.schedules.run(), name="schedules"),
             asyncio.create_task(self._control_loop(session), name="control"),
         ]
         if self.burst:
@@ -385,13 +387,4 @@ class Worker:
                 await backoff.failed(exc)
         async with sub:
             while True:
-                raw = await sub.get()
-                # A cancel missed while the connection was down is still reported by the
-                # heartbeat; a resume missed is not, so a recheck looks at the queue again.
-                what, _, arg = raw.partition(b":")
-                if what == b"cancel":
-                    session.runs.stop_job(arg.decode(), "cancel")
-                elif what == b"due":
-                    session.scheduler.wake()
-                elif raw in (b"resume", RECHECK):
-                    session.fetcher.resume()
+                session.on_control(await sub.get())

@@ -105,7 +105,8 @@ def test_an_executor_without_its_extra_names_the_pip_command(
 def test_the_dependencies_and_the_extras_the_readme_lists() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {re.split(r"[\[<>=;\s]", dep)[0] for dep in project["dependencies"]}
-    assert names == {"redis", "msgpack", "fakeredis"}  # a producer's needs, and the embedded one
+    # a producer's needs, the embedded backend's, and the cron parser of schedules
+    assert names == {"redis", "msgpack", "fakeredis", "cronsim"}
     install = (ROOT / "README.md").read_text().split("## Install\n")[1].split("\n## ")[0]
     for extra in set(project["optional-dependencies"]) - {"test"}:
         assert f"redisjobs[{extra}]" in install, extra

@@ -514,7 +514,19 @@ def _metrics(site: Site, text: str, tmp_path: Path) -> None:
     assert "redisjobs_workers" in site.sh(script).stdout
 
 
+def _schedules(site: Site, text: str, tmp_path: Path) -> None:
+    """The app's worker upserts and fires the task's schedule; the cron one waits."""
+    lines = run_python(site, text, tmp_path).splitlines()
+    nightly, tick = (line.split(" | ") for line in lines)
+    assert nightly[:2] == ["nightly-digest", "30 2 * * * (Europe/Berlin)"]
+    assert nightly[2].startswith("0 False 20")  # no run yet, a next run
+    assert tick[:2] == ["reports.tick", "every 1s"]
+    runs, has_job, _next = tick[2].split(" ", 2)
+    assert int(runs) >= 2 and has_job == "True"
+
+
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
+    "# schedules.py": (_schedules, ()),
     # first line -> (how it runs, the module fixtures it needs)
     "# myapp/tasks.py": (_tasks_module, ()),
     "from redisjobs.sync import Client": (_sync_client, ()),

@@ -7,7 +7,12 @@ from typing import Any
 
 from redisjobs import Client
 from redisjobs.keys import GROUP
+from redisjobs.roundtrips import run
+from redisjobs.schedule_flows import DUE_BATCH, due_flow, fire_flow
+from redisjobs.schedule_loop import plan_due
+from redisjobs.schedule_spec import ScheduleSpec
 from redisjobs.scripts import PROMOTE_BATCH, Scripts
+from redisjobs.ticks import FIRE_BATCH
 
 TRIM_BATCH = 1000  # _lib.lua
 
@@ -43,3 +48,23 @@ async def test_expired_entries_leave_their_indexes_a_batch_per_call(client: Clie
         assert await scripts.fail(keys, "w1", job.id, d.lease, "boom") == ("failed", 0)
         for index in (keys.status("failed"), keys.dead):
             assert await redis.zcard(index) == expired_left + len(live) + failed
+
+
+async def test_due_schedules_and_fire_do_a_batch_per_call(client: Client) -> None:
+    redis, scripts = await client._conn()
+    keys = client.keys()
+    call = {"fn": "tests.jobs:echo"}
+    for n in range(DUE_BATCH + 5):
+        await client.schedule(f"s{n}", "call", call, every=1, misfire="run_all")
+    now = int(await client.server_time() * 1000)
+    await redis.zadd(keys.schedule_due, {f"s{n}": now - 500_000 for n in range(DUE_BATCH + 5)})
+    read = await run(redis, due_flow(keys), scripts)
+    assert len(read.due) == DUE_BATCH and read.next_due_ms == now - 500_000
+    first = read.due[0]
+    _, todo = plan_due(first, read.now_ms)
+    assert len(todo.ticks) == FIRE_BATCH  # 500 ticks missed: the first 100 of them
+    spec = ScheduleSpec.decode(first.schedule_id, first.spec)
+    fired = await run(
+        redis, fire_flow(keys, first, todo.next_due, [spec.row(t) for t in todo.ticks]), scripts
+    )
+    assert fired == (True, FIRE_BATCH)

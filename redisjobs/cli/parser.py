@@ -35,7 +35,19 @@ from typing import Any
 from .. import __version__
 from ..demo import run_demo
 from ..job import FINAL_STATUSES, JobStatus
-from . import cleaning, enqueue, follow, health, info, jobs, logs, pausing, requeue, watch
+from . import (
+    cleaning,
+    enqueue,
+    follow,
+    health,
+    info,
+    jobs,
+    logs,
+    pausing,
+    requeue,
+    schedules,
+    watch,
+)
 from .args import (
     Parser,
     add_job,
@@ -174,6 +186,7 @@ def _queues(sub: Any) -> None:
 
     for p in (i, v, s, h, *_pausing(sub)):
         add_redis(p)
+    schedules.add_parser(sub)
 
 
 def _pausing(sub: Any) -> list[argparse.ArgumentParser]:

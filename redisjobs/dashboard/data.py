@@ -15,6 +15,7 @@ from ..client import Client
 from ..job import Job
 from ..names import is_job_id
 from ..queries import WorkerInfo
+from ..schedule_spec import Schedule
 
 KIND_SCAN = 2_000
 """Jobs looked at at most for one page of a listing filtered by kind."""
@@ -171,3 +172,8 @@ async def job_kinds(client: Client, queue: str, sample: int = 200) -> list[str]:
     """The kinds among the queue's newest jobs, for the filter's suggestions."""
     page = await client.list_jobs(None, queue=queue, limit=sample)
     return sorted({j.kind for j in page.jobs if j.kind})
+
+
+async def schedules(client: Client) -> list[Schedule]:
+    """The schedules of every known queue, by queue and id."""
+    return [s for name in await client.queues() for s in await client.schedules(name)]

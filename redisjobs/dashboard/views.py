@@ -201,6 +201,11 @@ class Pages(Actions):
         workers = await self.client.workers()
         return self.render(request, "workers.html", page="workers", workers=workers)
 
+    async def schedules(self, request: Request) -> Response:
+        """Every queue's schedules: when, next run, last run and its job."""
+        found = await data.schedules(self.client)
+        return self.render(request, "schedules.html", page="schedules", schedules=found)
+
     async def dead(self, request: Request) -> Response:
         """Jobs that failed for good, of one queue or of each queue."""
         queues = await self.client.queues()
@@ -253,6 +258,7 @@ class Pages(Actions):
             ("/", self.overview, "overview"),
             ("/workers", self.workers, "workers"),
             ("/dead", self.dead, "dead"),
+            ("/schedules", self.schedules, "schedules"),
             ("/jobs", self.find, "find_job"),
             ("/events", self.overview_events, "overview_events"),
             ("/queues/{queue}", self.queue, "queue"),

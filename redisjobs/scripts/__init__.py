@@ -39,6 +39,10 @@ NAMES = (
     "purge",
     "drain",
     "obliterate",
+    "schedule",
+    "unschedule",
+    "due_schedules",
+    "fire",
     "pause",
     "resume",
 )

@@ -513,3 +513,23 @@ local function create_job(now, args, i)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
   return true, due
 end
+
+-- Schedules (see schedule.lua and fire.lua) ---------------------------------------------------
+
+-- A schedule's spec is msgpack the Client encoded (never decoded here); its next due time is
+-- its score in K_SCHEDULE_DUE; the numbers the scripts work with are plain fields of its state
+-- hash: rev (bumped by every change, the fire token), runs, limit (0: none), last_run, last_job.
+local K_SCHEDULES = PREFIX .. 'schedules'
+local K_SCHEDULE_DUE = PREFIX .. 'schedule:due'
+local function schedule_state_key(sid) return PREFIX .. 'schedule:' .. sid .. ':state' end
+
+-- Put a schedule due at `due` (ms), or take it out of K_SCHEDULE_DUE for good (finished: no
+-- tick left, due < 0, or its limit of runs reached). Returns whether it is still due.
+local function set_schedule_due(sid, due, runs, limit)
+  if due < 0 or (limit > 0 and runs >= limit) then
+    redis.call('ZREM', K_SCHEDULE_DUE, sid)
+    return false
+  end
+  redis.call('ZADD', K_SCHEDULE_DUE, due, sid)
+  return true
+end

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 import redis
@@ -26,7 +27,11 @@ from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
 from ..queries import JobPage, get_jobs_flow, list_jobs_flow, stats_flow
 from ..queuecontrol import is_paused_flow, pause_flow, resume_flow
 from ..roundtrips import Flow
+from ..schedule_client import ScheduleOptions, spec_of
+from ..schedule_flows import list_flow, unschedule_flow, upsert_flow
+from ..schedule_spec import Schedule, check_schedule_id
 from ..serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from ..ticks import Misfire
 from .driver import Scripts, connect, run
 from .listener import Expired, Listener
 
@@ -187,6 +192,40 @@ class Client(Producer, QueueNames):
     def is_paused(self, queue: str | None = None) -> bool:
         """Whether a queue is paused now."""
         return self._run(is_paused_flow(self.keys(queue)))
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    @_reaching
+    def schedule(
+        self,
+        schedule_id: str,
+        kind: str,
+        payload: Any = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str = "UTC",
+        queue: str | None = None,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+        limit: int | None = None,
+        misfire: Misfire = "skip",
+        **options: Unpack[ScheduleOptions],
+    ) -> bool:
+        """Create or change a recurring job: :meth:`redisjobs.Client.schedule`, with the same
+        arguments; True when created or changed, False when this spec was stored already."""
+        spec = spec_of(locals(), self.options, self.max_payload_bytes)
+        return self._run(upsert_flow(self.keys(queue), spec))
+
+    @_reaching
+    def unschedule(self, schedule_id: str, *, queue: str | None = None) -> bool:
+        """Remove a schedule: :meth:`redisjobs.Client.unschedule`."""
+        return self._run(unschedule_flow(self.keys(queue), check_schedule_id(schedule_id)))
+
+    @_reaching
+    def schedules(self, queue: str | None = None) -> list[Schedule]:
+        """The queue's schedules: :meth:`redisjobs.Client.schedules`."""
+        return self._run(list_flow(self.keys(queue)))
 
     # -- cleaning -------------------------------------------------------------------------------
 

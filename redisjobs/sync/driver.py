@@ -30,7 +30,18 @@ from ..scripts import register
 
 _T = TypeVar("_T")
 
-SCRIPTS = ("enqueue", "cancel", "remove", "purge", "drain", "obliterate", "pause", "resume")
+SCRIPTS = (
+    "enqueue",
+    "cancel",
+    "remove",
+    "purge",
+    "drain",
+    "obliterate",
+    "schedule",
+    "unschedule",
+    "pause",
+    "resume",
+)
 """The transitions a sync client calls."""
 
 

@@ -16,7 +16,8 @@ means the keyspace is consistent:
 * every unique lock has a TTL, and names a job that is gone (the lock expires) or one that
   still holds it: that carries its key, has not ended, and has not started if its mode lets
   the lock go at a start (``until_start``, ``while_queued``); every idempotency marker has a
-  TTL.
+  TTL;
+* every member of ``schedule:due`` has a spec in ``schedules`` and a state hash.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
 pending one, so "out of the stream" reads "acknowledged" here.
@@ -173,6 +174,18 @@ async def _check_locks(redis: Redis, state: _State) -> list[str]:
     return problems
 
 
+async def _check_schedules(redis: Redis, keys: QueueKeys) -> list[str]:
+    problems = []
+    due: Any = await redis.zrange(keys.schedule_due, 0, -1)
+    for raw in due:
+        sid = _s(raw)
+        if not await redis.hexists(keys.schedules, sid):
+            problems.append(f"schedule {sid} is due but has no spec")
+        if not await redis.exists(keys.schedule_state(sid)):
+            problems.append(f"schedule {sid} is due but has no state")
+    return problems
+
+
 async def audit(redis: Redis, queue: str) -> list[str]:
     """The violations of the queue's invariants (empty when it is consistent)."""
     state = await _State(QueueKeys(queue)).read(redis)
@@ -180,6 +193,7 @@ async def audit(redis: Redis, queue: str) -> list[str]:
     for job_id, job in state.jobs.items():
         problems += await _check_job(redis, state, job_id, job)
     problems += await _check_locks(redis, state)
+    problems += await _check_schedules(redis, state.keys)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":
