@@ -327,6 +327,7 @@ def test_every_verbs_json_parses(
         "purge": ok("purge", queue, "--redis", redis_url, "--json"),
         "drain": ok("drain", f"{queue}-idle", "--redis", redis_url, "--json"),
         "obliterate": ok("obliterate", f"{queue}-idle", "--yes", "--redis", redis_url, "--json"),
+        "schedules": ok("schedules", *at),
         "pause": ok("pause", queue, *by_job),
         "resume": ok("resume", queue, *by_job),
     }
