@@ -340,12 +340,12 @@ local RULE_TEXT = {unique = true, unique_key = true}  -- the rest are integers >
 local UNIQUE_MODES = {until_start = true, until_done = true, while_queued = true}
 local NO_RULES = {}
 
--- The rules of the row whose n is `args[c]`, by name, and the index of the next row; or nil
--- and why they cannot be read: an n that is no count, a row running past the end of `args`,
--- an unknown or repeated name. Values are not checked here (check_rules does).
+-- The rules of the row whose n is `args[c]` (present), by name, and the index of the next
+-- row; or nil and why they cannot be read: an n that is no count, a row running past the end
+-- of `args`, an unknown or repeated name. Values are not checked here (check_rules does).
 local PAST_END = 'enqueue row ends past the last argument: 12 values, n, then n pairs'
 local function read_rules(args, c)
-  if c > #args then return nil, PAST_END end
+  if args[c] == '0' then return NO_RULES, c + 1 end  -- a plain row: one comparison
   local n = count_of(args[c], nil)
   if not n then return nil, 'invalid rule count: an integer >= 0 after the 12 fixed values' end
   local nxt = c + 1 + 2 * n
@@ -392,9 +392,9 @@ end
 -- every priority must be an integer 0..MAX_PRIORITY, the rules as read_rules and check_rules
 -- say. Checked before anything is written.
 local function check_rows(args, from)
-  local i = from
-  while i <= #args do
-    if i + FIXED > #args then return PAST_END end
+  local i, last = from, #args
+  while i <= last do
+    if i + FIXED > last then return PAST_END end
     local job_id, priority = args[i], args[i + FIXED - 1]
     if #job_id > 200 or not string.find(job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
       return 'invalid job id: a job id is 1-200 characters of ' ..
@@ -406,8 +406,10 @@ local function check_rows(args, from)
     end
     local rules, nxt = read_rules(args, i + FIXED)
     if not rules then return nxt end
-    local bad = check_rules(rules)
-    if bad then return bad end
+    if rules ~= NO_RULES then
+      local bad = check_rules(rules)
+      if bad then return bad end
+    end
     i = nxt
   end
   return nil
@@ -435,6 +437,7 @@ end
 -- a job stores only those it sets (a rule of 0 is unset), so a job without any reads as before.
 local function rule_fields(fields, args, i)
   local c = i + FIXED
+  if args[c] == '0' then return end
   for k = c + 1, c + 2 * tonumber(args[c]), 2 do
     local name, v = args[k], args[k + 1]
     if not RULE_TEXT[name] then v = tonumber(v) end

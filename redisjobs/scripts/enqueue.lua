@@ -28,8 +28,8 @@ local now = now_ms()
 local out = {}
 local created = 0
 local first_due = nil
-local i = 1
-while i <= #ARGV do
+local i, last = 1, #ARGV
+while i <= last do
   local made, due, holder
   i, made, due, holder = create_job(now, ARGV, i)
   if made then

@@ -25,8 +25,8 @@ if (state.rev or '0') ~= rev or not score or tonumber(score) ~= tonumber(from) t
   return {0, 0, now}
 end
 local created, last_job, ticks = 0, nil, 0
-local i = 5
-while i <= #ARGV do
+local i, last = 5, #ARGV
+while i <= last do
   local made
   last_job = ARGV[i]
   i, made = create_job(now, ARGV, i)
