@@ -209,7 +209,8 @@ async def test_dead_letters_outlive_result_ttl(client: Client, worker: WorkerFac
     assert 0 < await client.redis.pttl(keys.job(ok.id)) <= 60_000
     assert 29 * DAY_MS < await client.redis.pttl(keys.job(bad.id)) <= 30 * DAY_MS
     assert 39 * DAY_MS < await client.redis.pttl(keys.job(longer.id)) <= 40 * DAY_MS
-    [(_, expires)] = await client.redis.zrange(keys.dead, 0, 0, withscores=True)
+    dead: Any = await client.redis.zrange(keys.dead, 0, 0, withscores=True)
+    [(_, expires)] = dead
     now_s, micros = await client.redis.time()
     assert 29 * DAY_MS < expires - (now_s * 1000 + micros // 1000) <= 30 * DAY_MS
 

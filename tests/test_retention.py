@@ -53,7 +53,7 @@ async def test_a_count_keeps_the_most_recent_jobs_of_an_outcome(
     client: Client, worker: WorkerFactory
 ) -> None:
     await worker(functions=[echo], concurrency=1)
-    keep = {"keep_completed": {"count": 3}}
+    keep: dict[str, Any] = {"keep_completed": {"count": 3}}
     ids = []
     for n in range(10):  # one by one, so that their order is their end's
         job = await client.enqueue("call", {"fn": "echo", "args": [n]}, **keep)

@@ -15,7 +15,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def ms(*parts: int, tz: ZoneInfo | None = None, fold: int = 0) -> int:
-    return round(datetime(*parts, tzinfo=tz or UTC, fold=fold).timestamp() * 1000)  # type: ignore[misc]
+    return round(datetime(*parts, tzinfo=tz or UTC, fold=fold).timestamp() * 1000)  # type: ignore[arg-type,misc]
 
 
 def utc(t: int | None) -> str:

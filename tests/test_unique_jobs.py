@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs import App, Client, Job, JobStatus
+from redisjobs import App, Client, Job, JobStatus, UniqueMode
 from redisjobs.jobrules import derived_key
 from redisjobs.serialization import pack_payload
 from tests.conftest import WorkerFactory
@@ -47,7 +47,7 @@ async def test_a_duplicate_while_queued_returns_the_job_and_writes_nothing(clien
     ("mode", "held"), [("until_start", False), ("while_queued", False), ("until_done", True)]
 )
 async def test_a_running_job_holds_the_lock_until_done_only(
-    client: Client, worker: WorkerFactory, mode: str, held: bool
+    client: Client, worker: WorkerFactory, mode: UniqueMode, held: bool
 ) -> None:
     first = await client.enqueue("call", SLEEP, unique=mode)
     await worker(functions=[sleep])
@@ -102,7 +102,11 @@ async def test_a_failure_with_retries_left_keeps_or_retakes_the_lock(
     """The run fails and a retry waits a minute: until_done still holds the lock, while_queued
     takes it again, until_start let it go when the run started."""
     await worker(functions=[fail])
-    expect = {"until_done": True, "while_queued": True, "until_start": False}
+    expect: dict[UniqueMode, bool] = {
+        "until_done": True,
+        "while_queued": True,
+        "until_start": False,
+    }
     for mode, held in expect.items():
         payload = {"fn": "fail", "args": [mode]}
         first = await client.enqueue(
@@ -203,5 +207,5 @@ async def test_a_task_declared_unique(url: str, queue: str) -> None:
         await wait_here.options(unique="until_done", unique_key="one").enqueue(4)
     ).id == keyed.id
     with pytest.raises(ValueError):
-        app.task(unique="sometimes")(until_cancelled)
+        app.task(unique="sometimes")(until_cancelled)  # type: ignore[call-overload]
     await app.aclose()

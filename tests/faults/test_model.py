@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 from redis.exceptions import ResponseError
 
-from redisjobs import Client
+from redisjobs import Client, UniqueMode
 from redisjobs.job import FINAL_STATUSES
 from redisjobs.keys import GROUP
 from redisjobs.scripts import Delivery, Scripts
@@ -95,7 +95,9 @@ class ScriptsModel(RuleBasedStateMachine):
         keep=st.sampled_from([None, 1, 3]),
         delay=st.sampled_from([None, 3600.0]),
     )
-    def enqueue_unique(self, mode: str, key: str, keep: int | None, delay: float | None) -> str:
+    def enqueue_unique(
+        self, mode: UniqueMode, key: str, keep: int | None, delay: float | None
+    ) -> str:
         """A unique job (a duplicate answers the holder), keeping few jobs of each outcome."""
         counts = None if keep is None else {"count": keep}
         job = self.run(
