@@ -1,9 +1,9 @@
 """A job's rules beyond its policy: retention per outcome, a unique lock, idempotency.
 
 Each is optional and costs a job that sets none of them nothing in Redis: the enqueue row
-carries them as zeros and empty strings (its last eight values, :data:`RuleValues`), the
-job hash stores only those a job sets, and the scripts act on them only when present
-(docs/architecture.md, "Retention, unique jobs and idempotency").
+carries only the rules a job sets, as (name, value) pairs after their count (0 for none, see
+docs/wire-format.md), the job hash stores only those, and the scripts act on them only when
+present (docs/architecture.md, "Retention, unique jobs and idempotency").
 """
 
 from __future__ import annotations
@@ -86,10 +86,23 @@ class Keep:
     count: int | None = None
 
 
+RULE_NAMES = (
+    "completed_ttl_ms",
+    "completed_keep",
+    "failed_ttl_ms",
+    "failed_keep",
+    "unique",
+    "unique_key",
+    "unique_ttl_ms",
+    "idempotency_ttl_ms",
+)
+"""The names of the rules on the wire (``_lib.lua``'s RULES; a test holds them to it)."""
+
 RuleValues = dict[str, Any]
-"""The rules a job sets, by the names of the :class:`~redisjobs.wire.EnqueueRow` fields that
-carry them (``completed_ttl_ms`` ... ``idempotency_ttl_ms``, the row's last eight); the row
-has 0 or '' for any left out."""
+"""The rules a job sets, by their :data:`RULE_NAMES`; a rule left out is unset."""
+
+RulePairs = tuple[tuple[str, int | str], ...]
+"""The rules as an :class:`~redisjobs.wire.EnqueueRow` carries them: (name, value) pairs."""
 
 
 def _seconds_ms(value: object, name: str) -> int:
@@ -176,7 +189,10 @@ def rules_of(opts: Mapping[str, Any]) -> RuleValues:
         given = opts.get(f"keep_{outcome}")
         if given is not None:
             ttl, keep = keep_of(given, f"keep_{outcome}")
-            out[f"{outcome}_ttl_ms"], out[f"{outcome}_keep"] = ttl, keep
+            if ttl:
+                out[f"{outcome}_ttl_ms"] = ttl
+            if keep:
+                out[f"{outcome}_keep"] = keep
     mode, key, ttl_ms = _unique(opts)
     if mode:
         out.update(unique=mode, unique_key=key, unique_ttl_ms=ttl_ms)

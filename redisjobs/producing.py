@@ -140,7 +140,7 @@ def _jobs_flow(
     for i, job in stored.items():
         if job is None and created[i] is not False:  # a lock outlived its holder's hash
             stored[i] = _fresh(keys, rows[i], dups[i], datetime.now(UTC))
-    gone = [i for i, job in stored.items() if job is None and rows[i].idempotency_ttl_ms]
+    gone = [i for i, job in stored.items() if job is None and rows[i].rule("idempotency_ttl_ms")]
     if gone:
         marks = yield [cmd("get", keys.idem(rows[i].job_id)) for i in gone]
         for i, mark in zip(gone, marks, strict=True):

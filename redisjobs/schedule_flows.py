@@ -16,7 +16,7 @@ from .keys import QUEUES_KEY, QueueKeys
 from .roundtrips import Flow, ScriptCall, cmd
 from .schedule_spec import Schedule, ScheduleSpec, record
 from .scriptcall import Arg
-from .wire import EnqueueRow
+from .wire import EnqueueRow, row_args
 
 log = logging.getLogger("redisjobs.schedules")
 
@@ -106,6 +106,6 @@ def fire_flow(
     """Create the jobs of `rows` and move the schedule on to `next_due` (None: finished), if
     no other worker fired or changed it since `due` was read; returns (fired, jobs created)."""
     args: list[Arg] = [due.schedule_id, due.rev, due.due_ms, -1 if next_due is None else next_due]
-    args += [value for row in rows for value in row]
+    args += row_args(rows)
     fired, created, _now = yield ScriptCall("fire", keys, args)
     return bool(fired), int(created)

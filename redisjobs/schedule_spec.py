@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgpack
 
 from .errors import InvalidJobId
+from .jobrules import RULE_NAMES
 from .names import check_job_id
 from .options import ENQUEUE_OPTIONS, JobOptions, _at_ms
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, unpackb
@@ -105,6 +106,16 @@ def check_timing(
     return (None if cron is None else check_cron(cron)), every_ms, _zone(tz), misfire
 
 
+def _stored_row(values: list[Any]) -> EnqueueRow:
+    """A spec's row, less its id: eleven values, then the rules as a list of pairs, or, as
+    stored before the row took its rules as pairs, one value per rule (0 or '' unset)."""
+    row, rest = EnqueueRow("", *values[:11]), values[11:]
+    if len(rest) == 1:
+        return row._replace(rules=tuple((k, v) for k, v in rest[0]))
+    pairs = zip(RULE_NAMES, rest, strict=True) if rest else ()
+    return row._replace(rules=tuple((k, v) for k, v in pairs if v))
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleSpec:
     """What a schedule runs and when, checked and encoded (see :meth:`build`)."""
@@ -179,7 +190,7 @@ class ScheduleSpec:
     @classmethod
     def decode(cls, schedule_id: str, raw: bytes) -> ScheduleSpec:
         """A stored spec (one whose row is shorter than today's, written before the row grew,
-        gets the defaults of the fields it lacks).
+        gets the defaults of the fields it lacks; see :func:`_stored_row`).
 
         Raises:
             ValueError: it is not one this version wrote (garbage, or a newer version's).
@@ -189,7 +200,7 @@ class ScheduleSpec:
             if d["v"] != SPEC_VERSION:
                 raise ValueError(f"spec version {d['v']!r}")
             timing = Timing(d["cron"], d["every_ms"], d["tz"], d["start_ms"], d["end_ms"])
-            job = EnqueueRow("", *d["job"])
+            job = _stored_row(d["job"])
             return cls(schedule_id, job, timing, d["limit"], d["misfire"])
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise ValueError(f"schedule {schedule_id!r}: unreadable spec ({exc})") from None

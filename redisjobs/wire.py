@@ -1,18 +1,19 @@
 """The enqueue row: one job's values for ``enqueue.lua``, by name (docs/wire-format.md).
 
-A row is built here, carried by name through the client, and flattened into the script's ARGV
-in one place only, :meth:`redisjobs.scripts.Scripts.enqueue`, in the order of its fields.
+A row is built here, carried by name through the client, and flattened into a script's ARGV
+(``enqueue.lua``'s, or ``fire.lua``'s for a schedule's jobs) in one place only, :func:`row_args`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 from .executors._callspec import check_call_payload
-from .jobrules import derived_key
+from .jobrules import RulePairs, derived_key
 from .options import DEFAULT_PRIORITY, JobOptions, Policy, new_job_id
+from .scriptcall import Arg
 from .serialization import pack_payload
 
 
@@ -20,8 +21,9 @@ class EnqueueRow(NamedTuple):
     """One job as ``enqueue.lua`` takes it; the field order is the ARGV order.
 
     The fields from `max_retries` to `result_ttl_ms` are a :class:`~redisjobs.options.Policy`'s,
-    in its order, so a row is built from one unpacked, and the fields from `completed_ttl_ms`
-    on carry the rules (:data:`~redisjobs.jobrules.RuleValues`; a test holds them to both).
+    in its order, so a row is built from one unpacked. The last, `rules`, goes on the wire as
+    its count, then its pairs, so a job that sets no rule sends one value more than the fixed
+    twelve.
     """
 
     job_id: str
@@ -40,15 +42,14 @@ class EnqueueRow(NamedTuple):
     """Epoch ms the job is due at, 0 for none (then `delay_ms` counts)."""
     priority: int = DEFAULT_PRIORITY
     """0..2**21, lower runs sooner; stored on the job only when not the default (100)."""
-    completed_ttl_ms: int = 0
-    """The rules (:data:`~redisjobs.jobrules.RuleValues`), each 0 or '' when unset."""
-    completed_keep: int = 0
-    failed_ttl_ms: int = 0
-    failed_keep: int = 0
-    unique: str = ""
-    unique_key: str = ""
-    unique_ttl_ms: int = 0
-    idempotency_ttl_ms: int = 0
+    rules: RulePairs = ()
+    """The rules the job sets, (name, value) pairs (:data:`~redisjobs.jobrules.RULE_NAMES`);
+    empty for a job that sets none."""
+
+    def rule(self, name: str) -> int | str | None:
+        """The value of rule `name` (a :data:`~redisjobs.jobrules.RULE_NAMES` name), or None
+        when the row does not set it."""
+        return next((v for k, v in self.rules if k == name), None)
 
     @property
     def delayed(self) -> bool:
@@ -98,8 +99,24 @@ def build_row(
         job.delay_ms,
         job.at_ms,
         job.priority,
-        **rules,
+        tuple(rules.items()),
     )
+
+
+def row_args(rows: Iterable[EnqueueRow]) -> list[Arg]:
+    """The one place rows become ARGV values: each row's fields in their order, but its rules
+    as their count, then their pairs (docs/wire-format.md)."""
+    args: list[Arg] = []
+    for row in rows:
+        args += cast("tuple[Arg, ...]", row)  # its last value, the rules, is replaced below
+        rules = row.rules
+        if rules:
+            args[-1] = len(rules)
+            for pair in rules:
+                args += pair
+        else:  # the common row, on the hot path of a bulk enqueue
+            args[-1] = 0
+    return args
 
 
 def due_in_ms(rows: Sequence[EnqueueRow]) -> list[int]:

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgpack
 import pytest
 
 from redisjobs import App, Client, Worker
 from redisjobs.errors import CallRefused, InvalidJobId
 from redisjobs.schedule_loop import ScheduleLoop
+from redisjobs.schedule_spec import ScheduleSpec
 from redisjobs.sync import Client as SyncClient
 from tests.conftest import WorkerFactory, log_events
 from tests.faults.audit import audit
@@ -392,3 +394,20 @@ async def test_a_unique_schedule_makes_no_job_while_the_last_one_is_unfinished(
     (made,) = await _ticks(client)  # ... but only the first made a job: it has not run yet
     job = await client.get(f"solo@{made}")
     assert job is not None and job.status == "pending"
+
+
+def test_a_spec_stored_with_an_older_row_decodes_with_its_rules() -> None:
+    """Rows stored before the rules became pairs (eight values in fixed places, or none at all)
+    decode to today's row: only the rules they set, as pairs."""
+    options = {"unique": "until_done", "keep_failed": 60}
+    spec = ScheduleSpec.build("s", "call", CALL, every=5, options=options)
+    stored = msgpack.unpackb(spec.encode())
+    assert ScheduleSpec.decode("s", spec.encode()) == spec
+    fixed, rules = stored["job"][:11], dict(spec.job.rules)
+    v3 = [*fixed, 0, 0, 60_000, 0, "until_done", rules["unique_key"], 3_600_000, 0]
+    older = ScheduleSpec.decode("s", msgpack.packb({**stored, "job": v3}))
+    assert dict(older.job.rules) == rules and older.job[:12] == spec.job[:12]
+    v2 = ScheduleSpec.decode("s", msgpack.packb({**stored, "job": fixed}))
+    assert v2.job == spec.job._replace(rules=())
+    with pytest.raises(ValueError, match="unreadable spec"):  # neither: refused
+        ScheduleSpec.decode("s", msgpack.packb({**stored, "job": [*fixed, 0, 0]}))

@@ -1,5 +1,5 @@
 """docs/wire-format.md, followed to the letter: a job enqueued without the Python client (the
-script's text from the package files, EVAL with 20 arguments, SADD to the registry) runs."""
+script's text from the package files, EVAL with 13 arguments, SADD to the registry) runs."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from redis.exceptions import ResponseError
 
 from redisjobs import Client, Job
+from redisjobs.jobrules import RULE_NAMES
 from redisjobs.keys import is_job_id
 from redisjobs.options import Policy
-from redisjobs.wire import EnqueueRow
+from redisjobs.wire import EnqueueRow, row_args
 from tests.conftest import WorkerFactory
 from tests.jobs import echo
 
@@ -29,33 +30,51 @@ DOC = Path(__file__).parent.parent / "docs" / "wire-format.md"
 
 
 def _args(job_id: str, payload: Any, *, delay_ms: int = 0, priority: Any = 100) -> list[Any]:
+    """A plain job's row: 12 values, then 0 rules."""
     packed = msgpack.packb(payload, use_bin_type=True)
-    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority, *NONE]
+    return [job_id, "call", packed, 2, 1000, 2.0, 0.1, 0, 86_400_000, delay_ms, 0, priority, 0]
 
 
-NONE = [0, 0, 0, 0, "", "", 0, 0]
-"""The rules of a job that sets none (values 13-20)."""
+def _ruled(job_id: str, *pairs: Any) -> list[Any]:
+    """A row with `pairs` (name, value, name, value...) as its rules, counted."""
+    return [*_args(job_id, None)[:12], len(pairs) // 2, *pairs]
 
 
 def test_the_row_is_named_alike_in_python_lua_and_the_document() -> None:
-    documented = re.findall(r"^\| (\d+) \| (\w+) \|", DOC.read_text(), re.MULTILINE)
-    assert [int(n) for n, _ in documented] == list(range(1, 21))
+    doc = DOC.read_text()
+    documented = re.findall(r"^\| (\d+) \| (\w+) \|", doc, re.MULTILINE)
+    assert [int(n) for n, _ in documented] == list(range(1, 14))
     lua = SCRIPTS.joinpath("_lib.lua").read_text()  # create_job, which every enqueue runs
-    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(args, i, i \+ STRIDE - 1\)", lua)
-    assert named is not None and "local STRIDE = 20" in lua
+    named = re.search(r"local (job_id, [\w,\s]*?) = unpack\(args, i, i \+ FIXED - 1\)", lua)
+    assert named is not None and "local FIXED = 12" in lua
     in_lua = re.split(r",\s*", named.group(1))
-    assert [name for _, name in documented] == list(EnqueueRow._fields) == in_lua
+    names = [name for _, name in documented]
+    assert names[:12] == list(EnqueueRow._fields[:12]) == in_lua and names[12] == "n"
+    assert EnqueueRow._fields[12:] == ("rules",)  # sent as n, then the pairs
     assert EnqueueRow._fields[3:9] == Policy._fields  # a row is built from a Policy unpacked
-    assert EnqueueRow._fields[12:] == (  # and ends with the rules, by these names
-        "completed_ttl_ms",
-        "completed_keep",
-        "failed_ttl_ms",
-        "failed_keep",
+    # the rules: the document's table, Python's names and _lib.lua's allow-list (to hash fields)
+    section = doc[doc.index("#### Rules") : doc.index("### Unique jobs")]
+    rules_doc = re.findall(r"^\| `(\w+)` \| .* \| `(\w+)` \|$", section, re.MULTILINE)
+    table = re.search(r"local RULES = \{(.*?)\}", lua, re.DOTALL)
+    assert table is not None
+    rules_lua = re.findall(r"(\w+) = '(\w+)'", table.group(1))
+    assert rules_doc == rules_lua and [name for name, _ in rules_doc] == list(RULE_NAMES)
+
+
+def test_a_plain_row_is_13_values_and_rules_follow_as_counted_pairs() -> None:
+    plain = EnqueueRow("a", "call", b"\x90", 0, 1000, 2.0, 0.1, 0, 60_000)
+    ruled = plain._replace(job_id="b", rules=(("unique", "until_done"), ("unique_key", "k")))
+    assert row_args([plain, ruled]) == [
+        *plain[:12],
+        0,
+        *ruled[:12],
+        2,
         "unique",
+        "until_done",
         "unique_key",
-        "unique_ttl_ms",
-        "idempotency_ttl_ms",
-    )
+        "k",
+    ]
+    assert (plain.rule("unique"), ruled.rule("unique_key")) == (None, "k")
 
 
 async def test_a_job_enqueued_by_hand_runs(client: Client, worker: WorkerFactory) -> None:
@@ -159,41 +178,61 @@ async def test_priority_is_stored_when_not_100_and_checked(client: Client) -> No
 async def test_rules_by_hand_are_checked_and_stored_only_when_set(client: Client) -> None:
     redis, queue = client.redis, client.queue
     prefix = f"rj:{{{queue}}}:"
-    ruled = [*_args("ruled", None)[:12], 60000, 5, 0, 0, "until_done", "k:1", 1000, 90000]
-    assert await redis.eval(ENQUEUE, 1, prefix, *ruled) == [1]
+    lock = ("unique", "until_done", "unique_key", "k:1", "unique_ttl_ms", 1000)
+    ruled = _ruled("ruled", "completed_ttl_ms", 60000, *lock, "failed_ttl_ms", 0)
+    ruled += _args("plain", None)  # rows of any length follow one another
+    ruled += _ruled("idem", "idempotency_ttl_ms", 90000, "completed_keep", 5)
+    assert await redis.eval(ENQUEUE, 1, prefix, *ruled) == [1, 1, 1]
     fields: Any = await redis.hgetall(f"{prefix}job:ruled")
-    assert (fields[b"completed_ttl"], fields[b"completed_keep"]) == (b"60000", b"5")
-    assert b"failed_ttl" not in fields and fields[b"unique_key"] == b"k:1"
+    assert fields[b"completed_ttl"] == b"60000" and b"completed_keep" not in fields
+    assert b"failed_ttl" not in fields and fields[b"unique_key"] == b"k:1"  # 0: unset
+    assert (fields[b"unique"], fields[b"unique_ttl"]) == (b"until_done", b"1000")
     assert await redis.get(f"{prefix}unique:k:1") == b"ruled"
-    other = [*_args("other", None)[:12], 0, 0, 0, 0, "until_done", "k:1", 1000, 0]
+    plain: Any = await redis.hgetall(f"{prefix}job:plain")
+    assert not {b"completed_ttl", b"unique", b"idempotency_ttl"} & set(plain)
+    idem: Any = await redis.hgetall(f"{prefix}job:idem")
+    assert (idem[b"idempotency_ttl"], idem[b"completed_keep"]) == (b"90000", b"5")
+    other = _ruled("other", *lock)
     assert await redis.eval(ENQUEUE, 1, prefix, *other) == [b"ruled"]  # the lock's holder
     before: Any = await redis.keys(f"{prefix}*")
-    bad_rules = [
-        ([-1, 0, 0, 0, "", "", 0, 0], "invalid retention"),
-        ([0, "1e3", 0, 0, "", "", 0, 0], "invalid retention"),
-        ([0, 0, 0, 0, "", "", 0, 0.5], "invalid retention"),
-        ([0, 0, 0, 0, "always", "k", 1000, 0], "invalid unique mode"),
-        ([0, 0, 0, 0, "until_done", "", 1000, 0], "invalid unique key"),
-        ([0, 0, 0, 0, "until_done", "a b", 1000, 0], "invalid unique key"),
-        ([0, 0, 0, 0, "until_done", "k", 0, 0], "invalid unique ttl"),
+    bad_rows = [
+        (_ruled("x", "completed_ttl_ms", -1), "invalid retention"),
+        (_ruled("x", "completed_keep", "1e3"), "invalid retention"),
+        (_ruled("x", "idempotency_ttl_ms", 0.5), "invalid retention"),
+        (_ruled("x", "unique", "always", "unique_key", "k", "unique_ttl_ms", 1), "unique mode"),
+        (_ruled("x", "unique", "", "unique_key", "k", "unique_ttl_ms", 1), "unique mode"),
+        (_ruled("x", "unique", "until_done", "unique_ttl_ms", 1000), "invalid unique key"),
+        (_ruled("x", *lock[:3], "a b", *lock[4:]), "invalid unique key"),
+        (_ruled("x", "unique_key", "k"), "need unique"),
+        (_ruled("x", *lock[:4]), "invalid unique ttl"),
+        (_ruled("x", *lock[:4], "unique_ttl_ms", 0), "invalid unique ttl"),
+        (_ruled("x", "priority", 5), "unknown or repeated rule: priority"),
+        (_ruled("x", "failed_keep", 1, "failed_keep", 2), "unknown or repeated rule"),
+        (_ruled("x", "failed_keep", 1)[:-1], "past the last argument"),  # an odd count
+        ([*_args("x", None)[:12], 3, "failed_keep", 1], "past the last argument"),
+        (_args("x", None)[:12], "past the last argument"),  # no n
+        ([*_args("x", None)[:12], -1], "invalid rule count"),
+        ([*_args("x", None)[:12], "two"], "invalid rule count"),
     ]
-    for rules, error in bad_rules:
+    for row, error in bad_rows:
         with pytest.raises(ResponseError, match=error):
-            row = _args("x", None)[:12] + rules
             await redis.eval(ENQUEUE, 1, prefix, *_args("fine", None), *row)
     assert await redis.keys(f"{prefix}*") == before
 
 
 async def test_older_versions_calls_are_refused_whole(client: Client) -> None:
-    """11 (version 1: no priority) or 12 (version 2: no rules) arguments per job would shift
-    every later job's values: refused, one job or a batch, with nothing written."""
+    """11 (version 1: no priority), 12 (version 2: no rules) or 20 (version 3: eight rules in
+    fixed places) arguments per job are misread from the 13th on: refused, one job or a batch,
+    with nothing written."""
     redis, queue = client.redis, client.queue
     prefix = f"rj:{{{queue}}}:"
-    for width, what in ((11, "invalid priority"), (12, "invalid retention")):
-        with pytest.raises(ResponseError, match=f"20 values per job, got {width}"):
-            await redis.eval(ENQUEUE, 1, prefix, *_args("old-1", None)[:width])
-        batch = [a for n in range(20) for a in _args(f"old-{n}", None)[:width]]
-        with pytest.raises(ResponseError, match=what):  # whole rows of 20, misread
+    v3 = [*_args("old-0", None)[:12], 0, 0, 0, 0, "", "", 0, 0]
+    for width, what in ((11, "invalid priority"), (12, "rule count"), (20, "rule count")):
+        row = v3[:width]
+        with pytest.raises(ResponseError, match="past the last argument"):
+            await redis.eval(ENQUEUE, 1, prefix, *row)
+        batch = [a for n in range(20) for a in [f"old-{n}", *row[1:]]]
+        with pytest.raises(ResponseError, match=what):
             await redis.eval(ENQUEUE, 1, prefix, *batch)
     assert await redis.keys(f"{prefix}*") == []
 

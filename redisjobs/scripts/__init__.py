@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, ScriptText
+from ..wire import row_args
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -128,8 +129,7 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
 def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool | str]]:
     """Create jobs, one per row; True = created, False = one with its id exists (or its
     idempotency marker), else the id of the job that holds the row's unique lock."""
-    # The one place a row becomes ARGV values: its fields, in their order.
-    reply = yield ScriptCall("enqueue", keys, [value for row in rows for value in row])
+    reply = yield ScriptCall("enqueue", keys, row_args(rows))
     return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 
 

@@ -378,51 +378,74 @@ end
 -- Job creation, shared by enqueue and the scripts that enqueue on a schedule ----------------
 
 
--- Values per job of an enqueue row (the fields of Python's EnqueueRow, redisjobs/wire.py):
--- twelve, then the rules of the 13th-20th, which a job that sets none has as 0 or ''.
-local STRIDE = 20
+-- An enqueue row (the fields of Python's EnqueueRow, redisjobs/wire.py): FIXED values, then
+-- n, then n pairs `name, value`, its rules, each named by a key of RULES (its hash field). A
+-- plain job sends n = 0; a rule left out is unset.
+local FIXED = 12
 local MAX_PRIORITY = 2097152
--- The rules' integer values (ms and counts), as offsets from a row's 13th value.
-local RULE_NUMBERS = {0, 1, 2, 3, 6, 7}
+local RULES = {completed_ttl_ms = 'completed_ttl', completed_keep = 'completed_keep',
+  failed_ttl_ms = 'failed_ttl', failed_keep = 'failed_keep', unique = 'unique',
+  unique_key = 'unique_key', unique_ttl_ms = 'unique_ttl', idempotency_ttl_ms = 'idempotency_ttl'}
+local RULE_TEXT = {unique = true, unique_key = true}  -- the rest are integers >= 0 (0 = none)
 local UNIQUE_MODES = {until_start = true, until_done = true, while_queued = true}
+local NO_RULES = {}
 
--- Whether the row whose 13th value is `args[i]` sets no rule (the common row: string
--- comparisons only, on the hot path of a bulk enqueue).
-local function no_rules(args, i)
-  return args[i + 4] == '' and args[i] == '0' and args[i + 1] == '0' and args[i + 2] == '0'
-    and args[i + 3] == '0' and args[i + 7] == '0'
+-- The rules of the row whose n is `args[c]` (present), by name, and the index of the next
+-- row; or nil and why they cannot be read: an n that is no count, a row running past the end
+-- of `args`, an unknown or repeated name. Values are not checked here (check_rules does).
+local PAST_END = 'enqueue row ends past the last argument: 12 values, n, then n pairs'
+local function read_rules(args, c)
+  if args[c] == '0' then return NO_RULES, c + 1 end  -- a plain row: one comparison
+  local n = count_of(args[c], nil)
+  if not n then return nil, 'invalid rule count: an integer >= 0 after the 12 fixed values' end
+  local nxt = c + 1 + 2 * n
+  if nxt - 1 > #args then return nil, PAST_END end
+  if n == 0 then return NO_RULES, nxt end
+  local rules = {}
+  for k = c + 1, nxt - 1, 2 do
+    local name = args[k]
+    if not RULES[name] or rules[name] then return nil, 'unknown or repeated rule: ' .. name end
+    rules[name] = args[k + 1]
+  end
+  return rules, nxt
 end
 
--- Why the rules of the row whose 13th value is `args[i]` cannot be written, or nil.
-local function check_rules(args, i)
-  if no_rules(args, i) then return nil end
-  for _, k in ipairs(RULE_NUMBERS) do
-    if not count_of(args[i + k], nil) then
+-- Why `rules` (read_rules') cannot be written, or nil.
+local function check_rules(rules)
+  for name, v in pairs(rules) do
+    if not RULE_TEXT[name] and not count_of(v, nil) then
       return 'invalid retention or ttl: an integer of ms or a count >= 0 (0 = none)'
     end
   end
-  local mode, key = args[i + 4], args[i + 5]
-  if mode == '' then return nil end
-  if not UNIQUE_MODES[mode] then
-    return 'invalid unique mode: until_start, until_done, while_queued or empty'
+  local mode, key = rules.unique, rules.unique_key
+  if not mode then
+    if key or rules.unique_ttl_ms then
+      return 'invalid unique key: unique_key and unique_ttl_ms need unique'
+    end
+    return nil
   end
-  if #key > 200 or not string.find(key, '^[%w_@+=.:/%-]+$') then
+  if not UNIQUE_MODES[mode] then
+    return 'invalid unique mode: until_start, until_done or while_queued'
+  end
+  if not key or #key > 200 or not string.find(key, '^[%w_@+=.:/%-]+$') then
     return 'invalid unique key: 1-200 characters of A-Z a-z 0-9 _ - . : / @ + ='
   end
-  if tonumber(args[i + 6]) == 0 then return 'invalid unique ttl: a unique job needs one > 0' end
+  if tonumber(rules.unique_ttl_ms or '0') == 0 then
+    return 'invalid unique ttl: a unique job needs one > 0'
+  end
   return nil
 end
 
--- Why the enqueue rows in `args[from..]` cannot be written, or nil when they all can: the
--- values must be STRIDE per job, every id must keep the job id rule of keys.py (enforced here
--- too for producers that call the scripts without the Python client), every priority must be
--- an integer 0..MAX_PRIORITY, the rules as check_rules says. Checked before anything is written.
+-- Why the enqueue rows in `args[from..]` cannot be written, or nil when they all can: each
+-- row must end within `args` (FIXED values, n, n pairs), every id must keep the job id rule of
+-- keys.py (enforced here too for producers that call the scripts without the Python client),
+-- every priority must be an integer 0..MAX_PRIORITY, the rules as read_rules and check_rules
+-- say. Checked before anything is written.
 local function check_rows(args, from)
-  if (#args - from + 1) % STRIDE ~= 0 then
-    return 'enqueue takes ' .. STRIDE .. ' values per job, got ' .. (#args - from + 1)
-  end
-  for i = from, #args, STRIDE do
-    local job_id, priority = args[i], args[i + 11]
+  local i, last = from, #args
+  while i <= last do
+    if i + FIXED > last then return PAST_END end
+    local job_id, priority = args[i], args[i + FIXED - 1]
     if #job_id > 200 or not string.find(job_id, '^[%w_@+=][%w_@+=%.%-]*$') then
       return 'invalid job id: a job id is 1-200 characters of ' ..
         'A-Z a-z 0-9 _ - . @ + =, not starting with - or .'
@@ -431,8 +454,13 @@ local function check_rows(args, from)
     if not priority or priority > MAX_PRIORITY then
       return 'invalid priority: a priority is an integer 0..' .. MAX_PRIORITY
     end
-    local bad = check_rules(args, i + 12)
-    if bad then return bad end
+    local rules, nxt = read_rules(args, i + FIXED)
+    if not rules then return nxt end
+    if rules ~= NO_RULES then
+      local bad = check_rules(rules)
+      if bad then return bad end
+    end
+    i = nxt
   end
   return nil
 end
@@ -440,49 +468,45 @@ end
 -- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
 -- taken now); false when its id is taken (a hash, or an idempotency marker for a row that
 -- sets idempotency_ttl); the id of the job holding its unique lock otherwise.
-local function admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
+local function admit(job_id, rules)
   if redis.call('EXISTS', job_key(job_id)) == 1 then return false end
-  if tonumber(idempotency_ttl_ms) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
+  local idem = rules.idempotency_ttl_ms
+  if idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
     return false
   end
-  if unique ~= '' then
-    local lock = unique_lock_key(unique_key)
-    if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(unique_ttl_ms)) then
+  if rules.unique then
+    local lock = unique_lock_key(rules.unique_key)
+    if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(rules.unique_ttl_ms)) then
       return redis.call('GET', lock)
     end
   end
   return nil
 end
 
--- The hash fields of the rules a row sets (its 13th-20th values), appended to `fields`: a job
--- stores only those it sets, so a job without any reads as before.
-local KEEP_FIELDS = {'completed_ttl', 'completed_keep', 'failed_ttl', 'failed_keep'}
+-- The hash fields of the rules the row at `args[i..]` sets (its pairs), appended to `fields`:
+-- a job stores only those it sets (a rule of 0 is unset), so a job without any reads as before.
 local function rule_fields(fields, args, i)
-  if no_rules(args, i + 12) then return end
-  local n = #fields
-  for k = 1, #KEEP_FIELDS do
-    local v = tonumber(args[i + 11 + k])
-    if v > 0 then fields[n + 1], fields[n + 2], n = KEEP_FIELDS[k], v, n + 2 end
+  local c = i + FIXED
+  if args[c] == '0' then return end
+  for k = c + 1, c + 2 * tonumber(args[c]), 2 do
+    local name, v = args[k], args[k + 1]
+    if not RULE_TEXT[name] then v = tonumber(v) end
+    if v ~= 0 then
+      fields[#fields + 1] = RULES[name]
+      fields[#fields + 1] = v
+    end
   end
-  if args[i + 16] ~= '' then
-    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'unique', args[i + 16],
-      'unique_key', args[i + 17]
-    fields[n + 5], fields[n + 6], n = 'unique_ttl', tonumber(args[i + 18]), n + 6
-  end
-  local idem = tonumber(args[i + 19])
-  if idem > 0 then fields[n + 1], fields[n + 2] = 'idempotency_ttl', idem end
 end
 
--- Create the job of the row at `args[i..]` (checked by the caller) unless admit refuses it.
--- Returns created (bool); for a job scheduled for later, its due time (ms); for a duplicate of
--- a job that holds its unique lock, that job's id.
+-- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it.
+-- Returns the index of the next row; created (bool); for a job scheduled for later, its due
+-- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
 local function create_job(now, args, i)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
-    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority, completed_ttl_ms, completed_keep,
-    failed_ttl_ms, failed_keep, unique, unique_key, unique_ttl_ms,
-    idempotency_ttl_ms = unpack(args, i, i + STRIDE - 1)
-  local refused = admit(job_id, unique, unique_key, unique_ttl_ms, idempotency_ttl_ms)
-  if refused ~= nil then return false, nil, refused or nil end
+    timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
+  local rules, nxt = read_rules(args, i + FIXED)
+  local refused = admit(job_id, rules)
+  if refused ~= nil then return nxt, false, nil, refused or nil end
   local jkey = job_key(job_id)
   local at = tonumber(at_ms)
   local due = now + tonumber(delay_ms)
@@ -511,7 +535,7 @@ local function create_job(now, args, i)
   redis.call('HSET', jkey, unpack(fields))
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
-  return true, due
+  return nxt, true, due
 end
 
 -- Schedules (see schedule.lua and fire.lua) ---------------------------------------------------

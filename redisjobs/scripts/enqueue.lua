@@ -1,21 +1,22 @@
 -- enqueue: create jobs, each runnable at once or scheduled for later.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
--- ARGV     20 values per job, repeated (the fields of Python's EnqueueRow, in its order):
+-- ARGV     one row per job, repeated (the fields of Python's EnqueueRow, in its order):
 --          job id, kind, payload (msgpack), max_retries, retry_delay_ms, retry_backoff,
 --          retry_jitter, timeout_ms, result_ttl_ms, delay_ms, at_ms (epoch ms, 0 = none),
 --          priority (0..2097152, lower runs sooner; 100 is the default),
---          completed_ttl_ms, completed_keep, failed_ttl_ms, failed_keep (0 = none),
---          unique ('' = none, until_start, until_done, while_queued), unique_key,
---          unique_ttl_ms, idempotency_ttl_ms (0 = none)
+--          then n, the count of the job's rules (0 for none), then n pairs name, value: the
+--          names completed_ttl_ms, completed_keep, failed_ttl_ms, failed_keep (integers, 0 =
+--          none), unique (until_start, until_done, while_queued), unique_key, unique_ttl_ms,
+--          idempotency_ttl_ms (integer, 0 = none), each at most once, in any order
 -- Returns  one value per job: 1 created, 0 already existed (dedup by id, or by its
 --          idempotency marker for a row that sets idempotency_ttl: nothing written), or the
 --          id of the job holding the row's unique lock (a duplicate: nothing written);
---          an error, with nothing written, when the values are not 20 per job, when any id
---          breaks the job id rule (1-200 of A-Z a-z 0-9 _ - . @ + =, not starting with - or
+--          an error, with nothing written, when a row runs past the last value, when any
+--          id breaks the job id rule (1-200 of A-Z a-z 0-9 _ - . @ + =, not starting with - or
 --          .: the rule of keys.py, enforced here too for producers that call this script
 --          without the Python client), any priority is not an integer 0..2097152, or a rule
---          value is out of its form (check_rules)
+--          is unknown, repeated or out of its form (read_rules, check_rules)
 -- Events   enqueued (per created job); control channel 'due:<ms>' when a job was scheduled
 -- Effects  job hash (priority only when not 100, each rule only when set); XADD ready (or ZADD
 --          delayed; or, at another priority, ZADD prio and a wake-up entry in ready); status
@@ -28,8 +29,10 @@ local now = now_ms()
 local out = {}
 local created = 0
 local first_due = nil
-for i = 1, #ARGV, STRIDE do
-  local made, due, holder = create_job(now, ARGV, i)
+local i, last = 1, #ARGV
+while i <= last do
+  local made, due, holder
+  i, made, due, holder = create_job(now, ARGV, i)
   if made then
     created = created + 1
     if due and (not first_due or due < first_due) then first_due = due end

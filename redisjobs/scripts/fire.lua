@@ -3,7 +3,7 @@
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV     schedule id, rev and due time the caller computed from (the compare-and-set token:
 --          both must still be the stored ones), the next due time (ms; -1: no tick left), then
---          one enqueue row per tick to fire (12 values each, as enqueue.lua's; the job id is
+--          one enqueue row per tick to fire (as enqueue.lua's, rules included; the job id is
 --          '<schedule id>@<tick ms>', so a tick's job exists once)
 -- Returns  {fired, created, now}: fired 0 when the token no longer matches (another worker
 --          fired it, or it was changed or removed: nothing written), else 1; created counts
@@ -25,9 +25,12 @@ if (state.rev or '0') ~= rev or not score or tonumber(score) ~= tonumber(from) t
   return {0, 0, now}
 end
 local created, last_job, ticks = 0, nil, 0
-for i = 5, #ARGV, STRIDE do
-  if create_job(now, ARGV, i) then created = created + 1 end
+local i, last = 5, #ARGV
+while i <= last do
+  local made
   last_job = ARGV[i]
+  i, made = create_job(now, ARGV, i)
+  if made then created = created + 1 end
   ticks = ticks + 1
 end
 if created > 0 then redis.call('HINCRBY', K_STATS, 'enqueued', created) end
