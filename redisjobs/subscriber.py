@@ -185,10 +185,17 @@ class Subscriber:
         conn = self._conn
         if not conn.is_connected:
             return
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         except (RedisError, OSError) as exc:  # the connection is closed: the reader reconnects
             log.debug("event subscription: send failed (%s)", exc)
+        # On Python 3.11, the asyncio.wait_for inside redis-py's send returns normally when a
+        # cancel lands as the send completes, swallowing it; the task still counts the request.
+        # Honour it: a subscriber cancelled while subscribing would otherwise wait forever.
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
 
     async def _resubscribe(self, conn: Any) -> None:
         """The connect callback: resubscribe everything filed, then the resync PING."""
