@@ -20,11 +20,11 @@ from redisjobs.sync import Client as SyncClient
 from redisjobs.testing import unique_queue
 from tests.test_fleet import registered
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis_only, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.redis_only, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
-SECONDS = 30
+SECONDS = 60  # a minute of one-second ticks
 
 
 def _workers(url: str, queue: str, tmp_path: Path) -> list[subprocess.Popen[bytes]]:
