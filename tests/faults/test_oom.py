@@ -44,8 +44,10 @@ async def _fill(redis: Redis) -> int:
     """Fill Redis to its maxmemory; returns the bytes written.
 
     Big values first, then smaller ones, until even a 10-byte SET is refused. The limit is then
-    set 256 KB below what Redis uses: memory a client buffer frees meanwhile cannot end the
-    out-of-memory state in the middle of the checks.
+    set 1 MB below what Redis uses: memory that client buffers free meanwhile cannot end the
+    out-of-memory state in the middle of the checks. (Each connection that loaded a script,
+    about 30 KB of Lua, keeps a query buffer of up to 100 KB that Redis shrinks a while later:
+    a few workers' connections free several hundred KB.)
     """
     used = int((await redis.info("memory"))["used_memory"])
     await redis.config_set("maxmemory", used + 2_000_000)
@@ -59,7 +61,7 @@ async def _fill(redis: Redis) -> int:
         except OutOfMemoryError:
             pass
     used = int((await redis.info("memory"))["used_memory"])
-    await redis.config_set("maxmemory", used - 256_000)
+    await redis.config_set("maxmemory", used - 1_000_000)
     return written
 
 
