@@ -336,6 +336,11 @@ async def test_context_of_a_running_job(client: Client, worker: WorkerFactory) -
     assert w.context("no-such-job") is None
     job = await client.enqueue("call", {"fn": "until_cancelled"})
     await until(lambda: _is(client, job.id, JobStatus.RUNNING))
+
+    async def launched() -> bool:  # `start` marks it running before its reply reaches the worker
+        return w.context(job.id) is not None
+
+    await until(launched)
     ctx = w.context(job.id)
     assert ctx is not None and ctx.job_id == job.id and ctx.attempt == 1
     await client.cancel(job.id)
