@@ -20,6 +20,7 @@ from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, ScriptText
 from ..wire import row_args
+from .lualib import needed
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -71,7 +72,8 @@ class Delivery(NamedTuple):
 
 @cache
 def source(name: str, *, embedded: bool = False) -> str:
-    """The full text of script `name`: its shebang line, then ``_lib.lua``, then its body.
+    """The full text of script `name`: its shebang line, then the part of ``_lib.lua`` it
+    needs (:func:`~redisjobs.scripts.lualib.needed`), then its body.
 
     fakeredis rejects ``#!lua`` shebangs, so the embedded backend gets the script without one
     (the only flag we use, allow-oom, has no meaning there).
@@ -83,7 +85,7 @@ def source(name: str, *, embedded: bool = False) -> str:
     if body.startswith("#!"):
         first, _, body = body.partition("\n")
         shebang = "" if embedded else first + "\n"
-    return shebang + lib + "\n" + body
+    return shebang + needed(lib, body) + "\n" + body
 
 
 def _text(value: bytes) -> str:
