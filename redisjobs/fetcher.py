@@ -45,6 +45,9 @@ BLOCK_MS = 2000
 MAX_FETCH = 64
 """Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
 
+_GROUP = GROUP.encode()
+_NO_KEY = "no such key"  # XINFO's reply for a stream that is gone (XREADGROUP says NOGROUP)
+
 PAUSE_RECHECK = 5.0
 """Seconds between a paused fetcher's looks at its queue without a `resume` message (pub/sub
 loses what is published while its connection is down)."""
@@ -110,7 +113,12 @@ class Fetcher:
         busy = True
         wake = self._slots.wake
         while not self._slots.closed:
-            free = min(self._slots.free(), MAX_FETCH)
+            if not busy and self._slots.shared:
+                await self._await_work(backoff)  # holding no slot: the other queues use them
+                busy = True
+                continue
+            self._slots.want()
+            free = min(self._slots.reserve(), MAX_FETCH)
             wake.clear()
             self._resumed.clear()  # before the call that may find the queue paused
             if free <= 0:
@@ -119,19 +127,51 @@ class Fetcher:
             try:
                 busy = await self._fetch(free, busy, backoff)
             except (RedisError, OSError) as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self._recreate_group(backoff)
-                    continue
-                if not is_transient(exc):
-                    raise
-                self._recover = True
-                await backoff.failed(exc)
+                self._slots.settle(True)
+                await self._failed(exc, backoff)
                 continue
+            self._slots.settle(busy and not self.paused)
             backoff.ok()
             if self.paused:
                 await self._wait_resume()
-            elif not busy and not self._can_block:
+            elif not busy and not self._can_block and not self._slots.shared:
                 await self._idle()
+
+    async def _failed(self, exc: RedisError | OSError, backoff: Backoff) -> None:
+        """Recreate a lost consumer group, or wait out an outage; re-raise anything else."""
+        if isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or _NO_KEY in str(exc)):
+            await self._recreate_group(backoff)
+            return
+        if not is_transient(exc):
+            raise exc
+        self._recover = True
+        await backoff.failed(exc)
+
+    async def _await_work(self, backoff: Backoff) -> None:
+        """Wait, holding no slot, until the queue may have work (a queue of a worker over
+        several queues, whose slots the others use meanwhile): a new entry in `ready`, or
+        BLOCK_MS without one, or a local wake-up where Redis cannot block.
+
+        XREAD, not XREADGROUP: it reads nothing into the PEL, so the slot for a job is only
+        taken once the arbiter gave one. It reads from the group's last-delivered id, so that
+        an entry added since the last look, and not yet delivered, ends the wait at once.
+        """
+        if not self._can_block:
+            await self._idle()
+            return
+        try:
+            self.blocked = True
+            groups: Any = await self._reader.xinfo_groups(self._keys.ready)
+            last = next((g["last-delivered-id"] for g in groups if g["name"] == _GROUP), None)
+            if last is None:  # gone with its stream (Redis restarted empty, an obliterate)
+                await self._recreate_group(backoff)
+                return
+            streams: Any = {self._keys.ready: last}
+            await self._reader.xread(streams, count=1, block=self._block_ms)
+        except (RedisError, OSError) as exc:
+            await self._failed(exc, backoff)
+        finally:
+            self.blocked = False
 
     async def _fetch(self, free: int, busy: bool, backoff: Backoff) -> bool:
         """Fill up to `free` slots once; True when there may be more work right away."""

@@ -1,10 +1,11 @@
-"""The workers of an app's other queues, run and stopped with the worker that owns them.
+"""The workers of a worker's other queues, run and stopped with the worker that owns them.
 
-A :class:`~redisjobs.Worker` given an app whose tasks use several queues serves the first and
-owns one sibling worker per other queue: each has its own leases and slots, all share the
-executors (closed once, by the last of them). A stop of the owner stops them; one that fails
-stops the owner, and so the rest; a burst owner that ran out of work waits for its siblings to
-run out of theirs.
+A :class:`~redisjobs.Worker` over several queues (an app whose tasks use several, or
+``queues=``) serves the first and owns one sibling worker per other queue: each has its own
+leases, reclaim, pause and burst, all share one concurrency (a lane each of one
+:class:`~redisjobs.arbiter.Arbiter`) and the executors (closed once, by the last of them). A
+stop of the owner stops them; one that fails stops the owner, and so the rest; a burst owner
+that ran out of work waits for its siblings to run out of theirs.
 """
 
 from __future__ import annotations
