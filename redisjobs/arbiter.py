@@ -82,8 +82,9 @@ class Arbiter:
         self.concurrency, self.batch_size = concurrency, batch_size
         self.strict = not isinstance(order, Mapping)
         weights = order if isinstance(order, Mapping) else dict.fromkeys(order, 1)
-        self.lanes = [Lane(self, queue, weight) for queue, weight in weights.items()]
         self.running = 0
+        self.lanes = [Lane(self, queue, weight) for queue, weight in weights.items()]
+        self.allocate()  # every queue wants slots until its first look
 
     def unallocated(self) -> int:
         """Free slots that no queue was granted."""
@@ -145,7 +146,7 @@ class Lane(Slots):
         super().__init__(arbiter.concurrency, arbiter.batch_size)
         self._arbiter, self.queue, self.weight = arbiter, queue, weight
         self.granted = self.reserved = self.current = 0
-        self.wanting = True  # unknown until its first look
+        self.wanting = False  # until its fetcher's first look asks for slots
 
     def grant(self, count: int) -> None:
         """The arbiter gives this queue `count` more slots (wakes its fetcher)."""
