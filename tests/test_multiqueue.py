@@ -29,7 +29,7 @@ class Ledger:
 
 async def _drained(client: Client, jobs: list[Any]) -> None:
     for job in jobs:
-        await client.wait(job.id, timeout=30)
+        await client.wait(job.id, timeout=30, queue=job.queue)
 
 
 def _worker(url: str, ledger: Ledger, **kwargs: Any) -> Worker:
