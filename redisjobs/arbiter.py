@@ -146,7 +146,7 @@ class Lane(Slots):
         super().__init__(arbiter.concurrency, arbiter.batch_size)
         self._arbiter, self.queue, self.weight = arbiter, queue, weight
         self.granted = self.reserved = self.current = 0
-        self.wanting = False  # until its fetcher's first look asks for slots
+        self.wanting = True  # unknown until its first look: the arbiter grants it slots at once
 
     def grant(self, count: int) -> None:
         """The arbiter gives this queue `count` more slots (wakes its fetcher)."""
