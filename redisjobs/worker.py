@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
 
-from .arbiter import Arbiter, Lane, QueueOrder, queue_order
+from .arbiter import Arbiter, QueueOrder, queue_order
 from .connection import Backend, Backoff, resolve_url
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
@@ -156,28 +156,7 @@ class Worker:
         self._run_task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._done = self._burst_done = False
-        self._siblings = Siblings([self._sibling(lane) for lane in lanes[1:]])
-
-    def _sibling(self, lane: Lane) -> Worker:
-        sibling = Worker(
-            self.backend.url,
-            queue=lane.queue,
-            executors=self.executors.all(),  # replaced below: one registry, closed once
-            concurrency=self.concurrency,
-            batch_size=self.batch_size,
-            lease_ttl=self.lease_ttl,
-            poll_interval=self.poll_interval,
-            grace_period=self.grace_period,
-            max_deliveries=self.max_deliveries,
-            reclaim_interval=self.reclaim_interval,
-            handle_signals=False,
-            context_class=self.context_class,
-            max_payload_bytes=self.max_payload_bytes,
-            burst=self.burst,
-        )
-        sibling.executors, sibling._app = self.executors.share(), self._app
-        sibling.slots = lane  # one concurrency for all the queues
-        return sibling
+        self._siblings = Siblings.of(self, lanes[1:])
 
     # -- public control -------------------------------------------------------------------------
 
@@ -201,18 +180,31 @@ class Worker:
     @property
     def ready(self) -> bool:
         """Connected and fetching, and not stopping (what a readiness probe asks)."""
+        return not self.unready()
+
+    def unready(self) -> list[str]:
+        """Its queues that are not :attr:`ready` (each queue's worker judged alone)."""
         stopping = self.slots.closed or self._stop_requested.is_set()
-        return self._ready.is_set() and not stopping and self._siblings.ready
+        alone = self._ready.is_set() and not stopping
+        return ([] if alone else [self.keys.queue]) + self._siblings.unready()
 
     def unhealthy(self) -> str | None:
         """Why the worker is not healthy (what a liveness probe asks), or None when it is.
 
         Unhealthy: not connected yet, stopped, one of its loops died, or no heartbeat got
-        through to Redis for longer than `lease_ttl` (its leases may be others' by now).
+        through to Redis for longer than `lease_ttl` (its leases may be others' by now); for
+        a worker over several queues, the first of its queues that is (see :meth:`health`).
         """
-        why = self._siblings.unhealthy()
-        if why is not None:
-            return why
+        for queue, why in self.health().items():
+            if why is not None:
+                return why if queue == self.keys.queue else f"queue {queue!r}: {why}"
+        return None
+
+    def health(self) -> dict[str, str | None]:
+        """Each of its queues -> why that queue's worker, judged alone, is unhealthy, or None."""
+        return {self.keys.queue: self._unhealthy_alone(), **self._siblings.health()}
+
+    def _unhealthy_alone(self) -> str | None:
         if self._done:
             return "stopped"
         if self._session is None or not self._ready.is_set():
