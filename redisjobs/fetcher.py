@@ -97,6 +97,7 @@ class Fetcher:
         self.paused = False  # the last `start` found the queue paused
         self._recover = False
         self._resumed = asyncio.Event()
+        self._since: bytes | None = None  # the group's last-delivered id, while idle (lanes)
 
     def resume(self) -> None:
         """The queue may have been resumed (a `resume` message, or a recheck after the pub/sub
@@ -154,21 +155,29 @@ class Fetcher:
 
         XREAD, not XREADGROUP: it reads nothing into the PEL, so the slot for a job is only
         taken once the arbiter gave one. It reads from the group's last-delivered id, so that
-        an entry added since the last look, and not yet delivered, ends the wait at once.
+        an entry added since the last look, and not yet delivered, ends the wait at once. That
+        id is looked up again only after something arrived: a wait that ended empty leaves it
+        as it was, so an idle queue costs a blocking read and a `start` per BLOCK_MS, as a
+        worker of one queue does.
         """
         if not self._can_block:
             await self._idle()
             return
         try:
             self.blocked = True
-            groups: Any = await self._reader.xinfo_groups(self._keys.ready)
-            last = next((g["last-delivered-id"] for g in groups if g["name"] == _GROUP), None)
-            if last is None:  # gone with its stream (Redis restarted empty, an obliterate)
-                await self._recreate_group(backoff)
-                return
-            streams: Any = {self._keys.ready: last}
-            await self._reader.xread(streams, count=1, block=self._block_ms)
+            if self._since is None:
+                groups: Any = await self._reader.xinfo_groups(self._keys.ready)
+                self._since = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] == _GROUP), None
+                )
+                if self._since is None:  # gone with its stream (a Redis restarted empty)
+                    await self._recreate_group(backoff)
+                    return
+            streams: Any = {self._keys.ready: self._since}
+            if await self._reader.xread(streams, count=1, block=self._block_ms):
+                self._since = None  # read: new work, or entries others took since
         except (RedisError, OSError) as exc:
+            self._since = None
             await self._failed(exc, backoff)
         finally:
             self.blocked = False
@@ -238,6 +247,8 @@ class Fetcher:
 
     def _launch_all(self, deliveries: Started) -> None:
         self.paused = deliveries.paused
+        if deliveries:
+            self._since = None  # it read new entries: the group moved on
         for delivery in deliveries:
             self._launch(delivery)
 

@@ -11,7 +11,9 @@ import pytest
 
 from redisjobs import Client, ExecContext, JobStatus, Worker
 from redisjobs.arbiter import Arbiter
-from redisjobs.testing import unique_queue
+from redisjobs.connection import ensure_group
+from redisjobs.scripts import Scripts
+from redisjobs.testing import RedisServer, unique_queue
 
 Started = list[tuple[str, str]]  # (queue, job id) of each run, in the order they started
 
@@ -137,3 +139,54 @@ def test_strict_order_takes_back_what_a_later_queue_did_not_use() -> None:
     assert (b.granted, b.running, arbiter.unallocated()) == (1, 1, 0)
     b.release()
     assert b.granted == 2 and b.free() == 2
+
+
+@pytest.mark.redis_only
+async def test_a_dead_workers_job_of_an_idle_queue_is_taken_over_beside_a_busy_one(
+    url: str, pair: tuple[Client, Client]
+) -> None:
+    busy, idle = pair
+    [orphan] = await steps(idle, 1)
+    await ensure_group(idle.redis, idle.keys())
+    [leased] = await Scripts(idle.redis).start(idle.keys(), "gone", read=1)  # then it died
+    assert leased.job_id == orphan
+    await steps(busy, 80, 0.05)  # 4 s of work for the one slot
+    started: Started = []
+    queues = {busy.queue: 1, idle.queue: 1}
+    async with serving(url, started, queues, lease_ttl=0.5, reclaim_interval=0.2):
+        await until(lambda: (idle.queue, orphan) in started)
+        assert len(started) < 80  # its share of the slot came while the busy queue had work
+    job = await idle.get(orphan)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.attempt == 2
+
+
+async def _calls(client: Client, *names: str) -> int:
+    """The server's count of calls of these commands (in scripts too)."""
+    stats: Any = await client.redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
+
+
+async def test_idle_queues_cost_nothing_per_job_of_a_busy_one() -> None:
+    server = RedisServer().start()  # of its own: its command counts are this test's
+    try:
+        busy, idle = unique_queue(), unique_queue()
+        started: Started = []
+        async with (
+            Client(server.url, queue=busy) as client,
+            serving(server.url, started, [busy, idle], concurrency=4),
+        ):
+            await asyncio.sleep(0.5)  # both queues found empty: each waits for work
+            reads = ("xread", "xreadgroup", "xinfo|groups")  # `start` reads with XREADGROUP
+            before = await _calls(client, *reads)
+            await asyncio.sleep(4)
+            # A blocking read and a `start` per queue per 2 s, as one worker per queue makes.
+            assert await _calls(client, *reads) - before <= 2 * 2 * (4 / 2 + 1)
+            waits = ("xread", "xinfo|groups")  # what only a queue waiting for work sends
+            before, t0 = await _calls(client, *waits), time.monotonic()
+            await steps(client, 2000)
+            await until(lambda: len(started) == 2000, 60)
+            # The idle queue's waits, and the busy queue's before and after its backlog.
+            per_2s = 2 * 2 * ((time.monotonic() - t0) / 2 + 2)
+            assert await _calls(client, *waits) - before <= per_2s
+    finally:
+        server.stop()
