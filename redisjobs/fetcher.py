@@ -16,6 +16,11 @@ On a paused queue `start` leases nothing new and says so; the fetcher then waits
 on the control channel (the worker's control loop calls :meth:`Fetcher.resume`), and looks
 again every PAUSE_RECHECK seconds in case pub/sub lost the message.
 
+A queue of a worker over several queues leases only into the slots the worker's arbiter
+grants it (its slots are a :class:`~redisjobs.arbiter.Lane`): it asks for slots while it may
+have work, gives back what a fetch did not use, and waits for work holding none, with a
+blocking XREAD instead of XREADGROUP (see :meth:`Fetcher._await_work`).
+
 Replies that say Redis cannot serve writes *here and now* (a failover made it a replica, it is
 loading, a cluster is moving slots) are outages like a lost connection: the fetcher waits and
 retries rather than stopping the worker.
