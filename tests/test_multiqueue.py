@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -53,7 +54,7 @@ async def test_concurrency_one_over_two_queues_runs_one_job_at_a_time(
         await _drained(client, jobs)
     runs = sorted(ledger.runs, key=lambda r: r[1])
     assert len(runs) == 16 and {q for q, _, _ in runs} == {first, second}
-    for (_, _, end), (_, start, _) in zip(runs, runs[1:], strict=False):
+    for (_, _, end), (_, start, _) in itertools.pairwise(runs):
         assert end <= start  # never two at once
 
 
@@ -71,12 +72,11 @@ async def test_strict_order_drains_the_first_queue_before_the_second(url: str) -
 async def test_strict_order_serves_a_later_queue_only_while_the_first_is_empty(url: str) -> None:
     first, second = unique_queue(), unique_queue()
     ledger = Ledger()
-    async with Client(url) as client:
-        async with _worker(url, ledger, queues=[first, second], concurrency=2):
-            slow = await client.enqueue_many([("call", {"fn": "run", "args": [0.2]})] * 4, queue=second)
-            await asyncio.sleep(0.1)  # two of them run, two wait for a slot
-            urgent = await client.enqueue_many([("call", {"fn": "run"})] * 3, queue=first)
-            await _drained(client, slow + urgent)
+    async with Client(url) as client, _worker(url, ledger, queues=[first, second], concurrency=2):
+        slow = await client.enqueue_many([("call", {"fn": "run", "args": [0.2]})] * 4, queue=second)
+        await asyncio.sleep(0.1)  # two of them run, two wait for a slot
+        urgent = await client.enqueue_many([("call", {"fn": "run"})] * 3, queue=first)
+        await _drained(client, slow + urgent)
     # The slots the first two of `second` free go to `first` while it has jobs ready.
     assert ledger.starts == [second, second, first, first, first, second, second]
 
