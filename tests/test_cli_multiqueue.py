@@ -125,7 +125,7 @@ def test_no_weight_anywhere_is_strict_order_any_weight_makes_them_weighted() -> 
     assert queues_of(None) is None
     assert queues_of([("a", None), ("b", None), ("a", None)]) == ["a", "b"]
     assert queues_of([("a", 5), ("b", None)]) == {"a": 5, "b": 1}
-    with pytest.raises(UsageError, match="twice with different weights"):
+    with pytest.raises(UsageError, match="queue 'a' given twice with different weights"):
         queues_of([("a", 5), ("a", 1)])
 
 

@@ -66,8 +66,9 @@ def queues_of(given: list[tuple[str, int | None]] | None) -> QueueOrder | None:
         return None
     unique = list(dict.fromkeys(given))
     names = [name for name, _ in unique]
-    if len(set(names)) != len(names):
-        raise UsageError("--queue: a queue given twice with different weights")
+    twice = [name for name in names if names.count(name) > 1]
+    if twice:
+        raise UsageError(f"--queue: queue {twice[0]!r} given twice with different weights")
     if all(weight is None for _, weight in unique):
         return names
     return {name: weight or 1 for name, weight in unique}
