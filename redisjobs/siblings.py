@@ -34,9 +34,11 @@ class Siblings:
     @classmethod
     def of(cls, owner: Worker, lanes: Sequence[Lane]) -> Siblings:
         """One sibling of `owner` per lane: its settings, its executors, the lane's queue."""
+        from .worker import Worker  # a cycle at import time: worker.py imports this module
+
         workers = []
         for lane in lanes:
-            sibling = type(owner)(
+            sibling = Worker(
                 owner.backend.url,
                 queue=lane.queue,
                 executors=owner.executors.all(),  # replaced below: one registry, closed once
