@@ -15,7 +15,9 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from ..errors import QueueFull
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, ScriptText
@@ -130,8 +132,20 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
 
 def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool | str]]:
     """Create jobs, one per row; True = created, False = one with its id exists (or its
-    idempotency marker), else the id of the job that holds the row's unique lock."""
-    reply = yield ScriptCall("enqueue", keys, row_args(rows))
+    idempotency marker), else the id of the job that holds the row's unique lock.
+
+    Raises:
+        QueueFull: the rows would bring the queue's backlog above its max_pending (nothing
+            was written).
+    """
+    try:
+        reply = yield ScriptCall("enqueue", keys, row_args(rows))
+    except ResponseError as exc:
+        words = str(exc).split()
+        if len(words) == 4 and words[0] == "QUEUEFULL":
+            limit, backlog, adding = (int(w) for w in words[1:])
+            raise QueueFull(keys.queue, limit, backlog, adding) from None
+        raise
     return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 
 

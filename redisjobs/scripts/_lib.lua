@@ -18,6 +18,8 @@ local K_LEASES = PREFIX .. 'leases'
 local K_PRIO = PREFIX .. 'prio'
 local K_CARRY = PREFIX .. 'carry'
 local K_PAUSED = PREFIX .. 'paused'
+local K_LIMITS = PREFIX .. 'limits'
+local K_HOLD = PREFIX .. 'hold'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
@@ -27,6 +29,7 @@ local function status_key(s) return PREFIX .. 'status:' .. s end
 local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
 local function unique_lock_key(key) return PREFIX .. 'unique:' .. key end
 local function idem_key(jid) return PREFIX .. 'idem:' .. jid end
+local function key_hold_key(key) return K_HOLD .. ':' .. key end
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -465,15 +468,19 @@ local function check_rows(args, from)
   return nil
 end
 
--- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
--- taken now); false when its id is taken (a hash, or an idempotency marker for a row that
--- sets idempotency_ttl); the id of the job holding its unique lock otherwise.
-local function admit(job_id, rules)
-  if redis.call('EXISTS', job_key(job_id)) == 1 then return false end
+-- Whether a row's job id is taken: a hash, or an idempotency marker for a row that sets
+-- idempotency_ttl. `absent`: the caller already knows there is no hash (no EXISTS for it).
+local function id_taken(job_id, rules, absent)
+  if not absent and redis.call('EXISTS', job_key(job_id)) == 1 then return true end
   local idem = rules.idempotency_ttl_ms
-  if idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
-    return false
-  end
+  return idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1
+end
+
+-- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
+-- taken now); false when its id is taken (id_taken); the id of the job holding its unique
+-- lock otherwise.
+local function admit(job_id, rules, absent)
+  if id_taken(job_id, rules, absent) then return false end
   if rules.unique then
     local lock = unique_lock_key(rules.unique_key)
     if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(rules.unique_ttl_ms)) then
@@ -498,14 +505,15 @@ local function rule_fields(fields, args, i)
   end
 end
 
--- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it.
+-- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
+-- (`absent`: the caller knows the job has no hash yet).
 -- Returns the index of the next row; created (bool); for a job scheduled for later, its due
 -- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
-local function create_job(now, args, i)
+local function create_job(now, args, i, absent)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
   local rules, nxt = read_rules(args, i + FIXED)
-  local refused = admit(job_id, rules)
+  local refused = admit(job_id, rules, absent)
   if refused ~= nil then return nxt, false, nil, refused or nil end
   local jkey = job_key(job_id)
   local at = tonumber(at_ms)
@@ -536,6 +544,41 @@ local function create_job(now, args, i)
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
   return nxt, true, due
+end
+
+-- Backpressure (enqueue only: schedules, retries and promotions are never refused) ----------
+
+-- The jobs waiting to start (the backlog max_pending bounds): pending and scheduled, retries
+-- waiting out their backoff included, as the status indexes count them.
+local function backlog()
+  return redis.call('ZCARD', status_key('pending')) + redis.call('ZCARD', status_key('scheduled'))
+end
+
+-- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:
+-- a row whose id is taken, or whose unique lock is held, would not.
+local function new_rows(args, from)
+  local n, i, last = 0, from, #args
+  while i <= last do
+    local rules, nxt = read_rules(args, i + FIXED)
+    local lock = rules.unique and unique_lock_key(rules.unique_key)
+    if not id_taken(args[i], rules) and not (lock and redis.call('EXISTS', lock) == 1) then
+      n = n + 1
+    end
+    i = nxt
+  end
+  return n
+end
+
+-- The error that refuses the enqueue rows in `args[from..]` when they would bring the backlog
+-- above the queue's max_pending, or nil. Called only when rj:{Q}:limits exists: a queue without
+-- flow settings never gets here.
+local function over_max_pending(args, from)
+  local limit = count_of(redis.call('HGET', K_LIMITS, 'max_pending'), nil)
+  if not limit or limit < 1 then return nil end
+  local waiting = backlog()
+  local adding = new_rows(args, from)
+  if adding == 0 or waiting + adding <= limit then return nil end
+  return 'QUEUEFULL ' .. limit .. ' ' .. waiting .. ' ' .. adding
 end
 
 -- Schedules (see schedule.lua and fire.lua) ---------------------------------------------------
