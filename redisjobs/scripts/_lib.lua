@@ -555,29 +555,34 @@ local function backlog()
 end
 
 -- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:
--- a row whose id is taken, or whose unique lock is held, would not.
-local function new_rows(args, from)
+-- a row whose id is taken, or whose unique lock is held, would not. `first_absent`: the first
+-- row's job is known to have no hash.
+local function new_rows(args, from, first_absent)
   local n, i, last = 0, from, #args
   while i <= last do
     local rules, nxt = read_rules(args, i + FIXED)
     local lock = rules.unique and unique_lock_key(rules.unique_key)
-    if not id_taken(args[i], rules) and not (lock and redis.call('EXISTS', lock) == 1) then
-      n = n + 1
-    end
+    local taken = id_taken(args[i], rules, first_absent and i == from)
+    if not taken and not (lock and redis.call('EXISTS', lock) == 1) then n = n + 1 end
     i = nxt
   end
   return n
 end
 
--- The error that refuses the enqueue rows in `args[from..]` when they would bring the backlog
--- above the queue's max_pending, or nil. Called only when rj:{Q}:limits exists: a queue without
--- flow settings never gets here.
-local function over_max_pending(args, from)
+-- The queue's max_pending (an integer >= 1), or nil when it has none.
+local function max_pending()
   local limit = count_of(redis.call('HGET', K_LIMITS, 'max_pending'), nil)
-  if not limit or limit < 1 then return nil end
+  if limit and limit >= 1 then return limit end
+  return nil
+end
+
+-- The error that refuses the enqueue rows in `args[from..]` when they would bring the backlog
+-- above `limit` (the queue's max_pending), or nil (see new_rows for `first_absent`).
+local function over_max_pending(args, from, limit, first_absent)
+  local adding = new_rows(args, from, first_absent)
+  if adding == 0 then return nil end  -- a re-send only: it answers "already there"
   local waiting = backlog()
-  local adding = new_rows(args, from)
-  if adding == 0 or waiting + adding <= limit then return nil end
+  if waiting + adding <= limit then return nil end
   return 'QUEUEFULL ' .. limit .. ' ' .. waiting .. ' ' .. adding
 end
 

@@ -30,11 +30,16 @@ local bad = check_rows(ARGV, 1)
 if bad then return redis.error_reply(bad) end
 if #ARGV == 0 then return {} end
 
--- One EXISTS asks both whether the first row's job exists and whether the queue has flow
--- settings: 0, the common case, means neither, and costs a queue without them nothing more.
-local absent = redis.call('EXISTS', job_key(ARGV[1]), K_LIMITS) == 0
-if not absent then
-  local full = over_max_pending(ARGV, 1)
+-- One EXISTS asks both whether the first row's job exists (admit's question) and whether the
+-- queue has flow settings: 0, the common case, means neither, and costs a queue without them
+-- nothing more. Otherwise the max_pending field tells: when it is there, the limits hash is
+-- one of the keys found, so the first job exists only when both were.
+local found = redis.call('EXISTS', job_key(ARGV[1]), K_LIMITS)
+local absent = found == 0
+local limit = found > 0 and max_pending()
+if limit then
+  absent = found == 1
+  local full = over_max_pending(ARGV, 1, limit, absent)
   if full then return redis.error_reply(full) end
 end
 
