@@ -33,6 +33,7 @@ NAMES = (
     "heartbeat",
     "complete",
     "fail",
+    "defer",
     "promote",
     "reclaim",
     "cancel",
@@ -250,6 +251,27 @@ class Scripts:
         """
         args: list[Arg] = [worker, job_id, lease, error, mode, defer_ms, random.random()]
         outcome, due = await self._call("fail", keys, args)
+        return outcome.decode(), int(due)
+
+    async def defer(
+        self,
+        keys: QueueKeys,
+        worker: str,
+        job_id: str,
+        lease: int,
+        retry_after_ms: int,
+        *,
+        pause: bool = False,
+    ) -> tuple[str, int]:
+        """Send a running job back to wait `retry_after_ms` without using an attempt (it
+        raised RateLimited); with `pause`, hold its limit key (or the queue) as long.
+
+        Returns:
+            (outcome, due time in ms): 'deferred', 'failed' (deferred too many times),
+            'stale' or 'dup'; the due time only for 'deferred'.
+        """
+        args: list[Arg] = [worker, job_id, lease, retry_after_ms, int(pause)]
+        outcome, due = await self._call("defer", keys, args)
         return outcome.decode(), int(due)
 
     async def promote(self, keys: QueueKeys, limit: int = PROMOTE_BATCH) -> tuple[int, int, int]:

@@ -118,6 +118,9 @@ end
 
 local DEFAULT_TTL_MS = 86400000
 
+-- The longest a running job is sent back to wait (a retry's delay, a deferral): one day.
+local MAX_DELAY_MS = 86400000
+
 -- A dead letter (a job failed for good) is kept at least this long (30 days) unless the job
 -- set its own keep_failed age: a failure is looked into later than a success is read.
 local DEAD_TTL_MS = 2592000000
@@ -254,6 +257,21 @@ local function settle(jid, to, ttl, ukey, idem)
   if ukey then unlock(ukey, jid) end
   if idem then
     redis.call('SET', idem_key(jid), to, 'PX', math.max(count_of(idem, 1), ttl))
+  end
+end
+
+-- A running job goes back to wait in `delayed` until `due` (a retry, a deferral): status
+-- scheduled, its entry (acknowledged by the caller) and any cancel request forgotten; `...`
+-- are more fields to set, name, value, .... A while_queued job takes its unique lock again,
+-- unless another job took it meanwhile. `job` holds its unique, unique_key, unique_ttl.
+local function reschedule(jkey, jid, due, now, job, ...)
+  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due, ...)
+  redis.call('HDEL', jkey, 'msg', 'cancel')
+  redis.call('ZADD', K_DELAYED, due, jid)
+  move_status(jid, 'running', 'scheduled', now)
+  if job.unique == 'while_queued' then
+    redis.call('SET', unique_lock_key(job.unique_key), jid, 'NX', 'PX',
+      count_of(job.unique_ttl, 1))
   end
 end
 
