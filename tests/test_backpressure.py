@@ -11,6 +11,7 @@ import pytest
 from redisjobs import Client, QueueFull
 from redisjobs.scripts import Scripts
 from redisjobs.sync import Client as SyncClient
+from redisjobs.testing import RedisServer
 from tests.test_scripts import read
 
 
@@ -129,3 +130,25 @@ def test_the_sync_client_raises_queue_full(url: str, queue: str) -> None:
         assert (full.value.limit, full.value.backlog) == (1, 1)
         assert c.enqueue("call", 1, job_id="one").duplicate
         assert c.stats()["enqueued"] == 1
+
+
+async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
+    async def calls(c: Client) -> dict[str, int]:
+        stats: Any = await c.redis.info("commandstats")
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+
+    with RedisServer() as server:  # its own, so that no other client's commands count
+        async with Client(server.url, queue="plain") as c:
+            await c.enqueue("call", 0)  # the queue registered, the script loaded
+            await c.redis.config_resetstat()
+            for i in range(20):
+                await c.enqueue("call", i)
+            plain = await calls(c)
+            assert (plain["evalsha"], plain["exists"], plain["time"]) == (20, 20, 20)
+            assert "hget" not in plain and "zcard" not in plain
+            await set_max_pending(c, 1000)
+            await c.redis.config_resetstat()
+            for i in range(10):
+                await c.enqueue("call", i)
+            limited = await calls(c)
+            assert (limited["exists"], limited["hget"], limited["zcard"]) == (10, 10, 20)
