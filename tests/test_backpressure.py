@@ -56,12 +56,11 @@ async def test_a_full_queue_refuses_single_and_bulk_enqueues_writing_nothing(
     assert await client.get("refused") is None
 
 
-async def test_enqueue_works_again_once_jobs_start(client: Client) -> None:
+async def test_enqueue_works_again_once_jobs_start(client: Client, scripts: Scripts) -> None:
     await set_max_pending(client, 2)
     await client.enqueue_many([("call", i) for i in range(2)])
     with pytest.raises(QueueFull):
         await client.enqueue("call", 3)
-    scripts = Scripts(client.redis, embedded=client.backend.embedded)
     [started] = await scripts.start(client.keys(), "w1", (await read(client, "w1"))[:1])
     assert started.attempt == 1
     job = await client.enqueue("call", 3)
@@ -100,9 +99,8 @@ async def test_a_multi_batch_enqueue_many_says_what_was_written(client: Client) 
     assert (await client.stats())["enqueued"] == 100
 
 
-async def test_retries_are_never_refused(client: Client) -> None:
+async def test_retries_are_never_refused(client: Client, scripts: Scripts) -> None:
     job = await client.enqueue("call", 1, max_retries=0)
-    scripts = Scripts(client.redis, embedded=client.backend.embedded)
     [d] = await scripts.start(client.keys(), "w1", await read(client, "w1"))
     assert await scripts.fail(client.keys(), "w1", d.job_id, d.lease, "boom") == ("failed", 0)
     await client.enqueue("call", 2)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from redisjobs import Client, JobStatus, RateLimited
+from redisjobs import Client, JobStatus, RateLimited, UniqueMode
 from redisjobs.keys import QueueKeys
 from redisjobs.scripts import Scripts
 from tests import jobs
 from tests.conftest import WorkerFactory, log_events
-from tests.test_scripts import deliver
+from tests.test_scripts import deliver, read
 
 
 async def test_a_rate_limited_job_runs_again_later_under_the_same_attempt(
@@ -102,3 +102,20 @@ def test_retry_after_must_be_a_number_of_seconds() -> None:
     for bad in (-1, float("nan"), float("inf"), "30"):
         with pytest.raises(ValueError, match="retry_after must be a number of seconds"):
             RateLimited(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "locked"), [("while_queued", True), ("until_done", True), ("until_start", False)]
+)
+async def test_unique_locks_go_as_a_retry_s_would(
+    client: Client, scripts: Scripts, keys: QueueKeys, mode: UniqueMode, locked: bool
+) -> None:
+    job = await client.enqueue("call", 1, unique=mode, unique_key="u-1")
+    [d] = await scripts.start(keys, "w1", await read(client, "w1"))
+    assert d.job_id == job.id
+    outcome, _ = await scripts.defer(keys, "w1", d.job_id, d.lease, 60_000)
+    assert outcome == "deferred"
+    holder = await client.redis.get(keys.unique("u-1"))
+    assert holder == (job.id.encode() if locked else None)
+    dup = await client.enqueue("call", 1, unique=mode, unique_key="u-1")
+    assert dup.duplicate is locked
