@@ -34,9 +34,17 @@ def _errors(*codes: int) -> dict[str, Any]:
         "the Retry-After header's seconds at least.",
         503: "Redis cannot be reached.",
     }
-    return {
+    out = {
         str(c): json_content(ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})
     }
+    if "429" in out:
+        out["429"]["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait at least before sending again.",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return out
 
 
 def _params() -> dict[str, Any]:
