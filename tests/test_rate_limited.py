@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from redisjobs import Client, JobStatus, RateLimited, UniqueMode
+from redisjobs import Client, JobStatus, RateLimited, UniqueMode, runs
 from redisjobs.keys import QueueKeys
 from redisjobs.scripts import Scripts
 from tests import jobs
@@ -16,8 +16,10 @@ from tests.test_scripts import deliver, read
 
 
 async def test_a_rate_limited_job_runs_again_later_under_the_same_attempt(
-    client: Client, worker: WorkerFactory, tmp_path: Path
+    client: Client, worker: WorkerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    observed: list[tuple[str, str, str, str, float]] = []
+    monkeypatch.setattr(runs, "JOB_OBSERVERS", [lambda *seen: observed.append(seen)])
     await worker(functions=[jobs.rate_limited_once])
     marker = str(tmp_path / "first-run")
     job = await client.enqueue(
@@ -33,6 +35,7 @@ async def test_a_rate_limited_job_runs_again_later_under_the_same_attempt(
     assert first.attempt == deferred.attempt == again.attempt == 1
     assert deferred.data["due"] - deferred.ts == 300 and again.ts >= deferred.data["due"]
     assert deferred.data["deferrals"] == 1 and deferred.data["paused"] is False
+    assert [o for q, _, _, o, _ in observed if q == client.queue] == ["deferred", "completed"]
     stats = await client.stats()
     assert (stats["deferred"], stats["failed"], stats["retried"], stats["completed"]) == (
         1,
