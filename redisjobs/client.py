@@ -120,8 +120,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl):
             SerializationError: the payload is not msgpack-encodable, or PayloadTooLarge: over
                 the cap (nothing is written).
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
-            QueueFull: the queue holds its `max_pending` jobs waiting (nothing is written).
-            ConnectionFailed: Redis cannot be reached.
+            QueueFull: the queue is at its `max_pending`. ConnectionFailed: Redis is unreachable.
         """
         row = self.given_row(kind, payload, {**locals(), **rules})
         return (await self._write(self.keys(queue), [row]))[0]
