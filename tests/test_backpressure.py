@@ -83,6 +83,18 @@ async def test_a_re_send_on_a_full_queue_is_already_there_not_full(client: Clien
     assert await client.get("order-2") is None
 
 
+async def test_rows_repeating_an_id_or_a_unique_key_of_the_call_count_once(
+    client: Client,
+) -> None:
+    await set_max_pending(client, 2)
+    unique = {"kind": "call", "unique": "until_start", "unique_key": "k-1"}
+    jobs = await client.enqueue_many(
+        [{"kind": "call", "job_id": "twice"}, {"kind": "call", "job_id": "twice"}, unique, unique]
+    )
+    assert [j.duplicate for j in jobs] == [False, True, False, True]
+    assert (await client.stats())["pending"] == 2
+
+
 async def test_a_held_unique_lock_is_a_duplicate_not_a_new_job(client: Client) -> None:
     await set_max_pending(client, 1)
     first = await client.enqueue("call", 1, unique="until_start", unique_key="sync-7")

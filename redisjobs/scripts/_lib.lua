@@ -573,15 +573,21 @@ local function backlog()
 end
 
 -- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:
--- a row whose id is taken, or whose unique lock is held, would not. `first_absent`: the first
--- row's job is known to have no hash.
+-- a row whose id is taken, or whose unique lock is held, would not, nor would one repeating
+-- the id or unique key of a row before it in the call. `first_absent`: the first row's job is
+-- known to have no hash.
 local function new_rows(args, from, first_absent)
-  local n, i, last = 0, from, #args
+  local n, i, last, seen = 0, from, #args, {}
   while i <= last do
     local rules, nxt = read_rules(args, i + FIXED)
     local lock = rules.unique and unique_lock_key(rules.unique_key)
-    local taken = id_taken(args[i], rules, first_absent and i == from)
-    if not taken and not (lock and redis.call('EXISTS', lock) == 1) then n = n + 1 end
+    local again = seen[args[i]] or (lock and seen[lock])
+    if not again and not id_taken(args[i], rules, first_absent and i == from)
+      and not (lock and redis.call('EXISTS', lock) == 1) then
+      n = n + 1
+    end
+    seen[args[i]] = true
+    if lock then seen[lock] = true end
     i = nxt
   end
   return n
