@@ -120,7 +120,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl):
             SerializationError: the payload is not msgpack-encodable, or PayloadTooLarge: over
                 the cap (nothing is written).
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
-            ConnectionFailed: Redis cannot be reached.
+            QueueFull: the queue is at its `max_pending`. ConnectionFailed: Redis is unreachable.
         """
         row = self.given_row(kind, payload, {**locals(), **rules})
         return (await self._write(self.keys(queue), [row]))[0]
@@ -136,6 +136,10 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl):
 
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
+
+        Raises:
+            QueueFull: a batch of 100 would bring the queue above its `max_pending`: it and the
+                batches after it are not written (`enqueued`: how many jobs were before it).
         """
         return await self._write(self.keys(queue), self.rows(jobs))
 

@@ -5,6 +5,7 @@ The tree::
     RedisJobsError
     ├── ConnectionFailed        Redis could not be reached (the URL is named, password masked)
     ├── RedisOutOfMemory        Redis refused an enqueue: out of memory (maxmemory, noeviction)
+    ├── QueueFull               an enqueue would bring a queue's backlog above its max_pending
     ├── SerializationError      a payload or result msgpack cannot encode/decode
     │   └── PayloadTooLarge     an encoded payload is over the client's size cap
     ├── InvalidJobId            a caller's job id is not 1-200 of the job id charset (a ValueError)
@@ -18,7 +19,8 @@ The tree::
     ├── ExecutorError           an executor's run failed: exit code, HTTP status, timeout, refusal
     │   └── PayloadError        a payload the executor cannot use (never retried)
     │       └── CallRefused     a `call` payload naming a function that may not run
-    └── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
+    ├── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
+    └── RateLimited             raised *by a job* to run again later without using an attempt
 
 ``except TimeoutError`` catches `WaitTimeout`, as the JobManager seed expects.
 """
@@ -40,6 +42,37 @@ class RedisOutOfMemory(RedisJobsError):
     Nothing of the refused call was written (the message says so, or which jobs of a multi-batch
     ``enqueue_many`` were). Jobs already running still record their outcomes.
     """
+
+
+class QueueFull(RedisJobsError):
+    """An enqueue was refused: its new jobs would bring the queue's backlog (its pending and
+    scheduled jobs) above the queue's ``max_pending``.
+
+    Nothing of the refused call was written; of a multi-batch ``enqueue_many``, the batches
+    before it were (`enqueued` says how many jobs). Retry later, once workers have started
+    some of the backlog.
+
+    Args:
+        queue: the queue.
+        limit: its ``max_pending``.
+        backlog: its pending and scheduled jobs when the call was refused.
+        adding: the jobs the refused call would have created.
+        enqueued: jobs of the same ``enqueue_many`` written before (earlier batches).
+    """
+
+    def __init__(
+        self, queue: str, limit: int, backlog: int, adding: int, enqueued: int = 0
+    ) -> None:
+        before = f"; the first {enqueued} jobs of the call were enqueued" if enqueued else ""
+        super().__init__(
+            f"queue {queue!r} is full: {backlog} jobs waiting, max_pending {limit}; "
+            f"{adding} more refused, none of them written{before}"
+        )
+        self.queue = queue
+        self.limit = limit
+        self.backlog = backlog
+        self.adding = adding
+        self.enqueued = enqueued
 
 
 class SerializationError(RedisJobsError, TypeError):
@@ -168,3 +201,32 @@ class Retry(RedisJobsError):
     def __init__(self, defer: float | None = None) -> None:
         super().__init__(f"retry requested (defer={defer})")
         self.defer = defer
+
+
+MAX_RETRY_AFTER = 86400.0
+"""The longest :class:`RateLimited` wait, in seconds (one day, as for a retry's delay)."""
+
+
+class RateLimited(RedisJobsError):
+    """Raised by a job: what it calls is rate limiting it (an HTTP 429, say); run it later.
+
+    The worker puts the job back as ``scheduled``, due `retry_after` seconds from now on
+    Redis's clock, without using an attempt: the run does not count against `max_retries`
+    and is not a failure (a ``deferred`` event, the ``deferred`` counter). A job deferred 100
+    times in a row fails for good, so one that is always refused cannot loop forever.
+
+    Args:
+        retry_after: seconds until it may run again, 0 to one day (longer is cut to a day).
+        pause: also hold back, for as long, every job of the same limit key (for a job
+            without one: every job of the queue), so the fleet stops calling that API at once.
+
+    Raises:
+        ValueError: `retry_after` is negative or not a number.
+    """
+
+    def __init__(self, retry_after: float = 1.0, *, pause: bool = False) -> None:
+        if not isinstance(retry_after, int | float) or not 0 <= retry_after < float("inf"):
+            raise ValueError(f"retry_after must be a number of seconds >= 0, not {retry_after!r}")
+        super().__init__(f"rate limited: run again in {retry_after:g} s" + (", paused" * pause))
+        self.retry_after = min(float(retry_after), MAX_RETRY_AFTER)
+        self.pause = pause

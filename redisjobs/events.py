@@ -29,6 +29,7 @@ EVENT_TYPES = (
     "cancelled",
     "reclaimed",
     "released",
+    "deferred",
 )
 FINAL_EVENTS = FINAL_STATUSES  # a final event is named after the final status it records
 
@@ -45,7 +46,7 @@ class Event:
         ts: Redis time in milliseconds.
         data: the rest: ``kind`` (enqueued), ``worker`` (started), ``progress``/``message``,
             ``result`` (completed), ``error`` (retrying, failed, cancelled), ``due`` (retrying),
-            ``crashes`` (reclaimed).
+            ``crashes`` (reclaimed), ``due``, ``deferrals`` and ``paused`` (deferred).
         id: the log stream id when the event was replayed from the log (a resume cursor).
     """
 

@@ -164,7 +164,7 @@ class QueueGetters(QueueNames):
 
         Returns:
             The running totals ``enqueued started completed failed retried reclaimed
-            cancelled``, and the jobs in the queue now: ``pending scheduled running`` and
+            cancelled deferred``, and the jobs in the queue now: ``pending scheduled running`` and
             ``dead`` (failed for good, kept 30 days, or `result_ttl` when longer).
         """
         redis, _ = await self._conn()

@@ -75,6 +75,25 @@ class QueueKeys:
         return self.prefix + "paused"
 
     @property
+    def limits(self) -> str:
+        """Hash of the queue's flow settings: field ``max_pending`` bounds its backlog (an
+        ``enqueue`` beyond it is refused with :class:`~redisjobs.errors.QueueFull`); ``q``,
+        ``k:*`` and ``k:<key>`` hold rate specs. Absent for a queue without any, which then
+        pays no command for them."""
+        return self.prefix + "limits"
+
+    @property
+    def hold(self) -> str:
+        """String with a PX TTL: while it exists the queue leases nothing new. Set by a job
+        without a limit key that raised ``RateLimited(pause=True)``."""
+        return self.prefix + "hold"
+
+    def key_hold(self, key: str) -> str:
+        """String with a PX TTL: while it exists no job of limit key `key` is leased. Set by
+        a job of that key that raised ``RateLimited(pause=True)``."""
+        return f"{self.prefix}hold:{key}"
+
+    @property
     def delayed(self) -> str:
         """Sorted set of job id -> due time (ms)."""
         return self.prefix + "delayed"

@@ -49,6 +49,19 @@ class Failure(NamedTuple):
     """An explicit retry delay (the job raised ``Retry(defer)``), or -1 for the job's policy."""
 
 
+class Deferral(NamedTuple):
+    """A run that asked to run again later without using an attempt (it raised
+    :class:`~redisjobs.errors.RateLimited`), as `defer.lua` records it."""
+
+    retry_after_ms: int
+    pause: bool = False
+    """Hold the job's limit key (or, for a job without one, the queue) as long too."""
+
+
+Ending = Failure | Deferral
+"""How a run ended without a result."""
+
+
 class Outcomes:
     """The outcome writer of one worker.
 
@@ -97,12 +110,12 @@ class Outcomes:
         self,
         job_id: str,
         lease: int,
-        failure: Failure,
+        failure: Ending,
         lost: Callable[[], bool],
     ) -> str | None:
         """Record a failed (or cancelled) run, and why (`failure.mode`, a
-        :data:`~redisjobs.job.FailureReason`); returns the script's outcome, None if `lost()`
-        (or the job was let go: see :meth:`_give_up`)."""
+        :data:`~redisjobs.job.FailureReason`), or a deferred one; returns the script's
+        outcome, None if `lost()` (or the job was let go: see :meth:`_give_up`)."""
         backoff = Backoff(f"record failure of {job_id}", log)
         while not lost():
             try:
@@ -112,27 +125,52 @@ class Outcomes:
                 await backoff.failed(exc)
         return None
 
-    async def _fail(self, job_id: str, lease: int, failure: Failure) -> str | None:
-        error = failure.error
-        try:
-            outcome, _ = await self._scripts.fail(
+    async def _write(self, job_id: str, lease: int, failure: Ending) -> str:
+        """Send `failure` to its script; its outcome."""
+        if isinstance(failure, Deferral):
+            outcome, _ = await self._scripts.defer(
                 self._keys,
                 self._worker_id,
                 job_id,
                 lease,
-                error,
-                mode=failure.mode,
-                defer_ms=failure.defer_ms,
+                failure.retry_after_ms,
+                pause=failure.pause,
             )
+            if outcome == "deferred":
+                log.info(
+                    "job %s rate limited: deferred %g s%s, no attempt used",
+                    job_id,
+                    failure.retry_after_ms / 1000,
+                    " and its limit key (or queue) held" if failure.pause else "",
+                )
+            return outcome
+        outcome, _ = await self._scripts.fail(
+            self._keys,
+            self._worker_id,
+            job_id,
+            lease,
+            failure.error,
+            mode=failure.mode,
+            defer_ms=failure.defer_ms,
+        )
+        return outcome
+
+    async def _fail(self, job_id: str, lease: int, failure: Ending) -> str | None:
+        try:
+            outcome = await self._write(job_id, lease, failure)
         except (RedisError, OSError) as exc:
             if is_transient(exc):
                 raise
-            return await self._give_up(
-                job_id, lease, f"could not record the failure ({error})", exc
+            what = (
+                "the deferral"
+                if isinstance(failure, Deferral)
+                else f"the failure ({failure.error})"
             )
+            return await self._give_up(job_id, lease, f"could not record {what}", exc)
         if outcome == "stale":
             log.info("outcome of job %s rejected: another worker owns it now", job_id)
         elif outcome == "failed":
+            error = "deferred too many times" if isinstance(failure, Deferral) else failure.error
             log.warning("job %s failed: %s", job_id, error)
         self._finished(job_id, lease)
         return outcome

@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import OutOfMemoryError
 
 from .connection import Backend
-from .errors import JobCancelled, JobFailed, RedisOutOfMemory
+from .errors import JobCancelled, JobFailed, QueueFull, RedisOutOfMemory
 from .events import FINAL_EVENTS, Event
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
@@ -92,6 +92,8 @@ class Producer:
 
         Raises:
             RedisOutOfMemory: Redis refused a batch (the message says which were written).
+            QueueFull: a batch would bring the queue's backlog above its max_pending (that
+                batch wrote nothing; the error says how many jobs the earlier ones wrote).
         """
         created: list[bool | str] = []
         try:
@@ -104,6 +106,10 @@ class Producer:
                 created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
+        except QueueFull as exc:
+            if not created:
+                raise
+            raise QueueFull(exc.queue, exc.limit, exc.backlog, exc.adding, len(created)) from None
         if self.backend.embedded:
             self.backend.wake(keys.queue)
         if all(c is True for c in created):  # the common case: no read, no generator

@@ -22,7 +22,16 @@ from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
 from .roundtrips import Flow, cmd, driven
 from .serialization import unpackb
 
-COUNTERS = ("enqueued", "started", "completed", "failed", "retried", "reclaimed", "cancelled")
+COUNTERS = (
+    "enqueued",
+    "started",
+    "completed",
+    "failed",
+    "retried",
+    "reclaimed",
+    "cancelled",
+    "deferred",
+)
 WAITING = ("pending", "scheduled", "running")
 STATUSES = tuple(s.value for s in JobStatus)
 RATED = ("enqueued", "completed", "failed")

@@ -25,13 +25,14 @@ from .errors import (
     ExecutorError,
     JobTimeout,
     PayloadTooLarge,
+    RateLimited,
     Retry,
     SerializationError,
     UnknownExecutor,
 )
 from .executors import ExecContext, Executors
 from .keys import QueueKeys
-from .outcomes import Failure, Outcomes
+from .outcomes import Deferral, Ending, Failure, Outcomes
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import pack_float, packb, unpackb
@@ -47,7 +48,8 @@ may be another worker's: record nothing), ``handback`` (the worker stops: back t
 
 JOB_OBSERVERS: list[Callable[[str, str, str, str, float], None]] = []
 """Called with (queue, kind, name, outcome, seconds) when a run ends, outcome ``completed``,
-``failed`` or ``cancelled`` (:func:`redisjobs.metrics.enable_job_durations` adds one). `name`
+``failed``, ``cancelled`` or ``deferred`` (it raised RateLimited)
+(:func:`redisjobs.metrics.enable_job_durations` adds one). `name`
 is the function a ``call`` job ran as its executor resolved it (``ExecContext.function``), so
 only names the worker allows; the kind for other kinds and for a payload naming no allowed
 function. While the list is empty a run does not even read the clock."""
@@ -64,12 +66,14 @@ def _describe(exc: BaseException) -> str:
     return _clip(f"{type(exc).__name__}: {exc}")
 
 
-_EXPECTED = (Retry, UnknownExecutor, SerializationError, ExecutorError)
+_EXPECTED = (Retry, RateLimited, UnknownExecutor, SerializationError, ExecutorError)
 """What a run raises to fail with a message that says it all (no traceback in the job's log)."""
 
 
-def failure_of(exc: BaseException) -> Failure:
-    """The failure to record for what a run raised."""
+def failure_of(exc: BaseException) -> Ending:
+    """The failure (or deferral) to record for what a run raised."""
+    if isinstance(exc, RateLimited):
+        return Deferral(round(exc.retry_after * 1000), exc.pause)
     if isinstance(exc, Retry):
         return Failure(
             "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
@@ -255,7 +259,7 @@ class Runs:
 
     async def _execute(self, run: Run) -> None:
         result: bytes | None = None
-        failure: Failure | None = None
+        failure: Ending | None = None
         started = time.perf_counter() if JOB_OBSERVERS else 0.0  # no clock read when unobserved
         # Not even a function call for tracing unless the OpenTelemetry API is installed.
         runs = self._traced(run) if tracing.AVAILABLE else self._invoke(run)
@@ -274,12 +278,12 @@ class Runs:
                 self._observe(run, started, result is not None, failure)
         await self._record(run, result, failure)
 
-    def _failure(self, run: Run, exc: BaseException) -> Failure:
+    def _failure(self, run: Run, exc: BaseException) -> Ending:
         if not isinstance(exc, _EXPECTED):  # a bug in the job: its traceback goes to its log
             self.write_log(run.delivery.job_id, "".join(traceback.format_exception(exc)).rstrip())
         return failure_of(exc)
 
-    async def _record(self, run: Run, result: bytes | None, failure: Failure | None) -> None:
+    async def _record(self, run: Run, result: bytes | None, failure: Ending | None) -> None:
         """Record a run's outcome (none when it was handed back or lost)."""
         d = run.delivery
         if result is not None or failure is not None:
@@ -290,15 +294,17 @@ class Runs:
             outcome = await self.outcomes.failure(
                 d.job_id, d.lease, failure, lambda: run.stop == "lost"
             )
-            if outcome == "retry":
+            if outcome in ("retry", "deferred"):
                 self._scheduler.wake()  # to promote it exactly when due
         if run.stop == "lost":
             self._recorded(d.job_id, d.lease)
 
-    def _observe(self, run: Run, started: float, ok: bool, failure: Failure | None) -> None:
+    def _observe(self, run: Run, started: float, ok: bool, failure: Ending | None) -> None:
         """Report a run that ended with an outcome to the duration observers."""
         if ok:
             outcome = "completed"
+        elif isinstance(failure, Deferral):
+            outcome = "deferred"
         elif failure is not None:
             outcome = "cancelled" if failure.mode == "cancel" else "failed"
         else:

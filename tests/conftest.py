@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, Event, Worker
+from redisjobs.keys import QueueKeys
+from redisjobs.scripts import Scripts
 from redisjobs.testing import RedisServer, unique_queue
 
 
@@ -46,6 +48,18 @@ def queue() -> str:
 async def client(url: str, queue: str) -> AsyncIterator[Client]:
     async with Client(url, queue=queue) as c:
         yield c
+
+
+@pytest.fixture
+def scripts(client: Client) -> Scripts:
+    """The scripts, registered on the test's client."""
+    return Scripts(client.redis, embedded=client.backend.embedded)
+
+
+@pytest.fixture
+def keys(client: Client) -> QueueKeys:
+    """The key names of the test's queue."""
+    return client.keys()
 
 
 WorkerFactory = Callable[..., Awaitable[Worker]]

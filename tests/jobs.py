@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from redisjobs import App, ExecContext, Retry
+from redisjobs import App, ExecContext, RateLimited, Retry
 
 _ledger: aioredis.Redis | None = None
 
@@ -205,6 +205,15 @@ def pid_of(job_id: str) -> list[Any]:
 
 def retry_sync(defer: float) -> None:
     raise Retry(defer=defer)
+
+
+def rate_limited_once(marker: str, retry_after: float = 0.2, pause: bool = False) -> str:
+    """Raises RateLimited on its first run, which leaves file `marker`; "done" on the next."""
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        raise RateLimited(retry_after, pause=pause)
+    return "done"
 
 
 def refuse_sync(message: str) -> None:

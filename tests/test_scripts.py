@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-import pytest
 from redis.exceptions import ResponseError
 
 from redisjobs import Client
@@ -14,16 +13,6 @@ from redisjobs.keys import GROUP, QueueKeys
 from redisjobs.scripts import Delivery, Scripts
 from redisjobs.serialization import packb
 from tests.conftest import log_events
-
-
-@pytest.fixture
-def scripts(client: Client) -> Scripts:
-    return Scripts(client.redis, embedded=client.backend.embedded)
-
-
-@pytest.fixture
-def keys(client: Client) -> QueueKeys:
-    return client.keys()
 
 
 async def read(client: Client, consumer: str, count: int = 100) -> list[tuple[str, str]]:

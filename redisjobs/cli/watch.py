@@ -67,6 +67,8 @@ class State:
             self.status, self.message = "pending", "its worker died; it runs again"
         elif ev.type == "released":
             self.status, self.message = "pending", "its worker stopped; it runs again"
+        elif ev.type == "deferred":
+            self.status, self.message = "scheduled", "rate limited; it runs again later"
         elif ev.type in FINAL_STATUSES:
             self.status = ev.type
             self.result, self.error = ev.data.get("result"), ev.data.get("error")

@@ -7,7 +7,8 @@ obliterate) are bodiless POSTs with their options in the query. Every error is
 ``{"error": "<message>"}`` with its status: 400 unreadable JSON, 401 no credentials, 403 a
 cross-site request, 404 no such job, 405 read-only, 409 the job already finished (obliterate:
 live workers serve the queue), 413 body or payload too large, 415 not JSON, 422 a field that is
-not valid, 503 Redis unreachable. :mod:`.openapi` describes exactly this; a test holds the two
+not valid, 429 the queue is full (its ``max_pending``; with ``Retry-After``), 503 Redis
+unreachable. :mod:`.openapi` describes exactly this; a test holds the two
 together.
 """
 
@@ -25,7 +26,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..client import Client
-from ..errors import ConnectionFailed, PayloadTooLarge, QueueInUse, SerializationError
+from ..errors import (
+    ConnectionFailed,
+    PayloadTooLarge,
+    QueueFull,
+    QueueInUse,
+    SerializationError,
+)
 from ..job import FINAL_STATUSES, Job, JobStatus
 from . import data, openapi, sse
 from .present import job_json
@@ -45,6 +52,11 @@ from .validation import (
 )
 
 STATUSES = frozenset(s.value for s in JobStatus)
+
+QUEUE_FULL_RETRY_AFTER = "1"
+"""The Retry-After of a 429 (seconds). How soon a queue drains below its max_pending depends on
+its workers, which this server does not know: one second is a floor that keeps a producer from
+hammering, not an estimate; a producer backs off further as more 429s come."""
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -78,6 +90,10 @@ class Api:
             jobs = await self.client.enqueue_many(rows, queue=queue)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
+        except QueueFull as exc:
+            raise HTTPException(
+                429, str(exc), headers={"Retry-After": QUEUE_FULL_RETRY_AFTER}
+            ) from None
         except (SerializationError, ValueError, TypeError) as exc:
             raise Invalid(f"cannot enqueue: {exc}") from None
         # Answer with the jobs as Redis holds them (its clock, its defaults), not as sent.

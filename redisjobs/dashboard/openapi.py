@@ -30,11 +30,21 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "The body, or a payload, is too large.",
         415: "The body is not application/json.",
         422: "A field is not valid; the message says which and why.",
+        429: "The queue is full (its max_pending): nothing was enqueued; retry later, after "
+        "the Retry-After header's seconds at least.",
         503: "Redis cannot be reached.",
     }
-    return {
+    out = {
         str(c): json_content(ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})
     }
+    if "429" in out:
+        out["429"]["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait at least before sending again.",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return out
 
 
 def _params() -> dict[str, Any]:
@@ -97,7 +107,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "202": {**job, "description": "Enqueued (or, for a known job_id, as it is)."},
-                    **_errors(*writes),
+                    **_errors(*writes, 429),
                 },
             },
             "get": {
@@ -167,7 +177,7 @@ def _paths() -> dict[str, Any]:
                         },
                         "Enqueued, in the order given.",
                     ),
-                    **_errors(*writes),
+                    **_errors(*writes, 429),
                 },
             },
         },

@@ -24,7 +24,7 @@ import threading
 import traceback
 from typing import IO, Any
 
-from ..errors import CallRefused, ExecutorError, Retry
+from ..errors import CallRefused, ExecutorError, RateLimited, Retry
 from ..serialization import packb, unpackb
 
 HEADER = struct.Struct("!I")
@@ -124,6 +124,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
     reply: dict[str, Any] = {"op": "error", "type": type(exc).__name__, "message": str(exc)}
     if isinstance(exc, Retry):
         reply.update(kind="retry", defer=exc.defer)
+    elif isinstance(exc, RateLimited):
+        reply.update(kind="rate_limited", retry_after=exc.retry_after, pause=exc.pause)
     elif isinstance(exc, ExecutorError):  # expected: its message says it all
         reply.update(kind="error" if exc.retryable else "fatal")
     else:

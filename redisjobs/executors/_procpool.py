@@ -29,7 +29,7 @@ import signal
 import sys
 from typing import Any
 
-from ..errors import CallRefused, ExecutorError, Retry
+from ..errors import CallRefused, ExecutorError, RateLimited, Retry
 from ..serialization import packb, unpackb
 from . import ExecContext
 from ._procchild import HEADER
@@ -219,6 +219,8 @@ async def _outcome(reply: dict[str, Any], ctx: ExecContext) -> Any:
     kind, message = reply.get("kind"), str(reply.get("message"))
     if kind == "retry":
         raise Retry(defer=reply.get("defer"))
+    if kind == "rate_limited":
+        raise RateLimited(float(reply.get("retry_after", 0)), pause=bool(reply.get("pause")))
     if kind in ("error", "fatal"):
         raise ExecutorError(message, retryable=kind == "error")
     text = str(reply.get("traceback", ""))
@@ -257,7 +259,7 @@ class ProcessPool:
         Raises:
             ChildDied: the child died under the job (retryable).
             ProcessJobError: the function raised (retryable).
-            Retry: the function raised it.
+            Retry, RateLimited: the function raised it.
             ExecutorError: the function raised it, or its result cannot be encoded (fatal).
         """
         job = _job(fn, args, kwargs, ctx, next(self._seq))

@@ -11,7 +11,10 @@ Result: ``{"status": 200, "headers": {...}, "body": ...}``: the body parsed when
 JSON, text when it is text, bytes otherwise, cut to `max_response_bytes` (then ``"truncated":
 True``). A status outside 2xx, a timeout or a connection error fails the job with the status and
 the start of the body, so the job's retry policy applies; with ``"retry_4xx": False`` a 4xx
-(except 408 and 429) fails it for good. Redirects are not followed unless the worker says so.
+(except 408 and 429) fails it for good. A 429 whose ``Retry-After`` says when (seconds, or a
+date against the response's ``Date``) raises :class:`~redisjobs.errors.RateLimited` instead: the
+job runs again then without using an attempt. Redirects are not followed unless the worker says
+so.
 
 The worker decides where jobs may go (`allow_hosts`, checked on every redirect too) and may add
 `headers` of its own, such as an API token the payload never sees: set `allow_hosts` with them,
@@ -26,9 +29,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
+from ..errors import ExecutorError, JobTimeout, MissingExtra, PayloadError, RateLimited
 from ..jsonable import json_default
 
 try:
@@ -223,9 +227,30 @@ def _decode(response: httpx.Response, body: bytes, truncated: bool) -> Any:
     return body
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429's ``Retry-After`` asks to wait, or None when it says nothing usable.
+
+    A date is read against the response's own ``Date`` (the server's clock, not this host's);
+    without one it is not used.
+    """
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value[:9])  # up to ~30 years: RateLimited cuts it to a day anyway
+    try:
+        until = parsedate_to_datetime(value)
+        now = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if until.tzinfo is None or now.tzinfo is None:
+        return None
+    return max(0.0, (until - now).total_seconds())
+
+
 def _status_error(
     where: str, response: httpx.Response, body: bytes, retry_4xx: bool
-) -> ExecutorError:
+) -> ExecutorError | RateLimited:
+    if response.status_code == 429 and (wait := _retry_after(response)) is not None:
+        return RateLimited(wait)
     text = body.decode(response.encoding or "utf-8", "replace").strip()
     if len(text) > EXCERPT:
         text = text[:EXCERPT] + "…"

@@ -15,7 +15,9 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from ..errors import QueueFull
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, ScriptText
@@ -31,6 +33,7 @@ NAMES = (
     "heartbeat",
     "complete",
     "fail",
+    "defer",
     "promote",
     "reclaim",
     "cancel",
@@ -130,8 +133,20 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
 
 def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool | str]]:
     """Create jobs, one per row; True = created, False = one with its id exists (or its
-    idempotency marker), else the id of the job that holds the row's unique lock."""
-    reply = yield ScriptCall("enqueue", keys, row_args(rows))
+    idempotency marker), else the id of the job that holds the row's unique lock.
+
+    Raises:
+        QueueFull: the rows would bring the queue's backlog above its max_pending (nothing
+            was written).
+    """
+    try:
+        reply = yield ScriptCall("enqueue", keys, row_args(rows))
+    except ResponseError as exc:
+        words = str(exc).split()
+        if len(words) == 4 and words[0] == "QUEUEFULL":
+            limit, backlog, adding = (int(w) for w in words[1:])
+            raise QueueFull(keys.queue, limit, backlog, adding) from None
+        raise
     return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 
 
@@ -236,6 +251,27 @@ class Scripts:
         """
         args: list[Arg] = [worker, job_id, lease, error, mode, defer_ms, random.random()]
         outcome, due = await self._call("fail", keys, args)
+        return outcome.decode(), int(due)
+
+    async def defer(
+        self,
+        keys: QueueKeys,
+        worker: str,
+        job_id: str,
+        lease: int,
+        retry_after_ms: int,
+        *,
+        pause: bool = False,
+    ) -> tuple[str, int]:
+        """Send a running job back to wait `retry_after_ms` without using an attempt (it
+        raised RateLimited); with `pause`, hold its limit key (or the queue) as long.
+
+        Returns:
+            (outcome, due time in ms): 'deferred', 'failed' (deferred too many times),
+            'stale' or 'dup'; the due time only for 'deferred'.
+        """
+        args: list[Arg] = [worker, job_id, lease, retry_after_ms, int(pause)]
+        outcome, due = await self._call("defer", keys, args)
         return outcome.decode(), int(due)
 
     async def promote(self, keys: QueueKeys, limit: int = PROMOTE_BATCH) -> tuple[int, int, int]:

@@ -18,6 +18,8 @@ local K_LEASES = PREFIX .. 'leases'
 local K_PRIO = PREFIX .. 'prio'
 local K_CARRY = PREFIX .. 'carry'
 local K_PAUSED = PREFIX .. 'paused'
+local K_LIMITS = PREFIX .. 'limits'
+local K_HOLD = PREFIX .. 'hold'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
@@ -27,6 +29,7 @@ local function status_key(s) return PREFIX .. 'status:' .. s end
 local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
 local function unique_lock_key(key) return PREFIX .. 'unique:' .. key end
 local function idem_key(jid) return PREFIX .. 'idem:' .. jid end
+local function key_hold_key(key) return K_HOLD .. ':' .. key end
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -114,6 +117,9 @@ local function drop_entry(msg)
 end
 
 local DEFAULT_TTL_MS = 86400000
+
+-- The longest a running job is sent back to wait (a retry's delay, a deferral): one day.
+local MAX_DELAY_MS = 86400000
 
 -- A dead letter (a job failed for good) is kept at least this long (30 days) unless the job
 -- set its own keep_failed age: a failure is looked into later than a success is read.
@@ -251,6 +257,21 @@ local function settle(jid, to, ttl, ukey, idem)
   if ukey then unlock(ukey, jid) end
   if idem then
     redis.call('SET', idem_key(jid), to, 'PX', math.max(count_of(idem, 1), ttl))
+  end
+end
+
+-- A running job goes back to wait in `delayed` until `due` (a retry, a deferral): status
+-- scheduled, its entry (acknowledged by the caller) and any cancel request forgotten; `...`
+-- are more fields to set, name, value, .... A while_queued job takes its unique lock again,
+-- unless another job took it meanwhile. `job` holds its unique, unique_key, unique_ttl.
+local function reschedule(jkey, jid, due, now, job, ...)
+  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due, ...)
+  redis.call('HDEL', jkey, 'msg', 'cancel')
+  redis.call('ZADD', K_DELAYED, due, jid)
+  move_status(jid, 'running', 'scheduled', now)
+  if job.unique == 'while_queued' then
+    redis.call('SET', unique_lock_key(job.unique_key), jid, 'NX', 'PX',
+      count_of(job.unique_ttl, 1))
   end
 end
 
@@ -465,15 +486,19 @@ local function check_rows(args, from)
   return nil
 end
 
--- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
--- taken now); false when its id is taken (a hash, or an idempotency marker for a row that
--- sets idempotency_ttl); the id of the job holding its unique lock otherwise.
-local function admit(job_id, rules)
-  if redis.call('EXISTS', job_key(job_id)) == 1 then return false end
+-- Whether a row's job id is taken: a hash, or an idempotency marker for a row that sets
+-- idempotency_ttl. `absent`: the caller already knows there is no hash (no EXISTS for it).
+local function id_taken(job_id, rules, absent)
+  if not absent and redis.call('EXISTS', job_key(job_id)) == 1 then return true end
   local idem = rules.idempotency_ttl_ms
-  if idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1 then
-    return false
-  end
+  return idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1
+end
+
+-- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
+-- taken now); false when its id is taken (id_taken); the id of the job holding its unique
+-- lock otherwise.
+local function admit(job_id, rules, absent)
+  if id_taken(job_id, rules, absent) then return false end
   if rules.unique then
     local lock = unique_lock_key(rules.unique_key)
     if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(rules.unique_ttl_ms)) then
@@ -498,14 +523,15 @@ local function rule_fields(fields, args, i)
   end
 end
 
--- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it.
+-- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
+-- (`absent`: the caller knows the job has no hash yet).
 -- Returns the index of the next row; created (bool); for a job scheduled for later, its due
 -- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
-local function create_job(now, args, i)
+local function create_job(now, args, i, absent)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
   local rules, nxt = read_rules(args, i + FIXED)
-  local refused = admit(job_id, rules)
+  local refused = admit(job_id, rules, absent)
   if refused ~= nil then return nxt, false, nil, refused or nil end
   local jkey = job_key(job_id)
   local at = tonumber(at_ms)
@@ -536,6 +562,52 @@ local function create_job(now, args, i)
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
   return nxt, true, due
+end
+
+-- Backpressure (enqueue only: schedules, retries and promotions are never refused) ----------
+
+-- The jobs waiting to start (the backlog max_pending bounds): pending and scheduled, retries
+-- waiting out their backoff included, as the status indexes count them.
+local function backlog()
+  return redis.call('ZCARD', status_key('pending')) + redis.call('ZCARD', status_key('scheduled'))
+end
+
+-- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:
+-- a row whose id is taken, or whose unique lock is held, would not, nor would one repeating
+-- the id or unique key of a row before it in the call. `first_absent`: the first row's job is
+-- known to have no hash.
+local function new_rows(args, from, first_absent)
+  local n, i, last, seen = 0, from, #args, {}
+  while i <= last do
+    local rules, nxt = read_rules(args, i + FIXED)
+    local lock = rules.unique and unique_lock_key(rules.unique_key)
+    local again = seen[args[i]] or (lock and seen[lock])
+    if not again and not id_taken(args[i], rules, first_absent and i == from)
+      and not (lock and redis.call('EXISTS', lock) == 1) then
+      n = n + 1
+    end
+    seen[args[i]] = true
+    if lock then seen[lock] = true end
+    i = nxt
+  end
+  return n
+end
+
+-- The queue's max_pending (an integer >= 1), or nil when it has none.
+local function max_pending()
+  local limit = count_of(redis.call('HGET', K_LIMITS, 'max_pending'), nil)
+  if limit and limit >= 1 then return limit end
+  return nil
+end
+
+-- The error that refuses the enqueue rows in `args[from..]` when they would bring the backlog
+-- above `limit` (the queue's max_pending), or nil (see new_rows for `first_absent`).
+local function over_max_pending(args, from, limit, first_absent)
+  local adding = new_rows(args, from, first_absent)
+  if adding == 0 then return nil end  -- a re-send only: it answers "already there"
+  local waiting = backlog()
+  if waiting + adding <= limit then return nil end
+  return 'QUEUEFULL ' .. limit .. ' ' .. waiting .. ' ' .. adding
 end
 
 -- Schedules (see schedule.lua and fire.lua) ---------------------------------------------------

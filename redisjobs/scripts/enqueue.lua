@@ -16,7 +16,11 @@
 --          id breaks the job id rule (1-200 of A-Z a-z 0-9 _ - . @ + =, not starting with - or
 --          .: the rule of keys.py, enforced here too for producers that call this script
 --          without the Python client), any priority is not an integer 0..2097152, or a rule
---          is unknown, repeated or out of its form (read_rules, check_rules)
+--          is unknown, repeated or out of its form (read_rules, check_rules); the error
+--          'QUEUEFULL <max_pending> <backlog> <new rows>', with nothing written, when the rows
+--          that would create a job (not those whose id is taken or whose unique lock is held)
+--          would bring the queue's backlog (pending + scheduled) above the max_pending field of
+--          rj:{Q}:limits
 -- Events   enqueued (per created job); control channel 'due:<ms>' when a job was scheduled
 -- Effects  job hash (priority only when not 100, each rule only when set); XADD ready (or ZADD
 --          delayed; or, at another priority, ZADD prio and a wake-up entry in ready); status
@@ -24,6 +28,20 @@
 
 local bad = check_rows(ARGV, 1)
 if bad then return redis.error_reply(bad) end
+if #ARGV == 0 then return {} end
+
+-- One EXISTS asks both whether the first row's job exists (admit's question) and whether the
+-- queue has flow settings: 0, the common case, means neither, and costs a queue without them
+-- nothing more. Otherwise the max_pending field tells: when it is there, the limits hash is
+-- one of the keys found, so the first job exists only when both were.
+local found = redis.call('EXISTS', job_key(ARGV[1]), K_LIMITS)
+local absent = found == 0
+local limit = found > 0 and max_pending()
+if limit then
+  absent = found == 1
+  local full = over_max_pending(ARGV, 1, limit, absent)
+  if full then return redis.error_reply(full) end
+end
 
 local now = now_ms()
 local out = {}
@@ -32,7 +50,7 @@ local first_due = nil
 local i, last = 1, #ARGV
 while i <= last do
   local made, due, holder
-  i, made, due, holder = create_job(now, ARGV, i)
+  i, made, due, holder = create_job(now, ARGV, i, absent and i == 1)
   if made then
     created = created + 1
     if due and (not first_due or due < first_due) then first_due = due end

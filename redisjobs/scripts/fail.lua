@@ -21,7 +21,6 @@
 --          cancelled: the unique lock released, the idempotency marker written (settle);
 --          stats.retried / failed / cancelled. An unknown mode is an error.
 
-local MAX_DELAY_MS = 86400000
 local RETRIED = {error = true, timeout = true}
 local jid, lease, err, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if not RETRIED[mode] and mode ~= 'fatal' and mode ~= 'cancel' then
@@ -66,15 +65,7 @@ if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
   end
   delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
   local due = now + delay
-  redis.call('HSET', jkey, 'status', 'scheduled', 'scheduled_at', due, 'error', err,
-    'failure', mode)
-  redis.call('HDEL', jkey, 'msg', 'cancel')
-  redis.call('ZADD', K_DELAYED, due, jid)
-  move_status(jid, 'running', 'scheduled', now)
-  if job.unique == 'while_queued' then  -- waiting again: its lock again, unless taken meanwhile
-    redis.call('SET', unique_lock_key(job.unique_key), jid, 'NX', 'PX',
-      count_of(job.unique_ttl, 1))
-  end
+  reschedule(jkey, jid, due, now, job, 'error', err, 'failure', mode)
   emit(jid, 'retrying', attempt, now,
     {'error', mp_str(err), 'failure', mp_str(mode), 'due', mp_uint(due)})
   redis.call('HINCRBY', K_STATS, 'retried', 1)

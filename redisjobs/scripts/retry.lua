@@ -9,8 +9,8 @@
 --          anyway).
 -- Events   enqueued (per job put back, attempt 0)
 -- Effects  the hash and its log lose their TTL; the outcome of the last run (error, failure,
---          result, times, worker, progress) is cleared and attempt and crashes start again
---          from 0, but the lease counter is kept, so fencing tokens keep growing; ZREM dead;
+--          result, times, worker, progress) is cleared and attempt, crashes and deferrals
+--          start again from 0, but the lease counter is kept, so fencing tokens keep growing; ZREM dead;
 --          status failed (or cancelled) -> pending under a new stream entry (or in prio, by its
 --          priority); stats.enqueued (each job that runs again counts as enqueued again, so
 --          enqueued - finished stays the jobs in flight)
@@ -25,7 +25,7 @@ for i = 1, #ARGV do
     redis.call('PERSIST', jkey)
     redis.call('PERSIST', job_log_key(jid))
     redis.call('HDEL', jkey, 'error', 'failure', 'result', 'completed_at', 'started_at', 'worker',
-      'progress', 'progress_message', 'scheduled_at', 'cancel', 'cancel_token')
+      'progress', 'progress_message', 'scheduled_at', 'cancel', 'cancel_token', 'deferrals')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
     push_ready(jkey, jid, job.priority)

@@ -154,6 +154,7 @@ class Client(Producer, QueueNames):
             CallRefused, SerializationError, PayloadTooLarge, ValueError, TypeError: bad input
                 (nothing is written).
             RedisOutOfMemory: Redis is at maxmemory. ConnectionFailed: Redis cannot be reached.
+            QueueFull: the queue holds its `max_pending` jobs waiting (nothing is written).
         """
         row = self.given_row(kind, payload, options)
         return self._run(self.write_flow(self.keys(queue), [row]))[0]

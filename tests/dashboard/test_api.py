@@ -127,6 +127,25 @@ async def test_batch(client: Client, dash: httpx.AsyncClient) -> None:
     assert (await client.stats())["pending"] == 5  # all or none
 
 
+async def test_a_full_queue_is_429_with_retry_after(
+    client: Client, dash: httpx.AsyncClient
+) -> None:
+    await client.redis.hset(client.keys().limits, "max_pending", 1)
+    jobs = f"/api/queues/{client.queue}/jobs"
+    first = await dash.post(jobs, json={"kind": "call", "options": {"job_id": "only"}})
+    assert first.status_code == 202
+    for path, body in (
+        (jobs, {"kind": "call"}),
+        (jobs + ":batch", {"jobs": [{"kind": "call"}, {"kind": "call"}]}),
+    ):
+        refused = await dash.post(path, json=body)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "is full: 1 jobs waiting, max_pending 1" in refused.json()["error"]
+    again = await dash.post(jobs, json={"kind": "call", "options": {"job_id": "only"}})
+    assert again.status_code == 202  # a re-send of a known id is not new work
+    assert (await client.stats())["enqueued"] == 1
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [

@@ -9,13 +9,22 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from redisjobs import Client, ExecContext, ExecutorError, JobFailed, JobTimeout, PayloadError
+from redisjobs import (
+    Client,
+    ExecContext,
+    ExecutorError,
+    JobFailed,
+    JobTimeout,
+    PayloadError,
+    RateLimited,
+)
 from redisjobs.executors import HTTPExecutor
 from redisjobs.testing import free_port
 from tests.conftest import WorkerFactory
@@ -63,6 +72,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"late", "text/plain")
         elif url.path == "/big":
             self._send(200, b"y" * int(query["n"]), "application/json")
+        elif url.path == "/limited":
+            after = query.get("after")
+            if "in" in query:  # a date that many seconds after the response's own Date
+                after = formatdate(time.time() + float(query["in"]), usegmt=True)
+            retry_after = {"Retry_After": after} if after is not None else {}
+            self._send(429, b"slow down", "text/plain", **retry_after)
         elif url.path == "/redirect":
             self._send(302, b"", "text/plain", Location=query["to"])
         else:
@@ -155,6 +170,35 @@ async def test_error_statuses_fail_with_status_and_excerpt(
     assert "not here: xxx" in message and message.endswith("…") and len(message) < 400
     assert "secret" not in message  # the query string stays out of the job's error
     assert err.value.retryable is retryable
+
+
+@pytest.mark.parametrize(
+    ("query", "wait"),
+    [
+        ({"after": "30"}, 30.0),
+        ({"in": "40"}, 40.0),  # a date, read against the response's Date
+        ({"in": "-60"}, 0.0),  # a date already past: at once
+        ({"after": "99999999999"}, 86400.0),
+    ],
+)
+async def test_a_429_that_says_when_is_rate_limited(
+    server: str, ctx: ExecContext, http: Any, query: dict[str, str], wait: float
+) -> None:
+    with pytest.raises(RateLimited) as limited:
+        await call(http, ctx, url=f"{server}/limited", params=query)
+    assert abs(limited.value.retry_after - wait) <= 1 and limited.value.pause is False
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"after": "soon"}, {"after": "-5"}, {"after": "Wed, 21 Oct 2026 07:28:40"}],
+)
+async def test_a_429_that_does_not_say_when_fails_the_run(
+    server: str, ctx: ExecContext, http: Any, query: dict[str, str]
+) -> None:
+    with pytest.raises(ExecutorError, match="HTTP 429") as err:
+        await call(http, ctx, url=f"{server}/limited", params=query, retry_4xx=False)
+    assert err.value.retryable is True
 
 
 async def test_timeout(server: str, ctx: ExecContext, http: Any) -> None:

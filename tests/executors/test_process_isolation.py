@@ -20,7 +20,7 @@ from redisjobs.executors import CallExecutor
 from redisjobs.executors._procchild import find_target
 from redisjobs.executors._procpool import check_process_target
 from tests import jobs
-from tests.conftest import WorkerFactory
+from tests.conftest import WorkerFactory, log_events
 
 pytestmark = pytest.mark.redis_only  # child processes are the point, not the backend
 
@@ -39,6 +39,7 @@ PROCESS: list[Callable[..., Any]] = [
     jobs.sleep_sync,
     jobs.types_of,
     jobs.leaves_a_logger,
+    jobs.rate_limited_once,
 ]
 
 
@@ -140,6 +141,21 @@ async def test_errors_keep_their_meaning(client: Client, worker: WorkerFactory) 
     assert "in the child process" in log and "in fail_sync" in log
     job = await _failed(client, unencodable.id, "cannot be stored: cannot encode object")
     assert job.attempt == 1 and job.failure == "fatal"
+
+
+async def test_rate_limited_in_a_child_defers_the_job(
+    client: Client, worker: WorkerFactory, tmp_path: Path
+) -> None:
+    await worker(executors=[_call()], concurrency=1)
+    marker = str(tmp_path / "first-run")
+    job = await client.enqueue(
+        "call", {"fn": "rate_limited_once", "args": [marker, 0.1, True]}, max_retries=0
+    )
+    assert await client.wait(job.id, timeout=10) == "done"
+    done = await client.get(job.id)
+    assert done is not None and done.attempt == 1
+    [deferred] = [e for e in await log_events(client, job.id) if e.type == "deferred"]
+    assert deferred.data["due"] - deferred.ts == 100 and deferred.data["paused"] is True
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """A stateful model test of the Lua transitions, on a real redis-server and on fakeredis.
 
-Hypothesis drives random sequences of enqueue (at several priorities) / start / heartbeat /
-complete / fail / cancel / promote / reclaim / release / pause / resume and ages leases
+Hypothesis drives random sequences of enqueue (at several priorities, under a max_pending
+bound or not) / start / heartbeat / complete / fail / defer / cancel / promote / reclaim /
+release / pause / resume and ages leases
 (``XCLAIM ... IDLE``, as a worker that went silent), with stale leases and re-sent calls mixed
 in. After every step the keyspace audit must be clean, and the model checks what the scripts
 report: a terminal job never changes again, and only the current lease's outcome counts.
@@ -21,12 +22,13 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    multiple,
     precondition,
     rule,
 )
 from redis.exceptions import ResponseError
 
-from redisjobs import Client, UniqueMode
+from redisjobs import Client, QueueFull, UniqueMode
 from redisjobs.job import FINAL_STATUSES
 from redisjobs.keys import GROUP
 from redisjobs.scripts import Delivery, Scripts
@@ -83,18 +85,25 @@ class ScriptsModel(RuleBasedStateMachine):
         retries=st.integers(0, 2),
         priority=st.sampled_from([100, 100, 0, 7, 300]),
     )
-    def enqueue(self, delay: float | None, retries: int, priority: int) -> str:
-        job = self.run(
-            self.client.enqueue(
-                "call",
-                {"n": 1},
-                delay=delay,
-                max_retries=retries,
-                retry_delay=0.001,
-                priority=priority,
-            )
-        )
+    def enqueue(self, delay: float | None, retries: int, priority: int) -> Any:
+        return self._enqueue(delay=delay, max_retries=retries, retry_delay=0.001, priority=priority)
+
+    def _enqueue(self, **options: Any) -> Any:
+        """Enqueue a job; its id, or none when the queue is full (nothing was written)."""
+        try:
+            job = self.run(self.client.enqueue("call", {"n": 1}, **options))
+        except QueueFull as full:
+            assert full.backlog + 1 > full.limit
+            return multiple()
         return str(job.id)
+
+    @rule(limit=st.sampled_from([None, 1, 3, 10]))
+    def max_pending(self, limit: int | None) -> None:
+        """The queue's backlog bound, set or taken away (as Client.set_limit writes it)."""
+        if limit is None:
+            self.run(self.client.redis.delete(self.keys.limits))
+        else:
+            self.run(self.client.redis.hset(self.keys.limits, "max_pending", limit))
 
     @rule(paused=st.booleans())
     def pause(self, paused: bool) -> None:
@@ -109,23 +118,18 @@ class ScriptsModel(RuleBasedStateMachine):
     )
     def enqueue_unique(
         self, mode: UniqueMode, key: str, keep: int | None, delay: float | None
-    ) -> str:
+    ) -> Any:
         """A unique job (a duplicate answers the holder), keeping few jobs of each outcome."""
         counts = None if keep is None else {"count": keep}
-        job = self.run(
-            self.client.enqueue(
-                "call",
-                {"n": 1},
-                delay=delay,
-                max_retries=1,
-                retry_delay=0.001,
-                unique=mode,
-                unique_key=key,
-                keep_completed=counts,
-                keep_failed=counts,
-            )
+        return self._enqueue(
+            delay=delay,
+            max_retries=1,
+            retry_delay=0.001,
+            unique=mode,
+            unique_key=key,
+            keep_completed=counts,
+            keep_failed=counts,
         )
-        return str(job.id)
 
     @rule(job_id=jobs)
     def cancel(self, job_id: str) -> None:
@@ -185,6 +189,21 @@ class ScriptsModel(RuleBasedStateMachine):
         if outcome in ("failed", "cancelled"):
             assert job_id not in self.final
             self.final[job_id] = outcome
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(data=st.data(), wait=st.sampled_from([0, 1, 3_600_000]), pause=st.booleans())
+    def defer(self, data: st.DataObject, wait: int, pause: bool) -> None:
+        """The run raised RateLimited: back to wait, its attempt given back."""
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        d = self.leases[job_id]
+        outcome, _ = self.run(
+            self.scripts.defer(self.keys, self.owner[job_id], job_id, d.lease, wait, pause=pause)
+        )
+        assert outcome in ("deferred", "stale", "dup", "failed")
+        if outcome == "deferred":
+            assert job_id not in self.final
+            attempt: Any = self.run(self.client.redis.hget(self.keys.job(job_id), "attempt"))
+            assert int(attempt) == d.attempt - 1
 
     @precondition(lambda self: bool(self.leases))
     @rule(data=st.data())

@@ -142,7 +142,7 @@
   // The status an event leaves its job in.
   const STATUS_AFTER = {
     enqueued: "pending", started: "running", progress: "running", retrying: "scheduled",
-    reclaimed: "pending", released: "pending", completed: "completed", failed: "failed",
+    reclaimed: "pending", released: "pending", deferred: "scheduled", completed: "completed", failed: "failed",
     cancelled: "cancelled",
   };
 
