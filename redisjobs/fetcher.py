@@ -16,6 +16,11 @@ On a paused queue `start` leases nothing new and says so; the fetcher then waits
 on the control channel (the worker's control loop calls :meth:`Fetcher.resume`), and looks
 again every PAUSE_RECHECK seconds in case pub/sub lost the message.
 
+A queue of a worker over several queues leases only into the slots the worker's arbiter
+grants it (its slots are a :class:`~redisjobs.arbiter.Lane`): it asks for slots while it may
+have work, gives back what a fetch did not use, and waits for work holding none, with a
+blocking XREAD instead of XREADGROUP (see :meth:`Fetcher._await_work`).
+
 Replies that say Redis cannot serve writes *here and now* (a failover made it a replica, it is
 loading, a cluster is moving slots) are outages like a lost connection: the fetcher waits and
 retries rather than stopping the worker.
@@ -44,6 +49,9 @@ BLOCK_MS = 2000
 
 MAX_FETCH = 64
 """Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
+
+_GROUP = GROUP.encode()
+_NO_KEY = "no such key"  # XINFO's reply for a stream that is gone (XREADGROUP says NOGROUP)
 
 PAUSE_RECHECK = 5.0
 """Seconds between a paused fetcher's looks at its queue without a `resume` message (pub/sub
@@ -94,6 +102,7 @@ class Fetcher:
         self.paused = False  # the last `start` found the queue paused
         self._recover = False
         self._resumed = asyncio.Event()
+        self._since: bytes | None = None  # the group's last-delivered id, while idle (lanes)
 
     def resume(self) -> None:
         """The queue may have been resumed (a `resume` message, or a recheck after the pub/sub
@@ -110,7 +119,12 @@ class Fetcher:
         busy = True
         wake = self._slots.wake
         while not self._slots.closed:
-            free = min(self._slots.free(), MAX_FETCH)
+            if not busy and self._slots.shared:
+                await self._await_work(backoff)  # holding no slot: the other queues use them
+                busy = True
+                continue
+            self._slots.want()
+            free = min(self._slots.reserve(), MAX_FETCH)
             wake.clear()
             self._resumed.clear()  # before the call that may find the queue paused
             if free <= 0:
@@ -119,19 +133,59 @@ class Fetcher:
             try:
                 busy = await self._fetch(free, busy, backoff)
             except (RedisError, OSError) as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self._recreate_group(backoff)
-                    continue
-                if not is_transient(exc):
-                    raise
-                self._recover = True
-                await backoff.failed(exc)
+                self._slots.settle(True)
+                await self._failed(exc, backoff)
                 continue
+            self._slots.settle(busy and not self.paused)
             backoff.ok()
             if self.paused:
                 await self._wait_resume()
-            elif not busy and not self._can_block:
+            elif not busy and not self._can_block and not self._slots.shared:
                 await self._idle()
+
+    async def _failed(self, exc: RedisError | OSError, backoff: Backoff) -> None:
+        """Recreate a lost consumer group, or wait out an outage; re-raise anything else."""
+        if isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or _NO_KEY in str(exc)):
+            await self._recreate_group(backoff)
+            return
+        if not is_transient(exc):
+            raise exc
+        self._recover = True
+        await backoff.failed(exc)
+
+    async def _await_work(self, backoff: Backoff) -> None:
+        """Wait, holding no slot, until the queue may have work (a queue of a worker over
+        several queues, whose slots the others use meanwhile): a new entry in `ready`, or
+        BLOCK_MS without one, or a local wake-up where Redis cannot block.
+
+        XREAD, not XREADGROUP: it reads nothing into the PEL, so the slot for a job is only
+        taken once the arbiter gave one. It reads from the group's last-delivered id, so that
+        an entry added since the last look, and not yet delivered, ends the wait at once. That
+        id is looked up again only after something arrived: a wait that ended empty leaves it
+        as it was, so an idle queue costs a blocking read and a `start` per BLOCK_MS, as a
+        worker of one queue does.
+        """
+        if not self._can_block:
+            await self._idle()
+            return
+        try:
+            self.blocked = True
+            if self._since is None:
+                groups: Any = await self._reader.xinfo_groups(self._keys.ready)
+                self._since = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] == _GROUP), None
+                )
+                if self._since is None:  # gone with its stream (a Redis restarted empty)
+                    await self._recreate_group(backoff)
+                    return
+            streams: Any = {self._keys.ready: self._since}
+            if await self._reader.xread(streams, count=1, block=self._block_ms):
+                self._since = None  # read: new work, or entries others took since
+        except (RedisError, OSError) as exc:
+            self._since = None
+            await self._failed(exc, backoff)
+        finally:
+            self.blocked = False
 
     async def _fetch(self, free: int, busy: bool, backoff: Backoff) -> bool:
         """Fill up to `free` slots once; True when there may be more work right away."""
@@ -198,6 +252,8 @@ class Fetcher:
 
     def _launch_all(self, deliveries: Started) -> None:
         self.paused = deliveries.paused
+        if deliveries:
+            self._since = None  # it read new entries: the group moved on
         for delivery in deliveries:
             self._launch(delivery)
 

@@ -1,10 +1,11 @@
-"""The workers of an app's other queues, run and stopped with the worker that owns them.
+"""The workers of a worker's other queues, run and stopped with the worker that owns them.
 
-A :class:`~redisjobs.Worker` given an app whose tasks use several queues serves the first and
-owns one sibling worker per other queue: each has its own leases and slots, all share the
-executors (closed once, by the last of them). A stop of the owner stops them; one that fails
-stops the owner, and so the rest; a burst owner that ran out of work waits for its siblings to
-run out of theirs.
+A :class:`~redisjobs.Worker` over several queues (an app whose tasks use several, or
+``queues=``) serves the first and owns one sibling worker per other queue: each has its own
+leases, reclaim, pause and burst, all share one concurrency (a lane each of one
+:class:`~redisjobs.arbiter.Arbiter`) and the executors (closed once, by the last of them). A
+stop of the owner stops them; one that fails stops the owner, and so the rest; a burst owner
+that ran out of work waits for its siblings to run out of theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .arbiter import Lane
     from .executors import ExecContext
     from .worker import Worker
 
@@ -28,6 +30,34 @@ class Siblings:
     def __init__(self, workers: Sequence[Worker]) -> None:
         self.workers = list(workers)
         self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def of(cls, owner: Worker, lanes: Sequence[Lane]) -> Siblings:
+        """One sibling of `owner` per lane: its settings, its executors, the lane's queue."""
+        from .worker import Worker  # a cycle at import time: worker.py imports this module
+
+        workers = []
+        for lane in lanes:
+            sibling = Worker(
+                owner.backend.url,
+                queue=lane.queue,
+                executors=owner.executors.all(),  # replaced below: one registry, closed once
+                concurrency=owner.concurrency,
+                batch_size=owner.batch_size,
+                lease_ttl=owner.lease_ttl,
+                poll_interval=owner.poll_interval,
+                grace_period=owner.grace_period,
+                max_deliveries=owner.max_deliveries,
+                reclaim_interval=owner.reclaim_interval,
+                handle_signals=False,
+                context_class=owner.context_class,
+                max_payload_bytes=owner.max_payload_bytes,
+                burst=owner.burst,
+            )
+            sibling.executors, sibling._app = owner.executors.share(), owner._app
+            sibling.slots = lane  # one concurrency for all the queues
+            workers.append(sibling)
+        return cls(workers)
 
     def start(self, on_failure: Callable[[], None]) -> None:
         """Run them in the background; `on_failure` is called when one ends on an error."""
@@ -56,18 +86,13 @@ class Siblings:
         for worker in self.workers:
             await worker.wait_ready()
 
-    @property
-    def ready(self) -> bool:
-        """Whether every one is ready (see :attr:`Worker.ready`)."""
-        return all(w.ready for w in self.workers)
+    def unready(self) -> list[str]:
+        """The queues of those not ready (see :meth:`Worker.unready`)."""
+        return [queue for worker in self.workers for queue in worker.unready()]
 
-    def unhealthy(self) -> str | None:
-        """Why the first unhealthy one is (see :meth:`Worker.unhealthy`), or None."""
-        for worker in self.workers:
-            why = worker.unhealthy()
-            if why is not None:
-                return f"queue {worker.keys.queue!r}: {why}"
-        return None
+    def health(self) -> dict[str, str | None]:
+        """Each one's queue -> why it is unhealthy, or None (see :meth:`Worker.health`)."""
+        return {q: why for worker in self.workers for q, why in worker.health().items()}
 
     @property
     def busy(self) -> int:

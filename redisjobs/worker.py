@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
 
+from .arbiter import Arbiter, QueueOrder, queue_order
 from .connection import Backend, Backoff, resolve_url
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
@@ -64,21 +65,25 @@ def _check(concurrency: int, batch_size: int, max_deliveries: int, *seconds: flo
 
 
 class Worker:
-    """Runs the jobs of one queue (or of every queue of an app's tasks).
+    """Runs the jobs of one queue, or of several sharing one concurrency.
 
     Args:
         url: Redis URL (see :class:`~redisjobs.Client`); default: the `app`'s, else
             ``$REDIS_URL``, else ``memory://`` with the Client's warning.
-        queue: the queue to serve (default: every queue of the `app`'s tasks, else
-            ``default``). Each queue of an app gets a worker of its own in this one, with
-            this `concurrency`, sharing the executors.
+        queue: the queue to serve (default: `queues`).
+        queues: several queues sharing one `concurrency`: a sequence of names serves them in
+            strict order (a queue only while those before it have nothing ready), a mapping
+            name -> weight (an integer >= 1) gives free slots to the queues that have work in
+            the ratio of their weights (see :mod:`redisjobs.arbiter`). Default: every queue of
+            the `app`'s tasks, with equal weights, else ``default``. Each queue keeps its own
+            leases, reclaim, pause, burst and registry entry; all share the executors.
         app: an :class:`~redisjobs.App` whose tasks the ``call`` executor runs, each by its
             registered name (and in a child process for ``isolation="process"``); the
             schedules its tasks declare are upserted when the worker starts.
         functions: callables the ``call`` executor may run (a list, or a name -> callable map).
         modules: modules whose callables the ``call`` executor may run by ``module:name``.
         executors: more executors (http, subprocess, ssh, your own), one per kind.
-        concurrency: jobs run at once.
+        concurrency: jobs run at once (over all its queues).
         batch_size: jobs leased per fetch at most (default: every free slot). A small batch
             spreads a burst over more workers; a large one costs fewer round trips.
         lease_ttl: seconds without a heartbeat after which other workers take a job over.
@@ -105,6 +110,7 @@ class Worker:
         url: str | None = None,
         *,
         queue: str | None = None,
+        queues: QueueOrder | None = None,
         app: App | None = None,
         functions: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
         modules: Iterable[str] = (),
@@ -127,8 +133,8 @@ class Worker:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
         self.backend = Backend(resolve_url(url or (app.url if app else None), warn_private=True))
-        queues = [queue] if queue is not None else app.queues if app is not None else ["default"]
-        self.keys = QueueKeys(queues[0])
+        order = queue_order(queue, queues, app)
+        self.keys = QueueKeys(next(iter(order)))
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
         self.grace_period, self.max_deliveries = grace_period, max_deliveries
         self.reclaim_interval = reclaim_interval or min(lease_ttl / 2, 5.0)
@@ -141,7 +147,8 @@ class Worker:
                 functions, modules=modules, inject=inject, max_processes=max_processes
             )
             self.executors.add(app.register(call) if app is not None else call)
-        self.slots = Slots(concurrency, self.batch_size)
+        lanes = Arbiter(concurrency, self.batch_size, order).lanes if len(order) > 1 else []
+        self.slots: Slots = lanes[0] if lanes else Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected
         self._stop_requested, self._hard_stop = asyncio.Event(), asyncio.Event()
         self._ready = asyncio.Event()
@@ -149,27 +156,7 @@ class Worker:
         self._run_task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._done = self._burst_done = False
-        self._siblings = Siblings([self._sibling(q) for q in queues[1:]])
-
-    def _sibling(self, queue: str) -> Worker:
-        sibling = Worker(
-            self.backend.url,
-            queue=queue,
-            executors=self.executors.all(),  # replaced below: one registry, closed once
-            concurrency=self.concurrency,
-            batch_size=self.batch_size,
-            lease_ttl=self.lease_ttl,
-            poll_interval=self.poll_interval,
-            grace_period=self.grace_period,
-            max_deliveries=self.max_deliveries,
-            reclaim_interval=self.reclaim_interval,
-            handle_signals=False,
-            context_class=self.context_class,
-            max_payload_bytes=self.max_payload_bytes,
-            burst=self.burst,
-        )
-        sibling.executors, sibling._app = self.executors.share(), self._app
-        return sibling
+        self._siblings = Siblings.of(self, lanes[1:])
 
     # -- public control -------------------------------------------------------------------------
 
@@ -193,18 +180,31 @@ class Worker:
     @property
     def ready(self) -> bool:
         """Connected and fetching, and not stopping (what a readiness probe asks)."""
+        return not self.unready()
+
+    def unready(self) -> list[str]:
+        """Its queues that are not :attr:`ready` (each queue's worker judged alone)."""
         stopping = self.slots.closed or self._stop_requested.is_set()
-        return self._ready.is_set() and not stopping and self._siblings.ready
+        alone = self._ready.is_set() and not stopping
+        return ([] if alone else [self.keys.queue]) + self._siblings.unready()
 
     def unhealthy(self) -> str | None:
         """Why the worker is not healthy (what a liveness probe asks), or None when it is.
 
         Unhealthy: not connected yet, stopped, one of its loops died, or no heartbeat got
-        through to Redis for longer than `lease_ttl` (its leases may be others' by now).
+        through to Redis for longer than `lease_ttl` (its leases may be others' by now); for
+        a worker over several queues, the first of its queues that is (see :meth:`health`).
         """
-        why = self._siblings.unhealthy()
-        if why is not None:
-            return why
+        for queue, why in self.health().items():
+            if why is not None:
+                return why if queue == self.keys.queue else f"queue {queue!r}: {why}"
+        return None
+
+    def health(self) -> dict[str, str | None]:
+        """Each of its queues -> why that queue's worker, judged alone, is unhealthy, or None."""
+        return {self.keys.queue: self._unhealthy_alone(), **self._siblings.health()}
+
+    def _unhealthy_alone(self) -> str | None:
         if self._done:
             return "stopped"
         if self._session is None or not self._ready.is_set():

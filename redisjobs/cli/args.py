@@ -53,6 +53,24 @@ def queue_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_NUMBER = re.compile(r"[-+]?[0-9]*\.?[0-9]+")
+
+
+def weighted_queue(text: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:WEIGHT`` (an argparse type): a queue and its weight (None: none given).
+
+    Queue names may hold colons: the text after the last one is a weight when it is a number.
+    """
+    name, colon, tail = text.rpartition(":")
+    if not (colon and _NUMBER.fullmatch(tail)):
+        return queue_name(text), None
+    if not tail.lstrip("+-").isdigit() or int(tail) < 1:
+        raise argparse.ArgumentTypeError(
+            f"queue {name!r}: the weight after ':' must be a whole number >= 1, not {tail!r}"
+        )
+    return queue_name(name), int(tail)
+
+
 def job_id(text: str) -> str:
     """A valid job id (an argparse type)."""
     try:

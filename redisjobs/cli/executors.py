@@ -109,7 +109,7 @@ def factories(args: argparse.Namespace) -> list[ExecutorFactory]:
     """One factory per executor the options ask for.
 
     Everything is checked and imported now; each call of a factory makes a fresh executor,
-    so that the workers of one process (one per queue) do not close each other's.
+    so that no two workers made from them close each other's.
 
     Raises:
         UsageError: an unknown kind, an import that fails, a malformed header.

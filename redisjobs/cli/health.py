@@ -44,14 +44,15 @@ class HealthServer(TinyServer):
         self.workers = list(workers)
 
     async def _answer(self, path: str) -> Reply | None:
-        queues = [w.keys.queue for w in self.workers]
+        queues = [q for w in self.workers for q in w.queues]
         if path == "/healthz":
-            reasons = {w.keys.queue: r for w in self.workers if (r := w.unhealthy()) is not None}
+            health = (item for w in self.workers for item in w.health().items())
+            reasons = {queue: why for queue, why in health if why is not None}
             if reasons:
                 return _reply(False, {"queues": queues, "reasons": reasons})
             return _reply(True, {"queues": queues})
         if path == "/readyz":
-            waiting = [w.keys.queue for w in self.workers if not w.ready]
+            waiting = [q for w in self.workers for q in w.unready()]
             if waiting:
                 return _reply(False, {"queues": queues, "not_ready": waiting})
             return _reply(True, {"queues": queues})

@@ -11,7 +11,7 @@ from .args import (
     port_number,
     positive_float,
     positive_int,
-    queue_name,
+    weighted_queue,
 )
 
 
@@ -30,9 +30,13 @@ def add_worker(sub: Any) -> None:
         "--queue",
         "-q",
         action="append",
-        type=queue_name,
-        help="a queue to serve; repeat it for several (one worker each; default: the app's "
-        "queues, else default)",
+        type=weighted_queue,
+        metavar="NAME[:WEIGHT]",
+        help="a queue to serve; repeat it for several, which share --concurrency: in the order "
+        "given (a queue only while those before it have nothing ready), or, once any has a "
+        "WEIGHT (a whole number >= 1; 1 where none is given), free slots go to the queues with "
+        "work in the ratio of their weights (default: the app's queues, equal weights, else "
+        "default)",
     )
     w.add_argument("--concurrency", "-c", type=positive_int, default=100, help="jobs at once")
     w.add_argument(

@@ -1,4 +1,4 @@
-"""``redisjobs worker``: one Worker per queue in this process, stopped together by a signal."""
+"""``redisjobs worker``: one Worker over the queues in this process, stopped by a signal."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..app import App
+from ..arbiter import QueueOrder
 from ..client import Client
 from ..connection import Backend
 from ..worker import Worker
@@ -52,12 +53,33 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(functions, modules, factories(args), app)
 
 
+def queues_of(given: list[tuple[str, int | None]] | None) -> QueueOrder | None:
+    """The ``--queue`` options as a Worker's `queues` (None: none given).
+
+    As Sidekiq: no weight anywhere is strict order, any weight makes them weighted (a queue
+    without one weighs 1).
+
+    Raises:
+        UsageError: a queue given twice with different weights.
+    """
+    if not given:
+        return None
+    unique = list(dict.fromkeys(given))
+    names = [name for name, _ in unique]
+    twice = [name for name in names if names.count(name) > 1]
+    if twice:
+        raise UsageError(f"--queue: queue {twice[0]!r} given twice with different weights")
+    if all(weight is None for _, weight in unique):
+        return names
+    return {name: weight or 1 for name, weight in unique}
+
+
 def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
-    """One Worker per queue of the options (signals are handled here, not by each Worker)."""
+    """The Worker of the options, over all their queues (signals are handled here)."""
     return [
         Worker(
             args.redis,
-            queue=queue,
+            queues=queues_of(args.queue),
             app=what.app,
             functions=what.functions,
             modules=what.modules,
@@ -73,7 +95,6 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
             burst=args.burst,
             max_processes=args.task_processes,
         )
-        for queue in dict.fromkeys(args.queue or (what.app.queues if what.app else ["default"]))
     ]
 
 
