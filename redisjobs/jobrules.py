@@ -45,6 +45,9 @@ class JobRules(TypedDict, total=False):
         unique_ttl: seconds the lock lasts at most, whatever happens (default 3600).
         idempotency_ttl: seconds after the job ended during which an enqueue of its `job_id`
             that sets an `idempotency_ttl` too is still a duplicate, once the hash is gone.
+        limit_key: the job's limit key (a tenant, a customer): jobs of different keys are
+            served round-robin, and the key's limits (:meth:`redisjobs.Client.set_limit`)
+            apply to it.
     """
 
     keep_completed: float | Keep | Mapping[str, float] | None
@@ -53,6 +56,7 @@ class JobRules(TypedDict, total=False):
     unique_key: str | None
     unique_ttl: float | None
     idempotency_ttl: float | None
+    limit_key: str | None
 
 
 RULE_OPTIONS = frozenset(JobRules.__annotations__)
@@ -69,6 +73,24 @@ MAX_KEEP_COUNT = 10**9
 
 UNIQUE_KEY = re.compile(r"[A-Za-z0-9_@+=.:/-]{1,200}")
 """A unique key's rule (``_lib.lua``'s check_rules holds it too): it becomes part of a key."""
+
+LIMIT_KEY = re.compile(r"[A-Za-z0-9_@+=:/][A-Za-z0-9_@+=.:/-]{0,199}")
+"""A limit key's rule (``_lib.lua``'s check_rules holds it too): it becomes part of a key."""
+
+
+def check_limit_key(key: object) -> str:
+    """`key` when it is a valid limit key.
+
+    Raises:
+        ValueError: not 1-200 characters of ``A-Z a-z 0-9 _ - . @ + = : /``, or starting
+            with ``-``, ``.`` or ``*``.
+    """
+    if not (isinstance(key, str) and LIMIT_KEY.fullmatch(key)):
+        raise ValueError(
+            "limit_key must be 1-200 characters of A-Z a-z 0-9 _ - . @ + = : /, "
+            f"not starting with - . or *, got {key!r}"
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,7 @@ RULE_NAMES = (
     "unique_key",
     "unique_ttl_ms",
     "idempotency_ttl_ms",
+    "limit_key",
 )
 """The names of the rules on the wire (``_lib.lua``'s RULES; a test holds them to it)."""
 
@@ -199,4 +222,7 @@ def rules_of(opts: Mapping[str, Any]) -> RuleValues:
     idem = opts.get("idempotency_ttl")
     if idem is not None:
         out["idempotency_ttl_ms"] = _seconds_ms(idem, "idempotency_ttl")
+    limit_key = opts.get("limit_key")
+    if limit_key is not None:
+        out["limit_key"] = check_limit_key(limit_key)
     return out
