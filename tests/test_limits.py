@@ -17,6 +17,7 @@ from redisjobs.scripts import Scripts
 from redisjobs.wire import EnqueueRow
 
 from .conftest import WorkerFactory
+from .faults.audit import audit
 
 STARTS: dict[str, list[tuple[str, float, float]]] = {}
 """Per test queue: (tag, start, end) of each run, on this process's monotonic clock."""
@@ -134,6 +135,7 @@ async def test_max_running_per_key_is_never_exceeded(
     assert _most_at_once([r for r in runs if r[0].startswith("a")]) == 2
     assert _most_at_once([r for r in runs if r[0].startswith("b")]) > 2  # unlimited key flows
     assert all(s.running == 0 and s.backlog == 0 for s in await client.limit_keys())
+    assert not await audit(client.redis, queue)
 
 
 async def test_a_small_key_is_not_starved_by_a_big_backlog(

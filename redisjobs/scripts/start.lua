@@ -173,7 +173,7 @@ end
 local function key_spec(key)
   local field = 'k:' .. key
   if specs[field] then return field, spec_of(field) end
-  local prefix = string.match(key, '^([^:]+):')
+  local prefix = string.match(key, '^(.+):[^:]*$')
   if prefix and specs['k:' .. prefix .. ':*'] then return field, spec_of('k:' .. prefix .. ':*') end
   if specs['k:*'] then return field, spec_of('k:*') end
   return field, nil
