@@ -157,6 +157,17 @@ local function prio_add(jid, priority)
   redis.call('ZADD', K_PRIO, string.format('%.0f', priority * PRIO_SEQ + seq), jid)
 end
 
+-- Rate limits: GCRA ------------------------------------------------------------------------
+-- A limiter's state is its theoretical arrival time (TAT, ms). With interval T = per_ms / rate
+-- and tolerance tau = (burst - 1) * T, a job may start at `now` while TAT - now <= tau; each
+-- start moves TAT to max(TAT, now) + T. Pure functions of the clock, so a test can give it.
+
+-- ms until a limiter at `tat` lets one more job start at `now` (0: it does now).
+local function gcra_wait(tat, now, tau) return math.max(0, tat - tau - now) end
+
+-- The TAT of a limiter at `tat` once a job started at `now`.
+local function gcra_take(tat, now, T) return math.max(tat, now) + T end
+
 -- Limit keys ------------------------------------------------------------------------------
 -- A runnable job with a limit key (field `limit_key`) is never an entry of `ready`: it is a
 -- member of its key's sorted set kq:<key>, scored as `prio` scores (priority * 2^31 + seq), and

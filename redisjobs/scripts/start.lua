@@ -113,9 +113,8 @@ end
 
 -- Flow control: rate limits (GCRA on Redis's clock), holds, limit keys --------------------
 -- A rate spec (a field of `limits`) is '<rate> <per_ms> <burst> <max_running>', 0 = none.
--- GCRA: a limiter's state is its theoretical arrival time (TAT) in tat:<field>, a string that
--- expires by itself once the TAT is past (a limiter at rest holds no key). A job may start
--- while TAT - now <= (burst - 1) * T, T = per_ms / rate; each start moves TAT by T.
+-- A limiter's TAT (see gcra_wait) is kept in tat:<field>, a string that expires by itself
+-- once the TAT is past (a limiter at rest holds no key).
 local wait = nil  -- the shortest wait (ms) a limit or hold imposed on this call
 local limiters = {}  -- field -> {tat, T, tau, dirty}, written back once at the end
 local specs = nil  -- HGETALL of `limits`, read once a call
@@ -149,13 +148,13 @@ end
 local function token_wait(field, sp)
   if not sp or sp.rate <= 0 then return 0 end
   local lim = limiter(field, sp)
-  return math.max(0, lim.tat - lim.tau - now)
+  return gcra_wait(lim.tat, now, lim.tau)
 end
 
 local function take(field, sp)
   if not sp or sp.rate <= 0 then return end
   local lim = limiter(field, sp)
-  lim.tat = math.max(lim.tat, now) + lim.T
+  lim.tat = gcra_take(lim.tat, now, lim.T)
   lim.dirty = true
 end
 
