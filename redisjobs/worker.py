@@ -150,12 +150,10 @@ class Worker:
         lanes = Arbiter(concurrency, self.batch_size, order).lanes if len(order) > 1 else []
         self.slots: Slots = lanes[0] if lanes else Slots(concurrency, self.batch_size)
         self._session: Session | None = None  # while connected
-        self._stop_requested, self._hard_stop = asyncio.Event(), asyncio.Event()
-        self._ready = asyncio.Event()
-        self._ready_at = 0.0  # loop time it became ready
+        self._stop_requested, self._hard_stop, self._ready = (asyncio.Event() for _ in range(3))
         self._run_task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
-        self._done = self._burst_done = False
+        self._done, self._burst_done, self._ready_at = False, False, 0.0  # loop time it was ready
         self._siblings = Siblings.of(self, lanes[1:])
 
     # -- public control -------------------------------------------------------------------------

@@ -118,14 +118,15 @@ def test_queue_order_takes_names_weights_or_the_app_s_queues() -> None:
     assert queue_order(None, ("a", "b"), None) == ["a", "b"]
     assert queue_order(None, {"a": 5, "b": 1}, None) == {"a": 5, "b": 1}
     assert queue_order(None, None, None) == ["default"]
-    for bad, why in [
+    cases: list[tuple[Any, str]] = [
         ({"a": 0}, "weight must be an integer >= 1, not 0"),
         ({"a": 1.5}, "weight must be an integer >= 1"),
         ({"a": True}, "weight must be an integer >= 1"),
         (["a", "a"], "a queue named twice"),
         ([], "names no queue"),
         ("ab", "not a str"),
-    ]:
+    ]
+    for bad, why in cases:
         with pytest.raises(ValueError, match=why):
             queue_order(None, bad, None)
     with pytest.raises(ValueError, match="not both"):

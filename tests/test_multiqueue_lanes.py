@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -48,6 +49,10 @@ async def steps(client: Client, n: int, seconds: float = 0.0) -> list[str]:
     return [job.id for job in jobs]
 
 
+def _more_than(started: list[Any], seen: int) -> bool:
+    return len(started) > seen
+
+
 async def until(what: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not what():
@@ -77,7 +82,7 @@ async def test_a_new_job_on_an_idle_queue_wakes_the_worker_at_once(
         for client in reversed(pair):
             t0, seen = time.monotonic(), len(started)
             await steps(client, 1)
-            await until(lambda seen=seen: len(started) > seen)
+            await until(functools.partial(_more_than, started, seen))
             # Well under the 2 s a blocking read lasts: the new entry itself ended the wait.
             assert time.monotonic() - t0 < 1.0
 
