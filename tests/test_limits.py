@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redisjobs import Client
 from redisjobs.keys import QueueKeys
 from redisjobs.limits import Limit, parse_rate
+from redisjobs.metrics import queue_families
 from redisjobs.scripts import Scripts
 from redisjobs.wire import EnqueueRow
 
@@ -177,6 +178,9 @@ async def test_rate_limit_per_key_and_an_unlimited_key(
     assert per_key["free"] == 40
     stats = await client.stats()
     assert stats["throttled"] > 0
+    families = {f.name: f for f in await queue_families(client)}
+    (sample,) = [s for s in families["redisjobs_throttled"].samples if s.labels["queue"] == queue]
+    assert sample.name == "redisjobs_throttled_total" and sample.value == stats["throttled"]
 
 
 async def test_queue_rate_changes_at_run_time_and_clear_restores_full_speed(
