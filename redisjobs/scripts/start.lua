@@ -168,7 +168,7 @@ local function save_limiters()
 end
 
 -- The spec of limit key `key`: its own (k:<key>), else its task's (k:<prefix>:*, the prefix
--- being the key up to its first ':'), else every key's (k:*); nil when none.
+-- being the key up to its last ':'), else every key's (k:*); nil when none.
 local function key_spec(key)
   local field = 'k:' .. key
   if specs[field] then return field, spec_of(field) end

@@ -215,23 +215,22 @@ async def _check_keys(redis: Redis, state: _State) -> list[str]:
             problems.append(f"pending job {job_id} of key {key} is not in its backlog once")
         if status == "running" and job_id not in active.get(key, []):
             problems.append(f"running job {job_id} of key {key} is not in its active set")
+    problems += _strangers(state, backlog, "kq", "pending")
+    problems += _strangers(state, active, "active", "running")
     for key, members in backlog.items():
-        problems += [
-            f"kq:{key} holds {j}, not a pending job of that key"
-            for j in members
-            if state.jobs.get(j, {}).get("status") != "pending"
-            or state.jobs[j].get("limit_key") != key
-        ]
         if members and key not in on_schedule and not active.get(key):
             problems.append(f"key {key} has backlog but is neither scheduled nor running")
-    for key, members in active.items():
-        problems += [
-            f"active:{key} holds {j}, not a running job of that key"
-            for j in members
-            if state.jobs.get(j, {}).get("status") != "running"
-            or state.jobs[j].get("limit_key") != key
-        ]
     return problems
+
+
+def _strangers(state: _State, sets: dict[str, list[str]], kind: str, status: str) -> list[str]:
+    """Members of the per-key sets `sets` that are not jobs of that key in `status`."""
+    return [
+        f"{kind}:{key} holds {j}, not a {status} job of that key"
+        for key, members in sets.items()
+        for j in members
+        if state.jobs.get(j, {}).get("status") != status or state.jobs[j].get("limit_key") != key
+    ]
 
 
 async def audit(redis: Redis, queue: str) -> list[str]:
