@@ -28,9 +28,9 @@ UniqueMode = Literal["until_start", "until_done", "while_queued"]
 UNIQUE_MODES: frozenset[str] = frozenset(get_args(UniqueMode))
 
 
-class JobRules(TypedDict, total=False):
-    """A job's rules, as keywords of :meth:`redisjobs.Client.enqueue` (None, the default of
-    each, leaves it unset).
+class TaskRules(TypedDict, total=False):
+    """A job's rules but its limit key, as keywords of :meth:`redisjobs.App.task` (whose
+    ``limit_key`` may be a function of the task's arguments) and of :class:`JobRules`.
 
     Attributes:
         keep_completed: how long a job that completed is kept instead of its `result_ttl`
@@ -45,9 +45,6 @@ class JobRules(TypedDict, total=False):
         unique_ttl: seconds the lock lasts at most, whatever happens (default 3600).
         idempotency_ttl: seconds after the job ended during which an enqueue of its `job_id`
             that sets an `idempotency_ttl` too is still a duplicate, once the hash is gone.
-        limit_key: the job's limit key (a tenant, a customer): jobs of different keys are
-            served round-robin, and the key's limits (:meth:`redisjobs.Client.set_limit`)
-            apply to it.
     """
 
     keep_completed: float | Keep | Mapping[str, float] | None
@@ -56,6 +53,18 @@ class JobRules(TypedDict, total=False):
     unique_key: str | None
     unique_ttl: float | None
     idempotency_ttl: float | None
+
+
+class JobRules(TaskRules, total=False):
+    """A job's rules, as keywords of :meth:`redisjobs.Client.enqueue` (None, the default of
+    each, leaves it unset): those of :class:`TaskRules`, and
+
+    Attributes:
+        limit_key: the job's limit key (a tenant, a customer): jobs of different keys are
+            served round-robin, and the key's limits (:meth:`redisjobs.Client.set_limit`)
+            apply to it.
+    """
+
     limit_key: str | None
 
 

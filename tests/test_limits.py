@@ -139,16 +139,52 @@ async def test_max_running_per_key_is_never_exceeded(
     assert not await audit(client.redis, queue)
 
 
+async def _p99_wait(client: Client, ids: list[str], since: float) -> float:
+    """The 99th percentile of `since` (epoch s, Redis's clock) -> started of these jobs."""
+    jobs = [j for j in await client.get_many(ids) if j and j.started_at]
+    assert len(jobs) == len(ids)
+    waits = sorted(j.started_at.timestamp() - since for j in jobs if j.started_at)
+    return waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+
+
+async def _released(client: Client, jobs: list[dict[str, Any]]) -> tuple[list[str], float]:
+    """Enqueue `jobs` on the paused queue, then resume it: their ids, and when (Redis s)."""
+    ids = []
+    for i in range(0, len(jobs), 2000):
+        ids += [j.id for j in await client.enqueue_many(jobs[i : i + 2000])]
+    secs, micros = await client.redis.time()
+    await client.resume()
+    return ids, secs + micros / 1e6
+
+
 async def test_a_small_key_is_not_starved_by_a_big_backlog(
     client: Client, worker: WorkerFactory, queue: str
 ) -> None:
-    await client.enqueue_many([_job(queue, f"a{i}", "a") for i in range(2000)])
-    await client.enqueue_many([_job(queue, f"b{i}", "b") for i in range(20)])
     await worker(functions=[ledger], concurrency=1)
-    runs = await _done(queue, 80)
+    await client.pause()
+    alone, at = await _released(client, [_job(f"{queue}-alone", f"b{i}", "b") for i in range(100)])
+    await _done(f"{queue}-alone", 100)
+    p99_alone = await _p99_wait(client, alone, at)
+    await client.pause()
+    jobs = [_job(queue, f"a{i}", "a") for i in range(20_000)]
+    ids, at = await _released(client, jobs + [_job(queue, f"b{i}", "b") for i in range(100)])
+    runs = await _done(queue, 300, timeout=60)
     order = [tag for tag, _, _ in runs]
-    # round-robin: B's jobs alternate with A's, so all 20 are among the first 2 * 20 + 1
-    assert {f"b{i}" for i in range(20)} <= set(order[:41])
+    # Round-robin: B's k-th job starts within the first 2k + 1 jobs started after it was
+    # enqueued (one of A's before each of B's), so all 100 within the first 201.
+    assert {f"b{i}" for i in range(100)} <= set(order[:201])
+    p99 = await _p99_wait(client, ids[-100:], at)
+    print(f"p99 wait of 100 jobs of key B, concurrency 1: alone {p99_alone * 1000:.0f} ms, "
+          f"behind 20,000 of key A {p99 * 1000:.0f} ms")  # fmt: skip
+
+
+async def test_drain_takes_keyed_jobs_out_of_their_key(
+    client: Client, keys: QueueKeys, queue: str
+) -> None:
+    await client.enqueue_many([_job(queue, f"d{i}", "d") for i in range(5)])
+    assert await client.drain() == 5
+    assert await client.redis.zcard(keys.key_jobs("d")) == 0
+    assert not await audit(client.redis, queue)
 
 
 async def test_keyed_and_plain_jobs_share_the_workers(
