@@ -11,7 +11,7 @@ without restarting workers. Each call is a flow, so the sync client says the sam
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,3 +215,58 @@ def _states(order: Sequence[str], counts: Sequence[int], due: dict[str, float]) 
         at = None if score is None else score / 1000
         out.append(KeyState(key, int(counts[2 * i]), int(counts[2 * i + 1]), at))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLimit:
+    """What ``@app.task(rate_limit=..., limit_key=..., max_running=...)`` declares.
+
+    A job of the task carries the limit key ``"<task>:<value>"`` (`key_of` of its arguments, or
+    a constant), or ``"<task>"`` without `key_of`; the rate and max_running are upserted by the
+    app's workers at start as the spec of every such key (``k:<task>:*``, or ``k:<task>``).
+    """
+
+    task: str
+    rate: float | None
+    per: float
+    max_running: int | None
+    key_of: Callable[..., Any] | str | None
+
+    @classmethod
+    def build(
+        cls,
+        task: str,
+        rate_limit: str | None,
+        limit_key: Callable[..., Any] | str | None,
+        max_running: int | None,
+    ) -> TaskLimit | None:
+        """The task's limit, None when it declares none.
+
+        Raises:
+            ValueError: a bad rate string, max_running or constant key, or a task name that
+                cannot begin a limit key.
+        """
+        if rate_limit is None and limit_key is None and max_running is None:
+            return None
+        rate, per = (None, 1.0) if rate_limit is None else parse_rate(rate_limit)
+        _count(max_running, "max_running")
+        check_limit_key(task if limit_key is None or callable(limit_key) else f"{task}:{limit_key}")
+        return cls(task, rate, per, max_running, limit_key)
+
+    def key(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """The limit key of a job with these arguments.
+
+        Raises:
+            ValueError: `key_of` gave a value that makes no valid key.
+        """
+        if self.key_of is None:
+            return self.task
+        value = self.key_of(*args, **kwargs) if callable(self.key_of) else self.key_of
+        return check_limit_key(f"{self.task}:{value}")
+
+    def upsert(self, keys: QueueKeys) -> Flow[None] | None:
+        """The flow writing the task's spec (None: it has only a key, no limit)."""
+        if self.rate is None and self.max_running is None:
+            return None
+        key = self.task if self.key_of is None else f"{self.task}:*"
+        return set_limit_flow(keys, self.rate, self.per, None, key, self.max_running, None)
