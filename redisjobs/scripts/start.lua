@@ -263,9 +263,6 @@ end
 -- between the keys' rotation and the jobs without a key (the call's first turn alternates
 -- from call to call), so neither starves the other; either fills in when the other has none.
 local function lease_limited(want)
-  specs = {}
-  local all = redis.call('HGETALL', K_LIMITS)
-  for i = 1, #all, 2 do specs[all[i]] = all[i + 1] end
   local q = spec_of('q')
   local keyed_turn = redis.call('HINCRBY', K_STATS, 'turn', 1) % 2 == 0
   local keyed_dry, plain_dry = false, false
@@ -290,6 +287,19 @@ local function lease_limited(want)
   save_limiters()
 end
 
+-- Read the queue's flow settings into `specs`; whether any is a rate spec (a queue with only
+-- max_pending, which enqueue enforces, leases as a queue without settings does).
+local function read_specs()
+  specs = {}
+  local all = redis.call('HGETALL', K_LIMITS)
+  local any = false
+  for i = 1, #all, 2 do
+    specs[all[i]] = all[i + 1]
+    any = any or all[i] ~= 'max_pending'
+  end
+  return any
+end
+
 -- The queue has jobs in `prio` or of limit keys, flow settings, a hold, or is paused (see the
 -- header).
 local function slow_path(entries)
@@ -300,7 +310,7 @@ local function slow_path(entries)
   end
   local want = math.max(count, #entries - resent)
   if want <= 0 then return end
-  if redis.call('EXISTS', K_LIMITS, K_KEYS, K_HOLD) == 0 then
+  if not read_specs() and redis.call('EXISTS', K_KEYS, K_HOLD) == 0 then
     local urgent = redis.call('ZCOUNT', K_PRIO, '-inf', '(' .. PRIO_BAND_END)
     if urgent > 0 then lease_prio(redis.call('ZPOPMIN', K_PRIO, math.min(urgent, want))) end
     if started < want and lease_ready(want) and started < want then
