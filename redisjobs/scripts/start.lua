@@ -300,9 +300,18 @@ local function read_specs()
   return any
 end
 
+-- Lease the given entries' jobs, and up to `count` more of new `ready` entries.
+local function lease_plainly(entries)
+  if count > 0 then read_ready(count, entries) end
+  for _, e in ipairs(entries) do settle(e, false) end
+end
+
 -- The queue has jobs in `prio` or of limit keys, flow settings, a hold, or is paused (see the
--- header).
+-- header). Only a queue whose sole setting is max_pending (enqueue's business) leases plainly.
 local function slow_path(entries)
+  local rated = read_specs()
+  local other = redis.call('EXISTS', K_PRIO, K_PAUSED, K_KEYS, K_HOLD)
+  if not rated and other == 0 then return lease_plainly(entries) end
   for _, e in ipairs(entries) do settle(e, true) end
   if redis.call('EXISTS', K_PAUSED) == 1 then
     table.insert(out, 1, 'paused')
@@ -310,7 +319,7 @@ local function slow_path(entries)
   end
   local want = math.max(count, #entries - resent)
   if want <= 0 then return end
-  if not read_specs() and redis.call('EXISTS', K_KEYS, K_HOLD) == 0 then
+  if not rated and redis.call('EXISTS', K_KEYS, K_HOLD) == 0 then
     local urgent = redis.call('ZCOUNT', K_PRIO, '-inf', '(' .. PRIO_BAND_END)
     if urgent > 0 then lease_prio(redis.call('ZPOPMIN', K_PRIO, math.min(urgent, want))) end
     if started < want and lease_ready(want) and started < want then
@@ -331,8 +340,7 @@ for i = 3, #ARGV, 2 do entries[#entries + 1] = {ARGV[i], ARGV[i + 1]} end
 if redis.call('EXISTS', K_PRIO, K_PAUSED, K_LIMITS, K_KEYS, K_HOLD) > 0 then
   slow_path(entries)
 else
-  if count > 0 then read_ready(count, entries) end
-  for _, e in ipairs(entries) do settle(e, false) end
+  lease_plainly(entries)
 end
 if started > 0 then redis.call('HINCRBY', K_STATS, 'started', started) end
 return out
