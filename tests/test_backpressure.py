@@ -83,6 +83,25 @@ async def test_a_re_send_on_a_full_queue_is_already_there_not_full(client: Clien
     assert await client.get("order-2") is None
 
 
+@pytest.mark.parametrize("max_pending", [None, 5], ids=["no limits", "room left"])
+async def test_a_re_send_writes_nothing_whatever_the_first_exists_tells(
+    client: Client, max_pending: int | None
+) -> None:
+    # enqueue's first EXISTS names the first row's job twice: each case of its answer (the job
+    # alone, or with the limits hash) must read as "already there", on either backend
+    if max_pending is not None:
+        await set_max_pending(client, max_pending)
+    await client.enqueue("call", 1, job_id="sent-once")
+    key = client.keys().job("sent-once")
+    before = await client.redis.hgetall(key)
+    jobs = await client.enqueue_many(
+        [{"kind": "call", "payload": 2, "job_id": "sent-once"}, {"kind": "call", "payload": 3}]
+    )
+    assert [j.duplicate for j in jobs] == [True, False]
+    assert await client.redis.hgetall(key) == before  # not written over
+    assert (await client.stats())["enqueued"] == 2
+
+
 async def test_rows_repeating_an_id_or_a_unique_key_of_the_call_count_once(
     client: Client,
 ) -> None:
