@@ -213,7 +213,8 @@ class RateLimited(RedisJobsError):
     The worker puts the job back as ``scheduled``, due `retry_after` seconds from now on
     Redis's clock, without using an attempt: the run does not count against `max_retries`
     and is not a failure (a ``deferred`` event, the ``deferred`` counter). A job deferred 100
-    times in a row fails for good, so one that is always refused cannot loop forever.
+    times (over all its attempts, until a ``retry`` of it starts the count again) fails for
+    good, so one that is always refused cannot loop forever.
 
     Args:
         retry_after: seconds until it may run again, 0 to one day (longer is cut to a day).

@@ -83,6 +83,25 @@ async def test_a_re_send_on_a_full_queue_is_already_there_not_full(client: Clien
     assert await client.get("order-2") is None
 
 
+@pytest.mark.parametrize("max_pending", [None, 5], ids=["no limits", "room left"])
+async def test_a_re_send_writes_nothing_whatever_the_first_exists_tells(
+    client: Client, max_pending: int | None
+) -> None:
+    # enqueue's first EXISTS names the first row's job twice: each case of its answer (the job
+    # alone, or with the limits hash) must read as "already there", on either backend
+    if max_pending is not None:
+        await set_max_pending(client, max_pending)
+    await client.enqueue("call", 1, job_id="sent-once")
+    key = client.keys().job("sent-once")
+    before = await client.redis.hgetall(key)
+    jobs = await client.enqueue_many(
+        [{"kind": "call", "payload": 2, "job_id": "sent-once"}, {"kind": "call", "payload": 3}]
+    )
+    assert [j.duplicate for j in jobs] == [True, False]
+    assert await client.redis.hgetall(key) == before  # not written over
+    assert (await client.stats())["enqueued"] == 2
+
+
 async def test_rows_repeating_an_id_or_a_unique_key_of_the_call_count_once(
     client: Client,
 ) -> None:
@@ -142,11 +161,13 @@ def test_the_sync_client_raises_queue_full(url: str, queue: str) -> None:
         assert c.stats()["enqueued"] == 1
 
 
-async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
-    async def calls(c: Client) -> dict[str, int]:
-        stats: Any = await c.redis.info("commandstats")
-        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+async def calls(c: Client) -> dict[str, int]:
+    """The calls of each command the server has counted since its last CONFIG RESETSTAT."""
+    stats: Any = await c.redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
 
+
+async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
     with RedisServer() as server:  # its own, so that no other client's commands count
         async with Client(server.url, queue="plain") as c:
             await c.enqueue("call", 0)  # the queue registered, the script loaded
@@ -162,3 +183,22 @@ async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
                 await c.enqueue("call", i)
             limited = await calls(c)
             assert (limited["exists"], limited["hget"], limited["zcard"]) == (10, 10, 20)
+
+
+async def test_a_re_send_pays_no_command_for_the_limit_check() -> None:
+    with RedisServer() as server:  # its own, so that no other client's commands count
+        async with Client(server.url, queue="plain") as c:
+            await c.enqueue("call", 0, job_id="sent")
+            await c.redis.config_resetstat()
+            for _ in range(20):
+                assert (await c.enqueue("call", 0, job_id="sent")).duplicate
+            plain = await calls(c)
+            assert (plain["evalsha"], plain["exists"]) == (20, 20)  # one EXISTS answers both
+            assert "hget" not in plain and "zcard" not in plain
+            await set_max_pending(c, 1)  # full: a re-send still answers "already there"
+            await c.redis.config_resetstat()
+            for _ in range(10):
+                assert (await c.enqueue("call", 0, job_id="sent")).duplicate
+            limited = await calls(c)
+            assert (limited["exists"], limited["hget"]) == (10, 10)
+            assert "zcard" not in limited  # nothing new: the backlog is not even counted

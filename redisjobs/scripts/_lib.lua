@@ -542,9 +542,11 @@ local function check_rows(args, from)
 end
 
 -- Whether a row's job id is taken: a hash, or an idempotency marker for a row that sets
--- idempotency_ttl. `absent`: the caller already knows there is no hash (no EXISTS for it).
-local function id_taken(job_id, rules, absent)
-  if not absent and redis.call('EXISTS', job_key(job_id)) == 1 then return true end
+-- idempotency_ttl. `known`: whether the hash exists, when the caller knows already (true or
+-- false: no EXISTS for it); nil asks Redis.
+local function id_taken(job_id, rules, known)
+  if known == nil then known = redis.call('EXISTS', job_key(job_id)) == 1 end
+  if known then return true end
   local idem = rules.idempotency_ttl_ms
   return idem and tonumber(idem) > 0 and redis.call('EXISTS', idem_key(job_id)) == 1
 end
@@ -552,8 +554,8 @@ end
 -- Whether a row may create its job: nil when it may (its unique lock, if it asks for one, is
 -- taken now); false when its id is taken (id_taken); the id of the job holding its unique
 -- lock otherwise.
-local function admit(job_id, rules, absent)
-  if id_taken(job_id, rules, absent) then return false end
+local function admit(job_id, rules, known)
+  if id_taken(job_id, rules, known) then return false end
   if rules.unique then
     local lock = unique_lock_key(rules.unique_key)
     if not redis.call('SET', lock, job_id, 'NX', 'PX', tonumber(rules.unique_ttl_ms)) then
@@ -579,14 +581,14 @@ local function rule_fields(fields, args, i)
 end
 
 -- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
--- (`absent`: the caller knows the job has no hash yet).
+-- (`known`: whether the job has a hash, when the caller knows; nil: not known).
 -- Returns the index of the next row; created (bool); for a job scheduled for later, its due
 -- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
-local function create_job(now, args, i, absent)
+local function create_job(now, args, i, known)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
   local rules, nxt = read_rules(args, i + FIXED)
-  local refused = admit(job_id, rules, absent)
+  local refused = admit(job_id, rules, known)
   if refused ~= nil then return nxt, false, nil, refused or nil end
   local jkey = job_key(job_id)
   local at = tonumber(at_ms)
@@ -630,15 +632,17 @@ end
 
 -- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:
 -- a row whose id is taken, or whose unique lock is held, would not, nor would one repeating
--- the id or unique key of a row before it in the call. `first_absent`: the first row's job is
--- known to have no hash.
-local function new_rows(args, from, first_absent)
+-- the id or unique key of a row before it in the call. `first_known`: whether the first
+-- row's job has a hash (true or false), when the caller knows; nil: not known.
+local function new_rows(args, from, first_known)
   local n, i, last, seen = 0, from, #args, {}
   while i <= last do
     local rules, nxt = read_rules(args, i + FIXED)
     local lock = rules.unique and unique_lock_key(rules.unique_key)
     local again = seen[args[i]] or (lock and seen[lock])
-    if not again and not id_taken(args[i], rules, first_absent and i == from)
+    local known = nil
+    if i == from then known = first_known end
+    if not again and not id_taken(args[i], rules, known)
       and not (lock and redis.call('EXISTS', lock) == 1) then
       n = n + 1
     end
@@ -657,9 +661,9 @@ local function max_pending()
 end
 
 -- The error that refuses the enqueue rows in `args[from..]` when they would bring the backlog
--- above `limit` (the queue's max_pending), or nil (see new_rows for `first_absent`).
-local function over_max_pending(args, from, limit, first_absent)
-  local adding = new_rows(args, from, first_absent)
+-- above `limit` (the queue's max_pending), or nil (see new_rows for `first_known`).
+local function over_max_pending(args, from, limit, first_known)
+  local adding = new_rows(args, from, first_known)
   if adding == 0 then return nil end  -- a re-send only: it answers "already there"
   local waiting = backlog()
   if waiting + adding <= limit then return nil end

@@ -31,15 +31,15 @@ if bad then return redis.error_reply(bad) end
 if #ARGV == 0 then return {} end
 
 -- One EXISTS asks both whether the first row's job exists (admit's question) and whether the
--- queue has flow settings: 0, the common case, means neither, and costs a queue without them
--- nothing more. Otherwise the max_pending field tells: when it is there, the limits hash is
--- one of the keys found, so the first job exists only when both were.
-local found = redis.call('EXISTS', job_key(ARGV[1]), K_LIMITS)
-local absent = found == 0
-local limit = found > 0 and max_pending()
+-- queue has flow settings. EXISTS counts a key named twice twice, so naming the job twice tells
+-- all four cases apart: 0 neither (the common case), 1 the limits hash only, 2 the job only, 3
+-- both. A queue without flow settings pays nothing more, and neither does a re-send to it.
+local jkey = job_key(ARGV[1])
+local found = redis.call('EXISTS', jkey, jkey, K_LIMITS)
+local first = found >= 2
+local limit = found % 2 == 1 and max_pending()
 if limit then
-  absent = found == 1
-  local full = over_max_pending(ARGV, 1, limit, absent)
+  local full = over_max_pending(ARGV, 1, limit, first)
   if full then return redis.error_reply(full) end
 end
 
@@ -50,7 +50,9 @@ local first_due = nil
 local i, last = 1, #ARGV
 while i <= last do
   local made, due, holder
-  i, made, due, holder = create_job(now, ARGV, i, absent and i == 1)
+  local known = nil  -- what the EXISTS above told of the first row's job only
+  if i == 1 then known = first end
+  i, made, due, holder = create_job(now, ARGV, i, known)
   if made then
     created = created + 1
     if due and (not first_due or due < first_due) then first_due = due end
