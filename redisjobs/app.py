@@ -26,7 +26,8 @@ from .executors import ExecContext
 from .executors._callspec import valid_name
 from .executors._procpool import check_process_target
 from .executors.call import function_ref
-from .jobrules import JobRules
+from .jobrules import TaskRules
+from .limits import TaskLimit
 from .names import check_queue_name
 from .options import JobOptions
 from .schedule_spec import ScheduleSpec
@@ -138,7 +139,10 @@ class App:
         every: float | None = None,
         tz: str = "UTC",
         misfire: Misfire = "skip",
-        **rules: Unpack[JobRules],
+        rate_limit: str | None = None,
+        limit_key: Callable[..., Any] | str | None = None,
+        max_running: int | None = None,
+        **rules: Unpack[TaskRules],
     ) -> TaskDecorator: ...
 
     def task(
@@ -159,7 +163,10 @@ class App:
         every: float | None = None,
         tz: str = "UTC",
         misfire: Misfire = "skip",
-        **rules: Unpack[JobRules],
+        rate_limit: str | None = None,
+        limit_key: Callable[..., Any] | str | None = None,
+        max_running: int | None = None,
+        **rules: Unpack[TaskRules],
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(retries=3, timeout=60, ...)``.
 
@@ -177,6 +184,11 @@ class App:
             cron, every, tz, misfire: also run it, with no arguments, on a schedule (as
                 :meth:`redisjobs.Client.schedule`'s) whose id is its name with ``:`` made ``.``,
                 upserted by the app's workers at start, kept in Redis until unscheduled.
+            rate_limit, limit_key, max_running: its jobs' limit key, ``"<name>:<value>"``
+                with `limit_key` (a function of the task's arguments, or a constant), else
+                ``"<name>"``, and that key's limits (as :meth:`redisjobs.Client.set_limit`'s,
+                `rate_limit` as ``"100/s"``, ``"5/m"``, ``"10/2s"``), upserted by the app's
+                workers at start as the spec of every key of the task.
 
         Raises:
             ValueError: an invalid option, or a name another task of the app has.
@@ -186,9 +198,16 @@ class App:
         defaults = {k: given[arg] for k, arg in _JOB_DEFAULTS if given[arg] is not None}
         defaults |= {k: v for k, v in rules.items() if v is not None}
         when = {"cron": cron, "every": every, "tz": tz, "misfire": misfire}
+        limit = (rate_limit, limit_key, max_running)
 
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
-            return self._declare(f, name, queue, isolation, defaults, when)
+            task = self._declare(f, name, queue, isolation, defaults, when)
+            try:
+                task.limit = TaskLimit.build(task.name, *limit)
+            except ValueError:
+                del self._tasks[task.name]
+                raise
+            return task
 
         return declare if fn is None else declare(fn)
 
@@ -247,6 +266,10 @@ class App:
         """The schedules the app's tasks on `queue` declare (what its workers upsert)."""
         tasks = self._tasks.values()
         return [t.schedule for t in tasks if t.schedule is not None and t.queue == queue]
+
+    def limits(self, queue: str) -> list[TaskLimit]:
+        """The limits the app's tasks on `queue` declare (what its workers upsert)."""
+        return [t.limit for t in self._tasks.values() if t.limit is not None and t.queue == queue]
 
     def register(self, call: CallExecutor) -> CallExecutor:
         """Allow `call` (a worker's ``call`` executor) to run the app's tasks, each by its name

@@ -100,6 +100,7 @@ class Fetcher:
         self._reclaim_first = reclaim_first
         self.blocked = False
         self.paused = False  # the last `start` found the queue paused
+        self._throttle_ms: int | None = None  # how long the last `start` said a limit holds
         self._recover = False
         self._resumed = asyncio.Event()
         self._since: bytes | None = None  # the group's last-delivered id, while idle (lanes)
@@ -140,6 +141,9 @@ class Fetcher:
             backoff.ok()
             if self.paused:
                 await self._wait_resume()
+            elif not busy and self._throttle_ms is not None:
+                await self._wait_throttled(self._throttle_ms)
+                busy = True  # then `start` again, not a blocking read
             elif not busy and not self._can_block and not self._slots.shared:
                 await self._idle()
 
@@ -250,8 +254,18 @@ class Fetcher:
         await self._start(reply[0][1], backoff)
         return self.paused or len(reply[0][1]) >= free
 
+    async def _wait_throttled(self, ms: int) -> None:
+        """Wait until a limit lets a job start: `ms`, as `start` said, jittered a little upward
+        (so that the token is there, and workers do not all come back at once), at most
+        BLOCK_MS; a freed slot or a stop ends it sooner. Not a blocking read: Redis times
+        those out only to its `hz` (100 ms by default), too coarse for a rate."""
+        pause = min(ms * random.uniform(1.0, 1.02) + 1, BLOCK_MS) / 1000
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slots.wake.wait(), pause)
+
     def _launch_all(self, deliveries: Started) -> None:
         self.paused = deliveries.paused
+        self._throttle_ms = deliveries.throttled_ms
         if deliveries:
             self._since = None  # it read new entries: the group moved on
         for delivery in deliveries:

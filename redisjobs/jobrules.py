@@ -28,9 +28,9 @@ UniqueMode = Literal["until_start", "until_done", "while_queued"]
 UNIQUE_MODES: frozenset[str] = frozenset(get_args(UniqueMode))
 
 
-class JobRules(TypedDict, total=False):
-    """A job's rules, as keywords of :meth:`redisjobs.Client.enqueue` (None, the default of
-    each, leaves it unset).
+class TaskRules(TypedDict, total=False):
+    """A job's rules but its limit key, as keywords of :meth:`redisjobs.App.task` (whose
+    ``limit_key`` may be a function of the task's arguments) and of :class:`JobRules`.
 
     Attributes:
         keep_completed: how long a job that completed is kept instead of its `result_ttl`
@@ -55,6 +55,19 @@ class JobRules(TypedDict, total=False):
     idempotency_ttl: float | None
 
 
+class JobRules(TaskRules, total=False):
+    """A job's rules, as keywords of :meth:`redisjobs.Client.enqueue` (None, the default of
+    each, leaves it unset): those of :class:`TaskRules`, and
+
+    Attributes:
+        limit_key: the job's limit key (a tenant, a customer): jobs of different keys are
+            served round-robin, and the key's limits (:meth:`redisjobs.Client.set_limit`)
+            apply to it.
+    """
+
+    limit_key: str | None
+
+
 RULE_OPTIONS = frozenset(JobRules.__annotations__)
 """The enqueue options this module turns into :data:`RuleValues`."""
 
@@ -69,6 +82,24 @@ MAX_KEEP_COUNT = 10**9
 
 UNIQUE_KEY = re.compile(r"[A-Za-z0-9_@+=.:/-]{1,200}")
 """A unique key's rule (``_lib.lua``'s check_rules holds it too): it becomes part of a key."""
+
+LIMIT_KEY = re.compile(r"[A-Za-z0-9_@+=:/][A-Za-z0-9_@+=.:/-]{0,199}")
+"""A limit key's rule (``_lib.lua``'s check_rules holds it too): it becomes part of a key."""
+
+
+def check_limit_key(key: object) -> str:
+    """`key` when it is a valid limit key.
+
+    Raises:
+        ValueError: not 1-200 characters of ``A-Z a-z 0-9 _ - . @ + = : /``, or starting
+            with ``-``, ``.`` or ``*``.
+    """
+    if not (isinstance(key, str) and LIMIT_KEY.fullmatch(key)):
+        raise ValueError(
+            "limit_key must be 1-200 characters of A-Z a-z 0-9 _ - . @ + = : /, "
+            f"not starting with - . or *, got {key!r}"
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +126,7 @@ RULE_NAMES = (
     "unique_key",
     "unique_ttl_ms",
     "idempotency_ttl_ms",
+    "limit_key",
 )
 """The names of the rules on the wire (``_lib.lua``'s RULES; a test holds them to it)."""
 
@@ -199,4 +231,7 @@ def rules_of(opts: Mapping[str, Any]) -> RuleValues:
     idem = opts.get("idempotency_ttl")
     if idem is not None:
         out["idempotency_ttl_ms"] = _seconds_ms(idem, "idempotency_ttl")
+    limit_key = opts.get("limit_key")
+    if limit_key is not None:
+        out["limit_key"] = check_limit_key(limit_key)
     return out

@@ -94,6 +94,30 @@ class QueueKeys:
         return f"{self.prefix}hold:{key}"
 
     @property
+    def limit_keys(self) -> str:
+        """Sorted set, the schedule of limit keys with backlog: key -> the time (ms) it may
+        next be served (0: now), served round-robin by ``start``. A key at its max_running is
+        off it until one of its jobs ends."""
+        return self.prefix + "keys"
+
+    def key_jobs(self, key: str) -> str:
+        """Sorted set of the runnable jobs of limit key `key`, scored as :attr:`prio`."""
+        return f"{self.prefix}kq:{key}"
+
+    def key_jobs_pattern(self) -> str:
+        """SCAN pattern of every :meth:`key_jobs` (a queue name holds no glob character)."""
+        return f"{self.prefix}kq:*"
+
+    def key_active(self, key: str) -> str:
+        """Set of the running jobs of limit key `key` (its max_running counts them)."""
+        return f"{self.prefix}active:{key}"
+
+    def tat(self, field: str) -> str:
+        """String, the GCRA state (theoretical arrival time, ms) of the rate spec in field
+        `field` of :attr:`limits` (``q`` or ``k:<key>``); it expires once that time is past."""
+        return f"{self.prefix}tat:{field}"
+
+    @property
     def delayed(self) -> str:
         """Sorted set of job id -> due time (ms)."""
         return self.prefix + "delayed"

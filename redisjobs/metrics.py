@@ -76,7 +76,14 @@ async def queue_families(client: Client) -> list[Metric]:
             f"redisjobs_jobs_{name}", f"Jobs {name} since the queue began.", labels=labels
         )
         for name in COUNTERS
+        if name != "throttled"
     }
+    # not jobs: the calls a limit held back (one per call, however many jobs waited)
+    totals["throttled"] = CounterMetricFamily(
+        "redisjobs_throttled",
+        "Lease calls a rate limit, max_running or hold held back, since the queue began.",
+        labels=labels,
+    )
     oldest = GaugeMetricFamily(
         "redisjobs_queue_oldest_pending_age_seconds",
         "How long the oldest pending job has waited (0 when none is pending).",

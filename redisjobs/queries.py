@@ -31,7 +31,10 @@ COUNTERS = (
     "reclaimed",
     "cancelled",
     "deferred",
+    "throttled",
 )
+"""The running counters of the stats hash (``throttled`` counts the ``start`` calls a rate
+limit, max_running or hold held back, not jobs)."""
 WAITING = ("pending", "scheduled", "running")
 STATUSES = tuple(s.value for s in JobStatus)
 RATED = ("enqueued", "completed", "failed")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .getters import QueueGetters, reaching
 from .keys import QueueKeys
+from .limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
 from .roundtrips import Flow, ScriptCall, cmd, run
 
 
@@ -37,7 +38,7 @@ def is_paused_flow(keys: QueueKeys) -> Flow[bool]:
 
 
 class QueueControl(QueueGetters):
-    """The pause and resume calls of :class:`redisjobs.Client`."""
+    """The pause, resume and limit calls of :class:`redisjobs.Client`."""
 
     @reaching
     async def pause(self, queue: str | None = None) -> bool:
@@ -67,3 +68,58 @@ class QueueControl(QueueGetters):
     async def _switch(self, flow: Callable[[QueueKeys], Flow[bool]], queue: str | None) -> bool:
         redis, scripts = await self._conn()
         return await run(redis, flow(self.keys(queue)), scripts)
+
+    @reaching
+    async def set_limit(
+        self,
+        queue: str | None = None,
+        rate: float | None = None,
+        per: float = 1.0,
+        burst: int | None = None,
+        *,
+        key: str | None = None,
+        max_running: int | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        """Set a limit of a queue; workers apply it from their next lease, without restarting.
+
+        Args:
+            queue: the queue (default: the client's).
+            rate: at most this many jobs start per `per` seconds (fleet wide).
+            per: the period of `rate`, seconds.
+            burst: jobs that may start at once after a quiet spell (default: `rate`).
+            key: None for the whole queue; a limit key for its jobs; ``"*"`` for every key
+                without a spec of its own; ``"<task>:*"`` for every key of one task.
+            max_running: at most this many jobs of one key run at once (needs `key`).
+            max_pending: bound on the queue's backlog, enforced at enqueue (without `key`).
+
+        Raises:
+            ValueError: an invalid limit (nothing is written).
+        """
+        redis, _ = await self._conn()
+        flow = set_limit_flow(self.keys(queue), rate, per, burst, key, max_running, max_pending)
+        await run(redis, flow)
+
+    @reaching
+    async def clear_limit(self, queue: str | None = None, key: str | None = None) -> bool:
+        """Remove a limit (`key` as for :meth:`set_limit`; None: the queue-wide rate and
+        max_pending): its jobs start at full speed at once.
+
+        Returns:
+            True when there was one.
+        """
+        redis, _ = await self._conn()
+        return await run(redis, clear_limit_flow(self.keys(queue), key))
+
+    @reaching
+    async def limits(self, queue: str | None = None) -> list[Limit]:
+        """The limits of a queue, the queue-wide one first."""
+        redis, _ = await self._conn()
+        return await run(redis, limits_flow(self.keys(queue)))
+
+    @reaching
+    async def limit_keys(self, queue: str | None = None) -> list[KeyState]:
+        """The limit keys of a queue with jobs waiting or running: backlog, running jobs, and
+        when each may next be served (None: at its max_running, or drained)."""
+        redis, _ = await self._conn()
+        return await run(redis, key_states_flow(self.keys(queue)))

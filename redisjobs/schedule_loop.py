@@ -21,13 +21,15 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backoff
 from .keys import QueueKeys
-from .roundtrips import run
+from .limits import TaskLimit
+from .roundtrips import Flow, run
 from .schedule_flows import Due, due_flow, fire_flow, upsert_flow
 from .schedule_spec import ScheduleSpec
 from .scripts import Scripts
@@ -58,7 +60,8 @@ class ScheduleLoop:
         redis: the worker's command client.
         scripts: the scripts on it.
         keys: the queue.
-        declared: schedules to upsert before the first look (an app's tasks').
+        declared: schedules, and task limits, to upsert before the first look (an app's
+            tasks').
         on_fired: called after jobs were created (the embedded backend wakes its fetcher).
         max_sleep: the longest sleep between two looks (seconds).
     """
@@ -68,7 +71,7 @@ class ScheduleLoop:
         redis: Redis,
         scripts: Scripts,
         keys: QueueKeys,
-        declared: Sequence[ScheduleSpec] = (),
+        declared: Sequence[ScheduleSpec | TaskLimit] = (),
         on_fired: Callable[[], None] | None = None,
         *,
         max_sleep: float = 5.0,
@@ -84,11 +87,19 @@ class ScheduleLoop:
         self._wake.set()
 
     async def run(self) -> None:
-        """Upsert the declared schedules, then fire due ticks forever (until cancelled)."""
+        """Upsert the declared schedules and limits, then fire due ticks forever (until
+        cancelled)."""
         backoff = Backoff(f"schedules {self._keys.queue}", log)
         while self._declared:
+            item = self._declared[0]
+            flow: Flow[Any] | None
+            if isinstance(item, TaskLimit):
+                flow = item.upsert(self._keys)
+            else:
+                flow = upsert_flow(self._keys, item)
             try:
-                await run(self._redis, upsert_flow(self._keys, self._declared[0]), self._scripts)
+                if flow is not None:
+                    await run(self._redis, flow, self._scripts)
             except (RedisError, OSError) as exc:
                 await backoff.failed(exc)
                 continue

@@ -112,7 +112,8 @@ def _stored_row(values: list[Any]) -> EnqueueRow:
     row, rest = EnqueueRow("", *values[:11]), values[11:]
     if len(rest) == 1:
         return row._replace(rules=tuple((k, v) for k, v in rest[0]))
-    pairs = zip(RULE_NAMES, rest, strict=True) if rest else ()
+    # that older form had one value for each of the first eight rules, in their order
+    pairs = zip(RULE_NAMES[:8], rest, strict=True) if rest else ()
     return row._replace(rules=tuple((k, v) for k, v in pairs if v))
 
 

@@ -28,6 +28,7 @@ from .executors import ExecContext, Executors
 from .fetcher import BLOCK_MS, Fetcher
 from .keys import GROUP, QueueKeys
 from .leases import Leases
+from .limits import TaskLimit
 from .runs import Runs
 from .schedule_loop import ScheduleLoop
 from .schedule_spec import ScheduleSpec
@@ -65,7 +66,8 @@ class Session:
         reclaim_interval: seconds between reclaim ticks.
         context_class: the ExecContext (sub)class executors get.
         max_payload_bytes: a job whose payload is larger fails.
-        declared: the schedules of the worker's app on this queue, upserted at start.
+        declared: the schedules and task limits of the worker's app on this queue, upserted
+            at start.
 
     Its connections have no retry inside redis-py: a call whose reply was lost must come back
     to the loop that made it, which knows whether re-sending is safe (start and reclaim need a
@@ -86,7 +88,7 @@ class Session:
         reclaim_interval: float,
         context_class: type[ExecContext],
         max_payload_bytes: int,
-        declared: Sequence[ScheduleSpec] = (),
+        declared: Sequence[ScheduleSpec | TaskLimit] = (),
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors

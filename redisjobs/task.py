@@ -27,6 +27,7 @@ from .job import Job
 
 if TYPE_CHECKING:
     from .app import App
+    from .limits import TaskLimit
     from .schedule_spec import ScheduleSpec
 
 P = ParamSpec("P")
@@ -58,6 +59,7 @@ CALL_OPTIONS = frozenset(
         "unique_key",
         "unique_ttl",
         "idempotency_ttl",
+        "limit_key",
     }
 )
 """What :meth:`Task.options` takes: :meth:`redisjobs.Client.enqueue`'s keywords."""
@@ -131,6 +133,8 @@ class Task(Generic[P, R]):
         queue: the queue its jobs go to unless an enqueue says otherwise.
         isolation: where a worker runs a plain function (see :data:`Isolation`).
         schedule: its schedule, when declared with ``cron=`` or ``every=``.
+        limit: its limit key and limits, when declared with ``rate_limit=``, ``limit_key=`` or
+            ``max_running=``.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class Task(Generic[P, R]):
         self._target = Target.of(fn, name)
         self._options: dict[str, Any] = {"queue": queue, **defaults}
         self.schedule: ScheduleSpec | None = None  # set by App.task(cron=..., every=...)
+        self.limit: TaskLimit | None = None  # set by App.task(rate_limit=..., limit_key=...)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} on {self.queue!r}>"
@@ -186,7 +191,7 @@ class Task(Generic[P, R]):
         """This task with other enqueue options: ``queue``, ``job_id``, ``delay``, ``at``,
         ``priority``, ``max_retries`` (or ``retries``), ``retry_delay``, ``retry_backoff``,
         ``retry_jitter``, ``timeout``, ``result_ttl``, ``keep_completed``, ``keep_failed``,
-        ``unique``, ``unique_key``, ``unique_ttl``, ``idempotency_ttl`` (as
+        ``unique``, ``unique_key``, ``unique_ttl``, ``idempotency_ttl``, ``limit_key`` (as
         :meth:`redisjobs.Client.enqueue`).
 
         Raises:
@@ -303,12 +308,22 @@ def _as_sent(job: Job, payload: dict[str, Any]) -> Job:
     return job
 
 
+def _keyed(
+    task: Task[Any, Any], options: Mapping[str, Any], args: Any, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`options` with the job's limit key, when its task declares one and the enqueue does not."""
+    if task.limit is None or options.get("limit_key") is not None:
+        return dict(options)
+    return {**options, "limit_key": task.limit.key(args, kwargs)}
+
+
 async def _enqueue(
     task: Task[Any, R], options: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> TaskJob[R]:
     payload = task.payload(args, kwargs)
     client = task.app.client()
-    return TaskJob(_as_sent(await client.enqueue("call", payload, **options), payload), client)
+    job = await client.enqueue("call", payload, **_keyed(task, options, args, kwargs))
+    return TaskJob(_as_sent(job, payload), client)
 
 
 def _enqueue_sync(
@@ -316,7 +331,8 @@ def _enqueue_sync(
 ) -> SyncTaskJob[R]:
     payload = task.payload(args, kwargs)
     client = task.app.sync_client()
-    return SyncTaskJob(_as_sent(client.enqueue("call", payload, **options), payload), client)
+    job = client.enqueue("call", payload, **_keyed(task, options, args, kwargs))
+    return SyncTaskJob(_as_sent(job, payload), client)
 
 
 async def _enqueue_many(
@@ -333,7 +349,7 @@ async def _enqueue_many(
             of, args = task, call
         else:
             of, args, kwargs = call.task, call.args, call.kwargs
-        opts = dict(options if of is task else of._options)
+        opts = _keyed(of, options if of is task else of._options, args, kwargs)
         spec: dict[str, Any] = {"kind": "call", "payload": of.payload(args, kwargs)}
         by_queue.setdefault(opts.pop("queue"), []).append((total - 1, spec | opts))
     client = task.app.client()

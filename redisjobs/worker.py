@@ -42,6 +42,8 @@ from .slots import Slots
 
 if TYPE_CHECKING:
     from .app import App
+    from .limits import TaskLimit
+    from .schedule_spec import ScheduleSpec
 
 __all__ = [
     "FETCH_STOP_SECONDS",
@@ -293,8 +295,15 @@ class Worker:
             reclaim_interval=self.reclaim_interval,
             context_class=self.context_class,
             max_payload_bytes=self.max_payload_bytes,
-            declared=self._app.schedules(self.keys.queue) if self._app is not None else (),
+            declared=self._declared(),
         )
+
+    def _declared(self) -> list[ScheduleSpec | TaskLimit]:
+        """What the worker's app declares for its queue: schedules, then task limits."""
+        if self._app is None:
+            return []
+        queue = self.keys.queue
+        return [*self._app.schedules(queue), *self._app.limits(queue)]
 
     async def _connected(self) -> Session | None:
         """Connect, retrying until Redis answers; None when a stop came first."""

@@ -525,6 +525,15 @@ def _schedules(site: Site, text: str, tmp_path: Path) -> None:
     assert int(runs) >= 2 and has_job == "True"
 
 
+def _limits(site: Site, text: str, tmp_path: Path) -> None:
+    """The limits read back as set, and each tenant's job waits in its own key."""
+    lines = run_python(site, text, tmp_path).splitlines()
+    assert lines == [
+        "[(None, 100.0, None), ('*', 5.0, 2)]",
+        "[('tenant-a', 1), ('tenant-b', 1)]",
+    ]
+
+
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     "# schedules.py": (_schedules, ()),
     # first line -> (how it runs, the module fixtures it needs)
@@ -548,6 +557,10 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     "class Greeter:": (_fragment, ()),
     "# priorities and pausing, on a queue of its own with one worker slot": (_fragment, ()),
     "from redisjobs import Keep": (_fragment, ()),
+    "# at most 100 starts a second for the whole queue, 5 a second and 2 at once per tenant": (
+        _limits,
+        (),
+    ),
     "manager = JobManager(max_workers=4, max_retries=3, retry_delay=5.0, retry_backoff=2.0)": (
         _fragment,
         (),

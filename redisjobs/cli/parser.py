@@ -42,6 +42,7 @@ from . import (
     health,
     info,
     jobs,
+    limits,
     logs,
     pausing,
     requeue,
@@ -187,6 +188,7 @@ def _queues(sub: Any) -> None:
     for p in (i, v, s, h, *_pausing(sub)):
         add_redis(p)
     schedules.add_parser(sub)
+    limits.add_parser(sub)
 
 
 def _pausing(sub: Any) -> list[argparse.ArgumentParser]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from ..job import FailureReason, JobStatus
-from ..jobrules import MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
+from ..jobrules import LIMIT_KEY, MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
 from ..names import JOB_ID
 from .validation import NUMBERS, YEAR
 
@@ -69,6 +69,14 @@ def _rules() -> dict[str, Any]:
             "type": "string",
             "pattern": f"^{UNIQUE_KEY.pattern}$",
             "description": "The unique lock's key (default: derived from kind and payload).",
+        }
+    )
+    props["limit_key"] = _nullable(
+        {
+            "type": "string",
+            "pattern": f"^{LIMIT_KEY.pattern}$",
+            "description": "The job's limit key (a tenant): jobs of different keys are served "
+            "round-robin, and the key's rate limit and max_running apply to it.",
         }
     )
     return props

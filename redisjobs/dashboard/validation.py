@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ..errors import InvalidJobId
-from ..jobrules import RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_of
+from ..jobrules import LIMIT_KEY, RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_of
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
 from ..options import MAX_PRIORITY
 
@@ -46,6 +46,7 @@ RULES = {
     "keep_failed": "seconds, or an object with age (seconds) and/or count",
     "unique": " or ".join(sorted(UNIQUE_MODES)),
     "unique_key": f"a string matching {UNIQUE_KEY.pattern}",
+    "limit_key": f"a string matching {LIMIT_KEY.pattern}",
 }
 
 MAX_AGE = 10**10

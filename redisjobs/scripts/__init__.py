@@ -112,9 +112,11 @@ def _delivery(values: Sequence[Any]) -> Delivery:
 
 class Started(list[Delivery]):
     """What a ``start`` call leased: its deliveries, and whether the queue is paused (then
-    only jobs leased to this worker by an earlier call whose reply was lost)."""
+    only jobs leased to this worker by an earlier call whose reply was lost), or how long a
+    rate limit, max_running or hold keeps it from leasing more (ms, Redis's clock)."""
 
     paused: bool = False
+    throttled_ms: int | None = None
 
 
 def _deliveries(reply: list[Any]) -> list[Delivery]:
@@ -206,14 +208,19 @@ class Scripts:
         """Lease the jobs of stream entries (entry id, job id) that `worker` read, and up to
         `read` more jobs the script finds itself (new entries, or jobs of a priority).
 
-        On a paused queue it leases nothing new, and the result says so (``paused``)."""
+        On a paused queue it leases nothing new, and the result says so (``paused``); held
+        back by a limit, it says for how long (``throttled_ms``)."""
         args: list[Arg] = [worker, read]
         for msg, job_id in entries:
             args += (msg, job_id)
         reply = await self._call("start", keys, args)
-        paused = bool(reply) and reply[0] == b"paused"
-        started = Started(_deliveries(reply[1:] if paused else reply))
+        head = reply[0] if reply else None
+        paused = head == b"paused"
+        throttled = head == b"throttled"
+        started = Started(_deliveries(reply[2 * throttled + paused :]))
         started.paused = paused
+        if throttled:
+            started.throttled_ms = int(reply[1])
         return started
 
     async def heartbeat(

@@ -20,6 +20,7 @@ local K_CARRY = PREFIX .. 'carry'
 local K_PAUSED = PREFIX .. 'paused'
 local K_LIMITS = PREFIX .. 'limits'
 local K_HOLD = PREFIX .. 'hold'
+local K_KEYS = PREFIX .. 'keys'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
@@ -30,6 +31,9 @@ local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
 local function unique_lock_key(key) return PREFIX .. 'unique:' .. key end
 local function idem_key(jid) return PREFIX .. 'idem:' .. jid end
 local function key_hold_key(key) return K_HOLD .. ':' .. key end
+local function key_jobs_key(key) return PREFIX .. 'kq:' .. key end
+local function key_active_key(key) return PREFIX .. 'active:' .. key end
+local function tat_key(field) return PREFIX .. 'tat:' .. field end
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -153,10 +157,54 @@ local function prio_add(jid, priority)
   redis.call('ZADD', K_PRIO, string.format('%.0f', priority * PRIO_SEQ + seq), jid)
 end
 
--- Where a runnable job goes, by its `priority` field (absent: the default). The one place that
--- decides. Returns the `ready` entry that is the job's msg, or nil when it went to `prio`.
-local function route_ready(jid, priority)
+-- Rate limits: GCRA ------------------------------------------------------------------------
+-- A limiter's state is its theoretical arrival time (TAT, ms). With interval T = per_ms / rate
+-- and tolerance tau = (burst - 1) * T, a job may start at `now` while TAT - now <= tau; each
+-- start moves TAT to max(TAT, now) + T. Pure functions of the clock, so a test can give it.
+
+-- ms until a limiter at `tat` lets one more job start at `now` (0: it does now).
+local function gcra_wait(tat, now, tau) return math.max(0, tat - tau - now) end
+
+-- The TAT of a limiter at `tat` once a job started at `now`.
+local function gcra_take(tat, now, T) return math.max(tat, now) + T end
+
+-- Limit keys ------------------------------------------------------------------------------
+-- A runnable job with a limit key (field `limit_key`) is never an entry of `ready`: it is a
+-- member of its key's sorted set kq:<key>, scored as `prio` scores (priority * 2^31 + seq), and
+-- its key is a member of `keys`, the schedule of keys with backlog scored by the time (ms) the
+-- key may next be served (0: now). A key at its max_running leaves `keys` until one of its jobs
+-- leaves `running` (key_left). Its running jobs are the set active:<key> (SADD when leased,
+-- SREM on every way out of running: idempotent, so a re-sent script cannot count twice).
+
+-- Add job `jid` of limit key `key` to its key's backlog, and the key to the schedule (a key
+-- already there keeps its time), with a wake-up entry in `ready` for blocked workers.
+local function key_add(jid, key, priority)
+  local seq = redis.call('HINCRBY', K_STATS, 'prio_seq', 1) % PRIO_SEQ
+  redis.call('ZADD', key_jobs_key(key), string.format('%.0f', priority * PRIO_SEQ + seq), jid)
+  redis.call('ZADD', K_KEYS, 'NX', 0, key)
+  redis.call('XADD', K_READY, '*', 'wake', '1')
+end
+
+-- Job `jid` of limit key `key` (nil: none, and nothing to do) left `running`: its slot is
+-- free, so a key with backlog that max_running took off the schedule is back on it (and a
+-- blocked worker is woken to look).
+local function key_left(key, jid)
+  if key and redis.call('SREM', key_active_key(key), jid) == 1
+    and redis.call('EXISTS', key_jobs_key(key)) == 1
+    and redis.call('ZADD', K_KEYS, 'NX', 0, key) == 1 then
+    redis.call('XADD', K_READY, '*', 'wake', '1')
+  end
+end
+
+-- Where a runnable job goes, by its `priority` field (absent: the default) and its limit key
+-- (absent: none). The one place that decides. Returns the `ready` entry that is the job's msg,
+-- or nil when it went to `prio` or its key's backlog.
+local function route_ready(jid, priority, key)
   local p = count_of(priority, DEFAULT_PRIORITY)
+  if key then
+    key_add(jid, key, p)
+    return nil
+  end
   if p == DEFAULT_PRIORITY then return redis.call('XADD', K_READY, '*', 'id', jid) end
   prio_add(jid, p)
   redis.call('XADD', K_READY, '*', 'wake', '1')
@@ -164,9 +212,9 @@ local function route_ready(jid, priority)
 end
 
 -- Make a job runnable (status pending): a fresh stream entry whose id the job remembers, or a
--- member of `prio` (and no msg).
-local function push_ready(jkey, jid, priority)
-  local msg = route_ready(jid, priority)
+-- member of `prio` or of its key's backlog (and no msg).
+local function push_ready(jkey, jid, priority, key)
+  local msg = route_ready(jid, priority, key)
   if msg then
     redis.call('HSET', jkey, 'status', 'pending', 'msg', msg)
   else
@@ -296,7 +344,7 @@ end
 
 -- The fields of a job the end of its run as `failed` reads (see fail_job).
 local FAILED_FIELDS = {'result_ttl', 'failed_ttl', 'failed_keep', 'unique_key',
-  'idempotency_ttl'}
+  'idempotency_ttl', 'limit_key'}
 
 -- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
 -- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted. `job` holds (at
@@ -305,6 +353,7 @@ local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, wh
   local ttl = count_of(job.failed_ttl, nil) or
     math.max(count_of(job.result_ttl, DEFAULT_TTL_MS), DEAD_TTL_MS)
   finish(jkey, jid, from, 'failed', now, ttl, cancel_flag, true, 'error', err, 'failure', why)
+  if from == 'running' then key_left(job.limit_key, jid) end
   trim_final('failed', now)
   if job.unique_key or job.idempotency_ttl then
     settle(jid, 'failed', ttl, job.unique_key, job.idempotency_ttl)
@@ -406,8 +455,9 @@ local FIXED = 12
 local MAX_PRIORITY = 2097152
 local RULES = {completed_ttl_ms = 'completed_ttl', completed_keep = 'completed_keep',
   failed_ttl_ms = 'failed_ttl', failed_keep = 'failed_keep', unique = 'unique',
-  unique_key = 'unique_key', unique_ttl_ms = 'unique_ttl', idempotency_ttl_ms = 'idempotency_ttl'}
-local RULE_TEXT = {unique = true, unique_key = true}  -- the rest are integers >= 0 (0 = none)
+  unique_key = 'unique_key', unique_ttl_ms = 'unique_ttl', idempotency_ttl_ms = 'idempotency_ttl',
+  limit_key = 'limit_key'}
+local RULE_TEXT = {unique = true, unique_key = true, limit_key = true}  -- the rest are integers >= 0 (0 = none)
 local UNIQUE_MODES = {until_start = true, until_done = true, while_queued = true}
 local NO_RULES = {}
 
@@ -437,6 +487,11 @@ local function check_rules(rules)
     if not RULE_TEXT[name] and not count_of(v, nil) then
       return 'invalid retention or ttl: an integer of ms or a count >= 0 (0 = none)'
     end
+  end
+  local lkey = rules.limit_key
+  if lkey and (#lkey > 200 or not string.find(lkey, '^[%w_@+=:/][%w_@+=.:/%-]*$')) then
+    return 'invalid limit key: 1-200 characters of A-Z a-z 0-9 _ - . @ + = : /, ' ..
+      'not starting with - . or *'
   end
   local mode, key = rules.unique, rules.unique_key
   if not mode then
@@ -544,7 +599,8 @@ local function create_job(now, args, i, known)
     status, extra, value = 'scheduled', 'scheduled_at', due
     redis.call('ZADD', K_DELAYED, due, job_id)
   else
-    value = route_ready(job_id, priority)  -- nil for a job in `prio`: it has no msg
+    -- nil for a job in `prio` or a key's backlog: it has no msg
+    value = route_ready(job_id, priority, rules.limit_key)
     due = nil
   end
   local fields = {'kind', kind, 'payload', payload, 'attempt', 0, 'max_retries', max_retries,

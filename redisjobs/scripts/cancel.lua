@@ -9,7 +9,7 @@
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
--- Effects  pending: XACK+XDEL its entry (ZREM prio when it waits there); scheduled: ZREM
+-- Effects  pending: XACK+XDEL its entry (ZREM prio, or its key's backlog, when it waits there); scheduled: ZREM
 --          delayed; then status cancelled, failure 'cancel', EXPIRE, stats.cancelled, the
 --          unique lock released and the idempotency marker written (settle). running: the
 --          `cancel` flag, which heartbeats also report, so a worker that missed the pub/sub
@@ -18,7 +18,7 @@
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token',
-  'unique_key', 'idempotency_ttl'})
+  'unique_key', 'idempotency_ttl', 'limit_key'})
 local st = job.status
 if not st then return 'missing' end
 if st == 'running' then
@@ -34,6 +34,8 @@ if st == 'scheduled' then
   redis.call('ZREM', K_DELAYED, jid)
 elseif job.msg then
   drop_entry(job.msg)
+elseif job.limit_key then
+  redis.call('ZREM', key_jobs_key(job.limit_key), jid)  -- it waits in its key's backlog
 else
   redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
 end

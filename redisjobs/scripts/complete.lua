@@ -8,7 +8,7 @@
 --          0 rejected: the lease is stale (another worker owns the job now)
 -- Events   completed (with the result)
 -- Effects  result, progress 100, status completed, XACK, EXPIRE (completed_ttl, else
---          result_ttl), index, stats.completed; a job with a unique key releases its lock, one
+--          result_ttl), index, stats.completed; a job's limit key slot is freed (key_left); a job with a unique key releases its lock, one
 --          with idempotency_ttl leaves its marker; jobs that keep a count of completed jobs
 --          delete up to 2 each of the oldest beyond the smallest count (trim_kept)
 
@@ -21,9 +21,9 @@ for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
   -- Named locals, not a table: this runs for every job that succeeds.
-  local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem =
+  local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem, lkey =
     unpack(redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel',
-      'completed_ttl', 'completed_keep', 'unique_key', 'idempotency_ttl'))
+      'completed_ttl', 'completed_keep', 'unique_key', 'idempotency_ttl', 'limit_key'))
   if held ~= lease then
     out[#out + 1] = 0
   elseif status ~= 'running' then
@@ -33,6 +33,7 @@ for i = 2, #ARGV, 3 do
     local ttl = outcome_ttl(own_ttl, result_ttl)
     finish(jkey, jid, 'running', 'completed', now, ttl, cancel, false, 'result', result,
       'progress', 100)
+    key_left(lkey, jid)
     if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
     if own_keep then
       keep, keepers = math.min(keep or math.huge, count_of(own_keep, 1)), keepers + 1

@@ -33,6 +33,7 @@ local now = now_ms()
 local attempt = count_of(job.attempt, 1)
 local deferrals = count_of(job.deferrals, 0) + 1
 ack(job.msg)
+key_left(job.limit_key, jid)  -- deferred or failed, it leaves `running`
 if deferrals > MAX_DEFERRALS then
   fail_job(jkey, jid, 'running', now, job, job.cancel, attempt,
     'rate limited: deferred ' .. MAX_DEFERRALS .. ' times, never ran to the end',

@@ -10,7 +10,8 @@
 -- Events   cancelled (error 'drained', failure 'cancel') per job dropped, so that whoever
 --          waits for it learns it will never run
 -- Effects  pending: its stream entry acknowledged and deleted (drop_entry; a job read by a
---          worker but not started yet is then dropped by `start`), out of prio; scheduled
+--          worker but not started yet is then dropped by `start`), out of prio or its limit
+--          key's backlog (kq:<key>, which `start` takes off the schedule once empty); scheduled
 --          (a delay, or a retry waiting out its backoff): out of delayed; then DEL its hash,
 --          log and trace context, ZREM its index; stats.cancelled (so enqueued - finished
 --          stays the jobs in flight); a dropped job's unique lock is released and its
@@ -22,7 +23,7 @@ if not (cutoff and limit and limit > 0) then
   return redis.error_reply('drain takes a cutoff and a limit > 0')
 end
 local now = now_ms()
-local DRAIN_FIELDS = {'status', 'msg', 'attempt', 'unique_key', 'idempotency_ttl'}
+local DRAIN_FIELDS = {'status', 'msg', 'attempt', 'unique_key', 'idempotency_ttl', 'limit_key'}
 local DRAINED = {'error', mp_str('drained'), 'failure', mp_str('cancel')}
 local dropped, looked = 0, 0
 for _, status in ipairs({'pending', 'scheduled'}) do
@@ -37,6 +38,9 @@ for _, status in ipairs({'pending', 'scheduled'}) do
       gone[#gone + 1] = jid
       add_job_keys(keys, jid)
       if status == 'pending' and job.msg and job.msg ~= '' then msgs[#msgs + 1] = job.msg end
+      if status == 'pending' and job.limit_key then  -- it waits in its key's backlog
+        redis.call('ZREM', key_jobs_key(job.limit_key), jid)
+      end
       if job.unique_key or job.idempotency_ttl then  -- its lock goes; its id stays taken
         settle(jid, 'cancelled', 0, job.unique_key, job.idempotency_ttl)
       end

@@ -18,7 +18,8 @@
 -- Effects  XACK; error, failure; retry: status scheduled, ZADD delayed (a while_queued job
 --          takes its unique lock again when free); failed: EXPIRE (failed_ttl, else
 --          result_ttl), index, dead, trim_kept for a job with failed_keep; failed and
---          cancelled: the unique lock released, the idempotency marker written (settle);
+--          cancelled: the unique lock released, the idempotency marker written (settle); the
+--          job's limit key slot freed (key_left);
 --          stats.retried / failed / cancelled. An unknown mode is an error.
 
 local RETRIED = {error = true, timeout = true}
@@ -29,7 +30,7 @@ end
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'lease', 'status', 'msg', 'attempt', 'max_retries', 'retry_delay',
   'retry_backoff', 'retry_jitter', 'result_ttl', 'cancel', 'failed_ttl', 'failed_keep', 'unique',
-  'unique_key', 'unique_ttl', 'idempotency_ttl'})
+  'unique_key', 'unique_ttl', 'idempotency_ttl', 'limit_key'})
 if job.lease ~= lease then return {'stale', 0} end
 if job.status ~= 'running' then return {'dup', 0} end
 
@@ -37,6 +38,7 @@ local now = now_ms()
 -- (checked when leased; garbage written since falls back to defaults rather than failing here)
 local attempt = count_of(job.attempt, 0)
 ack(job.msg)
+key_left(job.limit_key, jid)  -- every outcome below leaves `running`
 
 if mode == 'cancel' then
   local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)

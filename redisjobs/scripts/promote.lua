@@ -13,9 +13,10 @@ local ids = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, tonu
 local moved = 0
 for _, jid in ipairs(ids) do
   local jkey = job_key(jid)
-  local status, priority = unpack(redis.call('HMGET', jkey, 'status', 'priority'))
+  local status, priority, key = unpack(redis.call('HMGET', jkey, 'status', 'priority',
+    'limit_key'))
   if status == 'scheduled' then
-    push_ready(jkey, jid, priority)
+    push_ready(jkey, jid, priority, key)
     move_status(jid, 'scheduled', 'pending', now)
     moved = moved + 1
   end

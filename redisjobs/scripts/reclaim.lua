@@ -150,13 +150,14 @@ local swept = redis.call('ZRANGEBYSCORE', status_key('running'), cursor, '+inf',
 for i = 1, #swept, 2 do
   local jid = swept[i]
   local jkey = job_key(jid)
-  local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'priority'})
+  local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'priority', 'limit_key'})
   if job.status ~= 'running' then
     redis.call('ZREM', status_key('running'), jid)
   elseif not job.msg
     or #redis.call('XPENDING', stream_of(job.msg), GROUP, job.msg, job.msg, 1) == 0 then
     redis.call('HSET', jkey, 'attempt', math.max(count_of(job.attempt, 1) - 1, 0))
-    push_ready(jkey, jid, job.priority)
+    key_left(job.limit_key, jid)
+    push_ready(jkey, jid, job.priority, job.limit_key)
     move_status(jid, 'running', 'pending', now)
   end
 end

@@ -21,25 +21,27 @@ local worker = ARGV[1]
 local now = now_ms()
 local released = 0
 
-local function requeue(jkey, jid, from, msg, attempt, priority)
+local function requeue(jkey, jid, from, msg, job)
+  local attempt, priority = job.attempt, job.priority
   drop_entry(msg)
   if from == 'running' then
+    key_left(job.limit_key, jid)
     local ran = count_of(attempt, 1)
     redis.call('HSET', jkey, 'attempt', math.max(ran - 1, 0))
     emit(jid, 'released', ran, now, {'worker', mp_str(worker), 'requeued', '\195'})
   end
-  push_ready(jkey, jid, priority)
+  push_ready(jkey, jid, priority, job.limit_key)
   move_status(jid, from, 'pending', now)
   released = released + 1
 end
 
-local FIELDS = {'status', 'msg', 'worker', 'attempt', 'priority', 'lease'}
+local FIELDS = {'status', 'msg', 'worker', 'attempt', 'priority', 'lease', 'limit_key'}
 for i = 2, #ARGV, 2 do
   local jid, lease = ARGV[i], ARGV[i + 1]
   local jkey = job_key(jid)
   local job = hmget_named(jkey, FIELDS)
   if job.lease == lease and job.status == 'running' and job.worker == worker then
-    requeue(jkey, jid, 'running', job.msg, job.attempt, job.priority)
+    requeue(jkey, jid, 'running', job.msg, job)
   end
 end
 
@@ -54,9 +56,9 @@ local function release_pel(stream)
     local job = {}
     if jid then job = hmget_named(job_key(jid), FIELDS) end
     if job.status == 'pending' and job.msg == msg then
-      requeue(job_key(jid), jid, 'pending', msg, nil, job.priority)
+      requeue(job_key(jid), jid, 'pending', msg, job)
     elseif job.status == 'running' and job.msg == msg and job.worker == worker then
-      requeue(job_key(jid), jid, 'running', msg, job.attempt, job.priority)
+      requeue(job_key(jid), jid, 'running', msg, job)
     else
       drop_entry(msg)
     end

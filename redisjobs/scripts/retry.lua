@@ -20,7 +20,7 @@ local revived = 0
 for i = 1, #ARGV do
   local jid = ARGV[i]
   local jkey = job_key(jid)
-  local job = hmget_named(jkey, {'status', 'kind', 'priority'})
+  local job = hmget_named(jkey, {'status', 'kind', 'priority', 'limit_key'})
   if job.status == 'failed' or job.status == 'cancelled' then
     redis.call('PERSIST', jkey)
     redis.call('PERSIST', job_log_key(jid))
@@ -28,7 +28,7 @@ for i = 1, #ARGV do
       'progress', 'progress_message', 'scheduled_at', 'cancel', 'cancel_token', 'deferrals')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
-    push_ready(jkey, jid, job.priority)
+    push_ready(jkey, jid, job.priority, job.limit_key)
     move_status(jid, job.status, 'pending', now)
     emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
     revived = revived + 1

@@ -22,6 +22,7 @@ from ..connection import Backend, resolve_url
 from ..errors import WaitTimeout
 from ..job import Job, JobStatus
 from ..keys import QueueNames
+from ..limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
 from ..options import EnqueueOptions, JobDefaults, JobOptions
 from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
 from ..queries import JobPage, get_jobs_flow, list_jobs_flow, stats_flow
@@ -193,6 +194,37 @@ class Client(Producer, QueueNames):
     def is_paused(self, queue: str | None = None) -> bool:
         """Whether a queue is paused now."""
         return self._run(is_paused_flow(self.keys(queue)))
+
+    @_reaching
+    def set_limit(
+        self,
+        queue: str | None = None,
+        rate: float | None = None,
+        per: float = 1.0,
+        burst: int | None = None,
+        *,
+        key: str | None = None,
+        max_running: int | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        """Set a limit of a queue: :meth:`redisjobs.Client.set_limit`."""
+        flow = set_limit_flow(self.keys(queue), rate, per, burst, key, max_running, max_pending)
+        self._run(flow)
+
+    @_reaching
+    def clear_limit(self, queue: str | None = None, key: str | None = None) -> bool:
+        """Remove a limit: :meth:`redisjobs.Client.clear_limit` (True: there was one)."""
+        return self._run(clear_limit_flow(self.keys(queue), key))
+
+    @_reaching
+    def limits(self, queue: str | None = None) -> list[Limit]:
+        """The limits of a queue: :meth:`redisjobs.Client.limits`."""
+        return self._run(limits_flow(self.keys(queue)))
+
+    @_reaching
+    def limit_keys(self, queue: str | None = None) -> list[KeyState]:
+        """The limit keys with jobs: :meth:`redisjobs.Client.limit_keys`."""
+        return self._run(key_states_flow(self.keys(queue)))
 
     # -- schedules ------------------------------------------------------------------------------
 

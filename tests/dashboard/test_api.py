@@ -99,6 +99,10 @@ async def test_rules_are_taken_and_duplicates_said(client: Client, dash: httpx.A
     assert again.json()["id"] == first.json()["id"]
     raw: Any = await client.redis.hgetall(client.keys().job(first.json()["id"]))
     assert raw[b"completed_keep"] == b"5" and raw[b"idempotency_ttl"] == b"600000"
+    keyed = await dash.post(url, json={"kind": "call", "options": {"limit_key": "tenant-a"}})
+    assert keyed.status_code == 202
+    raw = await client.redis.hget(client.keys().job(keyed.json()["id"]), "limit_key")
+    assert raw == b"tenant-a"
     bad: list[dict[str, Any]] = [
         {"unique": "sometimes"},
         {"unique": "until_done", "unique_key": "a b"},
@@ -109,6 +113,8 @@ async def test_rules_are_taken_and_duplicates_said(client: Client, dash: httpx.A
         {"keep_completed": -1},
         {"keep_completed": "1h"},
         {"idempotency_ttl": 0},
+        {"limit_key": "-a"},
+        {"limit_key": 5},
     ]
     for options in bad:
         refused = await dash.post(url, json={"kind": "call", "options": options})

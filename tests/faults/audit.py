@@ -17,7 +17,11 @@ means the keyspace is consistent:
   still holds it: that carries its key, has not ended, and has not started if its mode lets
   the lock go at a start (``until_start``, ``while_queued``); every idempotency marker has a
   TTL;
-* every member of ``schedule:due`` has a spec in ``schedules`` and a state hash.
+* every member of ``schedule:due`` has a spec in ``schedules`` and a state hash;
+* limit keys: a pending job with a ``limit_key`` is a member of its key's ``kq:<key>`` once (and
+  has no stream entry, nor a place in ``prio``); every member of a ``kq:<key>`` is a pending job
+  of that key; every member of ``active:<key>`` is a running job of that key, and every running
+  job of a key is in it; a key with backlog is in the schedule ``keys`` or at its max_running.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
 pending one, so "out of the stream" reads "acknowledged" here.
@@ -130,7 +134,7 @@ async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, st
         problems.append(f"{status} job {job_id} still has PEL entries {in_pel}")
     if (status == "scheduled") != (job_id in state.delayed):
         problems.append(f"{status} job {job_id} in delayed: {job_id in state.delayed}")
-    if status == "pending":
+    if status == "pending" and "limit_key" not in job:
         problems += await _check_pending(redis, state, job_id, job.get("msg", ""))
     if status in FINAL_STATUSES and await redis.pttl(state.keys.job(job_id)) < 0:
         problems.append(f"{status} job {job_id} has no TTL")
@@ -186,6 +190,49 @@ async def _check_schedules(redis: Redis, keys: QueueKeys) -> list[str]:
     return problems
 
 
+async def _key_sets(redis: Redis, keys: QueueKeys, kind: str) -> dict[str, list[str]]:
+    """The members of every ``kq:<key>`` (kind ``kq``) or ``active:<key>`` set, by key."""
+    out: dict[str, list[str]] = {}
+    prefix = f"{keys.prefix}{kind}:"
+    async for raw in redis.scan_iter(match=prefix + "*", count=1000):
+        key = _s(raw)
+        members: Any = await (redis.zrange(key, 0, -1) if kind == "kq" else redis.smembers(key))
+        out[key[len(prefix) :]] = [_s(m) for m in members]
+    return out
+
+
+async def _check_keys(redis: Redis, state: _State) -> list[str]:
+    keys = state.keys
+    backlog, active = await _key_sets(redis, keys, "kq"), await _key_sets(redis, keys, "active")
+    scheduled: Any = await redis.zrange(keys.limit_keys, 0, -1)
+    on_schedule = {_s(m) for m in scheduled}
+    problems = []
+    for job_id, job in state.jobs.items():
+        key, status = job.get("limit_key"), job.get("status")
+        if key is None:
+            continue
+        if status == "pending" and (backlog.get(key, []).count(job_id) != 1 or "msg" in job):
+            problems.append(f"pending job {job_id} of key {key} is not in its backlog once")
+        if status == "running" and job_id not in active.get(key, []):
+            problems.append(f"running job {job_id} of key {key} is not in its active set")
+    problems += _strangers(state, backlog, "kq", "pending")
+    problems += _strangers(state, active, "active", "running")
+    for key, members in backlog.items():
+        if members and key not in on_schedule and not active.get(key):
+            problems.append(f"key {key} has backlog but is neither scheduled nor running")
+    return problems
+
+
+def _strangers(state: _State, sets: dict[str, list[str]], kind: str, status: str) -> list[str]:
+    """Members of the per-key sets `sets` that are not jobs of that key in `status`."""
+    return [
+        f"{kind}:{key} holds {j}, not a {status} job of that key"
+        for key, members in sets.items()
+        for j in members
+        if state.jobs.get(j, {}).get("status") != status or state.jobs[j].get("limit_key") != key
+    ]
+
+
 async def audit(redis: Redis, queue: str) -> list[str]:
     """The violations of the queue's invariants (empty when it is consistent)."""
     state = await _State(QueueKeys(queue)).read(redis)
@@ -194,6 +241,7 @@ async def audit(redis: Redis, queue: str) -> list[str]:
         problems += await _check_job(redis, state, job_id, job)
     problems += await _check_locks(redis, state)
     problems += await _check_schedules(redis, state.keys)
+    problems += await _check_keys(redis, state)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":
