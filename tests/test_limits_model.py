@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from importlib.resources import files
+from typing import Any
 
 import pytest
 import redis
@@ -89,12 +90,12 @@ def lua(redis_server: RedisServer) -> redis.Redis:
 @settings(max_examples=150, deadline=None)
 @given(first=st.tuples(st.integers(1, 40), st.integers(1, 5)), ops=OPS)
 def test_gcra_matches_a_token_bucket(
-    lua: redis.Redis, first: tuple[int, int], ops: list[tuple[int, ...]]
+    lua: redis.Redis, first: tuple[int, int], ops: list[tuple[Any, ...]]
 ) -> None:
     lib = files("redisjobs.scripts").joinpath("_lib.lua").read_text(encoding="utf-8")
     script = needed(lib, BODY) + BODY
     now = 10_000
-    args: list[object] = ["limit", first[0], first[1]]
+    args: list[Any] = ["limit", first[0], first[1]]
     model = Bucket()
     model.interval, model.burst = first
     expected = []

@@ -29,27 +29,30 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [kind, "null"]}
 
 
+# keep_completed / keep_failed: seconds, or {age, count}
+_KEEP: dict[str, Any] = {
+    "oneOf": [
+        {"type": "null"},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "age": {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
+                "count": {"type": "integer", "minimum": 1, "maximum": MAX_KEEP_COUNT},
+            },
+        },
+    ]
+}
+
+
 def _rules() -> dict[str, Any]:
     """The properties of the rules (redisjobs.jobrules.JobRules) but their plain numbers."""
     props: dict[str, Any] = {}
-    keep = {
-        "oneOf": [
-            {"type": "null"},
-            {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "minProperties": 1,
-                "properties": {
-                    "age": {"type": "number", "exclusiveMinimum": 0, "maximum": 10 * YEAR},
-                    "count": {"type": "integer", "minimum": 1, "maximum": MAX_KEEP_COUNT},
-                },
-            },
-        ]
-    }
     for outcome in ("completed", "failed"):
         props[f"keep_{outcome}"] = {
-            **keep,
+            **_KEEP,
             "description": f"How long (seconds, or age) a job that {outcome} is kept instead "
             f"of result_ttl, and/or how many {outcome} jobs the queue keeps at most (count). "
             "Null or absent: none.",
