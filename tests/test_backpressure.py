@@ -15,11 +15,6 @@ from redisjobs.testing import RedisServer
 from tests.test_scripts import read
 
 
-async def set_max_pending(client: Client, n: int, queue: str | None = None) -> None:
-    """The queue's max_pending, written as the limits hash holds it."""
-    await client.redis.hset(client.keys(queue).limits, "max_pending", n)
-
-
 async def snapshot(client: Client) -> dict[str, Any]:
     """Everything an enqueue writes: job keys, stream, indexes, stats, event log."""
     keys = client.keys()
@@ -38,7 +33,7 @@ async def snapshot(client: Client) -> dict[str, Any]:
 async def test_a_full_queue_refuses_single_and_bulk_enqueues_writing_nothing(
     client: Client,
 ) -> None:
-    await set_max_pending(client, 3)
+    await client.set_limit(max_pending=3)
     await client.enqueue("call", 1)
     await client.enqueue("call", 2, delay=60)  # scheduled jobs are backlog too
     before = await snapshot(client)
@@ -57,7 +52,7 @@ async def test_a_full_queue_refuses_single_and_bulk_enqueues_writing_nothing(
 
 
 async def test_enqueue_works_again_once_jobs_start(client: Client, scripts: Scripts) -> None:
-    await set_max_pending(client, 2)
+    await client.set_limit(max_pending=2)
     await client.enqueue_many([("call", i) for i in range(2)])
     with pytest.raises(QueueFull):
         await client.enqueue("call", 3)
@@ -68,7 +63,7 @@ async def test_enqueue_works_again_once_jobs_start(client: Client, scripts: Scri
 
 
 async def test_a_re_send_on_a_full_queue_is_already_there_not_full(client: Client) -> None:
-    await set_max_pending(client, 1)
+    await client.set_limit(max_pending=1)
     first = await client.enqueue("call", 1, job_id="order-1")
     again = await client.enqueue("call", 1, job_id="order-1")
     assert again.duplicate and again.id == first.id
@@ -90,7 +85,7 @@ async def test_a_re_send_writes_nothing_whatever_the_first_exists_tells(
     # enqueue's first EXISTS names the first row's job twice: each case of its answer (the job
     # alone, or with the limits hash) must read as "already there", on either backend
     if max_pending is not None:
-        await set_max_pending(client, max_pending)
+        await client.set_limit(max_pending=max_pending)
     await client.enqueue("call", 1, job_id="sent-once")
     key = client.keys().job("sent-once")
     before = await client.redis.hgetall(key)
@@ -105,7 +100,7 @@ async def test_a_re_send_writes_nothing_whatever_the_first_exists_tells(
 async def test_rows_repeating_an_id_or_a_unique_key_of_the_call_count_once(
     client: Client,
 ) -> None:
-    await set_max_pending(client, 2)
+    await client.set_limit(max_pending=2)
     unique = {"kind": "call", "unique": "until_start", "unique_key": "k-1"}
     jobs = await client.enqueue_many(
         [{"kind": "call", "job_id": "twice"}, {"kind": "call", "job_id": "twice"}, unique, unique]
@@ -115,14 +110,14 @@ async def test_rows_repeating_an_id_or_a_unique_key_of_the_call_count_once(
 
 
 async def test_a_held_unique_lock_is_a_duplicate_not_a_new_job(client: Client) -> None:
-    await set_max_pending(client, 1)
+    await client.set_limit(max_pending=1)
     first = await client.enqueue("call", 1, unique="until_start", unique_key="sync-7")
     dup = await client.enqueue("call", 2, unique="until_start", unique_key="sync-7")
     assert dup.duplicate and dup.id == first.id
 
 
 async def test_a_multi_batch_enqueue_many_says_what_was_written(client: Client) -> None:
-    await set_max_pending(client, 120)
+    await client.set_limit(max_pending=120)
     with pytest.raises(QueueFull) as full:
         await client.enqueue_many([("call", i) for i in range(150)])  # batches of 100, 50
     assert full.value.enqueued == 100 and full.value.backlog == 100
@@ -135,13 +130,13 @@ async def test_retries_are_never_refused(client: Client, scripts: Scripts) -> No
     [d] = await scripts.start(client.keys(), "w1", await read(client, "w1"))
     assert await scripts.fail(client.keys(), "w1", d.job_id, d.lease, "boom") == ("failed", 0)
     await client.enqueue("call", 2)
-    await set_max_pending(client, 1)  # full now: a dead letter run again is not new work
+    await client.set_limit(max_pending=1)  # full now: a dead letter run again is not new work
     assert await client.retry(job.id) is True
     assert (await client.get(job.id)).status.value == "pending"  # type: ignore[union-attr]
 
 
 async def test_another_queue_s_limit_does_not_apply(client: Client, queue: str) -> None:
-    await set_max_pending(client, 1, queue=queue + "-other")
+    await client.set_limit(queue + "-other", max_pending=1)
     for i in range(3):
         await client.enqueue("call", i)
 
@@ -149,7 +144,7 @@ async def test_another_queue_s_limit_does_not_apply(client: Client, queue: str) 
 def test_the_sync_client_raises_queue_full(url: str, queue: str) -> None:
     async def limit() -> None:
         async with Client(url, queue=queue) as c:
-            await set_max_pending(c, 1)
+            await c.set_limit(max_pending=1)
 
     asyncio.run(limit())
     with SyncClient(url, queue=queue) as c:
@@ -177,7 +172,7 @@ async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
             plain = await calls(c)
             assert (plain["evalsha"], plain["exists"], plain["time"]) == (20, 20, 20)
             assert "hget" not in plain and "zcard" not in plain
-            await set_max_pending(c, 1000)
+            await c.set_limit(max_pending=1000)
             await c.redis.config_resetstat()
             for i in range(10):
                 await c.enqueue("call", i)
@@ -195,7 +190,7 @@ async def test_a_re_send_pays_no_command_for_the_limit_check() -> None:
             plain = await calls(c)
             assert (plain["evalsha"], plain["exists"]) == (20, 20)  # one EXISTS answers both
             assert "hget" not in plain and "zcard" not in plain
-            await set_max_pending(c, 1)  # full: a re-send still answers "already there"
+            await c.set_limit(max_pending=1)  # full: a re-send still answers "already there"
             await c.redis.config_resetstat()
             for _ in range(10):
                 assert (await c.enqueue("call", 0, job_id="sent")).duplicate
