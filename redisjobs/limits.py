@@ -141,12 +141,12 @@ def set_limit_flow(
         raise ValueError("max_pending bounds the queue: give it without key=")
     if max_running is not None and key is None:
         raise ValueError("max_running bounds one key's jobs: give it with key= ('*': every key)")
-    fields: list[Any] = []
+    fields: dict[str, Any] = {}
     if rate is not None or max_running is not None or max_pending is None:
-        fields += (limit_field(key), spec_text(rate, per, burst, max_running))
+        fields[limit_field(key)] = spec_text(rate, per, burst, max_running)
     if max_pending is not None:
-        fields += (MAX_PENDING_FIELD, _count(max_pending, "max_pending"))
-    yield [cmd("hset", keys.limits, *fields)]
+        fields[MAX_PENDING_FIELD] = _count(max_pending, "max_pending")
+    yield [cmd("hset", keys.limits, mapping=fields)]
 
 
 def clear_limit_flow(keys: QueueKeys, key: str | None) -> Flow[bool]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..client import Client
 from ..job import Job
+from ..limits import KeyState, Limit
 from ..names import is_job_id
 from ..queries import WorkerInfo
 from ..schedule_spec import Schedule
@@ -177,3 +178,38 @@ async def job_kinds(client: Client, queue: str, sample: int = 200) -> list[str]:
 async def schedules(client: Client) -> list[Schedule]:
     """The schedules of every known queue, by queue and id."""
     return [s for name in await client.queues() for s in await client.schedules(name)]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """One queue on the limits page: its rate specs and the limit keys with jobs.
+
+    Attributes:
+        queue: the queue.
+        limits: its specs (:meth:`redisjobs.Client.limits`), the queue-wide one first.
+        keys: its limit keys with jobs waiting or running (:meth:`redisjobs.Client.limit_keys`).
+        now: Redis's clock when they were read (epoch seconds), to tell a key's state.
+    """
+
+    queue: str
+    limits: list[Limit]
+    keys: list[KeyState]
+    now: float
+
+    def state(self, key: KeyState) -> str:
+        """What holds a key back: ``at max_running``, ``waiting`` (its rate or a hold, until
+        :attr:`KeyState.next_at`), ``running`` (no backlog) or ``ready``."""
+        if key.next_at is None:
+            return "at max_running" if key.backlog else "running"
+        return "waiting" if key.next_at > self.now else "ready"
+
+
+async def limits(client: Client) -> list[QueueLimits]:
+    """The queues with limits or limit keys, by name."""
+    now = await client.server_time()
+    found = []
+    for name in await client.queues():
+        specs, keys = await client.limits(name), await client.limit_keys(name)
+        if specs or keys:
+            found.append(QueueLimits(name, specs, keys, now))
+    return found

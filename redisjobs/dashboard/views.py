@@ -206,6 +206,11 @@ class Pages(Actions):
         found = await data.schedules(self.client)
         return self.render(request, "schedules.html", page="schedules", schedules=found)
 
+    async def limits(self, request: Request) -> Response:
+        """Every limited queue's rate specs, and its limit keys: backlog, running, state."""
+        found = await data.limits(self.client)
+        return self.render(request, "limits.html", page="limits", queues=found)
+
     async def dead(self, request: Request) -> Response:
         """Jobs that failed for good, of one queue or of each queue."""
         queues = await self.client.queues()
@@ -259,6 +264,7 @@ class Pages(Actions):
             ("/workers", self.workers, "workers"),
             ("/dead", self.dead, "dead"),
             ("/schedules", self.schedules, "schedules"),
+            ("/limits", self.limits, "limits"),
             ("/jobs", self.find, "find_job"),
             ("/events", self.overview_events, "overview_events"),
             ("/queues/{queue}", self.queue, "queue"),
