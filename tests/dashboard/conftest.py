@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +29,14 @@ from redisjobs.testing import free_port
 BASE = "http://localhost"
 
 AppFactory = Callable[..., httpx.AsyncClient]
+
+
+async def get_on_empty(path: str) -> httpx.Response:
+    """GET `path` of a dashboard over an embedded backend that holds nothing yet."""
+    async with Client(f"memory://{uuid.uuid4().hex}") as fresh:
+        transport = httpx.ASGITransport(app=create_app(fresh))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            return await http.get(path)
 
 
 @pytest.fixture

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 
 from redisjobs import Client
 from redisjobs.connection import ensure_group
-from redisjobs.dashboard import create_app
 from redisjobs.scripts import Scripts
 
-from .conftest import BASE
+from .conftest import get_on_empty
 
 
 async def test_limits_page_shows_specs_and_keys_by_state(
@@ -49,8 +46,5 @@ async def test_limits_page_shows_specs_and_keys_by_state(
 
 
 async def test_limits_page_without_any() -> None:
-    async with Client(f"memory://{uuid.uuid4().hex}") as fresh:
-        transport = httpx.ASGITransport(app=create_app(fresh))
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            empty = await http.get("/limits")
+    empty = await get_on_empty("/limits")
     assert empty.status_code == 200 and "No limits" in empty.text

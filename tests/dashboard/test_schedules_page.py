@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 
 from redisjobs import Client
-from redisjobs.dashboard import create_app
 from redisjobs.schedule_loop import ScheduleLoop
 
-from .conftest import BASE
+from .conftest import get_on_empty
 
 CALL = {"fn": "tests.jobs:echo", "args": ["<script>alert('x')</script>"]}
 
@@ -43,8 +40,5 @@ async def test_schedules_page_lists_them_and_links_the_last_job(
 
 
 async def test_schedules_page_without_any() -> None:
-    async with Client(f"memory://{uuid.uuid4().hex}") as fresh:
-        transport = httpx.ASGITransport(app=create_app(fresh))
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            empty = await http.get("/schedules")
+    empty = await get_on_empty("/schedules")
     assert empty.status_code == 200 and "No schedules" in empty.text
