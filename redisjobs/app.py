@@ -201,12 +201,14 @@ class App:
         limit = (rate_limit, limit_key, max_running)
 
         def declare(f: Callable[..., Any]) -> Task[Any, Any]:
-            task = self._declare(f, name, queue, isolation, defaults, when)
+            task = self._declare(f, name, queue, isolation, defaults)
             try:
                 task.limit = TaskLimit.build(task.name, *limit)
             except ValueError:
                 del self._tasks[task.name]
                 raise
+            if when["cron"] is not None or when["every"] is not None:
+                self._schedule(task, when)  # after the limit: its runs carry the limit key
             return task
 
         return declare if fn is None else declare(fn)
@@ -218,7 +220,6 @@ class App:
         queue: str | None,
         isolation: Isolation,
         defaults: Mapping[str, Any],
-        when: Mapping[str, Any],
     ) -> Task[Any, Any]:
         name = name if name is not None else _default_name(fn)
         if not valid_name(name):
@@ -240,19 +241,22 @@ class App:
             defaults=defaults,
         )
         self._tasks[name] = task
-        if when["cron"] is not None or when["every"] is not None:
-            self._schedule(task, when)
         return task
 
     def _schedule(self, task: Task[Any, Any], when: Mapping[str, Any]) -> None:
         """Give `task` its schedule (checked now, as everything else of a task)."""
+        options = {k: v for k, v in task.defaults.items() if k != "queue"}
         try:
             task.payload((), {})
+            if task.limit is not None:  # its runs carry the key a call with no arguments has
+                options["limit_key"] = task.limit.key((), {})
         except TypeError as exc:
             del self._tasks[task.name]
             raise TypeError(f"a scheduled task is called with no arguments: {exc}") from None
+        except ValueError:
+            del self._tasks[task.name]
+            raise
         sid = task.name.replace(":", ".")
-        options = {k: v for k, v in task.defaults.items() if k != "queue"}
         try:
             spec = ScheduleSpec.build(sid, "call", {"fn": task.name}, **when, options=options)
             if any(t.schedule and t.schedule.schedule_id == sid for t in self._tasks.values()):

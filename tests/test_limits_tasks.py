@@ -78,3 +78,24 @@ async def test_a_task_rate_limit_holds_across_its_keys_each(redis_url: str) -> N
     # each key: a burst of 5, then 5 a second: its 10 jobs take about 1 s, both keys at once
     assert 0.8 <= took <= 1.8, took
     await app.aclose()
+
+
+def test_a_scheduled_limited_task_runs_under_its_limit_key() -> None:
+    app = App("memory://task-limits-cron")
+
+    @app.task(name="t.report", every=60, rate_limit="1/m", limit_key="nightly")
+    def report() -> None: ...
+
+    @app.task(name="t.sweep", cron="*/5 * * * *", max_running=1)
+    def sweep() -> None: ...
+
+    for task, key in ((report, "t.report:nightly"), (sweep, "t.sweep")):
+        assert task.schedule is not None
+        assert ("limit_key", key) in task.schedule.job.rules  # each tick's job carries it
+
+
+def test_a_scheduled_task_whose_limit_key_needs_arguments_is_refused() -> None:
+    app = App("memory://task-limits-cron-bad")
+    with pytest.raises(TypeError, match="called with no arguments"):
+        app.task(name="t.bill", every=60, limit_key=lambda customer, **_: customer)(lambda: None)
+    assert app.tasks == {}  # refused whole
