@@ -53,6 +53,13 @@ MAX_FETCH = 64
 _GROUP = GROUP.encode()
 _NO_KEY = "no such key"  # XINFO's reply for a stream that is gone (XREADGROUP says NOGROUP)
 
+KEYS_WAIT_READ = 0.25
+"""Seconds a wait for a key's limit lasts at least to be spent in a blocking read, so that a job
+of another key ends it (a shorter one just sleeps: it delays such a job by that much at most)."""
+
+HZ_SLACK = 0.12
+"""Seconds a blocking read may end after its BLOCK (Redis checks timeouts 10 times a second)."""
+
 PAUSE_RECHECK = 5.0
 """Seconds between a paused fetcher's looks at its queue without a `resume` message (pub/sub
 loses what is published while its connection is down)."""
@@ -101,6 +108,7 @@ class Fetcher:
         self.blocked = False
         self.paused = False  # the last `start` found the queue paused
         self._throttle_ms: int | None = None  # how long the last `start` said a limit holds
+        self._throttle_by_keys = False  # ... and only its keys' limits (see _wait_throttled)
         self._recover = False
         self._resumed = asyncio.Event()
         self._since: bytes | None = None  # the group's last-delivered id, while idle (lanes)
@@ -142,7 +150,7 @@ class Fetcher:
             if self.paused:
                 await self._wait_resume()
             elif not busy and self._throttle_ms is not None:
-                await self._wait_throttled(self._throttle_ms)
+                await self._wait_throttled(self._throttle_ms, backoff)
                 busy = True  # then `start` again, not a blocking read
             elif not busy and not self._can_block and not self._slots.shared:
                 await self._idle()
@@ -157,10 +165,11 @@ class Fetcher:
         self._recover = True
         await backoff.failed(exc)
 
-    async def _await_work(self, backoff: Backoff) -> None:
+    async def _await_work(self, backoff: Backoff, block_ms: int | None = None) -> bool:
         """Wait, holding no slot, until the queue may have work (a queue of a worker over
         several queues, whose slots the others use meanwhile): a new entry in `ready`, or
-        BLOCK_MS without one, or a local wake-up where Redis cannot block.
+        `block_ms` (default BLOCK_MS) without one, or a local wake-up where Redis cannot
+        block. True when something arrived (or an error ended the wait: look again).
 
         XREAD, not XREADGROUP: it reads nothing into the PEL, so the slot for a job is only
         taken once the arbiter gave one. It reads from the group's last-delivered id, so that
@@ -171,7 +180,7 @@ class Fetcher:
         """
         if not self._can_block:
             await self._idle()
-            return
+            return True
         try:
             self.blocked = True
             if self._since is None:
@@ -181,15 +190,18 @@ class Fetcher:
                 )
                 if self._since is None:  # gone with its stream (a Redis restarted empty)
                     await self._recreate_group(backoff)
-                    return
+                    return True
             streams: Any = {self._keys.ready: self._since}
-            if await self._reader.xread(streams, count=1, block=self._block_ms):
-                self._since = None  # read: new work, or entries others took since
+            block = self._block_ms if block_ms is None else max(1, block_ms)
+            if not await self._reader.xread(streams, count=1, block=block):
+                return False
+            self._since = None  # read: new work, or entries others took since
         except (RedisError, OSError) as exc:
             self._since = None
             await self._failed(exc, backoff)
         finally:
             self.blocked = False
+        return True
 
     async def _fetch(self, free: int, busy: bool, backoff: Backoff) -> bool:
         """Fill up to `free` slots once; True when there may be more work right away."""
@@ -254,18 +266,27 @@ class Fetcher:
         await self._start(reply[0][1], backoff)
         return self.paused or len(reply[0][1]) >= free
 
-    async def _wait_throttled(self, ms: int) -> None:
+    async def _wait_throttled(self, ms: int, backoff: Backoff) -> None:
         """Wait until a limit lets a job start: `ms`, as `start` said, jittered a little upward
         (so that the token is there, and workers do not all come back at once), at most
-        BLOCK_MS; a freed slot or a stop ends it sooner. Not a blocking read: Redis times
-        those out only to its `hz` (100 ms by default), too coarse for a rate."""
+        BLOCK_MS; a freed slot or a stop ends it sooner.
+
+        Held back by its keys only, the queue may take a job of another key at once: a wait
+        of KEYS_WAIT_READ or more first blocks on `ready` (as an idle queue of a lane does),
+        so that a new entry ends it. That read ends up to Redis's `hz` tick (100 ms) late, too
+        coarse for a rate, so it stops short by that much and a sleep does the rest."""
         pause = min(ms * random.uniform(1.0, 1.02) + 1, BLOCK_MS) / 1000
+        loop = asyncio.get_running_loop()
+        until = loop.time() + pause
+        read = self._throttle_by_keys and self._can_block and pause >= KEYS_WAIT_READ
+        if read and await self._await_work(backoff, block_ms=int((pause - HZ_SLACK) * 1000)):
+            return  # something new: look at once
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slots.wake.wait(), pause)
+            await asyncio.wait_for(self._slots.wake.wait(), max(0.0, until - loop.time()))
 
     def _launch_all(self, deliveries: Started) -> None:
         self.paused = deliveries.paused
-        self._throttle_ms = deliveries.throttled_ms
+        self._throttle_ms, self._throttle_by_keys = deliveries.throttled_ms, deliveries.by_keys
         if deliveries:
             self._since = None  # it read new entries: the group moved on
         for delivery in deliveries:

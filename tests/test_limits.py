@@ -254,3 +254,26 @@ async def test_cancel_of_a_waiting_keyed_job_leaves_its_key(
     assert await client.redis.zcard(keys.key_jobs("c")) == 1
     assert await client.cancel(job.id)
     assert await client.redis.zcard(keys.key_jobs("c")) == 0
+
+
+async def test_a_key_held_long_does_not_delay_a_new_job_of_another_key(
+    client: Client, worker: WorkerFactory, queue: str
+) -> None:
+    if client.backend.embedded:
+        pytest.skip("the embedded backend cannot block: a throttled worker polls")
+    await client.set_limit(key="slow", rate=1, per=60)  # its second job waits a minute
+    await client.enqueue_many([_job(queue, f"s{i}", "slow") for i in range(2)])
+    await worker(functions=[ledger], concurrency=2)
+    await _done(queue, 1)
+
+    async def throttled_again() -> bool:
+        return (await client.stats())["throttled"] > seen
+
+    seen = (await client.stats())["throttled"]
+    await _until(throttled_again)  # the worker just heard "wait" (up to 2 s at a time)
+    sent = time.monotonic()
+    await client.enqueue("call", _job(queue, "f0", "fast")["payload"], limit_key="fast")
+    runs = await _done(queue, 2, timeout=5.0)
+    assert runs[1][0] == "f0"
+    # the new entry ends the wait: well under the up to 2 s it would otherwise sleep on
+    assert runs[1][1] - sent < 1.0, runs[1][1] - sent

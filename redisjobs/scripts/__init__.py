@@ -117,6 +117,9 @@ class Started(list[Delivery]):
 
     paused: bool = False
     throttled_ms: int | None = None
+    by_keys: bool = False
+    """Throttled by limit keys only (not the queue's own rate or hold): a job of another
+    key, enqueued meanwhile, could start at once."""
 
 
 def _deliveries(reply: list[Any]) -> list[Delivery]:
@@ -216,11 +219,12 @@ class Scripts:
         reply = await self._call("start", keys, args)
         head = reply[0] if reply else None
         paused = head == b"paused"
-        throttled = head == b"throttled"
+        throttled = head in (b"throttled", b"throttled_keys")
         started = Started(_deliveries(reply[2 * throttled + paused :]))
         started.paused = paused
         if throttled:
             started.throttled_ms = int(reply[1])
+            started.by_keys = head == b"throttled_keys"
         return started
 
     async def heartbeat(

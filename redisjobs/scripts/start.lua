@@ -8,7 +8,9 @@
 --          by a blocking XREADGROUP
 -- Returns  flat list, 6 values per job to run: job id, lease, attempt, kind, payload, timeout_ms;
 --          on a paused queue the list starts with 'paused' (then only jobs leased to this
---          worker before, by a call whose reply was lost)
+--          worker before, by a call whose reply was lost); held back by a limit or hold
+--          before it leased what it could, it starts with 'throttled' (the queue's own rate
+--          or hold) or 'throttled_keys' (only its keys'), then the ms until one may pass
 -- Events   started
 -- Effects  status running, attempt+1, a fresh lease (fencing token = delivery count),
 --          started_at, worker, msg; stats.started; the unique lock of an until_start or
@@ -116,6 +118,7 @@ end
 -- A limiter's TAT (see gcra_wait) is kept in tat:<field>, a string that expires by itself
 -- once the TAT is past (a limiter at rest holds no key).
 local wait = nil  -- the shortest wait (ms) a limit or hold imposed on this call
+local queue_held = false  -- the queue's own rate or hold stopped it (not only its keys')
 local limiters = {}  -- field -> {tat, T, tau, dirty}, written back once at the end
 local specs = nil  -- HGETALL of `limits`, read once a call
 
@@ -271,6 +274,7 @@ local function lease_limited(want)
     if stop == 0 then stop = token_wait('q', q) end
     if stop > 0 then
       held_back(stop)
+      queue_held = true
       break
     end
     local got
@@ -331,7 +335,9 @@ local function slow_path(entries)
   if wait and started < want then
     redis.call('HINCRBY', K_STATS, 'throttled', 1)
     table.insert(out, 1, wait)
-    table.insert(out, 1, 'throttled')
+    -- held by its keys only, new work of another key may start at once: the worker waits for
+    -- new entries too; held by the queue, nothing can, and it only sleeps
+    table.insert(out, 1, queue_held and 'throttled' or 'throttled_keys')
   end
 end
 
