@@ -330,6 +330,7 @@ def test_every_verbs_json_parses(
         "schedules": ok("schedules", *at),
         "pause": ok("pause", queue, *by_job),
         "resume": ok("resume", queue, *by_job),
+        "limits": ok("limits", queue, *by_job),
     }
     for name, out in documents.items():
         assert isinstance(json.loads(out), dict), name

@@ -99,11 +99,41 @@ class ScriptsModel(RuleBasedStateMachine):
 
     @rule(limit=st.sampled_from([None, 1, 3, 10]))
     def max_pending(self, limit: int | None) -> None:
-        """The queue's backlog bound, set or taken away (as Client.set_limit writes it)."""
+        """The queue's backlog bound, set or taken away (its other limits stay)."""
         if limit is None:
-            self.run(self.client.redis.delete(self.keys.limits))
+            self.run(self.client.redis.hdel(self.keys.limits, "max_pending"))
         else:
-            self.run(self.client.redis.hset(self.keys.limits, "max_pending", limit))
+            self.run(self.client.set_limit(max_pending=limit))
+
+    @rule(
+        target=jobs,
+        key=st.sampled_from(["k1", "k2", "t:k3"]),
+        delay=st.sampled_from([None, None, 3600.0]),
+        priority=st.sampled_from([100, 100, 5]),
+    )
+    def enqueue_keyed(self, key: str, delay: float | None, priority: int) -> Any:
+        """A job with a limit key: it waits in its key's set, served by the key schedule."""
+        return self._enqueue(
+            delay=delay, max_retries=1, retry_delay=0.001, priority=priority, limit_key=key
+        )
+
+    @rule(
+        key=st.sampled_from([None, "*", "k1", "t:*"]),
+        rate=st.sampled_from([None, 1.0, 1000.0]),
+        max_running=st.sampled_from([None, 1, 2]),
+        clear=st.booleans(),
+    )
+    def limit(
+        self, key: str | None, rate: float | None, max_running: int | None, clear: bool
+    ) -> None:
+        """A limit set, changed or cleared at run time (a rate of 1 per 60 s holds keys back)."""
+        if clear or (key is not None and rate is None and max_running is None):
+            self.run(self.client.clear_limit(key=key))
+        elif key is None:
+            self.run(self.client.set_limit(rate=rate or 1000.0, per=60.0 if rate == 1.0 else 1.0))
+        else:
+            per = 60.0 if rate == 1.0 else 1.0
+            self.run(self.client.set_limit(key=key, rate=rate, per=per, max_running=max_running))
 
     @rule(paused=st.booleans())
     def pause(self, paused: bool) -> None:
