@@ -216,7 +216,10 @@ async def test_rate_limit_per_key_and_an_unlimited_key(
     assert stats["throttled"] > 0
     families = {f.name: f for f in await queue_families(client)}
     (sample,) = [s for s in families["redisjobs_throttled"].samples if s.labels["queue"] == queue]
-    assert sample.name == "redisjobs_throttled_total" and sample.value == stats["throttled"]
+    # the worker still runs (x and y are held back): the counter read between two stats reads
+    after = (await client.stats())["throttled"]
+    assert sample.name == "redisjobs_throttled_total"
+    assert stats["throttled"] <= sample.value <= after
 
 
 async def test_queue_rate_changes_at_run_time_and_clear_restores_full_speed(
