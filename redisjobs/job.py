@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, get_args
 
-from . import jobtext
+from . import deps, jobtext
 from .errors import SerializationError
 from .options import DEFAULT_PRIORITY
 from .serialization import unpackb
@@ -16,6 +16,8 @@ from .serialization import unpackb
 class JobStatus(StrEnum):
     """Where a job is in its life (docs/architecture.md, "Job states")."""
 
+    WAITING = "waiting"
+    """It waits for the jobs it depends on (``depends_on``) to end."""
     PENDING = "pending"
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -33,7 +35,7 @@ _FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 FINAL_STATUSES: frozenset[str] = frozenset(s.value for s in _FINAL)
 
 
-FailureReason = Literal["timeout", "error", "fatal", "cancel"]
+FailureReason = Literal["timeout", "error", "fatal", "cancel", "dependency"]
 """Why a run ended without a result, kept in the job's ``failure`` field:
 
 * ``timeout``: it outlived the job's `timeout` (retried while attempts are left);
@@ -42,7 +44,9 @@ FailureReason = Literal["timeout", "error", "fatal", "cancel"]
   (:class:`~redisjobs.errors.PayloadError`, ``CallRefused``), an unknown kind, an
   ``ExecutorError(retryable=False)``, an outcome Redis refused, a hash holding garbage, or runs
   that killed their workers ``max_deliveries`` times;
-* ``cancel``: it was cancelled on request.
+* ``cancel``: it was cancelled on request;
+* ``dependency``: it never ran: a job it waited for failed or was cancelled (its error says
+  which; see :data:`~redisjobs.deps.ParentPolicy`).
 """
 _REASONS: dict[bytes, FailureReason] = {r.encode(): r for r in get_args(FailureReason)}
 
@@ -113,6 +117,16 @@ class Job:
     """Why the last run that failed did (see :data:`FailureReason`); None when none failed."""
     priority: int = DEFAULT_PRIORITY
     """0..2**21, lower runs sooner; FIFO within a priority (default 100)."""
+    depends_on: tuple[str, ...] = ()
+    """The jobs it waits (or waited) for: ids of its own queue, ``queue/id`` of others. The
+    ``parents`` of ``on_parent_failure``; in a flow, the children whose results its parent
+    reads (``ctx.children_results()``)."""
+    dependents: tuple[str, ...] = ()
+    """The jobs waiting for it, as :attr:`depends_on` spells them (read by
+    :meth:`redisjobs.Client.get`; empty in listings)."""
+    flow: str | None = None
+    """The id of the flow (a chain, a chord) it belongs to: its last job's, ``queue/id``
+    when that is of another queue."""
     duplicate: bool = False
     """Set on a job an enqueue returned without writing it: one with that id existed (or its
     idempotency marker did), or another job held the unique lock (then this is that job)."""
@@ -171,4 +185,6 @@ class Job:
             progress_message=_text(h.get(b"progress_message")),
             failure=_failure(h.get(b"failure")),
             priority=_number(h.get(b"priority"), int, DEFAULT_PRIORITY),
+            depends_on=tuple(e.ref for e in deps.decode(_text(h.get(b"depends_on")) or "")),
+            flow=_text(h.get(b"flow")),
         )

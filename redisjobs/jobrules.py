@@ -1,4 +1,5 @@
-"""A job's rules beyond its policy: retention per outcome, a unique lock, idempotency.
+"""A job's rules beyond its policy: retention per outcome, a unique lock, idempotency, its
+limit key and the jobs it waits for.
 
 Each is optional and costs a job that sets none of them nothing in Redis: the enqueue row
 carries only the rules a job sets, as (name, value) pairs after their count (0 for none, see
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, get_args
+
+from . import deps
+from .deps import ParentPolicy
 
 UniqueMode = Literal["until_start", "until_done", "while_queued"]
 """When a unique job's lock is released (besides its `unique_ttl`, which always ends it):
@@ -63,9 +67,16 @@ class JobRules(TaskRules, total=False):
         limit_key: the job's limit key (a tenant, a customer): jobs of different keys are
             served round-robin, and the key's limits (:meth:`redisjobs.Client.set_limit`)
             apply to it.
+        depends_on: the jobs it waits for (its parents: ids of its own queue, ``"queue/id"``,
+            jobs or task handles, see :func:`~redisjobs.deps.ref_of`): it is ``waiting``
+            until they all completed, then runs. Each must exist when it is enqueued.
+        on_parent_failure: what it does when a parent fails or is cancelled (a
+            :data:`~redisjobs.deps.ParentPolicy`; default ``fail``).
     """
 
     limit_key: str | None
+    depends_on: Iterable[Any] | None
+    on_parent_failure: ParentPolicy | None
 
 
 RULE_OPTIONS = frozenset(JobRules.__annotations__)
@@ -127,6 +138,9 @@ RULE_NAMES = (
     "unique_ttl_ms",
     "idempotency_ttl_ms",
     "limit_key",
+    "depends_on",
+    "flow",
+    "pass_result",
 )
 """The names of the rules on the wire (``_lib.lua``'s RULES; a test holds them to it)."""
 
@@ -234,4 +248,15 @@ def rules_of(opts: Mapping[str, Any]) -> RuleValues:
     limit_key = opts.get("limit_key")
     if limit_key is not None:
         out["limit_key"] = check_limit_key(limit_key)
+    out.update(_parents(opts))
     return out
+
+
+def _parents(opts: Mapping[str, Any]) -> RuleValues:
+    """The ``depends_on`` rule of one job's options, if it sets one."""
+    parents, policy = opts.get("depends_on"), opts.get("on_parent_failure")
+    if parents is not None:
+        return {"depends_on": deps.encode(deps.edges_of(parents, policy))}
+    if policy is not None:
+        raise ValueError("on_parent_failure needs depends_on")
+    return {}

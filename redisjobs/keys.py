@@ -149,6 +149,14 @@ class QueueKeys:
         return self.prefix + "control"
 
     @property
+    def handover(self) -> str:
+        """Stream of the ends of this queue's jobs that jobs of other queues wait for, not yet
+        delivered to them (fields ``q`` their queue, ``c`` the job, ``p`` the parent's
+        ``queue/id``, ``o`` its outcome, ``v`` its result or error): see
+        :mod:`redisjobs.handover`."""
+        return self.prefix + "handover"
+
+    @property
     def log(self) -> str:
         """Capped stream with the same events as :attr:`events`, for replay."""
         return self.prefix + "log"
@@ -194,6 +202,20 @@ class QueueKeys:
     def job_trace(self, job_id: str) -> str:
         """String holding the W3C trace context a job's producer left for its worker."""
         return f"{self.prefix}job:{job_id}:trace"
+
+    def job_deps(self, job_id: str) -> str:
+        """Hash of the parents a job waits for (its edges): parent ref -> the policy on its
+        failure, then ``policy=outcome`` once it ended."""
+        return f"{self.prefix}job:{job_id}:deps"
+
+    def job_results(self, job_id: str) -> str:
+        """Hash of the results of a job's parents that completed (ref -> msgpack), and the
+        errors of those that failed under ``ignore`` or ``run`` (``!ref`` -> text)."""
+        return f"{self.prefix}job:{job_id}:results"
+
+    def job_dependents(self, job_id: str) -> str:
+        """Set of the jobs waiting for a job: ids of its queue, ``queue/id`` of others."""
+        return f"{self.prefix}job:{job_id}:dependents"
 
     def status(self, status: str) -> str:
         """Sorted-set index of the jobs in one status."""

@@ -17,6 +17,7 @@ from redis.exceptions import OutOfMemoryError
 from .connection import Backend
 from .errors import JobCancelled, JobFailed, QueueFull, RedisOutOfMemory
 from .events import FINAL_EVENTS, Event
+from .handover import check_parents_flow, link_flow
 from .job import Job, JobStatus
 from .keys import QUEUES_KEY, QueueKeys
 from .options import DEFAULT_PRIORITY, JobOptions, new_job_id
@@ -102,8 +103,7 @@ class Producer:
                 self._known_queues.add(keys.queue)
             if prelude:
                 yield prelude
-            for i in range(0, len(rows), ENQUEUE_BATCH):
-                created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
+            yield from _write_rows_flow(keys, rows, created)
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
         except QueueFull as exc:
@@ -126,6 +126,21 @@ class Producer:
             f"Redis at {self.backend.masked} is out of memory (maxmemory reached, "
             f"noeviction): {what}; free memory or raise maxmemory ({exc})"
         )
+
+
+def _write_rows_flow(
+    keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str]
+) -> Flow[None]:
+    """Write `rows` in batches of :data:`ENQUEUE_BATCH`, adding the script's created flags to
+    `created` batch by batch (what was written when a batch fails). Rows that wait for jobs
+    of other queues are checked first and linked after (:mod:`redisjobs.handover`)."""
+    ruled = any(row.rules for row in rows)  # only such rows may wait for other queues
+    if ruled:
+        yield from check_parents_flow(keys, rows)
+    for i in range(0, len(rows), ENQUEUE_BATCH):
+        created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
+    if ruled:
+        yield from link_flow(keys, rows, created)
 
 
 def _jobs_flow(

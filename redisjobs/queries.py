@@ -35,7 +35,7 @@ COUNTERS = (
 )
 """The running counters of the stats hash (``throttled`` counts the ``start`` calls a rate
 limit, max_running or hold held back, not jobs)."""
-WAITING = ("pending", "scheduled", "running")
+WAITING = ("waiting", "pending", "scheduled", "running")
 STATUSES = tuple(s.value for s in JobStatus)
 RATED = ("enqueued", "completed", "failed")
 """The event types :func:`event_rates` counts unless told others."""

@@ -26,6 +26,7 @@ from .cancelling import cancel_and_wait
 from .connection import COMMAND_TIMEOUT, Backend, Backoff, check_server, ensure_group
 from .executors import ExecContext, Executors
 from .fetcher import BLOCK_MS, Fetcher
+from .handover import Courier
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .limits import TaskLimit
@@ -92,7 +93,7 @@ class Session:
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
-        self.redis: Redis = backend.client(retries=0)
+        self.redis: Redis = backend.client(retries=0)  # commands; the courier's hand-overs too
         self._reader: Redis = backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0)
         self._beat_redis: Redis = backend.client(retries=0)
         self.scripts = Scripts(self.redis, embedded=backend.embedded)
@@ -126,6 +127,8 @@ class Session:
         self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
 
     def _leases(self, lease_ttl: float, max_deliveries: int, reclaim_interval: float) -> Leases:
+        # Undelivered hand-overs of a dead worker are looked for at the pace of its jobs.
+        self.courier = Courier(self.redis, self.scripts, self.keys, reclaim_interval)
         return Leases(
             self.runs,
             self._slots,

@@ -330,6 +330,7 @@ class Worker:
             asyncio.create_task(session.fetcher.run(), name="fetch"),
             asyncio.create_task(session.leases.heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(session.leases.reclaim_loop(), name="reclaim"),
+            asyncio.create_task(session.courier.run(), name="handover"),
             asyncio.create_task(session.scheduler.run(), name="promote"),
             asyncio.create_task(session.schedules.run(), name="schedules"),
             asyncio.create_task(self._control_loop(session), name="control"),

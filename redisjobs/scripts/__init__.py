@@ -9,7 +9,7 @@ only place that sees raw script replies: every wrapper turns them into typed val
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ..errors import QueueFull
+from ..handover import deliver_flow
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, ScriptText
@@ -50,7 +51,12 @@ NAMES = (
     "fire",
     "pause",
     "resume",
+    "link",
+    "resolve",
 )
+
+HANDED = 3
+"""``complete``'s code for a job recorded whose end was handed over to jobs of other queues."""
 
 PROMOTE_BATCH = 100
 """Due jobs ``promote.lua`` moves per call. A job costs it 7-20 µs of Redis time (a quiet and
@@ -156,8 +162,22 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
 
 
 def cancel_flow(keys: QueueKeys, job_id: str, token: str) -> Flow[str]:
-    """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing' (see Scripts.cancel)."""
-    return _text((yield ScriptCall("cancel", keys, [job_id, token])))
+    """Cancel a job: 'cancelled' | 'requested' | 'final' | 'missing' (see Scripts.cancel);
+    the jobs of other queues waiting for it are told before it returns."""
+    outcome = _text((yield ScriptCall("cancel", keys, [job_id, token])))
+    if outcome == "handed":
+        yield from deliver_flow(keys)
+        return "cancelled"
+    return outcome
+
+
+def retry_flow(keys: QueueKeys, job_ids: Sequence[str]) -> Flow[int]:
+    """Put failed or cancelled jobs back (see Scripts.retry); the jobs of other queues that
+    ended because they did wait for them again before it returns."""
+    revived, handed = yield ScriptCall("retry", keys, job_ids)
+    if handed:
+        yield from deliver_flow(keys)
+    return int(revived)
 
 
 def register(redis: Any, names: Iterable[str], *, embedded: bool) -> dict[str, Any]:
@@ -176,6 +196,9 @@ class Scripts:
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
         self._redis = redis
         self._s = register(redis, NAMES, embedded=embedded)
+        self.handed: Callable[[QueueKeys], None] | None = None
+        """Called with a queue whose handover stream an outcome script just wrote to (see
+        :mod:`redisjobs.handover`): its owner delivers them."""
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else AsyncCaller(redis)
         self._texts = {n: ScriptText(s) for n, s in self._s.items()}
@@ -241,7 +264,10 @@ class Scripts:
         args: list[Arg] = [worker]
         for job_id, lease, result in results:
             args += (job_id, lease, result)
-        return [int(x) for x in await self._call("complete", keys, args)]
+        codes = [int(x) for x in await self._call("complete", keys, args)]
+        if HANDED in codes and self.handed is not None:
+            self.handed(keys)
+        return codes
 
     async def fail(
         self,
@@ -261,7 +287,9 @@ class Scripts:
         does, ``cancel`` records it cancelled; the script refuses any other.
         """
         args: list[Arg] = [worker, job_id, lease, error, mode, defer_ms, random.random()]
-        outcome, due = await self._call("fail", keys, args)
+        outcome, due, *handed = await self._call("fail", keys, args)
+        if handed and handed[0] and self.handed is not None:
+            self.handed(keys)
         return outcome.decode(), int(due)
 
     async def defer(
@@ -330,4 +358,4 @@ class Scripts:
 
     async def retry(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
         """Run failed jobs again under their ids; returns how many were put back."""
-        return int(await self._call("retry", keys, job_ids)) if job_ids else 0
+        return await run(self._redis, retry_flow(keys, job_ids), self) if job_ids else 0

@@ -34,6 +34,10 @@ local function key_hold_key(key) return K_HOLD .. ':' .. key end
 local function key_jobs_key(key) return PREFIX .. 'kq:' .. key end
 local function key_active_key(key) return PREFIX .. 'active:' .. key end
 local function tat_key(field) return PREFIX .. 'tat:' .. field end
+local function job_deps_key(jid) return PREFIX .. 'job:' .. jid .. ':deps' end
+local function job_results_key(jid) return PREFIX .. 'job:' .. jid .. ':results' end
+local function job_dependents_key(jid) return PREFIX .. 'job:' .. jid .. ':dependents' end
+local K_HANDOVER = PREFIX .. 'handover'
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -256,11 +260,15 @@ local function add_job_keys(keys, jid)
   keys[#keys + 1] = job_key(jid)
   keys[#keys + 1] = job_log_key(jid)
   keys[#keys + 1] = job_trace_key(jid)
+  keys[#keys + 1] = job_deps_key(jid)
+  keys[#keys + 1] = job_results_key(jid)
+  keys[#keys + 1] = job_dependents_key(jid)
 end
 
 -- Delete a job of final status `status` now: its keys, its status index entry, its dead letter.
 local function delete_final(jid, status)
-  redis.call('DEL', job_key(jid), job_log_key(jid), job_trace_key(jid))
+  redis.call('DEL', job_key(jid), job_log_key(jid), job_trace_key(jid), job_deps_key(jid),
+    job_results_key(jid), job_dependents_key(jid))
   redis.call('ZREM', status_key(status), jid)
   if status == 'failed' then redis.call('ZREM', K_DEAD, jid) end
 end
@@ -337,18 +345,219 @@ local function trim_kept(status, count, budget, now)
   local over = redis.call('ZCOUNT', key, live, '+inf') - count
   if over <= 0 then return end
   local ids = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'LIMIT', 0, math.min(over, budget))
-  for _, jid in ipairs(ids) do redis.call('DEL', job_key(jid), job_log_key(jid)) end
+  for _, jid in ipairs(ids) do
+    redis.call('DEL', job_key(jid), job_log_key(jid), job_deps_key(jid), job_results_key(jid),
+      job_dependents_key(jid))
+  end
   redis.call('ZREM', key, unpack(ids))
   if status == 'failed' then redis.call('ZREM', K_DEAD, unpack(ids)) end
 end
 
+-- Flows: jobs that wait for others ----------------------------------------------------------
+-- A job enqueued with depends_on is `waiting` (in no stream, no backlog, no delayed set) until
+-- each job it depends on (a parent) has ended. Its edges are the hash job:<id>:deps, parent
+-- ref -> the edge's policy on a parent's failure ('fail' | 'cancel' | 'ignore' | 'run'), then
+-- 'policy=outcome' once that parent ended (so a hand-over sent twice has one effect); its
+-- field `deps` counts the edges still open. A parent keeps its waiting jobs in the set
+-- job:<id>:dependents, and its field `dependents` says it has any (the outcome scripts read it
+-- with the fields they read anyway: a job without dependents pays nothing). A ref is a job id
+-- of this queue, or 'queue/id' for a job of another queue: an edge across queues is handed
+-- over through the `handover` stream of the parent's queue (another hash slot), which the
+-- worker that wrote it (or any worker's reclaim tick) delivers with the script `resolve`.
+
+local POLICIES = {fail = true, cancel = true, ignore = true, run = true}
+
+-- The queue (nil: this one) and id of a ref ('queue/id' naming this queue is its id).
+local function split_ref(ref)
+  local q, id = string.match(ref, '^([^/]+)/([^/]+)$')
+  if q and q ~= QUEUE then return q, id end
+  return nil, id or ref
+end
+
+-- The msgpack map `map` with one more pair, `name` (a string) -> `raw` (encoded); nil when
+-- `map` is no map. A chain step receives the previous step's result so (as `previous_result`).
+local function mp_map_put(map, name, raw)
+  local b, n, at = string.byte(map, 1), nil, nil
+  if b and b >= 0x80 and b <= 0x8f then n, at = b - 0x80, 2
+  elseif b == 0xde then n, at = string.byte(map, 2) * 256 + string.byte(map, 3), 4
+  elseif b == 0xdf then n, at = 0, 6
+    for k = 2, 5 do n = n * 256 + string.byte(map, k) end
+  else return nil end
+  n = n + 1
+  local head = '\223' .. be32(n)
+  if n < 16 then head = string.char(0x80 + n) elseif n < 65536 then head = '\222' .. be16(n) end
+  return head .. string.sub(map, at) .. mp_str(name) .. raw
+end
+
+-- The side keys of a job in a flow (its edges, its parents' results, its dependents) live and
+-- go with its hash: `ttl` ms, or for ever (nil: it runs again).
+local function flow_keys_ttl(jid, ttl)
+  for _, key in ipairs({job_deps_key(jid), job_results_key(jid), job_dependents_key(jid)}) do
+    if ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  end
+end
+
+-- A waiting job whose last open edge closed: it becomes runnable.
+local function release(ckey, cid, job, now)
+  push_ready(ckey, cid, job.priority, job.limit_key)
+  move_status(cid, 'waiting', 'pending', now)
+  emit(cid, 'released', 0, now, nil)
+end
+
+-- A waiting job ends without running, `to` ('failed' or 'cancelled'), because parent `pref`
+-- ended as `outcome` with `value` (its error). Returns the cascade item for its own dependents.
+local function end_waiting(ckey, cid, to, pref, outcome, value, job, now)
+  local err = string.sub('dependency ' .. pref .. ' ' .. outcome .. ': ' .. value, 1, 2000)
+  local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
+  if to == 'failed' then ttl = count_of(job.failed_ttl, nil) or ttl end
+  finish(ckey, cid, 'waiting', to, now, ttl, false, false, 'error', err, 'failure', 'dependency',
+    'failed_by', pref)
+  flow_keys_ttl(cid, ttl)
+  trim_final(to, now)
+  if job.unique_key or job.idempotency_ttl then
+    settle(cid, to, ttl, job.unique_key, job.idempotency_ttl)
+  end
+  emit(cid, to, 0, now, {'error', mp_str(err), 'failure', mp_str('dependency')})
+  redis.call('HINCRBY', K_STATS, to, 1)
+  return {cid, to, err}
+end
+
+-- What a waiting job's edge reads of the job.
+local EDGE_FIELDS = {'status', 'priority', 'limit_key', 'pass_result', 'result_ttl',
+  'failed_ttl', 'unique_key', 'idempotency_ttl', 'failed_by'}
+
+-- Parent `pref` of job `cid` (this queue) runs again after a retry: an edge its failure closed
+-- opens again, and a job that ended because of it waits again. Returns the cascade item when
+-- that job waits again (its own dependents that ended with it wait again too), else nil.
+local function reopen_edge(cid, pref, policy, was, now)
+  if was ~= 'failed' and was ~= 'cancelled' then return nil end
+  local ckey = job_key(cid)
+  local job = hmget_named(ckey, EDGE_FIELDS)
+  redis.call('HSET', job_deps_key(cid), pref, policy)
+  redis.call('HDEL', job_results_key(cid), '!' .. pref)
+  if job.status == 'waiting' then  -- it had counted the failure as done (ignore)
+    redis.call('HINCRBY', ckey, 'deps', 1)
+    return nil
+  end
+  if job.failed_by ~= pref or (job.status ~= 'failed' and job.status ~= 'cancelled') then
+    return nil
+  end
+  redis.call('PERSIST', ckey)
+  redis.call('PERSIST', job_log_key(cid))
+  flow_keys_ttl(cid, nil)
+  redis.call('HDEL', ckey, 'error', 'failure', 'failed_by', 'completed_at')
+  redis.call('HSET', ckey, 'status', 'waiting')
+  move_status(cid, job.status, 'waiting', now)
+  emit(cid, 'waiting', 0, now, nil)
+  return {cid, 'revive', ''}
+end
+
+-- Parent `pref` of job `cid` (this queue) ended as `outcome` ('completed', 'failed',
+-- 'cancelled'; or 'revive': see reopen_edge) with `value` (its result; its error). Closes the
+-- edge once; the job runs when none is left open, or ends by the edge's policy. Returns the
+-- cascade item when the job ended (or waits again), else nil.
+local function resolve_edge(cid, pref, outcome, value, now)
+  local dkey = job_deps_key(cid)
+  local edge = redis.call('HGET', dkey, pref)
+  if not edge then return nil end
+  local policy, was = string.match(edge, '^(%a+)=?(%a*)$')
+  if outcome == 'revive' then return reopen_edge(cid, pref, policy, was, now) end
+  if was ~= '' then return nil end  -- closed already: a re-sent hand-over has one effect
+  redis.call('HSET', dkey, pref, policy .. '=' .. outcome)
+  local ckey = job_key(cid)
+  local job = hmget_named(ckey, EDGE_FIELDS)
+  if job.status ~= 'waiting' then return nil end
+  if outcome == 'completed' then
+    redis.call('HSET', job_results_key(cid), pref, value)
+    if job.pass_result then
+      local payload = mp_map_put(redis.call('HGET', ckey, 'payload') or '', 'previous_result',
+        value)
+      if payload then redis.call('HSET', ckey, 'payload', payload) end
+    end
+  elseif policy == 'fail' or policy == 'cancel' then
+    local to = 'cancelled'
+    if policy == 'fail' and outcome == 'failed' then to = 'failed' end
+    return end_waiting(ckey, cid, to, pref, outcome, value, job, now)
+  else
+    redis.call('HSET', job_results_key(cid), '!' .. pref, value)
+    if policy == 'run' then  -- it runs now, not waiting for the others
+      release(ckey, cid, job, now)
+      return nil
+    end
+  end
+  if redis.call('HINCRBY', ckey, 'deps', -1) <= 0 then release(ckey, cid, job, now) end
+  return nil
+end
+
+-- Job `jid` of this queue ended as `outcome` with `value` (or runs again: 'revive'), and has
+-- dependents: each edge to it closes (or opens again), here for a dependent of this queue,
+-- through the handover stream for one of another; dependents that end (or wait again) so
+-- tell theirs in turn. Returns the number of hand-overs written.
+local function tell_dependents(jid, outcome, value, now)
+  local work, handed, k = {{jid, outcome, value}}, 0, 1
+  while k <= #work do
+    local pid, out, val = unpack(work[k])
+    for _, ref in ipairs(redis.call('SMEMBERS', job_dependents_key(pid))) do
+      local q, cid = split_ref(ref)
+      if q then
+        redis.call('XADD', K_HANDOVER, '*', 'q', q, 'c', cid, 'p', QUEUE .. '/' .. pid,
+          'o', out, 'v', val)
+        handed = handed + 1
+      else
+        local item = resolve_edge(cid, pid, out, val, now)
+        if item then work[#work + 1] = item end
+      end
+    end
+    k = k + 1
+  end
+  return handed
+end
+
+-- Job `jid` (just created, `waiting`) depends on the parents of `spec`: 'policy:ref' tokens,
+-- space separated. Each edge opens; a parent of this queue records the job as a dependent,
+-- or, when it has ended already, closes the edge at once. A parent of another queue is linked
+-- by the client, which then sends what the parent's queue answered through `resolve`.
+local function wait_for(jid, spec, now)
+  local ended = {}
+  for token in string.gmatch(spec, '%S+') do
+    local policy, ref = string.match(token, '^(%a+):(.+)$')
+    local q, id = split_ref(ref)
+    if not q then ref = id end
+    redis.call('HSET', job_deps_key(jid), ref, policy)
+    if not q then
+      local pkey = job_key(ref)
+      local p = hmget_named(pkey, {'status', 'result', 'error'})
+      if FINAL[p.status] then
+        ended[#ended + 1] = {ref, p.status, p.result or p.error or ''}
+      else
+        redis.call('SADD', job_dependents_key(ref), jid)
+        redis.call('HSET', pkey, 'dependents', 1)
+      end
+    end
+  end
+  -- (a job this new has no dependents to tell when such an edge ends it)
+  for _, e in ipairs(ended) do resolve_edge(jid, e[1], e[2], e[3], now) end
+end
+
 -- The fields of a job the end of its run as `failed` reads (see fail_job).
 local FAILED_FIELDS = {'result_ttl', 'failed_ttl', 'failed_keep', 'unique_key',
-  'idempotency_ttl', 'limit_key'}
+  'idempotency_ttl', 'limit_key', 'depends_on', 'dependents'}
+
+-- A job of a flow reached final status `to` with `value` (its result or error) and `ttl`
+-- (or runs again: 'revive', nil): its side keys go (or stay) with it, its dependents learn. `dependents`, `depends_on`: its
+-- fields (false when absent: a job outside any flow pays nothing). Returns the hand-overs
+-- written (see tell_dependents).
+local function flow_end(jid, to, value, ttl, now, depends_on, dependents)
+  if not depends_on and not dependents then return 0 end
+  flow_keys_ttl(jid, ttl)
+  if not dependents then return 0 end
+  return tell_dependents(jid, to, value, now)
+end
 
 -- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
--- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted. `job` holds (at
--- least) its FAILED_FIELDS.
+-- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted; its dependents
+-- learn of it (flow_end, whose count of hand-overs it returns). `job` holds (at least) its
+-- FAILED_FIELDS.
 local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, why)
   local ttl = count_of(job.failed_ttl, nil) or
     math.max(count_of(job.result_ttl, DEFAULT_TTL_MS), DEAD_TTL_MS)
@@ -363,6 +572,7 @@ local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, wh
   end
   emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
   redis.call('HINCRBY', K_STATS, 'failed', 1)
+  return flow_end(jid, 'failed', err, ttl, now, job.depends_on, job.dependents)
 end
 
 -- The job fields a delivery needs, read in one HMGET by start and reclaim; then the other
@@ -456,8 +666,9 @@ local MAX_PRIORITY = 2097152
 local RULES = {completed_ttl_ms = 'completed_ttl', completed_keep = 'completed_keep',
   failed_ttl_ms = 'failed_ttl', failed_keep = 'failed_keep', unique = 'unique',
   unique_key = 'unique_key', unique_ttl_ms = 'unique_ttl', idempotency_ttl_ms = 'idempotency_ttl',
-  limit_key = 'limit_key'}
-local RULE_TEXT = {unique = true, unique_key = true, limit_key = true}  -- the rest are integers >= 0 (0 = none)
+  limit_key = 'limit_key', depends_on = 'depends_on', flow = 'flow', pass_result = 'pass_result'}
+local RULE_TEXT = {unique = true, unique_key = true, limit_key = true, depends_on = true,
+  flow = true}  -- the rest are integers >= 0 (0 = none)
 local UNIQUE_MODES = {until_start = true, until_done = true, while_queued = true}
 local NO_RULES = {}
 
@@ -481,6 +692,39 @@ local function read_rules(args, c)
   return rules, nxt
 end
 
+-- Whether `ref` names a job: a job id (the rule of keys.py), or 'queue/id' with a queue name
+-- of 1-128 of A-Z a-z 0-9 _ . : -.
+local function is_ref(ref)
+  local q, id = split_ref(ref)
+  if q and (#q > 128 or not string.find(q, '^[%w_.:%-]+$')) then return false end
+  return #id <= 200 and string.find(id, '^[%w_@+=][%w_@+=%.%-]*$') ~= nil
+end
+
+-- A job depends on at most this many others (a fan-in wider than that is a group of groups).
+local MAX_DEPS = 1000
+
+-- Why the flow rules of `rules` cannot be written, or nil: depends_on is 1..MAX_DEPS
+-- 'policy:ref' tokens, space separated, each ref once; flow is a ref.
+local function check_flow_rules(rules)
+  if rules.flow and not is_ref(rules.flow) then return 'invalid flow: a job id or queue/id' end
+  local spec = rules.depends_on
+  if not spec then return nil end
+  local n, seen = 0, {}
+  for token in string.gmatch(spec, '%S+') do
+    local policy, ref = string.match(token, '^(%a+):(.+)$')
+    local q, id = nil, nil
+    if ref and is_ref(ref) then q, id = split_ref(ref) end
+    if q then id = ref end  -- the edge's key: the ref, or the id of a job of this queue
+    if not POLICIES[policy or ''] or not id or seen[id] then
+      return 'invalid depends_on: policy:ref tokens (fail, cancel, ignore or run; a job id ' ..
+        'or queue/id), each job once'
+    end
+    seen[id], n = true, n + 1
+  end
+  if n == 0 or n > MAX_DEPS then return 'invalid depends_on: 1-' .. MAX_DEPS .. ' jobs' end
+  return nil
+end
+
 -- Why `rules` (read_rules') cannot be written, or nil.
 local function check_rules(rules)
   for name, v in pairs(rules) do
@@ -488,6 +732,8 @@ local function check_rules(rules)
       return 'invalid retention or ttl: an integer of ms or a count >= 0 (0 = none)'
     end
   end
+  local bad = check_flow_rules(rules)
+  if bad then return bad end
   local lkey = rules.limit_key
   if lkey and (#lkey > 200 or not string.find(lkey, '^[%w_@+=:/][%w_@+=.:/%-]*$')) then
     return 'invalid limit key: 1-200 characters of A-Z a-z 0-9 _ - . @ + = : /, ' ..
@@ -508,6 +754,28 @@ local function check_rules(rules)
   end
   if tonumber(rules.unique_ttl_ms or '0') == 0 then
     return 'invalid unique ttl: a unique job needs one > 0'
+  end
+  return nil
+end
+
+-- Why the row at `args[i..]`, whose `rules` set depends_on, cannot wait for its parents, or
+-- nil: it must not be delayed, and each parent of this queue must exist, or be the job of a
+-- row before it in `args[from..]` (a flow is written parents first, so it holds no cycle).
+local function bad_parents(args, from, i, rules)
+  if args[i + 9] ~= '0' or args[i + 10] ~= '0' then
+    return 'invalid depends_on: a job that waits for others cannot be delayed too'
+  end
+  local before, k = {}, from
+  while k < i do
+    before[args[k]] = true
+    local _, nxt = read_rules(args, k + FIXED)
+    k = nxt
+  end
+  for token in string.gmatch(rules.depends_on, '%S+') do
+    local q, id = split_ref(string.match(token, ':(.+)$'))
+    if not q and not before[id] and redis.call('EXISTS', job_key(id)) == 0 then
+      return 'unknown dependency: no job ' .. id .. ' in queue ' .. QUEUE
+    end
   end
   return nil
 end
@@ -533,7 +801,7 @@ local function check_rows(args, from)
     local rules, nxt = read_rules(args, i + FIXED)
     if not rules then return nxt end
     if rules ~= NO_RULES then
-      local bad = check_rules(rules)
+      local bad = check_rules(rules) or (rules.depends_on and bad_parents(args, from, i, rules))
       if bad then return bad end
     end
     i = nxt
@@ -595,7 +863,11 @@ local function create_job(now, args, i, known)
   local due = now + tonumber(delay_ms)
   if at > 0 then due = at end
   local status, extra, value = 'pending', 'msg', nil
-  if due > now then
+  if rules.depends_on then
+    -- its open edges: one per parent until wait_for closes those that ended already
+    status, extra, due = 'waiting', 'deps', nil
+    value = select(2, string.gsub(rules.depends_on, '%S+', ''))
+  elseif due > now then
     status, extra, value = 'scheduled', 'scheduled_at', due
     redis.call('ZADD', K_DELAYED, due, job_id)
   else
@@ -619,6 +891,7 @@ local function create_job(now, args, i, known)
   redis.call('HSET', jkey, unpack(fields))
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
+  if rules.depends_on then wait_for(job_id, rules.depends_on, now) end
   return nxt, true, due
 end
 

@@ -4,21 +4,23 @@
 -- ARGV[1]  job id
 -- ARGV[2]  the request's token ('' for none): a cancel re-sent after a lost reply carries the
 --          same token and gets the first call's answer, though the job is cancelled by now
--- Returns  'cancelled' (it was pending or scheduled and is now cancelled, or this very request
---          cancelled it already),
+-- Returns  'cancelled' (it was pending, scheduled or waiting and is now cancelled, or this
+--          very request cancelled it already), 'handed' (as 'cancelled', and hand-overs to
+--          jobs of other queues waiting for it were written: the caller delivers them),
 --          'requested' (it is running: its worker is told and records `cancelled` itself),
 --          'final' (it had already finished), 'missing' (no such job)
 -- Events   cancelled (pending/scheduled); control channel 'cancel:<id>' (running)
 -- Effects  pending: XACK+XDEL its entry (ZREM prio, or its key's backlog, when it waits there); scheduled: ZREM
 --          delayed; then status cancelled, failure 'cancel', EXPIRE, stats.cancelled, the
---          unique lock released and the idempotency marker written (settle). running: the
+--          unique lock released and the idempotency marker written (settle), the jobs waiting
+--          for it told (flow_end). running: the
 --          `cancel` flag, which heartbeats also report, so a worker that missed the pub/sub
 --          message still stops the job.
 
 local jid, token = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'cancel_token',
-  'unique_key', 'idempotency_ttl', 'limit_key'})
+  'unique_key', 'idempotency_ttl', 'limit_key', 'depends_on', 'dependents'})
 local st = job.status
 if not st then return 'missing' end
 if st == 'running' then
@@ -28,9 +30,12 @@ if st == 'running' then
   return 'requested'
 end
 if st == 'cancelled' and token ~= '' and job.cancel_token == token then return 'cancelled' end
-if st ~= 'pending' and st ~= 'scheduled' then return 'final' end
+if st ~= 'pending' and st ~= 'scheduled' and st ~= 'waiting' then return 'final' end
 local now = now_ms()
-if st == 'scheduled' then
+if st == 'waiting' then
+  -- in no stream and no set but its index: it waits for its parents, which keep it as a
+  -- dependent (their end then finds it cancelled and only closes the edge)
+elseif st == 'scheduled' then
   redis.call('ZREM', K_DELAYED, jid)
 elseif job.msg then
   drop_entry(job.msg)
@@ -49,4 +54,7 @@ end
 emit(jid, 'cancelled', count_of(job.attempt, 0), now,
   {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)
+if flow_end(jid, 'cancelled', 'cancelled', ttl, now, job.depends_on, job.dependents) > 0 then
+  return 'handed'
+end
 return 'cancelled'

@@ -4,12 +4,16 @@
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  worker id
 -- ARGV[2+] triples: job id, lease, result (msgpack)
--- Returns  one integer per job: 1 recorded; 2 already recorded under this lease (a re-send);
---          0 rejected: the lease is stale (another worker owns the job now)
+-- Returns  one integer per job: 1 recorded; 3 recorded, and hand-overs to jobs of other queues
+--          that depend on it were written (the caller delivers them: see tell_dependents);
+--          2 already recorded under this lease (a re-send); 0 rejected: the lease is stale
+--          (another worker owns the job now)
 -- Events   completed (with the result)
 -- Effects  result, progress 100, status completed, XACK, EXPIRE (completed_ttl, else
---          result_ttl), index, stats.completed; a job's limit key slot is freed (key_left); a job with a unique key releases its lock, one
---          with idempotency_ttl leaves its marker; jobs that keep a count of completed jobs
+--          result_ttl), index, stats.completed; a job's limit key slot is freed (key_left); a
+--          job with a unique key releases its lock, one with idempotency_ttl leaves its marker;
+--          the jobs waiting for it learn of it (flow_end: run when it was their last parent);
+--          jobs that keep a count of completed jobs
 --          delete up to 2 each of the oldest beyond the smallest count (trim_kept)
 
 local now = now_ms()
@@ -21,9 +25,10 @@ for i = 2, #ARGV, 3 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local jkey = job_key(jid)
   -- Named locals, not a table: this runs for every job that succeeds.
-  local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem, lkey =
-    unpack(redis.call('HMGET', jkey, 'lease', 'status', 'msg', 'result_ttl', 'attempt', 'cancel',
-      'completed_ttl', 'completed_keep', 'unique_key', 'idempotency_ttl', 'limit_key'))
+  local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem, lkey,
+    depends_on, dependents = unpack(redis.call('HMGET', jkey, 'lease', 'status', 'msg',
+      'result_ttl', 'attempt', 'cancel', 'completed_ttl', 'completed_keep', 'unique_key',
+      'idempotency_ttl', 'limit_key', 'depends_on', 'dependents'))
   if held ~= lease then
     out[#out + 1] = 0
   elseif status ~= 'running' then
@@ -40,7 +45,11 @@ for i = 2, #ARGV, 3 do
     end
     emit(jid, 'completed', count_of(attempt, 0), now, {'result', result})
     done = done + 1
-    out[#out + 1] = 1
+    if flow_end(jid, 'completed', result, ttl, now, depends_on, dependents) > 0 then
+      out[#out + 1] = 3
+    else
+      out[#out + 1] = 1
+    end
   end
 end
 if done > 0 then

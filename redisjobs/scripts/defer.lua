@@ -25,7 +25,7 @@ local jid, lease = ARGV[2], ARGV[3]
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'lease', 'status', 'msg', 'attempt', 'deferrals', 'limit_key',
   'cancel', 'unique', 'unique_key', 'unique_ttl', 'result_ttl', 'failed_ttl', 'failed_keep',
-  'idempotency_ttl'})
+  'idempotency_ttl', 'depends_on', 'dependents'})
 if job.lease ~= lease then return {'stale', 0} end
 if job.status ~= 'running' then return {'dup', 0} end
 

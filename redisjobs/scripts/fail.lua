@@ -12,14 +12,16 @@
 -- ARGV[6]  defer_ms: explicit retry delay (a job raised Retry(defer)), or -1 for the policy
 --          retry_delay * retry_backoff^(attempt-1), capped at one day
 -- ARGV[7]  a uniform random number in [0, 1) that places the jitter: delay * (1 +- jitter)
--- Returns  {outcome, due_ms}: outcome 'retry' | 'failed' | 'cancelled' | 'stale' | 'dup';
---          due_ms is the retry's due time on Redis's clock (0 otherwise)
+-- Returns  {outcome, due_ms[, handed]}: outcome 'retry' | 'failed' | 'cancelled' | 'stale' |
+--          'dup'; due_ms is the retry's due time on Redis's clock (0 otherwise); handed (failed
+--          and cancelled) the hand-overs written to jobs of other queues that depend on it
+--          (the caller delivers them: see tell_dependents)
 -- Events   retrying | failed | cancelled, each with the error and the failure
 -- Effects  XACK; error, failure; retry: status scheduled, ZADD delayed (a while_queued job
 --          takes its unique lock again when free); failed: EXPIRE (failed_ttl, else
 --          result_ttl), index, dead, trim_kept for a job with failed_keep; failed and
---          cancelled: the unique lock released, the idempotency marker written (settle); the
---          job's limit key slot freed (key_left);
+--          cancelled: the unique lock released, the idempotency marker written (settle), the
+--          jobs waiting for it told (flow_end); the job's limit key slot freed (key_left);
 --          stats.retried / failed / cancelled. An unknown mode is an error.
 
 local RETRIED = {error = true, timeout = true}
@@ -30,7 +32,7 @@ end
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'lease', 'status', 'msg', 'attempt', 'max_retries', 'retry_delay',
   'retry_backoff', 'retry_jitter', 'result_ttl', 'cancel', 'failed_ttl', 'failed_keep', 'unique',
-  'unique_key', 'unique_ttl', 'idempotency_ttl', 'limit_key'})
+  'unique_key', 'unique_ttl', 'idempotency_ttl', 'limit_key', 'depends_on', 'dependents'})
 if job.lease ~= lease then return {'stale', 0} end
 if job.status ~= 'running' then return {'dup', 0} end
 
@@ -56,7 +58,8 @@ if mode == 'cancel' then
   end
   emit(jid, 'cancelled', attempt, now, {'error', mp_str(err), 'failure', mp_str('cancel')})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
-  return {'cancelled', 0}
+  return {'cancelled', 0, flow_end(jid, 'cancelled', err, ttl, now, job.depends_on,
+    job.dependents)}
 end
 
 if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
@@ -74,5 +77,4 @@ if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
   return {'retry', due}
 end
 
-fail_job(jkey, jid, 'running', now, job, job.cancel, attempt, err, mode)
-return {'failed', 0}
+return {'failed', 0, fail_job(jkey, jid, 'running', now, job, job.cancel, attempt, err, mode)}

@@ -41,6 +41,8 @@ SCRIPTS = (
     "unschedule",
     "pause",
     "resume",
+    "link",
+    "resolve",
 )
 """The transitions a sync client calls."""
 
