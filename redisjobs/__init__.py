@@ -7,6 +7,8 @@ consumer-group leases, fenced outcomes, retries with backoff, and live events.
 
 from .app import App
 from .client import Client
+from .composition import FlowRun, Step, chain, chord, flow, group, step
+from .deps import ParentPolicy
 from .errors import (
     CallRefused,
     ConnectionFailed,
@@ -32,6 +34,7 @@ from .errors import (
 from .events import Event
 from .executors import ExecContext, Executor
 from .executors.call import CallExecutor, function_ref
+from .flowview import Tree, TreeNode
 from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
 from .jobrules import Keep, UniqueMode
@@ -56,6 +59,7 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "FailureReason",
+    "FlowRun",
     "InvalidJobId",
     "Job",
     "JobCancelled",
@@ -67,6 +71,7 @@ __all__ = [
     "JobTimeout",
     "Keep",
     "MissingExtra",
+    "ParentPolicy",
     "PayloadError",
     "PayloadTooLarge",
     "QueueFull",
@@ -77,15 +82,23 @@ __all__ = [
     "Retry",
     "Schedule",
     "SerializationError",
+    "Step",
     "SyncTask",
     "SyncTaskJob",
     "Task",
     "TaskCall",
     "TaskJob",
+    "Tree",
+    "TreeNode",
     "UniqueMode",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",
     "__version__",
+    "chain",
+    "chord",
+    "flow",
     "function_ref",
+    "group",
+    "step",
 ]

@@ -14,8 +14,10 @@ from typing import Any, Unpack
 
 from . import tracing
 from .cleaning import QueueCleaning
+from .composition import FlowRun, StepLike, cancel_flow_flow, enqueue_flow_flow
 from .errors import WaitTimeout
 from .events import Event, follow
+from .flowview import Tree, tree_flow
 from .getters import reaching
 from .job import Job
 from .jobrules import JobRules
@@ -237,6 +239,48 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl):
         _, scripts = await self._conn()
         value = float(progress)
         return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
+
+    # -- flows ----------------------------------------------------------------------------------
+
+    @reaching
+    async def enqueue_flow(self, flow: StepLike, *, queue: str | None = None) -> FlowRun:
+        """Write a chain, group, chord or flow (:mod:`redisjobs.composition`): its jobs,
+        parents first, each waiting for the ones before it.
+
+        Args:
+            flow: what :func:`~redisjobs.chain`, :func:`~redisjobs.group`,
+                :func:`~redisjobs.chord` or :func:`~redisjobs.flow` built (or one step).
+            queue: the queue of the steps that name none (default: the client's).
+
+        Returns:
+            The flow as written: its id (its last job's: ``wait`` on it for the flow's
+            result) and its jobs.
+
+        Raises:
+            TypeError, ValueError: a step that is none, or an invalid option; nothing written.
+        """
+        redis, scripts = await self._conn()
+        return await run(redis, enqueue_flow_flow(self, flow, self.keys(queue).queue), scripts)
+
+    @reaching
+    async def cancel_flow(self, flow_id: str, *, queue: str | None = None) -> int:
+        """Cancel a flow by its id (its last job's): every job of it that has not ended
+        (waiting, pending or scheduled ones at once, a running one is told to stop).
+
+        Returns:
+            How many were cancelled or told to stop (0 for no such flow).
+        """
+        keys = self._job_keys(flow_id, queue)
+        redis, scripts = await self._conn()
+        return await run(redis, cancel_flow_flow(keys.queue, flow_id), scripts)
+
+    @reaching
+    async def flow_tree(self, job_id: str, *, queue: str | None = None) -> Tree | None:
+        """A job with the tree of the jobs it waited for (each with its status) and the jobs
+        waiting for it (:attr:`Job.dependents`); None when there is no such job."""
+        keys = self._job_keys(job_id, queue)
+        redis, _ = await self._conn()
+        return await run(redis, tree_flow(keys.queue, job_id))
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 from . import queries
 from .connection import Backend, resolve_url
 from .events import Event
+from .flowview import get_job_flow
 from .job import Job, JobStatus
 from .keys import QueueNames, check_job_id
 from .queries import History, JobPage, QueueCounts, WorkerInfo
+from .roundtrips import run
 from .scripts import Scripts
 from .subscriber import Subscriber
 
@@ -109,10 +111,11 @@ class QueueGetters(QueueNames):
 
     @reaching
     async def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
-        """The job's current state, or None when it does not exist (or has expired)."""
+        """The job's current state, or None when it does not exist (or has expired), with the
+        jobs waiting for it (:attr:`Job.dependents`) when it has any."""
         keys = self._job_keys(job_id, queue)
         redis, _ = await self._conn()
-        return (await queries.get_jobs(redis, keys, [job_id]))[0]
+        return await run(redis, get_job_flow(keys, job_id))
 
     @reaching
     async def get_many(

@@ -124,6 +124,8 @@ class Job:
     dependents: tuple[str, ...] = ()
     """The jobs waiting for it, as :attr:`depends_on` spells them (read by
     :meth:`redisjobs.Client.get`; empty in listings)."""
+    has_dependents: bool = False
+    """Whether jobs wait (or waited) for it; :attr:`dependents` names them once read."""
     flow: str | None = None
     """The id of the flow (a chain, a chord) it belongs to: its last job's, ``queue/id``
     when that is of another queue."""
@@ -186,5 +188,6 @@ class Job:
             failure=_failure(h.get(b"failure")),
             priority=_number(h.get(b"priority"), int, DEFAULT_PRIORITY),
             depends_on=tuple(e.ref for e in deps.decode(_text(h.get(b"depends_on")) or "")),
+            has_dependents=b"dependents" in h,
             flow=_text(h.get(b"flow")),
         )

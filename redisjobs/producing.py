@@ -194,6 +194,8 @@ def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[int, Job | N
 def _fresh(keys: QueueKeys, row: EnqueueRow, job_id: str, now: datetime) -> Job:
     """Job `job_id` as `row` would have written it."""
     status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
+    if row.rules and row.rule("depends_on"):
+        status = JobStatus.WAITING  # (or released at once: its parents had ended)
     return Job(job_id, status, now, queue=keys.queue, priority=row.priority)
 
 

@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -215,6 +215,11 @@ class Runs:
             )
         except (RedisError, OSError) as exc:
             log.debug("progress of job %s not recorded: %s", ctx.job_id, exc)
+
+    async def read_parents(self, job_id: str) -> dict[bytes, bytes]:
+        """The results (and ignored failures) of the jobs a job waited for."""
+        raw: Any = await self._redis.hgetall(self._keys.job_results(job_id))
+        return cast(dict[bytes, bytes], raw)
 
     # -- one run --------------------------------------------------------------------------------
 

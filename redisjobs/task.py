@@ -72,6 +72,19 @@ class TaskCall(Generic[R]):
     task: Task[Any, R]
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
+    options: Mapping[str, Any] | None = None
+    """Its enqueue options (a :class:`BoundTask`'s); None: its task's."""
+
+    def enqueue_options(self) -> dict[str, Any]:
+        """The options its job is enqueued with: its own or its task's, and the limit key
+        its task derives from its arguments."""
+        given = self.task.defaults if self.options is None else self.options
+        return _keyed(self.task, given, self.args, self.kwargs)
+
+    def takes(self, name: str) -> bool:
+        """Whether its function takes a keyword argument `name`."""
+        params = inspect.signature(self.task.fn).parameters
+        return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class _LocalHost:
@@ -82,6 +95,9 @@ class _LocalHost:
 
     async def write_progress(self, ctx: ExecContext) -> None:
         log.debug("%s: %.0f%% %s", ctx.job_id, ctx.progress, ctx.progress_message or "")
+
+    async def read_parents(self, job_id: str) -> dict[bytes, bytes]:
+        return {}  # a direct call waited for nothing
 
 
 def caller_signature(
@@ -268,6 +284,11 @@ class BoundTask(Generic[P, R]):
     def options(self, **options: Any) -> BoundTask[P, R]:
         """These options with more (see :meth:`Task.options`)."""
         return BoundTask(self.task, {**self._options, **enqueue_options(options)})
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
+        """This task with these arguments and options, to enqueue later (a step of a flow)."""
+        self.task.payload(args, kwargs)
+        return TaskCall(self.task, args, kwargs, self._options)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskJob[R]:
         """:meth:`Task.enqueue` with these options."""

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import UnknownExecutor
+from ..serialization import unpackb
 from .base import ExecutorBase, adapt
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class JobHost(Protocol):
     async def write_progress(self, ctx: ExecContext) -> None:
         """Record `ctx.progress` of a job under its lease."""
 
+    async def read_parents(self, job_id: str) -> dict[bytes, bytes]:
+        """The hash of the results (and ignored failures) of the jobs a job waited for."""
+
 
 class ExecContext:
     """What a running job may know and do: its identity, logging, progress, cancellation.
@@ -121,6 +125,21 @@ class ExecContext:
         self._cancelled: asyncio.Event | None = None
         self._last = 0.0
         self._trailing: asyncio.TimerHandle | None = None
+
+    async def children_results(self) -> dict[str, Any]:
+        """The results of the jobs this one waited for that completed (its ``depends_on``: a
+        chord's group, a flow's children, a chain's previous step), by their ref: the job id
+        for a job of this queue, ``queue/id`` for one of another. One read, when called."""
+        raw = await self._host.read_parents(self.job_id)
+        return {k.decode(): unpackb(v) for k, v in raw.items() if not k.startswith(b"!")}
+
+    async def children_failures(self) -> dict[str, str]:
+        """The errors of the jobs this one waited for that failed or were cancelled, when it
+        runs anyway (``on_parent_failure="ignore"`` or ``"run"``), by ref."""
+        raw = await self._host.read_parents(self.job_id)
+        return {
+            k[1:].decode(): v.decode("utf-8", "replace") for k, v in raw.items() if k[:1] == b"!"
+        }
 
     async def log(self, message: str) -> None:
         """Append a line to the job's log (kept with the job, shown by its watchers)."""

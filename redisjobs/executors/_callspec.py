@@ -69,6 +69,10 @@ def check_name(name: object) -> str:
     return name
 
 
+PREVIOUS = "previous_result"
+"""The payload key (and keyword argument) of a chain step's previous step's result."""
+
+
 def call_arguments(payload: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     """The function name, positional and keyword arguments of a ``call`` payload.
 
@@ -98,6 +102,8 @@ def call_arguments(payload: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
             raise CallRefused(f"{name}: argument names must be strings, got {key!r}")
     if _CTX in kwargs:
         raise CallRefused(f"{name}: 'ctx' is reserved: the worker passes the job's context")
+    if PREVIOUS in payload:  # a chain's step: its previous step's result, by keyword
+        kwargs[PREVIOUS] = payload[PREVIOUS]
     return name, args, kwargs
 
 

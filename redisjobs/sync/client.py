@@ -18,14 +18,16 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 import redis
 
 from ..cleaning import drain_flow, obliterate_flow, purge_flow, remove_flow
+from ..composition import FlowRun, StepLike, cancel_flow_flow, enqueue_flow_flow
 from ..connection import Backend, resolve_url
 from ..errors import WaitTimeout
+from ..flowview import Tree, get_job_flow, tree_flow
 from ..job import Job, JobStatus
 from ..keys import QueueNames
 from ..limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
 from ..options import EnqueueOptions, JobDefaults, JobOptions
 from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
-from ..queries import JobPage, get_jobs_flow, list_jobs_flow, stats_flow
+from ..queries import JobPage, list_jobs_flow, stats_flow
 from ..queuecontrol import is_paused_flow, pause_flow, resume_flow
 from ..roundtrips import Flow
 from ..schedule_client import ScheduleOptions, spec_of
@@ -180,6 +182,21 @@ class Client(Producer, QueueNames):
         return self._run(cancel_job_flow(self._job_keys(job_id, queue), job_id))
 
     @_reaching
+    def enqueue_flow(self, flow: StepLike, *, queue: str | None = None) -> FlowRun:
+        """Write a chain, group, chord or flow: :meth:`redisjobs.Client.enqueue_flow`."""
+        return self._run(enqueue_flow_flow(self, flow, self.keys(queue).queue))
+
+    @_reaching
+    def cancel_flow(self, flow_id: str, *, queue: str | None = None) -> int:
+        """Cancel what has not ended of a flow: :meth:`redisjobs.Client.cancel_flow`."""
+        return self._run(cancel_flow_flow(self._job_keys(flow_id, queue).queue, flow_id))
+
+    @_reaching
+    def flow_tree(self, job_id: str, *, queue: str | None = None) -> Tree | None:
+        """A job's tree: :meth:`redisjobs.Client.flow_tree`."""
+        return self._run(tree_flow(self._job_keys(job_id, queue).queue, job_id))
+
+    @_reaching
     def pause(self, queue: str | None = None) -> bool:
         """Pause a queue: :meth:`redisjobs.Client.pause` (True: this call paused it)."""
         return self._run(pause_flow(self.keys(queue)))
@@ -297,8 +314,9 @@ class Client(Producer, QueueNames):
 
     @_reaching
     def get(self, job_id: str, *, queue: str | None = None) -> Job | None:
-        """The job's current state, or None when it does not exist (or has expired)."""
-        return self._run(get_jobs_flow(self._job_keys(job_id, queue), [job_id]))[0]
+        """The job's current state, or None when it does not exist (or has expired), with the
+        jobs waiting for it: :meth:`redisjobs.Client.get`."""
+        return self._run(get_job_flow(self._job_keys(job_id, queue), job_id))
 
     @_reaching
     def list_jobs(

@@ -1,0 +1,139 @@
+"""The read model of flows: a job with the tree of the jobs it waited for, and what waits for it.
+
+A job's tree has the job at its root and, under each job, the jobs it depends on (the ones
+that ran before it: a chain read from its last step back, a chord's callback over its group),
+read level by level, one round trip per level whatever the queues. A job two others depend on
+appears once, under the first; the tree is cut at :data:`MAX_NODES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import deps
+from .job import Job
+from .keys import QueueKeys
+from .queries import get_jobs_flow
+from .roundtrips import Flow, cmd
+
+MAX_NODES = 2000
+"""Jobs one tree reads at most (a wider flow shows its first ones and says it was cut)."""
+
+
+@dataclass(slots=True)
+class TreeNode:
+    """One job of a flow's tree.
+
+    Attributes:
+        queue: its queue.
+        id: its id.
+        job: the job; None when it is gone (expired or deleted).
+        children: the jobs it waited for, each a node.
+    """
+
+    queue: str
+    id: str
+    job: Job | None
+    children: list[TreeNode] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """``queue/id``."""
+        return f"{self.queue}/{self.id}"
+
+    def walk(self) -> Iterator[tuple[int, TreeNode]]:
+        """Every node, depth first (the order a tree is printed in), with its depth."""
+        stack: list[tuple[int, TreeNode]] = [(0, self)]
+        while stack:
+            depth, node = stack.pop()
+            yield depth, node
+            stack += [(depth + 1, child) for child in reversed(node.children)]
+
+
+@dataclass(slots=True)
+class Tree:
+    """A job's tree (:func:`tree_flow`): its root and whether it was cut at :data:`MAX_NODES`."""
+
+    root: TreeNode
+    cut: bool = False
+
+    def nodes(self) -> list[TreeNode]:
+        """Its nodes, depth first."""
+        return [node for _, node in self.root.walk()]
+
+
+def _read_flow(pairs: list[tuple[str, str]]) -> Flow[list[Job | None]]:
+    """The jobs (queue, id) of `pairs`, None for one gone, in one round trip."""
+    hashes = yield [cmd("hgetall", QueueKeys(q).job(j)) for q, j in pairs]
+    return [Job.from_hash(q, j, h) if h else None for (q, j), h in zip(pairs, hashes, strict=True)]
+
+
+def tree_flow(queue: str, job_id: str) -> Flow[Tree | None]:
+    """The tree of job `job_id` of `queue` (None when there is no such job), with the
+    :attr:`~redisjobs.Job.dependents` of its root."""
+    (root_job,) = yield from _read_flow([(queue, job_id)])
+    if root_job is None:
+        return None
+    yield from dependents_flow([root_job])
+    root = TreeNode(queue, job_id, root_job)
+    seen, level, count = {root.ref}, [root], 1
+    while level and count < MAX_NODES:
+        wanted: list[tuple[TreeNode, str, str]] = []
+        for node in level:
+            for ref in node.job.depends_on if node.job else ():
+                q, j = deps.split(ref, node.queue)
+                if f"{q}/{j}" not in seen and count + len(wanted) < MAX_NODES:
+                    seen.add(f"{q}/{j}")
+                    wanted.append((node, q, j))
+        jobs = yield from _read_flow([(q, j) for _, q, j in wanted])
+        level = []
+        for (parent, q, j), job in zip(wanted, jobs, strict=True):
+            child = TreeNode(q, j, job)
+            parent.children.append(child)
+            level.append(child)
+        count += len(wanted)
+    return Tree(root, cut=count >= MAX_NODES)
+
+
+def dependents_flow(jobs: list[Job]) -> Flow[None]:
+    """Fill in :attr:`~redisjobs.Job.dependents` of those of `jobs` that have any (their hash
+    says so): one round trip when one has, none otherwise."""
+    having = [job for job in jobs if job.has_dependents]
+    if not having:
+        return
+    members = yield [cmd("smembers", QueueKeys(j.queue).job_dependents(j.id)) for j in having]
+    for job, refs in zip(having, members, strict=True):
+        job.dependents = tuple(sorted(r.decode() for r in refs))
+
+
+def flow_members_flow(queue: str, job_id: str) -> Flow[list[Job]]:
+    """The jobs of the flow whose last job is `job_id` of `queue` (its tree's jobs that belong
+    to that flow), the last job first; empty when there is no such job."""
+    tree = yield from tree_flow(queue, job_id)
+    if tree is None:
+        return []
+    ref = f"{queue}/{job_id}"
+    out = []
+    for node in tree.nodes():
+        job = node.job
+        if job is not None and (node is tree.root or _flow_ref(job) == ref):
+            out.append(job)
+    return out
+
+
+def _flow_ref(job: Job) -> str | None:
+    """``queue/id`` of the flow `job` belongs to (its field holds a bare id for its queue)."""
+    if job.flow is None:
+        return None
+    q, j = deps.split(job.flow, job.queue)
+    return f"{q}/{j}"
+
+
+def get_job_flow(keys: QueueKeys, job_id: str) -> Flow[Job | None]:
+    """Job `job_id` of `keys`' queue, with its :attr:`~redisjobs.Job.dependents` (None when
+    there is no such job)."""
+    (job,) = yield from get_jobs_flow(keys, [job_id])
+    if job is not None:
+        yield from dependents_flow([job])
+    return job
