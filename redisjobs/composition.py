@@ -112,7 +112,7 @@ def as_node(item: StepLike) -> Node:
     if isinstance(item, Step | Chain | Group | Flow):
         return item
     if isinstance(item, TaskCall):
-        payload = item.task.payload(item.args, item.kwargs)
+        payload = item.task.payload(item.args, item.kwargs, chained=True)
         return Step("call", payload, item.enqueue_options(), item)
     if isinstance(item, tuple) and len(item) in (2, 3) and isinstance(item[0], str):
         return Step(item[0], item[1], dict(item[2]) if len(item) == 3 else {})

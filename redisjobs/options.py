@@ -132,6 +132,8 @@ class JobOptions:
         changed = {k: v for k, v in opts.items() if v is not None and k not in PER_JOB}
         merged = replace(self, **changed) if changed else self
         given = opts.get("job_id")
+        if opts.get("depends_on") is not None and (opts.get("delay") or opts.get("at")):
+            raise ValueError("depends_on: a job that waits for others cannot be delayed too")
         return PerJob(
             job_id=new_job_id() if given is None else check_job_id(given),
             policy=merged.policy(),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast
 
 from .executors import ExecContext
-from .executors._callspec import Target
+from .executors._callspec import PREVIOUS, Target
 from .handles import SyncTaskJob, TaskJob
 from .job import Job
 
@@ -183,14 +183,24 @@ class Task(Generic[P, R]):
 
     # -- making jobs ----------------------------------------------------------------------------
 
-    def payload(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def payload(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, chained: bool = False
+    ) -> dict[str, Any]:
         """The ``call`` payload of a call with these arguments.
+
+        Args:
+            args, kwargs: the call's arguments.
+            chained: a step that may follow another in a chain, which may leave out
+                ``previous_result``: the chain passes it.
 
         Raises:
             TypeError: they do not fit the function's signature (a missing argument, an
                 unknown keyword, too many positional ones), as a direct call would raise.
         """
-        check_call(self.name, self._signature, args, kwargs)
+        sig, given = self._signature, kwargs
+        if chained and sig is not None and PREVIOUS in sig.parameters and PREVIOUS not in kwargs:
+            given = {**kwargs, PREVIOUS: None}
+        check_call(self.name, sig, args, given)
         payload: dict[str, Any] = {"fn": self.name}
         if args:  # absent when empty: bytes kept per job
             payload["args"] = list(args)
@@ -199,8 +209,9 @@ class Task(Generic[P, R]):
         return payload
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
-        """This task with these arguments, to enqueue later (:meth:`enqueue_many`)."""
-        self.payload(args, kwargs)  # fail here, where the mistake is
+        """This task with these arguments, to enqueue later (:meth:`enqueue_many`, or a step
+        of a flow: a chain's step may leave out ``previous_result``, which the chain passes)."""
+        self.payload(args, kwargs, chained=True)  # fail here, where the mistake is
         return TaskCall(self, args, kwargs)
 
     def options(self, **options: Any) -> BoundTask[P, R]:
@@ -287,7 +298,7 @@ class BoundTask(Generic[P, R]):
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
         """This task with these arguments and options, to enqueue later (a step of a flow)."""
-        self.task.payload(args, kwargs)
+        self.task.payload(args, kwargs, chained=True)
         return TaskCall(self.task, args, kwargs, self._options)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskJob[R]:

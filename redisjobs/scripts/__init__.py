@@ -149,6 +149,8 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
     Raises:
         QueueFull: the rows would bring the queue's backlog above its max_pending (nothing
             was written).
+        ValueError: a row depends on a job of the queue that does not exist (nothing was
+            written).
     """
     try:
         reply = yield ScriptCall("enqueue", keys, row_args(rows))
@@ -157,6 +159,8 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
         if len(words) == 4 and words[0] == "QUEUEFULL":
             limit, backlog, adding = (int(w) for w in words[1:])
             raise QueueFull(keys.queue, limit, backlog, adding) from None
+        if str(exc).startswith("unknown dependency"):  # only Redis can tell: nothing written
+            raise ValueError(str(exc)) from None
         raise
     return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 

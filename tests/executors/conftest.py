@@ -23,6 +23,9 @@ class Host:
     async def write_progress(self, ctx: ExecContext) -> None:
         self.progress.append((ctx.progress, ctx.progress_message))
 
+    async def read_parents(self, job_id: str) -> dict[bytes, bytes]:
+        return {}
+
     async def logged(self, text: str, timeout: float = 5.0) -> None:
         """Return once a log line containing `text` was written."""
         async with asyncio.timeout(timeout):

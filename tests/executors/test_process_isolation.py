@@ -259,6 +259,9 @@ class _NoHost:
     async def write_progress(self, ctx: ExecContext) -> None:
         pass
 
+    async def read_parents(self, job_id: str) -> dict[bytes, bytes]:
+        return {}
+
 
 def _nested() -> Callable[[], None]:
     def inner() -> None:
