@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import QueueInUse
 from .getters import QueueGetters, reaching
+from .handover import deliver_flow
 from .job import FINAL_STATUSES, JobStatus
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
 from .roundtrips import Flow, ScriptCall, cmd, run
@@ -86,10 +87,12 @@ def purge_flow(keys: QueueKeys, status: JobStatus | str, older_than: float | Non
 
 
 def drain_flow(keys: QueueKeys) -> Flow[int]:
-    """Drop every job pending or scheduled when the call begins (see
+    """Drop every job pending, scheduled or waiting when the call begins (see
     :meth:`QueueCleaning.drain`); returns how many."""
     now = yield from _redis_now()
-    return (yield from _in_batches(ScriptCall("drain", keys, [now, DRAIN_BATCH]), DRAIN_BATCH))
+    total = yield from _in_batches(ScriptCall("drain", keys, [now, DRAIN_BATCH]), DRAIN_BATCH)
+    yield from deliver_flow(keys)  # to the jobs of other queues that waited for a dropped one
+    return total
 
 
 def _redis_now() -> Flow[int]:
@@ -136,6 +139,7 @@ def obliterate_flow(keys: QueueKeys, force: bool) -> Flow[int]:
             )
     call = ScriptCall("obliterate", keys, [OBLITERATE_BATCH])
     total = yield from _in_batches(call, OBLITERATE_BATCH)
+    yield from deliver_flow(keys)  # before its stream goes with the queue's keys
     yield [cmd("unlink", *_queue_keys(keys))]
     total += yield from _sweep(keys)
     yield [cmd("srem", QUEUES_KEY, keys.queue)]
@@ -145,7 +149,7 @@ def obliterate_flow(keys: QueueKeys, force: bool) -> Flow[int]:
 def _queue_keys(keys: QueueKeys) -> list[str]:
     """The queue's own keys (the keyspace table of docs/architecture.md), jobs aside."""
     fixed = [keys.ready, keys.prio, keys.carry, keys.paused, keys.delayed, keys.dead, keys.stats]
-    fixed += [keys.log, keys.leases]
+    fixed += [keys.log, keys.leases, keys.handover]
     return fixed + [keys.status(s) for s in JobStatus]
 
 
@@ -218,8 +222,9 @@ class QueueCleaning(QueueGetters):
 
     @reaching
     async def drain(self, queue: str | None = None) -> int:
-        """Drop the queue's jobs waiting to run when the call begins: pending ones and
-        scheduled ones (delayed jobs and retries waiting out their backoff). Running jobs
+        """Drop the queue's jobs waiting to run when the call begins: pending ones, scheduled
+        ones (delayed jobs and retries waiting out their backoff) and those waiting for other
+        jobs (``depends_on``), whose own dependents learn they were cancelled. Running jobs
         finish and are recorded; jobs enqueued meanwhile are left, so the call ends even while
         producers go on.
 

@@ -65,6 +65,7 @@ KIND = re.compile(r"[A-Za-z0-9_.-]+")
 _ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
 
 STATUS = {
+    JobStatus.WAITING: "queued",
     JobStatus.PENDING: "queued",
     JobStatus.SCHEDULED: "queued",
     JobStatus.RUNNING: "running",

@@ -30,6 +30,8 @@ EVENT_TYPES = (
     "reclaimed",
     "released",
     "deferred",
+    "ready",
+    "waiting",
 )
 FINAL_EVENTS = FINAL_STATUSES  # a final event is named after the final status it records
 

@@ -113,8 +113,12 @@ class Producer:
         if self.backend.embedded:
             self.backend.wake(keys.queue)
         if all(c is True for c in created):  # the common case: no read, no generator
-            return _jobs(keys, rows, {})
-        return (yield from _jobs_flow(keys, rows, created))
+            jobs = _jobs(keys, rows, {})
+        else:
+            jobs = yield from _jobs_flow(keys, rows, created)
+        if any(row.rules for row in rows):
+            yield from _read_back_flow(keys, rows, created, jobs)
+        return jobs
 
     def _out_of_memory(self, exc: Exception, written: int, total: int) -> RedisOutOfMemory:
         what = (
@@ -141,6 +145,20 @@ def _write_rows_flow(
         created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
     if ruled:
         yield from link_flow(keys, rows, created)
+
+
+def _read_back_flow(
+    keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str], jobs: list[Job]
+) -> Flow[None]:
+    """Replace in `jobs` each job created `waiting` by its state now: its parents may have
+    ended already, so that it is pending, or failed or cancelled by its policy."""
+    waiting = [i for i, row in enumerate(rows) if created[i] is True and row.rule("depends_on")]
+    if not waiting:
+        return
+    found = yield from get_jobs_flow(keys, [rows[i].job_id for i in waiting])
+    for i, job in zip(waiting, found, strict=True):
+        if job is not None:
+            jobs[i] = job
 
 
 def _jobs_flow(
@@ -194,8 +212,6 @@ def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[int, Job | N
 def _fresh(keys: QueueKeys, row: EnqueueRow, job_id: str, now: datetime) -> Job:
     """Job `job_id` as `row` would have written it."""
     status = JobStatus.SCHEDULED if row.delayed else JobStatus.PENDING
-    if row.rules and row.rule("depends_on"):
-        status = JobStatus.WAITING  # (or released at once: its parents had ended)
     return Job(job_id, status, now, queue=keys.queue, priority=row.priority)
 
 

@@ -94,7 +94,7 @@ async def test_a_job_waits_for_its_parents_then_runs_with_their_results(
     await worker(functions=FUNCTIONS)
     assert await client.wait(c.id, timeout=10) == 3
     types = [ev.type for ev in await log_events(client, c.id)]
-    assert types == ["enqueued", "released", "started", "completed"]
+    assert types == ["enqueued", "ready", "started", "completed"]
 
 
 async def test_a_parent_that_completed_already_releases_the_job_at_enqueue(
@@ -280,8 +280,8 @@ async def test_a_re_sent_hand_over_has_one_effect(client: Client, queue: str) ->
         await scripts.call(_resolve(client, args))
     job = await client.get(c.id)
     assert job is not None and job.status is JobStatus.PENDING
-    released = [ev.type for ev in await log_events(client, c.id)].count("released")
-    assert released == 1
+    ready = [ev.type for ev in await log_events(client, c.id)].count("ready")
+    assert ready == 1
 
 
 def _resolve(client: Client, args: list[Any]) -> Any:
@@ -375,3 +375,28 @@ async def test_removing_a_flow_job_deletes_its_side_keys(
     assert not await client.redis.exists(
         keys.job_dependents(first.id), keys.job_deps(last.id), keys.job_results(last.id)
     )
+
+
+async def test_drain_and_obliterate_tell_the_jobs_of_other_queues(
+    client: Client, queue: str
+) -> None:
+    other = f"{queue}-z"
+    a = await client.enqueue("call", {"fn": "plus", "args": [1]})
+    b = await client.enqueue("call", {"fn": "total"}, depends_on=[a])
+    waits = await client.enqueue("call", {"fn": "total"}, depends_on=[b], queue=other)
+    assert await client.drain() == 1  # the pending parent; the job waiting for it ends with it
+    middle = await client.get(b.id)
+    assert middle is not None and middle.status is JobStatus.CANCELLED
+    job = await client.get(waits.id, queue=other)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert job.error == (
+        f"dependency {queue}/{b.id} cancelled: dependency {a.id} cancelled: drained"
+    )
+    lone = await client.enqueue("call", {"fn": "total"}, depends_on=[f"{other}/{waits.id}"])
+    assert lone.status is JobStatus.CANCELLED  # its parent had ended: closed at once
+    c = await client.enqueue("call", {"fn": "plus", "args": [1]})
+    late = await client.enqueue("call", {"fn": "total"}, depends_on=[c], queue=other)
+    await client.obliterate()
+    job = await client.get(late.id, queue=other)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert job.error == f"dependency {queue}/{c.id} cancelled: obliterated"

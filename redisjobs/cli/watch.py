@@ -67,6 +67,10 @@ class State:
             self.status, self.message = "pending", "its worker died; it runs again"
         elif ev.type == "released":
             self.status, self.message = "pending", "its worker stopped; it runs again"
+        elif ev.type == "ready":
+            self.status, self.message = "pending", "the jobs it waited for completed"
+        elif ev.type == "waiting":
+            self.status, self.message = "waiting", "a job it waits for runs again"
         elif ev.type == "deferred":
             self.status, self.message = "scheduled", "rate limited; it runs again later"
         elif ev.type in FINAL_STATUSES:

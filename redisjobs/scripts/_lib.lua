@@ -401,7 +401,7 @@ end
 local function release(ckey, cid, job, now)
   push_ready(ckey, cid, job.priority, job.limit_key)
   move_status(cid, 'waiting', 'pending', now)
-  emit(cid, 'released', 0, now, nil)
+  emit(cid, 'ready', 0, now, nil)
 end
 
 -- A waiting job ends without running, `to` ('failed' or 'cancelled'), because parent `pref`

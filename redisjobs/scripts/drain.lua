@@ -1,6 +1,6 @@
 #!lua flags=allow-oom
--- drain: drop the jobs waiting to run (pending, then scheduled), a batch per call. Running jobs
--- are left to finish.
+-- drain: drop the jobs waiting to run (pending, then scheduled, then those waiting for other
+-- jobs), a batch per call. Running jobs are left to finish.
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  cutoff (Redis ms): only jobs waiting since then or earlier (their index score), so
@@ -15,7 +15,8 @@
 --          (a delay, or a retry waiting out its backoff): out of delayed; then DEL its hash,
 --          log and trace context, ZREM its index; stats.cancelled (so enqueued - finished
 --          stays the jobs in flight); a dropped job's unique lock is released and its
---          idempotency marker written, as for any job that ends. Pending jobs are found through
+--          idempotency marker written, and the jobs waiting for it learn it was cancelled
+--          (tell_dependents), as for any job that ends. Pending jobs are found through
 --          their status index, so prioritized ones (in prio, without a stream entry) go too.
 
 local cutoff, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -23,10 +24,11 @@ if not (cutoff and limit and limit > 0) then
   return redis.error_reply('drain takes a cutoff and a limit > 0')
 end
 local now = now_ms()
-local DRAIN_FIELDS = {'status', 'msg', 'attempt', 'unique_key', 'idempotency_ttl', 'limit_key'}
+local DRAIN_FIELDS = {'status', 'msg', 'attempt', 'unique_key', 'idempotency_ttl', 'limit_key',
+  'dependents'}
 local DRAINED = {'error', mp_str('drained'), 'failure', mp_str('cancel')}
 local dropped, looked = 0, 0
-for _, status in ipairs({'pending', 'scheduled'}) do
+for _, status in ipairs({'pending', 'scheduled', 'waiting'}) do
   if looked >= limit then break end
   local index = status_key(status)
   local ids = redis.call('ZRANGEBYSCORE', index, '-inf', cutoff, 'LIMIT', 0, limit - looked)
@@ -45,6 +47,7 @@ for _, status in ipairs({'pending', 'scheduled'}) do
         settle(jid, 'cancelled', 0, job.unique_key, job.idempotency_ttl)
       end
       emit(jid, 'cancelled', count_of(job.attempt, 0), now, DRAINED)
+      if job.dependents then tell_dependents(jid, 'cancelled', 'drained', now) end
     end
   end
   if #msgs > 0 then  -- drop_entry, for many entries at once

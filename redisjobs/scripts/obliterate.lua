@@ -8,13 +8,16 @@
 --          looked < limit means the indexes are empty.
 -- Effects  per index (status indexes, delayed, dead, prio): its first entries' jobs lose their
 --          hash, log and trace context, and the entries leave the index. No event: the queue
---          and its event log go too. A running job's worker finds its lease lost.
+--          and its event log go too. A running job's worker finds its lease lost. Jobs of
+--          other queues waiting for a deleted job are handed its cancel (tell_dependents:
+--          the caller delivers the handover stream before it deletes it).
 
 local limit = tonumber(ARGV[1])
 if not (limit and limit > 0) then return redis.error_reply('obliterate takes a limit > 0') end
-local INDEXES = {status_key('pending'), status_key('scheduled'), status_key('running'),
-  status_key('completed'), status_key('failed'), status_key('cancelled'), K_DELAYED, K_DEAD,
-  K_PRIO}
+local INDEXES = {status_key('waiting'), status_key('pending'), status_key('scheduled'),
+  status_key('running'), status_key('completed'), status_key('failed'), status_key('cancelled'),
+  K_DELAYED, K_DEAD, K_PRIO}
+local now = now_ms()
 local deleted, looked = 0, 0
 for _, index in ipairs(INDEXES) do
   if looked >= limit then break end
@@ -24,6 +27,10 @@ for _, index in ipairs(INDEXES) do
     for _, jid in ipairs(ids) do
       hashes[#hashes + 1] = job_key(jid)
       add_job_keys(keys, jid)
+      -- jobs of other queues waiting for it would wait for ever: they learn it was cancelled
+      if redis.call('SCARD', job_dependents_key(jid)) > 0 then
+        tell_dependents(jid, 'cancelled', 'obliterated', now)
+      end
     end
     deleted = deleted + redis.call('EXISTS', unpack(hashes))
     redis.call('DEL', unpack(keys))

@@ -9,7 +9,7 @@
 -- Returns  the hand-overs this wrote in turn to jobs of other queues (its own handover
 --          stream), to be delivered as well
 -- Effects  resolve_edge: the edge closes once (a re-sent hand-over finds it closed and does
---          nothing), the job runs when none is left open (`released`), or ends by the edge's
+--          nothing), the job runs when none is left open (`ready` event), or ends by the edge's
 --          policy and tells its own dependents (tell_dependents); 'revive' opens a closed
 --          failed edge again (reopen_edge). An unknown job or edge: nothing.
 
