@@ -31,9 +31,11 @@ MAX_SCHEDULE_ID = 186
 
 SPEC_VERSION = 1
 
-JOB_OPTIONS = ENQUEUE_OPTIONS - {"job_id", "delay", "at"}
-"""The job options a schedule takes: an enqueue's, less those of one job (id, delay, at); its
-rules among them (with ``unique="until_done"``, a tick whose last job still runs makes none)."""
+JOB_OPTIONS = ENQUEUE_OPTIONS - {"job_id", "delay", "at", "depends_on", "on_parent_failure"}
+"""The job options a schedule takes: an enqueue's, less those of one job (id, delay, at) and
+the jobs it would wait for (a tick's job waits for none: its parents would be long gone by the
+next ticks); its rules among them (with ``unique="until_done"``, a tick whose last job still
+runs makes none)."""
 
 
 def check_schedule_id(schedule_id: object) -> str:

@@ -60,6 +60,8 @@ CALL_OPTIONS = frozenset(
         "unique_ttl",
         "idempotency_ttl",
         "limit_key",
+        "depends_on",
+        "on_parent_failure",
     }
 )
 """What :meth:`Task.options` takes: :meth:`redisjobs.Client.enqueue`'s keywords."""
@@ -218,8 +220,8 @@ class Task(Generic[P, R]):
         """This task with other enqueue options: ``queue``, ``job_id``, ``delay``, ``at``,
         ``priority``, ``max_retries`` (or ``retries``), ``retry_delay``, ``retry_backoff``,
         ``retry_jitter``, ``timeout``, ``result_ttl``, ``keep_completed``, ``keep_failed``,
-        ``unique``, ``unique_key``, ``unique_ttl``, ``idempotency_ttl``, ``limit_key`` (as
-        :meth:`redisjobs.Client.enqueue`).
+        ``unique``, ``unique_key``, ``unique_ttl``, ``idempotency_ttl``, ``limit_key``,
+        ``depends_on``, ``on_parent_failure`` (as :meth:`redisjobs.Client.enqueue`).
 
         Raises:
             TypeError: an option that is none of those.

@@ -327,6 +327,8 @@ async def test_bad_dependencies_are_refused_with_nothing_written(client: Client)
     assert await client.redis.dbsize() == before
     with pytest.raises(TypeError, match="previous_result"):
         await client.enqueue_flow(chain(call("plus", 1), ("call", [1, 2])))
+    with pytest.raises(TypeError, match="depends_on"):  # a tick's job waits for no job
+        await client.schedule("ticks", "call", {"fn": "total"}, every=60, depends_on=[a.id])
     with pytest.raises(TypeError, match="a step is"):
         chain(call("plus", 1), 42)  # type: ignore[arg-type]
     assert await client.redis.dbsize() == before

@@ -79,6 +79,12 @@ async def test_a_chain_of_tasks_passes_results_as_previous_result(url: str, queu
                 await client.wait((await client.enqueue_flow(odd)).id, queue=queue, timeout=10)
                 == -16
             )
+            first = await square.options(queue=queue).enqueue(6)
+            after = await plus_one.options(queue=queue, depends_on=[first]).enqueue(1)
+            assert await after.result(timeout=10) == 2  # it ran after, with its own argument
+            assert (await client.get(after.id, queue=queue)).depends_on == (  # type: ignore[union-attr]
+                f"{queue}/{first.id}",
+            )
             fan = chord(
                 group(square.options(queue=queue).call(i) for i in range(5)),
                 summed.options(queue=queue).call(),
