@@ -121,6 +121,12 @@ def split(ref: str, queue: str) -> tuple[str, str]:
     return (other, job_id) if sep else (queue, ref)
 
 
+def relative(ref: str, queue: str) -> str:
+    """`ref` as seen from a job of `queue`: a bare id for a job of `queue`, else ``queue/id``."""
+    other, job_id = split(ref, queue)
+    return job_id if other == queue else f"{other}/{job_id}"
+
+
 def foreign(edges: Iterable[Edge], queue: str) -> list[tuple[str, str]]:
     """(queue, job id) of each parent in `edges` of a queue other than `queue`."""
     out = []

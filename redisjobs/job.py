@@ -73,6 +73,10 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
 
+def _relative(ref: str | None, queue: str) -> str | None:
+    return None if ref is None else deps.relative(ref, queue)
+
+
 def _failure(value: bytes | None) -> FailureReason | None:
     """The ``failure`` field; None when absent (no run failed, or the job was written before
     reasons were recorded) or not one of the reasons."""
@@ -187,7 +191,9 @@ class Job:
             progress_message=_text(h.get(b"progress_message")),
             failure=_failure(h.get(b"failure")),
             priority=_number(h.get(b"priority"), int, DEFAULT_PRIORITY),
-            depends_on=tuple(e.ref for e in deps.decode(_text(h.get(b"depends_on")) or "")),
+            depends_on=tuple(
+                deps.relative(e.ref, queue) for e in deps.decode(_text(h.get(b"depends_on")) or "")
+            ),
             has_dependents=b"dependents" in h,
-            flow=_text(h.get(b"flow")),
+            flow=_relative(_text(h.get(b"flow")), queue),
         )

@@ -87,7 +87,7 @@ async def test_a_job_waits_for_its_parents_then_runs_with_their_results(
     assert c.status is JobStatus.WAITING
     stored = await client.get(c.id)
     assert stored is not None and stored.status is JobStatus.WAITING
-    assert stored.depends_on == (a.id, f"{client.queue}/{b.id}")
+    assert stored.depends_on == (a.id, b.id)  # ids of its own queue, queue/id of others
     parent = await client.get(a.id)
     assert parent is not None and parent.dependents == (c.id,)
     assert (await client.stats())["waiting"] == 1
@@ -119,7 +119,7 @@ async def test_a_chain_of_four_passes_each_result_to_the_next(
     assert await client.wait(run.id, timeout=10) == 1111
     for job in run.jobs:
         stored = await client.get(job.id)
-        assert stored is not None and stored.flow == run.ref
+        assert stored is not None and stored.flow == run.id  # queue/id when of another queue
 
 
 async def test_a_hundred_wide_group_fans_in_to_a_chord_callback(
