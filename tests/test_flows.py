@@ -402,3 +402,36 @@ async def test_drain_and_obliterate_tell_the_jobs_of_other_queues(
     job = await client.get(late.id, queue=other)
     assert job is not None and job.status is JobStatus.CANCELLED
     assert job.error == f"dependency {queue}/{c.id} cancelled: obliterated"
+
+
+async def test_a_childs_own_policy_overrides_its_parents(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=FUNCTIONS, concurrency=3)
+    ignored = flow(
+        call("failures"),
+        [step(*call("boom"), ignore_dependency_on_failure=True), call("plus", 2)],
+    )
+    run = await client.enqueue_flow(ignored)
+    seen = await client.wait(run.id, timeout=10)
+    assert list(seen["failures"]) == [run.jobs[0].id] and list(seen["results"].values()) == [2]
+    strict = flow(
+        step(*call("failures"), on_parent_failure="ignore"),
+        [step(*call("boom"), fail_parent_on_failure=True), call("plus", 2)],
+    )
+    run = await client.enqueue_flow(strict)
+    with pytest.raises(JobFailed, match="dependency"):
+        await client.wait(run.id, timeout=10)
+    with pytest.raises(ValueError, match="one of"):
+        await client.enqueue_flow(
+            flow(
+                call("total"),
+                [
+                    step(
+                        *call("boom"),
+                        fail_parent_on_failure=True,
+                        ignore_dependency_on_failure=True,
+                    )
+                ],
+            )
+        )
