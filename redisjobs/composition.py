@@ -260,7 +260,10 @@ def _rows(producer: Producer, plan: Plan, flow_ref: str) -> list[tuple[QueueKeys
         opts["job_id"] = job.job_id
         if job.edges:
             opts["depends_on"] = job.edges
-        row = producer.row(job.step.kind, job.step.payload, opts)
+        payload = job.step.payload
+        if job.pass_result and payload is None:
+            payload = {}  # a map, for the previous result to go in
+        row = producer.row(job.step.kind, payload, opts)
         extra: RulePairs = (
             (("flow", flow_ref), ("pass_result", 1)) if job.pass_result else (("flow", flow_ref),)
         )

@@ -15,6 +15,7 @@ from redisjobs import (
     JobCancelled,
     JobFailed,
     JobStatus,
+    ParentPolicy,
     chain,
     chord,
     flow,
@@ -65,6 +66,15 @@ async def hold(seconds: float) -> str:
 FUNCTIONS = [plus, total, failures, boom, hold, flaky]
 
 
+class Payload:
+    """Kind ``payload``: returns the payload it was given."""
+
+    kind = "payload"
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        return payload
+
+
 def call(fn: str, *args: Any) -> tuple[str, dict[str, Any]]:
     return ("call", {"fn": fn, "args": list(args)})
 
@@ -110,7 +120,9 @@ async def test_a_parent_that_completed_already_releases_the_job_at_enqueue(
 async def test_a_chain_of_four_passes_each_result_to_the_next(
     client: Client, worker: WorkerFactory
 ) -> None:
-    await worker(functions=FUNCTIONS)
+    await worker(functions=FUNCTIONS, executors=[Payload()])
+    given = await client.enqueue_flow(chain(call("plus", 7), ("payload", None)))
+    assert await client.wait(given.id, timeout=10) == {"previous_result": 7}
     run = await client.enqueue_flow(
         chain(call("plus", 1), call("plus", 10), call("plus", 100), call("plus", 1000))
     )
@@ -173,32 +185,24 @@ async def test_a_failed_step_ends_the_rest_of_its_chain_with_a_reason(
     assert dead == [failed.id.encode()]  # the failure was its parent's: one dead letter
 
 
-async def test_ignore_runs_the_job_once_the_others_completed_and_tells_it_the_failure(
-    client: Client, worker: WorkerFactory
+@pytest.mark.parametrize("policy", ["ignore", "run"])
+async def test_ignore_and_run_run_the_job_despite_a_failed_parent_and_tell_it(
+    client: Client, worker: WorkerFactory, policy: ParentPolicy
 ) -> None:
+    # ignore: it waits for the other parent (0.3 s) and gets its result; run: it runs at
+    # once, long before the other parent (30 s) ends
+    seconds = 0.3 if policy == "ignore" else 30
     a = await client.enqueue("call", {"fn": "boom"})
-    b = await client.enqueue("call", {"fn": "hold", "args": [0.3]})
+    b = await client.enqueue("call", {"fn": "hold", "args": [seconds]})
     c = await client.enqueue(
-        "call", {"fn": "failures"}, depends_on=[a, b], on_parent_failure="ignore"
+        "call", {"fn": "failures"}, depends_on=[a, b], on_parent_failure=policy
     )
     await worker(functions=FUNCTIONS, concurrency=2)
     seen = await client.wait(c.id, timeout=10)
-    assert seen["results"] == {b.id: "held"}
+    assert seen["results"] == ({b.id: "held"} if policy == "ignore" else {})
     assert list(seen["failures"]) == [a.id] and "boom" in seen["failures"][a.id]
-
-
-async def test_run_starts_the_job_at_once_when_a_parent_fails(
-    client: Client, worker: WorkerFactory
-) -> None:
-    a = await client.enqueue("call", {"fn": "boom"})
-    slow = await client.enqueue("call", {"fn": "hold", "args": [30]})
-    c = await client.enqueue(
-        "call", {"fn": "failures"}, depends_on=[a, slow], on_parent_failure="run"
-    )
-    await worker(functions=FUNCTIONS, concurrency=2)
-    seen = await client.wait(c.id, timeout=10)  # long before the 30 s parent ends
-    assert list(seen["failures"]) == [a.id] and seen["results"] == {}
-    assert await client.cancel(slow.id)
+    if policy == "run":
+        assert await client.cancel(b.id)
 
 
 async def test_a_cancelled_parent_cancels_the_job_waiting_for_it(client: Client) -> None:
