@@ -285,7 +285,7 @@ def test_info_lists_queue_counts_and_live_workers(
 
     text = ok("info", "--redis", redis_url)
     [queue_row] = [line.split() for line in text.splitlines() if line.startswith(queue + " ")]
-    assert queue_row == [queue, "0", "1", "0", "3", "0", "0", "0.05"]
+    assert queue_row == [queue, "0", "0", "1", "0", "3", "0", "0", "0.05"]  # waiting first
     assert any(str(proc.pid) in line and queue in line for line in text.splitlines())
     assert stop(proc) == 0
     assert not workers_of(redis_url, queue)  # it deregistered
