@@ -1,28 +1,4 @@
-"""The Pyjobkit face (seed ``001``): ``Engine``, ``Worker``, backends, executors, hooks.
-
-A Pyjobkit user switches by changing imports and the backend::
-
-    from redisjobs.engine import Engine, MemoryBackend, RedisBackend, Worker
-    from redisjobs.executors import HTTPExecutor, SubprocessExecutor
-
-    engine = Engine(backend=RedisBackend("redis://..."), executors=[SubprocessExecutor()])
-    job_id = await engine.enqueue(kind="subprocess", payload={"cmd": ["echo", "hi"]})
-    await Worker(engine, max_concurrency=4).run()
-
-It is a thin layer over :class:`~redisjobs.Client` and :class:`~redisjobs.Worker` (the backends,
-hooks and executor shape are in :mod:`redisjobs.engine_parts`, the worker in
-:mod:`redisjobs.engine_worker`; every name is importable from here), so it has
-their guarantees, where Pyjobkit's own Redis backend falls short: attempts survive a claim
-(``max_attempts`` is enforced), jobs scheduled for later never hold up ready ones, an
-``idempotency_key`` is checked atomically with the write, and a lease that runs out (a worker
-died) gives the job to another worker instead of failing it.
-
-Differences, by design: a ``cmd`` string needs a worker whose
-:class:`~redisjobs.executors.SubprocessExecutor` has ``allow_shell=True`` (a list runs
-directly); :class:`~redisjobs.executors.HTTPExecutor` reaches loopback and private addresses
-only when allowed (``allow_private``, or the host in ``allow_hosts``); statuses map as in
-:data:`STATUS`. ``priority`` orders jobs as Pyjobkit's does (lower runs sooner, default 100).
-"""
+"""The Pyjobkit face's ``Engine``: enqueue and inspect jobs (see :mod:`redisjobs.pyjobkit`)."""
 
 from __future__ import annotations
 
@@ -32,39 +8,21 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from .client import Client
-from .engine_parts import (
-    Backend,
-    EventBus,
-    ExecContext,
-    Executor,
-    LogRecord,
-    LogSink,
-    MemoryBackend,
-    RedisBackend,
-)
-from .engine_parts import uuid_of as _uuid
-from .engine_worker import Worker
-from .job import Job, JobStatus
-from .options import DEFAULT_PRIORITY
+from ..client import Client
+from ..job import Job, JobStatus
+from ..options import DEFAULT_PRIORITY
+from ._ids import uuid_of as _uuid
+from .backends import Backend
+from .contracts import EventBus, Executor, LogSink
+from .types import JobRecord
+from .types import JobStatus as Status
 
-__all__ = [
-    "STATUS",
-    "Engine",
-    "EventBus",
-    "ExecContext",
-    "Executor",
-    "LogRecord",
-    "LogSink",
-    "MemoryBackend",
-    "RedisBackend",
-    "Worker",
-]
+__all__ = ["STATUS", "Engine"]
 
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
 _ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
 
-STATUS = {
+STATUS: dict[JobStatus, Status] = {
     JobStatus.WAITING: "queued",
     JobStatus.PENDING: "queued",
     JobStatus.SCHEDULED: "queued",
@@ -230,7 +188,7 @@ class Engine:
 
     # -- inspecting -------------------------------------------------------------------------------
 
-    async def get(self, job_id: uuid.UUID | str) -> dict[str, Any]:
+    async def get(self, job_id: uuid.UUID | str) -> JobRecord:
         """The job as a Pyjobkit record (see :data:`STATUS` for its ``status``).
 
         Raises:
@@ -253,7 +211,7 @@ class Engine:
         return int(stats.get("pending", 0))
 
 
-def _record(job: Job) -> dict[str, Any]:
+def _record(job: Job) -> JobRecord:
     status = STATUS[job.status]
     if job.status == JobStatus.FAILED and job.failure == "timeout":
         status = "timeout"
@@ -272,5 +230,9 @@ def _record(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.completed_at,
+        "leased_by": job.worker if job.status == JobStatus.RUNNING else None,
+        "version": job.lease,
+        # the flag goes when the job ends: a cancelled job was asked to
+        "cancel_requested": job.cancel_requested or job.status == JobStatus.CANCELLED,
         "progress": job.progress,
     }
