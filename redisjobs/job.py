@@ -136,6 +136,8 @@ class Job:
     duplicate: bool = False
     """Set on a job an enqueue returned without writing it: one with that id existed (or its
     idempotency marker did), or another job held the unique lock (then this is that job)."""
+    cancel_requested: bool = False
+    """A cancel of it was asked for while it ran and the worker has not stopped it yet."""
 
     @property
     def name(self) -> str:
@@ -196,4 +198,5 @@ class Job:
             ),
             has_dependents=b"dependents" in h,
             flow=_relative(_text(h.get(b"flow")), queue),
+            cancel_requested=b"cancel" in h,
         )

@@ -1,7 +1,8 @@
 """The house rule of the read model: code outside the core reads and writes Redis only through
 Client methods, and never spells a key.
 
-Outside the core are the command line, the dashboard, the metrics, the manager and the engine.
+Outside the core are the command line, the dashboard, the metrics, the manager and the Pyjobkit
+face.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ OUTSIDE = [
     PACKAGE / "metrics.py",
     PACKAGE / "manager.py",
     PACKAGE / "engine.py",
-    PACKAGE / "engine_parts.py",
-    PACKAGE / "engine_worker.py",
+    *sorted((PACKAGE / "pyjobkit").rglob("*.py")),
 ]
 KEY_NAMES = {"QueueKeys", "QUEUES_KEY", "WORKERS_KEY", "worker_key", "PREFIX", "GROUP"}
 
@@ -56,7 +56,7 @@ def breaches(source: str, package: str) -> list[str]:
 
 @pytest.mark.parametrize("path", OUTSIDE, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_outside_the_core_reads_through_the_client(path: Path) -> None:
-    package = "redisjobs" if path.parent == PACKAGE else f"redisjobs.{path.parent.name}"
+    package = ".".join(["redisjobs", *path.parent.relative_to(PACKAGE).parts])
     assert breaches(path.read_text(), package) == []
 
 

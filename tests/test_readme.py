@@ -565,8 +565,10 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
         _fragment,
         (),
     ),
-    "from redisjobs.engine import Engine, ExecContext, Executor, MemoryBackend, RedisBackend, "
-    "Worker": (_fragment, ()),
+    "from redisjobs.pyjobkit import Engine, ExecContext, Executor, MemoryBackend, Worker": (
+        _fragment,
+        (),
+    ),
     "redisjobs worker myapp.tasks:app --redis redis://redis:6379/0 --queue default --queue "
     "emails \\": (
         _supervised_workers,

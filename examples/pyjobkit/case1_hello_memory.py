@@ -6,7 +6,9 @@ queue is drained (``run()`` serves until a signal or ``request_stop()``, as Pyjo
 
 import asyncio
 
-from redisjobs.engine import Engine, ExecContext, Executor, MemoryBackend, Worker
+from redisjobs.pyjobkit import Engine, Worker
+from redisjobs.pyjobkit.backends.memory import MemoryBackend
+from redisjobs.pyjobkit.contracts import ExecContext, Executor
 
 
 class HelloExecutor(Executor):

@@ -9,8 +9,9 @@ ends the script when the job is done.
 import asyncio
 import os
 
-from redisjobs.engine import Engine, RedisBackend, Worker
-from redisjobs.executors import SubprocessExecutor
+from redisjobs.pyjobkit import Engine, Worker
+from redisjobs.pyjobkit.backends.redis import RedisBackend
+from redisjobs.pyjobkit.executors import SubprocessExecutor
 
 
 async def main() -> None:

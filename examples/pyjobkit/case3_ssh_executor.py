@@ -11,7 +11,9 @@ import os
 
 from asyncssh import connect as ssh_connect
 
-from redisjobs.engine import Engine, ExecContext, Executor, MemoryBackend, Worker
+from redisjobs.pyjobkit import Engine, Worker
+from redisjobs.pyjobkit.backends.memory import MemoryBackend
+from redisjobs.pyjobkit.contracts import ExecContext, Executor
 
 
 class SSHExecutor(Executor):

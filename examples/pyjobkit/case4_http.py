@@ -10,8 +10,8 @@ import os
 
 import httpx
 
-from redisjobs.engine import Engine, MemoryBackend, Worker
-from redisjobs.executors import HTTPExecutor
+from redisjobs.pyjobkit import Engine, MemoryBackend, Worker
+from redisjobs.pyjobkit.executors import HTTPExecutor
 
 
 async def main() -> None:

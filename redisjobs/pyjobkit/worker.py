@@ -1,7 +1,4 @@
-"""The Pyjobkit face's ``Worker``: an engine's executors run by a :class:`redisjobs.Worker`.
-
-:mod:`redisjobs.engine` re-exports it; import it from there.
-"""
+"""The Pyjobkit face's ``Worker``: an engine's executors run by a :class:`redisjobs.Worker`."""
 
 from __future__ import annotations
 
@@ -10,12 +7,15 @@ from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
 
-from .engine_parts import ExecContext, UUIDJobs
-from .errors import RedisJobsError
-from .worker import Worker as _Worker
+from ..errors import RedisJobsError
+from ..worker import Worker as _Worker
+from ._ids import UUIDJobs
+from .contracts import ExecContext
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+__all__ = ["Worker"]
 
 
 class Worker:

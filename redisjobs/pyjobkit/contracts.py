@@ -1,56 +1,22 @@
-"""The Pyjobkit face's parts a worker and an engine share: backends, hooks, executors' shape.
+"""The contracts of the Pyjobkit face: executors, their context, and the engine's hooks.
 
-:mod:`redisjobs.engine` re-exports every public name here; import them from there.
+Pyjobkit code imports them from here (``from pyjobkit.contracts import Executor``).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .connection import resolve_url
-from .executors import ExecContext as _BaseContext
-from .executors.base import ExecutorBase, adapt
+from ..executors import ExecContext as _BaseContext
+from ._ids import uuid_of
 
 if TYPE_CHECKING:
+    import uuid
+
     from .engine import Engine
 
-
-def uuid_of(job_id: uuid.UUID | str) -> uuid.UUID:
-    """A job id as the UUID Pyjobkit code expects."""
-    return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
-
-
-# -- backends -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryBackend:
-    """The embedded in-memory backend: jobs live in this process only (tests, scripts)."""
-
-    name: str = field(default_factory=lambda: f"pyjobkit-{os.urandom(6).hex()}")
-    queue: str = "default"
-
-    @property
-    def url(self) -> str:
-        """The backend's URL."""
-        return f"memory://{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class RedisBackend:
-    """A Redis server shared by producers and workers (default ``$REDIS_URL``)."""
-
-    url: str = field(default_factory=lambda: resolve_url(None, warn_private=True))
-    queue: str = "default"
-
-
-Backend = MemoryBackend | RedisBackend
-
-
-# -- observability hooks --------------------------------------------------------------------------
+__all__ = ["EventBus", "ExecContext", "Executor", "LogRecord", "LogSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,25 +78,3 @@ class ExecContext(_BaseContext):
         if self.engine is not None and self.engine.event_bus is not None:
             topic = f"job.{uuid_of(self.job_id)}.progress"
             await self.engine.event_bus.publish(topic, {"value": value, **meta})
-
-
-class UUIDJobs(ExecutorBase):
-    """Hands an executor its job id as a UUID, as Pyjobkit executors expect."""
-
-    def __init__(self, executor: Executor) -> None:
-        self.kind = executor.kind
-        self._executor = executor
-        self._base = adapt(executor)  # its aclose and hung_threads, or their defaults
-
-    async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
-        """Run the job with the Pyjobkit executor, its id as a UUID."""
-        return await self._executor.run(job_id=uuid_of(job_id), payload=payload, ctx=ctx)
-
-    async def aclose(self) -> None:
-        """The executor's own ``aclose``, if it has one."""
-        await self._base.aclose()
-
-    @property
-    def hung_threads(self) -> int:
-        """The executor's own ``hung_threads``, else 0."""
-        return self._base.hung_threads

@@ -1,0 +1,28 @@
+"""The built-in executors under Pyjobkit's names: ``http`` (:class:`HttpExecutor`, httpx) and
+``subprocess`` (:class:`SubprocessExecutor`), redisjobs' own.
+
+Like :mod:`redisjobs.executors`, a name's module (and its dependency) loads on its first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...executors.http import HTTPExecutor
+    from ...executors.http import HTTPExecutor as HttpExecutor
+    from ...executors.subprocess import SubprocessExecutor
+
+__all__ = ["HTTPExecutor", "HttpExecutor", "SubprocessExecutor"]
+
+_MODULES = {"HTTPExecutor": "http", "HttpExecutor": "http", "SubprocessExecutor": "subprocess"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an executor's module on first use of its name."""
+    try:
+        module = _MODULES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
