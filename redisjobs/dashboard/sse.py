@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -193,6 +193,30 @@ async def job_stream(client: Client, job: Job, since: str | None) -> AsyncGenera
             yield message(event_json(ev), id=event_id(ev))
     final = await client.get(job.id, queue=job.queue)
     yield message(job_json(final or job, payload=False), event="end")
+
+
+async def flow_stream(
+    client: Client, refs: frozenset[str], since: str | None, live: Callable[[], Awaitable[bool]]
+) -> AsyncGenerator[str, None]:
+    """The events of the jobs `refs` (``queue/id``: a flow's), replayed from `since`, until
+    `live` answers False after one of them ended; then ``event: end`` (no data of note).
+
+    Each of their queues is followed whole and its other jobs' events dropped: a flow's jobs
+    have one channel each, and a queue's pattern subscription is what the other pages use.
+    """
+    fanin = _Fanin(client, since)
+    try:
+        await fanin.watch(sorted({ref.partition("/")[0] for ref in refs}))
+        while True:
+            ev = await fanin.get(TICK_SECONDS)
+            if ev is None or f"{ev.queue}/{ev.job_id}" not in refs:
+                continue
+            yield message(event_json(ev), id=event_id(ev))
+            if ev.type in FINAL_STATUSES and not await live():
+                break
+    finally:
+        await fanin.aclose()
+    yield message({}, event="end")
 
 
 class _Fanin:
