@@ -44,7 +44,7 @@ def _details(job: Job) -> list[tuple[str, object]]:
         rows.append(("result", to_json(job.result)))
     if job.error:
         rows.append(("error", job.error))
-    for label, refs in (("depends on", job.depends_on), ("dependents", job.dependents)):
+    for label, refs in (("depends_on", job.depends_on), ("dependents", job.dependents)):
         if refs:
             rows.append((label, " ".join(refs)))
     if job.flow:
