@@ -154,21 +154,23 @@ def _options() -> dict[str, Any]:
                 "description": described[name] + " Null or absent: the server's default.",
             }
         )
-    # unique_key and unique_ttl belong to a unique job: either given makes unique required
-    needs_unique = {"required": ["unique"], "properties": {"unique": {"type": "string"}}}
+    # unique_key and unique_ttl belong to a unique job, on_parent_failure to one with parents
+    needs = {
+        "unique_key": _requires("unique", "string"),
+        "unique_ttl": _requires("unique", "string"),
+        "on_parent_failure": _requires("depends_on", "array"),
+    }
     return {
         "type": "object",
         "additionalProperties": False,
         "properties": props,
-        "dependentSchemas": {
-            "unique_key": needs_unique,
-            "unique_ttl": needs_unique,
-            "on_parent_failure": {
-                "required": ["depends_on"],
-                "properties": {"depends_on": {"type": "array"}},
-            },
-        },
+        "dependentSchemas": needs,
     }
+
+
+def _requires(option: str, kind: str) -> dict[str, Any]:
+    """A schema that requires `option`, not null."""
+    return {"required": [option], "properties": {option: {"type": kind}}}
 
 
 def _job() -> dict[str, Any]:
@@ -210,6 +212,20 @@ def _job() -> dict[str, Any]:
             "description": "In an enqueue's answer: nothing was written, this job existed "
             "(its id, or the holder of the unique lock). False when read.",
         },
+        **_job_flow(),
+        "payload": {"description": "The payload, as JSON (absent in events' end)."},
+    }
+    return {
+        "type": "object",
+        "required": [name for name in props if name != "payload"],
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def _job_flow() -> dict[str, Any]:
+    """The properties of a job that place it in a flow."""
+    return {
         "depends_on": {
             "type": "array",
             "items": {"type": "string"},
@@ -227,13 +243,6 @@ def _job() -> dict[str, Any]:
             "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
             "queue/id when of another queue; null for none.",
         },
-        "payload": {"description": "The payload, as JSON (absent in events' end)."},
-    }
-    return {
-        "type": "object",
-        "required": [name for name in props if name != "payload"],
-        "additionalProperties": False,
-        "properties": props,
     }
 
 
