@@ -22,7 +22,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "The Host header does not name this server, or (a write) the body is not JSON.",
         401: "Credentials are missing or wrong (a bearer token, when one is configured).",
         403: "A cross-site request (its Origin is not this server).",
-        404: "No such job (or a path this API does not have).",
+        404: "No such job (an enqueue: a job it depends on), or a path this API does not have.",
         405: "The server is read-only.",
         409: "The job already finished.",
         413: "The body, or a payload, is too large.",

@@ -154,17 +154,28 @@ def _options() -> dict[str, Any]:
                 "description": described[name] + " Null or absent: the server's default.",
             }
         )
-    # unique_key and unique_ttl belong to a unique job, on_parent_failure to one with parents
-    needs = {
-        "unique_key": _requires("unique", "string"),
-        "unique_ttl": _requires("unique", "string"),
-        "on_parent_failure": _requires("depends_on", "array"),
-    }
     return {
         "type": "object",
         "additionalProperties": False,
         "properties": props,
-        "dependentSchemas": needs,
+        "dependentSchemas": _dependent(),
+    }
+
+
+def _dependent() -> dict[str, Any]:
+    """The options' ``dependentSchemas``: what an option given requires of the others."""
+    # unique_key and unique_ttl belong to a unique job, on_parent_failure to one with parents
+    return {
+        "unique_key": _requires("unique", "string"),
+        "unique_ttl": _requires("unique", "string"),
+        "on_parent_failure": _requires("depends_on", "array"),
+        # a job that waits for others is not delayed too
+        "depends_on": {
+            "anyOf": [
+                {"properties": {"depends_on": {"type": "null"}}},
+                {"properties": {"delay": {"type": "null"}, "at": {"type": "null"}}},
+            ]
+        },
     }
 
 

@@ -245,7 +245,6 @@ async def test_api_refuses_bad_parents_clearly(client: Client, dash: httpx.Async
     q = client.queue
     parent = await client.enqueue("call", {"fn": "plus"})
     bad = {
-        "nope": ({"depends_on": ["no-such-job"]}, "unknown dependency: no job no-such-job"),
         "policy": (
             {"depends_on": [parent.id], "on_parent_failure": "explode"},
             "on_parent_failure must be one of cancel, fail, ignore, run",
@@ -261,6 +260,12 @@ async def test_api_refuses_bad_parents_clearly(client: Client, dash: httpx.Async
         answer = await dash.post(f"/api/queues/{q}/jobs", json=body)
         assert answer.status_code == 422, (name, answer.text)
         assert said in answer.json()["error"], (name, answer.text)
+    # A job it depends on that does not exist is a job not found, of this queue or another.
+    for ref in ("no-such-job", f"{q}-other/no-such-job"):
+        body = {"kind": "call", "payload": {"fn": "plus"}, "options": {"depends_on": [ref]}}
+        answer = await dash.post(f"/api/queues/{q}/jobs", json=body)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"].startswith("unknown dependency: no job no-such-job")
     assert (await client.job_counts([q]))[0].counts["waiting"] == 0
     missing = await dash.get("/api/jobs/no-such-job/tree")
     assert missing.status_code == 404
