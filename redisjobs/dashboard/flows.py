@@ -74,11 +74,10 @@ class FlowView:
         """``queue/id`` of every job shown."""
         return frozenset(n.ref for n in [*self.tree.nodes(), *self.dependents])
 
-    @property
-    def live(self) -> bool:
-        """Whether a job shown can still change: one of them has not ended."""
+    def unended(self) -> set[str]:
+        """``queue/id`` of the jobs shown that have not ended (they can still change)."""
         nodes = [*self.tree.nodes(), *self.dependents]
-        return any(n.job is not None and n.job.status not in FINAL_STATUSES for n in nodes)
+        return {n.ref for n in nodes if n.job is not None and n.job.status not in FINAL_STATUSES}
 
 
 async def flow_view(client: Client, job: Job) -> FlowView | None:

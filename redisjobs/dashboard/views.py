@@ -168,7 +168,7 @@ class Pages(Actions):
         flow = await flows.flow_view(self.client, job)
         # A finished job has nothing more to stream (and its page must not reload itself); a
         # job of a flow follows the flow's jobs until every one of them ended.
-        live = flow.live if flow is not None else job.status in CANCELLABLE
+        live = bool(flow.unended()) if flow is not None else job.status in CANCELLABLE
         route = "job_events" if flow is None else "flow_events"
         return self.render(
             request,
@@ -274,11 +274,11 @@ class Pages(Actions):
         if flow is None:
             raise HTTPException(404, f"job {job.id} is part of no flow")
 
-        async def live() -> bool:
+        async def unended() -> set[str]:
             again = await flows.flow_view(self.client, job)
-            return again is not None and again.live
+            return again.unended() if again is not None else set()
 
-        source = sse.flow_stream(self.client, flow.refs(), sse.cursor(request), live)
+        source = sse.flow_stream(self.client, flow.refs(), sse.cursor(request), unended)
         return sse.EventStream(source)
 
     # -- routing --------------------------------------------------------------------------------
