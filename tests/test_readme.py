@@ -470,6 +470,16 @@ def _sync_client(site: Site, text: str, tmp_path: Path) -> None:
     assert run_python(site, text, tmp_path).split() == ["pending"]
 
 
+def _flows(site: Site, text: str, tmp_path: Path) -> None:
+    """The pipeline runs across both queues; then a flow cancelled before it ran, a step that
+    fails the rest of its chain and the admin's job, and its retry going on to the end."""
+    lines = run_python(site, text, tmp_path).splitlines()
+    done = "Ваше видео готово: https://cdn.example.com/v.mp4"
+    assert len(lines) == 4 and lines[0] == lines[3] == done, lines
+    assert lines[1].startswith("dependency ") and lines[1].endswith("GPU out of memory"), lines
+    assert lines[2].startswith("failed: {'") and "GPU out of memory" in lines[2], lines
+
+
 def _healthy(site: Site, queue: str) -> bool:
     return site.sh(f"redisjobs health --queue {queue}").returncode == 0
 
@@ -548,6 +558,8 @@ RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     "# myapp/api.py": (_imports, ()),
     "uvicorn myapp.api:api --port 8000": (_fastapi, ("myapp_worker",)),
     "# myapp/web.py": (_imports, ()),
+    "# myapp/video.py": (_imports, ()),
+    "from myapp import video": (_flows, ()),
     "flask --app myapp.web run --port 5000": (_flask, ("myapp_worker",)),
     "# %% a cell": (_notebook, ("myapp_worker",)),
     'HTTPExecutor(allow_hosts=["hooks.example.com"], headers={"Authorization": "Bearer …"}, '

@@ -433,12 +433,11 @@ local function reopen_edge(cid, pref, policy, was, now)
   if was ~= 'failed' and was ~= 'cancelled' then return nil end
   local ckey = job_key(cid)
   local job = hmget_named(ckey, EDGE_FIELDS)
+  if not job.status then return nil end  -- the job is gone
   redis.call('HSET', job_deps_key(cid), pref, policy)
   redis.call('HDEL', job_results_key(cid), '!' .. pref)
-  if job.status == 'waiting' then  -- it had counted the failure as done (ignore)
-    redis.call('HINCRBY', ckey, 'deps', 1)
-    return nil
-  end
+  redis.call('HINCRBY', ckey, 'deps', 1)  -- every close counted it down (resolve_edge)
+  if job.status == 'waiting' then return nil end
   if job.failed_by ~= pref or (job.status ~= 'failed' and job.status ~= 'cancelled') then
     return nil
   end
@@ -466,6 +465,11 @@ local function resolve_edge(cid, pref, outcome, value, now)
   redis.call('HSET', dkey, pref, policy .. '=' .. outcome)
   local ckey = job_key(cid)
   local job = hmget_named(ckey, EDGE_FIELDS)
+  if not job.status then return nil end  -- the job is gone
+  -- `deps` counts the open edges whatever the job's status: an edge closed after the job
+  -- ended (a chord's callback failed by its first failed member) opens again on a retry
+  -- (reopen_edge), which counts it up again.
+  local open = redis.call('HINCRBY', ckey, 'deps', -1)
   if job.status ~= 'waiting' then return nil end
   if outcome == 'completed' then
     redis.call('HSET', job_results_key(cid), pref, value)
@@ -485,7 +489,7 @@ local function resolve_edge(cid, pref, outcome, value, now)
       return nil
     end
   end
-  if redis.call('HINCRBY', ckey, 'deps', -1) <= 0 then release(ckey, cid, job, now) end
+  if open <= 0 then release(ckey, cid, job, now) end
   return nil
 end
 
