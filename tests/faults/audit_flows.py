@@ -101,7 +101,7 @@ async def _check_edges(
 
 async def _check_parent(redis: Redis, state: QueueState, job_id: str, parent: str) -> list[str]:
     """An open edge to `parent` (same queue): it lists the job among its dependents."""
-    if not await redis.sismember(state.keys.job_dependents(parent), job_id):  # type: ignore[misc]
+    if not await redis.sismember(state.keys.job_dependents(parent), job_id):
         return [f"waiting job {job_id} is not among the dependents of its parent {parent}"]
     if state.jobs.get(parent, {}).get("dependents") != "1":
         return [f"parent {parent} of waiting job {job_id} lacks its dependents flag"]

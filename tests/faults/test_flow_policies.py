@@ -14,26 +14,25 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, Job, chain, flow, step
+from redisjobs.composition import StepLike
 from tests.faults.audit import audit
 from tests.faults.conftest import MakeScenario
-from tests.faults.harness import Ledger, Spawner, until
+from tests.faults.harness import Ledger, Spawner, jobs_call, until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(120)]
 
 POLICIES = ("fail", "cancel", "ignore", "run")
 
 
-def call(fn: str, **args: Any) -> tuple[str, dict[str, Any]]:
-    """A ``call`` step of a function of ``tests.jobs``."""
-    return ("call", {"fn": f"tests.jobs:{fn}", "args": args})
-
-
 async def _statuses(client: Client, ids: list[str]) -> list[str]:
     return [j.status.value if j else "gone" for j in await client.get_many(ids)]
 
 
-async def _all(client: Client, ids: list[str], status: str) -> bool:
-    return set(await _statuses(client, ids)) == {status}
+async def _until_all(client: Client, ids: list[str], status: str, what: str) -> None:
+    async def reached() -> bool:
+        return set(await _statuses(client, ids)) == {status}
+
+    await until(reached, 30, what)
 
 
 async def _get(client: Client, job_id: str) -> Job:
@@ -49,22 +48,21 @@ async def test_each_policy_then_a_retry_of_the_failed_parent_completes_the_flow(
     gate_p, gate_q = f"{ledger.key}:p", f"{ledger.key}:q"
     flows: dict[str, list[str]] = {}  # policy -> [P, Q, D, E]
     for policy in POLICIES:
-        children = [
-            step(*call("ledger_until_open", gate=gate_p), max_retries=0),
-            call("ledger_gated", gate=gate_q),
+        children: list[StepLike] = [
+            step(*jobs_call("ledger_until_open", gate=gate_p), max_retries=0),
+            jobs_call("ledger_gated", gate=gate_q),
         ]
-        node = flow(step(*call("ledger_add", x=1), on_parent_failure=policy), children)
-        run = await client.enqueue_flow(chain(node, call("ledger_add", x=10)))
+        node = flow(step(*jobs_call("ledger_add", x=1), on_parent_failure=policy), children)
+        run = await client.enqueue_flow(chain(node, jobs_call("ledger_add", x=10)))
         flows[policy] = [j.id for j in run.jobs]
     await workers.start(server.url, 2, client.redis, concurrency=4)
     ps, qs = [ids[0] for ids in flows.values()], [ids[1] for ids in flows.values()]
-    await until(lambda: _all(client, ps, "failed"), 30, "every P to fail")
+    await _until_all(client, ps, "failed", "every P to fail")
 
     # While Q runs (its gate closed): each policy has acted on P's failure alone.
     expected = {"fail": "failed", "cancel": "cancelled", "run": "completed"}
     for policy, status in expected.items():
-        d_e = flows[policy][2:]
-        await until(lambda d_e=d_e, s=status: _all(client, d_e, s), 30, f"{policy}: D, E {status}")
+        await _until_all(client, flows[policy][2:], status, f"{policy}: D, E {status}")
     for policy in ("fail", "cancel"):
         p, _, d, e = flows[policy]
         for job, parent in ((await _get(client, d), p), (await _get(client, e), d)):
@@ -77,7 +75,7 @@ async def test_each_policy_then_a_retry_of_the_failed_parent_completes_the_flow(
     assert await _statuses(client, qs) == ["running"] * len(qs)
 
     await ledger.redis.set(gate_q, 1)
-    await until(lambda: _all(client, qs, "completed"), 30, "every Q to complete")
+    await _until_all(client, qs, "completed", "every Q to complete")
     assert await client.wait(flows["ignore"][3], timeout=30) == 11
     for policy in ("fail", "cancel"):  # Q's end changes nothing for a job that has ended
         assert await _statuses(client, flows[policy][2:]) == [expected[policy]] * 2
