@@ -5,7 +5,7 @@ its own (no persistence) unless given `--url`, a fresh queue each:
 
 * ``plain``: independent jobs (the reference);
 * ``chain``: chains of 4 steps, each step receiving the previous result;
-* ``chord``: one group of all the jobs but one, then a callback reading every result;
+* ``chord``: chords of 99 members and a callback reading every result;
 * ``chain across queues``: chains of 4 whose steps alternate between two queues (each edge a
   hand-over through the ``handover`` stream).
 
@@ -66,8 +66,17 @@ def _chains(across: bool) -> Shape:
 
 
 async def fan_in(client: Client, n: int, queue: str, other: str) -> list[tuple[str, str]]:
-    members = group([("call", {"fn": "noop"}) for _ in range(n - 1)])
-    return [((await client.enqueue_flow(chord(members, ("call", {"fn": "gather"})))).id, queue)]
+    ends, size = [], min(CHORD, n - 1)
+    for _ in range(n // (size + 1)):  # n jobs when n is a multiple of size + 1
+        members = group([("call", {"fn": "noop"}) for _ in range(size)])
+        run = await client.enqueue_flow(chord(members, ("call", {"fn": "gather"})))
+        ends.append((run.id, queue))
+    return ends
+
+
+CHORD = 99
+"""Members of one chord of the ``chord`` shape (fewer when --jobs is smaller; a callback waits
+for 1..1000 jobs)."""
 
 
 SHAPES: dict[str, Shape] = {
