@@ -157,3 +157,21 @@ def test_enqueue_one_benchmark_smoke() -> None:
     names = ["async uvloop 1", "async asyncio 1", "async uvloop 4", "async asyncio 4"]
     assert [line[:20].strip() for line in lines] == [*names, "sync 1", "sync 4 threads"]
     assert all("jobs/s" in line and "CPU µs/job" in line for line in lines)
+
+
+@needs_redis
+@pytest.mark.timeout(180)
+def test_flow_steps_benchmark_smoke() -> None:
+    """``benchmarks/flow_steps.py`` at smoke size: each shape's commands per job, and the
+    chains' hand-over latency."""
+    proc = run_script(ROOT / "benchmarks" / "flow_steps.py", "--jobs", "40")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line[:20].strip() for line in lines] == [
+        "plain",
+        "chain",
+        "chord",
+        "chain across queues",
+    ]
+    assert all("commands/job" in line for line in lines)
+    assert all("hand-over p50" in line for line in lines if line.startswith("chain"))

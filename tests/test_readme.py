@@ -534,8 +534,24 @@ def _limits(site: Site, text: str, tmp_path: Path) -> None:
     ]
 
 
+def _video(site: Site, text: str, tmp_path: Path) -> None:
+    """The chain runs its four steps over two queues and ends with the last one's result."""
+    lines = run_python(site, text, tmp_path).splitlines()
+    assert lines == [
+        "['video', 'video', 'gpu', 'video']",
+        "https://cdn.example.com/u42.mp4 3",
+    ]
+
+
+def _thumbnails(site: Site, text: str, tmp_path: Path) -> None:
+    """The chord waits, whole, for a worker; its cancel reaches the job waiting for it."""
+    assert run_python(site, text, tmp_path).splitlines() == ["11 waiting", "11 cancelled"]
+
+
 RUNS: dict[str, tuple[Callable[[Site, str, Path], None], tuple[str, ...]]] = {
     "# schedules.py": (_schedules, ()),
+    "# video.py": (_video, ()),
+    "from redisjobs import Client, chord, group, step": (_thumbnails, ()),
     # first line -> (how it runs, the module fixtures it needs)
     "# myapp/tasks.py": (_tasks_module, ()),
     "from redisjobs.sync import Client": (_sync_client, ()),
