@@ -233,6 +233,20 @@ async def test_a_retry_of_the_failed_step_continues_the_chain(
     assert types.count("waiting") == 1 and types.count("completed") == 1
 
 
+async def test_a_retry_revives_a_job_whose_other_parent_completed_meanwhile(
+    client: Client, worker: WorkerFactory
+) -> None:
+    p = await client.enqueue("call", {"fn": "plus", "args": [1]})
+    q = await client.enqueue("call", {"fn": "plus", "args": [2]})
+    c = await client.enqueue("call", {"fn": "total"}, depends_on=[p, q])
+    assert await client.cancel(p.id)
+    assert (await client.get(c.id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    await worker(functions=FUNCTIONS)
+    assert await client.wait(q.id, timeout=10) == 2  # its edge closes while c has ended
+    assert await client.retry(p.id)
+    assert await client.wait(c.id, timeout=10) == 3  # c waits for p alone, then runs
+
+
 async def test_cancel_flow_cancels_what_has_not_run(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCTIONS)
     run = await client.enqueue_flow(chain(call("hold", 30), call("plus", 1), call("plus", 2)))
