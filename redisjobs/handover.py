@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import deps
+from .cancelling import cancel_and_wait
 from .connection import Backoff
 from .keys import QueueKeys
 from .roundtrips import Flow, ScriptCall, cmd, run
@@ -155,6 +156,12 @@ class Courier:
                 await backoff.failed(exc)
                 return
             backoff.ok()
+
+    async def aclose(self) -> None:
+        """Stop a delivery under way (what it had not deleted is delivered again, by a tick of
+        this queue's workers, to no further effect)."""
+        if self._task is not None:
+            await cancel_and_wait([self._task])
 
     async def run(self) -> None:
         """Deliver what was left in the queue's stream, every `interval` (jittered), for ever."""

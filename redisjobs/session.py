@@ -310,6 +310,7 @@ class Session:
             self.backend.remove_waker(self.keys.queue, self._slots.wake)
         await self._executors.aclose()
         await self.subscriber.aclose()
+        await self.courier.aclose()
         for redis in (self._reader, self._beat_redis, self.redis):
             # Closing waits CONNECT_TIMEOUT at most, and says so by raising: nothing to do then.
             with contextlib.suppress(RedisError, OSError):

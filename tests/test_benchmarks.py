@@ -161,10 +161,10 @@ def test_enqueue_one_benchmark_smoke() -> None:
 
 @needs_redis
 @pytest.mark.timeout(180)
-def test_flow_overhead_benchmark_smoke() -> None:
-    """``benchmarks/flow_overhead.py`` at smoke size: each case's commands per job, split by
+def test_flow_steps_benchmark_smoke() -> None:
+    """``benchmarks/flow_steps.py`` at smoke size: each case's commands per job, split by
     script, and both hand-over rows, with a number in every cell."""
-    script = ROOT / "benchmarks" / "flow_overhead.py"
+    script = ROOT / "benchmarks" / "flow_steps.py"
     proc = run_script(script, "--jobs", "40", "--chains", "5")
     assert proc.returncode == 0, proc.stderr
     rows = {

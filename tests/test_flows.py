@@ -23,6 +23,7 @@ from redisjobs import (
     step,
 )
 from redisjobs.composition import StepLike
+from redisjobs.handover import Courier
 from tests.conftest import WorkerFactory, log_events
 
 STEPS: dict[str, list[str]] = {}
@@ -247,6 +248,20 @@ async def test_a_retry_before_a_chord_releases_its_callback_once_the_group_ran_a
     assert await client.wait(run.id, timeout=10) == (1 + 1) + (2 + 1)
 
 
+async def test_a_retry_revives_a_job_whose_other_parent_completed_meanwhile(
+    client: Client, worker: WorkerFactory
+) -> None:
+    p = await client.enqueue("call", {"fn": "plus", "args": [1]})
+    q = await client.enqueue("call", {"fn": "plus", "args": [2]})
+    c = await client.enqueue("call", {"fn": "total"}, depends_on=[p, q])
+    assert await client.cancel(p.id)
+    assert (await client.get(c.id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    await worker(functions=FUNCTIONS)
+    assert await client.wait(q.id, timeout=10) == 2  # its edge closes while c has ended
+    assert await client.retry(p.id)
+    assert await client.wait(c.id, timeout=10) == 3  # c waits for p alone, then runs
+
+
 async def test_cancel_flow_cancels_what_has_not_run(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCTIONS)
     run = await client.enqueue_flow(chain(call("hold", 30), call("plus", 1), call("plus", 2)))
@@ -454,3 +469,24 @@ async def test_a_childs_own_policy_overrides_its_parents(
                 ],
             )
         )
+
+
+async def test_a_hand_over_its_writer_did_not_deliver_is_delivered_by_a_tick(
+    client: Client, worker: WorkerFactory, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = f"{queue}-w"
+    parent = await client.enqueue("call", {"fn": "plus", "args": [4]}, queue=other)
+    waits = await client.enqueue("call", {"fn": "total"}, depends_on=[parent])
+    await worker(functions=FUNCTIONS)  # serves the dependent's queue
+    # the parent's worker records the outcome but dies before it delivers the hand-over
+    with monkeypatch.context() as patched:
+        patched.setattr(Courier, "kick", lambda self, keys: None)
+        silent = await worker(functions=FUNCTIONS, queue=other, reclaim_interval=3600)
+        assert await client.wait(parent.id, queue=other, timeout=10) == 4
+        silent.stop(now=True)
+    assert await client.redis.xlen(client.keys(other).handover) == 1
+    job = await client.get(waits.id)
+    assert job is not None and job.status is JobStatus.WAITING
+    await worker(functions=FUNCTIONS, queue=other, reclaim_interval=0.2)  # its tick delivers
+    assert await client.wait(waits.id, timeout=10) == 4
+    assert await client.redis.xlen(client.keys(other).handover) == 0

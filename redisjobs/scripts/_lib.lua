@@ -426,6 +426,15 @@ end
 local EDGE_FIELDS = {'status', 'priority', 'limit_key', 'pass_result', 'result_ttl',
   'failed_ttl', 'unique_key', 'idempotency_ttl', 'failed_by'}
 
+-- The edges of job `cid` still open (values without '=': see resolve_edge), at most MAX_DEPS.
+local function open_edges(cid)
+  local n = 0
+  for _, v in ipairs(redis.call('HVALS', job_deps_key(cid))) do
+    if not string.find(v, '=', 1, true) then n = n + 1 end
+  end
+  return n
+end
+
 -- Parent `pref` of job `cid` (this queue) runs again after a retry: an edge its failure closed
 -- opens again, and a job that ended because of it waits again. Returns the cascade item when
 -- that job waits again (its own dependents that ended with it wait again too), else nil.
@@ -433,11 +442,12 @@ local function reopen_edge(cid, pref, policy, was, now)
   if was ~= 'failed' and was ~= 'cancelled' then return nil end
   local ckey = job_key(cid)
   local job = hmget_named(ckey, EDGE_FIELDS)
-  if not job.status then return nil end  -- the job is gone
   redis.call('HSET', job_deps_key(cid), pref, policy)
   redis.call('HDEL', job_results_key(cid), '!' .. pref)
-  redis.call('HINCRBY', ckey, 'deps', 1)  -- every close counted it down (resolve_edge)
-  if job.status == 'waiting' then return nil end
+  if job.status == 'waiting' then  -- it had counted the failure as done (ignore)
+    redis.call('HINCRBY', ckey, 'deps', 1)
+    return nil
+  end
   if job.failed_by ~= pref or (job.status ~= 'failed' and job.status ~= 'cancelled') then
     return nil
   end
@@ -445,10 +455,22 @@ local function reopen_edge(cid, pref, policy, was, now)
   redis.call('PERSIST', job_log_key(cid))
   flow_keys_ttl(cid, nil)
   redis.call('HDEL', ckey, 'error', 'failure', 'failed_by', 'completed_at')
-  redis.call('HSET', ckey, 'status', 'waiting')
+  -- Counted again: an edge whose parent ended while this job had ended closed without
+  -- counting down (resolve_edge), so the count it ended with may be too high.
+  redis.call('HSET', ckey, 'status', 'waiting', 'deps', open_edges(cid))
   move_status(cid, job.status, 'waiting', now)
   emit(cid, 'waiting', 0, now, nil)
   return {cid, 'revive', ''}
+end
+
+-- Parent `pref` of job `cid` completed with `value` after `cid` had ended because of another
+-- parent: the result is kept for when a retry of that one revives `cid` (reopen_edge), and goes
+-- with the job's hash (its TTL).
+local function keep_result(cid, pref, value)
+  local rkey = job_results_key(cid)
+  redis.call('HSET', rkey, pref, value)
+  local ttl = redis.call('PTTL', job_key(cid))
+  if ttl > 0 then redis.call('PEXPIRE', rkey, ttl) end
 end
 
 -- Parent `pref` of job `cid` (this queue) ended as `outcome` ('completed', 'failed',
@@ -465,12 +487,10 @@ local function resolve_edge(cid, pref, outcome, value, now)
   redis.call('HSET', dkey, pref, policy .. '=' .. outcome)
   local ckey = job_key(cid)
   local job = hmget_named(ckey, EDGE_FIELDS)
-  if not job.status then return nil end  -- the job is gone
-  -- `deps` counts the open edges whatever the job's status: an edge closed after the job
-  -- ended (a chord's callback failed by its first failed member) opens again on a retry
-  -- (reopen_edge), which counts it up again.
-  local open = redis.call('HINCRBY', ckey, 'deps', -1)
-  if job.status ~= 'waiting' then return nil end
+  if job.status ~= 'waiting' then
+    if job.failed_by and outcome == 'completed' then keep_result(cid, pref, value) end
+    return nil
+  end
   if outcome == 'completed' then
     redis.call('HSET', job_results_key(cid), pref, value)
     if job.pass_result then
@@ -489,7 +509,7 @@ local function resolve_edge(cid, pref, outcome, value, now)
       return nil
     end
   end
-  if open <= 0 then release(ckey, cid, job, now) end
+  if redis.call('HINCRBY', ckey, 'deps', -1) <= 0 then release(ckey, cid, job, now) end
   return nil
 end
 

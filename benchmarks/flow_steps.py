@@ -19,7 +19,7 @@ two; a hand-over is step i's ``completed`` event to step i+1's ``started`` (even
 Redis's clock in ms, so a sample is a whole number of ms). Starts its own redis-server (no
 persistence) unless given `--url`::
 
-    python benchmarks/flow_overhead.py --jobs 2000 --chains 500
+    python benchmarks/flow_steps.py --jobs 2000 --chains 500
 """
 
 from __future__ import annotations
