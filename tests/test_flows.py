@@ -262,6 +262,21 @@ async def test_a_retry_revives_a_job_whose_other_parent_completed_meanwhile(
     assert await client.wait(c.id, timeout=10) == 3  # c waits for p alone, then runs
 
 
+async def test_a_retry_before_a_chord_releases_its_callback_once_the_group_ran_again(
+    client: Client, worker: WorkerFactory
+) -> None:
+    # the callback ends with the first group member that fails; the others' failures close
+    # their edges on an ended job, and must not count twice when the retry opens them again
+    run = await client.enqueue_flow(
+        chain(call("flaky"), chord(group(call("plus", 1), call("plus", 2)), call("total")))
+    )
+    await worker(functions=FUNCTIONS)
+    with pytest.raises(JobFailed, match="dependency"):
+        await client.wait(run.id, timeout=10)
+    assert await client.retry(run.jobs[0].id)
+    assert await client.wait(run.id, timeout=10) == (1 + 1) + (2 + 1)
+
+
 async def test_cancel_flow_cancels_what_has_not_run(client: Client, worker: WorkerFactory) -> None:
     await worker(functions=FUNCTIONS)
     run = await client.enqueue_flow(chain(call("hold", 30), call("plus", 1), call("plus", 2)))
@@ -490,3 +505,20 @@ async def test_a_hand_over_its_writer_did_not_deliver_is_delivered_by_a_tick(
     await worker(functions=FUNCTIONS, queue=other, reclaim_interval=0.2)  # its tick delivers
     assert await client.wait(waits.id, timeout=10) == 4
     assert await client.redis.xlen(client.keys(other).handover) == 0
+
+
+async def test_a_retry_revives_a_job_only_once_no_other_parent_failure_ends_it(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=FUNCTIONS, concurrency=2)
+    first = await client.enqueue("call", {"fn": "flaky"})  # fails once, then works
+    other = await client.enqueue("call", {"fn": "boom"}, delay=0.5)  # fails, after first
+    both = await client.enqueue("call", {"fn": "total"}, depends_on=[first, other])
+    with pytest.raises(JobFailed, match="dependency"):
+        await client.wait(both.id, timeout=10)
+    await _status(client, other.id, "failed")
+    assert await client.retry(first.id)
+    assert await client.wait(first.id, timeout=10) == 1
+    job = await client.get(both.id)  # the other parent's failure still ends it
+    assert job is not None and job.status is JobStatus.FAILED and job.failure == "dependency"
+    assert "waiting" not in [ev.type for ev in await log_events(client, both.id)]

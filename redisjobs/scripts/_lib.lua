@@ -435,6 +435,20 @@ local function open_edges(cid)
   return n
 end
 
+-- An edge of job `cid` but `pref` whose parent's failure (or cancel) ends the job by the
+-- edge's policy (fail or cancel), or nil: the job may wait again only once none is left.
+local function ended_by_another(cid, pref)
+  local edges = redis.call('HGETALL', job_deps_key(cid))
+  for i = 1, #edges, 2 do
+    local policy, was = string.match(edges[i + 1], '^(%a+)=?(%a*)$')
+    if edges[i] ~= pref and (policy == 'fail' or policy == 'cancel')
+      and (was == 'failed' or was == 'cancelled') then
+      return edges[i]
+    end
+  end
+  return nil
+end
+
 -- Parent `pref` of job `cid` (this queue) runs again after a retry: an edge its failure closed
 -- opens again, and a job that ended because of it waits again. Returns the cascade item when
 -- that job waits again (its own dependents that ended with it wait again too), else nil.
@@ -449,6 +463,11 @@ local function reopen_edge(cid, pref, policy, was, now)
     return nil
   end
   if job.failed_by ~= pref or (job.status ~= 'failed' and job.status ~= 'cancelled') then
+    return nil
+  end
+  local still = ended_by_another(cid, pref)
+  if still then  -- that parent's failure still ends it: a retry of that one may revive it
+    redis.call('HSET', ckey, 'failed_by', still)
     return nil
   end
   redis.call('PERSIST', ckey)
