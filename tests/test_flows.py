@@ -233,21 +233,6 @@ async def test_a_retry_of_the_failed_step_continues_the_chain(
     assert types.count("waiting") == 1 and types.count("completed") == 1
 
 
-async def test_a_retry_before_a_chord_releases_its_callback_once_the_group_ran_again(
-    client: Client, worker: WorkerFactory
-) -> None:
-    # the callback ends with the first group member that fails; the others' failures close
-    # their edges on an ended job, and must not count twice when the retry opens them again
-    run = await client.enqueue_flow(
-        chain(call("flaky"), chord(group(call("plus", 1), call("plus", 2)), call("total")))
-    )
-    await worker(functions=FUNCTIONS)
-    with pytest.raises(JobFailed, match="dependency"):
-        await client.wait(run.id, timeout=10)
-    assert await client.retry(run.jobs[0].id)
-    assert await client.wait(run.id, timeout=10) == (1 + 1) + (2 + 1)
-
-
 async def test_a_retry_revives_a_job_whose_other_parent_completed_meanwhile(
     client: Client, worker: WorkerFactory
 ) -> None:
