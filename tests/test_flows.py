@@ -507,3 +507,13 @@ async def test_a_retry_revives_a_job_only_once_no_other_parent_failure_ends_it(
     job = await client.get(both.id)  # the other parent's failure still ends it
     assert job is not None and job.status is JobStatus.FAILED and job.failure == "dependency"
     assert "waiting" not in [ev.type for ev in await log_events(client, both.id)]
+
+
+async def test_cancel_flow_counts_the_jobs_a_cancel_ended_in_turn(client: Client) -> None:
+    # the tree reaches the group's members through their shared parent once: cancelling that
+    # parent ends the members not cancelled yet, which count all the same
+    run = await client.enqueue_flow(
+        chain(call("plus", 1), chord(group(call("plus", 2), call("plus", 3)), call("total")))
+    )
+    assert await client.cancel_flow(run.id) == 4
+    assert {(await client.get(j.id)).status for j in run.jobs} == {"cancelled"}  # type: ignore[union-attr]
