@@ -26,11 +26,12 @@ from typing import Any
 from .deps import Edge
 from .executors._callspec import PREVIOUS
 from .flowview import flow_members_flow
-from .job import Job
+from .job import Job, JobStatus
 from .jobrules import RulePairs
 from .keys import QueueKeys
 from .options import new_job_id
 from .producing import Producer, cancel_job_flow
+from .queries import get_jobs_flow
 from .roundtrips import Flow as Steps
 from .task import TaskCall
 from .wire import EnqueueRow
@@ -299,10 +300,18 @@ def enqueue_flow_flow(producer: Producer, node: StepLike, queue: str) -> Steps[F
 
 def cancel_flow_flow(queue: str, job_id: str) -> Steps[int]:
     """Cancel the flow whose last job is `job_id` of `queue`: each of its jobs not ended yet
-    (one that runs is told to stop, as :meth:`redisjobs.Client.cancel` does); how many."""
+    (one that runs is told to stop, as :meth:`redisjobs.Client.cancel` does); how many, those
+    that a cancel of another ended in turn (they waited for it) included."""
     members = yield from flow_members_flow(queue, job_id)
-    done = 0
+    done, ended = 0, []
     for job in members:
-        if not job.status.is_final:
-            done += yield from cancel_job_flow(QueueKeys(job.queue), job.id)
+        if job.status.is_final:
+            continue
+        if (yield from cancel_job_flow(QueueKeys(job.queue), job.id)):
+            done += 1
+        else:
+            ended.append(job)
+    for job in ended:
+        (now,) = yield from get_jobs_flow(QueueKeys(job.queue), [job.id])
+        done += now is not None and now.status is JobStatus.CANCELLED
     return done

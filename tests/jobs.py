@@ -75,13 +75,7 @@ async def until_cancelled(ctx: ExecContext) -> str:
 
 async def ledger(ctx: ExecContext, seconds: float = 0.0) -> int:
     """Record start and end of each run in a ledger list, to count executions across processes."""
-    global _ledger
-    if _ledger is None:
-        _ledger = aioredis.Redis.from_url(os.environ["LEDGER_URL"])
-    key = os.environ["LEDGER_KEY"]
-    await _ledger.rpush(key, f"start {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}")
-    await asyncio.sleep(seconds)
-    await _ledger.rpush(key, f"end {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}")
+    await _ledger_run(ctx, seconds)
     return os.getpid()
 
 
@@ -116,6 +110,37 @@ async def _ledger_line(ctx: ExecContext, what: str) -> None:
         _ledger = aioredis.Redis.from_url(os.environ["LEDGER_URL"])
     line = f"{what} {ctx.job_id} {os.getpid()} {ctx.attempt} {ctx.lease}"
     await _ledger.rpush(os.environ["LEDGER_KEY"], line)
+
+
+async def _ledger_run(ctx: ExecContext, seconds: float) -> None:
+    """A run of `seconds`, its start and end recorded in the ledger."""
+    await _ledger_line(ctx, "start")
+    await asyncio.sleep(seconds)
+    await _ledger_line(ctx, "end")
+
+
+async def ledger_add(
+    ctx: ExecContext, x: int, seconds: float = 0.0, previous_result: int | None = None
+) -> int:
+    """A flow's step, its run recorded in the ledger: `x` plus the previous step's result."""
+    await _ledger_run(ctx, seconds)
+    return x + (previous_result or 0)
+
+
+async def ledger_total(ctx: ExecContext, seconds: float = 0.0) -> int:
+    """A chord's callback, its run recorded in the ledger: the sum of its children's results."""
+    await _ledger_run(ctx, seconds)
+    return sum((await ctx.children_results()).values())
+
+
+async def ledger_until_open(ctx: ExecContext, gate: str, previous_result: int = 0) -> int:
+    """A flow's step that fails while key `gate` is missing from the ledger's Redis (its start
+    recorded), and adds one to the previous step's result once it is there."""
+    await _ledger_line(ctx, "start")
+    assert _ledger is not None
+    if not await _ledger.exists(gate):
+        raise RuntimeError(f"gate {gate} closed")
+    return previous_result + 1
 
 
 async def kills_worker(ctx: ExecContext) -> None:

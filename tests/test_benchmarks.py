@@ -162,16 +162,24 @@ def test_enqueue_one_benchmark_smoke() -> None:
 @needs_redis
 @pytest.mark.timeout(180)
 def test_flow_steps_benchmark_smoke() -> None:
-    """``benchmarks/flow_steps.py`` at smoke size: each shape's commands per job, and the
-    chains' hand-over latency."""
-    proc = run_script(ROOT / "benchmarks" / "flow_steps.py", "--jobs", "40")
+    """``benchmarks/flow_steps.py`` at smoke size: each case's commands per job, split by
+    script, and both hand-over rows, with a number in every cell."""
+    script = ROOT / "benchmarks" / "flow_steps.py"
+    proc = run_script(script, "--jobs", "40", "--chains", "5")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert [line[:20].strip() for line in lines] == [
-        "plain",
-        "chain",
-        "chord",
-        "chain across queues",
-    ]
-    assert all("commands/job" in line for line in lines)
-    assert all("hand-over p50" in line for line in lines if line.startswith("chain"))
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| case") and "hand-overs" not in line
+    }
+    cases = ["plain", "chain of 4", "chord", "chain of 4, 2 queues"]
+    assert list(rows) == [*cases, "one queue", "steps alternating between 2 queues"]
+    for case in cases:
+        enqueue, run, total, script_calls, scripts = rows[case]
+        assert float(enqueue) > 0 and float(run) > 0 and float(script_calls) > 0
+        assert float(total) == pytest.approx(float(enqueue) + float(run), abs=0.02)
+        assert scripts.startswith("enqueue ") and " complete " in f" {scripts}", scripts
+    assert (
+        "link " in rows["chain of 4, 2 queues"][4] and "resolve " in rows["chain of 4, 2 queues"][4]
+    )
+    assert rows["one queue"][0] == "15"  # 5 chains of 4: 3 hand-overs each

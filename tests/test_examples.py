@@ -87,6 +87,18 @@ def test_case_3_custom_ssh_executor(sshd: Server) -> None:  # noqa: F811
     assert "Статус: success {'output': 'remote script ran on " in out
 
 
+@pytest.mark.slow
+def test_the_video_pipeline_runs_as_a_flow_across_two_queues() -> None:
+    """Every step ran, in its queue, and the last one's result is printed."""
+    lines = run(ROOT / "examples" / "video_pipeline.py").splitlines()
+    assert lines[0].endswith(" 9 jobs on ['default', 'gpu']"), lines
+    assert lines[2] == "Ваше видео готово: https://cdn.example.com/3-frames.mp4"
+    tree = [line.strip() for line in lines[3:]]
+    assert tree[0] == "default/notify_user: completed" and len(tree) == 9, tree
+    assert "gpu/generate_images: completed" in tree
+    assert all(line.endswith(": completed") for line in tree), tree
+
+
 class Hook(BaseHTTPRequestHandler):
     bodies: list[bytes] = []  # noqa: RUF012
 

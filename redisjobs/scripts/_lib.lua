@@ -426,6 +426,29 @@ end
 local EDGE_FIELDS = {'status', 'priority', 'limit_key', 'pass_result', 'result_ttl',
   'failed_ttl', 'unique_key', 'idempotency_ttl', 'failed_by'}
 
+-- The edges of job `cid` still open (values without '=': see resolve_edge), at most MAX_DEPS.
+local function open_edges(cid)
+  local n = 0
+  for _, v in ipairs(redis.call('HVALS', job_deps_key(cid))) do
+    if not string.find(v, '=', 1, true) then n = n + 1 end
+  end
+  return n
+end
+
+-- An edge of job `cid` but `pref` whose parent's failure (or cancel) ends the job by the
+-- edge's policy (fail or cancel), or nil: the job may wait again only once none is left.
+local function ended_by_another(cid, pref)
+  local edges = redis.call('HGETALL', job_deps_key(cid))
+  for i = 1, #edges, 2 do
+    local policy, was = string.match(edges[i + 1], '^(%a+)=?(%a*)$')
+    if edges[i] ~= pref and (policy == 'fail' or policy == 'cancel')
+      and (was == 'failed' or was == 'cancelled') then
+      return edges[i]
+    end
+  end
+  return nil
+end
+
 -- Parent `pref` of job `cid` (this queue) runs again after a retry: an edge its failure closed
 -- opens again, and a job that ended because of it waits again. Returns the cascade item when
 -- that job waits again (its own dependents that ended with it wait again too), else nil.
@@ -442,14 +465,31 @@ local function reopen_edge(cid, pref, policy, was, now)
   if job.failed_by ~= pref or (job.status ~= 'failed' and job.status ~= 'cancelled') then
     return nil
   end
+  local still = ended_by_another(cid, pref)
+  if still then  -- that parent's failure still ends it: a retry of that one may revive it
+    redis.call('HSET', ckey, 'failed_by', still)
+    return nil
+  end
   redis.call('PERSIST', ckey)
   redis.call('PERSIST', job_log_key(cid))
   flow_keys_ttl(cid, nil)
   redis.call('HDEL', ckey, 'error', 'failure', 'failed_by', 'completed_at')
-  redis.call('HSET', ckey, 'status', 'waiting')
+  -- Counted again: an edge whose parent ended while this job had ended closed without
+  -- counting down (resolve_edge), so the count it ended with may be too high.
+  redis.call('HSET', ckey, 'status', 'waiting', 'deps', open_edges(cid))
   move_status(cid, job.status, 'waiting', now)
   emit(cid, 'waiting', 0, now, nil)
   return {cid, 'revive', ''}
+end
+
+-- Parent `pref` of job `cid` completed with `value` after `cid` had ended because of another
+-- parent: the result is kept for when a retry of that one revives `cid` (reopen_edge), and goes
+-- with the job's hash (its TTL).
+local function keep_result(cid, pref, value)
+  local rkey = job_results_key(cid)
+  redis.call('HSET', rkey, pref, value)
+  local ttl = redis.call('PTTL', job_key(cid))
+  if ttl > 0 then redis.call('PEXPIRE', rkey, ttl) end
 end
 
 -- Parent `pref` of job `cid` (this queue) ended as `outcome` ('completed', 'failed',
@@ -466,7 +506,10 @@ local function resolve_edge(cid, pref, outcome, value, now)
   redis.call('HSET', dkey, pref, policy .. '=' .. outcome)
   local ckey = job_key(cid)
   local job = hmget_named(ckey, EDGE_FIELDS)
-  if job.status ~= 'waiting' then return nil end
+  if job.status ~= 'waiting' then
+    if job.failed_by and outcome == 'completed' then keep_result(cid, pref, value) end
+    return nil
+  end
   if outcome == 'completed' then
     redis.call('HSET', job_results_key(cid), pref, value)
     if job.pass_result then

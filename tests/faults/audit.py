@@ -21,7 +21,9 @@ means the keyspace is consistent:
 * limit keys: a pending job with a ``limit_key`` is a member of its key's ``kq:<key>`` once (and
   has no stream entry, nor a place in ``prio``); every member of a ``kq:<key>`` is a pending job
   of that key; every member of ``active:<key>`` is a running job of that key, and every running
-  job of a key is in it; a key with backlog is in the schedule ``keys`` or at its max_running.
+  job of a key is in it; a key with backlog is in the schedule ``keys`` or at its max_running;
+* flows (``audit_flows.py``): a waiting job is in no stream, its ``deps`` counts its open edges,
+  each open edge is known to its parent, no release is lost, none happens twice.
 
 Our design keeps acknowledged entries in the stream until ``reclaim`` trims below the oldest
 pending one, so "out of the stream" reads "acknowledged" here.
@@ -35,6 +37,7 @@ from redis.asyncio import Redis
 
 from redisjobs.job import FINAL_STATUSES, JobStatus
 from redisjobs.keys import GROUP, QueueKeys
+from tests.faults.audit_flows import check_flows
 
 
 def _s(value: Any) -> str:
@@ -242,6 +245,7 @@ async def audit(redis: Redis, queue: str) -> list[str]:
     problems += await _check_locks(redis, state)
     problems += await _check_schedules(redis, state.keys)
     problems += await _check_keys(redis, state)
+    problems += await check_flows(redis, state)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":

@@ -631,6 +631,11 @@ async def in_flight(redis: Redis, queue: str, worker: WorkerProcess) -> list[str
     return out
 
 
+def jobs_call(fn: str, **args: Any) -> tuple[str, dict[str, Any]]:
+    """A ``call`` step (``(kind, payload)``) of the function `fn` of ``tests.jobs``."""
+    return ("call", {"fn": f"tests.jobs:{fn}", "args": args})
+
+
 async def enqueue_ledger_jobs(
     client: Client, n: int, seconds: float = 0.05, **options: Any
 ) -> list[str]:
