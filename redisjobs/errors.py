@@ -90,6 +90,10 @@ class InvalidJobId(RedisJobsError, ValueError):
     """
 
 
+class UnknownDependency(RedisJobsError, ValueError):
+    """A job to enqueue depends on a job that does not exist (nothing was written)."""
+
+
 class JobNotFound(RedisJobsError, KeyError):
     """No job with this id exists (it never did, or it expired after `result_ttl`)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..client import Client
+from ..flowview import MAX_NODES, Tree, shown_tree
 from ..job import Job, JobStatus
 from ..jobtext import LONG
 from .common import change_job, connect, find_job
@@ -43,17 +44,49 @@ def _details(job: Job) -> list[tuple[str, object]]:
         rows.append(("result", to_json(job.result)))
     if job.error:
         rows.append(("error", job.error))
+    for label, refs in (("depends_on", job.depends_on), ("dependents", job.dependents)):
+        if refs:
+            rows.append((label, " ".join(refs)))
+    if job.flow:
+        rows.append(("flow", job.flow))
     return rows
 
 
+def tree_lines(tree: Tree, job: Job) -> list[str]:
+    """`tree` one line per job, each under the one that waited for it: a ``*`` marks `job`,
+    then id (``queue/id`` for another queue), status (and why it failed), name and error."""
+    lines = []
+    for depth, node in tree.root.walk():
+        mark = "*" if (node.queue, node.id) == (job.queue, job.id) else "-"
+        name = node.id if node.queue == job.queue else node.ref
+        found = node.job
+        if found is None:
+            lines.append(f"{'  ' * depth}{mark} {name}  gone")
+            continue
+        state = f"{found.status} ({found.failure})" if found.failure else str(found.status)
+        error = f"  {excerpt(found.error)}" if found.error else ""
+        lines.append(f"{'  ' * depth}{mark} {name}  {state}  {found.name}{error}")
+    if tree.cut:
+        lines.append(f"(cut: only the first {MAX_NODES:,} jobs of the flow are read)")
+    return lines
+
+
 async def status(args: argparse.Namespace) -> int:
-    """Show one job: status, progress, attempts, timestamps, result or error."""
+    """Show one job: status, progress, attempts, timestamps, result or error, and, when it is
+    part of a flow, the flow's tree (the jobs each one waited for, under it)."""
     async with connect(args.redis, args.command) as client:
         job = await find_job(client, args.job_id, args.queue)
+        tree = await shown_tree(client, job)
     if args.json:
-        print_json(job_document(job))
-    else:
-        print(table(_details(job)))
+        document = job_document(job)
+        if tree is not None:
+            document["tree"] = tree.plain()
+        print_json(document)
+        return 0
+    print(table(_details(job)))
+    if tree is not None:
+        print("\nflow (each job above the ones it waited for):")
+        print("\n".join(tree_lines(tree, job)))
     return 0
 
 

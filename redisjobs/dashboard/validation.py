@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ..deps import POLICIES
 from ..errors import InvalidJobId
 from ..jobrules import LIMIT_KEY, RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_of
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
@@ -47,6 +48,8 @@ RULES = {
     "unique": " or ".join(sorted(UNIQUE_MODES)),
     "unique_key": f"a string matching {UNIQUE_KEY.pattern}",
     "limit_key": f"a string matching {LIMIT_KEY.pattern}",
+    "depends_on": "a list of job ids of the queue or queue/id strings",
+    "on_parent_failure": " or ".join(sorted(POLICIES)),
 }
 
 MAX_AGE = 10**10
