@@ -26,7 +26,9 @@ from .actions import CSRF_COOKIE, NOTICES, Actions, queue_of
 from .settings import Settings
 
 PAGE_SIZE = 50
-CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING})
+CANCELLABLE = frozenset(
+    {JobStatus.WAITING, JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RUNNING}
+)
 
 
 def environment() -> jinja2.Environment:
@@ -171,6 +173,7 @@ class Pages(Actions):
             queue=job.queue,
             history=history,
             logs=await self.client.logs(job.id, queue=job.queue),
+            flow=await data.flow_view(self.client, job),
             cancellable=job.status in CANCELLABLE,
             # A finished job has nothing more to stream (and its page must not reload itself).
             stream=self.url(request, "job_events", queue=job.queue, job_id=job.id)
@@ -180,11 +183,16 @@ class Pages(Actions):
         )
 
     async def job_detail(self, request: Request) -> Response:
-        """The parts of the job page that change as it runs (fetched by the page's script)."""
+        """The parts of the job page that change as it runs (fetched by the page's script):
+        result or error, log, and the flow's tree."""
         job = await self._job(request)
         logs = await self.client.logs(job.id, queue=job.queue)
         html = self.env.get_template("_job_detail.html").render(
-            job=job, logs=logs, read_only=self.settings.read_only
+            job=job,
+            logs=logs,
+            flow=await data.flow_view(self.client, job),
+            url=lambda name, **p: self.url(request, name, **p),
+            read_only=self.settings.read_only,
         )
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 

@@ -143,7 +143,7 @@
   const STATUS_AFTER = {
     enqueued: "pending", started: "running", progress: "running", retrying: "scheduled",
     reclaimed: "pending", released: "pending", deferred: "scheduled", completed: "completed", failed: "failed",
-    cancelled: "cancelled",
+    cancelled: "cancelled", ready: "pending", waiting: "waiting",
   };
 
   function applyJobEvent(root, ev) {
