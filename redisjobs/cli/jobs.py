@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from .. import flowshow
 from ..client import Client
+from ..flowview import Tree
 from ..job import Job, JobStatus
 from ..jobtext import LONG
 from .common import change_job, connect, find_job
@@ -18,6 +20,9 @@ from .render import (
     to_json,
     when,
 )
+
+ERROR_CHARS = 60
+"""Characters of a job's error on a line of a flow's tree."""
 
 
 def _details(job: Job) -> list[tuple[str, object]]:
@@ -43,17 +48,51 @@ def _details(job: Job) -> list[tuple[str, object]]:
         rows.append(("result", to_json(job.result)))
     if job.error:
         rows.append(("error", job.error))
+    if job.depends_on:
+        rows.append(("waits for", " ".join(job.depends_on)))
+    if job.dependents:
+        rows.append(("waited for by", " ".join(job.dependents)))
     return rows
 
 
+def _tree_lines(tree: Tree, current: str) -> list[str]:
+    """The tree as indented lines, one per job: id (queue/id of another queue), status,
+    call, error shortened; the job ``queue/id`` `current` marked."""
+    view = flowshow.shown(tree)
+    lines = []
+    for depth, node in view.rows:
+        parts = [node.id if node.queue == tree.root.queue else node.ref, flowshow.status_of(node)]
+        if node.job is not None:
+            parts.append(node.job.call_text(CALL_CHARS))
+            if node.job.error:
+                parts.append(excerpt(node.job.error, ERROR_CHARS))
+        if node.ref == current:
+            parts.append("<- this job")
+        lines.append("  " * depth + "  ".join(parts))
+    if view.cut:
+        lines.append("(cut: the flow has more jobs than are shown)")
+    return lines
+
+
 async def status(args: argparse.Namespace) -> int:
-    """Show one job: status, progress, attempts, timestamps, result or error."""
+    """Show one job: status, progress, attempts, timestamps, result or error, and the tree of
+    its flow (each job over the jobs it waits for) when it is in one."""
     async with connect(args.redis, args.command) as client:
         job = await find_job(client, args.job_id, args.queue)
+        tree = None
+        if flowshow.in_flow(job):
+            queue, job_id = flowshow.tree_of(job)
+            tree = await client.flow_tree(job_id, queue=queue)
     if args.json:
-        print_json(job_document(job))
-    else:
-        print(table(_details(job)))
+        document = job_document(job)
+        if tree is not None:
+            document["tree"] = flowshow.tree_json(tree)
+        print_json(document)
+        return 0
+    print(table(_details(job)))
+    if tree is not None:
+        print("\nflow (each job over the jobs it waits for):")
+        print("\n".join("  " + line for line in _tree_lines(tree, f"{job.queue}/{job.id}")))
     return 0
 
 

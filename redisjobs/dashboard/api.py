@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import flowshow
 from ..client import Client
 from ..errors import (
     ConnectionFailed,
@@ -154,6 +155,14 @@ class Api:
         """``GET /jobs/{job_id}``: the job, from whichever queue holds it."""
         return JSONResponse(job_json(await self._find(request)))
 
+    async def job_tree(self, request: Request) -> Response:
+        """``GET /jobs/{job_id}/tree``: the job over the jobs it waited for, nested."""
+        job = await self._find(request)
+        tree = await self.client.flow_tree(job.id, queue=job.queue)
+        if tree is None:  # deleted since it was found
+            raise HTTPException(404, f"no job {job.id!r} in queue {job.queue!r}")
+        return JSONResponse(flowshow.tree_json(tree))
+
     async def job_events(self, request: Request) -> Response:
         """``GET /jobs/{job_id}/events``: its events as SSE, from the start, until it ends."""
         since = request.query_params.get("since")
@@ -218,6 +227,7 @@ class Api:
             Route("/queues/{queue}/drain", self.drain, methods=["POST"]),
             Route("/queues/{queue}/obliterate", self.obliterate, methods=["POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/tree", self.job_tree, methods=["GET"]),
             Route("/jobs/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
         ]

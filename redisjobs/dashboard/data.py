@@ -135,13 +135,8 @@ class Summaries:
 
 
 async def find_job(client: Client, job_id: str, queue: str | None = None) -> Job | None:
-    """The job `job_id` of `queue`, or of whichever known queue holds it (None: nowhere), with
-    the jobs waiting for it (:attr:`Job.dependents`) when it has any."""
-    job = await client.find_job(job_id, queue=queue) if is_job_id(job_id) else None
-    if job is not None and job.has_dependents:
-        # A second read, for the few jobs others wait for: the search reads hashes only.
-        return await client.get(job.id, queue=job.queue) or job
-    return job
+    """The job `job_id` of `queue`, or of whichever known queue holds it (None: nowhere)."""
+    return await client.find_job(job_id, queue=queue) if is_job_id(job_id) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..flowshow import MAX_DEPTH
+from ..flowview import MAX_NODES
 from ..job import FINAL_STATUSES
 from ..names import JOB_ID
 from .openapi_schemas import STATUSES, json_content, ref, schemas
@@ -187,6 +189,18 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getJob",
                 "summary": "A job",
                 "responses": {"200": job, **_errors(404, 422)},
+            },
+        },
+        "/jobs/{job_id}/tree": {
+            "parameters": [_p("job_id"), _p("job_queue")],
+            "get": {
+                "operationId": "jobTree",
+                "summary": "The job over the jobs it waited for (its depends_on), nested",
+                "description": "Each node holds the jobs its job waited for as children, read "
+                "level by level; a job two others waited for appears once. For a whole flow, "
+                "ask for the tree of its last job (a job's flow). A tree longer than "
+                f"{MAX_DEPTH} levels, or with more than {MAX_NODES} jobs, is cut (cut: true).",
+                "responses": {"200": json_content(ref("Tree"), "The tree."), **_errors(404, 422)},
             },
         },
         "/jobs/{job_id}/events": {

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from ..deps import MAX_PARENTS, POLICIES
 from ..job import FailureReason, JobStatus
 from ..jobrules import LIMIT_KEY, MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
 from ..names import JOB_ID
 from .validation import NUMBERS, YEAR
 
 STATUSES = [s.value for s in JobStatus]
+DEPENDS_ON_REF = rf"^([A-Za-z0-9_.:\-]{{1,128}}/)?{JOB_ID.pattern.strip('^$')}$"
+"""A ref of ``depends_on``: a job id, or ``queue/id``."""
 
 
 def ref(name: str) -> dict[str, str]:
@@ -72,6 +75,23 @@ def _rules() -> dict[str, Any]:
             "type": "string",
             "pattern": f"^{UNIQUE_KEY.pattern}$",
             "description": "The unique lock's key (default: derived from kind and payload).",
+        }
+    )
+    props["depends_on"] = {
+        "type": ["array", "null"],
+        "items": {"type": "string", "pattern": DEPENDS_ON_REF},
+        "minItems": 1,
+        "maxItems": MAX_PARENTS,
+        "description": "The jobs it waits for (job ids of this queue, or queue/id), each of "
+        "which must exist: it is waiting until they all completed, then runs.",
+    }
+    props["on_parent_failure"] = _nullable(
+        {
+            "type": "string",
+            "enum": sorted(POLICIES),
+            "description": "What it does when a job it waits for fails or is cancelled: fail "
+            "(the default) or cancel without running, ignore that one, or run at once. Needs "
+            "depends_on.",
         }
     )
     props["limit_key"] = _nullable(
@@ -171,11 +191,54 @@ def _job() -> dict[str, Any]:
             "description": "In an enqueue's answer: nothing was written, this job existed "
             "(its id, or the holder of the unique lock). False when read.",
         },
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs it waits (or waited) for: ids of its queue, queue/id of "
+            "others.",
+        },
+        "dependents": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs waiting for it, spelled as depends_on (empty in listings).",
+        },
+        "flow": {
+            "type": ["string", "null"],
+            "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
+            "queue/id when of another queue.",
+        },
         "payload": {"description": "The payload, as JSON (absent in events' end)."},
     }
     return {
         "type": "object",
         "required": [name for name in props if name != "payload"],
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def _tree_node() -> dict[str, Any]:
+    text = {"type": ["string", "null"]}
+    props: dict[str, Any] = {
+        "id": {"type": "string"},
+        "queue": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": [*STATUSES, "gone"],
+            "description": "gone: the job expired or was deleted.",
+        },
+        "name": {**text, "description": "null when gone."},
+        "error": text,
+        "failure": {"type": ["string", "null"], "enum": [*get_args(FailureReason), None]},
+        "children": {
+            "type": "array",
+            "items": ref("TreeNode"),
+            "description": "The jobs it waited for.",
+        },
+    }
+    return {
+        "type": "object",
+        "required": list(props),
         "additionalProperties": False,
         "properties": props,
     }
@@ -222,6 +285,16 @@ def schemas() -> dict[str, Any]:
                 },
             },
         },
+        "Tree": {
+            "type": "object",
+            "required": ["root", "cut"],
+            "additionalProperties": False,
+            "properties": {
+                "root": ref("TreeNode"),
+                "cut": {"type": "boolean", "description": "Whether jobs were left out."},
+            },
+        },
+        "TreeNode": _tree_node(),
         "JobPage": {
             "type": "object",
             "required": ["jobs", "cursor"],

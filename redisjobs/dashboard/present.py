@@ -50,6 +50,9 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
         "failure": job.failure,
         "priority": job.priority,
         "duplicate": job.duplicate,
+        "depends_on": list(job.depends_on),
+        "dependents": list(job.dependents),
+        "flow": job.flow,
     }
     if payload:
         out["payload"] = jsonable(job.payload)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from ..deps import POLICIES
 from ..errors import InvalidJobId
 from ..jobrules import LIMIT_KEY, RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_of
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
@@ -47,6 +48,8 @@ RULES = {
     "unique": " or ".join(sorted(UNIQUE_MODES)),
     "unique_key": f"a string matching {UNIQUE_KEY.pattern}",
     "limit_key": f"a string matching {LIMIT_KEY.pattern}",
+    "depends_on": "a list of job ids (of the queue) or 'queue/id' strings",
+    "on_parent_failure": " or ".join(sorted(POLICIES)),
 }
 
 MAX_AGE = 10**10
@@ -118,10 +121,19 @@ def job_options(raw: Any, where: str = "options") -> dict[str, Any]:
         else:
             known = ", ".join(["job_id", *NUMBERS, *RULES])
             raise Invalid(f"{where} has an unknown option {name!r} (known: {known})")
+    _check_parents(out.get("depends_on"), where)
     _check_rules(out, where)
     if "at" in out:
         out["at"] = datetime.fromtimestamp(out["at"], UTC)
     return out
+
+
+def _check_parents(parents: Any, where: str) -> None:
+    """A ``depends_on`` must be an array of strings (any other JSON would be read as ids)."""
+    if parents is not None and (
+        not isinstance(parents, list) or not all(isinstance(p, str) for p in parents)
+    ):
+        raise Invalid(f"{where}.depends_on must be {RULES['depends_on']}")
 
 
 def _check_rules(options: dict[str, Any], where: str) -> None:
