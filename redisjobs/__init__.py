@@ -28,6 +28,7 @@ from .errors import (
     RedisOutOfMemory,
     Retry,
     SerializationError,
+    UnknownDependency,
     UnknownExecutor,
     WaitTimeout,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "Tree",
     "TreeNode",
     "UniqueMode",
+    "UnknownDependency",
     "UnknownExecutor",
     "WaitTimeout",
     "Worker",

@@ -97,6 +97,10 @@ class JobNotFound(RedisJobsError, KeyError):
         return Exception.__str__(self)
 
 
+class UnknownDependency(RedisJobsError, ValueError):
+    """A job's ``depends_on`` names a job that does not exist (nothing was written)."""
+
+
 class JobFailed(RedisJobsError):
     """The job ended in failure; `error` holds the recorded error text."""
 

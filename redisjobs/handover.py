@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from . import deps
 from .cancelling import cancel_and_wait
 from .connection import Backoff
+from .errors import UnknownDependency
 from .keys import QueueKeys
 from .roundtrips import Flow, ScriptCall, cmd, run
 from .wire import EnqueueRow
@@ -55,7 +56,7 @@ def check_parents_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[None
     those of the job's own queue).
 
     Raises:
-        ValueError: one does not (nothing was written).
+        UnknownDependency: one does not (nothing was written).
     """
     wanted = [pair for row in rows for pair in _foreign(row, keys.queue)]
     if not wanted:
@@ -63,7 +64,7 @@ def check_parents_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[None
     found = yield [cmd("exists", QueueKeys(q).job(j)) for q, j in wanted]
     for (queue, job_id), n in zip(wanted, found, strict=True):
         if not n:
-            raise ValueError(f"unknown dependency: no job {job_id} in queue {queue}")
+            raise UnknownDependency(f"unknown dependency: no job {job_id} in queue {queue}")
 
 
 def link_flow(keys: QueueKeys, rows: Sequence[EnqueueRow], created: Sequence[object]) -> Flow[None]:

@@ -5,11 +5,11 @@ arrays, numbers ints or floats, strings str), so a job enqueued here is the same
 enqueued by :meth:`redisjobs.Client.enqueue`. The cleaning operations (purge, drain,
 obliterate) are bodiless POSTs with their options in the query. Every error is
 ``{"error": "<message>"}`` with its status: 400 unreadable JSON, 401 no credentials, 403 a
-cross-site request, 404 no such job, 405 read-only, 409 the job already finished (obliterate:
-live workers serve the queue), 413 body or payload too large, 415 not JSON, 422 a field that is
-not valid, 429 the queue is full (its ``max_pending``; with ``Retry-After``), 503 Redis
-unreachable. :mod:`.openapi` describes exactly this; a test holds the two
-together.
+cross-site request, 404 no such job (or no job a ``depends_on`` names), 405 read-only, 409 the
+job already finished (obliterate: live workers serve the queue), 413 body or payload too large,
+415 not JSON, 422 a field that is not valid, 429 the queue is full (its ``max_pending``; with
+``Retry-After``), 503 Redis unreachable. :mod:`.openapi` describes exactly this; a test holds
+the two together.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ..errors import (
     QueueFull,
     QueueInUse,
     SerializationError,
+    UnknownDependency,
 )
 from ..job import FINAL_STATUSES, Job, JobStatus
 from . import data, openapi, sse
@@ -91,6 +92,8 @@ class Api:
             jobs = await self.client.enqueue_many(rows, queue=queue)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
+        except UnknownDependency as exc:
+            raise HTTPException(404, str(exc)) from None
         except QueueFull as exc:
             raise HTTPException(
                 429, str(exc), headers={"Retry-After": QUEUE_FULL_RETRY_AFTER}

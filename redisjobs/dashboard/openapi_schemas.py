@@ -77,6 +77,20 @@ def _rules() -> dict[str, Any]:
             "description": "The unique lock's key (default: derived from kind and payload).",
         }
     )
+    props["limit_key"] = _nullable(
+        {
+            "type": "string",
+            "pattern": f"^{LIMIT_KEY.pattern}$",
+            "description": "The job's limit key (a tenant): jobs of different keys are served "
+            "round-robin, and the key's rate limit and max_running apply to it.",
+        }
+    )
+    return props
+
+
+def _dependencies() -> dict[str, Any]:
+    """The properties of depends_on and on_parent_failure."""
+    props: dict[str, Any] = {}
     props["depends_on"] = {
         "type": ["array", "null"],
         "items": {"type": "string", "pattern": DEPENDS_ON_REF},
@@ -92,14 +106,6 @@ def _rules() -> dict[str, Any]:
             "description": "What it does when a job it waits for fails or is cancelled: fail "
             "(the default) or cancel without running, ignore that one, or run at once. Needs "
             "depends_on.",
-        }
-    )
-    props["limit_key"] = _nullable(
-        {
-            "type": "string",
-            "pattern": f"^{LIMIT_KEY.pattern}$",
-            "description": "The job's limit key (a tenant): jobs of different keys are served "
-            "round-robin, and the key's rate limit and max_running apply to it.",
         }
     )
     return props
@@ -132,6 +138,7 @@ def _options() -> dict[str, Any]:
             }
         ),
         **_rules(),
+        **_dependencies(),
     }
     for name, (integer, low, high) in NUMBERS.items():
         props[name] = _nullable(
@@ -149,6 +156,52 @@ def _options() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": props,
         "dependentSchemas": {"unique_key": needs_unique, "unique_ttl": needs_unique},
+        "allOf": _waiting_rules(),
+    }
+
+
+_NO_DELAY = {"anyOf": [{"type": "null"}, {"const": 0}]}
+
+
+def _waiting_rules() -> list[dict[str, Any]]:
+    """A job that waits for others is not delayed too; on_parent_failure needs parents."""
+    return [
+        _when_given("depends_on", "array", {"at": {"type": "null"}, "delay": _NO_DELAY}),
+        _when_given(
+            "on_parent_failure", "string", {"depends_on": {"type": "array"}}, ("depends_on",)
+        ),
+    ]
+
+
+def _when_given(
+    name: str, kind: str, then: dict[str, Any], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`then` (properties, and `required`) applies when option `name` is given as a `kind`."""
+    return {
+        "if": {"required": [name], "properties": {name: {"type": kind}}},
+        "then": {"required": list(required), "properties": then},
+    }
+
+
+def _edges() -> dict[str, Any]:
+    """A job's properties of flows."""
+    return {
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs it waits (or waited) for: ids of its queue, queue/id of "
+            "others.",
+        },
+        "dependents": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs waiting for it, spelled as depends_on (empty in listings).",
+        },
+        "flow": {
+            "type": ["string", "null"],
+            "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
+            "queue/id when of another queue.",
+        },
     }
 
 
@@ -191,22 +244,7 @@ def _job() -> dict[str, Any]:
             "description": "In an enqueue's answer: nothing was written, this job existed "
             "(its id, or the holder of the unique lock). False when read.",
         },
-        "depends_on": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "The jobs it waits (or waited) for: ids of its queue, queue/id of "
-            "others.",
-        },
-        "dependents": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "The jobs waiting for it, spelled as depends_on (empty in listings).",
-        },
-        "flow": {
-            "type": ["string", "null"],
-            "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
-            "queue/id when of another queue.",
-        },
+        **_edges(),
         "payload": {"description": "The payload, as JSON (absent in events' end)."},
     }
     return {

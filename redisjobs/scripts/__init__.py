@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ..errors import QueueFull
+from ..errors import QueueFull, UnknownDependency
 from ..handover import deliver_flow
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
@@ -149,8 +149,8 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
     Raises:
         QueueFull: the rows would bring the queue's backlog above its max_pending (nothing
             was written).
-        ValueError: a row depends on a job of the queue that does not exist (nothing was
-            written).
+        UnknownDependency: a row depends on a job of the queue that does not exist (nothing
+            was written).
     """
     try:
         reply = yield ScriptCall("enqueue", keys, row_args(rows))
@@ -160,7 +160,7 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
             limit, backlog, adding = (int(w) for w in words[1:])
             raise QueueFull(keys.queue, limit, backlog, adding) from None
         if str(exc).startswith("unknown dependency"):  # only Redis can tell: nothing written
-            raise ValueError(str(exc)) from None
+            raise UnknownDependency(str(exc)) from None
         raise
     return [x.decode() if isinstance(x, bytes) else bool(x) for x in reply]
 
