@@ -90,15 +90,15 @@ class InvalidJobId(RedisJobsError, ValueError):
     """
 
 
+class UnknownDependency(RedisJobsError, ValueError):
+    """A job to enqueue depends on a job that does not exist (nothing was written)."""
+
+
 class JobNotFound(RedisJobsError, KeyError):
     """No job with this id exists (it never did, or it expired after `result_ttl`)."""
 
     def __str__(self) -> str:
         return Exception.__str__(self)
-
-
-class UnknownDependency(RedisJobsError, ValueError):
-    """A job's ``depends_on`` names a job that does not exist (nothing was written)."""
 
 
 class JobFailed(RedisJobsError):

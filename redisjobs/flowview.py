@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from . import deps
 from .job import Job
 from .keys import QueueKeys
-from .queries import get_jobs_flow
+from .queries import find_job_flow, get_jobs_flow
 from .roundtrips import Flow, cmd
+
+if TYPE_CHECKING:
+    from .client import Client
 
 MAX_NODES = 2000
 """Jobs one tree reads at most (a wider flow shows its first ones and says it was cut)."""
+MAX_PLAIN_DEPTH = 200
+"""Levels the plain (JSON) form of a tree nests at most: JSON readers, Python's among them,
+refuse documents nested much deeper, and a chain of 2,000 steps is 2,000 levels."""
 
 
 @dataclass(slots=True)
@@ -61,6 +68,61 @@ class Tree:
     def nodes(self) -> list[TreeNode]:
         """Its nodes, depth first."""
         return [node for _, node in self.root.walk()]
+
+    def plain(self) -> dict[str, Any]:
+        """The tree as JSON-ready values: ``{"root": node, "cut": bool}``, each node
+        ``{id, queue, status, name, error, failure, children}`` (status, name, error and
+        failure null for a job gone). Nodes deeper than :data:`MAX_PLAIN_DEPTH` are left out,
+        and then `cut` is true as it is for a tree cut at :data:`MAX_NODES`."""
+        cut = self.cut
+        chain: list[dict[str, Any]] = []  # the plain nodes from the root to the last one made
+        for depth, node in self.root.walk():
+            if depth > MAX_PLAIN_DEPTH:
+                cut = True
+                continue
+            plain = _plain_node(node)
+            del chain[depth:]
+            if chain:
+                chain[-1]["children"].append(plain)
+            chain.append(plain)
+        return {"root": chain[0], "cut": cut}
+
+
+def _plain_node(node: TreeNode) -> dict[str, Any]:
+    job = node.job
+    return {
+        "id": node.id,
+        "queue": node.queue,
+        "status": job.status.value if job else None,
+        "name": job.name if job else None,
+        "error": job.error if job else None,
+        "failure": job.failure if job else None,
+        "children": [],
+    }
+
+
+def in_flow(job: Job) -> bool:
+    """Whether `job` is part of a flow: it belongs to one, waits (or waited) for jobs, or jobs
+    wait for it."""
+    return bool(job.flow or job.depends_on or job.has_dependents)
+
+
+def shown_root(job: Job) -> tuple[str, str]:
+    """(queue, id) of the job whose tree shows `job` in its flow: the flow's last job when it
+    belongs to one, else `job` itself."""
+    return deps.split(job.flow, job.queue) if job.flow else (job.queue, job.id)
+
+
+async def shown_tree(client: Client, job: Job) -> Tree | None:
+    """The tree the views draw for `job` (None when it is in no flow): its flow's last job's
+    (:func:`shown_root`), or its own when that job is gone (its flow ended and expired)."""
+    if not in_flow(job):
+        return None
+    queue, root = shown_root(job)
+    tree = await client.flow_tree(root, queue=queue)
+    if tree is None and (queue, root) != (job.queue, job.id):
+        tree = await client.flow_tree(job.id, queue=job.queue)
+    return tree
 
 
 def _read_flow(pairs: list[tuple[str, str]]) -> Flow[list[Job | None]]:
@@ -128,6 +190,15 @@ def _flow_ref(job: Job) -> str | None:
         return None
     q, j = deps.split(job.flow, job.queue)
     return f"{q}/{j}"
+
+
+def find_job_with_dependents_flow(job_id: str, queue: str | None) -> Flow[Job | None]:
+    """:func:`~redisjobs.queries.find_job_flow`, with the found job's
+    :attr:`~redisjobs.Job.dependents`."""
+    job = yield from find_job_flow(job_id, queue)
+    if job is not None:
+        yield from dependents_flow([job])
+    return job
 
 
 def get_job_flow(keys: QueueKeys, job_id: str) -> Flow[Job | None]:

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from . import queries
 from .connection import Backend, resolve_url
 from .events import Event
-from .flowview import dependents_flow, get_job_flow
+from .flowview import find_job_with_dependents_flow, get_job_flow
 from .job import Job, JobStatus
 from .keys import QueueNames, check_job_id
 from .queries import History, JobPage, QueueCounts, WorkerInfo
@@ -132,16 +132,14 @@ class QueueGetters(QueueNames):
         """The job `job_id` of `queue`, or (without one) of whichever known queue holds it.
 
         Returns:
-            The job (with :attr:`Job.dependents`, as :meth:`get`), or None when no queue
-            searched holds it (never enqueued, or expired). When several queues hold the id,
-            the first by name.
+            The job, with the jobs waiting for it (:attr:`Job.dependents`) when it has any, or
+            None when no queue searched holds it (never enqueued, or expired). When several
+            queues hold the id, the first by name.
         """
         check_job_id(job_id)
         redis, _ = await self._conn()
-        job = await queries.find_job(redis, job_id, queue and self.keys(queue).queue)
-        if job is not None:  # as get() has it: no round trip more unless others wait for it
-            await run(redis, dependents_flow([job]))
-        return job
+        flow = find_job_with_dependents_flow(job_id, queue and self.keys(queue).queue)
+        return await run(redis, flow)
 
     @reaching
     async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:

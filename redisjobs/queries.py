@@ -198,9 +198,6 @@ def find_job_flow(job_id: str, queue: str | None) -> Flow[Job | None]:
     return None
 
 
-find_job = driven(find_job_flow)
-
-
 async def job_logs(redis: Redis, keys: QueueKeys, job_id: str) -> list[str]:
     """The log lines of a job, oldest first."""
     lines: list[bytes] = await redis.lrange(keys.job_log(job_id), 0, -1)  # type: ignore[assignment]

@@ -1,86 +1,86 @@
-"""`redisjobs status` of a job in a flow: the flow's tree under the job's fields, and in its
---json document, run as real processes against the session's redis-server."""
+"""`redisjobs status` of a job in a flow prints the flow's tree (and `--json` holds it), and
+`jobs --status waiting` lists the jobs that wait; real processes against the session's
+redis-server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-from typing import Any
+import subprocess
+from collections.abc import Callable
 
 import pytest
 
-from redisjobs import Client, FlowRun, Worker, chain
-from tests.test_cli import ok
+from redisjobs import chain
+from redisjobs.sync import Client
+from tests import test_cli
+from tests.test_cli import call, ok, stop, until
+
+# test_cli's fixtures, for the tests here that ask for them by name
+queue, spawn, worker = test_cli.queue, test_cli.spawn, test_cli.worker
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def step_add(x: int, previous_result: int = 0) -> int:
-    return x + previous_result
-
-
-async def step_fail(previous_result: Any = None) -> None:
-    raise RuntimeError("the step broke\nwith a second line")
-
-
-async def _failed_chain(redis_url: str, queue: str) -> FlowRun:
-    """A chain of three whose middle step failed (so its last failed by dependency)."""
-    async with Client(redis_url, queue=queue) as client:
-        run = await client.enqueue_flow(
+def _chain(redis_url: str, queue: str, first: str) -> list[str]:
+    """Enqueue a chain of three steps, `first` the first one's function; their ids in order."""
+    with Client(redis_url, queue=queue) as client:
+        run = client.enqueue_flow(
             chain(
-                ("call", {"fn": "step_add", "args": [1]}),
-                ("call", {"fn": "step_fail"}),
-                ("call", {"fn": "step_add", "args": [2]}),
+                ("call", json.loads(call(first, "kaput"))),
+                ("call", json.loads(call("add", 1, 2))),
+                ("call", json.loads(call("add", 3, 4))),
             )
         )
-        worker = Worker(
-            redis_url,
-            queue=queue,
-            functions=[step_add, step_fail],
-            burst=True,
-            handle_signals=False,
-        )
-        await asyncio.wait_for(worker.run(), 20)
-    return run
+    return [job.id for job in run.jobs]
 
 
-async def test_status_prints_the_flows_tree(redis_url: str, queue: str) -> None:
-    run = await _failed_chain(redis_url, queue)
-    first, middle, last = (j.id for j in run.jobs)
-    text = await asyncio.to_thread(ok, "status", middle, "--redis", redis_url)
-    fields, _, tree = text.partition("\nflow (each job over the jobs it waits for):\n")
-    rows = dict(re.findall(r"^(\w[\w ]*?)  +(.*)$", fields, re.MULTILINE))
-    assert rows["status"] == "failed" and rows["waits for"] == first
-    assert rows["waited for by"] == last
-    lines = tree.splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith(f"  {last}  failed  step_add(2)  dependency {middle} failed")
-    assert lines[1].startswith(f"    {middle}  failed  step_fail()  RuntimeError")
-    assert "the step broke with a second line" in lines[1] and lines[1].endswith("<- this job")
-    assert lines[2] == f"      {first}  completed  step_add(1)"
-
-    document = json.loads(
-        await asyncio.to_thread(ok, "status", middle, "--redis", redis_url, "--json")
-    )
-    assert document["depends_on"] == [first] and document["dependents"] == [last]
-    assert document["flow"] == last and document["tree"]["cut"] is False
-    root = document["tree"]["root"]
-    chain_ = [root, root["children"][0], root["children"][0]["children"][0]]
-    assert [(n["id"], n["status"], n["failure"]) for n in chain_] == [
-        (last, "failed", "dependency"),
-        (middle, "failed", "error"),
-        (first, "completed", None),
+def test_status_of_a_waiting_job_prints_its_flow(redis_url: str, queue: str) -> None:
+    first, middle, last = _chain(redis_url, queue, "add")
+    text = ok("status", middle, "--redis", redis_url).splitlines()
+    rows = dict(line.split(None, 1) for line in text[: text.index("")])
+    assert rows["status"] == "waiting" and rows["depends_on"] == first
+    assert rows["dependents"] == last and rows["flow"] == last
+    tree = text[text.index("") + 2 :]
+    assert tree == [
+        f"- {last}  waiting  tests.jobs:add",
+        f"  * {middle}  waiting  tests.jobs:add",
+        f"    - {first}  pending  tests.jobs:add",
     ]
-    assert chain_[2]["children"] == []
+    listing = ok("jobs", "--redis", redis_url, "-q", queue, "--status", "waiting")
+    assert middle in listing and last in listing and first not in listing
+    lone = ok("enqueue", "call", call("add", 1, 1), "--redis", redis_url, "-q", queue).strip()
+    alone = ok("status", lone, "--redis", redis_url)
+    assert "flow" not in alone and "depends_on" not in alone
 
 
-async def test_status_of_a_job_outside_any_flow_has_no_tree(redis_url: str, queue: str) -> None:
-    async with Client(redis_url, queue=queue) as client:
-        job = await client.enqueue("call", {"fn": "step_add", "args": [1]})
-    text = await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url)
-    assert "flow (" not in text and "waits for" not in text
-    document = json.loads(
-        await asyncio.to_thread(ok, "status", job.id, "--redis", redis_url, "--json")
-    )
-    assert "tree" not in document and document["depends_on"] == []
+@pytest.mark.slow
+def test_status_of_a_failed_chain_shows_why_each_failed(
+    redis_url: str, queue: str, worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    first, middle, last = _chain(redis_url, queue, "fail")
+    proc = worker()
+    with Client(redis_url, queue=queue) as client:
+        until(lambda: client.get(last).status == "failed", 20, "the chain's end")  # type: ignore[union-attr]
+    assert stop(proc) == 0
+    text = ok("status", first, "--redis", redis_url).splitlines()
+    tree = text[text.index("") + 2 :]
+    assert tree[0].startswith(f"- {last}  failed (dependency)  tests.jobs:add  dependency ")
+    assert tree[1].startswith(f"  - {middle}  failed (dependency)  tests.jobs:add  dependency ")
+    assert tree[2] == f"    * {first}  failed (error)  tests.jobs:fail  RuntimeError: kaput"
+    doc = json.loads(ok("status", first, "--redis", redis_url, "--json"))
+    assert doc["status"] == "failed" and doc["dependents"] == [middle] and doc["flow"] == last
+    root = doc["tree"]["root"]
+    assert doc["tree"]["cut"] is False
+    assert (root["id"], root["status"], root["failure"]) == (last, "failed", "dependency")
+    [child] = root["children"]
+    [grandchild] = child["children"]
+    assert (child["id"], child["status"]) == (middle, "failed")
+    assert grandchild == {
+        "id": first,
+        "queue": queue,
+        "status": "failed",
+        "name": "tests.jobs:fail",
+        "error": "RuntimeError: kaput",
+        "failure": "error",
+        "children": [],
+    }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import flowshow
 from ..client import Client
-from ..flowview import Tree
+from ..flowview import MAX_NODES, Tree, shown_tree
 from ..job import Job, JobStatus
 from ..jobtext import LONG
 from .common import change_job, connect, find_job
@@ -20,9 +19,6 @@ from .render import (
     to_json,
     when,
 )
-
-ERROR_CHARS = 60
-"""Characters of a job's error on a line of a flow's tree."""
 
 
 def _details(job: Job) -> list[tuple[str, object]]:
@@ -48,51 +44,49 @@ def _details(job: Job) -> list[tuple[str, object]]:
         rows.append(("result", to_json(job.result)))
     if job.error:
         rows.append(("error", job.error))
-    if job.depends_on:
-        rows.append(("waits for", " ".join(job.depends_on)))
-    if job.dependents:
-        rows.append(("waited for by", " ".join(job.dependents)))
+    for label, refs in (("depends_on", job.depends_on), ("dependents", job.dependents)):
+        if refs:
+            rows.append((label, " ".join(refs)))
+    if job.flow:
+        rows.append(("flow", job.flow))
     return rows
 
 
-def _tree_lines(tree: Tree, current: str) -> list[str]:
-    """The tree as indented lines, one per job: id (queue/id of another queue), status,
-    call, error shortened; the job ``queue/id`` `current` marked."""
-    view = flowshow.shown(tree)
+def tree_lines(tree: Tree, job: Job) -> list[str]:
+    """`tree` one line per job, each under the one that waited for it: a ``*`` marks `job`,
+    then id (``queue/id`` for another queue), status (and why it failed), name and error."""
     lines = []
-    for depth, node in view.rows:
-        parts = [node.id if node.queue == tree.root.queue else node.ref, flowshow.status_of(node)]
-        if node.job is not None:
-            parts.append(node.job.call_text(CALL_CHARS))
-            if node.job.error:
-                parts.append(excerpt(node.job.error, ERROR_CHARS))
-        if node.ref == current:
-            parts.append("<- this job")
-        lines.append("  " * depth + "  ".join(parts))
-    if view.cut:
-        lines.append("(cut: the flow has more jobs than are shown)")
+    for depth, node in tree.root.walk():
+        mark = "*" if (node.queue, node.id) == (job.queue, job.id) else "-"
+        name = node.id if node.queue == job.queue else node.ref
+        found = node.job
+        if found is None:
+            lines.append(f"{'  ' * depth}{mark} {name}  gone")
+            continue
+        state = f"{found.status} ({found.failure})" if found.failure else str(found.status)
+        error = f"  {excerpt(found.error)}" if found.error else ""
+        lines.append(f"{'  ' * depth}{mark} {name}  {state}  {found.name}{error}")
+    if tree.cut:
+        lines.append(f"(cut: only the first {MAX_NODES:,} jobs of the flow are read)")
     return lines
 
 
 async def status(args: argparse.Namespace) -> int:
-    """Show one job: status, progress, attempts, timestamps, result or error, and the tree of
-    its flow (each job over the jobs it waits for) when it is in one."""
+    """Show one job: status, progress, attempts, timestamps, result or error, and, when it is
+    part of a flow, the flow's tree (the jobs each one waited for, under it)."""
     async with connect(args.redis, args.command) as client:
         job = await find_job(client, args.job_id, args.queue)
-        tree = None
-        if flowshow.in_flow(job):
-            queue, job_id = flowshow.tree_of(job)
-            tree = await client.flow_tree(job_id, queue=queue)
+        tree = await shown_tree(client, job)
     if args.json:
         document = job_document(job)
         if tree is not None:
-            document["tree"] = flowshow.tree_json(tree)
+            document["tree"] = tree.plain()
         print_json(document)
         return 0
     print(table(_details(job)))
     if tree is not None:
-        print("\nflow (each job over the jobs it waits for):")
-        print("\n".join("  " + line for line in _tree_lines(tree, f"{job.queue}/{job.id}")))
+        print("\nflow (each job above the ones it waited for):")
+        print("\n".join(tree_lines(tree, job)))
     return 0
 
 

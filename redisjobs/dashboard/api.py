@@ -5,11 +5,11 @@ arrays, numbers ints or floats, strings str), so a job enqueued here is the same
 enqueued by :meth:`redisjobs.Client.enqueue`. The cleaning operations (purge, drain,
 obliterate) are bodiless POSTs with their options in the query. Every error is
 ``{"error": "<message>"}`` with its status: 400 unreadable JSON, 401 no credentials, 403 a
-cross-site request, 404 no such job (or no job a ``depends_on`` names), 405 read-only, 409 the
-job already finished (obliterate: live workers serve the queue), 413 body or payload too large,
-415 not JSON, 422 a field that is not valid, 429 the queue is full (its ``max_pending``; with
-``Retry-After``), 503 Redis unreachable. :mod:`.openapi` describes exactly this; a test holds
-the two together.
+cross-site request, 404 no such job (for an enqueue: no job it depends on), 405 read-only, 409
+the job already finished (obliterate: live workers serve the queue), 413 body or payload too
+large, 415 not JSON, 422 a field that is not valid, 429 the queue is full (its
+``max_pending``; with ``Retry-After``), 503 Redis unreachable. :mod:`.openapi` describes
+exactly this; a test holds the two together.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import flowshow
 from ..client import Client
 from ..errors import (
     ConnectionFailed,
@@ -92,7 +91,7 @@ class Api:
             jobs = await self.client.enqueue_many(rows, queue=queue)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
-        except UnknownDependency as exc:
+        except UnknownDependency as exc:  # a job it depends on: "no such job"
             raise HTTPException(404, str(exc)) from None
         except QueueFull as exc:
             raise HTTPException(
@@ -159,12 +158,12 @@ class Api:
         return JSONResponse(job_json(await self._find(request)))
 
     async def job_tree(self, request: Request) -> Response:
-        """``GET /jobs/{job_id}/tree``: the job over the jobs it waited for, nested."""
+        """``GET /jobs/{job_id}/tree``: the job with the jobs it waited for, nested."""
         job = await self._find(request)
         tree = await self.client.flow_tree(job.id, queue=job.queue)
-        if tree is None:  # deleted since it was found
+        if tree is None:  # it expired between the two reads
             raise HTTPException(404, f"no job {job.id!r} in queue {job.queue!r}")
-        return JSONResponse(flowshow.tree_json(tree))
+        return JSONResponse(tree.plain())
 
     async def job_events(self, request: Request) -> Response:
         """``GET /jobs/{job_id}/events``: its events as SSE, from the start, until it ends."""
@@ -197,7 +196,7 @@ class Api:
         return JSONResponse({"queue": queue, "status": status, "purged": n})
 
     async def drain(self, request: Request) -> Response:
-        """``POST /queues/{queue}/drain``: drop the waiting, pending and scheduled jobs."""
+        """``POST /queues/{queue}/drain``: drop the pending and scheduled jobs."""
         queue = queue_name(request.path_params["queue"])
         return JSONResponse({"queue": queue, "drained": await self.client.drain(queue)})
 
@@ -230,8 +229,8 @@ class Api:
             Route("/queues/{queue}/drain", self.drain, methods=["POST"]),
             Route("/queues/{queue}/obliterate", self.obliterate, methods=["POST"]),
             Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
-            Route("/jobs/{job_id}/tree", self.job_tree, methods=["GET"]),
             Route("/jobs/{job_id}/events", self.job_events, methods=["GET"]),
+            Route("/jobs/{job_id}/tree", self.job_tree, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
         ]
 

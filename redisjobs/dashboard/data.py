@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import deps, flowshow
 from ..client import Client
-from ..flowview import TreeNode
 from ..job import Job
 from ..limits import KeyState, Limit
 from ..names import is_job_id
@@ -137,38 +135,6 @@ class Summaries:
 async def find_job(client: Client, job_id: str, queue: str | None = None) -> Job | None:
     """The job `job_id` of `queue`, or of whichever known queue holds it (None: nowhere)."""
     return await client.find_job(job_id, queue=queue) if is_job_id(job_id) else None
-
-
-@dataclass(frozen=True, slots=True)
-class FlowView:
-    """The flow a job page draws: the tree of the flow's last job (else of the job itself).
-
-    Attributes:
-        rows: (depth, node) of each job shown, depth first.
-        cut: whether jobs were left out (:func:`redisjobs.flowshow.shown`).
-        current: ``queue/id`` of the page's job, highlighted.
-        dependents: (queue, id) of each job waiting for the page's job.
-    """
-
-    rows: list[tuple[int, TreeNode]]
-    cut: bool
-    current: str
-    dependents: list[tuple[str, str]]
-
-
-async def flow_view(client: Client, job: Job) -> FlowView | None:
-    """The flow of `job`, read one level per round trip (None when it is in none)."""
-    if not flowshow.in_flow(job):
-        return None
-    queue, job_id = flowshow.tree_of(job)
-    tree = await client.flow_tree(job_id, queue=queue)
-    if tree is None:  # the flow's last job is gone (expired, deleted): the job's own tree
-        tree = await client.flow_tree(job.id, queue=job.queue)
-    if tree is None:
-        return None
-    view = flowshow.shown(tree)
-    waiting = [deps.split(ref, job.queue) for ref in job.dependents]
-    return FlowView(view.rows, view.cut, f"{job.queue}/{job.id}", waiting)
 
 
 async def list_jobs(

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..flowshow import MAX_DEPTH
-from ..flowview import MAX_NODES
 from ..job import FINAL_STATUSES
 from ..names import JOB_ID
-from .openapi_schemas import STATUSES, json_content, ref, schemas
+from .openapi_schemas import QUEUE_PATTERN, STATUSES, json_content, ref, schemas
 from .validation import MAX_AGE, MAX_BATCH, MAX_LIST
 
 FINAL = sorted(FINAL_STATUSES)
-
-QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -26,7 +22,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "The Host header does not name this server, or (a write) the body is not JSON.",
         401: "Credentials are missing or wrong (a bearer token, when one is configured).",
         403: "A cross-site request (its Origin is not this server).",
-        404: "No such job (or a path this API does not have).",
+        404: "No such job (an enqueue: a job it depends on), or a path this API does not have.",
         405: "The server is read-only.",
         409: "The job already finished.",
         413: "The body, or a payload, is too large.",
@@ -191,18 +187,6 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": job, **_errors(404, 422)},
             },
         },
-        "/jobs/{job_id}/tree": {
-            "parameters": [_p("job_id"), _p("job_queue")],
-            "get": {
-                "operationId": "jobTree",
-                "summary": "The job over the jobs it waited for (its depends_on), nested",
-                "description": "Each node holds the jobs its job waited for as children, read "
-                "level by level; a job two others waited for appears once. For a whole flow, "
-                "ask for the tree of its last job (a job's flow). A tree longer than "
-                f"{MAX_DEPTH} levels, or with more than {MAX_NODES} jobs, is cut (cut: true).",
-                "responses": {"200": json_content(ref("Tree"), "The tree."), **_errors(404, 422)},
-            },
-        },
         "/jobs/{job_id}/events": {
             "parameters": [
                 _p("job_id"),
@@ -226,6 +210,21 @@ def _paths() -> dict[str, Any]:
                         "description": "The event stream.",
                         "content": {"text/event-stream": {"schema": ref("StreamEvent")}},
                     },
+                    **_errors(404, 422),
+                },
+            },
+        },
+        "/jobs/{job_id}/tree": {
+            "parameters": [_p("job_id"), _p("job_queue")],
+            "get": {
+                "operationId": "jobTree",
+                "summary": "The job with the jobs it waited for, nested",
+                "description": "Under each job, the jobs it depends on (a chain read from its "
+                "last step back, a chord's callback over its group); a job two others depend "
+                "on appears once. The tree of a whole flow is its last job's (the job's "
+                "`flow`). `cut`: the flow was larger than one read takes.",
+                "responses": {
+                    "200": json_content(ref("Tree"), "The tree."),
                     **_errors(404, 422),
                 },
             },
@@ -306,8 +305,7 @@ def _cleaning() -> dict[str, Any]:
             "parameters": [_p("queue")],
             "post": {
                 "operationId": "drain",
-                "summary": "Drop the queue's waiting, pending and scheduled jobs (running ones "
-                "finish)",
+                "summary": "Drop the queue's pending and scheduled jobs (running ones finish)",
                 "responses": {
                     "200": _counted("drained", "How many were dropped."),
                     **_errors(*writes),

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from ..deps import MAX_PARENTS, POLICIES
+from ..flowview import MAX_NODES, MAX_PLAIN_DEPTH
 from ..job import FailureReason, JobStatus
 from ..jobrules import LIMIT_KEY, MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
 from ..names import JOB_ID
 from .validation import NUMBERS, YEAR
 
 STATUSES = [s.value for s in JobStatus]
-DEPENDS_ON_REF = rf"^([A-Za-z0-9_.:\-]{{1,128}}/)?{JOB_ID.pattern.strip('^$')}$"
-"""A ref of ``depends_on``: a job id, or ``queue/id``."""
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -85,30 +85,36 @@ def _rules() -> dict[str, Any]:
             "round-robin, and the key's rate limit and max_running apply to it.",
         }
     )
+    props.update(_parents())
     return props
 
 
-def _dependencies() -> dict[str, Any]:
-    """The properties of depends_on and on_parent_failure."""
-    props: dict[str, Any] = {}
-    props["depends_on"] = {
-        "type": ["array", "null"],
-        "items": {"type": "string", "pattern": DEPENDS_ON_REF},
-        "minItems": 1,
-        "maxItems": MAX_PARENTS,
-        "description": "The jobs it waits for (job ids of this queue, or queue/id), each of "
-        "which must exist: it is waiting until they all completed, then runs.",
+def _parents() -> dict[str, Any]:
+    """The properties of the jobs a job waits for (redisjobs.deps)."""
+    queue, job_id = QUEUE_PATTERN.strip("^$"), JOB_ID.pattern.strip("^$")
+    return {
+        "depends_on": _nullable(
+            {
+                "type": "array",
+                "items": {"type": "string", "pattern": f"^({queue}/)?{job_id}$"},
+                "minItems": 1,
+                "maxItems": MAX_PARENTS,
+                "description": "The jobs it waits for (ids of the queue, queue/id of others; "
+                "each must exist): it is waiting until they all completed, then runs. Not "
+                "with delay or at. Null or absent: none.",
+            }
+        ),
+        "on_parent_failure": _nullable(
+            {
+                "type": "string",
+                "enum": sorted(POLICIES),
+                "description": "What it does when a job it waits for fails or is cancelled: "
+                "fail (the default: it fails without running, failure dependency), cancel, "
+                "ignore (runs once the others completed), run (runs at once). Needs "
+                "depends_on.",
+            }
+        ),
     }
-    props["on_parent_failure"] = _nullable(
-        {
-            "type": "string",
-            "enum": sorted(POLICIES),
-            "description": "What it does when a job it waits for fails or is cancelled: fail "
-            "(the default) or cancel without running, ignore that one, or run at once. Needs "
-            "depends_on.",
-        }
-    )
-    return props
 
 
 def _options() -> dict[str, Any]:
@@ -138,7 +144,6 @@ def _options() -> dict[str, Any]:
             }
         ),
         **_rules(),
-        **_dependencies(),
     }
     for name, (integer, low, high) in NUMBERS.items():
         props[name] = _nullable(
@@ -149,60 +154,34 @@ def _options() -> dict[str, Any]:
                 "description": described[name] + " Null or absent: the server's default.",
             }
         )
-    # unique_key and unique_ttl belong to a unique job: either given makes unique required
-    needs_unique = {"required": ["unique"], "properties": {"unique": {"type": "string"}}}
     return {
         "type": "object",
         "additionalProperties": False,
         "properties": props,
-        "dependentSchemas": {"unique_key": needs_unique, "unique_ttl": needs_unique},
-        "allOf": _waiting_rules(),
+        "dependentSchemas": _dependent(),
     }
 
 
-_NO_DELAY = {"anyOf": [{"type": "null"}, {"const": 0}]}
-
-
-def _waiting_rules() -> list[dict[str, Any]]:
-    """A job that waits for others is not delayed too; on_parent_failure needs parents."""
-    return [
-        _when_given("depends_on", "array", {"at": {"type": "null"}, "delay": _NO_DELAY}),
-        _when_given(
-            "on_parent_failure", "string", {"depends_on": {"type": "array"}}, ("depends_on",)
-        ),
-    ]
-
-
-def _when_given(
-    name: str, kind: str, then: dict[str, Any], required: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """`then` (properties, and `required`) applies when option `name` is given as a `kind`."""
+def _dependent() -> dict[str, Any]:
+    """The options' ``dependentSchemas``: what an option given requires of the others."""
+    # unique_key and unique_ttl belong to a unique job, on_parent_failure to one with parents
     return {
-        "if": {"required": [name], "properties": {name: {"type": kind}}},
-        "then": {"required": list(required), "properties": then},
-    }
-
-
-def _edges() -> dict[str, Any]:
-    """A job's properties of flows."""
-    return {
+        "unique_key": _requires("unique", "string"),
+        "unique_ttl": _requires("unique", "string"),
+        "on_parent_failure": _requires("depends_on", "array"),
+        # a job that waits for others is not delayed too
         "depends_on": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "The jobs it waits (or waited) for: ids of its queue, queue/id of "
-            "others.",
-        },
-        "dependents": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "The jobs waiting for it, spelled as depends_on (empty in listings).",
-        },
-        "flow": {
-            "type": ["string", "null"],
-            "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
-            "queue/id when of another queue.",
+            "anyOf": [
+                {"properties": {"depends_on": {"type": "null"}}},
+                {"properties": {"delay": {"type": "null"}, "at": {"type": "null"}}},
+            ]
         },
     }
+
+
+def _requires(option: str, kind: str) -> dict[str, Any]:
+    """A schema that requires `option`, not null."""
+    return {"required": [option], "properties": {option: {"type": kind}}}
 
 
 def _job() -> dict[str, Any]:
@@ -244,7 +223,7 @@ def _job() -> dict[str, Any]:
             "description": "In an enqueue's answer: nothing was written, this job existed "
             "(its id, or the holder of the unique lock). False when read.",
         },
-        **_edges(),
+        **_job_flow(),
         "payload": {"description": "The payload, as JSON (absent in events' end)."},
     }
     return {
@@ -255,18 +234,37 @@ def _job() -> dict[str, Any]:
     }
 
 
+def _job_flow() -> dict[str, Any]:
+    """The properties of a job that place it in a flow."""
+    return {
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs it waits (or waited) for: ids of its own queue, "
+            "queue/id of others.",
+        },
+        "dependents": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The jobs waiting for it, spelled as depends_on. Read with a job "
+            "alone (GET /jobs/{job_id}); empty in listings and events.",
+        },
+        "flow": {
+            "type": ["string", "null"],
+            "description": "The flow (a chain, a chord) it belongs to: its last job's id, "
+            "queue/id when of another queue; null for none.",
+        },
+    }
+
+
 def _tree_node() -> dict[str, Any]:
-    text = {"type": ["string", "null"]}
+    gone = "; null when the job is gone (expired or deleted)"
     props: dict[str, Any] = {
         "id": {"type": "string"},
         "queue": {"type": "string"},
-        "status": {
-            "type": "string",
-            "enum": [*STATUSES, "gone"],
-            "description": "gone: the job expired or was deleted.",
-        },
-        "name": {**text, "description": "null when gone."},
-        "error": text,
+        "status": {"type": ["string", "null"], "enum": [*STATUSES, None], "description": gone},
+        "name": {"type": ["string", "null"], "description": "What it runs" + gone},
+        "error": {"type": ["string", "null"]},
         "failure": {"type": ["string", "null"], "enum": [*get_args(FailureReason), None]},
         "children": {
             "type": "array",
@@ -329,7 +327,11 @@ def schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "root": ref("TreeNode"),
-                "cut": {"type": "boolean", "description": "Whether jobs were left out."},
+                "cut": {
+                    "type": "boolean",
+                    "description": f"Jobs were left out: past {MAX_NODES} jobs, or deeper "
+                    f"than {MAX_PLAIN_DEPTH} levels.",
+                },
             },
         },
         "TreeNode": _tree_node(),

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -193,6 +193,40 @@ async def job_stream(client: Client, job: Job, since: str | None) -> AsyncGenera
             yield message(event_json(ev), id=event_id(ev))
     final = await client.get(job.id, queue=job.queue)
     yield message(job_json(final or job, payload=False), event="end")
+
+
+async def flow_stream(
+    client: Client,
+    refs: frozenset[str],
+    since: str | None,
+    unended: Callable[[], Awaitable[set[str]]],
+) -> AsyncGenerator[str, None]:
+    """The events of the jobs `refs` (``queue/id``: a flow's), replayed from `since`, until
+    each job `unended` named has sent its final event and `unended` names none any more
+    (a retry opens a job again); then ``event: end`` (no data of note).
+
+    The end is told by the final events themselves, not by a read alone: a read can see a job
+    ended before its event reached the stream, and the page would miss it. Each queue of
+    `refs` is followed whole and its other jobs' events dropped.
+    """
+    fanin = _Fanin(client, since)
+    try:
+        await fanin.watch(sorted({ref.partition("/")[0] for ref in refs}))
+        # Read once subscribed: every later end has its event. Jobs the panel did not show
+        # (a dependent added since) are not followed.
+        waiting = await unended() & refs
+        while waiting:
+            ev = await fanin.get(TICK_SECONDS)
+            ref = f"{ev.queue}/{ev.job_id}" if ev is not None else ""
+            if ev is None or ref not in refs:
+                continue
+            yield message(event_json(ev), id=event_id(ev))
+            if ev.type in FINAL_STATUSES:
+                waiting.discard(ref)
+                waiting = waiting or await unended() & refs
+    finally:
+        await fanin.aclose()
+    yield message({}, event="end")
 
 
 class _Fanin:

@@ -48,7 +48,7 @@ RULES = {
     "unique": " or ".join(sorted(UNIQUE_MODES)),
     "unique_key": f"a string matching {UNIQUE_KEY.pattern}",
     "limit_key": f"a string matching {LIMIT_KEY.pattern}",
-    "depends_on": "a list of job ids (of the queue) or 'queue/id' strings",
+    "depends_on": "a list of job ids of the queue or queue/id strings",
     "on_parent_failure": " or ".join(sorted(POLICIES)),
 }
 
@@ -121,19 +121,10 @@ def job_options(raw: Any, where: str = "options") -> dict[str, Any]:
         else:
             known = ", ".join(["job_id", *NUMBERS, *RULES])
             raise Invalid(f"{where} has an unknown option {name!r} (known: {known})")
-    _check_parents(out.get("depends_on"), where)
     _check_rules(out, where)
     if "at" in out:
         out["at"] = datetime.fromtimestamp(out["at"], UTC)
     return out
-
-
-def _check_parents(parents: Any, where: str) -> None:
-    """A ``depends_on`` must be an array of strings (any other JSON would be read as ids)."""
-    if parents is not None and (
-        not isinstance(parents, list) or not all(isinstance(p, str) for p in parents)
-    ):
-        raise Invalid(f"{where}.depends_on must be {RULES['depends_on']}")
 
 
 def _check_rules(options: dict[str, Any], where: str) -> None:

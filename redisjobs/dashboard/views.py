@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..client import Client
 from ..job import JobStatus
-from . import data, present, sse
+from . import data, flows, present, sse
 from .actions import CSRF_COOKIE, NOTICES, Actions, queue_of
 from .settings import Settings
 
@@ -162,9 +162,14 @@ class Pages(Actions):
         )
 
     async def job(self, request: Request) -> Response:
-        """One job: its state, payload, result or error, log lines and events."""
+        """One job: its state, payload, result or error, log lines, events and its flow."""
         job = await self._job(request)
         history = await self.client.job_history(job)
+        flow = await flows.flow_view(self.client, job)
+        # A finished job has nothing more to stream (and its page must not reload itself); a
+        # job of a flow follows the flow's jobs until every one of them ended.
+        live = bool(flow.unended()) if flow is not None else job.status in CANCELLABLE
+        route = "job_events" if flow is None else "flow_events"
         return self.render(
             request,
             "job.html",
@@ -173,24 +178,22 @@ class Pages(Actions):
             queue=job.queue,
             history=history,
             logs=await self.client.logs(job.id, queue=job.queue),
-            flow=await data.flow_view(self.client, job),
+            flow=flow,
             cancellable=job.status in CANCELLABLE,
-            # A finished job has nothing more to stream (and its page must not reload itself).
-            stream=self.url(request, "job_events", queue=job.queue, job_id=job.id)
+            stream=self.url(request, route, queue=job.queue, job_id=job.id)
             + f"?since={history.cursor}"
-            if job.status in CANCELLABLE
+            if live
             else None,
         )
 
     async def job_detail(self, request: Request) -> Response:
-        """The parts of the job page that change as it runs (fetched by the page's script):
-        result or error, log, and the flow's tree."""
+        """The parts of the job page that change as it runs (fetched by the page's script)."""
         job = await self._job(request)
         logs = await self.client.logs(job.id, queue=job.queue)
         html = self.env.get_template("_job_detail.html").render(
             job=job,
             logs=logs,
-            flow=await data.flow_view(self.client, job),
+            flow=await flows.flow_view(self.client, job),
             url=lambda name, **p: self.url(request, name, **p),
             read_only=self.settings.read_only,
         )
@@ -263,6 +266,21 @@ class Pages(Actions):
         job = await self._job(request)
         return sse.EventStream(sse.job_stream(self.client, job, sse.cursor(request)))
 
+    async def flow_events(self, request: Request) -> Response:
+        """The events of the jobs a job's flow panel shows, live, replayed from the cursor,
+        until every one of them ended."""
+        job = await self._job(request)
+        flow = await flows.flow_view(self.client, job)
+        if flow is None:
+            raise HTTPException(404, f"job {job.id} is part of no flow")
+
+        async def unended() -> set[str]:
+            again = await flows.flow_view(self.client, job)
+            return again.unended() if again is not None else set()
+
+        source = sse.flow_stream(self.client, flow.refs(), sse.cursor(request), unended)
+        return sse.EventStream(source)
+
     # -- routing --------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
@@ -280,6 +298,7 @@ class Pages(Actions):
             ("/queues/{queue}/jobs/{job_id}", self.job, "job"),
             ("/queues/{queue}/jobs/{job_id}/detail", self.job_detail, "job_detail"),
             ("/queues/{queue}/jobs/{job_id}/events", self.job_events, "job_events"),
+            ("/queues/{queue}/jobs/{job_id}/flow-events", self.flow_events, "flow_events"),
         ]
         post: list[tuple[str, Callable[[Request], Any], str]] = [
             ("/queues/{queue}/jobs/{job_id}/cancel", self.cancel, "cancel"),

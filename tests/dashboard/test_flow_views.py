@@ -1,235 +1,297 @@
-"""Flows on the dashboard and in the HTTP API: a job page draws its flow's tree, waiting jobs
-are counted and cancellable, jobs carry their edges, enqueue takes depends_on, and
-``/api/jobs/{id}/tree`` answers the tree nested."""
+"""Flows in the dashboard: the job page's tree, the waiting status, the API's fields, enqueue
+options and tree route, and the job page's live stream over a flow's jobs."""
 
 from __future__ import annotations
 
 import asyncio
-import re
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
-import pytest
 
-from redisjobs import Client, FlowRun, JobStatus, chain, flowshow
+from redisjobs import Client, Job, chain, step
+from redisjobs.dashboard import create_app
+from redisjobs.flowview import MAX_PLAIN_DEPTH, Tree, TreeNode
 from tests.conftest import WorkerFactory
 
-from .conftest import csrf_of
-
-NODE = re.compile(
-    r'data-flow-job="([^"]+)" data-depth="(\d+)"><div class="flow-job( current)?">\s*'
-    r'<span class="badge st-(\w+)">'
-)
+from .conftest import csrf_of, live_http
+from .test_sse import messages
 
 
-async def step_add(x: int, previous_result: int = 0) -> int:
-    """A chain's step: its number plus what the step before returned."""
-    return x + previous_result
+async def plus(x: int, previous_result: int | None = None) -> int:
+    """A chain's step: its number plus the step before's result."""
+    return x + (previous_result or 0)
 
 
-async def step_fail(previous_result: Any = None) -> None:
-    raise RuntimeError("the step broke")
+async def boom(previous_result: Any = None) -> None:
+    raise RuntimeError("boom <b>")
 
 
-def _call(fn: str, *args: Any) -> tuple[str, dict[str, Any]]:
-    return ("call", {"fn": fn, "args": list(args)})
+async def hold(seconds: float, previous_result: Any = None) -> int:
+    await asyncio.sleep(seconds)
+    return 1
 
 
-async def _three(client: Client, middle: str = "step_add") -> FlowRun:
-    """A chain of three steps, the middle one `middle`."""
-    return await client.enqueue_flow(
-        chain(_call("step_add", 1), _call(middle), _call("step_add", 2))
-    )
+class _Outline(HTMLParser):
+    """The flow panel's tree as (depth, text of the row, its badge, is current), in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+        self.depth = 0
+        self.inside = False  # within the tree's div
+        self.badge = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "div" and a.get("class") == "flow-tree":
+            self.inside = True
+        elif not self.inside:
+            return
+        elif tag == "ul":
+            self.depth += 1
+        elif tag == "li":
+            self.rows.append({"depth": self.depth, "text": "", "current": "class" in a})
+        elif tag == "a" and self.rows:
+            self.rows[-1]["href"] = a["href"]
+        self.badge = tag == "span" and (a.get("class") or "").startswith("badge")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.inside and tag == "ul":
+            self.depth -= 1
+        if self.inside and tag == "div":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.rows:
+            self.rows[-1]["text"] += data
+            if self.badge:
+                self.rows[-1]["status"] = data
+                self.badge = False
 
 
-def _nodes(html: str) -> list[tuple[str, int, bool, str]]:
-    """(queue/id, depth, highlighted, status) of each job of the page's flow tree."""
-    return [(ref, int(d), bool(cur), st) for ref, d, cur, st in NODE.findall(html)]
+def outline(html: str) -> list[dict[str, Any]]:
+    parser = _Outline()
+    parser.feed(html)
+    return parser.rows
 
 
-async def _ended(client: Client, job_id: str) -> None:
-    async with asyncio.timeout(10):
+async def _ended(client: Client, job: Job) -> Job:
+    async with asyncio.timeout(15):
         while True:
-            job = await client.get(job_id)
-            if job is not None and job.status.is_final:
-                return
+            now = await client.get(job.id, queue=job.queue)
+            if now is not None and now.status.is_final:
+                return now
             await asyncio.sleep(0.02)
 
 
-async def test_a_chain_of_three_is_drawn_nested_with_the_job_highlighted(
+async def test_a_chain_page_draws_its_tree_nested_with_statuses_and_links(
     client: Client, dash: httpx.AsyncClient
 ) -> None:
-    run = await _three(client)
-    q = run.queue
-    first, middle, last = (f"{q}/{j.id}" for j in run.jobs)
-    page = await dash.get(f"/queues/{q}/jobs/{run.jobs[1].id}")
+    run = await client.enqueue_flow(
+        chain(
+            ("call", {"fn": "plus", "args": [1]}),
+            ("call", {"fn": "plus", "args": [2]}),
+            ("call", {"fn": "plus", "args": [3]}),
+        )
+    )
+    first, middle, last = run.jobs
+    page = await dash.get(f"/queues/{client.queue}/jobs/{middle.id}")
     assert page.status_code == 200
-    html = page.text
-    # the flow's last job at the root, each over the job it waits for; this page's job marked
-    assert _nodes(html) == [
-        (last, 0, False, "waiting"),
-        (middle, 1, True, "waiting"),
-        (first, 2, False, "pending"),
+    rows = outline(page.text)
+    # The flow's last job on top, each job above the one it waited for.
+    assert [(r["depth"], r["status"]) for r in rows] == [
+        (1, "waiting"),
+        (2, "waiting"),
+        (3, "pending"),
     ]
-    panel = html[html.index("flow-panel") : html.index("</section>", html.index("flow-panel"))]
-    assert panel.count("<ul") == 3 + 1  # the tree's three levels, and the dependents' list
-    assert f'href="/queues/{q}/jobs/{run.jobs[0].id}"' in panel and "step_add(1)" in panel
-    waiting_for_it = panel[panel.index("Waiting for this job") :]
-    assert run.jobs[2].id in waiting_for_it and run.jobs[0].id not in waiting_for_it
-    # a waiting job can be cancelled, and its page stays live
-    assert "Cancel job" in html and "data-stream=" in html
-    detail = await dash.get(f"/queues/{q}/jobs/{run.jobs[1].id}/detail")
-    assert _nodes(detail.text) == _nodes(html)
+    ids = [job.id for job in (last, middle, first)]
+    assert [next(i for i in ids if i in r["text"]) for r in rows] == ids
+    assert all("plus(" in r["text"] for r in rows)
+    assert [r["current"] for r in rows] == [False, True, False]
+    assert rows[2]["href"] == f"/queues/{client.queue}/jobs/{first.id}"
+    # The jobs waiting for this one are listed; the first job's page lists the middle one.
+    assert "Waiting for this job" in page.text
+    first_page = (await dash.get(f"/queues/{client.queue}/jobs/{first.id}")).text
+    waiting = first_page.split("Waiting for this job")[1]
+    assert middle.id in waiting and last.id not in waiting
+    # A job still waiting streams the flow's events; a lone job has no panel.
+    assert f"/jobs/{middle.id}/flow-events?since=" in page.text
+    lone = await client.enqueue("call", {"fn": "plus", "args": [1]})
+    assert 'id="flow"' not in (await dash.get(f"/queues/{client.queue}/jobs/{lone.id}")).text
 
 
-async def test_a_job_outside_any_flow_draws_no_tree(
-    client: Client, dash: httpx.AsyncClient
-) -> None:
-    job = await client.enqueue("call", {"fn": "step_add", "args": [1]})
-    html = (await dash.get(f"/queues/{client.queue}/jobs/{job.id}")).text
-    assert "flow-panel" not in html and _nodes(html) == []
-
-
-async def test_a_failed_step_shows_its_chain_failed_by_dependency(
+async def test_a_failed_chain_shows_each_job_failed_and_why(
     client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
 ) -> None:
-    run = await _three(client, middle="step_fail")
-    await worker(functions=[step_add, step_fail])
-    await _ended(client, run.id)
-    q = run.queue
-    html = (await dash.get(f"/queues/{q}/jobs/{run.jobs[0].id}")).text
-    assert [(d, cur, st) for _, d, cur, st in _nodes(html)] == [
-        (0, False, "failed"),
-        (1, False, "failed"),
-        (2, True, "completed"),
-    ]
-    errors = re.findall(r'<span class="flow-error small">([^<]*)</span>', html)
-    assert errors[0].startswith(f"dependency: dependency {run.jobs[1].id} failed")
-    assert errors[1].startswith("error: ") and "the step broke" in errors[1]
-    assert len(errors) == 2  # the completed step shows none
+    run = await client.enqueue_flow(
+        chain(
+            ("call", {"fn": "boom"}),
+            ("call", {"fn": "plus", "args": [2]}),
+            ("call", {"fn": "plus", "args": [3]}),
+        )
+    )
+    await worker(functions=[boom, plus])
+    await _ended(client, run.jobs[-1])
+    page = await dash.get(f"/queues/{client.queue}/jobs/{run.id}")
+    rows = outline(page.text)
+    assert [r["status"] for r in rows] == ["failed", "failed", "failed"]
+    never_ran = [("never ran" in r["text"]) for r in rows]
+    assert never_ran == [True, True, False]  # the first one ran and failed by itself
+    assert "RuntimeError: boom &lt;b&gt;" in page.text and "boom <b>" not in page.text
+    assert "dependency" in rows[0]["text"] and "boom" in rows[0]["text"]
+    # Nothing can change any more: no stream, and the detail fragment holds the same tree.
+    assert "flow-events" not in page.text
+    detail = await dash.get(f"/queues/{client.queue}/jobs/{run.id}/detail")
+    assert [r["status"] for r in outline(detail.text)] == ["failed"] * 3
 
 
-async def test_a_tree_deeper_than_a_view_shows_is_cut(
-    client: Client, dash: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(flowshow, "MAX_DEPTH", 2)
-    run = await _three(client)
-    html = (await dash.get(f"/queues/{run.queue}/jobs/{run.id}")).text
-    assert [d for _, d, _, _ in _nodes(html)] == [0, 1] and "data-flow-cut" in html
-    tree = (await dash.get(f"/api/jobs/{run.id}/tree")).json()
-    assert tree["cut"] is True and tree["root"]["children"][0]["children"] == []
-    monkeypatch.setattr(flowshow, "MAX_DEPTH", 3)
-    html = (await dash.get(f"/queues/{run.queue}/jobs/{run.id}")).text
-    assert len(_nodes(html)) == 3 and "data-flow-cut" not in html
-
-
-async def test_waiting_jobs_are_counted_listed_and_cancelled(
+async def test_a_cut_tree_says_so_and_a_gone_job_is_shown_gone(
     client: Client, dash: httpx.AsyncClient
 ) -> None:
-    run = await _three(client)
-    q = run.queue
+    run = await client.enqueue_flow(
+        chain(("call", {"fn": "plus", "args": [1]}), ("call", {"fn": "plus", "args": [2]}))
+    )
+    tree = await client.flow_tree(run.id)
+    assert tree is not None and not tree.cut
+    assert (
+        "only its first jobs are shown"
+        not in (await dash.get(f"/queues/{client.queue}/jobs/{run.id}")).text
+    )
+    # A deep tree's plain form stops nesting, and says it was cut.
+    deep = TreeNode("q", "0", None)
+    node = deep
+    for i in range(MAX_PLAIN_DEPTH + 5):
+        node.children.append(TreeNode("q", str(i + 1), None))
+        node = node.children[0]
+    plain = Tree(deep).plain()
+    depth, at = 0, plain["root"]
+    while at["children"]:
+        depth, at = depth + 1, at["children"][0]
+    assert plain["cut"] is True and depth == MAX_PLAIN_DEPTH
+    assert Tree(TreeNode("q", "x", None)).plain() == {
+        "root": {
+            "id": "x",
+            "queue": "q",
+            "status": None,
+            "name": None,
+            "error": None,
+            "failure": None,
+            "children": [],
+        },
+        "cut": False,
+    }
+
+
+async def test_waiting_is_counted_tabbed_coloured_and_cancellable(
+    client: Client, dash: httpx.AsyncClient
+) -> None:
+    parent = await client.enqueue("call", {"fn": "plus", "args": [1]}, delay=3600)
+    waiting = await client.enqueue("call", {"fn": "plus", "args": [2]}, depends_on=[parent])
     overview = (await dash.get("/")).text
-    card = overview[overview.index(f'<section class="card" data-queue="{q}">') :]
-    tile = re.search(r'class="count st-waiting[^"]*".*?"counts.waiting">(\d+)<', card)
-    assert tile is not None and tile.group(1) == "2"
-    listing = (await dash.get(f"/queues/{q}", params={"status": "waiting"})).text
-    assert set(re.findall(r'<tr data-job="([^"]+)"', listing)) == {j.id for j in run.jobs[1:]}
-    assert listing.count('data-confirm="Cancel job ') == 2  # each row's button
-    page = await dash.get(f"/queues/{q}/jobs/{run.id}")
-    form = {"csrf": csrf_of(page.text), "next": f"/queues/{q}/jobs/{run.id}"}
-    done = await dash.post(f"/queues/{q}/jobs/{run.id}/cancel", data=form)
-    assert done.status_code == 303 and done.headers["location"].endswith("?done=cancelled")
-    job = await client.get(run.id)
-    assert job is not None and job.status is JobStatus.CANCELLED
+    assert 'class="count st-waiting"' in overview and 'data-count="counts.waiting">1<' in overview
+    listing = (await dash.get(f"/queues/{client.queue}?status=waiting")).text
+    assert waiting.id in listing and parent.id not in listing
+    assert "Cancel" in listing.split(waiting.id)[-1]
+    css = (await dash.get("/static/dashboard.css")).text
+    assert ".st-waiting" in css and css.count("--waiting:") == 2  # light and dark
+    page = await dash.get(f"/queues/{client.queue}/jobs/{waiting.id}")
+    assert "Cancel job" in page.text
+    form = {"csrf": csrf_of(page.text), "next": f"/queues/{client.queue}/jobs/{waiting.id}"}
+    done = await dash.post(f"/queues/{client.queue}/jobs/{waiting.id}/cancel", data=form)
+    assert done.status_code == 303
+    assert (await client.get(waiting.id)).status == "cancelled"  # type: ignore[union-attr]
 
 
-# -- the HTTP API ---------------------------------------------------------------------------------
-
-
-async def test_enqueue_with_depends_on_and_the_jobs_edges(
+async def test_api_job_fields_enqueue_with_parents_and_the_tree(
     client: Client, dash: httpx.AsyncClient
 ) -> None:
-    q, other = client.queue, f"{client.queue}-other"
-    a = (await dash.post(f"/api/queues/{q}/jobs", json={"kind": "call", "payload": {}})).json()
-    b = (await dash.post(f"/api/queues/{other}/jobs", json={"kind": "call"})).json()
-    options = {"depends_on": [a["id"], f"{other}/{b['id']}"], "on_parent_failure": "ignore"}
-    sent = {"kind": "call", "payload": {"fn": "step_add"}, "options": options}
-    made = await dash.post(f"/api/queues/{q}/jobs", json=sent)
+    q = client.queue
+    parent = (
+        await dash.post(f"/api/queues/{q}/jobs", json={"kind": "call", "payload": {"fn": "plus"}})
+    ).json()
+    other = await client.enqueue("call", {"fn": "plus"}, queue=f"{q}-other")
+    body = {
+        "kind": "call",
+        "payload": {"fn": "plus"},
+        "options": {
+            "depends_on": [parent["id"], f"{q}-other/{other.id}"],
+            "on_parent_failure": "ignore",
+        },
+    }
+    made = await dash.post(f"/api/queues/{q}/jobs", json=body)
     assert made.status_code == 202, made.text
-    c = made.json()
-    assert c["status"] == "waiting" and c["depends_on"] == options["depends_on"]
-    assert c["dependents"] == [] and c["flow"] is None
-    parent = (await dash.get(f"/api/jobs/{a['id']}")).json()
-    assert parent["dependents"] == [c["id"]]
-    foreign = (await dash.get(f"/api/jobs/{b['id']}", params={"queue": other})).json()
-    assert foreign["dependents"] == [f"{q}/{c['id']}"]
-    # the policy was taken: a failed parent is ignored, the job waits for the other
-    stored = await client.redis.hgetall(client.keys().job_deps(c["id"]))
-    assert set(stored.values()) == {b"ignore"}
-    tree = (await dash.get(f"/api/jobs/{c['id']}/tree")).json()
+    child = made.json()
+    assert child["status"] == "waiting"
+    assert child["depends_on"] == [parent["id"], f"{q}-other/{other.id}"]
+    assert child["dependents"] == [] and child["flow"] is None
+    read = (await dash.get(f"/api/jobs/{parent['id']}")).json()
+    assert read["dependents"] == [child["id"]]
+    tree = (await dash.get(f"/api/jobs/{child['id']}/tree", params={"queue": q})).json()
     assert tree["cut"] is False
-    root = tree["root"]
-    assert (root["id"], root["queue"], root["status"], root["name"]) == (
-        c["id"], q, "waiting", "step_add",
-    )  # fmt: skip
-    kids = [(n["id"], n["queue"], n["status"], n["children"]) for n in root["children"]]
-    assert kids == [(a["id"], q, "pending", []), (b["id"], other, "pending", [])]
+    assert tree["root"]["id"] == child["id"] and tree["root"]["status"] == "waiting"
+    kids = tree["root"]["children"]
+    assert [(k["id"], k["queue"], k["status"], k["children"]) for k in kids] == [
+        (parent["id"], q, "pending", []),
+        (other.id, f"{q}-other", "pending", []),
+    ]
+    run = await client.enqueue_flow(
+        chain(step("call", {"fn": "plus"}), step("call", {"fn": "plus"}))
+    )
+    assert (await dash.get(f"/api/jobs/{run.jobs[0].id}")).json()["flow"] == run.id
 
 
-async def test_a_flows_tree_over_the_api(
-    client: Client, worker: WorkerFactory, dash: httpx.AsyncClient
-) -> None:
-    run = await _three(client, middle="step_fail")
-    await worker(functions=[step_add, step_fail])
-    await _ended(client, run.id)
-    tree = (await dash.get(f"/api/jobs/{run.id}/tree", params={"queue": run.queue})).json()
-    last = tree["root"]
-    middle = last["children"][0]
-    first = middle["children"][0]
-    assert [n["status"] for n in (last, middle, first)] == ["failed", "failed", "completed"]
-    assert [n["failure"] for n in (last, middle, first)] == ["dependency", "error", None]
-    assert last["error"].startswith(f"dependency {run.jobs[1].id} failed")
-    assert first["children"] == [] and first["name"] == "step_add"
-    job = (await dash.get(f"/api/jobs/{run.jobs[1].id}")).json()
-    assert job["flow"] == run.id and job["depends_on"] == [run.jobs[0].id]
-    assert job["dependents"] == [run.id]
+async def test_api_refuses_bad_parents_clearly(client: Client, dash: httpx.AsyncClient) -> None:
+    q = client.queue
+    parent = await client.enqueue("call", {"fn": "plus"})
+    bad = {
+        "policy": (
+            {"depends_on": [parent.id], "on_parent_failure": "explode"},
+            "on_parent_failure must be one of cancel, fail, ignore, run",
+        ),
+        "alone": ({"on_parent_failure": "fail"}, "on_parent_failure needs depends_on"),
+        "string": ({"depends_on": parent.id}, "depends_on takes a list of jobs"),
+        "empty": ({"depends_on": []}, "depends_on takes 1-1000 jobs"),
+        "delayed": ({"depends_on": [parent.id], "delay": 5}, "cannot be delayed"),
+        "id": ({"depends_on": ["a b"]}, "invalid job id"),
+    }
+    for name, (options, said) in bad.items():
+        body = {"kind": "call", "payload": {"fn": "plus"}, "options": options}
+        answer = await dash.post(f"/api/queues/{q}/jobs", json=body)
+        assert answer.status_code == 422, (name, answer.text)
+        assert said in answer.json()["error"], (name, answer.text)
+    # A job it depends on that does not exist is a job not found, of this queue or another.
+    for ref in ("no-such-job", f"{q}-other/no-such-job"):
+        body = {"kind": "call", "payload": {"fn": "plus"}, "options": {"depends_on": [ref]}}
+        answer = await dash.post(f"/api/queues/{q}/jobs", json=body)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"].startswith("unknown dependency: no job no-such-job")
+    assert (await client.job_counts([q]))[0].counts["waiting"] == 0
     missing = await dash.get("/api/jobs/no-such-job/tree")
-    assert missing.status_code == 404 and "no job" in missing.json()["error"]
+    assert missing.status_code == 404
 
 
-@pytest.mark.parametrize(
-    ("options", "said"),
-    [
-        ({"depends_on": "abc"}, "depends_on must be a list of job ids"),
-        ({"depends_on": {"abc": 1}}, "depends_on must be a list of job ids"),
-        ({"depends_on": [1]}, "depends_on must be a list of job ids"),
-        ({"depends_on": []}, "depends_on takes 1-1000 jobs"),
-        ({"depends_on": ["a b"]}, "invalid job id 'a b'"),
-        ({"depends_on": ["PARENT"], "on_parent_failure": "explode"}, "must be one of cancel"),
-        ({"on_parent_failure": "fail"}, "on_parent_failure needs depends_on"),
-        ({"depends_on": ["PARENT"], "delay": 5}, "cannot be delayed too"),
-    ],
-)
-async def test_bad_dependencies_are_422_and_write_nothing(
-    client: Client, dash: httpx.AsyncClient, options: dict[str, Any], said: str
+async def test_the_job_page_stream_follows_the_flow_until_it_ends(
+    client: Client, worker: WorkerFactory
 ) -> None:
-    parent = await client.enqueue("call", {})
-    if options.get("depends_on") == ["PARENT"]:
-        options = {**options, "depends_on": [parent.id]}
-    sent = {"kind": "call", "options": options}
-    answer = await dash.post(f"/api/queues/{client.queue}/jobs", json=sent)
-    assert answer.status_code == 422 and said in answer.json()["error"], answer.text
-    assert (await client.stats())["waiting"] == 0
-
-
-@pytest.mark.parametrize("ref", ["no-such-job", "elsewhere/nope"])
-async def test_a_parent_that_does_not_exist_is_404(
-    client: Client, dash: httpx.AsyncClient, ref: str
-) -> None:
-    sent = {"kind": "call", "options": {"depends_on": [ref]}}
-    answer = await dash.post(f"/api/queues/{client.queue}/jobs", json=sent)
-    assert answer.status_code == 404, answer.text
-    queue, _, job_id = ref.rpartition("/")
-    said = f"unknown dependency: no job {job_id} in queue {queue or client.queue}"
-    assert answer.json()["error"] == said
-    assert (await client.stats())["waiting"] == 0
+    run = await client.enqueue_flow(
+        chain(("call", {"fn": "hold", "args": [0.3]}), ("call", {"fn": "plus", "args": [2]}))
+    )
+    first, last = run.jobs
+    url = f"/queues/{client.queue}/jobs/{first.id}/flow-events?since=0"
+    async with live_http(create_app(client)) as http, http.stream("GET", url) as response:
+        await worker(functions=[hold, plus])
+        seen = []
+        async with asyncio.timeout(20):
+            async for msg in messages(response):
+                seen.append((msg["event"], msg["data"].get("job_id"), msg["data"].get("type")))
+                if msg["event"] == "end":
+                    break
+    # The page's job's events and the other job's, up to the flow's end, then `end`.
+    assert ("message", first.id, "completed") in seen
+    assert ("message", last.id, "ready") in seen
+    assert seen[-2] == ("message", last.id, "completed") and seen[-1][0] == "end"
+    async with live_http(create_app(client)) as http:
+        lone = await client.enqueue("call", {"fn": "plus", "args": [1]})
+        answer = await http.get(f"/queues/{client.queue}/jobs/{lone.id}/flow-events")
+        assert answer.status_code == 404

@@ -260,10 +260,14 @@
     const ev = JSON.parse(e.data);
     if (page === "job") {
       const head = document.querySelector(".page-head[data-job]");
-      if (!head || head.dataset.job !== ev.job_id) return;
-      applyJobEvent(document, ev);
-      appendEvent(ev);
-      refreshDetail();
+      if (!head) return;
+      if (head.dataset.job === ev.job_id && head.dataset.queue === ev.queue) {
+        applyJobEvent(document, ev);
+        appendEvent(ev);
+        refreshDetail();
+      } else if (document.getElementById("flow")) {
+        refreshDetail(); // another job of the flow changed: its tree is part of the detail
+      }
     } else if (page === "queue") {
       const row = document.querySelector('tr[data-job="' + CSS.escape(ev.job_id) + '"]');
       if (row) {
