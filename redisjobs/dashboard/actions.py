@@ -156,7 +156,7 @@ class Actions:
         return self._back(request, form, self.url(request, "queue", queue=name), done="purged", n=n)
 
     async def drain(self, request: Request) -> Response:
-        """Drop the pending and scheduled jobs of a queue."""
+        """Drop the waiting, pending and scheduled jobs of a queue."""
         form = await self._form(request)
         name = queue_of(request)
         n = await self.client.drain(name)

@@ -196,7 +196,8 @@ class Api:
         return JSONResponse({"queue": queue, "status": status, "purged": n})
 
     async def drain(self, request: Request) -> Response:
-        """``POST /queues/{queue}/drain``: drop the pending and scheduled jobs."""
+        """``POST /queues/{queue}/drain``: drop the waiting, pending and
+        scheduled jobs."""
         queue = queue_name(request.path_params["queue"])
         return JSONResponse({"queue": queue, "drained": await self.client.drain(queue)})
 

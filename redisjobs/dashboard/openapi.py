@@ -305,7 +305,8 @@ def _cleaning() -> dict[str, Any]:
             "parameters": [_p("queue")],
             "post": {
                 "operationId": "drain",
-                "summary": "Drop the queue's pending and scheduled jobs (running ones finish)",
+                "summary": "Drop the queue's waiting, pending and scheduled jobs (running ones "
+                "finish)",
                 "responses": {
                     "200": _counted("drained", "How many were dropped."),
                     **_errors(*writes),
