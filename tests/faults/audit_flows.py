@@ -9,8 +9,9 @@
   ``=``);
 * every open edge to a parent of the same queue has the job in that parent's dependents set,
   and the parent's ``dependents`` flag set;
-* no lost release: an open edge's parent has not ended, unless the hand-over of that end
-  still waits in the parent's queue's ``handover`` stream (a parent of another queue);
+* no lost release: a waiting job has an open edge, and an open edge's parent has neither
+  ended nor gone, unless the hand-over of that end still waits in the parent's queue's
+  ``handover`` stream (a parent of another queue);
 * a job was released at most once per waiting period: in the log stream, never two ``ready``
   events of a job without a ``waiting`` in between.
 
@@ -87,14 +88,18 @@ async def _check_edges(
     problems = []
     if job.get("deps") != str(len(open_refs)):
         problems.append(f"waiting job {job_id}: deps {job.get('deps')}, open edges {open_refs}")
+    if not open_refs:  # the script that closed its last edge did not release it
+        problems.append(f"waiting job {job_id} has no open edge: its release was lost")
     for ref in open_refs:
         pqueue, pid = deps.split(ref, queue)
         status = await parents.status(pqueue, pid)
         if pqueue == queue:
             problems += await _check_parent(redis, state, job_id, pid)
-        if status in FINAL_STATUSES and not (
+        # nothing closes an edge whose parent's end was told (or whose parent went) already
+        if (status is None or status in FINAL_STATUSES) and not (
             pqueue != queue and await parents.handed(pqueue, job_id, f"{pqueue}/{pid}")
         ):
+            status = status or "gone"
             problems.append(f"waiting job {job_id}: edge to {ref} ({status}) open, not handed")
     return problems
 

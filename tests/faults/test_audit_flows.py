@@ -49,6 +49,14 @@ async def test_the_audit_sees_a_broken_waiting_job(
     await _one(redis, queue, "has a stream entry")
     await redis.xdel(keys.ready, entry)
 
+    # its last edge closed, its count down to 0, and still waiting: a script that lost a release
+    await redis.hset(keys.job_deps(child.id), parent.id, "fail=completed")
+    await redis.hset(keys.job(child.id), "deps", 0)
+    await _one(redis, queue, f"waiting job {child.id} has no open edge: its release was lost")
+    await redis.hset(keys.job_deps(child.id), parent.id, "fail")
+    await redis.hset(keys.job(child.id), "deps", 1)
+    assert await audit(redis, queue) == []
+
     # the parent ended, its edge still open: the end of a script that did not tell the child
     await redis.hset(keys.job(parent.id), "status", "cancelled")
     problems = await audit(redis, queue)
@@ -72,6 +80,8 @@ async def test_the_audit_sees_a_lost_hand_over(
     assert await audit(client.redis, queue) == []  # the end is on its way
     await client.redis.delete(pkeys.handover)
     await _one(client.redis, queue, f"edge to {other}/{parent.id} (completed) open, not handed")
+    await client.redis.delete(pkeys.job(parent.id))  # and the parent expired since
+    await _one(client.redis, queue, f"edge to {other}/{parent.id} (gone) open, not handed")
     assert (await client.get(child.id)).status.value == "waiting"  # type: ignore[union-attr]
 
 

@@ -94,11 +94,16 @@ async def test_a_hand_over_left_by_a_dead_writer_is_delivered_once_in_effect(
         await client.redis.hget(okeys.job(b1), "payload"), object_pairs_hook=list
     )
     assert [k for k, _ in payload].count("previous_result") == 1
+    # Once more while b1 is released and not run yet, with another value: nothing is written.
+    written = await _written(client, okeys.job(b1), okeys.job_results(b1))
+    resent = ScriptCall("resolve", okeys, [b1, f"{queue}/{a1}", "completed", packb(99)])
+    assert await scripts.call(resent) == 0
+    assert await _written(client, okeys.job(b1), okeys.job_results(b1)) == written
+    assert (await client.get(b1, queue=other)).status.value == "pending"  # type: ignore[union-attr]
 
     # A worker of the other queue runs b1; the rest of the chain hands over from there.
     runner = workers.spawn(server.url, queue=other, reclaim_interval=0.3)
     assert await client.wait(b2, timeout=30, queue=other) == 1111
-    resent = ScriptCall("resolve", okeys, [b1, f"{queue}/{a1}", "completed", packb(1)])
     assert await scripts.call(resent) == 0  # once more, long after: nothing
     for q, tail in tails.items():
         events = await tail.drain()
@@ -110,6 +115,12 @@ async def test_a_hand_over_left_by_a_dead_writer_is_delivered_once_in_effect(
     for w in (courier, runner):
         w.terminate()
         assert w.wait(10) == 0
+
+
+async def _written(client: Client, job: str, results: str) -> tuple[Any, Any, Any]:
+    """What a delivery writes of a dependent: its payload, its open edge count, its results."""
+    payload, count = await client.redis.hmget(job, ["payload", "deps"])
+    return payload, count, await client.redis.hgetall(results)
 
 
 async def _handed_all(client: Client, stream: str) -> bool:
