@@ -25,13 +25,12 @@ from typing import Any
 
 from .deps import Edge
 from .executors._callspec import PREVIOUS
-from .flowview import flow_members_flow
+from .flowview import flow_members_flow, read_jobs_flow
 from .job import Job, JobStatus
 from .jobrules import RulePairs
 from .keys import QueueKeys
 from .options import new_job_id
 from .producing import Producer, cancel_job_flow
-from .queries import get_jobs_flow
 from .roundtrips import Flow as Steps
 from .task import TaskCall
 from .wire import EnqueueRow
@@ -311,7 +310,7 @@ def cancel_flow_flow(queue: str, job_id: str) -> Steps[int]:
             done += 1
         else:
             ended.append(job)
-    for job in ended:
-        (now,) = yield from get_jobs_flow(QueueKeys(job.queue), [job.id])
-        done += now is not None and now.status is JobStatus.CANCELLED
+    if ended:
+        now = yield from read_jobs_flow([(job.queue, job.id) for job in ended])
+        done += sum(job is not None and job.status is JobStatus.CANCELLED for job in now)
     return done

@@ -125,8 +125,8 @@ async def shown_tree(client: Client, job: Job) -> Tree | None:
     return tree
 
 
-def _read_flow(pairs: list[tuple[str, str]]) -> Flow[list[Job | None]]:
-    """The jobs (queue, id) of `pairs`, None for one gone, in one round trip."""
+def read_jobs_flow(pairs: list[tuple[str, str]]) -> Flow[list[Job | None]]:
+    """The jobs (queue, id) of `pairs`, of any queues, None for one gone, in one round trip."""
     hashes = yield [cmd("hgetall", QueueKeys(q).job(j)) for q, j in pairs]
     return [Job.from_hash(q, j, h) if h else None for (q, j), h in zip(pairs, hashes, strict=True)]
 
@@ -134,7 +134,7 @@ def _read_flow(pairs: list[tuple[str, str]]) -> Flow[list[Job | None]]:
 def tree_flow(queue: str, job_id: str) -> Flow[Tree | None]:
     """The tree of job `job_id` of `queue` (None when there is no such job), with the
     :attr:`~redisjobs.Job.dependents` of its root."""
-    (root_job,) = yield from _read_flow([(queue, job_id)])
+    (root_job,) = yield from read_jobs_flow([(queue, job_id)])
     if root_job is None:
         return None
     yield from dependents_flow([root_job])
@@ -148,7 +148,7 @@ def tree_flow(queue: str, job_id: str) -> Flow[Tree | None]:
                 if f"{q}/{j}" not in seen and count + len(wanted) < MAX_NODES:
                     seen.add(f"{q}/{j}")
                     wanted.append((node, q, j))
-        jobs = yield from _read_flow([(q, j) for _, q, j in wanted])
+        jobs = yield from read_jobs_flow([(q, j) for _, q, j in wanted])
         level = []
         for (parent, q, j), job in zip(wanted, jobs, strict=True):
             child = TreeNode(q, j, job)
@@ -196,15 +196,18 @@ def find_job_with_dependents_flow(job_id: str, queue: str | None) -> Flow[Job | 
     """:func:`~redisjobs.queries.find_job_flow`, with the found job's
     :attr:`~redisjobs.Job.dependents`."""
     job = yield from find_job_flow(job_id, queue)
-    if job is not None:
-        yield from dependents_flow([job])
-    return job
+    return (yield from _with_dependents(job))
 
 
 def get_job_flow(keys: QueueKeys, job_id: str) -> Flow[Job | None]:
     """Job `job_id` of `keys`' queue, with its :attr:`~redisjobs.Job.dependents` (None when
     there is no such job)."""
     (job,) = yield from get_jobs_flow(keys, [job_id])
+    return (yield from _with_dependents(job))
+
+
+def _with_dependents(job: Job | None) -> Flow[Job | None]:
+    """`job` (None: none) with its :attr:`~redisjobs.Job.dependents` read."""
     if job is not None:
         yield from dependents_flow([job])
     return job
