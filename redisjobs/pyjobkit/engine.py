@@ -9,29 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 from ..client import Client
-from ..job import Job, JobStatus
 from ..options import DEFAULT_PRIORITY
-from ._ids import uuid_of as _uuid
 from .backends import Backend
+from .backends.store import STATUS
 from .contracts import EventBus, Executor, LogSink
 from .types import JobRecord
-from .types import JobStatus as Status
 
 __all__ = ["STATUS", "Engine"]
 
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
-_ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
-
-STATUS: dict[JobStatus, Status] = {
-    JobStatus.WAITING: "queued",
-    JobStatus.PENDING: "queued",
-    JobStatus.SCHEDULED: "queued",
-    JobStatus.RUNNING: "running",
-    JobStatus.COMPLETED: "success",
-    JobStatus.FAILED: "failed",  # "timeout" when the run outlived its timeout_s
-    JobStatus.CANCELLED: "cancelled",
-}
-"""redisjobs status -> Pyjobkit status."""
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -61,7 +47,6 @@ class Engine:
             self.register_executor(executor)
         self.log_sink = log_sink
         self.event_bus = event_bus
-        self._client: Client | None = None
 
     def register_executor(self, executor: Executor) -> None:
         """Add an executor for its kind (workers made afterwards run it).
@@ -74,16 +59,12 @@ class Engine:
         self.executors[executor.kind] = executor
 
     async def client(self) -> Client:
-        """The engine's connected client."""
-        if self._client is None:
-            self._client = await Client(self.backend.url, queue=self.backend.queue).connect()
-        return self._client
+        """The engine's connected client (its backend's)."""
+        return await self.backend.client()
 
     async def close(self) -> None:
-        """Close the connection."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the backend's connection."""
+        await self.backend.close()
 
     async def __aenter__(self) -> Self:
         await self.client()
@@ -94,36 +75,12 @@ class Engine:
 
     # -- enqueueing -------------------------------------------------------------------------------
 
-    def _spec(
-        self,
-        kind: str,
-        payload: Any,
-        scheduled_for: datetime | None,
-        max_attempts: int | None,
-        idempotency_key: str | None,
-        timeout_s: float | None,
-    ) -> dict[str, Any]:
+    def _spec(self, kind: str, **job: Any) -> dict[str, Any]:
         if not isinstance(kind, str) or not KIND.fullmatch(kind):
             raise ValueError("kind must contain only alphanumerics, dash, underscore, or dot")
-        attempts = 3 if max_attempts is None else max_attempts
-        if attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        job_id = (
-            uuid.uuid5(_ID_NAMESPACE, f"{self.backend.queue}\0{idempotency_key}")
-            if idempotency_key is not None
-            else uuid.uuid4()
-        )
-        # Pyjobkit retries after 1, 2, 4 ... seconds.
-        return {
-            "kind": kind,
-            "payload": payload,
-            "job_id": job_id.hex,
-            "at": scheduled_for,
-            "max_retries": attempts - 1,
-            "retry_delay": 1.0,
-            "retry_backoff": 2.0,
-            "timeout": timeout_s,
-        }
+        if job.get("max_attempts") is None:
+            job.pop("max_attempts", None)
+        return self.backend.job_spec(kind=kind, **job)
 
     async def enqueue(
         self,
@@ -152,8 +109,16 @@ class Engine:
             ValueError: a bad kind or max_attempts.
             SerializationError: the payload is not msgpack-encodable (nothing is written).
         """
-        spec = self._spec(kind, payload, scheduled_for, max_attempts, idempotency_key, timeout_s)
-        return (await self._write([{**spec, "priority": priority}]))[0]
+        spec = self._spec(
+            kind,
+            payload=payload,
+            priority=priority,
+            scheduled_for=scheduled_for,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+        )
+        return (await self.backend.write([spec]))[0]
 
     async def enqueue_at(self, when: datetime, **kwargs: Any) -> uuid.UUID:
         """:meth:`enqueue` a job that runs at `when`."""
@@ -169,22 +134,7 @@ class Engine:
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
         """Add many jobs (mappings of :meth:`enqueue`'s arguments) in few round trips."""
-        specs = []
-        for job in jobs:
-            spec = self._spec(
-                job["kind"],
-                job.get("payload"),
-                job.get("scheduled_for"),
-                job.get("max_attempts"),
-                job.get("idempotency_key"),
-                job.get("timeout_s"),
-            )
-            specs.append({**spec, "priority": job.get("priority", DEFAULT_PRIORITY)})
-        return await self._write(specs)
-
-    async def _write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
-        written = await (await self.client()).enqueue_many(specs)
-        return [_uuid(j.id) for j in written]
+        return await self.backend.write([self._spec(**job) for job in jobs])
 
     # -- inspecting -------------------------------------------------------------------------------
 
@@ -194,45 +144,12 @@ class Engine:
         Raises:
             KeyError: no such job (never enqueued, or expired after its result TTL).
         """
-        client = await self.client()
-        key = _uuid(job_id).hex
-        job = await client.get(key)
-        if job is None:
-            raise KeyError(str(job_id))
-        return _record(job)
+        return await self.backend.get(job_id)
 
     async def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a queued or running job; False when it had already ended."""
-        return await (await self.client()).cancel(_uuid(job_id).hex)
+        return await self.backend.cancel(job_id)
 
     async def queue_depth(self) -> int:
         """Jobs waiting to run now."""
-        stats = await (await self.client()).stats()
-        return int(stats.get("pending", 0))
-
-
-def _record(job: Job) -> JobRecord:
-    status = STATUS[job.status]
-    if job.status == JobStatus.FAILED and job.failure == "timeout":
-        status = "timeout"
-    return {
-        "id": _uuid(job.id),
-        "kind": job.kind,
-        "status": status,
-        "payload": job.payload,
-        "result": job.result,
-        "error": job.error,
-        "priority": job.priority,
-        "attempts": job.attempt,
-        "max_attempts": job.max_retries + 1,
-        "timeout_s": job.timeout,
-        "scheduled_for": job.scheduled_at,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.completed_at,
-        "leased_by": job.worker if job.status == JobStatus.RUNNING else None,
-        "version": job.lease,
-        # the flag goes when the job ends: a cancelled job was asked to
-        "cancel_requested": job.cancel_requested or job.status == JobStatus.CANCELLED,
-        "progress": job.progress,
-    }
+        return await self.backend.queue_depth()

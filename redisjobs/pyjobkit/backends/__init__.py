@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .memory import MemoryBackend
 from .redis import RedisBackend
+from .store import StoreBackend
 
-__all__ = ["Backend", "MemoryBackend", "RedisBackend"]
+__all__ = ["Backend", "MemoryBackend", "RedisBackend", "StoreBackend"]
 
-Backend = MemoryBackend | RedisBackend
+Backend = StoreBackend
 """Either backend."""

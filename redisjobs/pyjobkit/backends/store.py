@@ -1,0 +1,179 @@
+"""What both backends share: the connection they own, and Pyjobkit's ``QueueBackend`` calls on
+it that a producer makes (enqueue, get, cancel, depth), each one redisjobs client call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from ...client import Client
+from ...job import Job, JobStatus
+from ...options import DEFAULT_PRIORITY
+from .._ids import uuid_of
+from ..types import JobRecord
+from ..types import JobStatus as Status
+
+__all__ = ["STATUS", "StoreBackend", "record_of"]
+
+_ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
+
+STATUS: dict[JobStatus, Status] = {
+    JobStatus.WAITING: "queued",
+    JobStatus.PENDING: "queued",
+    JobStatus.SCHEDULED: "queued",
+    JobStatus.RUNNING: "running",
+    JobStatus.COMPLETED: "success",
+    JobStatus.FAILED: "failed",  # "timeout" when the run outlived its timeout_s
+    JobStatus.CANCELLED: "cancelled",
+}
+"""redisjobs status -> Pyjobkit status."""
+
+
+class StoreBackend:
+    """A queue of a redisjobs store, and the client that talks to it (made on first use).
+
+    Args:
+        url: the store's URL (``redis://...``, ``memory://name``).
+        queue: the queue the engine enqueues to and its workers serve.
+        lease_ttl_s: seconds without a heartbeat before another worker takes a job over.
+    """
+
+    def __init__(self, url: str, *, queue: str = "default", lease_ttl_s: float = 30) -> None:
+        if lease_ttl_s <= 0:
+            raise ValueError("lease_ttl_s must be positive")
+        self.url = url
+        self.queue = queue
+        self.lease_ttl_s = lease_ttl_s
+        self._client: Client | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, queue={self.queue!r})"
+
+    async def client(self) -> Client:
+        """The backend's connected client."""
+        if self._client is None:
+            self._client = await Client(self.url, queue=self.queue).connect()
+        return self._client
+
+    async def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- producing --------------------------------------------------------------------------------
+
+    def job_spec(
+        self,
+        *,
+        kind: str,
+        payload: Any,
+        priority: int = DEFAULT_PRIORITY,
+        scheduled_for: datetime | None = None,
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """The redisjobs job spec of Pyjobkit's enqueue arguments.
+
+        The id of a job with an `idempotency_key` derives from the key and the queue, so that
+        enqueueing it again while it exists is a re-send that writes nothing.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        job_id = (
+            uuid.uuid5(_ID_NAMESPACE, f"{self.queue}\0{idempotency_key}")
+            if idempotency_key is not None
+            else uuid.uuid4()
+        )
+        # Pyjobkit retries after 1, 2, 4 ... seconds.
+        return {
+            "kind": kind,
+            "payload": payload,
+            "job_id": job_id.hex,
+            "at": scheduled_for,
+            "priority": priority,
+            "max_retries": max_attempts - 1,
+            "retry_delay": 1.0,
+            "retry_backoff": 2.0,
+            "timeout": timeout_s,
+        }
+
+    async def enqueue(self, **job: Any) -> uuid.UUID:
+        """Add a job (:meth:`job_spec`'s arguments); returns its id."""
+        return (await self.write([self.job_spec(**job)]))[0]
+
+    async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
+        """Add many jobs (mappings of :meth:`job_spec`'s arguments) in few round trips."""
+        return await self.write([self.job_spec(**job) for job in jobs])
+
+    async def write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
+        """Enqueue redisjobs job specs; their ids as UUIDs."""
+        written = await (await self.client()).enqueue_many(specs)
+        return [uuid_of(j.id) for j in written]
+
+    # -- reading and cancelling -------------------------------------------------------------------
+
+    async def find(self, job_id: uuid.UUID | str) -> Job | None:
+        """The redisjobs job, or None (never enqueued, or expired after its result TTL)."""
+        return await (await self.client()).get(uuid_of(job_id).hex)
+
+    async def get(self, job_id: uuid.UUID | str) -> JobRecord:
+        """The job as a Pyjobkit record.
+
+        Raises:
+            KeyError: no such job.
+        """
+        job = await self.find(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return record_of(job)
+
+    async def cancel(self, job_id: uuid.UUID | str) -> bool:
+        """Cancel a queued or running job; False when it had already ended."""
+        return await (await self.client()).cancel(uuid_of(job_id).hex)
+
+    async def is_cancelled(self, job_id: uuid.UUID | str) -> bool:
+        """True once a cancel of the job was requested (or it ended cancelled)."""
+        job = await self.find(job_id)
+        return job is not None and (job.cancel_requested or job.status == JobStatus.CANCELLED)
+
+    async def queue_depth(self) -> int:
+        """Jobs waiting to run now."""
+        stats = await (await self.client()).stats()
+        return int(stats.get("pending", 0))
+
+    async def check_connection(self) -> None:
+        """Raise if the store cannot be reached."""
+        await (await self.client()).ping()
+
+
+def record_of(job: Job) -> JobRecord:
+    """A redisjobs job as a Pyjobkit record."""
+    status = STATUS[job.status]
+    if job.status == JobStatus.FAILED and job.failure == "timeout":
+        status = "timeout"
+    running = job.status == JobStatus.RUNNING
+    return {
+        "id": uuid_of(job.id),
+        "kind": job.kind,
+        "status": status,
+        "payload": job.payload,
+        "result": job.result,
+        "error": job.error,
+        "priority": job.priority,
+        "attempts": job.attempt,
+        "max_attempts": job.max_retries + 1,
+        "timeout_s": job.timeout,
+        "scheduled_for": job.scheduled_at,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.completed_at,
+        "leased_by": job.worker if running else None,
+        "version": job.lease,
+        # the flag goes when the job ends: a cancelled job was asked to
+        "cancel_requested": job.cancel_requested or job.status == JobStatus.CANCELLED,
+        "progress": job.progress,
+    }
