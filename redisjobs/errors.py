@@ -199,7 +199,8 @@ class Retry(RedisJobsError):
     Args:
         defer: seconds to wait before the next attempt; None uses the job's backoff policy.
 
-    The retry still counts against the job's `max_retries`.
+    The retry still counts against the job's `max_retries`. Raised ``from`` an exception
+    (``raise Retry(5) from exc``), the job's error is that exception's, not "retry requested".
     """
 
     def __init__(self, defer: float | None = None) -> None:

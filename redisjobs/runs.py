@@ -75,9 +75,10 @@ def failure_of(exc: BaseException) -> Ending:
     if isinstance(exc, RateLimited):
         return Deferral(round(exc.retry_after * 1000), exc.pause)
     if isinstance(exc, Retry):
-        return Failure(
-            "error", "retry requested", -1 if exc.defer is None else round(exc.defer * 1000)
-        )
+        # `raise Retry(...) from exc` keeps what went wrong as the error
+        cause = exc.__cause__
+        error = "retry requested" if cause is None else _describe(cause)
+        return Failure("error", error, -1 if exc.defer is None else round(exc.defer * 1000))
     if isinstance(exc, JobTimeout):
         return Failure("timeout", str(exc))
     if isinstance(exc, UnknownExecutor | SerializationError):

@@ -41,6 +41,13 @@ async def retry_later(defer: float) -> None:
     raise Retry(defer=defer)
 
 
+async def retry_after_error(defer: float) -> None:
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        raise Retry(defer=defer) from exc
+
+
 async def sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"

@@ -20,6 +20,7 @@ FUNCS: list[Callable[..., Any]] = [
     jobs.add_sync,
     jobs.fail,
     jobs.retry_later,
+    jobs.retry_after_error,
     jobs.sleep,
     jobs.sleep_sync,
     jobs.unencodable,
@@ -78,6 +79,17 @@ async def test_retry_exception_defers(client: Client, worker: WorkerFactory) -> 
     evs = await log_events(client, job.id)
     [r] = [e for e in evs if e.type == "retrying"]
     assert r.data["due"] - r.ts == 300
+
+
+async def test_a_retry_raised_from_an_error_keeps_that_error(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=FUNCS)
+    job = await client.enqueue(
+        "call", {"fn": "retry_after_error", "args": {"defer": 0}}, max_retries=1
+    )
+    with pytest.raises(JobFailed, match="KeyError: 'missing'"):
+        await client.wait(job.id, timeout=5)
 
 
 async def test_timeout_fails_the_run(client: Client, worker: WorkerFactory) -> None:

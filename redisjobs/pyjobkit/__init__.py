@@ -34,16 +34,34 @@ from __future__ import annotations
 from .backends.memory import MemoryBackend
 from .contracts import ExecContext, Executor
 from .engine import Engine
-from .types import JobRecord, JobStatus, LogStream
+from .retry import (
+    ExponentialBackoff,
+    FixedDelay,
+    JitteredExponentialBackoff,
+    RetryPolicy,
+    parse_policy,
+)
+from .types import FailureReason, JobRecord, JobResult, JobStatus, LogStream
 from .worker import Worker
+
+__version__ = "1.0.0"
+"""The Pyjobkit API version this face provides."""
 
 __all__ = [
     "Engine",
     "ExecContext",
     "Executor",
+    "ExponentialBackoff",
+    "FailureReason",
+    "FixedDelay",
+    "JitteredExponentialBackoff",
     "JobRecord",
+    "JobResult",
     "JobStatus",
     "LogStream",
     "MemoryBackend",
+    "RetryPolicy",
     "Worker",
+    "__version__",
+    "parse_policy",
 ]

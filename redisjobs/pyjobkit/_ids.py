@@ -1,15 +1,21 @@
-"""Job ids as Pyjobkit code sees them (UUIDs), and executors handed them so."""
+"""Job ids as Pyjobkit code sees them (UUIDs), and Pyjobkit executors run the face's way."""
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MAX_RETRY_AFTER, RedisJobsError, Retry
 from ..executors import ExecContext as _BaseContext
 from ..executors.base import ExecutorBase, adapt
+from .markers import RETRY_POLICY_PAYLOAD_KEY, SHADOW_PAYLOAD_KEY, strip_internal_payload
 
 if TYPE_CHECKING:
     from .contracts import Executor
+    from .retry import RetryPolicy
+
+SHADOW_RESULT = {"shadow": True, "result_discarded": True}
+"""What a shadow run (a dry run) records as its result, whatever the executor returned."""
 
 
 def uuid_of(job_id: uuid.UUID | str) -> uuid.UUID:
@@ -18,16 +24,52 @@ def uuid_of(job_id: uuid.UUID | str) -> uuid.UUID:
 
 
 class UUIDJobs(ExecutorBase):
-    """Hands an executor its job id as a UUID, as Pyjobkit executors expect."""
+    """Runs a Pyjobkit executor the way Pyjobkit does: the job id as a UUID, the face's payload
+    keys stripped, a shadow job's result discarded, a failure retried after the delay of the
+    job's retry policy (else the worker's).
 
-    def __init__(self, executor: Executor) -> None:
+    Args:
+        executor: the Pyjobkit executor.
+        retry_policy: the worker's policy; None leaves the delay to the job's own backoff.
+    """
+
+    def __init__(self, executor: Executor, retry_policy: RetryPolicy | None = None) -> None:
         self.kind = executor.kind
         self._executor = executor
+        self._policy = retry_policy
         self._base = adapt(executor)  # its aclose and hung_threads, or their defaults
 
     async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
-        """Run the job with the Pyjobkit executor, its id as a UUID."""
-        return await self._executor.run(job_id=uuid_of(job_id), payload=payload, ctx=ctx)
+        """Run the job with the Pyjobkit executor."""
+        shadow = isinstance(payload, dict) and bool(payload.get(SHADOW_PAYLOAD_KEY))
+        if shadow:
+            from .contracts import ExecContext  # (it imports this module)
+
+            if isinstance(ctx, ExecContext):
+                ctx.is_shadow = True
+        try:
+            result = await self._executor.run(
+                job_id=uuid_of(job_id), payload=strip_internal_payload(payload), ctx=ctx
+            )
+        except RedisJobsError:
+            raise  # the face's own signals (Retry, RateLimited, ...) as they are
+        except Exception as exc:
+            policy = self._policy_for(payload)
+            if policy is None:
+                raise
+            raise Retry(min(policy.delay(ctx.attempt), MAX_RETRY_AFTER)) from exc
+        return SHADOW_RESULT if shadow else result
+
+    def _policy_for(self, payload: Any) -> RetryPolicy | None:
+        spec = payload.get(RETRY_POLICY_PAYLOAD_KEY) if isinstance(payload, dict) else None
+        if spec:
+            from .retry import parse_policy
+
+            try:
+                return parse_policy(spec)
+            except (TypeError, ValueError):
+                pass  # checked at enqueue; a hand-written bad spec falls back to the worker's
+        return self._policy
 
     async def aclose(self) -> None:
         """The executor's own ``aclose``, if it has one."""

@@ -57,8 +57,17 @@ class Executor(Protocol):
 class ExecContext(_BaseContext):
     """:class:`redisjobs.ExecContext` with Pyjobkit's signatures, feeding the engine's hooks."""
 
-    __slots__ = ()
+    __slots__ = ("_shadow",)
     engine: Engine | None = None  # set on the subclass a Worker makes for its engine
+
+    @property
+    def is_shadow(self) -> bool:
+        """True in a shadow (dry) run: skip side effects; the result is discarded."""
+        return getattr(self, "_shadow", False)
+
+    @is_shadow.setter
+    def is_shadow(self, value: bool) -> None:
+        self._shadow = value
 
     async def log(self, message: str, /, *, stream: str = "stdout") -> None:
         """Append a line to the job's log; ``stream="stderr"`` marks it."""

@@ -13,9 +13,27 @@ from ..options import DEFAULT_PRIORITY
 from .backends import Backend
 from .backends.store import STATUS
 from .contracts import EventBus, Executor, LogSink
+from .engine_marks import Router, mark_payload, route
+from .markers import (
+    CHAIN_PAYLOAD_KEY,
+    INTERNAL_PAYLOAD_KEYS,
+    SHADOW_PAYLOAD_KEY,
+    TAGS_PAYLOAD_KEY,
+    strip_internal_payload,
+)
+from .retry import RetryPolicy
 from .types import JobRecord
 
-__all__ = ["STATUS", "Engine"]
+__all__ = [
+    "CHAIN_PAYLOAD_KEY",
+    "INTERNAL_PAYLOAD_KEYS",
+    "SHADOW_PAYLOAD_KEY",
+    "STATUS",
+    "TAGS_PAYLOAD_KEY",
+    "Engine",
+    "Router",
+    "strip_internal_payload",
+]
 
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -31,6 +49,7 @@ class Engine:
         executors: the executors, one per kind.
         log_sink: also receives every line executors log.
         event_bus: also receives every progress report.
+        default_max_attempts: runs in all of a job enqueued without ``max_attempts``.
     """
 
     def __init__(
@@ -40,8 +59,13 @@ class Engine:
         executors: Iterable[Executor] = (),
         log_sink: LogSink | None = None,
         event_bus: EventBus | None = None,
+        default_max_attempts: int = 3,
     ) -> None:
+        if int(default_max_attempts) < 1:
+            raise ValueError("default_max_attempts must be at least 1")
         self.backend = backend
+        self.default_max_attempts = int(default_max_attempts)
+        self._router: Router | None = None
         self.executors: dict[str, Executor] = {}
         for executor in executors:
             self.register_executor(executor)
@@ -57,6 +81,22 @@ class Engine:
         if executor.kind in self.executors:
             raise ValueError(f"duplicate executor kind registered: {executor.kind}")
         self.executors[executor.kind] = executor
+
+    def set_router(self, router: Router | None) -> None:
+        """Install (or, with None, remove) a function that may rewrite a job's kind when it is
+        enqueued: ``router(kind, payload)`` returns the kind to use (None keeps it), sync or
+        async.
+
+        Raises:
+            TypeError: `router` is not callable.
+        """
+        if router is not None and not callable(router):
+            raise TypeError("router must be callable or None")
+        self._router = router
+
+    def executor_for(self, kind: str) -> Executor | None:
+        """The executor registered for `kind`, or None."""
+        return self.executors.get(kind)
 
     async def client(self) -> Client:
         """The engine's connected client (its backend's)."""
@@ -79,7 +119,7 @@ class Engine:
         if not isinstance(kind, str) or not KIND.fullmatch(kind):
             raise ValueError("kind must contain only alphanumerics, dash, underscore, or dot")
         if job.get("max_attempts") is None:
-            job.pop("max_attempts", None)
+            job["max_attempts"] = self.default_max_attempts
         return self.backend.job_spec(kind=kind, **job)
 
     async def enqueue(
@@ -92,26 +132,37 @@ class Engine:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
+        shadow: bool = False,
+        retry_policy: str | RetryPolicy | None = None,
+        tags: Iterable[str] | None = None,
     ) -> uuid.UUID:
         """Add a job; returns its id.
 
         Args:
-            kind: the executor's kind (letters, digits, ``_ . -``).
-            payload: the executor's input (anything msgpack encodes).
+            kind: the executor's kind (letters, digits, ``_ . -``); the router, if one is set
+                (:meth:`set_router`), may rewrite it first.
+            payload: the executor's input (anything msgpack encodes; a dict for the markers).
             priority: 0..2**21, lower runs sooner (FIFO within a priority).
             scheduled_for: not before this time (naive = UTC).
-            max_attempts: runs in all before it fails for good (default 3).
+            max_attempts: runs in all before it fails for good (default
+                ``default_max_attempts``).
             idempotency_key: while a job with this key exists, enqueueing it again returns
                 that job's id and writes nothing (checked atomically with the write).
             timeout_s: seconds a run may take.
+            shadow: a dry run: ``ctx.is_shadow`` is True and the result is discarded.
+            retry_policy: the job's own retry policy, a spec string such as ``"fixed:5"``.
+            tags: labels (trimmed, deduplicated, sorted) kept under ``TAGS_PAYLOAD_KEY``.
 
         Raises:
-            ValueError: a bad kind or max_attempts.
+            ValueError: a bad kind, max_attempts or retry policy spec.
+            TypeError: a retry policy object, or markers on a payload that is not a dict.
             SerializationError: the payload is not msgpack-encodable (nothing is written).
         """
+        kind = await route(self._router, kind, payload)
+        marked = mark_payload(payload, shadow=shadow, retry_policy=retry_policy, tags=tags)
         spec = self._spec(
             kind,
-            payload=payload,
+            payload=marked,
             priority=priority,
             scheduled_for=scheduled_for,
             max_attempts=max_attempts,
@@ -153,3 +204,7 @@ class Engine:
     async def queue_depth(self) -> int:
         """Jobs waiting to run now."""
         return await self.backend.queue_depth()
+
+    async def check_connection(self) -> None:
+        """Raise if the backend cannot be reached."""
+        await self.backend.check_connection()

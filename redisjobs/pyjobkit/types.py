@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
-__all__ = ["JobRecord", "JobStatus", "LogStream"]
+__all__ = ["FailureReason", "JobRecord", "JobResult", "JobStatus", "LogStream"]
 
 JobStatus = Literal["queued", "running", "success", "failed", "cancelled", "timeout"]
 """A job's status as Pyjobkit spells it (``timeout``: failed because a run outlived its
@@ -42,3 +42,20 @@ class JobRecord(TypedDict):
     version: int
     cancel_requested: bool
     progress: float
+
+
+class JobResult(TypedDict, total=False):
+    """The conventional shape of an executor's result (any value is accepted)."""
+
+    ok: bool
+    error: str
+    data: Any
+
+
+class FailureReason(TypedDict, total=False):
+    """Why a job failed: ``error`` a short identifier (``timeout``, ``cancelled``,
+    ``exception``), the exception's type and message when one was raised."""
+
+    error: str
+    exception_type: str
+    message: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
@@ -11,11 +12,22 @@ from ..errors import RedisJobsError
 from ..worker import Worker as _Worker
 from ._ids import UUIDJobs
 from .contracts import ExecContext
+from .retry import DEFAULT_RETRY_POLICY, RetryPolicy, parse_policy
+from .worker_hooks import (
+    HeartbeatCallback,
+    LeaseLostCallback,
+    LeaseLostError,
+    beat,
+    check_settings,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Worker"]
+__all__ = ["LeaseLostError", "Worker"]
+
+NO_STOP_TIMEOUT = 86400.0
+"""Seconds running jobs get on stop when ``stop_timeout`` is None (Pyjobkit: no limit)."""
 
 
 class Worker:
@@ -47,19 +59,46 @@ class Worker:
         batch_size: int | None = None,
         poll_interval: float = 0.5,
         lease_ttl: float = 30,
-        stop_timeout: float = 60,
+        queue_capacity: int | None = None,
+        stop_timeout: float | None = 60,
+        retry_policy: RetryPolicy | str | None = None,
+        watchdog_interval_s: float | None = None,
+        on_lease_lost: LeaseLostCallback | None = None,
+        heartbeat_interval_s: float | None = None,
+        on_heartbeat: HeartbeatCallback | None = None,
         handle_signals: bool = True,
     ) -> None:
-        self.engine = engine
-        self.max_concurrency = max_concurrency
         self.batch = batch_size or batch
+        check_settings(
+            max_concurrency=max_concurrency,
+            batch=self.batch,
+            poll_interval=poll_interval,
+            lease_ttl=lease_ttl,
+            queue_capacity=queue_capacity,
+            stop_timeout=stop_timeout,
+            watchdog_interval_s=watchdog_interval_s,
+            heartbeat_interval_s=heartbeat_interval_s,
+        )
+        self.engine = engine
+        self.worker_id = uuid.uuid4()
+        self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl
+        self.queue_capacity = queue_capacity
         self.stop_timeout = stop_timeout
+        self.retry_policy = (
+            DEFAULT_RETRY_POLICY if retry_policy is None else parse_policy(retry_policy)
+        )
+        # Pyjobkit's reaper runs every lease_ttl by default; ours reclaims sooner unless told
+        self._watchdog = watchdog_interval_s
+        self.watchdog_interval_s = float(watchdog_interval_s or lease_ttl)
+        self.on_lease_lost = on_lease_lost
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.on_heartbeat = on_heartbeat
         self.handle_signals = handle_signals
         self._worker: _Worker | None = None
         self._serving: asyncio.Task[None] | None = None
-        self._stop_requested = False
+        self._stop_requested = self._finished = False
         self._stopped = asyncio.Event()
 
     def _make(self, once: bool) -> _Worker:
@@ -68,12 +107,15 @@ class Worker:
         return _Worker(
             backend.url,
             queue=backend.queue,
-            executors=[UUIDJobs(e) for e in self.engine.executors.values()],
+            executors=[UUIDJobs(e, self.retry_policy) for e in self.engine.executors.values()],
             concurrency=self.max_concurrency,
             batch_size=self.batch,
             poll_interval=self.poll_interval,
             lease_ttl=self.lease_ttl,
-            grace_period=self.stop_timeout,
+            # None: Pyjobkit waits for running jobs as long as they take (a day here)
+            grace_period=NO_STOP_TIMEOUT if self.stop_timeout is None else self.stop_timeout,
+            reclaim_interval=self._watchdog,
+            worker_id=str(self.worker_id),
             handle_signals=self.handle_signals,
             context_class=context,
             burst=once,
@@ -88,6 +130,8 @@ class Worker:
         """
         serving = self._serving
         if serving is None or serving.done():
+            if self._finished:
+                raise RuntimeError("Worker.run cannot be called twice; create a new Worker")
             serving = self._start(once)
         await self._guard(serving)
         serving.result()
@@ -102,10 +146,18 @@ class Worker:
         return self._serving
 
     async def _serve(self, worker: _Worker) -> None:
+        heartbeat = None
+        if self.heartbeat_interval_s is not None:
+            heartbeat = asyncio.create_task(
+                beat(self.worker_id, self.heartbeat_interval_s, self.on_heartbeat)
+            )
         try:
             await worker.run()
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             self._worker = None
+            self._finished = True
             self._stopped.set()
 
     async def _guard(self, serving: asyncio.Task[None], *until: asyncio.Task[None]) -> None:
@@ -132,14 +184,20 @@ class Worker:
         await self._stopped.wait()
 
     async def check_health(self) -> dict[str, Any]:
-        """``{"status": "healthy", "queue_depth": N}``, or ``"unhealthy"`` with a reason."""
+        """``{"status": "healthy", "queue_depth": N, "queue_overflow": False}``; ``"unhealthy"``
+        with a ``reason`` when the backend cannot be reached, or when ``queue_capacity`` jobs or
+        more wait (``queue_overflow``)."""
         try:
-            client = await self.engine.client()
-            await client.ping()
+            await self.engine.check_connection()
             depth = await self.engine.queue_depth()
-        except (RedisJobsError, RedisError, OSError) as exc:
-            return {"status": "unhealthy", "reason": str(exc)}
-        return {"status": "healthy", "queue_depth": depth}
+        except (RedisJobsError, RedisError, OSError, RuntimeError) as exc:
+            return {"status": "unhealthy", "reason": repr(exc)}
+        overflow = self.queue_capacity is not None and depth >= self.queue_capacity
+        return {
+            "status": "unhealthy" if overflow else "healthy",
+            "queue_depth": depth,
+            "queue_overflow": overflow,
+        }
 
     async def __aenter__(self) -> Self:
         serving = self._serving
