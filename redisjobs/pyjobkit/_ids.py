@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MAX_RETRY_AFTER, RedisJobsError, Retry
+from ..errors import MAX_RETRY_AFTER, RateLimited, RedisJobsError, Retry
 from ..executors import ExecContext as _BaseContext
 from ..executors.base import ExecutorBase, adapt
 from .markers import RETRY_POLICY_PAYLOAD_KEY, SHADOW_PAYLOAD_KEY, strip_internal_payload
+from .ratelimit import LONGEST_WAIT, TokenBucket
 
 if TYPE_CHECKING:
     from .contracts import Executor
@@ -31,16 +32,27 @@ class UUIDJobs(ExecutorBase):
     Args:
         executor: the Pyjobkit executor.
         retry_policy: the worker's policy; None leaves the delay to the job's own backoff.
+        bucket: the kind's rate limit in this worker: a run waits for its token, or, when
+            that would take longer than ``LONGEST_WAIT``, goes back to the queue for that long
+            (no attempt used).
     """
 
-    def __init__(self, executor: Executor, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        retry_policy: RetryPolicy | None = None,
+        bucket: TokenBucket | None = None,
+    ) -> None:
         self.kind = executor.kind
         self._executor = executor
         self._policy = retry_policy
+        self._bucket = bucket
         self._base = adapt(executor)  # its aclose and hung_threads, or their defaults
 
     async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
         """Run the job with the Pyjobkit executor."""
+        if self._bucket is not None:
+            await self._take_token()
         shadow = isinstance(payload, dict) and bool(payload.get(SHADOW_PAYLOAD_KEY))
         if shadow:
             from .contracts import ExecContext  # (it imports this module)
@@ -59,6 +71,14 @@ class UUIDJobs(ExecutorBase):
                 raise
             raise Retry(min(policy.delay(ctx.attempt), MAX_RETRY_AFTER)) from exc
         return SHADOW_RESULT if shadow else result
+
+    async def _take_token(self) -> None:
+        assert self._bucket is not None
+        wait = self._bucket.reserve()
+        if wait > LONGEST_WAIT:
+            raise RateLimited(wait)
+        if wait:
+            await self._bucket.acquire()
 
     def _policy_for(self, payload: Any) -> RetryPolicy | None:
         spec = payload.get(RETRY_POLICY_PAYLOAD_KEY) if isinstance(payload, dict) else None

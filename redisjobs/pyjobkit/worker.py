@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
@@ -12,6 +13,7 @@ from ..errors import RedisJobsError
 from ..worker import Worker as _Worker
 from ._ids import UUIDJobs
 from .contracts import ExecContext
+from .ratelimit import TokenBucket, parse_rate_limits
 from .retry import DEFAULT_RETRY_POLICY, RetryPolicy, parse_policy
 from .worker_hooks import (
     HeartbeatCallback,
@@ -39,7 +41,17 @@ class Worker:
         batch: jobs leased per fetch (``batch_size`` is accepted too, as the seed spells it).
         poll_interval: seconds between polls where Redis cannot block (the memory backend).
         lease_ttl: seconds without a heartbeat before another worker takes a job over.
-        stop_timeout: seconds running jobs get to finish when the worker stops.
+        queue_capacity: :meth:`check_health` reports unhealthy from this many waiting jobs.
+        stop_timeout: seconds running jobs get to finish when the worker stops (None: a day).
+        retry_policy: the wait before a failed job's next attempt (a :class:`RetryPolicy` or
+            a spec string; default 1, 2, 4 ... seconds); a job's own policy comes first.
+        rate_limits: per kind, ``{"max_per_second": r, "burst": b}``, ``(r, b)`` or ``r``
+            (see :mod:`redisjobs.pyjobkit.ratelimit`).
+        watchdog_interval_s: seconds between looks for jobs whose lease ran out (default
+            redisjobs' reclaim interval; reported as `lease_ttl` when not given).
+        on_lease_lost: called with a job's id and row when its lease went to another worker.
+        heartbeat_interval_s: seconds between heartbeats (logged, and `on_heartbeat` called).
+        on_heartbeat: ``await on_heartbeat(worker_id)`` each heartbeat.
         handle_signals: stop gracefully on SIGTERM/SIGINT.
 
     Stop it with :meth:`request_stop` (or a signal); :meth:`run` then returns once running
@@ -62,6 +74,7 @@ class Worker:
         queue_capacity: int | None = None,
         stop_timeout: float | None = 60,
         retry_policy: RetryPolicy | str | None = None,
+        rate_limits: Mapping[str, Any] | str | None = None,
         watchdog_interval_s: float | None = None,
         on_lease_lost: LeaseLostCallback | None = None,
         heartbeat_interval_s: float | None = None,
@@ -91,6 +104,8 @@ class Worker:
         )
         # Pyjobkit's reaper runs every lease_ttl by default; ours reclaims sooner unless told
         self._watchdog = watchdog_interval_s
+        self.rate_limits = parse_rate_limits(rate_limits)
+        self._buckets = {kind: TokenBucket(*spec) for kind, spec in self.rate_limits.items()}
         self.watchdog_interval_s = float(watchdog_interval_s or lease_ttl)
         self.on_lease_lost = on_lease_lost
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -107,7 +122,10 @@ class Worker:
         return _Worker(
             backend.url,
             queue=backend.queue,
-            executors=[UUIDJobs(e, self.retry_policy) for e in self.engine.executors.values()],
+            executors=[
+                UUIDJobs(e, self.retry_policy, self._buckets.get(e.kind))
+                for e in self.engine.executors.values()
+            ],
             concurrency=self.max_concurrency,
             batch_size=self.batch,
             poll_interval=self.poll_interval,
