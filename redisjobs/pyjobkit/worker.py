@@ -97,10 +97,9 @@ class Worker:
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl
-        self.queue_capacity = queue_capacity
-        self.stop_timeout = stop_timeout
-        self.retry_policy = (
-            DEFAULT_RETRY_POLICY if retry_policy is None else parse_policy(retry_policy)
+        self.queue_capacity, self.stop_timeout = queue_capacity, stop_timeout
+        self.retry_policy = parse_policy(
+            DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy
         )
         # Pyjobkit's reaper runs every lease_ttl by default; ours reclaims sooner unless told
         self._watchdog = watchdog_interval_s
