@@ -98,9 +98,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.lease_ttl = lease_ttl
         self.queue_capacity, self.stop_timeout = queue_capacity, stop_timeout
-        self.retry_policy = parse_policy(
-            DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy
-        )
+        self.retry_policy = DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy
         # Pyjobkit's reaper runs every lease_ttl by default; ours reclaims sooner unless told
         self._watchdog = watchdog_interval_s
         self.rate_limits = parse_rate_limits(rate_limits)
@@ -114,6 +112,15 @@ class Worker:
         self._serving: asyncio.Task[None] | None = None
         self._stop_requested = self._finished = False
         self._stopped = asyncio.Event()
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The wait before a failed job's next attempt (a spec string is parsed when set)."""
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy | str) -> None:
+        self._retry_policy = parse_policy(policy)
 
     def _make(self, once: bool) -> _Worker:
         context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
