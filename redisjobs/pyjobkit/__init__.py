@@ -32,6 +32,7 @@ runs sooner, default 100).
 from __future__ import annotations
 
 from .backends.memory import MemoryBackend
+from .config import Config, ConfigError, load_config
 from .contracts import ExecContext, Executor
 from .engine import Engine
 from .retry import (
@@ -48,6 +49,8 @@ __version__ = "1.0.0"
 """The Pyjobkit API version this face provides."""
 
 __all__ = [
+    "Config",
+    "ConfigError",
     "Engine",
     "ExecContext",
     "Executor",
@@ -63,5 +66,6 @@ __all__ = [
     "RetryPolicy",
     "Worker",
     "__version__",
+    "load_config",
     "parse_policy",
 ]
