@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from ..client import Client
 from ..options import DEFAULT_PRIORITY
+from ..tracing import active as tracing_active
 from .backends import Backend
 from .backends.store import STATUS
 from .contracts import EventBus, Executor, LogSink
@@ -22,6 +23,7 @@ from .markers import (
     strip_internal_payload,
 )
 from .retry import RetryPolicy
+from .tracing import inject_trace_context, span
 from .types import JobRecord
 
 __all__ = [
@@ -169,7 +171,15 @@ class Engine:
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
         )
-        return (await self.backend.write([spec]))[0]
+        return await self._write_one(spec)
+
+    async def _write_one(self, spec: dict[str, Any]) -> uuid.UUID:
+        if not tracing_active():  # no span, no marker: tracing costs nothing when off
+            return (await self.backend.write([spec]))[0]
+        with span("pyjobkit.enqueue", kind=spec["kind"], priority=spec["priority"]):
+            if isinstance(spec["payload"], dict):
+                spec["payload"] = inject_trace_context(spec["payload"])
+            return (await self.backend.write([spec]))[0]
 
     async def enqueue_at(self, when: datetime, **kwargs: Any) -> uuid.UUID:
         """:meth:`enqueue` a job that runs at `when`."""

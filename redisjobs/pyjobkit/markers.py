@@ -26,7 +26,7 @@ RETRY_POLICY_PAYLOAD_KEY = "__pjk_retry_policy"
 """The job's own retry policy spec."""
 WEBHOOK_PAYLOAD_KEY = "__pjk_webhooks"
 """Where to report the job's end."""
-TRACE_CONTEXT_PAYLOAD_KEY = "__pjk_trace"
+TRACE_CONTEXT_PAYLOAD_KEY = "__pjk_trace_context"
 """The W3C trace context of the enqueueing span."""
 
 INTERNAL_PAYLOAD_KEYS = frozenset(
