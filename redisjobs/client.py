@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from . import tracing
+from .claims import Claims
 from .cleaning import QueueCleaning
 from .composition import FlowRun, StepLike, cancel_flow_flow, enqueue_flow_flow
 from .errors import WaitTimeout
@@ -31,7 +32,7 @@ from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, pack_float
 from .wire import EnqueueRow, due_in_ms
 
 
-class Client(Producer, QueueCleaning, Scheduling, QueueControl):
+class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
     """A connection to one Redis (or the embedded backend) for producing, watching and cleaning
     jobs (the cleaning verbs, ``remove``, ``purge``, ``drain`` and ``obliterate``, are
     :class:`~redisjobs.cleaning.QueueCleaning`'s), for scheduling them (``schedule``,

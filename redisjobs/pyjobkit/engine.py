@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from ..client import Client
@@ -13,8 +13,12 @@ from ..options import DEFAULT_PRIORITY
 from ..tracing import active as tracing_active
 from .backends import Backend
 from .backends.store import STATUS
-from .contracts import EventBus, Executor, LogSink
+from .contracts import EventBus, ExecContext, Executor, LogSink
+from .engine_capacity import Capacity
+from .engine_context import DefaultExecContext, ExecContextFactory
 from .engine_marks import Router, mark_payload, route
+from .events.local import LocalEventBus
+from .logging.memory import MemoryLogSink
 from .markers import (
     CHAIN_PAYLOAD_KEY,
     INTERNAL_PAYLOAD_KEYS,
@@ -32,12 +36,28 @@ __all__ = [
     "SHADOW_PAYLOAD_KEY",
     "STATUS",
     "TAGS_PAYLOAD_KEY",
+    "DefaultExecContext",
     "Engine",
     "Router",
     "strip_internal_payload",
 ]
 
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
+
+_BACKEND_CALLS = frozenset(
+    {
+        "claim_batch",
+        "mark_running",
+        "extend_lease",
+        "succeed",
+        "fail",
+        "timeout",
+        "retry",
+        "reap_expired",
+        "is_cancelled",
+    }
+)
+"""What the engine passes straight to its backend, as Pyjobkit's does."""
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -49,9 +69,20 @@ class Engine:
     Args:
         backend: :class:`MemoryBackend` or :class:`RedisBackend`.
         executors: the executors, one per kind.
-        log_sink: also receives every line executors log.
-        event_bus: also receives every progress report.
+        log_sink: also receives every line executors log (default: a
+            :class:`~redisjobs.pyjobkit.logging.MemoryLogSink` of the last lines of recent jobs;
+            the job's own log keeps them anyway).
+        event_bus: also receives every progress report (default: a
+            :class:`~redisjobs.pyjobkit.events.LocalEventBus`).
         default_max_attempts: runs in all of a job enqueued without ``max_attempts``.
+        exec_context_factory: makes :meth:`make_ctx`'s contexts (default
+            :class:`DefaultExecContext`).
+        max_queue_size: at most this many jobs wait in the queue (for every producer: the
+            queue's ``max_pending`` limit, checked by Redis with each write); an enqueue into
+            a full queue waits for room.
+        enqueue_timeout_s: how long it waits at most before raising TimeoutError (None: as
+            long as it takes).
+        enqueue_check_interval_s: how often it looks again meanwhile.
     """
 
     def __init__(
@@ -62,24 +93,33 @@ class Engine:
         log_sink: LogSink | None = None,
         event_bus: EventBus | None = None,
         default_max_attempts: int = 3,
+        exec_context_factory: ExecContextFactory | None = None,
+        max_queue_size: int | None = None,
+        enqueue_timeout_s: float | None = None,
+        enqueue_check_interval_s: float = 0.1,
     ) -> None:
         if int(default_max_attempts) < 1:
             raise ValueError("default_max_attempts must be at least 1")
         self.backend = backend
         self.default_max_attempts = int(default_max_attempts)
         self._router: Router | None = None
+        self._exec_context_factory = exec_context_factory or DefaultExecContext
+        self.capacity = Capacity(max_queue_size, enqueue_timeout_s, enqueue_check_interval_s)
         self.executors: dict[str, Executor] = {}
         for executor in executors:
             self.register_executor(executor)
-        self.log_sink = log_sink
-        self.event_bus = event_bus
+        self.log_sink: LogSink = log_sink or MemoryLogSink()
+        self.event_bus: EventBus = event_bus or LocalEventBus()
 
     def register_executor(self, executor: Executor) -> None:
         """Add an executor for its kind (workers made afterwards run it).
 
         Raises:
-            ValueError: another executor already has that kind.
+            ValueError: a kind with other characters than letters, digits and ``_ . -``, or
+                one another executor already has.
         """
+        if not isinstance(executor.kind, str) or not KIND.fullmatch(executor.kind):
+            raise ValueError("kind must contain only alphanumerics, dash, underscore, or dot")
         if executor.kind in self.executors:
             raise ValueError(f"duplicate executor kind registered: {executor.kind}")
         self.executors[executor.kind] = executor
@@ -174,28 +214,84 @@ class Engine:
         return await self._write_one(spec)
 
     async def _write_one(self, spec: dict[str, Any]) -> uuid.UUID:
-        if not tracing_active():  # no span, no marker: tracing costs nothing when off
-            return (await self.backend.write([spec]))[0]
-        with span("pyjobkit.enqueue", kind=spec["kind"], priority=spec["priority"]):
-            if isinstance(spec["payload"], dict):
-                spec["payload"] = inject_trace_context(spec["payload"])
-            return (await self.backend.write([spec]))[0]
+        if tracing_active():  # no span, no marker: tracing costs nothing when off
+            with span("pyjobkit.enqueue", kind=spec["kind"], priority=spec["priority"]):
+                if isinstance(spec["payload"], dict):
+                    spec["payload"] = inject_trace_context(spec["payload"])
+                return (await self._write([spec]))[0]
+        return (await self._write([spec]))[0]
 
-    async def enqueue_at(self, when: datetime, **kwargs: Any) -> uuid.UUID:
-        """:meth:`enqueue` a job that runs at `when`."""
-        return await self.enqueue(scheduled_for=when, **kwargs)
+    async def _write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
+        if self.capacity.limit is None:
+            return await self.backend.write(specs)
+        return await self.capacity.write(
+            await self.client(), self.backend.queue, self.backend.write, specs
+        )
 
-    async def enqueue_in(self, delay: float | timedelta, **kwargs: Any) -> uuid.UUID:
-        """:meth:`enqueue` a job that runs after `delay` (seconds or a timedelta)."""
+    async def enqueue_at(self, when: datetime, **job: Any) -> uuid.UUID:
+        """:meth:`enqueue` a job that runs at `when`.
+
+        Raises:
+            ValueError: `when` is naive (a timezone is needed, to rule out UTC-vs-local
+                mistakes).
+        """
+        if when.tzinfo is None:
+            raise ValueError(
+                "enqueue_at needs a timezone-aware datetime, such as datetime.now(UTC)"
+            )
+        return await self.enqueue(scheduled_for=when, **job)
+
+    async def enqueue_in(self, delay: float | timedelta, **job: Any) -> uuid.UUID:
+        """:meth:`enqueue` a job that runs `delay` (seconds or a timedelta) from now on Redis's
+        clock.
+
+        Raises:
+            ValueError: a negative delay.
+        """
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        client = await self.client()
-        now = await client.server_time()  # Redis's clock, which the scheduler uses
-        when = datetime.fromtimestamp(now + seconds).astimezone()
-        return await self.enqueue(scheduled_for=when, **kwargs)
+        if not seconds >= 0:
+            raise ValueError("enqueue_in delay must be non-negative")
+        now = await (await self.client()).server_time()  # the clock the scheduler uses
+        return await self.enqueue(scheduled_for=datetime.fromtimestamp(now + seconds, UTC), **job)
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
-        """Add many jobs (mappings of :meth:`enqueue`'s arguments) in few round trips."""
-        return await self.backend.write([self._spec(**job) for job in jobs])
+        """Add many jobs (mappings of :meth:`enqueue`'s arguments) in one round trip; their ids
+        in order. Nothing is written when one of them is refused.
+
+        Raises:
+            ValueError: a job without a kind, a bad one, or one idempotency key twice.
+        """
+        specs, keys = [], []
+        for n, job in enumerate(jobs):
+            if "kind" not in job:
+                raise ValueError(f"enqueue_many[{n}]: 'kind' is required")
+            if job.get("idempotency_key") is not None:
+                keys.append(job["idempotency_key"])
+            job = dict(job)
+            kind = await route(self._router, job.pop("kind"), job.get("payload"))
+            marks = {k: job.pop(k) for k in ("shadow", "retry_policy", "tags") if k in job}
+            job["payload"] = mark_payload(job.get("payload"), **marks)
+            specs.append(self._spec(kind, **job))
+        if len(keys) != len(set(keys)):
+            raise ValueError("enqueue_many: one idempotency_key given twice")
+        return await self._write(specs)
+
+    # -- what a worker does, on the backend ----------------------------------------------------
+
+    def make_ctx(self, job_id: uuid.UUID, *, is_shadow: bool = False) -> ExecContext:
+        """A context for job `job_id` outside a worker, from ``exec_context_factory``."""
+        ctx = self._exec_context_factory(
+            job_id, log_sink=self.log_sink, event_bus=self.event_bus, backend=self.backend
+        )
+        if is_shadow:
+            ctx.is_shadow = True
+        return ctx
+
+    def __getattr__(self, name: str) -> Any:
+        # Pyjobkit's Engine passes these straight to its backend
+        if name in _BACKEND_CALLS:
+            return getattr(self.backend, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- inspecting -------------------------------------------------------------------------------
 
@@ -218,3 +314,9 @@ class Engine:
     async def check_connection(self) -> None:
         """Raise if the backend cannot be reached."""
         await self.backend.check_connection()
+
+    async def purge_finished(
+        self, older_than: float | timedelta | None = None, statuses: Iterable[str] | None = None
+    ) -> int:
+        """Delete finished jobs (see the backend's ``purge_finished``); how many."""
+        return await self.backend.purge_finished(older_than, statuses)

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from ..errors import RedisJobsError
 from ..worker import Worker as _Worker
 from ._ids import UUIDJobs
-from .contracts import ExecContext
+from .contracts import WorkerContext
 from .ratelimit import TokenBucket, parse_rate_limits
 from .retry import DEFAULT_RETRY_POLICY, RetryPolicy, parse_policy
 from .worker_hooks import (
@@ -123,7 +123,7 @@ class Worker:
         self._retry_policy = parse_policy(policy)
 
     def _make(self, once: bool) -> _Worker:
-        context = type("Context", (ExecContext,), {"__slots__": (), "engine": self.engine})
+        context = type("Context", (WorkerContext,), {"__slots__": (), "engine": self.engine})
         backend = self.engine.backend
         return _Worker(
             backend.url,

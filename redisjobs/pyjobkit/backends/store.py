@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ...client import Client
 from ...job import Job, JobStatus
 from ...options import DEFAULT_PRIORITY
 from .._ids import uuid_of
+from ..contracts import QueueBackend
 from ..types import JobRecord
 from ..types import JobStatus as Status
+from .leasing import LeaseCalls
 
 __all__ = ["STATUS", "StoreBackend", "record_of"]
 
@@ -31,7 +33,7 @@ STATUS: dict[JobStatus, Status] = {
 """redisjobs status -> Pyjobkit status."""
 
 
-class StoreBackend:
+class StoreBackend(LeaseCalls, QueueBackend):
     """A queue of a redisjobs store, and the client that talks to it (made on first use).
 
     Args:
@@ -148,6 +150,53 @@ class StoreBackend:
     async def check_connection(self) -> None:
         """Raise if the store cannot be reached."""
         await (await self.client()).ping()
+
+    # -- the queue as a whole ---------------------------------------------------------------------
+
+    async def all_jobs(
+        self, status: Status | None = None, limit: int | None = None
+    ) -> list[JobRecord]:
+        """The queue's jobs (of one Pyjobkit status), newest first, `limit` at most."""
+        client, found = await self.client(), []
+        for ours in _STATUSES.get(status, []) if status is not None else [None]:
+            cursor: int | None = 0
+            while cursor is not None:
+                page = await client.list_jobs(ours, queue=self.queue, limit=500, cursor=cursor)
+                found += [record_of(job) for job in page.jobs]
+                cursor = page.cursor
+        if status is not None:
+            found = [record for record in found if record["status"] == status]
+        found.sort(key=lambda record: record["created_at"], reverse=True)
+        return found if limit is None else found[: max(0, limit)]
+
+    async def count(self, status: Status | None = None) -> int:
+        """How many jobs the queue has (of one Pyjobkit status)."""
+        return len(await self.all_jobs(status))
+
+    async def clear(self) -> None:
+        """Delete every job of the queue."""
+        await (await self.client()).obliterate(self.queue, force=True)
+
+    async def purge_finished(
+        self, older_than: float | timedelta | None = None, statuses: Iterable[str] | None = None
+    ) -> int:
+        """Delete finished jobs (``success``, ``failed``, ``timeout``, ``cancelled``, or those
+        of `statuses`) that ended `older_than` seconds (or a timedelta) ago or earlier (None:
+        every one); returns how many."""
+        age = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        wanted = set(statuses or ("success", "failed", "timeout", "cancelled"))
+        client, deleted = await self.client(), 0
+        for ours in {s for name in wanted for s in _STATUSES.get(name, [])}:
+            if ours in _FINAL:
+                deleted += await client.purge(self.queue, status=ours, older_than=age)
+        return deleted
+
+
+_STATUSES: dict[str | None, list[JobStatus]] = {}
+for _ours, _theirs in STATUS.items():
+    _STATUSES.setdefault(_theirs, []).append(_ours)
+_STATUSES["timeout"] = [JobStatus.FAILED]
+_FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 def record_of(job: Job) -> JobRecord:

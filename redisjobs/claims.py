@@ -1,0 +1,94 @@
+"""Leasing by hand: the calls a worker makes, as client calls, for a face whose workers lease
+through their backend (Pyjobkit's ``QueueBackend``: ``claim_batch``, ``extend_lease``,
+``succeed``, ``fail``, ``reap_expired``).
+
+Each is one of the worker's own transitions (``start``, ``heartbeat``, ``complete``, ``fail``,
+``reclaim`` + ``release``), fenced by the job's lease exactly as for :class:`redisjobs.Worker`:
+a call whose lease is not the job's current one changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import ensure_group
+from .getters import QueueGetters, reaching
+from .scripts import Delivery
+from .serialization import packb
+
+__all__ = ["REAPER", "Claims"]
+
+REAPER = "reaper"
+"""The consumer :meth:`Claims.reap` takes expired leases over with, to hand them back."""
+
+
+class Claims(QueueGetters):
+    """The hand-leasing calls of :class:`redisjobs.Client`."""
+
+    @reaching
+    async def claim(
+        self, worker: str, limit: int = 1, *, queue: str | None = None
+    ) -> list[Delivery]:
+        """Lease up to `limit` ready jobs (due ones promoted first) to consumer `worker`."""
+        redis, scripts = await self._conn()
+        keys = self.keys(queue)
+        await ensure_group(redis, keys)
+        await scripts.promote(keys)
+        return list(await scripts.start(keys, worker, read=max(1, limit)))
+
+    @reaching
+    async def extend_lease(
+        self, job_id: str, worker: str, lease: int, ttl: float, *, queue: str | None = None
+    ) -> bool:
+        """Extend `worker`'s lease `lease` on the job to `ttl` seconds; False when the lease is
+        not its any more (or a cancel of the job was asked for: see :meth:`get`)."""
+        _, scripts = await self._conn()
+        stop = await scripts.heartbeat(
+            self.keys(queue), worker, round(ttl * 1000), [(job_id, lease)]
+        )
+        return not stop
+
+    @reaching
+    async def complete_run(
+        self, job_id: str, worker: str, lease: int, result: Any, *, queue: str | None = None
+    ) -> bool:
+        """Record the result of the run under `lease`; False when the lease moved on."""
+        _, scripts = await self._conn()
+        [code] = await scripts.complete(self.keys(queue), worker, [(job_id, lease, packb(result))])
+        return code != 0
+
+    @reaching
+    async def fail_run(
+        self,
+        job_id: str,
+        worker: str,
+        lease: int,
+        error: str,
+        *,
+        mode: str = "error",
+        defer: float | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Record a failed run under `lease` (`mode` as the ``fail`` script takes it; `defer`
+        the retry's delay in seconds, None for the job's backoff); returns the outcome:
+        ``retry``, ``failed``, ``cancelled``, or ``stale`` when the lease moved on."""
+        _, scripts = await self._conn()
+        defer_ms = -1 if defer is None else max(0, round(defer * 1000))
+        outcome, _ = await scripts.fail(
+            self.keys(queue), worker, job_id, lease, error, mode=mode, defer_ms=defer_ms
+        )
+        return outcome
+
+    @reaching
+    async def reap(self, lease_ttl: float, *, queue: str | None = None) -> int:
+        """Hand every job whose lease ran out `lease_ttl` seconds ago back to the queue (at
+        most 100 a call); returns how many."""
+        redis, scripts = await self._conn()
+        keys = self.keys(queue)
+        await ensure_group(redis, keys)
+        taken, _ = await scripts.reclaim(
+            keys, REAPER, lease_ttl_ms=round(lease_ttl * 1000), count=100, max_deliveries=5
+        )
+        if not taken:
+            return 0
+        return await scripts.release(keys, REAPER, [(d.job_id, d.lease) for d in taken])

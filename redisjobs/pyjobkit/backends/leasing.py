@@ -1,0 +1,148 @@
+"""Pyjobkit's worker-side ``QueueBackend`` calls, each on redisjobs' own lease transitions.
+
+A claim is the ``start`` script (the job leases to `worker_id`, its fencing token is the
+record's ``version``); a lease extension is ``heartbeat``; success, failure and timeout are
+``complete`` and ``fail``, fenced by the version (``expected_version``, else the job's current
+lease); ``retry`` is a failure that comes back after its delay; ``reap_expired`` takes over the
+jobs whose lease ran out and gives them back to the queue. A fenced call that finds the lease
+moved on raises :class:`OptimisticLockError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ...job import JobStatus
+from ...serialization import unpackb
+from .._ids import uuid_of
+from ..contracts import OptimisticLockError
+
+if TYPE_CHECKING:
+    from ...client import Client
+
+__all__ = ["ClaimedJob", "LeaseCalls"]
+
+ClaimedJob = dict[str, Any]
+"""A claimed job: ``id``, ``kind``, ``payload``, ``timeout_s``, ``lease_until``, ``version``,
+``attempts``."""
+
+
+class LeaseCalls:
+    """The claim and outcome calls of a backend that owns a client (see :class:`StoreBackend`)."""
+
+    queue: str
+    lease_ttl_s: float
+    if TYPE_CHECKING:
+
+        async def client(self) -> Client:
+            """The backend's connected client."""
+
+    async def claim_batch(self, worker_id: uuid.UUID | str, *, limit: int = 1) -> list[ClaimedJob]:
+        """Lease up to `limit` jobs that are due to `worker_id`, in priority order."""
+        client = await self.client()
+        taken = await client.claim(str(worker_id), int(limit), queue=self.queue)
+        now = await client.server_time()
+        until = datetime.fromtimestamp(now + self.lease_ttl_s, UTC)
+        return [
+            {
+                "id": uuid_of(d.job_id),
+                "kind": d.kind,
+                "payload": unpackb(d.payload),
+                "timeout_s": d.timeout_ms / 1000 if d.timeout_ms > 0 else None,
+                "lease_until": until,
+                "version": d.lease,
+                "attempts": d.attempt,
+            }
+            for d in taken
+        ]
+
+    async def mark_running(self, job_id: uuid.UUID | str, worker_id: uuid.UUID | str) -> None:
+        """Nothing to do: a claimed job is running from its claim on."""
+
+    async def _held(self, job_id: uuid.UUID | str, expected: int | None) -> tuple[str, str, int]:
+        """The job's (id, worker, lease) when it runs under `expected` (or any) version."""
+        job = await (await self.client()).get(uuid_of(job_id).hex, queue=self.queue)
+        if job is None:
+            raise KeyError(job_id)
+        running = job.status == JobStatus.RUNNING and job.worker is not None
+        if not running or (expected is not None and job.lease != expected):
+            raise OptimisticLockError(f"{job_id}: version {expected} does not hold the job")
+        return job.id, str(job.worker), job.lease
+
+    async def extend_lease(
+        self,
+        job_id: uuid.UUID | str,
+        worker_id: uuid.UUID | str,
+        ttl_s: float,
+        *,
+        expected_version: int | None = None,
+    ) -> None:
+        """Extend `worker_id`'s lease on the job by `ttl_s` from now.
+
+        Raises:
+            OptimisticLockError: the lease is not `worker_id`'s under that version any more.
+        """
+        jid, worker, lease = await self._held(job_id, expected_version)
+        client = await self.client()
+        held = worker == str(worker_id)
+        if not held or not await client.extend_lease(jid, worker, lease, ttl_s, queue=self.queue):
+            raise OptimisticLockError(f"extend_lease failed for {job_id}: the lease moved on")
+
+    async def succeed(
+        self, job_id: uuid.UUID | str, result: Any, *, expected_version: int | None = None
+    ) -> None:
+        """Record the job's result (it ends ``success``).
+
+        Raises:
+            OptimisticLockError: the job does not run under that version.
+        """
+        jid, worker, lease = await self._held(job_id, expected_version)
+        client = await self.client()
+        if not await client.complete_run(jid, worker, lease, result, queue=self.queue):
+            raise OptimisticLockError(f"finish failed for {job_id}: the lease moved on")
+
+    async def _fail(
+        self,
+        job_id: uuid.UUID | str,
+        error: str,
+        mode: str,
+        expected: int | None,
+        defer: float | None,
+    ) -> str:
+        jid, worker, lease = await self._held(job_id, expected)
+        client = await self.client()
+        outcome = await client.fail_run(
+            jid, worker, lease, error, mode=mode, defer=defer, queue=self.queue
+        )
+        if outcome == "stale":
+            raise OptimisticLockError(f"finish failed for {job_id}: the lease moved on")
+        return outcome
+
+    async def fail(
+        self, job_id: uuid.UUID | str, reason: Any, *, expected_version: int | None = None
+    ) -> None:
+        """Fail the job for good, `reason` (a mapping such as ``{"error": ...}``) its error.
+
+        Raises:
+            OptimisticLockError: the job does not run under that version.
+        """
+        error = reason.get("error", reason) if isinstance(reason, Mapping) else reason
+        await self._fail(job_id, str(error), "fatal", expected_version, None)
+
+    async def timeout(
+        self, job_id: uuid.UUID | str, *, expected_version: int | None = None
+    ) -> None:
+        """End the run as timed out (retried while the job has attempts left)."""
+        await self._fail(job_id, "timeout", "timeout", expected_version, None)
+
+    async def retry(self, job_id: uuid.UUID | str, *, delay: float) -> None:
+        """Put the running job back to run again after `delay` seconds (an attempt is used; a
+        job without attempts left fails instead)."""
+        await self._fail(job_id, "retry requested", "error", None, delay)
+
+    async def reap_expired(self) -> int:
+        """Give every job whose lease ran out back to the queue; returns how many."""
+        return await (await self.client()).reap(self.lease_ttl_s, queue=self.queue)
