@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MAX_RETRY_AFTER, RateLimited, RedisJobsError, Retry
 from ..executors import ExecContext as _BaseContext
 from ..executors.base import ExecutorBase, adapt
-from .markers import RETRY_POLICY_PAYLOAD_KEY, SHADOW_PAYLOAD_KEY, strip_internal_payload
+from .markers import (
+    RETRY_POLICY_PAYLOAD_KEY,
+    SHADOW_PAYLOAD_KEY,
+    WEBHOOK_PAYLOAD_KEY,
+    strip_internal_payload,
+)
 from .ratelimit import LONGEST_WAIT, TokenBucket
 
 if TYPE_CHECKING:
@@ -53,6 +59,24 @@ class UUIDJobs(ExecutorBase):
         """Run the job with the Pyjobkit executor."""
         if self._bucket is not None:
             await self._take_token()
+        hooks = payload.get(WEBHOOK_PAYLOAD_KEY) if isinstance(payload, dict) else None
+        if hooks:
+            return await self._notifying(job_id, payload, ctx, hooks)
+        return await self._run(job_id, payload, ctx)
+
+    async def _notifying(self, job_id: str, payload: Any, ctx: _BaseContext, hooks: Any) -> Any:
+        """Run the job, then fire its webhook once its outcome is recorded."""
+        from .worker_webhooks import notify
+
+        started = time.perf_counter()
+        try:
+            return await self._run(job_id, payload, ctx)
+        finally:
+            engine = getattr(ctx, "engine", None)
+            if engine is not None:
+                notify(await engine.client(), job_id, ctx.attempt, hooks, started)
+
+    async def _run(self, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
         shadow = isinstance(payload, dict) and bool(payload.get(SHADOW_PAYLOAD_KEY))
         if shadow:
             from .contracts import ExecContext  # (it imports this module)

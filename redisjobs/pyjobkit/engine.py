@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,8 @@ __all__ = [
     "strip_internal_payload",
 ]
 
+log = logging.getLogger("pyjobkit.engine")
+
 KIND = re.compile(r"[A-Za-z0-9_.-]+")
 
 _BACKEND_CALLS = frozenset(
@@ -58,6 +61,9 @@ _BACKEND_CALLS = frozenset(
     }
 )
 """What the engine passes straight to its backend, as Pyjobkit's does."""
+
+_MARKS = ("shadow", "retry_policy", "tags", "webhooks")
+"""The enqueue arguments that become payload markers."""
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -124,6 +130,23 @@ class Engine:
             raise ValueError(f"duplicate executor kind registered: {executor.kind}")
         self.executors[executor.kind] = executor
 
+    def register_plugins(self, *, only: Iterable[str] | None = None) -> list[Executor]:
+        """Register the executors of installed plugins (see
+        :mod:`redisjobs.pyjobkit.executors.plugins`); a kind already registered keeps its
+        executor (the plugin's is skipped with a warning). Returns those registered."""
+        from .executors.plugins import discover_executors
+
+        added = []
+        for executor in discover_executors(only=only):
+            if executor.kind in self.executors:
+                log.warning(
+                    "skipping plugin executor for kind %r: already registered", executor.kind
+                )
+                continue
+            self.register_executor(executor)
+            added.append(executor)
+        return added
+
     def set_router(self, router: Router | None) -> None:
         """Install (or, with None, remove) a function that may rewrite a job's kind when it is
         enqueued: ``router(kind, payload)`` returns the kind to use (None keeps it), sync or
@@ -177,6 +200,7 @@ class Engine:
         shadow: bool = False,
         retry_policy: str | RetryPolicy | None = None,
         tags: Iterable[str] | None = None,
+        webhooks: Mapping[str, str] | None = None,
     ) -> uuid.UUID:
         """Add a job; returns its id.
 
@@ -194,6 +218,8 @@ class Engine:
             shadow: a dry run: ``ctx.is_shadow`` is True and the result is discarded.
             retry_policy: the job's own retry policy, a spec string such as ``"fixed:5"``.
             tags: labels (trimmed, deduplicated, sorted) kept under ``TAGS_PAYLOAD_KEY``.
+            webhooks: URLs to POST the outcome to, by ``complete``, ``fail``, ``timeout``
+                (see :mod:`redisjobs.pyjobkit.webhooks`).
 
         Raises:
             ValueError: a bad kind, max_attempts or retry policy spec.
@@ -201,7 +227,9 @@ class Engine:
             SerializationError: the payload is not msgpack-encodable (nothing is written).
         """
         kind = await route(self._router, kind, payload)
-        marked = mark_payload(payload, shadow=shadow, retry_policy=retry_policy, tags=tags)
+        marked = mark_payload(
+            payload, shadow=shadow, retry_policy=retry_policy, tags=tags, webhooks=webhooks
+        )
         spec = self._spec(
             kind,
             payload=marked,
@@ -269,7 +297,7 @@ class Engine:
                 keys.append(job["idempotency_key"])
             job = dict(job)
             kind = await route(self._router, job.pop("kind"), job.get("payload"))
-            marks = {k: job.pop(k) for k in ("shadow", "retry_policy", "tags") if k in job}
+            marks = {k: job.pop(k) for k in _MARKS if k in job}
             job["payload"] = mark_payload(job.get("payload"), **marks)
             specs.append(self._spec(kind, **job))
         if len(keys) != len(set(keys)):

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from .markers import RETRY_POLICY_PAYLOAD_KEY, SHADOW_PAYLOAD_KEY, TAGS_PAYLOAD_KEY
+from .markers import (
+    RETRY_POLICY_PAYLOAD_KEY,
+    SHADOW_PAYLOAD_KEY,
+    TAGS_PAYLOAD_KEY,
+    WEBHOOK_PAYLOAD_KEY,
+)
 from .retry import RetryPolicy, parse_policy
+from .webhooks import normalize_webhooks
 
 __all__ = ["Router", "mark_payload", "route"]
 
@@ -25,6 +31,7 @@ def mark_payload(
     shadow: bool = False,
     retry_policy: str | RetryPolicy | None = None,
     tags: Iterable[str] | None = None,
+    webhooks: Mapping[str, str] | None = None,
 ) -> Any:
     """`payload` with the markers asked for (the payload itself when none is).
 
@@ -48,10 +55,13 @@ def mark_payload(
         cleaned = sorted({str(tag).strip() for tag in tags} - {""})
         if cleaned:
             marks[TAGS_PAYLOAD_KEY] = cleaned
+    hooks = normalize_webhooks(webhooks)
+    if hooks:
+        marks[WEBHOOK_PAYLOAD_KEY] = hooks
     if not marks:
         return payload
     if not isinstance(payload, dict):
-        raise TypeError("shadow, retry_policy and tags need a dict payload")
+        raise TypeError("shadow, retry_policy, tags and webhooks need a dict payload")
     return {**payload, **marks}
 
 
