@@ -22,6 +22,7 @@ from .worker_hooks import (
     beat,
     check_settings,
 )
+from .worker_webhooks import drain as drain_webhooks
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -177,6 +178,7 @@ class Worker:
             )
         try:
             await worker.run()
+            await drain_webhooks(self.stop_timeout or NO_STOP_TIMEOUT)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()

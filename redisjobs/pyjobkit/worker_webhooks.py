@@ -20,7 +20,7 @@ from . import webhooks
 if TYPE_CHECKING:
     from ..client import Client
 
-__all__ = ["notify"]
+__all__ = ["drain", "notify"]
 
 log = logging.getLogger("pyjobkit.worker")
 
@@ -35,6 +35,13 @@ def notify(client: Client, job_id: str, attempt: int, hooks: Any, started: float
     task = asyncio.create_task(_notify(client, job_id, attempt, hooks, started))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
+
+
+async def drain(timeout: float) -> None:
+    """Wait (up to `timeout` seconds) for the webhooks still being fired: a worker that stops
+    gracefully delivers the webhooks of the jobs it ran."""
+    if _TASKS:
+        await asyncio.wait(set(_TASKS), timeout=timeout)
 
 
 async def _notify(client: Client, job_id: str, attempt: int, hooks: Any, started: float) -> None:
