@@ -205,13 +205,11 @@ class Engine:
         """Add a job; returns its id.
 
         Args:
-            kind: the executor's kind (letters, digits, ``_ . -``); the router, if one is set
-                (:meth:`set_router`), may rewrite it first.
+            kind: the executor's kind (letters, digits, ``_ . -``), maybe routed first.
             payload: the executor's input (anything msgpack encodes; a dict for the markers).
             priority: 0..2**21, lower runs sooner (FIFO within a priority).
             scheduled_for: not before this time (naive = UTC).
-            max_attempts: runs in all before it fails for good (default
-                ``default_max_attempts``).
+            max_attempts: runs in all (default ``default_max_attempts``).
             idempotency_key: while a job with this key exists, enqueueing it again returns
                 that job's id and writes nothing (checked atomically with the write).
             timeout_s: seconds a run may take.
@@ -227,9 +225,7 @@ class Engine:
             SerializationError: the payload is not msgpack-encodable (nothing is written).
         """
         kind = await route(self._router, kind, payload)
-        marked = mark_payload(
-            payload, shadow=shadow, retry_policy=retry_policy, tags=tags, webhooks=webhooks
-        )
+        marked = mark_payload(payload, shadow, retry_policy, tags, webhooks)
         spec = self._spec(
             kind,
             payload=marked,

@@ -27,7 +27,6 @@ Router = Callable[[str, Any], "str | Awaitable[str | None] | None"]
 
 def mark_payload(
     payload: Any,
-    *,
     shadow: bool = False,
     retry_policy: str | RetryPolicy | None = None,
     tags: Iterable[str] | None = None,

@@ -21,12 +21,13 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .markers import WEBHOOK_PAYLOAD_KEY
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_REPLAY_WINDOW_S",
@@ -113,6 +114,8 @@ def _request(
 
 
 async def _post(client: httpx.AsyncClient | None, url: str, body: bytes, headers: Any) -> Any:
+    import httpx  # the [http] extra: loaded by the first webhook, not by the face
+
     if client is not None:
         return await client.post(url, content=body, headers=headers, timeout=5.0)
     async with httpx.AsyncClient() as own:
@@ -141,6 +144,8 @@ async def fire(
         return
     job = {"job_id": str(job_id), "kind": kind, "attempts": attempts, "duration_ms": duration_ms}
     body, headers = _request(status, {**job, "result": result}, secret)
+    import httpx
+
     delay = initial_delay_s
     for attempt in range(1, max(1, max_attempts) + 1):
         try:
