@@ -1,0 +1,1 @@
+"""Web integrations of the Pyjobkit face: a FastAPI router (``[fastapi]`` extra)."""

@@ -1,0 +1,89 @@
+"""Pyjobkit's REST API as a FastAPI router (the ``[fastapi]`` extra)::
+
+    app.include_router(make_router(engine, dependencies=[Depends(auth)]), prefix="/api/v1")
+
+``POST /jobs`` enqueues (202, ``{"job_id"}``), ``GET /jobs`` lists (``status``, ``limit``),
+``GET /jobs/{id}`` reads one (404 when unknown), ``POST /jobs/{id}/cancel`` asks for a cancel
+(202; 404 when unknown), ``GET /healthz`` checks the backend (503 when unreachable). Bad input
+gets FastAPI's 422. Payloads are returned without the face's internal markers.
+
+redisjobs' own HTTP API and dashboard (``redisjobs dashboard``) offer far more; this router is
+for applications that mount Pyjobkit's.
+"""
+
+# FastAPI resolves the handlers' annotations when routes are added, and the request models
+# are made inside make_router: the annotations must stay real objects, not strings, so this
+# module does not use `from __future__ import annotations`.
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ..engine import Engine
+from ..markers import strip_internal_payload
+
+__all__ = ["FastAPIDependencyMissing", "make_router"]
+
+
+class FastAPIDependencyMissing(RuntimeError):
+    """fastapi (and pydantic) are not installed: ``pip install redisjobs[fastapi]``."""
+
+
+def _shown(record: Any) -> dict[str, Any]:
+    return {**record, "payload": strip_internal_payload(record.get("payload"))}
+
+
+def make_router(
+    engine: Engine, *, prefix: str = "", dependencies: Sequence[Any] | None = None
+) -> Any:
+    """A FastAPI ``APIRouter`` over `engine`; `dependencies` (such as ``Depends(auth)``) apply
+    to every endpoint.
+
+    Raises:
+        FastAPIDependencyMissing: fastapi is not installed.
+    """
+    try:
+        from fastapi import APIRouter, HTTPException
+
+        from ._rest_models import EnqueueRequest, JobOut
+    except ImportError as exc:
+        raise FastAPIDependencyMissing(
+            "the FastAPI integration needs fastapi and pydantic: pip install 'redisjobs[fastapi]'"
+        ) from exc
+    router = APIRouter(prefix=prefix, dependencies=list(dependencies or []))
+
+    @router.post("/jobs", status_code=202)
+    async def enqueue_job(req: EnqueueRequest) -> dict[str, uuid.UUID]:
+        try:
+            job_id = await engine.enqueue(**req.model_dump())
+        except (TypeError, ValueError) as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"job_id": job_id}
+
+    @router.get("/jobs", response_model=list[JobOut])
+    async def list_jobs(status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        records = await engine.backend.all_jobs(status, limit)  # type: ignore[arg-type]
+        return [_shown(r) for r in records]
+
+    @router.get("/jobs/{job_id}", response_model=JobOut)
+    async def get_job(job_id: uuid.UUID) -> dict[str, Any]:
+        try:
+            return _shown(await engine.get(job_id))
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=f"job {job_id} not found") from exc
+
+    @router.post("/jobs/{job_id}/cancel", status_code=202)
+    async def cancel_job(job_id: uuid.UUID) -> dict[str, str]:
+        await get_job(job_id)  # 404 for an unknown id, not a misleading 202
+        await engine.cancel(job_id)
+        return {"status": "cancellation_requested"}
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        try:
+            await engine.check_connection()
+        except Exception as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        return {"status": "ok"}
+
+    return router
