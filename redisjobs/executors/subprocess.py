@@ -201,6 +201,13 @@ class SubprocessExecutor(ExecutorBase):
 
     async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> dict[str, Any]:
         """Run the payload's command to its end and return its exit code and output tails."""
+        returncode, out, err = await self.execute(payload, ctx)
+        if returncode != 0:
+            raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
+        return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
+
+    async def execute(self, payload: Any, ctx: ExecContext) -> tuple[int, Output, Output]:
+        """Run the payload's command to its end: its exit code, and its stdout and stderr."""
         spec = self._command(payload)
         await self._watchdog.start()
         out = Output(ctx, name="stdout", tail_bytes=self.output_limit)
@@ -211,9 +218,7 @@ class SubprocessExecutor(ExecutorBase):
             returncode = await self._supervise(proc, spec, ctx)
         finally:
             await _Reader.finish(readers)
-        if returncode != 0:
-            raise ExecutorError(f"{_exit_text(returncode)}: {err.excerpt() or '(no stderr)'}")
-        return {"returncode": returncode, "stdout": out.text(), "stderr": err.text()}
+        return returncode, out, err
 
     async def _spawn(
         self, spec: _Command, readers: list[_Reader], outputs: tuple[Output, Output]

@@ -1,8 +1,87 @@
-"""``from pyjobkit.executors.http import HttpExecutor``: redisjobs' HTTP executor (httpx)."""
+"""``from pyjobkit.executors.http import HttpExecutor``: Pyjobkit's HTTP executor semantics on
+httpx and redisjobs' address guard.
+
+Payload ``{"url": ..., "method": "GET", "headers": {...}, "json": ... | "data": ...,
+"timeout": 30, "retries": 0, "backoff": 0.5}``. The result is ``{"status", "headers", "body",
+"duration_ms"}`` **whatever the status** (a 404 or 500 is a result, not a failure: Pyjobkit's
+way); a transport error is tried again `retries` times, `backoff` * 2**n seconds apart, then
+fails the run. A cancel stops it at once.
+
+Unlike redisjobs' own :class:`redisjobs.executors.HTTPExecutor`, private and loopback
+addresses are reachable by default, as in Pyjobkit; ``HttpExecutor(allow_private=False)``
+closes them (checked at connect time, redirects and DNS answers included).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from ...executors._common import HostAllowList
+from ...executors._netguard import PrivateAllowance, guarded_transport
 from ...executors.http import HTTPExecutor
-from ...executors.http import HTTPExecutor as HttpExecutor
 
 __all__ = ["HTTPExecutor", "HttpExecutor"]
+
+
+class HttpExecutor:
+    """Sends the payload's HTTP request.
+
+    Args:
+        allow_private: non-public addresses jobs may reach: True (the default, as in Pyjobkit)
+            for all, False for none, or host names and IP networks.
+        max_connections: connections per run at most.
+    """
+
+    kind = "http"
+
+    def __init__(
+        self, *, allow_private: bool | Iterable[str] = True, max_connections: int = 10
+    ) -> None:
+        self.allow_private = PrivateAllowance(allow_private, HostAllowList(None))
+        self._limits = httpx.Limits(max_connections=max_connections)
+
+    async def run(self, *, job_id: Any, payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        """Send the request (retrying transport errors); the response as a result."""
+        method = str(payload.get("method", "GET")).upper()
+        url = payload["url"]
+        retries, backoff = int(payload.get("retries", 0)), float(payload.get("backoff", 0.5))
+        transport = guarded_transport(self._limits, self.allow_private)
+        async with httpx.AsyncClient(timeout=payload.get("timeout", 30), transport=transport) as c:
+            attempt = 0
+            while True:
+                try:
+                    return await _send(c, ctx, method, url, payload)
+                except Exception as exc:
+                    if attempt >= retries:
+                        await ctx.log(f"http executor failed: {exc}", stream="stderr")
+                        raise
+                    await ctx.log(f"attempt {attempt + 1} failed: {exc}", stream="stderr")
+                    await asyncio.sleep(backoff * 2**attempt)
+                    attempt += 1
+
+
+async def _send(
+    client: Any, ctx: Any, method: str, url: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = await client.request(
+        method,
+        url,
+        data=payload.get("data"),
+        json=payload.get("json"),
+        headers=payload.get("headers"),
+    )
+    duration = int((time.perf_counter() - started) * 1000)
+    await ctx.log(f"{method} {url} -> {response.status_code} in {duration}ms")
+    is_json = "application/json" in response.headers.get("content-type", "")
+    return {
+        "status": response.status_code,
+        "headers": dict(response.headers),
+        "body": response.json() if is_json else response.text,
+        "duration_ms": duration,
+    }
