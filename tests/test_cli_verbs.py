@@ -40,8 +40,9 @@ queue, spawn, worker = test_cli.queue, test_cli.spawn, test_cli.worker
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVERS = {"worker", "dashboard", "demo"}
-"""The verbs without --json: they serve until stopped, and their output is their log."""
+SERVERS = {"worker", "dashboard", "demo", "pyjobkit"}
+"""The verbs without --json: they serve until stopped, and their output is their log (the
+pyjobkit verb takes Pyjobkit's command line, which has no --json)."""
 
 
 def verbs() -> dict[str, argparse.ArgumentParser]:

@@ -7,6 +7,7 @@ Exit status: 0 done, 1 failed (a job that failed, an unknown job, an unreachable
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -30,6 +31,9 @@ def _fail(message: object, status: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``redisjobs`` command line `argv` (default: ``sys.argv[1:]``); its exit status."""
     args = parser.build().parse_args(argv)
+    if getattr(args, "delegate", None):  # a command line of its own, with its own event loop
+        module, _, name = args.delegate.partition(":")
+        return int(getattr(importlib.import_module(module), name)(args.rest))
     # What `worker --processes N` hands on to its children.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     level = args.log_level or ("INFO" if args.command == "worker" else "WARNING")

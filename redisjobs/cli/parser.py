@@ -264,4 +264,11 @@ def build() -> Parser:
     add_redis(d, ", else the embedded memory://")
     d.add_argument("--jobs", type=int, default=12)
     d.add_argument("--workers", type=int, default=2)
+    k = sub.add_parser(
+        "pyjobkit",
+        help="Pyjobkit's commands: a worker with its flags, prune, simulate (see --help)",
+        add_help=False,
+    )
+    k.add_argument("rest", nargs=argparse.REMAINDER, help="pyjobkit's own arguments")
+    k.set_defaults(delegate="redisjobs.pyjobkit.cli:run")
     return parser

@@ -25,7 +25,7 @@ from .executors.subprocess import SubprocessExecutor
 from .logging import configure_logging
 from .worker import Worker
 
-__all__ = ["CLIError", "build_parser", "main"]
+__all__ = ["CLIError", "build_parser", "main", "run"]
 
 log = logging.getLogger("pyjobkit.cli")
 
@@ -118,6 +118,23 @@ async def _run_worker(args: argparse.Namespace) -> None:
         await worker.run(once=args.once)
     finally:
         await engine.close()
+
+
+def run(argv: Sequence[str]) -> int:
+    """``redisjobs pyjobkit [prune|simulate] ...``: the worker command, or ``prune`` /
+    ``simulate`` with their own arguments; the exit status."""
+    from . import cli_prune, cli_simulate
+
+    commands = {"prune": cli_prune.main, "simulate": cli_simulate.main}
+    command = commands.get(argv[0]) if argv else None
+    try:
+        if command is not None:
+            command(argv[1:])
+        else:
+            main(argv)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
