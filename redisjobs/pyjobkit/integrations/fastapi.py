@@ -11,16 +11,19 @@ redisjobs' own HTTP API and dashboard (``redisjobs dashboard``) offer far more; 
 for applications that mount Pyjobkit's.
 """
 
-# FastAPI resolves the handlers' annotations when routes are added, and the request models
-# are made inside make_router: the annotations must stay real objects, not strings, so this
-# module does not use `from __future__ import annotations`.
+# FastAPI reads the handlers' annotations when routes are added, and the request models are
+# imported in the functions that add them: the annotations must be real objects, not strings,
+# so this module does not use `from __future__ import annotations`.
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import Engine
 from ..markers import strip_internal_payload
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 __all__ = ["FastAPIDependencyMissing", "make_router"]
 
@@ -43,14 +46,23 @@ def make_router(
         FastAPIDependencyMissing: fastapi is not installed.
     """
     try:
-        from fastapi import APIRouter, HTTPException
+        from fastapi import APIRouter
 
-        from ._rest_models import EnqueueRequest, JobOut
+        from . import _rest_models  # noqa: F401 - pydantic is there too
     except ImportError as exc:
         raise FastAPIDependencyMissing(
             "the FastAPI integration needs fastapi and pydantic: pip install 'redisjobs[fastapi]'"
         ) from exc
     router = APIRouter(prefix=prefix, dependencies=list(dependencies or []))
+    _queue_routes(router, engine)
+    _job_routes(router, engine)
+    return router
+
+
+def _queue_routes(router: "APIRouter", engine: Engine) -> None:
+    from fastapi import HTTPException
+
+    from ._rest_models import EnqueueRequest, JobOut
 
     @router.post("/jobs", status_code=202)
     async def enqueue_job(req: EnqueueRequest) -> dict[str, uuid.UUID]:
@@ -64,6 +76,12 @@ def make_router(
     async def list_jobs(status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         records = await engine.backend.all_jobs(status, limit)  # type: ignore[arg-type]
         return [_shown(r) for r in records]
+
+
+def _job_routes(router: "APIRouter", engine: Engine) -> None:
+    from fastapi import HTTPException
+
+    from ._rest_models import JobOut
 
     @router.get("/jobs/{job_id}", response_model=JobOut)
     async def get_job(job_id: uuid.UUID) -> dict[str, Any]:
@@ -85,5 +103,3 @@ def make_router(
         except Exception as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         return {"status": "ok"}
-
-    return router
