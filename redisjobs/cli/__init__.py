@@ -7,7 +7,6 @@ Exit status: 0 done, 1 failed (a job that failed, an unknown job, an unreachable
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from redis.exceptions import RedisError
 from ..errors import RedisJobsError
 from . import logformat, parser
 from .common import UsageError
+from .parser import PYJOBKIT
 from .serve import loop_factory
 
 __all__ = ["main"]
@@ -30,10 +30,12 @@ def _fail(message: object, status: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``redisjobs`` command line `argv` (default: ``sys.argv[1:]``); its exit status."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == [PYJOBKIT]:  # a command line of its own (its flags are not ours)
+        from ..pyjobkit.cli import run
+
+        return run(given[1:])
     args = parser.build().parse_args(argv)
-    if getattr(args, "delegate", None):  # a command line of its own, with its own event loop
-        module, _, name = args.delegate.partition(":")
-        return int(getattr(importlib.import_module(module), name)(args.rest))
     # What `worker --processes N` hands on to its children.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     level = args.log_level or ("INFO" if args.command == "worker" else "WARNING")

@@ -235,6 +235,10 @@ def _cleaning(sub: Any) -> None:
         add_json(c)
 
 
+PYJOBKIT = "pyjobkit"
+"""The verb whose command line is Pyjobkit's (see :mod:`redisjobs.pyjobkit.cli`)."""
+
+
 def build() -> Parser:
     """The ``redisjobs`` parser; each subcommand sets ``run``, its coroutine function."""
     parser = Parser(
@@ -264,11 +268,11 @@ def build() -> Parser:
     add_redis(d, ", else the embedded memory://")
     d.add_argument("--jobs", type=int, default=12)
     d.add_argument("--workers", type=int, default=2)
+    # Listed for --help; `main` hands its command line to the face before this parser runs.
     k = sub.add_parser(
-        "pyjobkit",
-        help="Pyjobkit's commands: a worker with its flags, prune, simulate (see --help)",
+        PYJOBKIT,
+        help="Pyjobkit's commands: a worker with its flags, prune, simulate",
         add_help=False,
     )
     k.add_argument("rest", nargs=argparse.REMAINDER, help="pyjobkit's own arguments")
-    k.set_defaults(delegate="redisjobs.pyjobkit.cli:run")
     return parser

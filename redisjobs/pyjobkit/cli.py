@@ -133,6 +133,8 @@ def run(argv: Sequence[str]) -> int:
         else:
             main(argv)
     except SystemExit as done:
+        if isinstance(done.code, str):  # a message, as the interpreter would print it
+            print(done.code, file=sys.stderr)
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0
 
