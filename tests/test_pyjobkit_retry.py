@@ -19,7 +19,7 @@ from redisjobs.pyjobkit import (
 )
 from redisjobs.pyjobkit.backends.memory import MemoryBackend
 from redisjobs.pyjobkit.backends.redis import RedisBackend
-from redisjobs.pyjobkit.contracts import ExecContext, Executor
+from redisjobs.pyjobkit.contracts import ExecContext, Executor, WorkerContext
 from redisjobs.pyjobkit.engine import SHADOW_PAYLOAD_KEY, TAGS_PAYLOAD_KEY
 from redisjobs.pyjobkit.retry import DEFAULT_RETRY_POLICY, RETRY_POLICY_PAYLOAD_KEY
 
@@ -39,7 +39,7 @@ class Boom(Executor):
     def __init__(self) -> None:
         self.seen: list[tuple[Any, int]] = []
 
-    async def run(self, *, job_id: uuid.UUID, payload: Any, ctx: ExecContext) -> Any:
+    async def run(self, *, job_id: uuid.UUID, payload: Any, ctx: WorkerContext) -> Any:
         self.seen.append((payload, ctx.attempt))
         raise RuntimeError(f"boom {len(self.seen)}")
 
