@@ -15,6 +15,8 @@ import pytest
 
 from redisjobs import Client, Event, Worker
 from redisjobs.keys import QueueKeys
+from redisjobs.pyjobkit.backends.store import StoreBackend
+from redisjobs.pyjobkit.cli_common import backend_of
 from redisjobs.scripts import Scripts
 from redisjobs.testing import RedisServer, unique_queue
 
@@ -90,3 +92,9 @@ async def log_events(client: Client, job_id: str | None = None) -> list[Event]:
     entries: Any = await client.redis.xrange(client.keys().log)
     events = [Event.decode(fields[b"e"]) for _, fields in entries]
     return [ev for ev in events if job_id is None or ev.job_id == job_id]
+
+
+@pytest.fixture
+def backend(url: str, queue: str) -> StoreBackend:
+    """A Pyjobkit face backend on the session's redis-server, or on the embedded one."""
+    return backend_of(url, queue)

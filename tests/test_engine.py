@@ -78,13 +78,6 @@ class Sinks:
 
 
 @pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue)
-    return RedisBackend(url, queue=queue)
-
-
-@pytest.fixture
 async def engine(backend: MemoryBackend | RedisBackend) -> AsyncIterator[Engine]:
     async with Engine(backend=backend, executors=[HelloExecutor()]) as e:
         yield e

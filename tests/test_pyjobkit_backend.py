@@ -24,13 +24,6 @@ from redisjobs.pyjobkit.logging import MemoryLogSink
 from redisjobs.pyjobkit.scheduler import Scheduler, parse_interval
 
 
-@pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue, lease_ttl_s=5)
-    return RedisBackend(url, queue=queue, lease_ttl_s=5)
-
-
 class Noop(Executor):
     kind = "noop"
 

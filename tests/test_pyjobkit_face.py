@@ -34,13 +34,6 @@ class Waiter(Executor):
         return None
 
 
-@pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue)
-    return RedisBackend(url, queue=queue)
-
-
 @pytest.mark.parametrize(
     ("module", "names"),
     [

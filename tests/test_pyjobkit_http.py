@@ -19,7 +19,6 @@ from fastapi import Request
 
 from redisjobs.pyjobkit import Engine, Worker
 from redisjobs.pyjobkit.backends.memory import MemoryBackend
-from redisjobs.pyjobkit.backends.redis import RedisBackend
 from redisjobs.pyjobkit.contracts import ExecContext, Executor
 from redisjobs.pyjobkit.executors.http import HttpExecutor
 from redisjobs.pyjobkit.executors.subprocess import SubprocessExecutor
@@ -73,13 +72,6 @@ def recorder() -> Iterator[Recorder]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue)
-    return RedisBackend(url, queue=queue)
 
 
 class Flaky(Executor):

@@ -11,17 +11,8 @@ from typing import Any
 import pytest
 
 from redisjobs.pyjobkit import Engine, Worker
-from redisjobs.pyjobkit.backends.memory import MemoryBackend
-from redisjobs.pyjobkit.backends.redis import RedisBackend
 from redisjobs.pyjobkit.contracts import ExecContext, Executor
 from redisjobs.pyjobkit.ratelimit import TokenBucket, parse_rate_limits
-
-
-@pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue)
-    return RedisBackend(url, queue=queue)
 
 
 class Stamp(Executor):

@@ -24,13 +24,6 @@ from redisjobs.pyjobkit.engine import SHADOW_PAYLOAD_KEY, TAGS_PAYLOAD_KEY
 from redisjobs.pyjobkit.retry import DEFAULT_RETRY_POLICY, RETRY_POLICY_PAYLOAD_KEY
 
 
-@pytest.fixture
-def backend(url: str, queue: str) -> MemoryBackend | RedisBackend:
-    if url.startswith("memory://"):
-        return MemoryBackend(url.removeprefix("memory://"), queue=queue)
-    return RedisBackend(url, queue=queue)
-
-
 class Boom(Executor):
     """Fails every run, recording the payloads and attempts it saw."""
 
