@@ -275,3 +275,36 @@ async def test_health_reports_overflow_and_an_unreachable_backend(backend: Any) 
     health = await Worker(down).check_health()
     assert health["status"] == "unhealthy" and "reason" in health
     await down.close()
+
+
+class Add(Executor):
+    """Adds its payload's ``n`` to the total the step before returned."""
+
+    kind = "add"
+
+    async def run(self, *, job_id: uuid.UUID, payload: Any, ctx: ExecContext) -> Any:
+        if payload.get("n") is None:
+            raise RuntimeError("no n")
+        before = (payload.get("previous_result") or {}).get("total", 0)
+        return {"total": before + payload["n"]}
+
+
+async def test_a_chain_threads_each_result_into_the_next_step(backend: Any) -> None:
+    async with Engine(backend=backend, executors=[Add()]) as engine:
+        with pytest.raises(ValueError):
+            await engine.chain()
+        with pytest.raises(ValueError):
+            await engine.chain({"payload": {}})
+        head = await engine.chain(*({"kind": "add", "payload": {"n": n}} for n in (1, 10, 100)))
+        broken = await engine.chain(
+            {"kind": "add", "payload": {}, "max_attempts": 1}, {"kind": "add", "payload": {"n": 5}}
+        )
+        await Worker(engine, poll_interval=0.05, handle_signals=False).run(once=True)
+        assert (await engine.get(head))["result"] == {"total": 1}
+        records = await backend.all_jobs()
+        totals = sorted(r["result"]["total"] for r in records if r["status"] == "success")
+        assert totals == [1, 11, 111]
+        assert (await engine.get(broken))["status"] == "failed"
+        # the step after the failed one never ran: it ended failed, for its dependency
+        [after] = [r for r in records if r["status"] == "failed" and r["id"] != broken]
+        assert after["attempts"] == 0 and (after["error"] or "").startswith("dependency ")

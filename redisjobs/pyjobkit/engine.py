@@ -16,6 +16,7 @@ from .backends import Backend
 from .backends.store import STATUS
 from .contracts import EventBus, ExecContext, Executor, LogSink
 from .engine_capacity import Capacity
+from .engine_chain import enqueue_chain
 from .engine_context import DefaultExecContext, ExecContextFactory
 from .engine_marks import Router, mark_payload, route
 from .events.local import LocalEventBus
@@ -291,14 +292,23 @@ class Engine:
                 raise ValueError(f"enqueue_many[{n}]: 'kind' is required")
             if job.get("idempotency_key") is not None:
                 keys.append(job["idempotency_key"])
-            job = dict(job)
-            kind = await route(self._router, job.pop("kind"), job.get("payload"))
-            marks = {k: job.pop(k) for k in _MARKS if k in job}
-            job["payload"] = mark_payload(job.get("payload"), **marks)
-            specs.append(self._spec(kind, **job))
+            specs.append(await self.prepared(dict(job)))
         if len(keys) != len(set(keys)):
             raise ValueError("enqueue_many: one idempotency_key given twice")
         return await self._write(specs)
+
+    async def prepared(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The redisjobs job spec of one job's :meth:`enqueue` arguments (routed, marked)."""
+        kind = await route(self._router, job.pop("kind"), job.get("payload"))
+        marks = {k: job.pop(k) for k in _MARKS if k in job}
+        job["payload"] = mark_payload(job.get("payload"), **marks)
+        return self._spec(kind, **job)
+
+    async def chain(self, *steps: Mapping[str, Any]) -> uuid.UUID:
+        """Jobs that run one after another (each a mapping of :meth:`enqueue`'s arguments),
+        each getting the result before it as ``payload["previous_result"]``; the first job's
+        id. A failed step ends the chain (see :mod:`redisjobs.pyjobkit.engine_chain`)."""
+        return await enqueue_chain(self, steps)
 
     # -- what a worker does, on the backend ----------------------------------------------------
 
