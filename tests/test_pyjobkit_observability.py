@@ -154,3 +154,14 @@ async def test_enqueue_in_a_span_carries_its_context(spans: Any) -> None:
     with restore_trace_context(payload), span("child", kind="x", absent=None) as child:
         assert child.get_span_context().trace_id == producer.get_span_context().trace_id
     assert dict(spans.get_finished_spans()[-1].attributes) == {"kind": "x"}
+
+
+async def test_the_engine_logs_under_pyjobkits_logger(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pyjobkit.engine")
+    async with Engine(backend=MemoryBackend()) as engine:
+        job_id = await engine.enqueue(kind="demo", payload={})
+        await engine.cancel(job_id)
+    said = [r.getMessage() for r in caplog.records if r.name == "pyjobkit.engine"]
+    assert said[0].startswith("enqueue requested: kind=demo")
+    assert said[1] == f"enqueue accepted: job_id={job_id} kind=demo priority=100"
+    assert said[2] == f"cancel requested: job_id={job_id}"

@@ -239,12 +239,17 @@ class Engine:
         return await self._write_one(spec)
 
     async def _write_one(self, spec: dict[str, Any]) -> uuid.UUID:
+        kind, priority = spec["kind"], spec["priority"]
+        log.info("enqueue requested: kind=%s priority=%s", kind, priority)
         if tracing_active():  # no span, no marker: tracing costs nothing when off
-            with span("pyjobkit.enqueue", kind=spec["kind"], priority=spec["priority"]):
+            with span("pyjobkit.enqueue", kind=kind, priority=priority):
                 if isinstance(spec["payload"], dict):
                     spec["payload"] = inject_trace_context(spec["payload"])
-                return (await self._write([spec]))[0]
-        return (await self._write([spec]))[0]
+                [job_id] = await self._write([spec])
+        else:
+            [job_id] = await self._write([spec])
+        log.info("enqueue accepted: job_id=%s kind=%s priority=%s", job_id, kind, priority)
+        return job_id
 
     async def _write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
         if self.capacity.limit is None:
@@ -339,6 +344,7 @@ class Engine:
 
     async def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a queued or running job; False when it had already ended."""
+        log.info("cancel requested: job_id=%s", job_id)
         return await self.backend.cancel(job_id)
 
     async def queue_depth(self) -> int:
