@@ -7,6 +7,7 @@ import asyncio
 import importlib.metadata
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from redisjobs.pyjobkit import Engine, Worker
 from redisjobs.pyjobkit.backends.memory import MemoryBackend
 from redisjobs.pyjobkit.backends.redis import RedisBackend
+from redisjobs.pyjobkit.batch import BatchExecutor, BatchJob, dispatch_batch
 from redisjobs.pyjobkit.contracts import ExecContext, Executor, OptimisticLockError, QueueBackend
 from redisjobs.pyjobkit.engine import DefaultExecContext
 from redisjobs.pyjobkit.events import LocalEventBus
@@ -277,3 +279,34 @@ async def test_leader_loop_runs_while_leading_and_hands_over() -> None:
     assert await MemoryLeaderLock("job").try_acquire(ttl_s=1)  # released on the way out
     with pytest.raises(ValueError):
         await leader_loop(holder, ttl_s=0, on_leader=lead)
+
+
+class Doubler(BatchExecutor):
+    """Doubles each job's ``n`` in one call; fails the whole batch on a negative one."""
+
+    kind, max_batch_size = "double", 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def run_batch(self, jobs: Sequence[BatchJob]) -> list[Any]:
+        self.calls.append(len(jobs))
+        if any(job.payload["n"] < 0 for job in jobs):
+            raise ValueError("negative")
+        return [{"n": job.payload["n"] * 2} for job in jobs]
+
+
+async def test_a_batch_executor_finishes_each_job_of_its_batch(backend: Any) -> None:
+    doubler, worker = Doubler(), uuid.uuid4()
+    async with Engine(backend=backend) as engine:
+        ids = await engine.enqueue_many([{"kind": "double", "payload": {"n": n}} for n in (1, 2)])
+        await dispatch_batch(
+            engine, doubler, await backend.claim_batch(worker, limit=3), worker_id=worker
+        )
+        assert [(await backend.get(i))["result"] for i in ids] == [{"n": 2}, {"n": 4}]
+        bad = await engine.enqueue(kind="double", payload={"n": -1}, max_attempts=1)
+        await dispatch_batch(engine, doubler, await backend.claim_batch(worker), worker_id=worker)
+        assert (await backend.get(bad))["status"] == "failed" and doubler.calls == [2, 1]
+        await dispatch_batch(engine, doubler, [], worker_id=worker)
+        with pytest.raises(ValueError, match="max_batch_size"):
+            await dispatch_batch(engine, doubler, [{"id": uuid.uuid4()}] * 4, worker_id=worker)
