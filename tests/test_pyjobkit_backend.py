@@ -131,6 +131,10 @@ async def test_enqueue_many_refuses_before_writing_anything(backend: Any) -> Non
         twice = [{"kind": "noop", "payload": {}, "idempotency_key": "k"}] * 2
         with pytest.raises(ValueError, match="idempotency_key"):
             await engine.enqueue_many(twice)
+        with pytest.raises(ValueError, match="given twice"):
+            await backend.enqueue_many(twice)  # the backend's own bulk call checks the same
+        with pytest.raises(ValueError, match="'kind' is required"):
+            await backend.enqueue_many([{"payload": {}}])
         assert await backend.count() == 0
         [first] = await engine.enqueue_many(twice[:1])
         assert await engine.enqueue(kind="noop", payload={}, idempotency_key="k") == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from typing import Any
 
@@ -58,6 +59,8 @@ def test_policies_compute_their_delays() -> None:
     assert [ExponentialBackoff(1, 2).delay(n) for n in (1, 2, 3, 5)] == [1, 2, 4, 16]
     assert ExponentialBackoff(1, 2, max_delay_s=10).delay(10) == 10
     assert ExponentialBackoff(1, 2).delay(100_000) == float("inf")  # capped by the worker
+    seeded = [JitteredExponentialBackoff(rng=random.Random(7)).delay(3) for _ in range(2)]
+    assert seeded[0] == seeded[1]  # a seeded source gives the same spread
     for attempt in range(1, 6):
         assert DEFAULT_RETRY_POLICY.delay(attempt) == 2 ** (attempt - 1)
         wait = JitteredExponentialBackoff(1, 2, None, 0.2).delay(attempt)

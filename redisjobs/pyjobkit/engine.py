@@ -13,7 +13,7 @@ from ..client import Client
 from ..options import DEFAULT_PRIORITY
 from ..tracing import active as tracing_active
 from .backends import Backend
-from .backends.store import STATUS
+from .backends.store import STATUS, checked_batch
 from .contracts import EventBus, ExecContext, Executor, LogSink
 from .engine_capacity import Capacity
 from .engine_chain import enqueue_chain
@@ -291,15 +291,7 @@ class Engine:
         Raises:
             ValueError: a job without a kind, a bad one, or one idempotency key twice.
         """
-        specs, keys = [], []
-        for n, job in enumerate(jobs):
-            if "kind" not in job:
-                raise ValueError(f"enqueue_many[{n}]: 'kind' is required")
-            if job.get("idempotency_key") is not None:
-                keys.append(job["idempotency_key"])
-            specs.append(await self.prepared(dict(job)))
-        if len(keys) != len(set(keys)):
-            raise ValueError("enqueue_many: one idempotency_key given twice")
+        specs = [await self.prepared(dict(job)) for job in checked_batch(jobs)]
         return await self._write(specs)
 
     async def prepared(self, job: dict[str, Any]) -> dict[str, Any]:

@@ -122,6 +122,7 @@ class JitteredExponentialBackoff(ExponentialBackoff):
         max_delay_s: the longest wait before the jitter, None for no cap.
         jitter: the spread, 0 to 1.
         give_up_after_age_s: stop retrying a job this old (seconds), None never.
+        rng: the random source (seeded in tests); default a fresh one.
     """
 
     def __init__(
@@ -131,8 +132,11 @@ class JitteredExponentialBackoff(ExponentialBackoff):
         max_delay_s: float | None = None,
         jitter: float = 0.1,
         give_up_after_age_s: float | None = None,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__(base, factor, max_delay_s, give_up_after_age_s)
+        self._rng = rng or random.Random()
         if not 0 <= float(jitter) <= 1:
             raise ValueError(f"jitter must be between 0 and 1, not {jitter!r}")
         self.jitter = float(jitter)

@@ -17,7 +17,7 @@ from ..types import JobRecord
 from ..types import JobStatus as Status
 from .leasing import LeaseCalls
 
-__all__ = ["STATUS", "StoreBackend", "record_of"]
+__all__ = ["STATUS", "StoreBackend", "checked_batch", "record_of"]
 
 _ID_NAMESPACE = uuid.UUID("6d1c5d58-7c0e-4b7b-9d8e-1f6a0c3e2b9a")
 
@@ -108,8 +108,13 @@ class StoreBackend(LeaseCalls, QueueBackend):
         return (await self.write([self.job_spec(**job)]))[0]
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
-        """Add many jobs (mappings of :meth:`job_spec`'s arguments) in few round trips."""
-        return await self.write([self.job_spec(**job) for job in jobs])
+        """Add many jobs (mappings of :meth:`job_spec`'s arguments) in one round trip; nothing
+        is written when one is refused.
+
+        Raises:
+            ValueError: a job without a kind, or one idempotency key given twice.
+        """
+        return await self.write([self.job_spec(**job) for job in checked_batch(jobs)])
 
     async def write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
         """Enqueue redisjobs job specs; their ids as UUIDs."""
@@ -197,6 +202,23 @@ for _ours, _theirs in STATUS.items():
     _STATUSES.setdefault(_theirs, []).append(_ours)
 _STATUSES["timeout"] = [JobStatus.FAILED]
 _FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def checked_batch(jobs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The jobs of an ``enqueue_many``, each with a kind and no idempotency key twice.
+
+    Raises:
+        ValueError: a job without a kind, or one idempotency key given twice.
+    """
+    batch, keys = list(jobs), set()
+    for n, job in enumerate(batch):
+        if "kind" not in job:
+            raise ValueError(f"enqueue_many[{n}]: 'kind' is required")
+        key = job.get("idempotency_key")
+        if key is not None and key in keys:
+            raise ValueError(f"enqueue_many[{n}]: idempotency_key {key!r} given twice")
+        keys.add(key)
+    return batch
 
 
 def record_of(job: Job) -> JobRecord:
