@@ -143,7 +143,7 @@ class JitteredExponentialBackoff(ExponentialBackoff):
 
     def delay(self, attempt: int) -> float:
         """The exponential wait, jittered."""
-        spread = random.uniform(1 - self.jitter, 1 + self.jitter)
+        spread = self._rng.uniform(1 - self.jitter, 1 + self.jitter)
         return super().delay(attempt) * spread
 
 
