@@ -9,7 +9,8 @@ its stream. With `allowed_commands`, only those programs run and shell strings a
 (:class:`PermissionError`: a shell string would get past the list).
 
 Kept from redisjobs' own executor: each command leads its own process group, which is ended
-(SIGTERM, then SIGKILL) on timeout, cancel or a crash of the worker; the child gets a minimal
+(SIGTERM, then SIGKILL 3 s later, each said in the log) on timeout, cancel or a crash of the
+worker; the child gets a minimal
 environment plus the payload's ``env`` (of which variables that change what a program loads
 are refused).
 """
@@ -60,6 +61,7 @@ class SubprocessExecutor(_Subprocess):
     def __init__(self, *, allowed_commands: Iterable[str] | None = None, **options: Any) -> None:
         options.setdefault("allow_shell", allowed_commands is None)
         options.setdefault("allow_cwd", ["/"])  # Pyjobkit lets a payload choose its cwd
+        options.setdefault("kill_grace", 3.0)  # Pyjobkit's wait between SIGTERM and SIGKILL
         super().__init__(**options)
         self.allowed_commands = None if allowed_commands is None else frozenset(allowed_commands)
         self._warned = False
