@@ -154,9 +154,15 @@ async def test_timeout_and_cancel_remove_the_running_container(image: str) -> No
 async def test_a_worker_runs_docker_jobs(image: str, backend: StoreBackend) -> None:
     async with Engine(backend=backend, executors=[DockerExecutor()]) as engine:
         good = await engine.enqueue(kind="docker", payload=job(image, "echo done"))
-        worker = Worker(engine, poll_interval=0.05, handle_signals=False)
+        bad = await engine.enqueue(kind="docker", payload=job(image, "exit 3"), max_attempts=2)
+        worker = Worker(engine, retry_policy="fixed:0", poll_interval=0.05, handle_signals=False)
         async with worker:
             async with asyncio.timeout(30):
-                while (await engine.get(good))["status"] != "success":
+                while {(await engine.get(j))["status"] for j in (good, bad)} != {
+                    "success",
+                    "failed",
+                }:
                     await asyncio.sleep(0.05)
         assert (await engine.get(good))["result"]["stdout"] == "done\n"
+        failed = await engine.get(bad)  # retried by the worker's policy, then given up
+        assert failed["attempts"] == 2 and "status 3" in str(failed["error"])

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ExecutorError, JobTimeout, MissingExtra, PayloadError
+from ...errors import JobTimeout, MissingExtra, PayloadError
 from ...executors._common import env_map, fields, opt_seconds
 
 __all__ = ["DockerDependencyMissing", "DockerExecutionError", "DockerExecutor"]
@@ -44,8 +44,9 @@ class DockerDependencyMissing(MissingExtra, RuntimeError):
     """:mod:`aiodocker` (the ``docker`` extra) is not installed."""
 
 
-class DockerExecutionError(ExecutorError, RuntimeError):
-    """The container exited with a non-zero status.
+class DockerExecutionError(RuntimeError):
+    """The container exited with a non-zero status. A plain error, as in Pyjobkit, so the
+    worker's ``retry_policy`` decides when the job runs again.
 
     Args:
         exit_code: the container's exit status.
