@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from redisjobs.errors import JobTimeout
-from redisjobs.pyjobkit.executors.http import send_retrying
+from redisjobs.errors import JobTimeout, PayloadError
+from redisjobs.pyjobkit.executors.http import HttpExecutor, send_retrying
 from redisjobs.pyjobkit.executors.subprocess import SubprocessExecutor
 from redisjobs.pyjobkit.webhooks import fire
 from tests.test_pyjobkit_http import Lines, Recorder, recorder
@@ -95,6 +95,24 @@ async def test_webhook_replies_read_as_the_http_executor_reads_them(
     await fire(webhooks={"complete": f"{recorder.url}/gone"}, status="success", **common)
     assert len(recorder.seen) == 1  # a 4xx is final
     assert f"POST {recorder.url}/gone: HTTP 404 Not Found" in caplog.text
+
+
+async def test_http_payloads_are_checked() -> None:
+    run, ctx = HttpExecutor(), Lines()
+    bad: list[Any] = [
+        {},
+        {"url": ""},
+        {"url": 7},
+        {"url": "http://x", "retries": -1},
+        {"url": "http://x", "retries": "many"},
+        {"url": "http://x", "backoff": "soon"},
+        {"url": "http://x", "method": ["GET"]},
+        "http://x",
+    ]
+    for payload in bad:
+        with pytest.raises(PayloadError):  # a ValueError, before any request
+            await run.run(job_id=uuid.uuid4(), payload=payload, ctx=ctx)
+    assert ctx.lines == []
 
 
 def _pid(path: Path) -> int:

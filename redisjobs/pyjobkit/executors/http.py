@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ...executors._common import HostAllowList
+from ...errors import PayloadError
+from ...executors._common import HostAllowList, fields, opt_int, opt_str
 from ...executors._netguard import PrivateAllowance, guarded_transport
 from ...executors.http import HTTPExecutor
 
@@ -48,10 +49,21 @@ class HttpExecutor:
         self._limits = httpx.Limits(max_connections=max_connections)
 
     async def run(self, *, job_id: Any, payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        """Send the request (retrying transport errors); the response as a result."""
-        method = str(payload.get("method", "GET")).upper()
-        url = payload["url"]
-        retries, backoff = int(payload.get("retries", 0)), float(payload.get("backoff", 0.5))
+        """Send the request (retrying transport errors); the response as a result.
+
+        Raises:
+            PayloadError: no ``url``, or ``retries``/``backoff`` that are not counts/seconds.
+        """
+        p = fields(payload, self.kind, '{"url": "https://..."}')
+        url, method = opt_str(p, "url"), opt_str(p, "method") or "GET"
+        if not url:
+            raise PayloadError('an http payload needs a "url"')
+        retries, backoff = opt_int(p, "retries", 0), p.get("backoff", 0.5)
+        if retries is None or retries < 0:
+            raise PayloadError('"retries" must be a count of retries (0 or more)')
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
+            raise PayloadError('"backoff" must be a number of seconds (0 or more)')
+        method = method.upper()
 
         async def failed(attempt: int, exc: Exception) -> None:
             said = "http executor failed" if attempt > retries else f"attempt {attempt} failed"
