@@ -66,7 +66,7 @@ class SubprocessExecutor(_Subprocess):
         self.allowed_commands = None if allowed_commands is None else frozenset(allowed_commands)
         self._warned = False
 
-    def _check(self, cmd: Any) -> None:
+    def _check_allowed(self, cmd: Any) -> None:
         if self.allowed_commands is None:
             if not self._warned:
                 self._warned = True
@@ -87,7 +87,7 @@ class SubprocessExecutor(_Subprocess):
     async def run(self, *, job_id: Any, payload: Any, ctx: Any) -> dict[str, Any]:
         """Run the command; its exit code (zero or not), duration and output tails."""
         cmd = payload.get("cmd", payload.get("argv")) if isinstance(payload, dict) else None
-        self._check(cmd)
+        self._check_allowed(cmd)
         started = time.perf_counter()
         streams: Any = _Streams(ctx)
         context: _BaseContext = streams
