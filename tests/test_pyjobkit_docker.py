@@ -24,6 +24,7 @@ from redisjobs.pyjobkit.executors.docker import (
     JOB_LABEL,
     DockerDependencyMissing,
     DockerExecutionError,
+    _tagged,
 )
 from tests.test_pyjobkit_http import Lines
 
@@ -101,6 +102,7 @@ async def test_payloads_are_checked_before_docker_loads(monkeypatch: pytest.Monk
         {"image": "x", "env": {"A B": "1"}},
         {"image": "x", "command": []},
         {"image": "x", "timeout_s": -1},
+        {"image": "x", "pull": "no"},
         ["image"],
     ]
     for payload in bad:
@@ -110,6 +112,13 @@ async def test_payloads_are_checked_before_docker_loads(monkeypatch: pytest.Monk
         await run.run(job_id=uuid.uuid4(), payload={"image": "alpine"}, ctx=ctx)
     with pytest.raises(DockerDependencyMissing):  # the default image counts as one
         await DockerExecutor(default_image="alpine").run(job_id=uuid.uuid4(), payload={}, ctx=ctx)
+
+
+def test_an_untagged_image_is_pulled_as_latest_not_as_every_tag() -> None:
+    assert _tagged("alpine") == "alpine:latest"
+    assert _tagged("registry.local:5000/team/app") == "registry.local:5000/team/app:latest"
+    for named in ("alpine:3.20", "registry.local:5000/app:1", "app@sha256:" + "0" * 64):
+        assert _tagged(named) == named
 
 
 async def test_a_container_runs_to_its_end_and_is_removed(image: str) -> None:

@@ -77,6 +77,13 @@ class _Spec:
     pull: bool
 
 
+def _tagged(image: str) -> str:
+    """`image` with ``:latest`` when it names no tag or digest: the Engine API pulls every
+    tag of an untagged name (the ``docker`` command line adds ``latest`` itself)."""
+    name = image.rsplit("/", 1)[-1]  # a registry's host:port is not a tag
+    return image if ":" in name or "@" in image else f"{image}:latest"
+
+
 def _command(value: Any) -> list[str]:
     argv = value if isinstance(value, list | tuple) else [value]
     if not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
@@ -123,7 +130,10 @@ class DockerExecutor:
             config["Cmd"] = _command(p["command"])
         timeout = opt_seconds(p, "timeout_s", self.default_timeout_s)
         assert timeout is not None
-        return _Spec(image, config, timeout, bool(p.get("pull", True)))
+        pull = p.get("pull", True)
+        if not isinstance(pull, bool):
+            raise PayloadError('"pull" must be true or false')
+        return _Spec(image, config, timeout, pull)
 
     async def run(self, *, job_id: Any, payload: Any, ctx: Any) -> dict[str, Any]:
         """Run the payload's container to its end; its exit code and output tails.
@@ -139,7 +149,7 @@ class DockerExecutor:
         try:
             if spec.pull:
                 await ctx.log(f"pulling image {spec.image}")
-                await docker.images.pull(spec.image)
+                await docker.images.pull(_tagged(spec.image))
             container = await _start(docker, spec.config)
             try:
                 return await self._finish(container, spec, ctx)
