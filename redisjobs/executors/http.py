@@ -173,7 +173,7 @@ class HTTPExecutor(ExecutorBase):
                 f"{where}: {type(exc).__name__}: {exc or 'connection failed'}"
             ) from None
         if not response.is_success:
-            raise _status_error(where, response, body, retry_4xx)
+            raise status_error(where, response, body, retry_4xx)
         result: dict[str, Any] = {
             "status": response.status_code,
             "headers": {k: ", ".join(response.headers.get_list(k)) for k in response.headers},
@@ -246,9 +246,13 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (until - now).total_seconds())
 
 
-def _status_error(
+def status_error(
     where: str, response: httpx.Response, body: bytes, retry_4xx: bool
 ) -> ExecutorError | RateLimited:
+    """The error a response outside 2xx stands for: a :class:`RateLimited` for a 429 that says
+    when to come back, else an :class:`ExecutorError` quoting the start of `body`, retryable
+    unless it is a 4xx (but 408 and 429) and `retry_4xx` is False. `where` names the request.
+    """
     if response.status_code == 429 and (wait := _retry_after(response)) is not None:
         return RateLimited(wait)
     text = body.decode(response.encoding or "utf-8", "replace").strip()

@@ -19,10 +19,11 @@ payload may not set variables that change what a program loads or runs (``LD_*``
 ``PATH``, ``BASH_ENV``, …; see ``_confine.py``) unless the worker names those it may set
 (`allow_env`), and may set a ``cwd`` only inside a directory the worker allows (`allow_cwd`).
 Each command runs in a new session, so it leads its own process group. On timeout or cancel the
-whole group gets SIGTERM, then SIGKILL after `kill_grace` seconds; processes the command left
-behind in its group when it exited are ended the same way. If the worker dies, even by SIGKILL,
-a watchdog process (one per worker, see ``_watchdog.py``) ends the groups still running; it finds
-them by ``REDISJOBS_WATCHDOG``, the one variable of ours every command also gets.
+whole group gets SIGTERM, then SIGKILL after `kill_grace` seconds (each signal said in the job's
+log); processes the command left behind in its group when it exited are ended the same way. If
+the worker dies, even by SIGKILL, a watchdog process (one per worker, see ``_watchdog.py``) ends
+the groups still running; it finds them by ``REDISJOBS_WATCHDOG``, the one variable of ours every
+command also gets.
 """
 
 from __future__ import annotations
@@ -265,18 +266,24 @@ class SubprocessExecutor(ExecutorBase):
                 await ctx.log(f"timed out after {spec.timeout:g} s: stopping process group {pgid}")
                 raise JobTimeout(f"timed out after {spec.timeout:g} s") from None
         finally:
-            await self._end_group(proc)
+            await self._end_group(proc, ctx)
             self._watchdog.forget(pgid)
             if feeder is not None:
                 feeder.cancel()
 
-    async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
-        """SIGTERM the command's group, SIGKILL what is left after the grace; idempotent."""
+    async def _end_group(self, proc: asyncio.subprocess.Process, ctx: ExecContext) -> None:
+        """SIGTERM the command's group, SIGKILL what is left after the grace; idempotent.
+
+        Each signal is sent before its line goes to the job's log, so a slow log (or a second
+        cancel while a line is written) cannot leave a process running.
+        """
         pgid = proc.pid
         if proc.returncode is not None and not _group_alive(pgid):
             return
+        what = "process" if proc.returncode is None else "processes left behind in the"
         _signal_group(pgid, signal.SIGTERM)
         try:
+            await ctx.log(f"terminating {what} group {pgid} (SIGTERM)")
             async with asyncio.timeout(self.kill_grace):
                 await proc.wait()
                 while _group_alive(pgid):  # noqa: ASYNC110 (a process group has no event to await)
@@ -284,10 +291,13 @@ class SubprocessExecutor(ExecutorBase):
         except TimeoutError:
             pass
         finally:  # also when cancelled while waiting: nothing of the group may survive
+            survived = _group_alive(pgid)
             _signal_group(pgid, signal.SIGKILL)
             if proc.returncode is None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(proc.wait())
+            if survived:
+                await ctx.log(f"process group {pgid} still there after SIGTERM: sent SIGKILL")
 
     async def aclose(self) -> None:
         """Stop the watchdog (the worker is stopping and its commands have ended)."""

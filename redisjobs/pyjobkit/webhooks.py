@@ -12,7 +12,7 @@ logged and counted, and never changes the job.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -113,13 +113,20 @@ def _request(
     return body, headers
 
 
-async def _post(client: httpx.AsyncClient | None, url: str, body: bytes, headers: Any) -> Any:
+async def _deliver(
+    client: httpx.AsyncClient | None, url: str, body: bytes, headers: dict[str, str]
+) -> None:
+    """POST once; a reply outside 2xx raises the error redisjobs' http executor would."""
     import httpx  # the [http] extra: loaded by the first webhook, not by the face
 
-    if client is not None:
-        return await client.post(url, content=body, headers=headers, timeout=5.0)
-    async with httpx.AsyncClient() as own:
-        return await own.post(url, content=body, headers=headers, timeout=5.0)
+    from ..executors.http import status_error
+
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient())
+        reply = await client.post(url, content=body, headers=headers, timeout=5.0)
+    if not reply.is_success:  # a 4xx is final (the receiver refused it), a 5xx is not
+        raise status_error(f"POST {url}", reply, reply.content, retry_4xx=False)
 
 
 async def fire(
@@ -144,24 +151,23 @@ async def fire(
         return
     job = {"job_id": str(job_id), "kind": kind, "attempts": attempts, "duration_ms": duration_ms}
     body, headers = _request(status, {**job, "result": result}, secret)
-    import httpx
+    from .executors.http import send_retrying  # brings httpx, which only webhooks need here
 
-    delay = initial_delay_s
-    for attempt in range(1, max(1, max_attempts) + 1):
-        try:
-            reply = await _post(client, url, body, headers)
-            if reply.is_success:
-                return
-            retry, problem = reply.status_code >= 500, f"HTTP {reply.status_code}"
-        except httpx.HTTPError as exc:
-            retry, problem = True, f"{type(exc).__name__}: {exc}"
+    tries = max(1, max_attempts)
+
+    async def failed(attempt: int, exc: Exception) -> None:
         metrics.webhook_failures.inc()
         log.warning(
-            "webhook %s failed (attempt %d/%d) for job %s: %s",
-            *(url, attempt, max_attempts, job_id, problem),
+            "webhook %s failed (attempt %d/%d) for job %s: %s", url, attempt, tries, job_id, exc
         )
-        if not retry or attempt >= max_attempts:
-            break
-        await asyncio.sleep(delay)
-        delay *= 2
-    log.warning("webhook %s permanently failed for job %s", url, job_id)
+
+    try:
+        await send_retrying(
+            lambda: _deliver(client, url, body, headers),
+            retries=tries - 1,
+            backoff=initial_delay_s,
+            failed=failed,
+            retryable=lambda exc: getattr(exc, "retryable", True),
+        )
+    except Exception:
+        log.warning("webhook %s permanently failed for job %s", url, job_id)

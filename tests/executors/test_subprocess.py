@@ -144,7 +144,9 @@ async def test_children_get_a_minimal_environment(
     } | {"REDISJOBS_WATCHDOG"}
 
 
-async def test_timeout_kills_the_whole_process_group(ctx: ExecContext, tmp_path: Path) -> None:
+async def test_timeout_kills_the_whole_process_group(
+    ctx: ExecContext, host: Host, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "pid"
     script = f"sleep 30 & sleep 30 & echo $$ > {pidfile}; wait"
     ex = SubprocessExecutor(kill_grace=1)
@@ -154,10 +156,11 @@ async def test_timeout_kills_the_whole_process_group(ctx: ExecContext, tmp_path:
     with pytest.raises(JobTimeout, match=r"timed out after 0\.5 s"):
         await task
     assert group_members(pgid) == []
+    assert f"terminating process group {pgid} (SIGTERM)" in host.lines
 
 
 async def test_cancel_kills_the_group_even_when_it_ignores_sigterm(
-    ctx: ExecContext, tmp_path: Path
+    ctx: ExecContext, host: Host, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
     script = f"trap '' TERM; echo $$ > {pidfile}; sleep 30 & wait; sleep 30"
@@ -171,14 +174,21 @@ async def test_cancel_kills_the_group_even_when_it_ignores_sigterm(
         await task
     assert 0.3 <= loop.time() - t0 < 3  # SIGTERM ignored, SIGKILL after the grace
     assert group_members(pgid) == []
+    assert host.lines[-2:] == [
+        f"terminating process group {pgid} (SIGTERM)",
+        f"process group {pgid} still there after SIGTERM: sent SIGKILL",
+    ]
 
 
-async def test_processes_left_behind_at_exit_are_ended(ctx: ExecContext, tmp_path: Path) -> None:
+async def test_processes_left_behind_at_exit_are_ended(
+    ctx: ExecContext, host: Host, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "pid"
     script = f"sleep 30 & echo $! > {pidfile}; echo started"
     result = await run(SubprocessExecutor(), ctx, argv=["sh", "-c", script], timeout=10)
     assert result["stdout"] == "started\n"
     await gone([await pid_in(pidfile)])
+    assert any("terminating processes left behind in the group" in line for line in host.lines)
 
 
 async def test_the_watchdog_ends_commands_when_their_worker_dies(tmp_path: Path) -> None:

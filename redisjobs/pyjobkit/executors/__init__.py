@@ -1,5 +1,5 @@
-"""The built-in executors under Pyjobkit's names: ``http`` (:class:`HttpExecutor`, httpx) and
-``subprocess`` (:class:`SubprocessExecutor`), redisjobs' own.
+"""The built-in executors under Pyjobkit's names: ``http`` (:class:`HttpExecutor`, httpx),
+``subprocess`` (:class:`SubprocessExecutor`) and ``docker`` (:class:`DockerExecutor`, aiodocker).
 
 Like :mod:`redisjobs.executors`, a name's module (and its dependency) loads on its first use.
 """
@@ -10,13 +10,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ...executors.http import HTTPExecutor
-    from ...executors.http import HTTPExecutor as HttpExecutor
-    from ...executors.subprocess import SubprocessExecutor
+    from .docker import DockerExecutor
+    from .http import HTTPExecutor, HttpExecutor
+    from .subprocess import SubprocessExecutor
 
-__all__ = ["HTTPExecutor", "HttpExecutor", "SubprocessExecutor"]
+__all__ = ["DockerExecutor", "HTTPExecutor", "HttpExecutor", "SubprocessExecutor"]
 
-_MODULES = {"HTTPExecutor": "http", "HttpExecutor": "http", "SubprocessExecutor": "subprocess"}
+_MODULES = {
+    "HTTPExecutor": "http",
+    "HttpExecutor": "http",
+    "SubprocessExecutor": "subprocess",
+    "DockerExecutor": "docker",
+}
 
 
 def __getattr__(name: str) -> Any:

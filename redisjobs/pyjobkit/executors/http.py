@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import httpx
 
-from ...executors._common import HostAllowList
+from ...errors import PayloadError
+from ...executors._common import HostAllowList, fields, opt_int, opt_str
 from ...executors._netguard import PrivateAllowance, guarded_transport
 from ...executors.http import HTTPExecutor
 
-__all__ = ["HTTPExecutor", "HttpExecutor"]
+__all__ = ["HTTPExecutor", "HttpExecutor", "send_retrying"]
+
+_T = TypeVar("_T")
 
 
 class HttpExecutor:
@@ -46,23 +49,69 @@ class HttpExecutor:
         self._limits = httpx.Limits(max_connections=max_connections)
 
     async def run(self, *, job_id: Any, payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        """Send the request (retrying transport errors); the response as a result."""
-        method = str(payload.get("method", "GET")).upper()
-        url = payload["url"]
-        retries, backoff = int(payload.get("retries", 0)), float(payload.get("backoff", 0.5))
+        """Send the request (retrying transport errors); the response as a result.
+
+        Raises:
+            PayloadError: no ``url``, or ``retries``/``backoff`` that are not counts/seconds.
+        """
+        p = fields(payload, self.kind, '{"url": "https://..."}')
+        url, method = opt_str(p, "url"), opt_str(p, "method") or "GET"
+        if not url:
+            raise PayloadError('an http payload needs a "url"')
+        retries, backoff = opt_int(p, "retries", 0), p.get("backoff", 0.5)
+        if retries is None or retries < 0:
+            raise PayloadError('"retries" must be a count of retries (0 or more)')
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
+            raise PayloadError('"backoff" must be a number of seconds (0 or more)')
+        method = method.upper()
+
+        async def failed(attempt: int, exc: Exception) -> None:
+            said = "http executor failed" if attempt > retries else f"attempt {attempt} failed"
+            await ctx.log(f"{said}: {exc}", stream="stderr")
+
         transport = guarded_transport(self._limits, self.allow_private)
         async with httpx.AsyncClient(timeout=payload.get("timeout", 30), transport=transport) as c:
-            attempt = 0
-            while True:
-                try:
-                    return await _send(c, ctx, method, url, payload)
-                except Exception as exc:
-                    if attempt >= retries:
-                        await ctx.log(f"http executor failed: {exc}", stream="stderr")
-                        raise
-                    await ctx.log(f"attempt {attempt + 1} failed: {exc}", stream="stderr")
-                    await asyncio.sleep(backoff * 2**attempt)
-                    attempt += 1
+            return await send_retrying(
+                lambda: _send(c, ctx, method, url, payload),
+                retries=retries,
+                backoff=backoff,
+                failed=failed,
+            )
+
+
+async def send_retrying(
+    send: Callable[[], Awaitable[_T]],
+    *,
+    retries: int,
+    backoff: float,
+    failed: Callable[[int, Exception], Awaitable[None]],
+    retryable: Callable[[Exception], bool] = lambda exc: True,
+) -> _T:
+    """What `send()` returns, trying again after an exception `retryable` accepts: up to
+    `retries` more times, ``backoff * 2**n`` seconds apart (n = 0, 1, ...). The executor's
+    retries and the completion webhooks' deliveries both go through here.
+
+    Args:
+        send: makes one attempt.
+        retries: attempts after the first at most.
+        backoff: seconds before the first retry; each next wait doubles.
+        failed: hears of each failed attempt (numbered from 1) and its exception.
+        retryable: whether an exception is worth another attempt.
+
+    Raises:
+        Exception: the last attempt's, or the first one `retryable` refuses. A cancel is never
+            retried.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await send()
+        except Exception as exc:
+            attempt += 1
+            await failed(attempt, exc)
+            if attempt > retries or not retryable(exc):
+                raise
+        await asyncio.sleep(backoff * 2 ** (attempt - 1))
 
 
 async def _send(

@@ -9,7 +9,8 @@ its stream. With `allowed_commands`, only those programs run and shell strings a
 (:class:`PermissionError`: a shell string would get past the list).
 
 Kept from redisjobs' own executor: each command leads its own process group, which is ended
-(SIGTERM, then SIGKILL) on timeout, cancel or a crash of the worker; the child gets a minimal
+(SIGTERM, then SIGKILL 3 s later, each said in the log) on timeout, cancel or a crash of the
+worker; the child gets a minimal
 environment plus the payload's ``env`` (of which variables that change what a program loads
 are refused).
 """
@@ -60,11 +61,12 @@ class SubprocessExecutor(_Subprocess):
     def __init__(self, *, allowed_commands: Iterable[str] | None = None, **options: Any) -> None:
         options.setdefault("allow_shell", allowed_commands is None)
         options.setdefault("allow_cwd", ["/"])  # Pyjobkit lets a payload choose its cwd
+        options.setdefault("kill_grace", 3.0)  # Pyjobkit's wait between SIGTERM and SIGKILL
         super().__init__(**options)
         self.allowed_commands = None if allowed_commands is None else frozenset(allowed_commands)
         self._warned = False
 
-    def _check(self, cmd: Any) -> None:
+    def _check_allowed(self, cmd: Any) -> None:
         if self.allowed_commands is None:
             if not self._warned:
                 self._warned = True
@@ -85,7 +87,7 @@ class SubprocessExecutor(_Subprocess):
     async def run(self, *, job_id: Any, payload: Any, ctx: Any) -> dict[str, Any]:
         """Run the command; its exit code (zero or not), duration and output tails."""
         cmd = payload.get("cmd", payload.get("argv")) if isinstance(payload, dict) else None
-        self._check(cmd)
+        self._check_allowed(cmd)
         started = time.perf_counter()
         streams: Any = _Streams(ctx)
         context: _BaseContext = streams
