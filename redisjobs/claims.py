@@ -13,10 +13,12 @@ from typing import Any
 
 from .connection import ensure_group
 from .getters import QueueGetters, reaching
+from .keys import GROUP, QueueKeys, check_job_id
+from .roundtrips import Flow, cmd, run
 from .scripts import Delivery
 from .serialization import packb
 
-__all__ = ["REAPER", "Claims"]
+__all__ = ["REAPER", "Claims", "lease_deadline_flow"]
 
 REAPER = "reaper"
 """The consumer :meth:`Claims.reap` takes expired leases over with, to hand them back."""
@@ -35,6 +37,17 @@ class Claims(QueueGetters):
         await ensure_group(redis, keys)
         await scripts.promote(keys)
         return list(await scripts.start(keys, worker, read=max(1, limit)))
+
+    @reaching
+    async def lease_deadline(
+        self, job_id: str, default_ttl: float, *, queue: str | None = None
+    ) -> float | None:
+        """When the running job's lease runs out (Redis seconds) unless its worker beats again:
+        its entry's last heartbeat plus its holder's lease TTL (`default_ttl` for a holder that
+        never recorded one). None when the job is not running."""
+        check_job_id(job_id)
+        redis, _ = await self._conn()
+        return await run(redis, lease_deadline_flow(self.keys(queue), job_id, default_ttl))
 
     @reaching
     async def extend_lease(
@@ -92,3 +105,21 @@ class Claims(QueueGetters):
         if not taken:
             return 0
         return await scripts.release(keys, REAPER, [(d.job_id, d.lease) for d in taken])
+
+
+def lease_deadline_flow(keys: QueueKeys, job_id: str, default_ttl: float) -> Flow[float | None]:
+    """See :meth:`Claims.lease_deadline`: two round trips for a running job, one otherwise."""
+    ((status, msg, worker),) = yield [cmd("hmget", keys.job(job_id), "status", "msg", "worker")]
+    if status != b"running" or msg is None or worker is None:
+        return None
+    entry = msg.decode()
+    pending, ttl_ms, (seconds, micros) = yield [
+        cmd("xpending_range", keys.stream_of(entry), GROUP, entry, entry, 1),
+        cmd("hget", keys.leases, worker),
+        cmd("time"),
+    ]
+    if not pending:
+        return None  # between a reclaim's take-over and its new lease: no deadline to give
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    ttl = int(ttl_ms) / 1000 if ttl_ms is not None else default_ttl
+    return (now_ms - int(pending[0]["time_since_delivered"])) / 1000 + ttl

@@ -53,6 +53,11 @@ async def test_claims_and_outcomes_are_fenced_by_the_version(backend: Any) -> No
         assert row["lease_until"] is not None
         await backend.mark_running(row["id"], worker)
         await backend.extend_lease(row["id"], worker, 10, expected_version=1)
+        now = await (await backend.client()).server_time()
+        running = await backend.get(second)
+        assert running["leased_by"] == str(worker) and running["lease_until"] is not None
+        assert now + 8 < running["lease_until"].timestamp() <= now + 10.01  # the extension's TTL
+        assert (await backend.get(first))["lease_until"] is None  # queued: no lease
         with pytest.raises(OptimisticLockError):
             await backend.extend_lease(row["id"], uuid.uuid4(), 10)  # not its lease
         with pytest.raises(OptimisticLockError):
@@ -60,7 +65,8 @@ async def test_claims_and_outcomes_are_fenced_by_the_version(backend: Any) -> No
         await backend.succeed(row["id"], {"r": 1}, expected_version=1)
         with pytest.raises(OptimisticLockError):
             await backend.succeed(row["id"], {"r": 2})  # it ended: nothing changes
-        assert (await backend.get(second))["result"] == {"r": 1}
+        ended = await backend.get(second)
+        assert ended["result"] == {"r": 1} and ended["lease_until"] is None
         [other] = await engine.claim_batch(worker, limit=5)
         await engine.fail(other["id"], {"error": "broken"})
         failed = await backend.get(first)
@@ -131,13 +137,18 @@ async def test_enqueue_many_refuses_before_writing_anything(backend: Any) -> Non
         twice = [{"kind": "noop", "payload": {}, "idempotency_key": "k"}] * 2
         with pytest.raises(ValueError, match="idempotency_key"):
             await engine.enqueue_many(twice)
-        with pytest.raises(ValueError, match="given twice"):
+        with pytest.raises(ValueError, match="duplicate idempotency_key"):
             await backend.enqueue_many(twice)  # the backend's own bulk call checks the same
         with pytest.raises(ValueError, match="'kind' is required"):
             await backend.enqueue_many([{"payload": {}}])
         assert await backend.count() == 0
         [first] = await engine.enqueue_many(twice[:1])
         assert await engine.enqueue(kind="noop", payload={}, idempotency_key="k") == first
+        # a row without a payload has an empty one; the existing key's job comes back as it is
+        again, fresh = await backend.enqueue_many(
+            [{"kind": "noop", "idempotency_key": "k"}, {"kind": "noop"}]
+        )
+        assert again == first and (await backend.get(fresh))["payload"] == {}
 
 
 async def test_a_full_queue_makes_enqueue_wait(backend: Any) -> None:

@@ -93,3 +93,18 @@ async def test_prune_deletes_finished_jobs(redis_server: RedisServer, tmp_path: 
     refused = run("redisjobs", "pyjobkit", "prune", "--statuses", "done", cwd=tmp_path)
     assert refused.returncode == 2 and "unknown status" in refused.stderr
     assert "DSN required" in run("redisjobs", "pyjobkit", "prune", cwd=tmp_path).stderr
+
+
+def test_simulate_reads_yaml_and_names_a_bad_executor(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n  - kind: subprocess\n    payload: {cmd: echo yaml}\n")
+    done = run("redisjobs", "pyjobkit", "simulate", str(path), "--timeout", "20")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["success"][0]["result"]["stdout"] == "yaml\n"
+    path.write_text("jobs: {kind: subprocess}\n")
+    bad = run("redisjobs", "pyjobkit", "simulate", str(path))
+    assert bad.returncode == 2 and "'jobs' must be a list" in bad.stderr
+    path.write_text("jobs: []\n")
+    wrong = run("redisjobs", "pyjobkit", "simulate", str(path), "--executor", "os:getcwd")
+    assert wrong.returncode == 2 and "not an executor" in wrong.stderr

@@ -25,14 +25,14 @@ log = logging.getLogger("pyjobkit.cli_prune")
 FINAL = ("success", "failed", "timeout", "cancelled")
 
 
-def _age(value: str) -> timedelta:
+def _parse_age(value: str) -> timedelta:
     try:
         return parse_interval(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid --older-than value: {value!r}") from exc
 
 
-def _statuses(value: str) -> tuple[str, ...]:
+def _parse_statuses(value: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     bad = sorted(set(parts) - set(FINAL))
     if bad:
@@ -62,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pyjobkit-prune", description=__doc__)
     parser.add_argument("--dsn", help="redis:// or memory:// URL")
     parser.add_argument("--queue", default="default")
-    parser.add_argument("--older-than", type=_age, help="e.g. 30d, 24h, 90m (default: any age)")
-    parser.add_argument("--statuses", type=_statuses, default=FINAL, help="comma-separated")
+    parser.add_argument(
+        "--older-than", type=_parse_age, help="e.g. 30d, 24h, 90m (default: any age)"
+    )
+    parser.add_argument("--statuses", type=_parse_statuses, default=FINAL, help="comma-separated")
     parser.add_argument("--log-level", default="INFO", choices=list(logging.getLevelNamesMapping()))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(message)s")

@@ -1,5 +1,5 @@
-"""Pyjobkit's ``simulate`` command: run the jobs of a JSON file on an in-memory backend and
-print a summary by status (exit 1 when one failed or timed out, 2 for a bad file)::
+"""Pyjobkit's ``simulate`` command: run the jobs of a JSON (or YAML) file on an in-memory backend
+and print a summary by status (exit 1 when one failed or timed out, 2 for a bad file)::
 
     {"jobs": [{"kind": "subprocess", "payload": {"cmd": "echo hi"}, "shadow": true}]}
 """
@@ -31,27 +31,46 @@ class SimulateError(RuntimeError):
     """The input file is not a set of jobs."""
 
 
-def _jobs(path: Path) -> list[dict[str, Any]]:
+def _load_input(path: Path) -> dict[str, Any]:
+    """The jobs file: JSON, or YAML (``.yaml``/``.yml``, with PyYAML installed)."""
+    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SimulateError(f"{path}: not JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
-        raise SimulateError("the input must be a JSON object with a 'jobs' list")
+        data = _yaml(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except ValueError as exc:  # json's and yaml's parse errors alike
+        raise SimulateError(f"{path}: cannot parse: {exc}") from exc
+    if not isinstance(data, dict) or "jobs" not in data:
+        raise SimulateError("the input must be a mapping with a top-level 'jobs' list")
+    if not isinstance(data["jobs"], list):
+        raise SimulateError("'jobs' must be a list")
     for job in data["jobs"]:
         if not isinstance(job, dict) or "kind" not in job:
             raise SimulateError(f"each job must define 'kind'; got {job!r}")
-    jobs: list[dict[str, Any]] = data["jobs"]
-    return jobs
+    return data
+
+
+def _yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError as exc:
+        raise SimulateError("YAML input needs PyYAML: install it, or use a .json file") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _load_executor_factory(spec: str) -> Any:
+    """The executor of an ``--executor module:factory`` option."""
+    try:
+        return load_executor(spec)
+    except CLIError as exc:
+        raise SimulateError(str(exc)) from exc
 
 
 async def _simulate(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, fmt=args.log_format)
-    jobs = _jobs(Path(args.input))
-    try:
-        extra = [load_executor(spec) for spec in args.executor or []]
-    except CLIError as exc:
-        raise SimulateError(str(exc)) from exc
+    jobs = _load_input(Path(args.input))["jobs"]
+    extra = [_load_executor_factory(spec) for spec in args.executor or []]
     engine = Engine(
         backend=MemoryBackend(), executors=[SubprocessExecutor(), HttpExecutor(), *extra]
     )

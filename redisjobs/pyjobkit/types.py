@@ -20,8 +20,10 @@ class JobRecord(TypedDict):
     """A job as :meth:`~redisjobs.pyjobkit.Engine.get` returns it.
 
     ``leased_by`` is the id of the worker running it (a redisjobs worker id, not a UUID), None
-    while it does not run; ``version`` is its lease, the fencing token that grows by one each
-    time a worker takes the job; ``error`` and ``progress`` are redisjobs' own.
+    while it does not run; ``lease_until`` when its lease runs out unless that worker's next
+    heartbeat extends it (on Redis's clock; None while it does not run); ``version`` is its
+    lease, the fencing token that grows by one each time a worker takes the job; ``error`` and
+    ``progress`` are redisjobs' own.
     """
 
     id: uuid.UUID
@@ -39,6 +41,7 @@ class JobRecord(TypedDict):
     started_at: datetime | None
     finished_at: datetime | None
     leased_by: str | None
+    lease_until: datetime | None
     version: int
     cancel_requested: bool
     progress: float

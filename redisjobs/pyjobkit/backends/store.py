@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...client import Client
@@ -108,13 +108,14 @@ class StoreBackend(LeaseCalls, QueueBackend):
         return (await self.write([self.job_spec(**job)]))[0]
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
-        """Add many jobs (mappings of :meth:`job_spec`'s arguments) in one round trip; nothing
-        is written when one is refused.
+        """Add many jobs (mappings of :meth:`job_spec`'s arguments, the payload ``{}`` when not
+        given) in one round trip; nothing is written when one is refused.
 
         Raises:
             ValueError: a job without a kind, or one idempotency key given twice.
         """
-        return await self.write([self.job_spec(**job) for job in checked_batch(jobs)])
+        batch = checked_batch(jobs)
+        return await self.write([self.job_spec(**{"payload": {}, **job}) for job in batch])
 
     async def write(self, specs: list[dict[str, Any]]) -> list[uuid.UUID]:
         """Enqueue redisjobs job specs; their ids as UUIDs."""
@@ -136,7 +137,16 @@ class StoreBackend(LeaseCalls, QueueBackend):
         job = await self.find(job_id)
         if job is None:
             raise KeyError(job_id)
-        return record_of(job)
+        return await self._record(job)
+
+    async def _record(self, job: Job) -> JobRecord:
+        """The record of `job`, with the deadline of its lease while it runs."""
+        record = record_of(job)
+        if job.status == JobStatus.RUNNING:
+            client = await self.client()
+            until = await client.lease_deadline(job.id, self.lease_ttl_s, queue=self.queue)
+            record["lease_until"] = None if until is None else datetime.fromtimestamp(until, UTC)
+        return record
 
     async def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a queued or running job; False when it had already ended."""
@@ -167,7 +177,7 @@ class StoreBackend(LeaseCalls, QueueBackend):
             cursor: int | None = 0
             while cursor is not None:
                 page = await client.list_jobs(ours, queue=self.queue, limit=500, cursor=cursor)
-                found += [record_of(job) for job in page.jobs]
+                found += [await self._record(job) for job in page.jobs]
                 cursor = page.cursor
         if status is not None:
             found = [record for record in found if record["status"] == status]
@@ -216,7 +226,7 @@ def checked_batch(jobs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
             raise ValueError(f"enqueue_many[{n}]: 'kind' is required")
         key = job.get("idempotency_key")
         if key is not None and key in keys:
-            raise ValueError(f"enqueue_many[{n}]: idempotency_key {key!r} given twice")
+            raise ValueError(f"enqueue_many[{n}]: duplicate idempotency_key {key!r} in the batch")
         keys.add(key)
     return batch
 
@@ -243,6 +253,7 @@ def record_of(job: Job) -> JobRecord:
         "started_at": job.started_at,
         "finished_at": job.completed_at,
         "leased_by": job.worker if running else None,
+        "lease_until": None,  # a running job's: see StoreBackend.get
         "version": job.lease,
         # the flag goes when the job ends: a cancelled job was asked to
         "cancel_requested": job.cancel_requested or job.status == JobStatus.CANCELLED,
