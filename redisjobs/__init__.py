@@ -12,6 +12,7 @@ from .deps import ParentPolicy
 from .errors import (
     CallRefused,
     ConnectionFailed,
+    Declined,
     ExecutorError,
     InvalidJobId,
     JobCancelled,
@@ -55,6 +56,7 @@ __all__ = [
     "CallRefused",
     "Client",
     "ConnectionFailed",
+    "Declined",
     "Event",
     "ExecContext",
     "Executor",

@@ -20,7 +20,8 @@ The tree::
     │   └── PayloadError        a payload the executor cannot use (never retried)
     │       └── CallRefused     a `call` payload naming a function that may not run
     ├── Retry                   raised *by a job* to ask for a retry, maybe after `defer` s
-    └── RateLimited             raised *by a job* to run again later without using an attempt
+    ├── RateLimited             raised *by a job* to run again later without using an attempt
+    └── Declined                raised by an executor: not run here, another worker may take it
 
 ``except TimeoutError`` catches `WaitTimeout`, as the JobManager seed expects.
 """
@@ -236,3 +237,24 @@ class RateLimited(RedisJobsError):
         super().__init__(f"rate limited: run again in {retry_after:g} s" + (", paused" * pause))
         self.retry_after = min(float(retry_after), MAX_RETRY_AFTER)
         self.pause = pause
+
+
+class Declined(RedisJobsError):
+    """Raised by an executor: this worker does not run the job (a filter of its own, such as the
+    Pyjobkit face's ``kinds`` and ``tags``); another worker may.
+
+    The worker puts the job back as ``scheduled``, due `retry_after` seconds from now on Redis's
+    clock (so that a worker that declines it does not read it straight back), without using an
+    attempt. Unlike :class:`RateLimited` it counts no deferral, so it never fails the job: a job
+    that no running worker takes waits until one that does comes (a ``deferred`` event each
+    time it is put back).
+
+    Raises:
+        ValueError: `retry_after` is negative or not a number.
+    """
+
+    def __init__(self, retry_after: float = 1.0, reason: str = "declined by this worker") -> None:
+        if not isinstance(retry_after, int | float) or not 0 <= retry_after < float("inf"):
+            raise ValueError(f"retry_after must be a number of seconds >= 0, not {retry_after!r}")
+        super().__init__(reason)
+        self.retry_after = min(float(retry_after), MAX_RETRY_AFTER)

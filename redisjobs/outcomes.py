@@ -51,11 +51,14 @@ class Failure(NamedTuple):
 
 class Deferral(NamedTuple):
     """A run that asked to run again later without using an attempt (it raised
-    :class:`~redisjobs.errors.RateLimited`), as `defer.lua` records it."""
+    :class:`~redisjobs.errors.RateLimited`, or its executor :class:`~redisjobs.errors.Declined`
+    the job), as `defer.lua` records it."""
 
     retry_after_ms: int
     pause: bool = False
     """Hold the job's limit key (or, for a job without one, the queue) as long too."""
+    counted: bool = True
+    """Count it against the job's deferrals (False when the worker declined the job)."""
 
 
 Ending = Failure | Deferral
@@ -135,11 +138,13 @@ class Outcomes:
                 lease,
                 failure.retry_after_ms,
                 pause=failure.pause,
+                counted=failure.counted,
             )
             if outcome == "deferred":
                 log.info(
-                    "job %s rate limited: deferred %g s%s, no attempt used",
+                    "job %s %s: deferred %g s%s, no attempt used",
                     job_id,
+                    "rate limited" if failure.counted else "declined",
                     failure.retry_after_ms / 1000,
                     " and its limit key (or queue) held" if failure.pause else "",
                 )

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from . import tracing
 from .errors import (
+    Declined,
     ExecutorError,
     JobTimeout,
     PayloadTooLarge,
@@ -66,7 +67,7 @@ def _describe(exc: BaseException) -> str:
     return _clip(f"{type(exc).__name__}: {exc}")
 
 
-_EXPECTED = (Retry, RateLimited, UnknownExecutor, SerializationError, ExecutorError)
+_EXPECTED = (Retry, RateLimited, Declined, UnknownExecutor, SerializationError, ExecutorError)
 """What a run raises to fail with a message that says it all (no traceback in the job's log)."""
 
 
@@ -74,6 +75,8 @@ def failure_of(exc: BaseException) -> Ending:
     """The failure (or deferral) to record for what a run raised."""
     if isinstance(exc, RateLimited):
         return Deferral(round(exc.retry_after * 1000), exc.pause)
+    if isinstance(exc, Declined):
+        return Deferral(round(exc.retry_after * 1000), counted=False)
     if isinstance(exc, Retry):
         # `raise Retry(...) from exc` keeps what went wrong as the error
         cause = exc.__cause__

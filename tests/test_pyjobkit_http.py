@@ -240,3 +240,34 @@ async def test_the_fastapi_router(backend: Any) -> None:
             assert (await c.post("/api/jobs", json={"kind": "bad kind!"})).status_code == 422
             assert (await c.get("/api/healthz")).json() == {"status": "ok"}
             assert (await c.get("/api/healthz", headers={"authorization": ""})).status_code == 401
+
+
+async def test_the_dashboard_page(backend: Any) -> None:
+    from fastapi import Depends, FastAPI, HTTPException
+    from httpx import ASGITransport, AsyncClient
+
+    from redisjobs.pyjobkit.integrations.fastapi import make_router
+    from redisjobs.pyjobkit.integrations.ui import DASHBOARD_HTML, mount_dashboard
+
+    def auth(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer t":
+            raise HTTPException(status_code=401)
+
+    async with Engine(backend=backend) as engine:
+        app = FastAPI()
+        app.include_router(make_router(engine), prefix="/api/v1")
+        mount_dashboard(app, api_prefix="/api/v1/", ui_path="/ui", dependencies=[Depends(auth)])
+        mount_dashboard(app, api_prefix="/x</script><script>alert(1)//", ui_path="/odd")
+        with pytest.raises(ValueError, match="must start with '/'"):
+            mount_dashboard(app, api_prefix="http://elsewhere", ui_path="/bad")
+        async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as c:
+            assert (await c.get("/ui")).status_code == 401
+            page = await c.get("/ui", headers={"authorization": "Bearer t"})
+            assert page.status_code == 200 and "<title>Pyjobkit dashboard</title>" in page.text
+            assert 'const API = "/api/v1";' in page.text and "__API_PREFIX__" not in page.text
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+            odd = (await c.get("/odd")).text  # a prefix cannot close the script
+            assert odd.count("</script>") == DASHBOARD_HTML.count("</script>")
+    for status in ("queued", "running", "success", "failed", "timeout", "cancelled"):
+        assert f"<option>{status}</option>" in DASHBOARD_HTML
+    assert "innerHTML" not in DASHBOARD_HTML  # job data goes in as text

@@ -1,13 +1,16 @@
 """RateLimited: a job that raises it runs again later without using an attempt (defer.lua),
-and with pause=True holds its limit key, or its queue, as long."""
+and with pause=True holds its limit key, or its queue, as long. Declined: an executor hands the
+job back for another worker the same way, with no deferral counted."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from redisjobs import Client, JobStatus, RateLimited, UniqueMode, runs
+from redisjobs import Client, Declined, JobStatus, RateLimited, UniqueMode, runs
+from redisjobs.executors import ANY_KIND, ExecContext
 from redisjobs.keys import QueueKeys
 from redisjobs.scripts import Scripts
 from tests import jobs
@@ -122,3 +125,45 @@ async def test_unique_locks_go_as_a_retry_s_would(
     assert holder == (job.id.encode() if locked else None)
     dup = await client.enqueue("call", 1, unique=mode, unique_key="u-1")
     assert dup.duplicate is locked
+
+
+class _Picky:
+    """Declines each job the first time it sees it, then runs it; of kind `kind`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.seen: list[tuple[str, str]] = []
+
+    async def run(self, *, job_id: str, payload: Any, ctx: ExecContext) -> Any:
+        self.seen.append((job_id, ctx.kind))
+        if len([j for j, _ in self.seen if j == job_id]) == 1:
+            raise Declined(0.2)
+        return ctx.kind
+
+
+async def test_a_declined_job_comes_back_uncounted_and_any_kind_takes_the_rest(
+    client: Client, worker: WorkerFactory
+) -> None:
+    picky = _Picky(ANY_KIND)
+    await worker(executors=[picky])
+    job = await client.enqueue("whatever", {})
+    assert await client.wait(job.id, timeout=5) == "whatever"  # kind "*" ran a kind it lacks
+    done = await client.get(job.id)
+    assert done is not None and done.attempt == 1 and done.error is None
+    evs = await log_events(client, job.id)
+    assert [e.type for e in evs] == ["enqueued", "started", "deferred", "started", "completed"]
+    assert evs[2].data["deferrals"] == 0 and evs[2].data["due"] - evs[2].ts == 200
+    assert (await client.stats())["failed"] == 0
+
+
+async def test_declining_never_fails_a_job(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    [d] = await deliver(client, scripts, "w1")
+    await client.redis.hset(keys.job(d.job_id), "deferrals", 100)
+    outcome, due = await scripts.defer(keys, "w1", d.job_id, d.lease, 1000, counted=False)
+    assert outcome == "deferred" and due > 0
+    assert await client.redis.hget(keys.job(d.job_id), "deferrals") == b"100"
+    assert Declined(10**9).retry_after == 86400.0
+    with pytest.raises(ValueError, match="retry_after must be a number of seconds"):
+        Declined(-1)

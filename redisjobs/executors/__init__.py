@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .subprocess import SubprocessExecutor
 
 __all__ = [
+    "ANY_KIND",
     "CallExecutor",
     "ExecContext",
     "Executor",
@@ -215,9 +216,15 @@ class Executor(Protocol):
         """Run one job and return its (msgpack-encodable) result; raise to fail it."""
 
 
+ANY_KIND = "*"
+"""The kind of an executor that gets every job whose kind has no executor of its own (the
+Pyjobkit face's filtered workers register one that declines those jobs)."""
+
+
 class Executors:
     """The executors of one worker, by kind, each an :class:`ExecutorBase` (an executor that
-    does not derive from it is wrapped, once, when it is added).
+    does not derive from it is wrapped, once, when it is added). An executor of kind
+    :data:`ANY_KIND` gets the jobs of every kind that has none of its own.
 
     Raises:
         ValueError: two executors claim the same kind, or one is not an executor.
@@ -241,15 +248,15 @@ class Executors:
         self._by_kind[adapted.kind] = adapted
 
     def get(self, kind: str) -> ExecutorBase:
-        """The executor of `kind`.
+        """The executor of `kind`, else the one of :data:`ANY_KIND`.
 
         Raises:
             UnknownExecutor: none is registered for it.
         """
-        try:
-            return self._by_kind[kind]
-        except KeyError:
-            raise UnknownExecutor(f"no executor for kind {kind!r} on this worker") from None
+        found = self._by_kind.get(kind) or self._by_kind.get(ANY_KIND)
+        if found is None:
+            raise UnknownExecutor(f"no executor for kind {kind!r} on this worker")
+        return found
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._by_kind

@@ -20,6 +20,7 @@ from .ratelimit import LONGEST_WAIT, TokenBucket
 if TYPE_CHECKING:
     from .contracts import Executor
     from .retry import RetryPolicy
+    from .worker_filters import JobFilter
 
 SHADOW_RESULT = {"shadow": True, "result_discarded": True}
 """What a shadow run (a dry run) records as its result, whatever the executor returned."""
@@ -41,6 +42,8 @@ class UUIDJobs(ExecutorBase):
         bucket: the kind's rate limit in this worker: a run waits for its token, or, when
             that would take longer than ``LONGEST_WAIT``, goes back to the queue for that long
             (no attempt used).
+        only: the worker's ``kinds``/``tags`` filter: a job it does not let through is
+            declined (back to the queue for another worker) before anything else.
     """
 
     def __init__(
@@ -48,8 +51,10 @@ class UUIDJobs(ExecutorBase):
         executor: Executor,
         retry_policy: RetryPolicy | None = None,
         bucket: TokenBucket | None = None,
+        only: JobFilter | None = None,
     ) -> None:
         self.kind = executor.kind
+        self._only = only
         self._executor = executor
         self._policy = retry_policy
         self._bucket = bucket
@@ -57,6 +62,8 @@ class UUIDJobs(ExecutorBase):
 
     async def run(self, *, job_id: str, payload: Any, ctx: _BaseContext) -> Any:
         """Run the job with the Pyjobkit executor."""
+        if self._only is not None:
+            self._only.check(self.kind, payload)
         if self._bucket is not None:
             await self._take_token()
         hooks = payload.get(WEBHOOK_PAYLOAD_KEY) if isinstance(payload, dict) else None

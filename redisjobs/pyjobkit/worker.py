@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from redis.exceptions import RedisError
@@ -15,6 +15,7 @@ from ._ids import UUIDJobs
 from .contracts import WorkerContext
 from .ratelimit import TokenBucket, parse_rate_limits
 from .retry import DEFAULT_RETRY_POLICY, RetryPolicy, parse_policy
+from .worker_filters import DeclineOthers, job_filter
 from .worker_hooks import (
     HeartbeatCallback,
     LeaseLostCallback,
@@ -53,6 +54,11 @@ class Worker:
         on_lease_lost: called with a job's id and row when its lease went to another worker.
         heartbeat_interval_s: seconds between heartbeats (logged, and `on_heartbeat` called).
         on_heartbeat: ``await on_heartbeat(worker_id)`` each heartbeat.
+        kinds: run only jobs of these kinds (None: every kind it has an executor for).
+        tags: run only jobs tagged (``enqueue(tags=...)``) with one of these (None: any job).
+            A job either filter keeps out goes back to the queue for another worker, due again
+            after `poll_interval` (0.1 s at least), with no attempt used; see
+            :mod:`redisjobs.pyjobkit.worker_filters`.
         handle_signals: stop gracefully on SIGTERM/SIGINT.
 
     Stop it with :meth:`request_stop` (or a signal); :meth:`run` then returns once running
@@ -80,6 +86,8 @@ class Worker:
         on_lease_lost: LeaseLostCallback | None = None,
         heartbeat_interval_s: float | None = None,
         on_heartbeat: HeartbeatCallback | None = None,
+        kinds: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
         handle_signals: bool = True,
     ) -> None:
         self.batch = batch_size or batch
@@ -94,6 +102,9 @@ class Worker:
             heartbeat_interval_s=heartbeat_interval_s,
         )
         self.engine = engine
+        self._only = job_filter(kinds, tags, poll_interval)
+        self.kinds = None if self._only is None else self._only.kinds
+        self.tags = None if self._only is None else self._only.tags
         self.worker_id = uuid.uuid4()
         self.max_concurrency = max_concurrency
         self.poll_interval = poll_interval
@@ -129,10 +140,7 @@ class Worker:
         return _Worker(
             backend.url,
             queue=backend.queue,
-            executors=[
-                UUIDJobs(e, self.retry_policy, self._buckets.get(e.kind))
-                for e in self.engine.executors.values()
-            ],
+            executors=self._executors(),
             concurrency=self.max_concurrency,
             batch_size=self.batch,
             poll_interval=self.poll_interval,
@@ -145,6 +153,15 @@ class Worker:
             context_class=context,
             burst=once,
         )
+
+    def _executors(self) -> list[UUIDJobs | DeclineOthers]:
+        """The engine's executors the face's way; a filtering worker declines other kinds."""
+        only = self._only
+        run: list[UUIDJobs | DeclineOthers] = [
+            UUIDJobs(e, self.retry_policy, self._buckets.get(e.kind), only)
+            for e in self.engine.executors.values()
+        ]
+        return run if only is None else [*run, DeclineOthers(only.retry_after)]
 
     async def run(self, *, once: bool = False) -> None:
         """Serve the queue until :meth:`request_stop` or a signal.

@@ -305,15 +305,17 @@ class Scripts:
         retry_after_ms: int,
         *,
         pause: bool = False,
+        counted: bool = True,
     ) -> tuple[str, int]:
         """Send a running job back to wait `retry_after_ms` without using an attempt (it
-        raised RateLimited); with `pause`, hold its limit key (or the queue) as long.
+        raised RateLimited); with `pause`, hold its limit key (or the queue) as long; not
+        `counted` (its executor declined it), without counting a deferral.
 
         Returns:
             (outcome, due time in ms): 'deferred', 'failed' (deferred too many times),
             'stale' or 'dup'; the due time only for 'deferred'.
         """
-        args: list[Arg] = [worker, job_id, lease, retry_after_ms, int(pause)]
+        args: list[Arg] = [worker, job_id, lease, retry_after_ms, int(pause), int(counted)]
         outcome, due = await self._call("defer", keys, args)
         return outcome.decode(), int(due)
 
