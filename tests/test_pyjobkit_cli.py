@@ -29,6 +29,7 @@ async def test_the_worker_command_drains_a_queue(redis_server: RedisServer, tmp_
     backend = RedisBackend(redis_server.url, queue=queue)
     async with Engine(backend=backend) as engine:
         job = await engine.enqueue(kind="subprocess", payload={"cmd": ["echo", "from the cli"]})
+        other = await engine.enqueue(kind="http", payload={"url": "http://127.0.0.1:9/"})
         (tmp_path / ".pyjobkit.toml").write_text(f'[pyjobkit]\ndsn = "{redis_server.url}"\n')
         flags = (
             "--once",
@@ -38,12 +39,15 @@ async def test_the_worker_command_drains_a_queue(redis_server: RedisServer, tmp_
             "fixed:1",
             "--rate-limit",
             "a:5",
+            "--kind",
+            "subprocess",
         )
         done = run("redisjobs", "pyjobkit", "--queue", queue, *flags, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         record = await engine.get(job)
         assert record["status"] == "success" and record["result"]["returncode"] == 0
         assert "from the cli" in record["result"]["stdout"]
+        assert (await engine.get(other))["status"] == "queued"  # --kind kept it out
         lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
         assert lines and all("level" in line for line in lines)
 
@@ -52,7 +56,6 @@ async def test_the_worker_command_drains_a_queue(redis_server: RedisServer, tmp_
     ("args", "message"),
     [
         (("--dsn", "postgresql+asyncpg://u@db/jobs"), "use a redis://"),
-        (("--dsn", "memory://x", "--kind", "http"), "--kind is not supported"),
         (("--dsn", "memory://x", "--retry-policy", "bogus"), "unknown retry policy"),
         ((), "a backend URL is required"),
     ],

@@ -46,7 +46,7 @@ def build_parser(prog: str = "pyjobkit") -> argparse.ArgumentParser:
     p.add_argument("--watchdog-interval", type=float, dest="watchdog_interval_s")
     p.add_argument("--executor", action="append", help="module:factory, repeatable")
     p.add_argument("--enable-plugins", action="store_true", default=None)
-    p.add_argument("--kind", action="append", help="(refused: see the migration guide)")
+    p.add_argument("--kind", action="append", help="run only jobs of this kind, repeatable")
     p.add_argument("--once", action="store_true", help="drain the queue, then exit")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.add_argument("--log-level", help="DEBUG, INFO, ...")
@@ -97,8 +97,6 @@ def _engine(config: Config, queue: str) -> Engine:
 
 async def _run_worker(args: argparse.Namespace) -> None:
     """Run the worker the arguments describe until it is stopped (or, ``--once``, drained)."""
-    if args.kind:
-        raise CLIError("--kind is not supported: give each kind its own queue (--queue)")
     config = _config(args)
     configure_logging(config.log_level, fmt=config.log_format)
     if args.metrics_port is not None:
@@ -113,6 +111,7 @@ async def _run_worker(args: argparse.Namespace) -> None:
         retry_policy=config.retry_policy,
         rate_limits=config.rate_limits,
         watchdog_interval_s=config.watchdog_interval_s,
+        kinds=args.kind,
     )
     try:
         await worker.run(once=args.once)
