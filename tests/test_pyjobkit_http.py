@@ -122,11 +122,8 @@ async def test_fire_signs_and_retries_5xx_but_not_4xx(
 
 
 async def test_a_worker_fires_the_webhook_of_each_final_outcome(
-    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, backend: Any
 ) -> None:
-    # On the embedded backend only for now: on a real Redis the run leaves one connection
-    # unclosed, which a later test's garbage collection reports.
-    backend = MemoryBackend()
     monkeypatch.setenv("PYJOBKIT_WEBHOOK_SECRET", "k")
     hooks = {"complete": f"{recorder.url}/ok", "fail": f"{recorder.url}/bad"}
     async with Engine(backend=backend, executors=[Flaky()]) as engine:
@@ -142,6 +139,7 @@ async def test_a_worker_fires_the_webhook_of_each_final_outcome(
                     "failed",
                 }:
                     await asyncio.sleep(0.05)
+        assert (await backend.get(plain))["payload"] == {"n": 3}
     # the retried first run of each fired nothing; each final outcome fired once
     calls = {
         json.loads(body)["job_id"]: (path, json.loads(body)) for path, _, body in recorder.seen
@@ -150,7 +148,6 @@ async def test_a_worker_fires_the_webhook_of_each_final_outcome(
     assert calls[str(good)][0] == "/ok" and calls[str(good)][1]["result"] == {"done": 1}
     assert calls[str(bad)][0] == "/bad" and calls[str(bad)][1]["attempts"] == 2
     assert all(SIGNATURE_HEADER in headers for _, headers, _ in recorder.seen)
-    assert (await backend.get(plain))["payload"] == {"n": 3}
 
 
 class Lines:
