@@ -18,7 +18,6 @@ import pytest
 from fastapi import Request
 
 from redisjobs.pyjobkit import Engine, Worker
-from redisjobs.pyjobkit.backends.memory import MemoryBackend
 from redisjobs.pyjobkit.contracts import ExecContext, Executor
 from redisjobs.pyjobkit.executors.http import HttpExecutor
 from redisjobs.pyjobkit.executors.subprocess import SubprocessExecutor
