@@ -46,25 +46,29 @@ def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(180)
 @needs_redis
 def test_peers_runner_smoke_with_a_peer_that_cannot_run(tmp_path: Path) -> None:
-    """Side by side: redisjobs measured, arq's venv fails to build (``--python /bin/false``)."""
+    """Side by side: redisjobs and the floor measured, arq's venv fails to build (``--python
+    /bin/false``)."""
     out, raw = tmp_path / "RESULTS.md", tmp_path / "raw.json"
-    args = ["--smoke", "--libs", "redisjobs,arq", "--out", str(out), "--json", str(raw)]
+    args = ["--smoke", "--libs", "redisjobs,floor,arq", "--out", str(out), "--json", str(raw)]
     proc = run_benchmark(*args, "--venvs", str(tmp_path / "venvs"), "--python", "/bin/false")
     assert proc.returncode == 0, proc.stderr
     runs = json.loads(raw.read_text())["runs"]
-    assert [r["lib"] for r in runs] == ["redisjobs"]  # arq never got to run
-    assert runs[0]["error"] is None
-    assert runs[0]["errors"] == {}, runs[0]["errors"]
+    assert [r["lib"] for r in runs] == ["redisjobs", "floor"]  # arq never got to run
     keys = ("enqueue_single", "enqueue_bulk", "enqueue_sync", "enqueue_sync_threads")
-    for key in (*keys, "process_1", "process_4", "latency_p99"):
-        assert runs[0]["values"][key] > 0, key
+    for run in runs:
+        assert run["error"] is None
+        assert run["errors"] == {}, run["errors"]
+        for key in (*keys, "process_1", "process_4", "latency_p99", "cmds_total"):
+            assert run["values"][key] > 0, key
     report = out.read_text()
     assert "Smoke run" in report
     assert "# redisjobs and its Python peers, side by side" in report
-    assert "| Workload | Unit | redisjobs | arq | redisjobs ÷ best peer |" in report
+    head = "| Workload | Unit | redisjobs | floor | arq | redisjobs ÷ best peer | "
+    assert head + "redisjobs ÷ floor |" in report
     rows = [line.split(" | ") for line in report.splitlines() if "jobs/s ↑" in line]
     assert rows and all(not row[2].startswith("n/a") for row in rows)  # redisjobs: no gap
-    assert all(row[3].startswith("n/a[^") for row in rows)  # arq: footnoted
+    assert all(row[4].startswith("n/a[^") for row in rows)  # arq: footnoted
+    assert all(row[5] == "n/a" and row[6].endswith("\u00d7 |") for row in rows)  # a floor only
     assert "| Enqueue one by one, sync API (200) | jobs/s ↑ |" in report
     assert "| Enqueue, 32 threads, sync API (200) | jobs/s ↑ |" in report
     assert "arq: venv setup failed" in report

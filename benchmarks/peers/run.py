@@ -13,7 +13,9 @@ saq, taskiq + taskiq-redis, streaq, bullmq, rq) gets its own venv under
 ``benchmarks/.venvs/<lib>`` (their Redis clients conflict), installed from the pinned
 ``benchmarks/peers/requirements/<lib>.txt`` when it exists, else from the loose specs below
 and then pinned into that file (``--upgrade`` re-resolves and re-pins). redisjobs runs in the
-interpreter running this script. Each library's adapter (``adapters/<lib>.py``) runs as a
+interpreter running this script, and so does ``floor``, a bare loop on redis-py
+(``adapters/floor.py``: XADD, XREADGROUP, XACK + PUBLISH) that sets the floor each of redisjobs'
+figures is also given as a share of. Each library's adapter (``adapters/<lib>.py``) runs as a
 subprocess in its venv and drives the same workloads through :mod:`harness`; this script starts
 one redis-server (free loopback port, ``--save "" --appendonly no``), FLUSHALLs it before every
 adapter run, interleaves the repetitions (every library once, then again, the order rotated),
@@ -47,7 +49,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(PEERS_DIR))  # harness/, when run as a script or imported by a test
 
 from harness.probes import InfoClient  # noqa: E402
-from harness.render import OURS, LibResults, Outcome, Run, machine, render  # noqa: E402
+from harness.render import FLOOR, OURS, LibResults, Outcome, Run, machine, render  # noqa: E402
 from harness.sizes import FULL, SMOKE, Sizes, metric_defs, resized  # noqa: E402
 
 PEERS: dict[str, list[str]] = {
@@ -62,7 +64,9 @@ PEERS: dict[str, list[str]] = {
     "rq": ["rq", "hiredis"],
 }
 """Peer -> what to pip install when no pinned requirements file exists yet."""
-ALL_LIBS = [OURS, *PEERS]
+ALL_LIBS = [OURS, FLOOR, *PEERS]
+LOCAL = (OURS, FLOOR)
+"""The libraries run in this interpreter: redisjobs, and the floor (redis-py only)."""
 REQUIREMENTS_DIR = PEERS_DIR / "requirements"
 DEFAULT_VENVS = BENCH_DIR / ".venvs"
 DEFAULT_OUT = BENCH_DIR / "RESULTS.md"
@@ -261,7 +265,7 @@ def interpreters(
     """Each library's interpreter; a peer whose venv fails is recorded and left out."""
     pythons: dict[str, str] = {}
     for lib in args.libs:
-        if lib == OURS:
+        if lib in LOCAL:
             pythons[lib] = sys.executable
             continue
         try:

@@ -18,6 +18,8 @@ from typing import Any
 from harness.sizes import HIGHER, MetricDef, Sizes, metric_defs
 
 OURS = "redisjobs"
+FLOOR = "floor"
+"""The bare loop over the same Redis (``adapters/floor.py``): not a peer, the floor under all."""
 EN_DASH = "\u2013"  # typography of the report, spelled out for the linter
 TIMES = "\u00d7"
 INTERLEAVED = ", interleaved (every library once, then again; the order rotates)"
@@ -136,7 +138,7 @@ def ratio_cell(results: dict[str, LibResults], m: MetricDef, libs: Sequence[str]
     peers = {
         lib: med
         for lib in libs
-        if lib != OURS and (med := results[lib].cells.get(m.key, Cell()).median) is not None
+        if is_peer(lib) and (med := results[lib].cells.get(m.key, Cell()).median) is not None
     }
     if ours is None or not peers:
         return "n/a"
@@ -147,17 +149,38 @@ def ratio_cell(results: dict[str, LibResults], m: MetricDef, libs: Sequence[str]
     return f"{ours / peers[best]:.2f}{TIMES} ({best})"
 
 
+def floor_cell(results: dict[str, LibResults], m: MetricDef) -> str:
+    """redisjobs' median as a share of the floor's (1.00 would be the bare loop's cost); n/a
+    when the floor measured nothing (its memory per job is within the noise of used_memory)."""
+    ours = results[OURS].cells.get(m.key, Cell()).median if OURS in results else None
+    floor = results[FLOOR].cells.get(m.key, Cell()).median if FLOOR in results else None
+    if ours is None or floor is None or floor <= 0:
+        return "n/a"
+    return f"{ours / floor:.2f}{TIMES}"
+
+
+def is_peer(lib: str) -> bool:
+    """Whether `lib` is one of redisjobs' peers (neither redisjobs nor the floor)."""
+    return lib not in (OURS, FLOOR)
+
+
 def has_peers(libs: Sequence[str]) -> bool:
-    """Whether any library but redisjobs runs (only then is there a ratio to show)."""
-    return any(lib != OURS for lib in libs)
+    """Whether any peer runs (only then is there a ratio to the best peer to show)."""
+    return any(is_peer(lib) for lib in libs)
+
+
+def has_floor(libs: Sequence[str]) -> bool:
+    """Whether the floor runs beside redisjobs (then each figure is also given as its share)."""
+    return FLOOR in libs and OURS in libs
 
 
 def results_table(
     results: dict[str, LibResults], libs: Sequence[str], sizes: Sizes, notes: Footnotes
 ) -> list[str]:
     """The main table: one row per metric, one column per library, then the ratio (if peers)."""
-    ratio = has_peers(libs)
+    ratio, floor = has_peers(libs), has_floor(libs)
     head = ["Workload", "Unit", *libs, *(["redisjobs ÷ best peer"] if ratio else [])]
+    head += ["redisjobs ÷ floor"] if floor else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for m in metric_defs(sizes):
         arrow = "↑" if m.better == HIGHER else "↓"
@@ -165,6 +188,8 @@ def results_table(
         row += [render_cell(results[lib], m, notes) for lib in libs]
         if ratio:
             row.append(ratio_cell(results, m, libs))
+        if floor:
+            row.append(floor_cell(results, m))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -258,8 +283,13 @@ def setup_lines(run: Run) -> list[str]:
     ]
     if has_peers(run.libs):
         out[-1] += (
-            "; the last column is redisjobs' median divided by the best peer's (so > 1 is "
-            "better on ↑ rows, < 1 on ↓ rows)"
+            "; `redisjobs ÷ best peer` is redisjobs' median divided by the best peer's (so > 1 "
+            "is better on ↑ rows, < 1 on ↓ rows)"
+        )
+    if has_floor(run.libs):
+        out[-1] += (
+            "; `redisjobs ÷ floor` divides it by the floor's, a bare loop over the same Redis "
+            "(`XADD` / `XREADGROUP` / `XACK` + `PUBLISH`) that no queue can beat"
         )
     return out
 
