@@ -15,7 +15,7 @@ from .connection import ensure_group
 from .getters import QueueGetters, reaching
 from .keys import GROUP, QueueKeys, check_job_id
 from .roundtrips import Flow, cmd, run
-from .scripts import Delivery
+from .scripts import Delivery, finish_waiting_flow
 from .serialization import packb
 
 __all__ = ["REAPER", "Claims", "lease_deadline_flow"]
@@ -91,6 +91,26 @@ class Claims(QueueGetters):
             self.keys(queue), worker, job_id, lease, error, mode=mode, defer_ms=defer_ms
         )
         return outcome
+
+    @reaching
+    async def finish_waiting(
+        self, job_id: str, outcome: str, value: Any, *, queue: str | None = None
+    ) -> str:
+        """Record by hand the outcome of a job that waits to run, as no worker runs it:
+        ``completed`` with result `value`, or failed (`outcome` ``fatal`` or ``timeout``) with
+        error text `value`. Returns ``done``, or why nothing changed: ``running`` (a worker
+        holds it), ``final`` (it had ended), ``missing``.
+
+        Raises:
+            ValueError: `outcome` is none of those three.
+        """
+        check_job_id(job_id)
+        if outcome not in ("completed", "fatal", "timeout"):
+            raise ValueError(f"outcome must be completed, fatal or timeout, not {outcome!r}")
+        value = packb(value) if outcome == "completed" else str(value)
+        redis, scripts = await self._conn()
+        flow = finish_waiting_flow(self.keys(queue), job_id, outcome, value)
+        return await run(redis, flow, scripts)
 
     @reaching
     async def reap(self, lease_ttl: float, *, queue: str | None = None) -> int:

@@ -325,3 +325,27 @@ async def test_a_batch_executor_finishes_each_job_of_its_batch(backend: Any) -> 
         await dispatch_batch(engine, doubler, [], worker_id=worker)
         with pytest.raises(ValueError, match="max_batch_size"):
             await dispatch_batch(engine, doubler, [{"id": uuid.uuid4()}] * 4, worker_id=worker)
+
+
+async def test_jobs_no_worker_claimed_are_finished_by_hand(backend: Any) -> None:
+    async with Engine(backend=backend) as engine:
+        done, failed, timed, kept = [
+            await engine.enqueue(kind="noop", payload={"n": n}) for n in range(4)
+        ]
+        with pytest.raises(OptimisticLockError):  # a version names a run: there is none
+            await backend.succeed(done, {"r": 1}, expected_version=1)
+        await backend.succeed(done, {"r": 1})
+        await engine.fail(failed, {"error": "refused"})
+        await backend.timeout(timed)
+        records = [await backend.get(j) for j in (done, failed, timed, kept)]
+        assert [r["status"] for r in records] == ["success", "failed", "timeout", "queued"]
+        assert records[0]["result"] == {"r": 1} and records[1]["error"] == "refused"
+        assert all(r["attempts"] == 0 for r in records)  # none of them ran
+        with pytest.raises(OptimisticLockError):
+            await backend.succeed(done, {"r": 2})  # ended: nothing changes
+        await backend.cancel(kept)
+        await engine.retry(kept, delay=0)  # a cancelled job runs again
+        assert (await backend.get(kept))["status"] == "queued"
+        [row] = await backend.claim_batch(uuid.uuid4(), limit=5)  # the only one left to run
+        assert row["id"] == kept
+        assert await engine.purge_finished() == 3

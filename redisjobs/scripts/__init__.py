@@ -38,6 +38,7 @@ NAMES = (
     "promote",
     "reclaim",
     "cancel",
+    "finish_waiting",
     "release",
     "progress",
     "retry",
@@ -173,6 +174,19 @@ def cancel_flow(keys: QueueKeys, job_id: str, token: str) -> Flow[str]:
         yield from deliver_flow(keys)
         return "cancelled"
     return outcome
+
+
+def finish_waiting_flow(
+    keys: QueueKeys, job_id: str, outcome: str, value: bytes | str
+) -> Flow[str]:
+    """Record by hand the outcome of a job that waits to run: 'done' | 'running' | 'final' |
+    'missing' (see finish_waiting.lua); the jobs of other queues waiting for it are told
+    before it returns."""
+    answer = _text((yield ScriptCall("finish_waiting", keys, [job_id, outcome, value])))
+    if answer == "handed":
+        yield from deliver_flow(keys)
+        return "done"
+    return answer
 
 
 def retry_flow(keys: QueueKeys, job_ids: Sequence[str]) -> Flow[int]:

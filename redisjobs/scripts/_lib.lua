@@ -597,6 +597,24 @@ local function flow_end(jid, to, value, ttl, now, depends_on, dependents)
   return tell_dependents(jid, to, value, now)
 end
 
+-- Take a job that waits to run (status `st`: pending, scheduled or waiting) out of where it
+-- waits, so that nothing starts it: its stream entry, `delayed`, its key's backlog or `prio`.
+-- `job` holds (at least) its msg and limit_key. Its status index is left to the caller.
+local function withdraw(jid, st, job)
+  if st == 'waiting' then
+    -- in no stream and no set but its index: it waits for its parents, which keep it as a
+    -- dependent (their end then finds it ended and only closes the edge)
+  elseif st == 'scheduled' then
+    redis.call('ZREM', K_DELAYED, jid)
+  elseif job.msg then
+    drop_entry(job.msg)
+  elseif job.limit_key then
+    redis.call('ZREM', key_jobs_key(job.limit_key), jid)  -- it waits in its key's backlog
+  else
+    redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
+  end
+end
+
 -- A run fails for good: the job is failed with error `err` and reason `why` (its `failure`:
 -- 'timeout' | 'error' | 'fatal'), kept in `dead`, announced and counted; its dependents
 -- learn of it (flow_end, whose count of hand-overs it returns). `job` holds (at least) its

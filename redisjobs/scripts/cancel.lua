@@ -32,18 +32,7 @@ end
 if st == 'cancelled' and token ~= '' and job.cancel_token == token then return 'cancelled' end
 if st ~= 'pending' and st ~= 'scheduled' and st ~= 'waiting' then return 'final' end
 local now = now_ms()
-if st == 'waiting' then
-  -- in no stream and no set but its index: it waits for its parents, which keep it as a
-  -- dependent (their end then finds it cancelled and only closes the edge)
-elseif st == 'scheduled' then
-  redis.call('ZREM', K_DELAYED, jid)
-elseif job.msg then
-  drop_entry(job.msg)
-elseif job.limit_key then
-  redis.call('ZREM', key_jobs_key(job.limit_key), jid)  -- it waits in its key's backlog
-else
-  redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
-end
+withdraw(jid, st, job)
 local ttl = count_of(job.result_ttl, DEFAULT_TTL_MS)
 finish(jkey, jid, st, 'cancelled', now, ttl, false, false,
   'error', 'cancelled', 'failure', 'cancel', 'cancel_token', token)

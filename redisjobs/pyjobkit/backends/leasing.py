@@ -6,6 +6,11 @@ record's ``version``); a lease extension is ``heartbeat``; success, failure and 
 lease); ``retry`` is a failure that comes back after its delay; ``reap_expired`` takes over the
 jobs whose lease ran out and gives them back to the queue. A fenced call that finds the lease
 moved on raises :class:`OptimisticLockError` and changes nothing.
+
+Without an ``expected_version``, ``succeed``, ``fail`` and ``timeout`` also finish a job that
+no worker claimed (the ``finish_waiting`` script: taken out of the queue, its outcome recorded,
+never run), and ``retry`` runs a failed or cancelled job again (at once: the delay is a running
+job's).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ...job import JobStatus
+from ...job import Job, JobStatus
 from ...serialization import unpackb
 from .._ids import uuid_of
 from ..contracts import OptimisticLockError
@@ -62,15 +67,30 @@ class LeaseCalls:
     async def mark_running(self, job_id: uuid.UUID | str, worker_id: uuid.UUID | str) -> None:
         """Nothing to do: a claimed job is running from its claim on."""
 
-    async def _held(self, job_id: uuid.UUID | str, expected: int | None) -> tuple[str, str, int]:
-        """The job's (id, worker, lease) when it runs under `expected` (or any) version."""
+    async def _job(self, job_id: uuid.UUID | str) -> Job:
         job = await (await self.client()).get(uuid_of(job_id).hex, queue=self.queue)
         if job is None:
             raise KeyError(job_id)
-        running = job.status == JobStatus.RUNNING and job.worker is not None
-        if not running or (expected is not None and job.lease != expected):
-            raise OptimisticLockError(f"{job_id}: version {expected} does not hold the job")
-        return job.id, str(job.worker), job.lease
+        return job
+
+    async def _held(self, job_id: uuid.UUID | str, expected: int | None) -> tuple[str, str, int]:
+        """The job's (id, worker, lease) when it runs under `expected` (or any) version."""
+        return _lease(await self._job(job_id), job_id, expected)
+
+    async def _by_hand(self, job: Job, expected: int | None, outcome: str, value: Any) -> bool:
+        """Finish `job` as `outcome` if no worker claimed it and no version was expected;
+        whether it did.
+
+        Raises:
+            OptimisticLockError: a worker claimed it (or it ended) meanwhile.
+        """
+        if expected is not None or job.status not in _WAITING:
+            return False
+        client = await self.client()
+        answer = await client.finish_waiting(job.id, outcome, value, queue=self.queue)
+        if answer != "done":
+            raise OptimisticLockError(f"finish failed for {job.id}: it is {answer} now")
+        return True
 
     async def extend_lease(
         self,
@@ -99,7 +119,10 @@ class LeaseCalls:
         Raises:
             OptimisticLockError: the job does not run under that version.
         """
-        jid, worker, lease = await self._held(job_id, expected_version)
+        job = await self._job(job_id)
+        if await self._by_hand(job, expected_version, "completed", result):
+            return
+        jid, worker, lease = _lease(job, job_id, expected_version)
         client = await self.client()
         if not await client.complete_run(jid, worker, lease, result, queue=self.queue):
             raise OptimisticLockError(f"finish failed for {job_id}: the lease moved on")
@@ -112,7 +135,10 @@ class LeaseCalls:
         expected: int | None,
         defer: float | None,
     ) -> str:
-        jid, worker, lease = await self._held(job_id, expected)
+        job = await self._job(job_id)
+        if defer is None and await self._by_hand(job, expected, mode, error):
+            return "failed"
+        jid, worker, lease = _lease(job, job_id, expected)
         client = await self.client()
         outcome = await client.fail_run(
             jid, worker, lease, error, mode=mode, defer=defer, queue=self.queue
@@ -140,9 +166,29 @@ class LeaseCalls:
 
     async def retry(self, job_id: uuid.UUID | str, *, delay: float) -> None:
         """Put the running job back to run again after `delay` seconds (an attempt is used; a
-        job without attempts left fails instead)."""
-        await self._fail(job_id, "retry requested", "error", None, delay)
+        job without attempts left fails instead); a failed or cancelled job runs again at once,
+        and a job that waits to run is left waiting."""
+        job = await self._job(job_id)
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            await (await self.client()).retry(job.id, queue=self.queue)
+        elif job.status == JobStatus.RUNNING:
+            await self._fail(job_id, "retry requested", "error", None, delay)
 
     async def reap_expired(self) -> int:
         """Give every job whose lease ran out back to the queue; returns how many."""
         return await (await self.client()).reap(self.lease_ttl_s, queue=self.queue)
+
+
+_WAITING = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.WAITING)
+
+
+def _lease(job: Job, job_id: uuid.UUID | str, expected: int | None) -> tuple[str, str, int]:
+    """`job`'s (id, worker, lease) when it runs under `expected` (or any) version.
+
+    Raises:
+        OptimisticLockError: it does not run, or not under that version.
+    """
+    running = job.status == JobStatus.RUNNING and job.worker is not None
+    if not running or (expected is not None and job.lease != expected):
+        raise OptimisticLockError(f"{job_id}: version {expected} does not hold the job")
+    return job.id, str(job.worker), job.lease
