@@ -340,6 +340,9 @@ async def test_jobs_no_worker_claimed_are_finished_by_hand(backend: Any) -> None
         records = [await backend.get(j) for j in (done, failed, timed, kept)]
         assert [r["status"] for r in records] == ["success", "failed", "timeout", "queued"]
         assert records[0]["result"] == {"r": 1} and records[1]["error"] == "refused"
+        assert records[1]["result"] == {"error": "refused"} and records[2]["result"] == {
+            "error": "timeout"
+        }
         assert all(r["attempts"] == 0 for r in records)  # none of them ran
         with pytest.raises(OptimisticLockError):
             await backend.succeed(done, {"r": 2})  # ended: nothing changes

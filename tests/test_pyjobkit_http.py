@@ -267,3 +267,32 @@ async def test_the_dashboard_page(backend: Any) -> None:
     for status in ("queued", "running", "success", "failed", "timeout", "cancelled"):
         assert f"<option>{status}</option>" in DASHBOARD_HTML
     assert "innerHTML" not in DASHBOARD_HTML  # job data goes in as text
+
+
+async def test_the_router_lists_through_any_backend(backend: Any) -> None:
+    from fastapi import FastAPI
+    from httpx import ASGITransport, AsyncClient
+
+    from redisjobs.pyjobkit.integrations.fastapi import make_router
+
+    async with Engine(backend=backend) as engine:
+        ids = [await engine.enqueue(kind="noop", payload={"n": n}) for n in range(3)]
+        await backend.succeed(ids[0], {"ok": True})
+        records = await backend.all_jobs()
+
+        class OldBackend:  # a QueueBackend written before all_jobs took filters
+            async def all_jobs(self) -> list[dict[str, Any]]:
+                return [{**r, "id": str(r["id"])} for r in records]  # ids as strings too
+
+        class NoListing:
+            pass
+
+        for other, expected in ((OldBackend(), 200), (NoListing(), 501)):
+            app = FastAPI()
+            app.include_router(make_router(Engine(backend=other)))  # type: ignore[arg-type]
+            async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as c:
+                listed = await c.get("/jobs", params={"status": "queued", "limit": 1})
+                assert listed.status_code == expected
+                if expected == 200:
+                    [one] = listed.json()
+                    assert one["status"] == "queued" and one["id"] in {str(i) for i in ids[1:]}

@@ -231,6 +231,9 @@ def checked_batch(jobs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return batch
 
 
+_ENDED_BADLY = ("failed", "timeout", "cancelled")
+
+
 def record_of(job: Job) -> JobRecord:
     """A redisjobs job as a Pyjobkit record."""
     status = STATUS[job.status]
@@ -242,7 +245,8 @@ def record_of(job: Job) -> JobRecord:
         "kind": job.kind,
         "status": status,
         "payload": job.payload,
-        "result": job.result,
+        # Pyjobkit keeps why a job ended without success as its result
+        "result": {"error": job.error} if status in _ENDED_BADLY else job.result,
         "error": job.error,
         "priority": job.priority,
         "attempts": job.attempt,

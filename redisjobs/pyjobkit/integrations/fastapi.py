@@ -2,7 +2,8 @@
 
     app.include_router(make_router(engine, dependencies=[Depends(auth)]), prefix="/api/v1")
 
-``POST /jobs`` enqueues (202, ``{"job_id"}``), ``GET /jobs`` lists (``status``, ``limit``),
+``POST /jobs`` enqueues (202, ``{"job_id"}``), ``GET /jobs`` lists (``status``, ``limit``; 501
+when the engine's backend has no ``all_jobs``),
 ``GET /jobs/{id}`` reads one (404 when unknown), ``POST /jobs/{id}/cancel`` asks for a cancel
 (202; 404 when unknown), ``GET /healthz`` checks the backend (503 when unreachable). Bad input
 gets FastAPI's 422. Payloads are returned without the face's internal markers.
@@ -15,6 +16,7 @@ for applications that mount Pyjobkit's.
 # imported in the functions that add them: the annotations must be real objects, not strings,
 # so this module does not use `from __future__ import annotations`.
 
+import inspect
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -74,8 +76,19 @@ def _queue_routes(router: "APIRouter", engine: Engine) -> None:
 
     @router.get("/jobs", response_model=list[JobOut])
     async def list_jobs(status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        records = await engine.backend.all_jobs(status, limit)  # type: ignore[arg-type]
-        return [_shown(r) for r in records]
+        all_jobs = getattr(engine.backend, "all_jobs", None)
+        if all_jobs is None:
+            raise HTTPException(status_code=501, detail="the backend cannot list jobs (all_jobs)")
+        return [_shown(r) for r in await _listed(all_jobs, status, limit)]
+
+
+async def _listed(all_jobs: Any, status: str | None, limit: int) -> list[Any]:
+    """A backend's jobs (of `status`), `limit` at most; a backend whose ``all_jobs`` takes no
+    filter (written for an older QueueBackend) is filtered here."""
+    if {"status", "limit"} <= set(inspect.signature(all_jobs).parameters):
+        return list(await all_jobs(status=status, limit=limit))
+    records = [r for r in await all_jobs() if status is None or r.get("status") == status]
+    return records[: max(0, limit)]
 
 
 def _job_routes(router: "APIRouter", engine: Engine) -> None:
