@@ -151,11 +151,14 @@ class Backend:
         if self.embedded:
             import fakeredis  # here, not at the top: see embedded_server
 
-            return cast(Redis, fakeredis.FakeAsyncRedis(server=embedded_server(self.url)))
+            fake = fakeredis.FakeAsyncRedis(server=embedded_server(self.url))
+            pool = fake.connection_pool
+            pool.connection_class = _guarded(pool.connection_class)
+            return cast(Redis, fake)
         pool = BlockingConnectionPool.from_url(
             self.url, **pool_settings(socket_timeout), retry=Retry(*retry_settings(retries))
         )
-        pool.connection_class = _hiredis_packing(pool.connection_class)
+        pool.connection_class = _guarded(pool.connection_class, packing=True)
         client = Redis.from_pool(pool)
         return client
 
@@ -248,35 +251,49 @@ class HiredisPack:
     pack = pack_command
 
 
-class _ResetIsConnectionError(AbstractConnection):
-    """Reports a write to a connection the peer reset as a ConnectionError, on any loop.
+class _WriteGuards(AbstractConnection):
+    """Two guards on every write of a pooled connection, on any loop and Python.
 
-    When a pooled connection is reset while idle, uvloop closes its transport and the next
-    write raises ``RuntimeError("... the handler is closed")`` where asyncio's own loop raises
-    ``ConnectionResetError``. redis-py retries and reconnects on ConnectionError only, so
-    without this a reset connection would escape every worker loop and stop the worker.
+    A write to a connection the peer reset while it was idle is reported as a ConnectionError:
+    uvloop closes the transport and the next write raises ``RuntimeError("... the handler is
+    closed")`` where asyncio's own loop raises ``ConnectionResetError``, and redis-py retries
+    and reconnects on ConnectionError only, so without this a reset connection would escape
+    every worker loop and stop the worker.
+
+    A cancel that arrives as a write completes is delivered: redis-py bounds each write with
+    ``asyncio.wait_for``, which on Python 3.11 returns the write's result then and loses the
+    cancel (fixed in 3.12). An ``asyncio.timeout`` around Redis calls would then never fire,
+    and a loop under it (waiting for room in a queue, for a job's end) would run on forever.
     """
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
     ) -> None:
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
         try:
             await super().send_packed_command(command, check_health)
         except RuntimeError as exc:  # redis-py has already disconnected this connection
             if "closed" not in str(exc):
                 raise
             raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        if task is not None and task.cancelling() > asked:
+            # sent, but the caller was cancelled meanwhile: its reply is never read
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
 
-_packing: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+_made: dict[tuple[type[AbstractConnection], bool], type[AbstractConnection]] = {}
 
 
-def _hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
-    fast = _packing.get(cls)
-    if fast is None:
-        bases = (HiredisPack, _ResetIsConnectionError, cls)
-        fast = _packing[cls] = type(f"Hiredis{cls.__name__}", bases, {})
-    return fast
+def _guarded(cls: type[AbstractConnection], packing: bool = False) -> type[AbstractConnection]:
+    """`cls` with :class:`_WriteGuards` (and, for a real server, hiredis's command packing)."""
+    made = _made.get((cls, packing))
+    if made is None:
+        bases = (HiredisPack, _WriteGuards, cls) if packing else (_WriteGuards, cls)
+        name = f"{'Hiredis' if packing else 'Guarded'}{cls.__name__}"
+        made = _made[cls, packing] = type(name, bases, {})
+    return made
 
 
 # Replies that say "not here, not now" rather than "never": the server is loading, was demoted to
