@@ -18,20 +18,18 @@ import os
 import random
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
     ClusterDownError,
-    DataError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -40,6 +38,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .connclasses import guarded
 from .errors import ConnectionFailed, RedisJobsError
 from .keys import GROUP, QueueKeys
 
@@ -153,12 +152,12 @@ class Backend:
 
             fake = fakeredis.FakeAsyncRedis(server=embedded_server(self.url))
             pool = fake.connection_pool
-            pool.connection_class = _guarded(pool.connection_class)
+            pool.connection_class = guarded(pool.connection_class)
             return cast(Redis, fake)
         pool = BlockingConnectionPool.from_url(
             self.url, **pool_settings(socket_timeout), retry=Retry(*retry_settings(retries))
         )
-        pool.connection_class = _guarded(pool.connection_class, packing=True)
+        pool.connection_class = guarded(pool.connection_class, packing=True)
         client = Redis.from_pool(pool)
         return client
 
@@ -230,70 +229,6 @@ def embedded_server(url: str) -> fakeredis.FakeServer:
         # setdefault: two threads making the first client of a name get the same server
         server = _servers.setdefault(name, fakeredis.FakeServer(version=(7,)))
     return server
-
-
-class HiredisPack:
-    """Packs commands with hiredis's C packer: an asyncio connection's mixin, a sync one's packer.
-
-    redis-py's asyncio connection packs every argument in Python (its sync one encodes each
-    in Python first), which costs more than the whole Lua script on the server for a batch of
-    enqueues: six times slower than ``hiredis.pack_command`` on 5,500 arguments."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        """One command as the bytes to send (DataError for an argument hiredis refuses)."""
-        if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and friends
-            args = (*args[0].split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise DataError(str(exc)) from exc
-
-    pack = pack_command
-
-
-class _WriteGuards(AbstractConnection):
-    """Two guards on every write of a pooled connection, on any loop and Python.
-
-    A write to a connection the peer reset while it was idle is reported as a ConnectionError:
-    uvloop closes the transport and the next write raises ``RuntimeError("... the handler is
-    closed")`` where asyncio's own loop raises ``ConnectionResetError``, and redis-py retries
-    and reconnects on ConnectionError only, so without this a reset connection would escape
-    every worker loop and stop the worker.
-
-    A cancel that arrives as a write completes is delivered: redis-py bounds each write with
-    ``asyncio.wait_for``, which on Python 3.11 returns the write's result then and loses the
-    cancel (fixed in 3.12). An ``asyncio.timeout`` around Redis calls would then never fire,
-    and a loop under it (waiting for room in a queue, for a job's end) would run on forever.
-    """
-
-    async def send_packed_command(
-        self, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        task = asyncio.current_task()
-        asked = task.cancelling() if task is not None else 0
-        try:
-            await super().send_packed_command(command, check_health)
-        except RuntimeError as exc:  # redis-py has already disconnected this connection
-            if "closed" not in str(exc):
-                raise
-            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
-        if task is not None and task.cancelling() > asked:
-            # sent, but the caller was cancelled meanwhile: its reply is never read
-            await self.disconnect(nowait=True)
-            raise asyncio.CancelledError
-
-
-_made: dict[tuple[type[AbstractConnection], bool], type[AbstractConnection]] = {}
-
-
-def _guarded(cls: type[AbstractConnection], packing: bool = False) -> type[AbstractConnection]:
-    """`cls` with :class:`_WriteGuards` (and, for a real server, hiredis's command packing)."""
-    made = _made.get((cls, packing))
-    if made is None:
-        bases = (HiredisPack, _WriteGuards, cls) if packing else (_WriteGuards, cls)
-        name = f"{'Hiredis' if packing else 'Guarded'}{cls.__name__}"
-        made = _made[cls, packing] = type(name, bases, {})
-    return made
 
 
 # Replies that say "not here, not now" rather than "never": the server is loading, was demoted to

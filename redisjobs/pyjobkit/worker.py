@@ -69,6 +69,12 @@ class Worker:
     lets the cancellation through.
     """
 
+    _watchdog: float | None
+    """The reclaim interval asked for: Pyjobkit's reaper runs every lease_ttl by default, ours
+    reclaims sooner unless told."""
+    _worker: _Worker | None
+    _serving: asyncio.Task[None] | None
+
     def __init__(
         self,
         engine: Engine,
@@ -102,26 +108,21 @@ class Worker:
             heartbeat_interval_s=heartbeat_interval_s,
         )
         self.engine = engine
-        self._only = job_filter(kinds, tags, poll_interval)
-        self.kinds = None if self._only is None else self._only.kinds
-        self.tags = None if self._only is None else self._only.tags
+        self._only = only = job_filter(kinds, tags, poll_interval)
+        self.kinds, self.tags = (None, None) if only is None else (only.kinds, only.tags)
         self.worker_id = uuid.uuid4()
-        self.max_concurrency = max_concurrency
-        self.poll_interval = poll_interval
+        self.max_concurrency, self.poll_interval = max_concurrency, poll_interval
         self.lease_ttl = lease_ttl
         self.queue_capacity, self.stop_timeout = queue_capacity, stop_timeout
         self.retry_policy = DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy
-        # Pyjobkit's reaper runs every lease_ttl by default; ours reclaims sooner unless told
         self._watchdog = watchdog_interval_s
         self.rate_limits = parse_rate_limits(rate_limits)
         self._buckets = {kind: TokenBucket(*spec) for kind, spec in self.rate_limits.items()}
         self.watchdog_interval_s = float(watchdog_interval_s or lease_ttl)
-        self.on_lease_lost = on_lease_lost
+        self.on_lease_lost, self.on_heartbeat = on_lease_lost, on_heartbeat
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.on_heartbeat = on_heartbeat
         self.handle_signals = handle_signals
-        self._worker: _Worker | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._worker = self._serving = None
         self._stop_requested = self._finished = False
         self._stopped = asyncio.Event()
 

@@ -15,11 +15,11 @@ from redis._parsers import _HiredisParser
 from redis.connection import BlockingConnectionPool
 from redis.retry import Retry
 
+from ..connclasses import HiredisPack
 from ..connection import (
     COMMAND_RETRIES,
     COMMAND_TIMEOUT,
     Backend,
-    HiredisPack,
     embedded_server,
     pool_settings,
     retry_settings,
