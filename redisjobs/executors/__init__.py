@@ -253,7 +253,9 @@ class Executors:
         Raises:
             UnknownExecutor: none is registered for it.
         """
-        found = self._by_kind.get(kind) or self._by_kind.get(ANY_KIND)
+        found = self._by_kind.get(kind)
+        if found is None:
+            found = self._by_kind.get(ANY_KIND)
         if found is None:
             raise UnknownExecutor(f"no executor for kind {kind!r} on this worker")
         return found
