@@ -59,7 +59,7 @@ def enqueued_id(proc: subprocess.Popen[str]) -> uuid.UUID:
 def serving(proc: subprocess.Popen[str]) -> None:
     """Wait until the program's worker logs that it serves."""
     assert proc.stderr is not None
-    seen = []
+    seen: list[str] = []
     while "serving queue" not in (line := proc.stderr.readline()):
         assert line, seen  # the program ended
         seen.append(line)
