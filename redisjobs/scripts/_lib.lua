@@ -126,6 +126,13 @@ end
 
 local DEFAULT_TTL_MS = 86400000
 
+-- A job's settings at their defaults (the Client's) are not written to its hash: every reader
+-- takes an absent field for its default, so a job of default settings costs only its own data.
+-- attempt and crashes start absent (0) too.
+local DEFAULT_RETRY_DELAY_MS = 1000
+local DEFAULT_RETRY_BACKOFF = 2
+local DEFAULT_RETRY_JITTER = 0.1
+
 -- The longest a running job is sent back to wait (a retry's delay, a deferral): one day.
 local MAX_DELAY_MS = 86400000
 
@@ -649,9 +656,9 @@ local function lease_fields(jkey)
     result_ttl = v[12], retry_backoff = v[13], retry_jitter = v[14], unique = v[15],
     unique_key = v[16]}
 end
--- {field, required}: fields holding a non-negative integer
-local COUNT_FIELDS = {{'lease', false}, {'attempt', true}, {'timeout', false}, {'crashes', false},
-  {'max_retries', true}, {'retry_delay', true}, {'result_ttl', true}}
+-- {field, required}: fields holding a non-negative integer (an absent one is its default)
+local COUNT_FIELDS = {{'lease', false}, {'attempt', false}, {'timeout', false},
+  {'crashes', false}, {'max_retries', false}, {'retry_delay', false}, {'result_ttl', false}}
 local REAL_FIELDS = {'retry_backoff', 'retry_jitter'}
 -- Something other than these scripts may have written a job hash (a bug, a migration, someone
 -- with redis-cli). Garbage in a field the scripts compute with would make every script that
@@ -663,7 +670,7 @@ local function bad_field(job)
     if (v or c[2]) and not count_of(v, nil) then return c[1], v end
   end
   for _, name in ipairs(REAL_FIELDS) do
-    if not real_of(job[name], nil) then return name, job[name] end
+    if job[name] and not real_of(job[name], nil) then return name, job[name] end
   end
   return nil
 end
@@ -671,7 +678,7 @@ end
 -- A delivery as start and reclaim return it: job id, lease, attempt, kind, payload, timeout_ms
 -- (the fields of Python's Delivery, in its order).
 local function delivery(jid, lease, attempt, job)
-  return {jid, lease, attempt, job.kind or '', job.payload or '', job.timeout or '0'}
+  return {jid, lease, attempt or 0, job.kind or '', job.payload or '', job.timeout or '0'}
 end
 
 -- Append the values of list `row` to list `out` (the flat reply of start and reclaim).
@@ -684,7 +691,7 @@ end
 -- Returns its delivery.
 local function lease_job(jkey, jid, from, worker, msg, now, job)
   local lease = tonumber(job.lease or 0) + 1
-  local attempt = tonumber(job.attempt) + 1
+  local attempt = count_of(job.attempt, 0) + 1
   redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
     'lease', lease, 'attempt', attempt, 'msg', msg)
   move_status(jid, from, 'running', now)
@@ -913,6 +920,14 @@ end
 -- (`known`: whether the job has a hash, when the caller knows; nil: not known).
 -- Returns the index of the next row; created (bool); for a job scheduled for later, its due
 -- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
+-- Append field `name` with `value` to list `fields` unless it is the setting's `default`.
+local function unless_default(fields, name, value, default)
+  if tonumber(value) ~= default then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+  end
+end
+
 local function create_job(now, args, i, known)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
@@ -936,10 +951,13 @@ local function create_job(now, args, i, known)
     value = route_ready(job_id, priority, rules.limit_key)
     due = nil
   end
-  local fields = {'kind', kind, 'payload', payload, 'attempt', 0, 'max_retries', max_retries,
-    'retry_delay', retry_delay_ms, 'retry_backoff', retry_backoff, 'retry_jitter', retry_jitter,
-    'timeout', timeout_ms, 'result_ttl', result_ttl_ms, 'created_at', now, 'crashes', 0,
-    'status', status}
+  local fields = {'kind', kind, 'payload', payload, 'created_at', now, 'status', status}
+  unless_default(fields, 'max_retries', max_retries, 0)
+  unless_default(fields, 'retry_delay', retry_delay_ms, DEFAULT_RETRY_DELAY_MS)
+  unless_default(fields, 'retry_backoff', retry_backoff, DEFAULT_RETRY_BACKOFF)
+  unless_default(fields, 'retry_jitter', retry_jitter, DEFAULT_RETRY_JITTER)
+  unless_default(fields, 'timeout', timeout_ms, 0)
+  unless_default(fields, 'result_ttl', result_ttl_ms, DEFAULT_TTL_MS)
   if value then
     fields[#fields + 1] = extra
     fields[#fields + 1] = value

@@ -65,8 +65,10 @@ end
 if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
   local delay = tonumber(ARGV[6])
   if delay < 0 then
-    delay = count_of(job.retry_delay, 0) * real_of(job.retry_backoff, 1) ^ (attempt - 1)
-    delay = delay * (1 + real_of(job.retry_jitter, 0) * (2 * tonumber(ARGV[7]) - 1))
+    delay = count_of(job.retry_delay, DEFAULT_RETRY_DELAY_MS) *
+      real_of(job.retry_backoff, DEFAULT_RETRY_BACKOFF) ^ (attempt - 1)
+    delay = delay * (1 + real_of(job.retry_jitter, DEFAULT_RETRY_JITTER) *
+      (2 * tonumber(ARGV[7]) - 1))
   end
   delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
   local due = now + delay

@@ -38,10 +38,10 @@ local function crashed(jkey, jid, msg, job)
       max_deliveries .. ')'
     ack(msg)
     fail_job(jkey, jid, 'running', now, hmget_named(jkey, FAILED_FIELDS), true,
-      tonumber(job.attempt), err, 'fatal')
+      count_of(job.attempt, 0), err, 'fatal')
     return nil
   end
-  emit(jid, 'reclaimed', tonumber(job.attempt), now, {'crashes', mp_uint(crashes)})
+  emit(jid, 'reclaimed', count_of(job.attempt, 0), now, {'crashes', mp_uint(crashes)})
   return lease_job(jkey, jid, 'running', worker, msg, now, job)
 end
 
