@@ -35,7 +35,7 @@ COMPLETE_BATCH = 128
 """Results per `complete` call: each script stays a few ms long, however many jobs finished."""
 LOG_TTL_MS = 7 * 86400 * 1000  # until the job finishes and its result_ttl takes over
 
-Result = tuple[str, int, bytes]  # job id, lease, result (msgpack)
+Result = tuple[str, int, bytes, bool]  # job id, lease, result (msgpack), the run wrote log lines
 
 
 class Failure(NamedTuple):
@@ -95,6 +95,10 @@ class Outcomes:
         self._flusher: asyncio.Task[None] | None = None
         self._dropping = False  # log lines are being dropped: Redis is out of memory
         self._unloggable: set[str] = set()  # jobs whose log key refused lines (warned once)
+        # One log write at a time: a write_logs call returns once every line buffered before
+        # it is in Redis, even lines another call (the flusher, a failure) took and still writes,
+        # so that no outcome overtakes its job's lines (they would set a log's expiry after it).
+        self._writing = asyncio.Lock()
 
     def log_line(self, job_id: str, line: str) -> None:
         """Buffer a job's log line for the next flush."""
@@ -104,9 +108,10 @@ class Outcomes:
             del lines[:-LOG_LINES_KEPT]
         self._schedule()
 
-    def success(self, job_id: str, lease: int, result: bytes) -> None:
-        """Queue a result for the next flush."""
-        self._done.append((job_id, lease, result))
+    def success(self, job_id: str, lease: int, result: bytes, *, logged: bool = True) -> None:
+        """Queue a result for the next flush; `logged`: the run wrote log lines (if not, and
+        no delivery came before it, the job has no log whose expiry to set)."""
+        self._done.append((job_id, lease, result, logged))
         self._schedule()
 
     async def failure(
@@ -249,19 +254,24 @@ class Outcomes:
         """
         part = parts[-1]
         try:
-            codes = await self._scripts.complete(self._keys, self._worker_id, part)
+            codes = await self._scripts.complete(
+                self._keys,
+                self._worker_id,
+                [(job_id, lease, result) for job_id, lease, result, _ in part],
+                logged={job_id for job_id, _, _, logged in part if logged},
+            )
         except (RedisError, OSError) as exc:
             if is_transient(exc):
                 raise
             if len(part) > 1:
                 parts[-1:] = [part[len(part) // 2 :], part[: len(part) // 2]]
                 return
-            job_id, lease, _ = part[0]
+            job_id, lease, _, _ = part[0]
             await self._give_up(job_id, lease, "could not record the result", exc)
             parts.pop()
             return
         parts.pop()
-        for (job_id, lease, _), code in zip(part, codes, strict=True):
+        for (job_id, lease, _, _), code in zip(part, codes, strict=True):
             if code == 0:
                 log.info("result of job %s rejected: another worker owns it now", job_id)
             self._finished(job_id, lease)
@@ -281,6 +291,10 @@ class Outcomes:
             RedisError, OSError: a transient error; the lines it concerns are kept for the next
                 try, the others were written.
         """
+        async with self._writing:
+            await self._write_logs()
+
+    async def _write_logs(self) -> None:
         if not self._logs:
             return
         logs, self._logs = self._logs, {}

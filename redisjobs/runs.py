@@ -94,13 +94,15 @@ def failure_of(exc: BaseException) -> Ending:
 class Run:
     """A job this worker holds: leased, maybe executing, outcome maybe not yet recorded."""
 
-    __slots__ = ("ctx", "delivery", "stop", "task")
+    __slots__ = ("ctx", "delivery", "logged", "stop", "task")
 
     def __init__(self, delivery: Delivery, ctx: ExecContext) -> None:
         self.delivery = delivery
         self.ctx = ctx
         self.stop: StopReason | None = None
         self.task: asyncio.Task[None] | None = None
+        self.logged = False
+        """It wrote log lines (its outcome then sets the log key's expiry with the job's)."""
 
     @property
     def active(self) -> bool:
@@ -204,6 +206,9 @@ class Runs:
 
     def write_log(self, job_id: str, line: str) -> None:
         """Buffer a job's log line; it is written with the next flush."""
+        run = self.held.get(job_id)
+        if run is not None:
+            run.logged = True
         self.outcomes.log_line(job_id, line)
 
     async def write_progress(self, ctx: ExecContext) -> None:
@@ -298,7 +303,7 @@ class Runs:
         if result is not None or failure is not None:
             await run.ctx.flush()  # progress held back by the throttle lands before the outcome
         if result is not None:
-            self.outcomes.success(d.job_id, d.lease, result)
+            self.outcomes.success(d.job_id, d.lease, result, logged=run.logged)
         elif failure is not None:
             outcome = await self.outcomes.failure(
                 d.job_id, d.lease, failure, lambda: run.stop == "lost"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, Keep
+from redisjobs import Client, ExecContext, Keep
 from redisjobs.jobrules import MAX_KEEP_COUNT
 from tests.conftest import WorkerFactory
 from tests.faults.audit import audit
-from tests.jobs import echo, fail
+from tests.jobs import echo, fail, progress
 
 
 async def _ended(client: Client, ids: list[str]) -> None:
@@ -187,3 +187,31 @@ async def test_a_plain_job_costs_the_commands_it_cost(
     calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
     assert 200 < calls["exists"] <= 200 + calls["xreadgroup"] and calls["hmget"] == 400
     assert not {"get", "set", "del"}.intersection(calls)
+    # one per job, its hash's (and a few of the worker's registry entry): a first run that
+    # logged nothing has no log whose expiry to set (it was two per job)
+    assert 200 <= calls["pexpire"] < 250
+
+
+async def logs_first(ctx: ExecContext) -> str:
+    """Logs and fails on its first attempt, succeeds silently on the next."""
+    if ctx.attempt == 1:
+        await ctx.log("first try")
+        raise RuntimeError("again")
+    return "done"
+
+
+async def test_a_log_expires_with_its_job_whichever_run_wrote_it(
+    client: Client, worker: WorkerFactory
+) -> None:
+    await worker(functions=[progress, logs_first, echo])
+    logged = await client.enqueue("call", {"fn": "progress", "args": [2, 0]}, result_ttl=600)
+    earlier = await client.enqueue(
+        "call", {"fn": "logs_first"}, result_ttl=600, max_retries=1, retry_delay=0
+    )
+    silent = await client.enqueue("call", {"fn": "echo", "args": [1]}, result_ttl=600)
+    await _ended(client, [logged.id, earlier.id, silent.id])
+    for job in (logged, earlier):  # this run's lines, or an earlier run's: the job's 600 s
+        assert await client.logs(job.id)
+        ttl = await client.redis.pttl(client.keys().job_log(job.id))
+        assert 590_000 < ttl <= 600_000, (job.id == earlier.id, ttl)
+    assert not await client.redis.exists(client.keys().job_log(silent.id))

@@ -9,7 +9,7 @@ only place that sees raw script replies: every wrapper turns them into typed val
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -276,12 +276,20 @@ class Scripts:
         return [(reply[i].decode(), reply[i + 1].decode()) for i in range(0, len(reply), 2)]
 
     async def complete(
-        self, keys: QueueKeys, worker: str, results: Sequence[tuple[str, int, bytes]]
+        self,
+        keys: QueueKeys,
+        worker: str,
+        results: Sequence[tuple[str, int, bytes]],
+        logged: Container[str] | None = None,
     ) -> list[int]:
-        """Record results: per job 1 recorded, 2 re-sent duplicate, 0 stale lease."""
+        """Record results: per job 1 recorded, 2 re-sent duplicate, 0 stale lease.
+
+        `logged` names the jobs whose run wrote log lines (None: any may have); the others'
+        log key is left alone when this was their first delivery (they have none).
+        """
         args: list[Arg] = [worker]
         for job_id, lease, result in results:
-            args += (job_id, lease, result)
+            args += (job_id, lease, result, 1 if logged is None or job_id in logged else 0)
         codes = [int(x) for x in await self._call("complete", keys, args)]
         if HANDED in codes and self.handed is not None:
             self.handed(keys)

@@ -247,14 +247,21 @@ end
 -- A job reaches a final status. Its hash and log expire after result_ttl; the status index
 -- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
 -- `...` are more fields to set, name, value, ... (the result or the error).
-local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
+-- A job ends as `to` (from `from`), kept `ttl` ms: its hash expires then, and so does its log
+-- when it `has_log` (a caller that knows it has none saves the log key's PEXPIRE). `...` are
+-- more fields to set.
+local function end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, has_log, ...)
   redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
   redis.call('PEXPIRE', jkey, ttl)
-  redis.call('PEXPIRE', job_log_key(jid), ttl)
+  if has_log then redis.call('PEXPIRE', job_log_key(jid), ttl) end
   local expires = now + ttl
   move_status(jid, from, to, expires)
   if dead then redis.call('ZADD', K_DEAD, expires, jid) end
+end
+
+local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
+  end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, true, ...)
 end
 
 -- Deleting jobs (remove, purge, drain, obliterate) ----------------------------------------

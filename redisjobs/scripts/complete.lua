@@ -3,7 +3,8 @@
 --
 -- KEYS[1]  queue prefix 'rj:{Q}:'
 -- ARGV[1]  worker id
--- ARGV[2+] triples: job id, lease, result (msgpack)
+-- ARGV[2+] quads: job id, lease, result (msgpack), logged ('1' the run wrote log lines; with
+--          '0' at the job's first delivery (lease 1) it has no log: its key's expiry is not set)
 -- Returns  one integer per job: 1 recorded; 3 recorded, and hand-overs to jobs of other queues
 --          that depend on it were written (the caller delivers them: see tell_dependents);
 --          2 already recorded under this lease (a re-send); 0 rejected: the lease is stale
@@ -21,8 +22,10 @@ local out = {}
 local done = 0
 local keep = nil  -- the smallest completed_keep of this call's jobs, if any set one
 local keepers = 0
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  -- only a run of the job writes its log: a first delivery that wrote none left no log
+  local has_log = ARGV[i + 3] ~= '0' or lease ~= '1'
   local jkey = job_key(jid)
   -- Named locals, not a table: this runs for every job that succeeds.
   local held, status, msg, result_ttl, attempt, cancel, own_ttl, own_keep, ukey, idem, lkey,
@@ -36,8 +39,8 @@ for i = 2, #ARGV, 3 do
   else
     ack(msg)
     local ttl = outcome_ttl(own_ttl, result_ttl)
-    finish(jkey, jid, 'running', 'completed', now, ttl, cancel, false, 'result', result,
-      'progress', 100)
+    end_job(jkey, jid, 'running', 'completed', now, ttl, cancel, false, has_log,
+      'result', result, 'progress', 100)
     key_left(lkey, jid)
     if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
     if own_keep then
