@@ -58,8 +58,11 @@ async def test_claims_and_outcomes_are_fenced_by_the_version(backend: Any) -> No
         assert running["leased_by"] == str(worker) and running["lease_until"] is not None
         assert now + 8 < running["lease_until"].timestamp() <= now + 10.01  # the extension's TTL
         assert (await backend.get(first))["lease_until"] is None  # queued: no lease
+        await backend.extend_lease(row["id"], uuid.uuid4(), 1)  # not its lease: left alone
+        kept = (await backend.get(second))["lease_until"] - running["lease_until"]
+        assert abs(kept.total_seconds()) < 0.5  # still the 10 s extension's deadline
         with pytest.raises(OptimisticLockError):
-            await backend.extend_lease(row["id"], uuid.uuid4(), 10)  # not its lease
+            await backend.extend_lease(row["id"], worker, 10, expected_version=2)  # stale
         with pytest.raises(OptimisticLockError):
             await backend.succeed(row["id"], {"r": 1}, expected_version=7)
         await backend.succeed(row["id"], {"r": 1}, expected_version=1)
@@ -167,6 +170,9 @@ async def test_a_full_queue_makes_enqueue_wait(backend: Any) -> None:
         await asyncio.wait_for(waiting, 5)
     with pytest.raises(ValueError):
         Engine(backend=backend, max_queue_size=0)
+    async with Engine(backend=backend, max_queue_size=1) as eager:  # no timeout: no wait
+        with pytest.raises(TimeoutError, match="enqueue_timeout_s is not set"):
+            await eager.enqueue(kind="noop", payload={})  # the queue still holds 2
 
 
 async def test_contexts_made_by_the_engine(caplog: pytest.LogCaptureFixture) -> None:

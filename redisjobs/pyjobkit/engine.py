@@ -87,8 +87,8 @@ class Engine:
         max_queue_size: at most this many jobs wait in the queue (for every producer: the
             queue's ``max_pending`` limit, checked by Redis with each write); an enqueue into
             a full queue waits for room.
-        enqueue_timeout_s: how long it waits at most before raising TimeoutError (None: as
-            long as it takes).
+        enqueue_timeout_s: how long it waits at most before raising TimeoutError (None: it
+            raises at once, as in Pyjobkit).
         enqueue_check_interval_s: how often it looks again meanwhile.
     """
 

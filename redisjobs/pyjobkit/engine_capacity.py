@@ -2,7 +2,8 @@
 
 The bound is the queue's ``max_pending`` limit of redisjobs, so Redis checks it atomically with
 each write, for every producer at once; a write it refuses (:class:`~redisjobs.QueueFull`)
-wrote nothing and is tried again every ``check_interval_s`` until the timeout.
+wrote nothing and is tried again every ``check_interval_s`` until the timeout. Without a
+timeout a full queue is refused at once, as in Pyjobkit (an enqueue never waits unbounded).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Capacity:
 
     Args:
         limit: the most jobs waiting (None: no bound, and nothing of this runs).
-        timeout_s: how long an enqueue waits for room at most (None: no limit).
+        timeout_s: how long an enqueue waits for room at most (None: it does not wait).
         check_interval_s: seconds between tries meanwhile.
     """
 
@@ -50,6 +51,14 @@ class Capacity:
         if id(client) not in self._set:
             await client.set_limit(queue, max_pending=self.limit)
             self._set.add(id(client))
+        if self.timeout_s is None:
+            try:
+                return await write(specs)
+            except QueueFull:
+                raise TimeoutError(
+                    f"queue {queue!r} is at max_queue_size={self.limit} and enqueue_timeout_s "
+                    "is not set, so the enqueue does not wait"
+                ) from None
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:

@@ -73,10 +73,6 @@ class LeaseCalls:
             raise KeyError(job_id)
         return job
 
-    async def _held(self, job_id: uuid.UUID | str, expected: int | None) -> tuple[str, str, int]:
-        """The job's (id, worker, lease) when it runs under `expected` (or any) version."""
-        return _lease(await self._job(job_id), job_id, expected)
-
     async def _by_hand(self, job: Job, expected: int | None, outcome: str, value: Any) -> bool:
         """Finish `job` as `outcome` if no worker claimed it and no version was expected;
         whether it did.
@@ -100,15 +96,22 @@ class LeaseCalls:
         *,
         expected_version: int | None = None,
     ) -> None:
-        """Extend `worker_id`'s lease on the job by `ttl_s` from now.
+        """Extend `worker_id`'s lease on the job by `ttl_s` from now; a job that `worker_id`
+        does not hold is left alone, as in Pyjobkit.
 
         Raises:
-            OptimisticLockError: the lease is not `worker_id`'s under that version any more.
+            OptimisticLockError: `expected_version` was given and the job does not run under it
+                (or its lease moved on meanwhile).
+            KeyError: no such job.
         """
-        jid, worker, lease = await self._held(job_id, expected_version)
+        job = await self._job(job_id)
+        if expected_version is not None:
+            _lease(job, job_id, expected_version)
+        if job.status != JobStatus.RUNNING or job.worker != str(worker_id):
+            return
         client = await self.client()
-        held = worker == str(worker_id)
-        if not held or not await client.extend_lease(jid, worker, lease, ttl_s, queue=self.queue):
+        held = await client.extend_lease(job.id, job.worker, job.lease, ttl_s, queue=self.queue)
+        if not held and expected_version is not None:
             raise OptimisticLockError(f"extend_lease failed for {job_id}: the lease moved on")
 
     async def succeed(
