@@ -244,12 +244,10 @@ local function displace(jkey, jid, msg)
   redis.call('HDEL', jkey, 'msg')
 end
 
--- A job reaches a final status. Its hash and log expire after result_ttl; the status index
--- (and `dead`) are scored by that expiry, so trim_final trims them as the hashes go.
--- `...` are more fields to set, name, value, ... (the result or the error).
--- A job ends as `to` (from `from`), kept `ttl` ms: its hash expires then, and so does its log
--- when it `has_log` (a caller that knows it has none saves the log key's PEXPIRE). `...` are
--- more fields to set.
+-- A job reaches a final status `to` (from `from`). Its hash expires after `ttl`, and so does
+-- its log when it `has_log` (a caller that knows it has none saves the log key's PEXPIRE); the
+-- status index (and `dead`) are scored by that expiry, so trim_final trims them as the hashes
+-- go. `...` are more fields to set, name, value, ... (the result or the error).
 local function end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, has_log, ...)
   redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
@@ -260,6 +258,7 @@ local function end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, has_log
   if dead then redis.call('ZADD', K_DEAD, expires, jid) end
 end
 
+-- end_job for a job that may have a log.
 local function finish(jkey, jid, from, to, now, ttl, cancel_flag, dead, ...)
   end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, true, ...)
 end
@@ -923,10 +922,6 @@ local function rule_fields(fields, args, i)
   end
 end
 
--- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
--- (`known`: whether the job has a hash, when the caller knows; nil: not known).
--- Returns the index of the next row; created (bool); for a job scheduled for later, its due
--- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
 -- Append field `name` with `value` to list `fields` unless it is the setting's `default`.
 local function unless_default(fields, name, value, default)
   if tonumber(value) ~= default then
@@ -935,6 +930,10 @@ local function unless_default(fields, name, value, default)
   end
 end
 
+-- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
+-- (`known`: whether the job has a hash, when the caller knows; nil: not known).
+-- Returns the index of the next row; created (bool); for a job scheduled for later, its due
+-- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
 local function create_job(now, args, i, known)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
