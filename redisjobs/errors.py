@@ -210,7 +210,19 @@ class Retry(RedisJobsError):
 
 
 MAX_RETRY_AFTER = 86400.0
-"""The longest :class:`RateLimited` wait, in seconds (one day, as for a retry's delay)."""
+"""The longest :class:`RateLimited` (or :class:`Declined`) wait, in seconds (one day, as for a
+retry's delay)."""
+
+
+def _retry_after(value: float) -> float:
+    """`value` as the seconds of a wait before the job runs again, cut to a day.
+
+    Raises:
+        ValueError: it is negative or not a number.
+    """
+    if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ValueError(f"retry_after must be a number of seconds >= 0, not {value!r}")
+    return min(float(value), MAX_RETRY_AFTER)
 
 
 class RateLimited(RedisJobsError):
@@ -232,10 +244,8 @@ class RateLimited(RedisJobsError):
     """
 
     def __init__(self, retry_after: float = 1.0, *, pause: bool = False) -> None:
-        if not isinstance(retry_after, int | float) or not 0 <= retry_after < float("inf"):
-            raise ValueError(f"retry_after must be a number of seconds >= 0, not {retry_after!r}")
+        self.retry_after = _retry_after(retry_after)
         super().__init__(f"rate limited: run again in {retry_after:g} s" + (", paused" * pause))
-        self.retry_after = min(float(retry_after), MAX_RETRY_AFTER)
         self.pause = pause
 
 
@@ -254,7 +264,5 @@ class Declined(RedisJobsError):
     """
 
     def __init__(self, retry_after: float = 1.0, reason: str = "declined by this worker") -> None:
-        if not isinstance(retry_after, int | float) or not 0 <= retry_after < float("inf"):
-            raise ValueError(f"retry_after must be a number of seconds >= 0, not {retry_after!r}")
+        self.retry_after = _retry_after(retry_after)
         super().__init__(reason)
-        self.retry_after = min(float(retry_after), MAX_RETRY_AFTER)
