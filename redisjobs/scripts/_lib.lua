@@ -610,6 +610,20 @@ local function flow_end(jid, to, value, ttl, now, depends_on, dependents)
   return tell_dependents(jid, to, value, now)
 end
 
+-- A job completes with `result` (from `from`, its hash kept `ttl` ms and its log too when it
+-- `has_log`): its unique lock and idempotency marker settle (`ukey`, `idem`: its fields), a
+-- `completed` event is emitted under `attempt`, and the jobs waiting for it learn of it. The
+-- caller counts it (stats.completed) and trims the completed index, once per call. Returns
+-- flow_end's count of hand-overs.
+local function complete_job(jkey, jid, from, now, ttl, cancel_flag, has_log, result, attempt,
+    ukey, idem, depends_on, dependents)
+  end_job(jkey, jid, from, 'completed', now, ttl, cancel_flag, false, has_log,
+    'result', result, 'progress', 100)
+  if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
+  emit(jid, 'completed', attempt, now, {'result', result})
+  return flow_end(jid, 'completed', result, ttl, now, depends_on, dependents)
+end
+
 -- Take a job that waits to run (status `st`: pending, scheduled or waiting) out of where it
 -- waits, so that nothing starts it: its stream entry, `delayed`, its key's backlog or `prio`.
 -- `job` holds (at least) its msg and limit_key. Its status index is left to the caller.

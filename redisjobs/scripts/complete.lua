@@ -38,17 +38,13 @@ for i = 2, #ARGV, 4 do
     if status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
     ack(msg)
-    local ttl = outcome_ttl(own_ttl, result_ttl)
-    end_job(jkey, jid, 'running', 'completed', now, ttl, cancel, false, has_log,
-      'result', result, 'progress', 100)
     key_left(lkey, jid)
-    if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
     if own_keep then
       keep, keepers = math.min(keep or math.huge, count_of(own_keep, 1)), keepers + 1
     end
-    emit(jid, 'completed', count_of(attempt, 0), now, {'result', result})
     done = done + 1
-    if flow_end(jid, 'completed', result, ttl, now, depends_on, dependents) > 0 then
+    if complete_job(jkey, jid, 'running', now, outcome_ttl(own_ttl, result_ttl), cancel, has_log,
+        result, count_of(attempt, 0), ukey, idem, depends_on, dependents) > 0 then
       out[#out + 1] = 3
     else
       out[#out + 1] = 1

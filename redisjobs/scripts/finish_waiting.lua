@@ -31,15 +31,11 @@ local attempt = count_of(job.attempt, 0)
 withdraw(jid, st, job)
 local handed
 if outcome == 'completed' then
-  local ttl = outcome_ttl(job.completed_ttl, job.result_ttl)
-  finish(jkey, jid, st, 'completed', now, ttl, false, false, 'result', value, 'progress', 100)
-  trim_final('completed', now)
-  if job.unique_key or job.idempotency_ttl then
-    settle(jid, 'completed', ttl, job.unique_key, job.idempotency_ttl)
-  end
-  emit(jid, 'completed', attempt, now, {'result', value})
+  handed = complete_job(jkey, jid, st, now, outcome_ttl(job.completed_ttl, job.result_ttl),
+    false, true, value, attempt, job.unique_key, job.idempotency_ttl, job.depends_on,
+    job.dependents)
   redis.call('HINCRBY', K_STATS, 'completed', 1)
-  handed = flow_end(jid, 'completed', value, ttl, now, job.depends_on, job.dependents)
+  trim_final('completed', now)
 else
   handed = fail_job(jkey, jid, st, now, job, false, attempt, value, outcome)
 end
