@@ -3,9 +3,12 @@ taken out of wherever it waits, as a cancel would take it."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
-from redisjobs import Client, JobStatus
+from redisjobs import Client, JobStatus, Keep
 from redisjobs.keys import QueueKeys
 from redisjobs.scripts import Scripts
 from tests.test_scripts import deliver, events_of
@@ -62,3 +65,16 @@ async def test_a_waiting_child_and_a_unique_lock(client: Client) -> None:
     assert await client.finish_waiting(locked.id, "completed", None) == "done"
     again = await client.enqueue("call", 3, unique="until_done", unique_key="u")
     assert not again.duplicate  # the lock went with the job's end
+
+
+async def test_a_count_to_keep_holds_for_jobs_completed_by_hand(client: Client) -> None:
+    ids = []
+    for n in range(4):  # one by one, each ending in a millisecond of its own
+        job = await client.enqueue("call", {"n": n}, keep_completed=Keep(count=2))
+        assert await client.finish_waiting(job.id, "completed", n) == "done"
+        ids.append(job.id)
+        await asyncio.sleep(0.002)
+    index: Any = await client.redis.zrange(client.keys().status("completed"), 0, -1)
+    assert [i.decode() for i in index] == ids[-2:]
+    for gone in ids[:-2]:
+        assert await client.get(gone) is None

@@ -13,15 +13,16 @@
 -- Effects  as cancel for a waiting job: out of its stream entry, `delayed`, its key's backlog or
 --          `prio` (withdraw); then, completed: result, progress 100, EXPIRE (completed_ttl, else
 --          result_ttl), index, stats.completed, the unique lock released and the idempotency
---          marker written (settle); failed: as a run that failed for good (fail_job, into
+--          marker written (settle), the completed jobs beyond a completed_keep count trimmed
+--          (trim_kept, as complete does); failed: as a run that failed for good (fail_job, into
 --          `dead`). The jobs waiting for it learn of it (flow_end). Its attempt is unchanged:
 --          it never ran.
 
 local jid, outcome, value = ARGV[1], ARGV[2], ARGV[3]
 local jkey = job_key(jid)
 local job = hmget_named(jkey, {'status', 'msg', 'attempt', 'result_ttl', 'completed_ttl',
-  'failed_ttl', 'failed_keep', 'unique_key', 'idempotency_ttl', 'limit_key', 'depends_on',
-  'dependents'})
+  'completed_keep', 'failed_ttl', 'failed_keep', 'unique_key', 'idempotency_ttl', 'limit_key',
+  'depends_on', 'dependents'})
 local st = job.status
 if not st then return 'missing' end
 if st == 'running' then return 'running' end
@@ -36,6 +37,9 @@ if outcome == 'completed' then
     job.dependents)
   redis.call('HINCRBY', K_STATS, 'completed', 1)
   trim_final('completed', now)
+  if job.completed_keep then
+    trim_kept('completed', count_of(job.completed_keep, 1), KEEP_PER_JOB, now)
+  end
 else
   handed = fail_job(jkey, jid, st, now, job, false, attempt, value, outcome)
 end
