@@ -5,9 +5,8 @@ schedule, no events log. A job is one stream entry (``XADD``); a worker reads en
 ``XREADGROUP`` (``COUNT`` its concurrency), runs them, and per job sends ``XACK`` and a
 ``PUBLISH`` of its completion in one pipeline. ``roundtrip`` holds one subscription to the
 queue's completion channel (made once), adds a job carrying a token, and returns when the token
-is published. Same client stack as redisjobs (redis-py with
-hiredis, uvloop), in the project's venv. Each of redisjobs' figures is reported as a share of
-this row's.
+is published. Same client stack as redisjobs (redis-py with hiredis, uvloop), in the project's
+venv. Each of redisjobs' figures is reported as a share of this row's.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness import Adapter, main
+from harness import Adapter, group_completed, main
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -97,10 +96,7 @@ class FloorAdapter(Adapter):
 
     async def completed(self, queue: str, n: int) -> int:
         await ensure_group(self.redis, queue)
-        for group in await self.redis.xinfo_groups(queue):
-            if group["name"] in (GROUP, GROUP.encode()):
-                return int(group.get("entries-read") or 0) - int(group["pending"])
-        return 0
+        return group_completed(await self.redis.xinfo_groups(queue), GROUP)
 
     async def serve(self, url: str, queue: str, concurrency: int) -> None:
         redis = Redis.from_url(url)

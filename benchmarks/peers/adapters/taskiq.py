@@ -16,7 +16,7 @@ import asyncio
 import sys
 from typing import Any
 
-from harness import Adapter, Unsupported, main
+from harness import Adapter, Unsupported, group_completed, main
 from redis.asyncio import Redis
 from taskiq.api import run_receiver_task
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
@@ -85,10 +85,7 @@ class TaskiqAdapter(Adapter):
 
     async def completed(self, queue: str, n: int) -> int:
         await self.broker(queue)  # the group exists before the first poll
-        for group in await self.redis.xinfo_groups(queue):
-            if group["name"] in (GROUP, GROUP.encode()):
-                return int(group.get("entries-read") or 0) - int(group["pending"])
-        return 0
+        return group_completed(await self.redis.xinfo_groups(queue), GROUP)
 
     async def serve(self, url: str, queue: str, concurrency: int) -> None:
         broker = make_broker(url, queue)

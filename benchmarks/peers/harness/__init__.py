@@ -34,7 +34,7 @@ Method, the same for every library:
   connection, so no client buffers of note) with no worker.
 """
 
-from harness.adapter import Adapter, Unsupported, ceil_seconds, split
+from harness.adapter import Adapter, Unsupported, ceil_seconds, group_completed, split
 from harness.cli import main
 
-__all__ = ["Adapter", "Unsupported", "ceil_seconds", "main", "split"]
+__all__ = ["Adapter", "Unsupported", "ceil_seconds", "group_completed", "main", "split"]

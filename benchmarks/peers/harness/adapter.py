@@ -115,6 +115,15 @@ class Adapter(abc.ABC):
         return "bulk"
 
 
+def group_completed(groups: list[dict[Any, Any]], group: str) -> int:
+    """Jobs a consumer group finished, from its stream's ``XINFO GROUPS`` reply (redis-py's
+    dicts): entries it read minus those still pending (acknowledged once done); 0 without it."""
+    for info in groups:
+        if info["name"] in (group, group.encode()):
+            return int(info.get("entries-read") or 0) - int(info["pending"])
+    return 0
+
+
 def split(n: int, lanes: int) -> list[int]:
     """`n` jobs shared as evenly as possible among at most `lanes` lanes (none empty)."""
     lanes = max(1, min(lanes, n))
