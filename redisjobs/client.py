@@ -165,8 +165,8 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
     ) -> Any:
         """Wait until the job finishes and return its result.
 
-        Subscribes to the job's events before reading its status, so a completion in between
-        is never missed.
+        Follows the job's events in the queue's log from before it reads the job's status, so a
+        completion in between is never missed.
 
         Raises:
             WaitTimeout: not finished within `timeout` seconds (also a `TimeoutError`).
@@ -176,11 +176,11 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         """
         keys = self._job_keys(job_id, queue)
         redis, _ = await self._conn()
-        assert self._subscriber is not None
+        assert self._events is not None
         try:
             async with asyncio.timeout(timeout):
-                async with await self._subscriber.subscribe(keys.job_events(job_id)) as sub:
-                    return await run(redis, wait_flow(keys, job_id), receive=sub.get)
+                async with await self._events.tail(keys.log, job_id) as tail:
+                    return await run(redis, wait_flow(keys, job_id), receive=tail.get)
         except TimeoutError:
             raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None
 
@@ -299,13 +299,13 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             job_id: only this job's events.
             queue: the queue (default: the client's).
             since: first replay the capped log from after this stream id (``"0"`` = from the
-                start); replayed events carry their log id in `Event.id`, a resume cursor.
-            on_recheck: awaited after the pub/sub connection was lost and restored, when
-                events may have been missed (look up what you were waiting for).
+                start); every event carries its log id in `Event.id`, a resume cursor.
+            on_recheck: awaited when events may have been missed (the follower fell behind
+                the log's cap, or the log was deleted): look up what you were waiting for.
         """
         keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
         redis, _ = await self._conn()
-        assert self._subscriber is not None
+        assert self._events is not None
         with self.backend.reaching():
-            async for ev in follow(redis, self._subscriber, keys, job_id, since, on_recheck):
+            async for ev in follow(redis, self._events, keys, job_id, since, on_recheck):
                 yield ev

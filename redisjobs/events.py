@@ -1,9 +1,8 @@
 """Job events: the Event type, and following a job or a queue live after replaying its log.
 
-Every transition script publishes its event once, on the job's channel, and appends it to the capped
-log stream (docs/architecture.md, "Events"); a whole queue is followed through the pattern of its
-job channels.
-The pub/sub connection that carries them lives in :mod:`redisjobs.subscriber`.
+Every transition script writes its event once, to the queue's capped log stream
+(docs/architecture.md, "Events"); :mod:`redisjobs.eventlog` reads it live for a job's waiters
+and a queue's followers alike.
 """
 
 from __future__ import annotations
@@ -14,10 +13,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from .eventlog import EventLog, id_key
 from .job import FINAL_STATUSES
 from .keys import QueueKeys
 from .serialization import unpackb
-from .subscriber import RECHECK, Subscriber
+from .subscriber import RECHECK
 
 EVENT_TYPES = (
     "enqueued",
@@ -49,7 +49,7 @@ class Event:
         data: the rest: ``kind`` (enqueued), ``worker`` (started), ``progress``/``message``,
             ``result`` (completed), ``error`` (retrying, failed, cancelled), ``due`` (retrying),
             ``crashes`` (reclaimed), ``due``, ``deferrals`` and ``paused`` (deferred).
-        id: the log stream id when the event was replayed from the log (a resume cursor).
+        id: its log stream id (a resume cursor: ``since`` of :meth:`redisjobs.Client.events`).
     """
 
     type: str
@@ -77,7 +77,7 @@ class Event:
 
 async def follow(
     redis: Redis,
-    subscriber: Subscriber,
+    log: EventLog,
     keys: QueueKeys,
     job_id: str | None,
     since: str | None,
@@ -85,33 +85,30 @@ async def follow(
 ) -> AsyncGenerator[Event, None]:
     """Events of a queue (or one job) live, after replaying the log from `since` if given.
 
-    It subscribes before it replays, so nothing published meanwhile is missed; what the
-    replay already yielded is skipped when it also arrives live. After the pub/sub connection
-    was lost, events may have been missed: `on_recheck` is awaited then, to look again (without
-    one, Redis is PINGed, so that a follower of a Redis that is gone gets an error).
+    It opens its tail of the log before it replays, and replays up to the tail's cursor, so
+    nothing is missed or yielded twice; every event carries its log id. When the log's reader
+    may have missed events (it fell behind the log's cap, or the log was deleted),
+    `on_recheck` is awaited to look again (without one, Redis is PINGed, so that a follower of
+    a Redis that is gone gets an error).
     """
-    if job_id:
-        subscribing = subscriber.subscribe(keys.job_events(job_id))
-    else:
-        subscribing = subscriber.subscribe(keys.events, pattern=True)
-    async with await subscribing as sub:
-        replayed: set[bytes] = set()
+    async with await log.tail(keys.log, job_id) as tail:
+        after = None
         if since is not None:
             # Imported here: queries decodes Events, so it imports this module first.
             from .queries import replay
 
-            async for ev, raw in replay(redis, keys, since, job_id):
-                replayed.add(raw)
+            async for ev, _ in replay(redis, keys, since, job_id, until=tail.cursor):
                 yield ev
+            after = id_key(since)
         while True:
-            raw = await sub.get()
+            raw = await tail.get()
             if raw == RECHECK:
                 if on_recheck is not None:
                     await on_recheck()
                 else:  # nothing to look up, but a Redis that is gone must end the follow
                     await redis.ping()
                 continue
-            if raw in replayed:
-                replayed.discard(raw)
-                continue
-            yield Event.decode(raw)
+            assert tail.last_id is not None
+            if after is not None and id_key(tail.last_id) <= after:
+                continue  # `since` was past the tail's cursor: the replay's, or older
+            yield Event.decode(raw, tail.last_id)

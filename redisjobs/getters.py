@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from . import queries
 from .connection import Backend, resolve_url
+from .eventlog import EventLog
 from .events import Event
 from .flowview import find_job_with_dependents_flow, get_job_flow
 from .job import Job, JobStatus
@@ -22,7 +23,6 @@ from .keys import QueueNames, check_job_id
 from .queries import History, JobPage, QueueCounts, WorkerInfo
 from .roundtrips import run
 from .scripts import Scripts
-from .subscriber import Subscriber
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -57,7 +57,7 @@ class QueueGetters(QueueNames):
         self.backend = Backend(resolve_url(url, warn_private=True))
         self._redis: Redis | None = None
         self._scripts: Scripts | None = None
-        self._subscriber: Subscriber | None = None
+        self._events: EventLog | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -74,16 +74,16 @@ class QueueGetters(QueueNames):
             raise
         self._redis = redis
         self._scripts = Scripts(redis, embedded=self.backend.embedded)
-        self._subscriber = Subscriber(redis)
+        self._events = EventLog(self.backend)
         return self
 
     async def aclose(self) -> None:
         """Close the connections."""
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
+        if self._events is not None:
+            await self._events.aclose()
         if self._redis is not None:
             await self._redis.aclose()
-        self._redis = self._scripts = self._subscriber = None
+        self._redis = self._scripts = self._events = None
 
     async def __aenter__(self) -> Self:
         return await self.connect()

@@ -133,16 +133,6 @@ class QueueKeys:
         return self.prefix + "stats"
 
     @property
-    def events(self) -> str:
-        """Pub/sub pattern matching every job channel of the queue (PSUBSCRIBE to it).
-
-        Events are published once, on the job's channel: a second, queue-wide channel would
-        double the PUBLISH calls of every transition for the few followers of a whole queue.
-        Queue names hold no glob characters, so the pattern matches job channels only.
-        """
-        return self.prefix + "job:*:events"
-
-    @property
     def control(self) -> str:
         """Pub/sub channel that wakes workers: cancel requests, new due times, pause and
         resume."""
@@ -158,7 +148,8 @@ class QueueKeys:
 
     @property
     def log(self) -> str:
-        """Capped stream with the same events as :attr:`events`, for replay."""
+        """Capped stream of the queue's events (field ``e``), the one place they are written:
+        followers read it live (XREAD BLOCK) and replay it from an id."""
         return self.prefix + "log"
 
     @property
@@ -190,10 +181,6 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         """Hash of one job."""
         return f"{self.prefix}job:{job_id}"
-
-    def job_events(self, job_id: str) -> str:
-        """Pub/sub channel of one job's events."""
-        return f"{self.prefix}job:{job_id}:events"
 
     def job_log(self, job_id: str) -> str:
         """Capped list of the log lines a job wrote through ``ctx.log``."""

@@ -143,7 +143,7 @@ class JobManager:
                 )
                 await worker.__aenter__()
                 self._worker = worker
-            # Replaying the log from its current end leaves no gap before the subscription.
+            # Replaying the log from its current end leaves no gap before the follow begins.
             since = await client.log_cursor()
             self._follower = asyncio.create_task(self._follow(client, since))
         except BaseException:

@@ -223,11 +223,11 @@ def cancel_job_flow(keys: QueueKeys, job_id: str) -> Flow[bool]:
 
 
 def wait_flow(keys: QueueKeys, job_id: str) -> Flow[Any]:
-    """The result of a job, once it ends, read by a client already subscribed to its events.
+    """The result of a job, once it ends, read by a client already following its events.
 
-    Reads its final state first (it may have ended before the subscription), then takes the
-    subscription's messages until a final event, reading the state again after each
-    ``RECHECK`` (the subscription was lost and is back: an event may have been missed).
+    Reads its final state first (it may have ended before the follow began), then takes the
+    job's events until a final one, reading the state again after each ``RECHECK`` (an event
+    may have been missed).
 
     Raises:
         JobFailed: it failed for good. JobCancelled: it was cancelled.

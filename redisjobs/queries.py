@@ -344,13 +344,14 @@ async def log_cursor(redis: Redis, keys: QueueKeys) -> str:
 
 
 async def replay(
-    redis: Redis, keys: QueueKeys, since: str, job_id: str | None = None
+    redis: Redis, keys: QueueKeys, since: str, job_id: str | None = None, until: str = "+"
 ) -> AsyncIterator[tuple[Event, bytes]]:
-    """The events of a queue's log after id `since` (of one job, or all), oldest first, each
-    with its encoded form; read a page of :data:`REPLAY_PAGE` entries per round trip."""
+    """The events of a queue's log after id `since` up to id `until` (of one job, or all),
+    oldest first, each with its encoded form; read a page of :data:`REPLAY_PAGE` entries per
+    round trip."""
     cursor = since
     while True:
-        entries: Any = await redis.xrange(keys.log, f"({cursor}", "+", count=REPLAY_PAGE)
+        entries: Any = await redis.xrange(keys.log, f"({cursor}", until, count=REPLAY_PAGE)
         if not entries:
             return
         for eid, fields in entries:

@@ -3,7 +3,7 @@
 A flow is a generator that yields what it needs from Redis, one round trip at a time, and is
 sent the replies: a list of :class:`Command` (one pipeline, answered by the list of their
 replies), a :class:`ScriptCall` (one Lua transition, answered by its raw reply) or
-:data:`RECEIVE` (the next message of the subscription the driver holds). It builds the commands
+:data:`RECEIVE` (the next event of the log tail the driver holds). It builds the commands
 and parses the replies; a driver does the I/O. :func:`run` drives a flow on redis-py's asyncio
 client, :func:`redisjobs.sync.driver.run` on its sync one, so neither side holds a second copy of
 what a read or an enqueue says to Redis. An error of a round trip is thrown into the flow, which
@@ -61,7 +61,7 @@ class _Receive:
 
 
 RECEIVE: Final = _Receive()
-"""A flow's step: the next raw message of the driver's subscription (or ``RECHECK``)."""
+"""A flow's step: the next raw event of the driver's log tail (or ``RECHECK``)."""
 
 Step = list[Command] | ScriptCall | _Receive
 Flow = Generator[Step, Any, _T]
@@ -125,7 +125,7 @@ def answerer(
         assert scripts is not None, "a flow that calls scripts needs a driver with scripts"
         return functools.partial(scripts.call, step)
     if isinstance(step, _Receive):
-        assert receive is not None, "a flow that receives needs a driver with a subscription"
+        assert receive is not None, "a flow that receives needs a driver with a log tail"
         return receive
     return None
 

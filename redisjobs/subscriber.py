@@ -1,12 +1,13 @@
-"""One multiplexed pub/sub connection per Client, fanned out to in-process listeners.
+"""One multiplexed pub/sub connection per worker session, fanned out to in-process listeners.
 
-A pub/sub connection cannot run other commands, so a Client opens exactly one (:class:`Subscriber`)
-and fans its messages out to :class:`Subscription` objects. `subscribe` returns only once Redis
-has confirmed the subscription, which is what lets `wait` subscribe *before* it reads a job's
-status and never miss a fast completion. After every reconnect, once the resubscription is
-confirmed, every listener gets :data:`RECHECK`: what it reads then covers what was published while
-the connection was down. A connection that stays silent is PINGed, so a Redis that froze becomes
-an error rather than a wait without end.
+A pub/sub connection cannot run other commands, so a worker opens exactly one
+(:class:`Subscriber`) for its queues' ``control`` channels and fans its messages out to
+:class:`Subscription` objects (job events do not travel on pub/sub: see
+:mod:`redisjobs.eventlog`). `subscribe` returns only once Redis has confirmed the subscription,
+so a message published after it returns is received. After every reconnect, once the
+resubscription is confirmed, every listener gets :data:`RECHECK`: what it reads then covers what
+was published while the connection was down. A connection that stays silent is PINGed, so a
+Redis that froze becomes an error rather than a wait without end.
 """
 
 from __future__ import annotations
@@ -42,19 +43,13 @@ events may have been missed meanwhile, so look again."""
 
 
 class Subscription:
-    """Messages of one channel (or channel pattern), in order; use as an async context manager."""
+    """Messages of one channel, in order; use as an async context manager."""
 
-    def __init__(self, owner: Subscriber, channel: bytes, pattern: bool) -> None:
+    def __init__(self, owner: Subscriber, channel: bytes) -> None:
         self.channel = channel
-        self.pattern = pattern
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._owner = owner
         self._recheck_queued = False
-
-    @property
-    def key(self) -> tuple[bool, bytes]:
-        """What the subscriber files it under: (is a pattern, name)."""
-        return self.pattern, self.channel
 
     async def get(self) -> bytes:
         """The next raw message, or :data:`RECHECK` after a reconnect."""
@@ -95,7 +90,7 @@ class Subscriber:
 
     Events published while the connection is down are lost, so every reconnect ends in a
     *resync*: a connect callback (run by redis-py inside every connect) resubscribes every
-    channel and pattern and sends a PING; only once Redis answers that PING, so that every
+    channel and sends a PING; only once Redis answers that PING, so that every
     later event reaches the listeners, is :data:`RECHECK` put on every listener. What a listener
     reads after taking the RECHECK cannot miss anything.
 
@@ -109,7 +104,7 @@ class Subscriber:
         self._pubsub: PubSub | None = None
         self._conn: Any = None  # the pub/sub connection (untyped in redis-py)
         self._retry: Any = None  # its retry policy, restored before it goes back to the pool
-        self._subs: dict[tuple[bool, bytes], set[Subscription]] = {}
+        self._subs: dict[bytes, set[Subscription]] = {}
         self._barriers: dict[bytes, _Barrier] = {}
         self._tokens = itertools.count()
         self._generation = 0  # connects since the first
@@ -121,25 +116,24 @@ class Subscriber:
         self._heard = time.monotonic()  # when the connection last said anything
         self._pinged: float | None = None  # when the keepalive PING under way was sent
 
-    async def subscribe(self, channel: str, *, pattern: bool = False) -> Subscription:
-        """Subscribe to `channel` (a PSUBSCRIBE pattern when `pattern`); returns once Redis has
+    async def subscribe(self, channel: str) -> Subscription:
+        """Subscribe to `channel`; returns once Redis has
         confirmed the subscription.
 
         Raises:
             RedisError: Redis cannot be reached.
         """
-        sub = Subscription(self, channel.encode(), pattern)
+        sub = Subscription(self, channel.encode())
         async with self._lock:
             await self._open()
-            first = file(self._subs, sub.key, sub)
+            first = file(self._subs, sub.channel, sub)
             # Made once the key is filed: any reconnect from here on resubscribes it before its
             # resync PING, which then answers this barrier too.
             token = b"rj-sync:%d" % next(self._tokens)
             barrier = self._barriers[token] = _Barrier(
                 asyncio.get_running_loop().create_future(), self._generation
             )
-            verb = b"PSUBSCRIBE" if pattern else b"SUBSCRIBE"
-            await self._send(*([(verb, sub.channel)] if first else []), (b"PING", token))
+            await self._send(*([(b"SUBSCRIBE", sub.channel)] if first else []), (b"PING", token))
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await barrier.future
@@ -158,8 +152,8 @@ class Subscriber:
     async def remove(self, sub: Subscription) -> None:
         """Detach `sub`, unsubscribing the channel when nobody else listens."""
         async with self._lock:
-            if unfile(self._subs, sub.key, sub):
-                await self._send((b"PUNSUBSCRIBE" if sub.pattern else b"UNSUBSCRIBE", sub.channel))
+            if unfile(self._subs, sub.channel, sub):
+                await self._send((b"UNSUBSCRIBE", sub.channel))
 
     async def _open(self) -> None:
         """Connect the pub/sub connection and start the reader, the first time."""
@@ -202,10 +196,7 @@ class Subscriber:
         self._generation += 1
         self._resync = b"rj-resync:%d" % self._generation
         self._heard, self._pinged = time.monotonic(), None
-        channels = [name for pattern, name in self._subs if not pattern]
-        patterns = [name for pattern, name in self._subs if pattern]
-        commands = [(b"SUBSCRIBE", *channels)] if channels else []
-        commands += [(b"PSUBSCRIBE", *patterns)] if patterns else []
+        commands = [(b"SUBSCRIBE", *self._subs)] if self._subs else []
         commands.append((b"PING", self._resync))
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
 
@@ -260,10 +251,7 @@ class Subscriber:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "message":
-            for sub in self._subs.get((False, msg["channel"]), ()):
-                sub.queue.put_nowait(msg["data"])
-        elif kind == "pmessage":
-            for sub in self._subs.get((True, msg["pattern"]), ()):
+            for sub in self._subs.get(msg["channel"], ()):
                 sub.queue.put_nowait(msg["data"])
         elif kind == "pong":
             self._answered(msg["data"])

@@ -18,7 +18,7 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from .keys import QueueKeys
+from .eventlog import NAME as EVENTS_NAME
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -36,14 +36,10 @@ def unique_queue(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def queue_followers(redis: Redis, queue: str) -> int:
-    """How many connections follow the whole of `queue`'s events (a synchronous client).
-
-    Queue followers hold a pattern subscription, which ``PUBSUB NUMSUB`` does not count, so this
-    publishes an empty message on a job channel nobody waits for: the reply counts the pattern
-    subscribers, and followers take an empty message as a harmless "look again".
-    """
-    return int(redis.publish(QueueKeys(queue).job_events("-followers?-"), b""))
+def log_followers(redis: Redis) -> int:
+    """How many connections of redisjobs clients read event logs now (a synchronous client):
+    a process that follows a queue, or waits for a job, has one per queue once it is reading."""
+    return sum(c["name"] == EVENTS_NAME and c["cmd"] == "xread" for c in redis.client_list())
 
 
 class RedisServer:

@@ -23,7 +23,7 @@ import redis
 
 import redisjobs
 from redisjobs.keys import JOB_ID_RULE, QueueKeys
-from redisjobs.testing import RedisServer, free_port, queue_followers, unique_queue
+from redisjobs.testing import RedisServer, free_port, log_followers, unique_queue
 from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,7 +298,7 @@ def test_events_json_follows_a_jobs_lifecycle_live_and_replays_it(
     follower = spawn("events", "--redis", redis_url, "-q", queue, "--json", stdout=subprocess.PIPE)
     lines = Lines(follower)
     r = redis.Redis.from_url(redis_url)
-    until(lambda: queue_followers(r, queue), 15, "the events command to subscribe")
+    until(lambda: log_followers(r), 15, "the events command to read the log")
     proc = worker()
     job_id = ok("enqueue", "call", call("add", 1, 1), "--redis", redis_url, "-q", queue).strip()
 

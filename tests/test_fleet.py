@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from redisjobs.keys import WORKERS_KEY
-from redisjobs.testing import RedisServer, queue_followers
+from redisjobs.testing import RedisServer, log_followers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -272,7 +272,7 @@ def test_fleet_runs_each_job_once_and_the_subscriber_sees_every_completion(
     def ready() -> bool:
         for p in (*workers, subscriber):
             assert p.poll() is None, f"{p.args!r} exited with {p.returncode}\n{logs(tmp_path)}"
-        return queue_followers(r, QUEUE) > 0 and all(registered(r, p.pid) for p in workers)
+        return log_followers(r) > 0 and all(registered(r, p.pid) for p in workers)
 
     # Events are pub/sub: the subscriber must be subscribed before the first job finishes.
     until(ready, 20, "3 registered workers and a subscribed subscriber", tmp_path)

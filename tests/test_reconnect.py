@@ -1,9 +1,10 @@
-"""Outcomes reach every waiter and handler while the pub/sub connection is killed again and again.
+"""Outcomes reach every waiter and handler while the event log readers' connections are killed
+again and again.
 
-redis-py reconnects a pub/sub connection inside its reads and resubscribes by itself; an event
-published between the kill and the resubscription is gone. These tests kill every pub/sub
-connection of the server every few tens of milliseconds while hundreds of jobs end, and require
-that no `wait` hangs and no handler is skipped or called twice.
+A reader whose connection is killed mid-read must read on from its cursor, neither skipping the
+entries added meanwhile nor handing any out twice. These tests kill every log reader connection
+of the server every few tens of milliseconds while hundreds of jobs end, and require that no
+`wait` hangs and no handler is skipped or called twice.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redisjobs import Client, WaitTimeout
+from redisjobs.eventlog import NAME
 from redisjobs.manager import JobManager
 from tests import jobs
 from tests.conftest import WorkerFactory
@@ -29,8 +31,9 @@ SPREAD = 3.0
 
 
 @contextlib.asynccontextmanager
-async def pubsub_killer(url: str) -> AsyncIterator[list[int]]:
-    """Runs ``CLIENT KILL TYPE pubsub`` at random short intervals until the block ends.
+async def reader_killer(url: str) -> AsyncIterator[list[int]]:
+    """Kills every event log reader's connection (``CLIENT KILL ID``, found by name) at random
+    short intervals until the block ends.
 
     Yields a one-item list that holds the number of connections killed so far. The loop ends
     on a flag rather than by cancellation: a cancel that lands inside a redis-py command can be
@@ -45,7 +48,10 @@ async def pubsub_killer(url: str) -> AsyncIterator[list[int]]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), random.uniform(0.02, 0.12))
             if not stop.is_set():
-                killed[0] += int(await redis.client_kill_filter(_type="pubsub"))
+                clients: list[dict[str, str]] = await redis.client_list()
+                for c in clients:
+                    if c["name"] == NAME:
+                        killed[0] += int(await redis.client_kill_filter(_id=c["id"]))
 
     task = asyncio.create_task(kill())
     try:
@@ -56,7 +62,7 @@ async def pubsub_killer(url: str) -> AsyncIterator[list[int]]:
         await redis.aclose()
 
 
-async def test_every_wait_returns_across_pubsub_kills(
+async def test_every_wait_returns_across_reader_kills(
     redis_url: str, queue: str, worker: WorkerFactory
 ) -> None:
     await worker(functions=[jobs.add], concurrency=50)
@@ -66,7 +72,7 @@ async def test_every_wait_returns_across_pubsub_kills(
             for i, d in enumerate(random.uniform(0, SPREAD) for _ in range(500))
         ]
         enqueued = await client.enqueue_many(specs)
-        async with pubsub_killer(redis_url) as killed:
+        async with reader_killer(redis_url) as killed:
             outcomes = await asyncio.gather(
                 *(client.wait(job.id, timeout=SPREAD + 30) for job in enqueued),
                 return_exceptions=True,
@@ -77,7 +83,7 @@ async def test_every_wait_returns_across_pubsub_kills(
     assert killed[0] >= 10  # the kills did overlap the waits
 
 
-async def test_every_handler_fires_once_across_pubsub_kills(redis_url: str, queue: str) -> None:
+async def test_every_handler_fires_once_across_reader_kills(redis_url: str, queue: str) -> None:
     calls: collections.Counter[str] = collections.Counter()
     all_seen = asyncio.Event()
 
@@ -92,7 +98,7 @@ async def test_every_handler_fires_once_across_pubsub_kills(redis_url: str, queu
 
     async with JobManager(max_workers=20, url=redis_url, queue=queue) as manager:
         manager.on_complete(on_complete)
-        async with pubsub_killer(redis_url) as killed:
+        async with reader_killer(redis_url) as killed:
             ids = [(await manager.submit(job, args={"n": n})).id for n in range(600)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_seen.wait(), 30)

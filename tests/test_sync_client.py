@@ -33,9 +33,9 @@ from redisjobs import (
 )
 from redisjobs import Client as AsyncClient
 from redisjobs.connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT
-from redisjobs.subscriber import KEEPALIVE
+from redisjobs.eventlog import BLOCK_MS, NAME
 from redisjobs.sync import Client
-from redisjobs.sync.listener import DOWN_LIMIT, NAME
+from redisjobs.sync.listener import DOWN_LIMIT
 from redisjobs.testing import RedisServer, free_port
 from tests import jobs
 
@@ -182,23 +182,22 @@ def test_the_sync_client_and_an_async_worker_share_a_memory_store(queue: str) ->
     assert asyncio.run(read())["completed"] == 1
 
 
-def pubsub_connections(url: str) -> int:
-    """The sync clients' pub/sub connections to `url` (the worker's are not counted), by
-    name: a connection between two waits has no channel, and Redis then lists it as a normal
-    client, not a pub/sub one."""
+def log_connections(url: str) -> int:
+    """The connections reading event logs of `url` (the sync client's: the worker reads none),
+    by name."""
     with redis.Redis.from_url(url) as admin:
         return sum(c["name"] == NAME for c in admin.client_list())
 
 
-def test_thirty_two_threads_share_one_pubsub_connection(url: str, queue: str) -> None:
+def test_thirty_two_threads_share_one_log_reader(url: str, queue: str) -> None:
     total = 10_000 if url.startswith("redis") else 640
     threads = 32
     seen: list[int] = []
     stop = threading.Event()
 
-    def count() -> None:  # how many pub/sub connections, while the threads wait
+    def count() -> None:  # how many log readers, while the threads wait
         while not stop.wait(0.2):
-            seen.append(pubsub_connections(url))
+            seen.append(log_connections(url))
 
     with worker_thread(url, queue, concurrency=200), Client(url, queue=queue) as client:
 
@@ -320,12 +319,13 @@ def test_a_frozen_redis_is_an_error_within_the_command_timeout(queue: str) -> No
                     with pytest.raises(ConnectionFailed):
                         call()
                     assert time.monotonic() - started < COMMAND_TIMEOUT + 1.5
-                # The wait that was under way: its connection is PINGed after KEEPALIVE s of
-                # silence, found dead COMMAND_TIMEOUT s later, and its waiters give up after
-                # DOWN_LIMIT s without it.
+                # The wait that was under way: its reader's blocked read gets no answer within
+                # its socket timeout (BLOCK_MS + COMMAND_TIMEOUT at most), and its waiters give
+                # up after DOWN_LIMIT s without one.
+                bound = BLOCK_MS / 1000 + COMMAND_TIMEOUT + DOWN_LIMIT + 5
                 with pytest.raises(ConnectionFailed):
-                    waiting.result(timeout=KEEPALIVE + DOWN_LIMIT + 5)
-                assert time.monotonic() - frozen_at < KEEPALIVE + DOWN_LIMIT + 5
+                    waiting.result(timeout=bound)
+                assert time.monotonic() - frozen_at < bound
             finally:
                 os.kill(server.proc.pid, signal.SIGCONT)
         client.ping()  # it serves again once Redis does

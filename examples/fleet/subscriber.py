@@ -3,8 +3,8 @@
     python -m examples.fleet.subscriber                    # until Ctrl-C
     python -m examples.fleet.subscriber --expect 1000      # until 1,000 jobs have finished
 
-Events are pub/sub messages: only those published while it is subscribed arrive, so start it
-before the producer, or pass ``--since 0`` to replay the queue's capped event log first.
+It follows the queue's event log from its end as it starts: start it before the producer, or
+pass ``--since 0`` to replay the queue's capped event log first.
 """
 
 from __future__ import annotations

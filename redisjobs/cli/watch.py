@@ -128,8 +128,8 @@ async def watch(args: argparse.Namespace) -> int:
         queue = found.queue
         if not args.json:  # what the job runs, once: it does not change while it is watched
             print(found.call_text(max(terminal_width() - 1, 20)), flush=True)
-        # The log position before reading the job: replaying from it closes the gap between
-        # that read and the subscription, so no event is missed.
+        # The log position before reading the job: following from it closes the gap between
+        # that read and the follow, so no event is missed.
         cursor = await client.log_cursor(queue)
         state = await _state(client, args.job_id, queue)
         view = View(as_json=args.json)

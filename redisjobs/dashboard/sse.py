@@ -76,7 +76,7 @@ class EventStream(Response):
     """A ``text/event-stream`` response fed by an async iterator of :func:`message` strings.
 
     It ends when the iterator ends or the client goes away; the iterator is closed either way,
-    which ends its Redis subscriptions. It does not rely on the server to notice a client that
+    which closes its tails of the event log. It does not rely on the server to notice a client that
     left: it watches for ``http.disconnect`` itself, and pings keep idle connections honest.
     """
 
@@ -176,7 +176,7 @@ async def job_stream(client: Client, job: Job, since: str | None) -> AsyncGenera
             raise _Ended
 
     if job.status.value not in FINAL_STATUSES:
-        # Replaying from `start` covers an end that lands between our read and the subscribe.
+        # Replaying from `start` covers an end that lands between our read and the follow.
         events = client.events(job.id, queue=job.queue, since=start, on_recheck=recheck)
         try:
             async for ev in events:
@@ -212,7 +212,7 @@ async def flow_stream(
     fanin = _Fanin(client, since)
     try:
         await fanin.watch(sorted({ref.partition("/")[0] for ref in refs}))
-        # Read once subscribed: every later end has its event. Jobs the panel did not show
+        # Read once following: every later end has its event. Jobs the panel did not show
         # (a dependent added since) are not followed.
         waiting = await unended() & refs
         while waiting:
@@ -249,7 +249,7 @@ class _Fanin:
             if name not in self.tasks:
                 # Without a cursor, start at the log's end as it is now, read before returning:
                 # whatever the caller sends next (counts) is older than every event that
-                # follows, and the replay from here covers the moment until the subscription.
+                # follows, and the replay from here covers the moment until the follow begins.
                 start = self.since or await self.client.log_cursor(name)
                 self.tasks[name] = asyncio.create_task(self._follow(name, start))
 
@@ -270,7 +270,7 @@ class _Fanin:
             return None
 
     async def aclose(self) -> None:
-        """Stop every follower (their subscriptions end with them)."""
+        """Stop every follower (their tails of the log close with them)."""
         await cancel_and_wait(self.tasks.values())
 
 

@@ -25,7 +25,6 @@ local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
 local function job_log_key(jid) return PREFIX .. 'job:' .. jid .. ':log' end
-local function job_events_key(jid) return PREFIX .. 'job:' .. jid .. ':events' end
 local function status_key(s) return PREFIX .. 'status:' .. s end
 local function job_trace_key(jid) return PREFIX .. 'job:' .. jid .. ':trace' end
 local function unique_lock_key(key) return PREFIX .. 'unique:' .. key end
@@ -78,8 +77,8 @@ end
 local Q_MP = mp_str(QUEUE)
 
 -- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
--- name, already-encoded value. It goes to the job channel (queue followers PSUBSCRIBE to the
--- job channels' pattern, so one PUBLISH serves both) and to the log.
+-- name, already-encoded value. It is written once, to the log: followers read the log (XREAD),
+-- so one write serves a job's waiters, a queue's followers and a later replay alike.
 local function emit(jid, etype, attempt, now, extra)
   local parts = {'\164type', mp_str(etype), '\165queue', Q_MP, '\166job_id', mp_str(jid),
     '\167attempt', mp_uint(attempt), '\162ts', mp_uint(now)}
@@ -92,7 +91,6 @@ local function emit(jid, etype, attempt, now, extra)
     end
   end
   local msg = string.char(0x80 + n) .. table.concat(parts)
-  redis.call('PUBLISH', job_events_key(jid), msg)
   redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
 end
 

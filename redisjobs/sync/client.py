@@ -71,7 +71,7 @@ class Client(Producer, QueueNames):
 
     One instance serves every thread of a process: commands go through a blocking pool of
     connections (a thread beyond its 64 connections waits for one), and every `wait` of the
-    process shares one pub/sub connection, read by one daemon thread. Use it as
+    process on one queue shares one reader of the queue's event log (a daemon thread). Use it as
     ``with Client(url) as client:``, or call :meth:`close` at shutdown; it connects on first
     use. The calls raise what the async client's raise, ConnectionFailed (naming the URL) among
     them. Tracing (OpenTelemetry) is the async client's alone: this one writes no trace context.
@@ -105,7 +105,7 @@ class Client(Producer, QueueNames):
                     client = connect(self.backend)
                     self._redis = client
                     self._scripts = Scripts(client, embedded=self.backend.embedded)
-                    self._listener = Listener(client)
+                    self._listener = Listener(self.backend, client)
                     self._pid = os.getpid()
         assert self._redis is not None and self._scripts is not None
         return self._redis, self._scripts, self._listener
@@ -121,8 +121,8 @@ class Client(Producer, QueueNames):
         client.ping()
 
     def close(self) -> None:
-        """Close the connections (the pub/sub one and its thread too); the client reconnects
-        if used again."""
+        """Close the connections (the event log readers stop too); the client reconnects if
+        used again."""
         with self._connecting:
             listener, client = self._listener, self._redis
             self._listener = self._redis = self._scripts = None
@@ -339,21 +339,22 @@ class Client(Producer, QueueNames):
     def wait(self, job_id: str, timeout: float | None = None, *, queue: str | None = None) -> Any:
         """Block until the job finishes and return its result.
 
-        Subscribes to the job's events (on the client's one pub/sub connection) before reading
-        its state, so a completion in between is never missed; no Redis polling.
+        Follows the job's events in its queue's log (through the client's one reader of that
+        queue) from before it reads the job's state, so a completion in between is never
+        missed; no Redis polling.
 
         Raises:
             WaitTimeout: not finished within `timeout` seconds (also a `TimeoutError`).
             JobFailed: it failed for good. JobCancelled: it was cancelled.
             JobNotFound: there is no such job.
-            ConnectionFailed: Redis cannot be reached, or the event subscription stayed lost
-                for over :data:`~redisjobs.sync.listener.DOWN_LIMIT` s.
+            ConnectionFailed: Redis cannot be reached, or stayed unreachable while waiting for
+                over :data:`~redisjobs.sync.listener.DOWN_LIMIT` s.
         """
         keys = self._job_keys(job_id, queue)
         deadline = None if timeout is None else time.monotonic() + timeout
         client, _, listener = self._conn()
         try:
-            with listener.subscribe(keys.job_events(job_id), deadline) as inbox:
+            with listener.subscribe(keys.log, job_id) as inbox:
                 return run(client, wait_flow(keys, job_id), receive=lambda: inbox.get(deadline))
         except Expired:
             raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None

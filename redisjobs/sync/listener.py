@@ -1,23 +1,17 @@
-"""One pub/sub connection per sync client, read by one daemon thread, fanned out to threads.
+"""The event logs a sync client waits on: one reader thread per queue, fanned out to threads.
 
-redis-py's sync ``PubSub`` is not safe to share between threads (subscribing from one thread
-while another reads, or reconnects, races on its state), so it is not used: the listener owns a
-plain connection with the pool's settings. Only the reader thread connects, reads and
-reconnects; other threads send SUBSCRIBE / UNSUBSCRIBE / PING on its socket under a lock,
-which the reader also holds while it reconnects and resubscribes, so no send can slip in
-between a handshake and its resubscription.
-
-As in :mod:`redisjobs.subscriber`: `subscribe` returns once Redis has answered a PING sent
-after the SUBSCRIBE (so a `wait` that reads a job's state afterwards misses no event), and
-after every reconnect, once the resubscription is answered, every inbox gets ``RECHECK``. A
-connection silent for KEEPALIVE seconds is PINGed; one that does not answer within
-COMMAND_TIMEOUT is replaced. While the connection is down, waiters keep waiting (a restarted
-Redis brings their results back) for up to :data:`DOWN_LIMIT` seconds, then fail.
+As in :mod:`redisjobs.eventlog`: a queue's events are entries of its log stream, read with
+XREAD BLOCK from a cursor by one daemon thread per queue waited on (on a connection of its own,
+named :data:`NAME`), whatever the number of waiting threads; each entry goes to the inboxes of
+its job. An inbox receives every entry added after the reader's cursor when it was opened, so a
+`wait` that opens its inbox before it reads the job's state misses no event. While Redis cannot
+be reached the reader retries from its cursor (a restarted Redis brings the entries back), and
+waiters keep waiting for up to :data:`DOWN_LIMIT` seconds, then fail. A reader that lost
+entries to the log's cap, or whose log was deleted, puts ``RECHECK`` in every inbox.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -26,38 +20,37 @@ from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
-from ..connection import COMMAND_TIMEOUT, Backoff
-from ..subscriber import KEEPALIVE, READ_TIMEOUT, RECHECK, file, unfile
+from ..connection import COMMAND_TIMEOUT, Backend, Backoff
+from ..eventlog import BATCH, BLOCK_MS, LINGER, NAME, POLL, LogCursor
+from ..serialization import unpackb
+from ..subscriber import RECHECK
+from .driver import connect
 
 log = logging.getLogger("redisjobs.events")
 
-DOWN_LIMIT = 2 * COMMAND_TIMEOUT
-"""Seconds a waiter waits through a lost pub/sub connection (a Redis restart, a failover)
-before it fails with ConnectionFailed."""
-
-
-NAME = "redisjobs-sync-events"
-"""The connection's name in CLIENT LIST."""
+DOWN_LIMIT = 6.0
+"""Seconds a waiter waits through an unreachable Redis (a restart, a failover) before it fails
+with ConnectionFailed."""
 
 
 class Expired(Exception):
-    """A deadline given to :meth:`Inbox.get` or :meth:`Listener.subscribe` passed."""
+    """A deadline given to :meth:`Inbox.get` passed."""
 
 
 class Inbox:
-    """The messages of one channel for one waiting thread (use as a context manager)."""
+    """The events of one job for one waiting thread (use as a context manager)."""
 
-    def __init__(self, listener: Listener, channel: bytes) -> None:
-        self.channel = channel
-        self._listener = listener
+    def __init__(self, reader: _Reader, job_id: str) -> None:
+        self.job_id = job_id
+        self._reader = reader
         self._messages: deque[bytes] = deque()  # appended by the reader, taken by the waiter
         self._ready = threading.Event()
         self._recheck_queued = False
 
     def put(self, raw: bytes) -> None:
-        """Hand a message to the waiter (reader thread)."""
+        """Hand an event to the waiter (reader thread)."""
         self._messages.append(raw)
         self._ready.set()
 
@@ -68,11 +61,11 @@ class Inbox:
             self.put(RECHECK)
 
     def get(self, deadline: float | None) -> bytes:
-        """The next message, or ``RECHECK`` after a reconnect.
+        """The next event, or ``RECHECK`` when events may have been missed.
 
         Raises:
             Expired: `deadline` (``time.monotonic()``) passed first.
-            redis.ConnectionError: the pub/sub connection has been down over DOWN_LIMIT s.
+            redis.ConnectionError: Redis has been unreachable for over DOWN_LIMIT s.
         """
         while True:
             if self._messages:
@@ -80,9 +73,9 @@ class Inbox:
                 if raw == RECHECK:
                     self._recheck_queued = False
                 return raw
-            self._listener.check()
+            self._reader.check()
             # Woken by the reader; at least once a second, to notice an outage that lasts.
-            wait = READ_TIMEOUT
+            wait = BLOCK_MS / 1000
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
@@ -94,225 +87,185 @@ class Inbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._listener.remove(self)
+        self._reader.remove(self)
 
 
-class _Barrier:
-    """A subscription's PING: set once Redis answered it, or a resync covered it."""
+def _info(client: redis.Redis, key: str) -> Any | None:
+    """XINFO STREAM of log `key`, or None when it does not exist."""
+    try:
+        return client.xinfo_stream(key)
+    except ResponseError as exc:
+        if "no such key" not in str(exc).lower():
+            raise
+        return None
 
-    def __init__(self, generation: int) -> None:
-        self.generation = generation  # the connects seen when it was sent
-        self.done = threading.Event()
-        self.error: BaseException | None = None
 
+class _Reader:
+    """One queue's log, read by one thread from a cursor and handed out to inboxes by job."""
 
-class Listener:
-    """One pub/sub connection fanned out to many :class:`Inbox` objects, thread-safe.
-
-    Args:
-        client: the sync client whose pool settings the connection takes.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        pool = client.connection_pool
-        settings = {**pool.connection_kwargs, "client_name": NAME}
-        self._conn: Any = pool.connection_class(**settings)  # its own, outside the pool
-        self._lock = threading.Lock()  # sends, (re)connects, and the two dicts below
-        self._subs: dict[bytes, set[Inbox]] = {}
-        self._barriers: dict[bytes, _Barrier] = {}
-        self._tokens = itertools.count()
-        self._generation = 0  # connects so far
-        self._resync: bytes | None = None  # the PING token of the resync under way
-        self._thread: threading.Thread | None = None
-        self._connecting = False  # the reader is in a handshake: nothing else may be sent
-        self._closing = threading.Event()
-        self._heard = time.monotonic()  # when the connection last said anything
-        self._pinged: float | None = None  # when the keepalive PING under way was sent
-        self._down_since: float | None = None  # when the connection was lost, while it is
+    def __init__(self, owner: Listener, key: str) -> None:
+        self.key = key
+        self.done = False  # left its listener: an inbox wanting this queue needs a new reader
+        self._owner = owner
+        self._inboxes: dict[str, set[Inbox]] = {}  # under the owner's lock
+        self._log: LogCursor | None = None
+        self._client: redis.Redis | None = None
+        self.thread: threading.Thread | None = None
+        self._down_since: float | None = None
         self._last_error: BaseException | None = None
 
-    def subscribe(self, channel: str, deadline: float | None = None) -> Inbox:
-        """An inbox of `channel`, once Redis has confirmed the subscription.
+    def pin(self, client: redis.Redis) -> None:
+        """Take the log's end as the cursor and start the thread, the first time (the caller
+        holds the owner's pin lock)."""
+        if self._log is not None:
+            return
+        self._log = LogCursor(_info(client, self.key))
+        self._client = connect(self._owner.backend)
+        self._client.connection_pool.connection_kwargs["client_name"] = NAME
+        name = f"redisjobs-events:{self.key}"
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
 
-        Raises:
-            Expired: `deadline` passed first.
-            redis.RedisError: not confirmed within COMMAND_TIMEOUT, or Redis is unreachable.
-        """
-        inbox = Inbox(self, channel.encode())
-        with self._lock:
-            self._start()
-            first = file(self._subs, inbox.channel, inbox)
-            token = b"rj-sync:%d" % next(self._tokens)
-            barrier = self._barriers[token] = _Barrier(self._generation)
-            self._send(*([(b"SUBSCRIBE", inbox.channel)] if first else []), (b"PING", token))
-        try:
-            self._confirmed(barrier, deadline)
-        except BaseException:
-            self.remove(inbox)
-            raise
-        finally:
-            with self._lock:
-                self._barriers.pop(token, None)
+    def add(self, job_id: str) -> Inbox:
+        """An inbox of `job_id`'s events from the cursor on (under the owner's lock)."""
+        inbox = Inbox(self, job_id)
+        self._inboxes.setdefault(job_id, set()).add(inbox)
         return inbox
 
-    @staticmethod
-    def _confirmed(barrier: _Barrier, deadline: float | None) -> None:
-        limit = COMMAND_TIMEOUT
-        if deadline is not None:
-            limit = min(limit, max(deadline - time.monotonic(), 0.0))
-        if not barrier.done.wait(limit):
-            if limit < COMMAND_TIMEOUT:
-                raise Expired
-            raise RedisTimeoutError(
-                f"Redis did not confirm a subscription within {COMMAND_TIMEOUT:g} s"
-            )
-        if barrier.error is not None:
-            raise RedisConnectionError(str(barrier.error))
-
     def remove(self, inbox: Inbox) -> None:
-        """Detach `inbox`, unsubscribing its channel when nobody else listens."""
-        with self._lock:
-            if unfile(self._subs, inbox.channel, inbox):
-                self._send((b"UNSUBSCRIBE", inbox.channel))
+        """Close `inbox`."""
+        with self._owner.lock:
+            inboxes = self._inboxes.get(inbox.job_id)
+            if inboxes is not None:
+                inboxes.discard(inbox)
+                if not inboxes:
+                    del self._inboxes[inbox.job_id]
 
     def check(self) -> None:
-        """Raise when the connection has been down for over DOWN_LIMIT seconds."""
+        """Raise when Redis has been unreachable for over DOWN_LIMIT seconds."""
         since = self._down_since
         if since is not None and time.monotonic() - since > DOWN_LIMIT:
             raise RedisConnectionError(
-                f"event subscription lost for over {DOWN_LIMIT:g} s: {self._last_error}"
+                f"event log unreadable for over {DOWN_LIMIT:g} s: {self._last_error}"
             )
 
-    def close(self) -> None:
-        """Stop the reader and close the connection."""
-        self._closing.set()
-        if self._thread is not None:
-            self._thread.join(READ_TIMEOUT + COMMAND_TIMEOUT)
-        self._conn.disconnect()
-
-    # -- under the lock -------------------------------------------------------------------------
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._read, name="redisjobs-pubsub", daemon=True)
-            self._thread.start()
-
-    def _send(self, *commands: tuple[bytes, ...]) -> None:
-        """Send `commands`, unless the connection is down: then the reader's reconnect
-        resubscribes what is filed, and its resync answers the waiting barriers."""
-        sock = self._conn._sock
-        if sock is None or self._connecting or not commands:
-            return
+    def _run(self) -> None:
+        assert self._client is not None and self._log is not None
+        backoff = Backoff("event log", log)
+        check, idle_since = False, None
         try:
-            # Straight to the socket: the connection's own send would disconnect it (from this
-            # thread) on an error; the reader finds a broken connection by itself.
-            for packed in self._conn.pack_commands(commands):
-                sock.sendall(packed)
-        except OSError as exc:
-            log.debug("event subscription: send failed (%s)", exc)
+            while not self._owner.closing.is_set():
+                if self._leaving(idle_since):
+                    return
+                if self._inboxes:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                try:
+                    if check and self._log.lost(_info(self._client, self.key)):
+                        self._recheck_all()
+                    check = False
+                    read = self._read()
+                except Exception as exc:  # whatever broke, read on from the cursor
+                    self._down(exc)
+                    check = True
+                    self._owner.closing.wait(backoff.pause(exc))
+                    continue
+                backoff.ok()
+                self._down_since = None
+                check = read >= BATCH
+                if not read and not self._owner.backend.can_block:
+                    self._owner.closing.wait(POLL)
+        finally:
+            self._client.close()
 
-    def _resubscribe(self) -> None:
-        """After a connect: resubscribe everything filed and send the resync PING."""
-        self._generation += 1
-        self._resync = b"rj-resync:%d" % self._generation
-        self._heard, self._pinged = time.monotonic(), None
-        commands = [(b"SUBSCRIBE", *self._subs)] if self._subs else []
-        self._send(*commands, (b"PING", self._resync))
+    def _leaving(self, idle_since: float | None) -> bool:
+        """True, and the reader gone from its listener, once it has had no inbox for LINGER s."""
+        if idle_since is None or time.monotonic() - idle_since < LINGER:
+            return False
+        with self._owner.lock:
+            if self._inboxes:
+                return False
+            self._owner.forget(self)
+        return True
 
-    # -- the reader thread ----------------------------------------------------------------------
-
-    def _read(self) -> None:
-        backoff = Backoff("event subscription", log)
-        while not self._closing.is_set():
-            try:
-                if self._conn._sock is None:
-                    self._reconnect()
-                reply = self._read_one()
-            except Exception as exc:  # whatever broke, a fresh connection mends it
-                self._closing.wait(self._lost(exc, backoff))
-                continue
-            backoff.ok()
-            if reply is not None:
-                self._dispatch(reply)
-
-    def _read_one(self) -> Any:
-        """The next reply, or None after READ_TIMEOUT s of silence (then maybe a keepalive)."""
-        if self._conn.can_read(timeout=READ_TIMEOUT):
-            # push_request: else redis-py takes a subscribe reply for a push and drops it
-            reply = self._conn.read_response(disconnect_on_error=False, push_request=True)
-            self._heard, self._pinged = time.monotonic(), None
-            return reply
-        now = time.monotonic()
-        if self._pinged is not None:
-            if now - self._pinged > COMMAND_TIMEOUT:
-                raise RedisTimeoutError(f"no answer to a PING within {COMMAND_TIMEOUT:g} s")
-        elif now - self._heard > KEEPALIVE:
-            self._pinged = now
-            with self._lock:
-                self._send((b"PING", b"rj-alive"))
-        return None
-
-    def _reconnect(self) -> None:
-        """Connect; when Redis cannot be reached, subscribes still waiting for a confirmation
-        fail now (a wait that is already subscribed waits on).
-
-        Not under the lock, which a frozen Redis would hold for a whole handshake timeout:
-        meanwhile subscribes file their channel and send nothing, and the resubscription that
-        follows the handshake (under the lock) covers them.
-        """
-        with self._lock:
-            self._connecting = True
-        try:
-            self._conn.connect()
-        except Exception as exc:
-            with self._lock:
-                self._connecting = False
-                for barrier in self._barriers.values():
-                    barrier.error = exc
-                    barrier.done.set()
-            raise
-        with self._lock:
-            self._connecting = False
-            self._resubscribe()
-
-    def _lost(self, exc: BaseException, backoff: Backoff) -> float:
-        """The connection broke or could not be made: drop it, note since when, and return the
-        seconds to wait before the next connect."""
-        log.debug("event subscription lost: %s", exc)
-        with self._lock:
-            self._conn.disconnect()
-            if self._down_since is None:
-                # A frozen Redis went silent when the unanswered PING was sent, not now.
-                self._down_since = self._pinged or time.monotonic()
-            self._last_error = exc
-        if not backoff.failures:  # a blip: a fresh connection may mend it at once
-            backoff.record(exc)
-            return 0.0
-        return backoff.pause(exc)  # lost again before anything was read: do not spin
-
-    def _dispatch(self, reply: Any) -> None:
-        if isinstance(reply, bytes):  # a PING answered outside subscribed mode
-            self._answered(reply)
-        elif reply[0] == b"message":
-            with self._lock:
-                inboxes = tuple(self._subs.get(reply[1], ()))
+    def _read(self) -> int:
+        assert self._client is not None and self._log is not None
+        block = BLOCK_MS if self._owner.backend.can_block else None
+        streams: dict[Any, Any] = {self.key: self._log.id}
+        reply: Any = self._client.xread(streams, count=BATCH, block=block)
+        if not reply:
+            return 0
+        entries = reply[0][1]
+        for _, raw in self._log.advance(entries):
+            with self._owner.lock:
+                inboxes = tuple(self._inboxes.get(unpackb(raw).get("job_id"), ()))
             for inbox in inboxes:
-                inbox.put(reply[2])
-        elif reply[0] == b"pong":
-            self._answered(reply[1])
+                inbox.put(raw)
+        return len(entries)
 
-    def _answered(self, token: bytes) -> None:
-        """A PING came back: resolve what it proves."""
-        with self._lock:
-            if token != self._resync:
-                barrier = self._barriers.get(token)
-                if barrier is not None:
-                    barrier.done.set()
-                return
-            self._resync = self._down_since = None
-            for barrier in self._barriers.values():
-                if barrier.generation < self._generation:  # sent before this connect
-                    barrier.done.set()
-            inboxes = [inbox for subs in self._subs.values() for inbox in subs]
+    def _down(self, exc: BaseException) -> None:
+        log.debug("event log %s unreadable: %s", self.key, exc)
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self._last_error = exc
+
+    def _recheck_all(self) -> None:
+        with self._owner.lock:
+            inboxes = [inbox for subs in self._inboxes.values() for inbox in subs]
         for inbox in inboxes:
             inbox.recheck()
+
+
+class Listener:
+    """The queues' event logs a sync client waits on, thread-safe.
+
+    Args:
+        backend: where the logs are (each reader thread connects to it on its own).
+        client: the client the cursors are read with.
+    """
+
+    def __init__(self, backend: Backend, client: redis.Redis) -> None:
+        self.backend = backend
+        self.lock = threading.Lock()  # the readers and their inboxes
+        self.closing = threading.Event()
+        self._client = client
+        self._pinning = threading.Lock()  # one cursor read at a time, outside `lock`
+        self._readers: dict[str, _Reader] = {}
+
+    def subscribe(self, key: str, job_id: str) -> Inbox:
+        """An inbox of job `job_id`'s events in log `key`, from now on.
+
+        Raises:
+            redis.RedisError: the log's end could not be read (a queue not waited on yet).
+        """
+        while True:
+            with self.lock:
+                reader = self._readers.get(key)
+                if reader is None:
+                    reader = self._readers[key] = _Reader(self, key)
+            with self._pinning:
+                try:
+                    reader.pin(self._client)
+                except BaseException:
+                    with self.lock:
+                        if not reader._inboxes:
+                            self.forget(reader)
+                    raise
+            with self.lock:
+                if not reader.done:  # it may have left while this pinned
+                    return reader.add(job_id)
+
+    def forget(self, reader: _Reader) -> None:
+        """Drop `reader` (under the lock)."""
+        reader.done = True
+        if self._readers.get(reader.key) is reader:
+            del self._readers[reader.key]
+
+    def close(self) -> None:
+        """Stop the reader threads (each closes its connection once its read returns)."""
+        self.closing.set()
+        with self.lock:
+            threads = [r.thread for r in self._readers.values() if r.thread is not None]
+        for thread in threads:
+            thread.join(BLOCK_MS / 1000 + COMMAND_TIMEOUT)
