@@ -170,7 +170,7 @@ class _QueueReader:
         async with self._lock:
             if self._pinned:
                 return
-            self.log = LogCursor(await log_info(self._owner.redis, self.key))
+            self.log = LogCursor(await log_info(self._owner.commands, self.key))
             self._pinned = True
             self._task = asyncio.create_task(self._run(), name=f"redisjobs-log:{self.key}")
 
@@ -204,7 +204,7 @@ class _QueueReader:
         check = False  # look for a gap before the next read
         while not self._leaving():
             try:
-                if check and self.log.lost(await log_info(self._owner.redis, self.key)):
+                if check and self.log.lost(await log_info(self._owner.commands, self.key)):
                     self._recheck_all()
                 check = False
                 read = await self._read()
@@ -275,10 +275,12 @@ class EventLog:
 
     Args:
         backend: where the logs are.
+        commands: the Client's own client, for the reads that must not block (a log's end).
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, commands: Redis) -> None:
         self.can_block = backend.can_block
+        self.commands = commands
         self.closed = False
         self.redis: Redis = backend.client(
             socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, retries=0

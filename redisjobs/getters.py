@@ -74,7 +74,7 @@ class QueueGetters(QueueNames):
             raise
         self._redis = redis
         self._scripts = Scripts(redis, embedded=self.backend.embedded)
-        self._events = EventLog(self.backend)
+        self._events = EventLog(self.backend, redis)
         return self
 
     async def aclose(self) -> None:

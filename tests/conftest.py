@@ -90,7 +90,7 @@ async def worker(url: str, queue: str) -> AsyncIterator[WorkerFactory]:
 async def log_events(client: Client, job_id: str | None = None) -> list[Event]:
     """The events of the client's queue (or of one job) kept in the capped log stream."""
     entries: Any = await client.redis.xrange(client.keys().log)
-    events = [Event.decode(fields[b"e"]) for _, fields in entries]
+    events = [Event.decode(fields[b"e"], eid.decode()) for eid, fields in entries]
     return [ev for ev in events if job_id is None or ev.job_id == job_id]
 
 

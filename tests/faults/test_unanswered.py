@@ -316,8 +316,8 @@ async def test_every_client_call_fails_with_connection_failed_when_redis_freezes
         for name, outcome in zip(calls, outcomes, strict=True):
             assert isinstance(outcome, ConnectionFailed), (name, outcome)
             assert server.url in str(outcome), name
-        # Each call waits one command timeout, but `wait` and `events` open the client's one
-        # pub/sub connection under a lock: the second of them waits out the first one's try.
+        # Each call waits one command timeout, but `wait` and `events` read the end of the
+        # queue's log under one lock: the second of them waits out the first one's try.
         assert elapsed <= 2 * COMMAND_TIMEOUT + 2.0
         server.resume()
 
@@ -325,15 +325,16 @@ async def test_every_client_call_fails_with_connection_failed_when_redis_freezes
 async def test_a_wait_without_timeout_fails_when_redis_freezes_under_it(
     make_redis: MakeRedis,
 ) -> None:
-    """`wait(timeout=None)` is subscribed and idle when Redis freezes: the silent pub/sub
-    connection is PINGed, the PING goes unanswered, and the wait fails instead of waiting
-    for ever (likewise a queue follower)."""
+    """`wait(timeout=None)` is following the log and idle when Redis freezes: the reader's
+    blocked read gets no answer within its socket timeout, the wait looks at the job again,
+    that look fails, and the wait fails instead of waiting for ever (likewise a queue
+    follower)."""
     server = make_redis("plain")
     async with Client(server.url) as client:
         job = await client.enqueue("call", {}, delay=3600)
         waiting = asyncio.create_task(client.wait(job.id))
         following = asyncio.create_task(anext(client.events()))
-        await asyncio.sleep(1.0)  # both subscribed
+        await asyncio.sleep(1.0)  # both following
         server.pause()
         t0 = time.monotonic()
         outcomes = await asyncio.wait_for(
