@@ -47,6 +47,24 @@ NAME = "redisjobs-events"
 """The name of the log readers' connections in CLIENT LIST (async and sync clients alike)."""
 
 
+_EVENT_FIELDS = (("type", str), ("queue", str), ("job_id", str), ("attempt", int), ("ts", int))
+
+
+def event_job(raw: bytes) -> str | None:
+    """The job id of an encoded event, or None when `raw` is no event (anything can write to a
+    log: an entry that is not one is read past, so that it stops no follower)."""
+    try:
+        event = unpackb(raw)
+    except Exception:
+        return None
+    if not isinstance(event, dict):
+        return None
+    if not all(isinstance(event.get(name), kind) for name, kind in _EVENT_FIELDS):
+        return None
+    job_id: str = event["job_id"]
+    return job_id
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """A stream id as a tuple that sorts as Redis orders ids."""
     ms, _, seq = entry_id.partition("-")
@@ -72,9 +90,17 @@ class LogCursor:
             self.id = last.decode() if isinstance(last, bytes) else str(last)
             self.added = int(info["entries-added"])
 
-    def advance(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
-        """Move past `entries` (an XREAD's, in order); their ids and encoded events."""
-        out = [(eid.decode(), fields[b"e"]) for eid, fields in entries if b"e" in fields]
+    def advance(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> list[tuple[str, str, bytes]]:
+        """Move past `entries` (an XREAD's, in order); the events among them, each as its
+        entry id, its job id and its encoded form."""
+        out = []
+        for eid, fields in entries:
+            raw = fields.get(b"e")
+            job_id = event_job(raw) if raw is not None else None
+            if job_id is not None and raw is not None:
+                out.append((eid.decode(), job_id, raw))
         if entries:
             self.id = entries[-1][0].decode()
             self.added += len(entries)
@@ -243,16 +269,12 @@ class _QueueReader:
         if not reply:
             return 0
         entries = reply[0][1]
-        for entry_id, raw in self.log.advance(entries):
-            self._dispatch(entry_id, raw)
-        return len(entries)
-
-    def _dispatch(self, entry_id: str, raw: bytes) -> None:
-        for tail in self._queue_tails:
-            tail.put(entry_id, raw)
-        if self._job_tails:
-            for tail in self._job_tails.get(unpackb(raw).get("job_id"), ()):
+        for entry_id, job_id, raw in self.log.advance(entries):
+            for tail in self._queue_tails:
                 tail.put(entry_id, raw)
+            for tail in self._job_tails.get(job_id, ()):
+                tail.put(entry_id, raw)
+        return len(entries)
 
     def _recheck_all(self) -> None:
         for tail in self._queue_tails:

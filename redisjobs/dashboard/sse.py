@@ -1,13 +1,11 @@
 """Server-Sent Events: the response type, and the streams the pages and the API follow.
 
-Every stream is made of our own events: a queue's pub/sub channel, after a replay of its capped
-log from a cursor (``?since=`` on the first request, ``Last-Event-ID`` when the browser
-reconnects), so a page that reconnects misses nothing the log still holds.
+Every stream is made of our own events: a queue's event log, followed live after a replay from
+a cursor (``?since=`` on the first request, ``Last-Event-ID`` when the browser reconnects), so
+a page that reconnects misses nothing the log still holds.
 
-A replayed event's SSE id is its log id. A live pub/sub message carries no log id, so its SSE id
-is ``<ts>-0``, ``ts`` being the Redis time its script wrote into it: its log id is at least
-that, so resuming after it may repeat an event with the same millisecond but never skips one.
-Consumers apply events idempotently (a progress value, a status), so a repeat is harmless.
+An event's SSE id is its log id, live or replayed, so a page resumes exactly after the last
+event it saw. Consumers apply events idempotently (a progress value, a status) all the same.
 """
 
 from __future__ import annotations
@@ -68,7 +66,8 @@ def cursor(request: Request) -> str | None:
 
 
 def event_id(ev: Event) -> str:
-    """The SSE id of an event: its log id when replayed, else ``<ts>-0`` (module docstring)."""
+    """The SSE id of an event: its log id (``<ts>-0`` for an event that has none, which every
+    event read from a log has: such an id resumes after the events of earlier milliseconds)."""
     return ev.id or f"{ev.ts}-0"
 
 

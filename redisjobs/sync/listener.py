@@ -24,7 +24,6 @@ from redis.exceptions import ResponseError
 
 from ..connection import COMMAND_TIMEOUT, Backend, Backoff
 from ..eventlog import BATCH, BLOCK_MS, LINGER, NAME, POLL, LogCursor
-from ..serialization import unpackb
 from ..subscriber import RECHECK
 from .driver import connect
 
@@ -197,9 +196,9 @@ class _Reader:
         if not reply:
             return 0
         entries = reply[0][1]
-        for _, raw in self._log.advance(entries):
+        for _, job_id, raw in self._log.advance(entries):
             with self._owner.lock:
-                inboxes = tuple(self._inboxes.get(unpackb(raw).get("job_id"), ()))
+                inboxes = tuple(self._inboxes.get(job_id, ()))
             for inbox in inboxes:
                 inbox.put(raw)
         return len(entries)
