@@ -943,32 +943,41 @@ local function unless_default(fields, name, value, default)
 end
 
 -- Create the job of the row at `args[i..]` (checked by check_rows) unless admit refuses it
--- (`known`: whether the job has a hash, when the caller knows; nil: not known).
+-- (`known`: whether the job has a hash, when the caller knows; nil: not known). `now` is
+-- Redis's time (ms), or nil when the caller has not read it yet: a job runnable at once takes
+-- it from its new stream entry's id (Redis's clock too), so a plain enqueue needs no TIME.
 -- Returns the index of the next row; created (bool); for a job scheduled for later, its due
--- time (ms); for a duplicate of a job that holds its unique lock, that job's id.
+-- time (ms); for a duplicate of a job that holds its unique lock, that job's id; then `now`,
+-- read if it was not (nil only when nothing needed it).
 local function create_job(now, args, i, known)
   local job_id, kind, payload, max_retries, retry_delay_ms, retry_backoff, retry_jitter,
     timeout_ms, result_ttl_ms, delay_ms, at_ms, priority = unpack(args, i, i + FIXED - 1)
   local rules, nxt = read_rules(args, i + FIXED)
   local refused = admit(job_id, rules, known)
-  if refused ~= nil then return nxt, false, nil, refused or nil end
+  if refused ~= nil then return nxt, false, nil, refused or nil, now end
   local jkey = job_key(job_id)
-  local at = tonumber(at_ms)
-  local due = now + tonumber(delay_ms)
-  if at > 0 then due = at end
+  local at, delay = tonumber(at_ms), tonumber(delay_ms)
+  local due = nil
+  if at > 0 or delay > 0 then
+    now = now or now_ms()
+    due = now + delay
+    if at > 0 then due = at end
+  end
   local status, extra, value = 'pending', 'msg', nil
   if rules.depends_on then
     -- its open edges: one per parent until wait_for closes those that ended already
     status, extra, due = 'waiting', 'deps', nil
     value = select(2, string.gsub(rules.depends_on, '%S+', ''))
-  elseif due > now then
+  elseif due and due > now then
     status, extra, value = 'scheduled', 'scheduled_at', due
     redis.call('ZADD', K_DELAYED, due, job_id)
   else
     -- nil for a job in `prio` or a key's backlog: it has no msg
     value = route_ready(job_id, priority, rules.limit_key)
     due = nil
+    if value and not now then now = tonumber(string.match(value, '^(%d+)')) end
   end
+  now = now or now_ms()
   local fields = {'kind', kind, 'payload', payload, 'created_at', now, 'status', status}
   unless_default(fields, 'max_retries', max_retries, 0)
   unless_default(fields, 'retry_delay', retry_delay_ms, DEFAULT_RETRY_DELAY_MS)
@@ -989,7 +998,7 @@ local function create_job(now, args, i, known)
   move_status(job_id, nil, status, now)
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
   if rules.depends_on then wait_for(job_id, rules.depends_on, now) end
-  return nxt, true, due
+  return nxt, true, due, nil, now
 end
 
 -- Backpressure (enqueue only: schedules, retries and promotions are never refused) ----------

@@ -43,7 +43,7 @@ if limit then
   if full then return redis.error_reply(full) end
 end
 
-local now = now_ms()
+local now = nil  -- Redis's time, once a row needed it (see create_job)
 local out = {}
 local created = 0
 local first_due = nil
@@ -52,7 +52,7 @@ while i <= last do
   local made, due, holder
   local known = nil  -- what the EXISTS above told of the first row's job only
   if i == 1 then known = first end
-  i, made, due, holder = create_job(now, ARGV, i, known)
+  i, made, due, holder, now = create_job(now, ARGV, i, known)
   if made then
     created = created + 1
     if due and (not first_due or due < first_due) then first_due = due end
