@@ -43,6 +43,10 @@ its cursor, and opens each tail without a round trip."""
 POLL = 0.005
 """Seconds between reads on the embedded backend, whose XREAD does not block."""
 
+MAX_FOLLOWED = 10_000
+"""Connections the readers may hold at once: one per followed queue (a dashboard follows every
+queue), so a reader never waits for another's blocked read to end."""
+
 NAME = "redisjobs-events"
 """The name of the log readers' connections in CLIENT LIST (async and sync clients alike)."""
 
@@ -307,7 +311,9 @@ class EventLog:
         self.redis: Redis = backend.client(
             socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, retries=0
         )
-        self.redis.connection_pool.connection_kwargs["client_name"] = NAME
+        pool: Any = self.redis.connection_pool
+        pool.connection_kwargs["client_name"] = NAME
+        pool.max_connections = MAX_FOLLOWED
         self._readers: dict[str, _QueueReader] = {}
 
     async def tail(self, key: str, job_id: str | None = None) -> Tail:

@@ -128,6 +128,27 @@ async def test_entries_that_are_no_events_stop_no_wait(
         await until(lambda: [e.type for e in follower.events][-1:] == ["completed"])
 
 
+async def test_a_client_following_many_queues_hears_each_at_once(client: Client) -> None:
+    # more queues than a command pool has connections: every queue's reader blocks on its own
+    queues = [f"{client.queue}-{i}" for i in range(100)]
+    got: dict[str, list[str]] = {q: [] for q in queues}
+
+    async def follow(queue: str) -> None:
+        async for ev in client.events(queue=queue):
+            got[queue].append(ev.job_id)
+
+    tasks = [asyncio.create_task(follow(q)) for q in queues]
+    try:
+        await asyncio.sleep(1.0)  # every tail open
+        for q in (queues[0], queues[-1], queues[50]):
+            job = await client.enqueue("call", None, queue=q)
+            await until(lambda q=q, job=job: got[q] == [job.id], 5)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_live_events_carry_their_log_id(client: Client) -> None:
     async with Follower(client) as follower:
         job = await client.enqueue("call", None)
