@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .errors import JobNotFound
+from .eventlog import event_job
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
@@ -285,6 +286,18 @@ def stats_flow(keys: QueueKeys) -> Flow[dict[str, int]]:
 stats = driven(stats_flow)
 
 
+def log_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
+    """The entries of a log read (XRANGE) that hold an event, as their ids and encoded events:
+    anything can write to a log, and an entry that is no event is read past (see
+    :func:`redisjobs.eventlog.event_job`)."""
+    out = []
+    for eid, fields in entries:
+        raw = fields.get(b"e")
+        if raw is not None and event_job(raw) is not None:
+            out.append((eid.decode(), raw))
+    return out
+
+
 def event_type(raw: bytes) -> str:
     """The type of an encoded event, without decoding all of it.
 
@@ -295,7 +308,11 @@ def event_type(raw: bytes) -> str:
     if raw[1:6] == b"\xa4type" and len(raw) > 6 and 0xA0 <= raw[6] < 0xC0:
         n = raw[6] - 0xA0
         return raw[7 : 7 + n].decode("utf-8", "replace")
-    return str(unpackb(raw).get("type", ""))
+    try:
+        event = unpackb(raw)
+    except Exception:  # anything can write to a log: an entry that is no event has no type
+        return ""
+    return str(event.get("type", "")) if isinstance(event, dict) else ""
 
 
 async def event_rates(
@@ -332,7 +349,7 @@ async def event_rates(
         if info.get("entries-added", 0) > info["length"]:  # it dropped some: trimmed
             covered_from = max(start, int(info["first-entry"][0].split(b"-")[0]))
         span = now_ms - covered_from
-        counts = Counter(event_type(fields[b"e"]) for _, fields in entries)
+        counts = Counter(event_type(fields.get(b"e", b"")) for _, fields in entries)
         out[name] = {t: counts[t] * 1000 / max(span, 1) for t in types}
     return out
 
@@ -354,9 +371,8 @@ async def replay(
         entries: Any = await redis.xrange(keys.log, f"({cursor}", until, count=REPLAY_PAGE)
         if not entries:
             return
-        for eid, fields in entries:
-            raw = fields[b"e"]
-            ev = Event.decode(raw, eid.decode())
+        for eid, raw in log_events(entries):
+            ev = Event.decode(raw, eid)
             if job_id is None or ev.job_id == job_id:
                 yield ev, raw
         cursor = entries[-1][0].decode()
@@ -388,6 +404,6 @@ async def job_history(
     # comes before its creation.
     entries: Any = await redis.xrange(keys.log, min=str(created_ms), max="+", count=limit + 1)
     read = entries[:limit]
-    events = [Event.decode(fields[b"e"], eid.decode()) for eid, fields in read]
+    events = [Event.decode(raw, eid) for eid, raw in log_events(read)]
     cursor = read[-1][0].decode() if read else f"{max(created_ms - 1, 0)}-0"
     return History([ev for ev in events if ev.job_id == job.id], cursor, len(entries) <= limit)

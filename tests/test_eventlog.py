@@ -126,6 +126,17 @@ async def test_entries_that_are_no_events_stop_no_wait(
         await client.redis.xadd(keys.log, {"x": b"no e field"})
         assert await waiting == 3
         await until(lambda: [e.type for e in follower.events][-1:] == ["completed"])
+    # and the readers of the log as it is: a replay, a job's history, the rates
+    replayed = [ev async for ev in client.replay(job.id, since="0")]
+    assert [ev.type for ev in replayed] == ["enqueued", "started", "completed"]
+    got = await client.get(job.id)
+    assert got is not None
+    assert [ev.type for ev in (await client.job_history(got)).events] == [
+        "enqueued",
+        "started",
+        "completed",
+    ]
+    assert (await client.event_rates())[client.queue]["completed"] > 0
 
 
 async def test_a_client_following_many_queues_hears_each_at_once(client: Client) -> None:
