@@ -34,7 +34,7 @@ BLOCK_MS = 1000
 
 BATCH = 1000
 """Entries per read. Below the log's cap (10,000, LOG_MAXLEN in _lib.lua), so a reader that
-has lost entries to a trim reads a full batch, after which it checks (see _QueueReader.gap)."""
+has lost entries to a trim reads a full batch, after which it checks (see LogCursor.lost)."""
 
 LINGER = 5.0
 """Seconds a reader without tails stays: a client that waits for one job after another keeps
