@@ -29,7 +29,7 @@ from .driver import connect
 
 log = logging.getLogger("redisjobs.events")
 
-DOWN_LIMIT = 6.0
+DOWN_LIMIT = 2 * COMMAND_TIMEOUT
 """Seconds a waiter waits through an unreachable Redis (a restart, a failover) before it fails
 with ConnectionFailed."""
 
