@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -67,6 +68,18 @@ def event_job(raw: bytes) -> str | None:
         return None
     job_id: str = event["job_id"]
     return job_id
+
+
+def log_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
+    """The entries of a log read (XRANGE) that hold an event, as their ids and encoded events:
+    anything can write to a log, and an entry that is no event is read past (see
+    :func:`event_job`)."""
+    out = []
+    for eid, fields in entries:
+        raw = fields.get(b"e")
+        if raw is not None and event_job(raw) is not None:
+            out.append((eid.decode(), raw))
+    return out
 
 
 def id_key(entry_id: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .errors import JobNotFound
-from .eventlog import event_job
+from .eventlog import log_events
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
@@ -284,18 +284,6 @@ def stats_flow(keys: QueueKeys) -> Flow[dict[str, int]]:
 
 
 stats = driven(stats_flow)
-
-
-def log_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
-    """The entries of a log read (XRANGE) that hold an event, as their ids and encoded events:
-    anything can write to a log, and an entry that is no event is read past (see
-    :func:`redisjobs.eventlog.event_job`)."""
-    out = []
-    for eid, fields in entries:
-        raw = fields.get(b"e")
-        if raw is not None and event_job(raw) is not None:
-            out.append((eid.decode(), raw))
-    return out
 
 
 def event_type(raw: bytes) -> str:
