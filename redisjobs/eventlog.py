@@ -70,15 +70,18 @@ def event_job(raw: bytes) -> str | None:
     return job_id
 
 
-def log_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
-    """The entries of a log read (XRANGE) that hold an event, as their ids and encoded events:
-    anything can write to a log, and an entry that is no event is read past (see
-    :func:`event_job`)."""
+def log_events(
+    entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+) -> list[tuple[str, str, bytes]]:
+    """The entries of a log read (XRANGE, XREAD) that hold an event, each as its entry id, its
+    job id and its encoded event: anything can write to a log, and an entry that is no event is
+    read past (see :func:`event_job`)."""
     out = []
     for eid, fields in entries:
         raw = fields.get(b"e")
-        if raw is not None and event_job(raw) is not None:
-            out.append((eid.decode(), raw))
+        job_id = None if raw is None else event_job(raw)
+        if raw is not None and job_id is not None:
+            out.append((eid.decode(), job_id, raw))
     return out
 
 
@@ -110,14 +113,8 @@ class LogCursor:
     def advance(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]]
     ) -> list[tuple[str, str, bytes]]:
-        """Move past `entries` (an XREAD's, in order); the events among them, each as its
-        entry id, its job id and its encoded form."""
-        out = []
-        for eid, fields in entries:
-            raw = fields.get(b"e")
-            job_id = event_job(raw) if raw is not None else None
-            if job_id is not None and raw is not None:
-                out.append((eid.decode(), job_id, raw))
+        """Move past `entries` (an XREAD's, in order); the events among them (log_events)."""
+        out = log_events(entries)
         if entries:
             self.id = entries[-1][0].decode()
             self.added += len(entries)
