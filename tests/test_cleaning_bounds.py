@@ -2,9 +2,10 @@
 
 drain, purge and obliterate are loops of Lua calls, each a bounded batch; a script doing the
 whole backlog at once would hold Redis for 100s of ms. The work must come in as many calls as
-the batches say (INFO commandstats), and SLOWLOG (at 10 ms) must show none of them but the odd
-call the kernel preempted. Runs in the normal suite: pipelined enqueues, about 10 s in all on a
-shared 2-core machine. And a Redis at maxmemory, which refuses enqueues, still takes cleaning.
+the batches say (INFO commandstats), and SLOWLOG (at 10 ms, or more on a slow machine:
+tests/script_budget.py) must show none of them but the odd call the kernel preempted. Runs in
+the normal suite: pipelined enqueues, about 10 s in all on a shared 2-core machine. And a
+Redis at maxmemory, which refuses enqueues, still takes cleaning.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from redisjobs import Client, RedisOutOfMemory
 from redisjobs.cleaning import DRAIN_BATCH, OBLITERATE_BATCH, PURGE_BATCH
 from redisjobs.testing import RedisServer, unique_queue
 from tests.faults.audit import audit
+from tests.script_budget import slow_scripts, watch_scripts
 
 pytestmark = [pytest.mark.timeout(180)]
 
 JOBS = 100_000
-SLOW_US = 10_000
 # SLOWLOG times a script by the wall clock: on a loaded 2-core machine the kernel may take the
 # CPU from redis-server in the middle of a 1-2 ms script (seen: 7 of 200 calls at 12-88 ms, at
 # a load of 4, in a run whose calls otherwise took 5 ms at most). A script whose own work is
@@ -35,7 +36,7 @@ DAY_MS = 86_400_000
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
     # A server of its own: SLOWLOG is server-wide, and other tests' scripts are not ours.
-    with RedisServer(args=["--slowlog-log-slower-than", str(SLOW_US)]) as redis:
+    with RedisServer() as redis:
         yield redis
 
 
@@ -47,7 +48,7 @@ async def client(server: RedisServer) -> AsyncIterator[Client]:
 
 async def reset(client: Client) -> None:
     """Forget the slow calls and the command counts so far."""
-    await client.redis.slowlog_reset()
+    await watch_scripts(client.redis)
     await client.redis.config_resetstat()
 
 
@@ -57,13 +58,9 @@ async def assert_short_scripts(client: Client, batches: int) -> None:
     stats: Any = await client.redis.info("commandstats")
     calls = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
     assert calls >= batches
-    entries: Any = await client.redis.slowlog_get(1024)
-    slow = [
-        (e["duration"] / 1000, e["command"][:60])
-        for e in entries
-        if e["command"].split()[0].upper() in (b"EVALSHA", b"EVAL")
-    ]
-    assert len(slow) <= max(3, calls * PREEMPTED_SHARE), (calls, slow)
+    slow = await slow_scripts(client.redis)
+    # A few may be slow, never half: a backlog done in a call or two is slow in each of them.
+    assert len(slow) <= max(3, calls * PREEMPTED_SHARE) and 2 * len(slow) < calls, (calls, slow)
 
 
 async def test_drain_of_100k_jobs_runs_in_short_scripts(client: Client) -> None:
