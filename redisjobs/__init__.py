@@ -40,8 +40,8 @@ from .flowview import Tree, TreeNode
 from .handles import SyncTaskJob, TaskJob
 from .job import FailureReason, Job, JobStatus
 from .jobrules import Keep, UniqueMode
+from .listing import JobPage
 from .manager import JobManager
-from .queries import JobPage
 from .schedule_spec import Schedule
 from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker

@@ -20,7 +20,8 @@ from .events import Event
 from .flowview import find_job_with_dependents_flow, get_job_flow
 from .job import Job, JobStatus
 from .keys import QueueNames, check_job_id
-from .queries import History, JobPage, QueueCounts, WorkerInfo
+from .listing import JobPage, list_jobs
+from .queries import History, QueueCounts, WorkerInfo
 from .roundtrips import run
 from .scripts import Scripts
 
@@ -159,7 +160,7 @@ class QueueGetters(QueueNames):
     ) -> JobPage:
         """Jobs of one status (or of every status), newest first, one page at a time."""
         redis, _ = await self._conn()
-        return await queries.list_jobs(redis, self.keys(queue), status, limit, cursor)
+        return await list_jobs(redis, self.keys(queue), status, limit, cursor)
 
     # -- queues and workers ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from .eventlog import log_events
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from .pending import groups_read, oldest_ready_flow, pending_count
 from .roundtrips import Flow, cmd, driven
 from .serialization import unpackb
 
@@ -44,14 +45,6 @@ RATE_WINDOW_MS = 60_000
 HISTORY_SCAN = 5_000
 """Log entries read at most to gather one job's history."""
 REPLAY_PAGE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """One page of :meth:`Client.list_jobs`; pass `cursor` back for the next (None = done)."""
-
-    jobs: list[Job]
-    cursor: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,35 +126,6 @@ def _float(f: dict[bytes, bytes], name: bytes) -> float | None:
         return None
 
 
-def list_jobs_flow(
-    keys: QueueKeys, status: JobStatus | str | None, limit: int, cursor: int
-) -> Flow[JobPage]:
-    """Jobs of one status (or of every status, in status order), newest first."""
-    statuses = [JobStatus(status)] if status is not None else list(JobStatus)
-    sizes: list[int] = yield [cmd("zcard", keys.status(s)) for s in statuses]
-    ids: list[bytes] = []
-    offset = cursor
-    for s, size in zip(statuses, sizes, strict=True):
-        if offset >= size:
-            offset -= size
-            continue
-        want = limit - len(ids)
-        (page,) = yield [cmd("zrevrange", keys.status(s), offset, offset + want - 1)]
-        ids += page
-        offset = 0
-        if len(ids) >= limit:
-            break
-    hashes = yield [cmd("hgetall", keys.job(jid.decode())) for jid in ids]
-    jobs = [
-        Job.from_hash(keys.queue, jid.decode(), h) for jid, h in zip(ids, hashes, strict=True) if h
-    ]
-    nxt = cursor + len(ids)
-    return JobPage(jobs, nxt if nxt < sum(sizes) else None)
-
-
-list_jobs = driven(list_jobs_flow)
-
-
 async def redis_time(redis: Redis) -> float:
     """Redis's clock in seconds (the clock of every timestamp the scripts write)."""
     return _seconds(await redis.time())
@@ -234,7 +198,7 @@ class QueueCounts:
 
     Attributes:
         name: the queue.
-        counts: the jobs in each status index now, and ``dead`` (failed for good, still kept).
+        counts: the jobs in each status now, and ``dead`` (failed for good, still kept).
         totals: the running counters: every one of :data:`COUNTERS` (0 when never counted)
             and any other numeric field of the stats hash.
         oldest_pending_ms: when the oldest pending job became pending (Redis ms), None when
@@ -250,7 +214,8 @@ class QueueCounts:
 
 
 def job_counts_flow(names: Sequence[str]) -> Flow[list[QueueCounts]]:
-    """The :class:`QueueCounts` of every queue of `names`, in one round trip."""
+    """The :class:`QueueCounts` of every queue of `names`, in two round trips (one when none
+    has a `ready` stream): the second reads where the oldest pending job waits in it."""
     batch = [cmd("time")]  # ages are measured on Redis's clock, which wrote the status scores
     for name in names:
         keys = QueueKeys(name)
@@ -258,17 +223,22 @@ def job_counts_flow(names: Sequence[str]) -> Flow[list[QueueCounts]]:
         batch += [cmd("zcard", keys.status(status)) for status in STATUSES]
         batch.append(cmd("zcard", keys.dead))
         batch.append(cmd("zrange", keys.status(JobStatus.PENDING), 0, 0, withscores=True))
+        batch.append(groups_read(keys))
     now, *replies = yield batch
     read_at = _seconds(now)
-    per_queue = len(STATUSES) + 3
+    per_queue = len(STATUSES) + 4
+    heads = yield from oldest_ready_flow(names, replies[per_queue - 1 :: per_queue])
     out = []
     for n, name in enumerate(names):
-        raw, *sizes, first = replies[n * per_queue : (n + 1) * per_queue]
+        raw, *sizes, first, _ = replies[n * per_queue : (n + 1) * per_queue]
         totals = dict.fromkeys(COUNTERS, 0)
         totals.update({k.decode(): int(v) for k, v in raw.items() if v.isdigit()})
         counts = dict(zip((*STATUSES, "dead"), map(int, sizes), strict=True))
-        oldest = int(first[0][1]) if first else None
-        out.append(QueueCounts(name, counts, totals, oldest, read_at))
+        counts["pending"] = pending_count(raw)
+        starts = [int(first[0][1])] if first else []
+        if name in heads:
+            starts.append(heads[name])
+        out.append(QueueCounts(name, counts, totals, min(starts, default=None), read_at))
     return out
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from .keys import QueueKeys
 
@@ -36,6 +37,8 @@ class Command:
     name: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    tolerant: bool = False
+    """Its error is its reply (a read of a key that may not exist), not the round trip's."""
 
     def on(self, target: Any) -> Any:
         """Call it on `target`: a client (which sends it) or a pipeline (which queues it)."""
@@ -45,6 +48,20 @@ class Command:
 def cmd(name: str, *args: Any, **kwargs: Any) -> Command:
     """A :class:`Command`: ``cmd("hgetall", key)``."""
     return Command(name, args, kwargs)
+
+
+def tolerant(c: Command) -> Command:
+    """`c`, answered by its error when it fails (see :attr:`Command.tolerant`)."""
+    return Command(c.name, c.args, c.kwargs, tolerant=True)
+
+
+def checked(step: list[Command], replies: list[Any]) -> list[Any]:
+    """The replies of a pipeline sent with ``raise_on_error=False``: the first error of a
+    command that is not tolerant is raised."""
+    for c, reply in zip(step, replies, strict=True):
+        if isinstance(reply, Exception) and not c.tolerant:
+            raise reply
+    return replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +164,20 @@ def _round_trip(
 
 async def _commands(redis: Redis, step: list[Command]) -> list[Any]:
     if len(step) <= 1:  # no pipeline object for one command (or none): the common case
-        return [await c.on(redis) for c in step]
+        return [await _one(redis, c) for c in step]
     async with redis.pipeline(transaction=False) as pipe:
         for c in step:
             c.on(pipe)
-        return await pipe.execute()
+        return checked(step, await pipe.execute(raise_on_error=False))
+
+
+async def _one(redis: Redis, c: Command) -> Any:
+    try:
+        return await c.on(redis)
+    except ResponseError as exc:
+        if c.tolerant:
+            return exc
+        raise
 
 
 def driven(

@@ -30,6 +30,7 @@ from .handover import Courier
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .limits import TaskLimit
+from .pending import COUNT_FIELDS, pending_count
 from .runs import Runs
 from .schedule_loop import ScheduleLoop
 from .schedule_spec import ScheduleSpec
@@ -191,12 +192,13 @@ class Session:
         seconds, micros = await self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.status("pending"))
+            pipe.hmget(self.keys.stats, *COUNT_FIELDS)
             pipe.zcount(self.keys.delayed, "-inf", now_ms)
             pipe.exists(self.keys.paused)
             for stream in self.keys.streams:
                 pipe.xpending_range(stream, GROUP, "-", "+", 1, self.id)
-            pending, due, paused, *mine = await pipe.execute()
+            counters, due, paused, *mine = await pipe.execute()
+        pending = pending_count(dict(zip(COUNT_FIELDS, counters, strict=True)))
         return not any(mine) and (paused or not (pending or due))
 
     # -- shutdown -------------------------------------------------------------------------------

@@ -94,9 +94,32 @@ local function emit(jid, etype, attempt, now, extra)
   redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
 end
 
-local function move_status(jid, from, to, score)
-  if from then redis.call('ZREM', status_key(from), jid) end
-  redis.call('ZADD', status_key(to), score, jid)
+-- Pending jobs are counted, not indexed one by one. A pending job with a `ready` entry (the
+-- plain case) is found through the stream; only those without one (in `prio` or a key's
+-- backlog) have an entry in status:pending (see index_unrouted). Their number is
+-- stats.enqueued - stats.started + stats.pending_adj: every job is created (enqueued) and
+-- leased (started), counters bumped once a call anyway, so a plain job's way through
+-- `pending` costs no command of its own; every other move into or out of `pending` bumps
+-- pending_adj. `counted`: the move is one the caller counts in enqueued or started.
+local function move_status(jid, from, to, score, counted)
+  local adj = 0
+  if from == 'pending' then
+    adj = -1
+  elseif from then
+    redis.call('ZREM', status_key(from), jid)
+  end
+  if to == 'pending' then
+    adj = adj + 1
+  else
+    redis.call('ZADD', status_key(to), score, jid)
+  end
+  if adj ~= 0 and not counted then redis.call('HINCRBY', K_STATS, 'pending_adj', adj) end
+end
+
+-- A pending job waits without a `ready` entry (in `prio` or its key's backlog) since `now`:
+-- it is listed in status:pending, which is how readers and drain find it.
+local function index_unrouted(jid, now)
+  redis.call('ZADD', status_key('pending'), now, jid)
 end
 
 -- The stream an entry id belongs to. `carry` ids are '0-<n>' (see start's lease_prio); no
@@ -104,6 +127,19 @@ end
 local function stream_of(msg)
   if string.sub(msg, 1, 2) == '0-' then return K_CARRY end
   return K_READY
+end
+
+-- The id of the last entry of `stream` given to the workers' group ('0-0' when none was, or
+-- the stream or the group does not exist yet).
+local function last_delivered(stream)
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if groups.err then return '0-0' end
+  for _, g in ipairs(groups) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == GROUP then return info['last-delivered-id'] end
+  end
+  return '0-0'
 end
 
 -- Acknowledge a finished delivery. The entry itself stays in the stream until `reclaim` trims
@@ -222,13 +258,14 @@ end
 
 -- Make a job runnable (status pending): a fresh stream entry whose id the job remembers, or a
 -- member of `prio` or of its key's backlog (and no msg).
-local function push_ready(jkey, jid, priority, key)
+local function push_ready(jkey, jid, priority, key, now)
   local msg = route_ready(jid, priority, key)
   if msg then
     redis.call('HSET', jkey, 'status', 'pending', 'msg', msg)
   else
     redis.call('HSET', jkey, 'status', 'pending')
     redis.call('HDEL', jkey, 'msg')
+    index_unrouted(jid, now)
   end
 end
 
@@ -236,10 +273,11 @@ end
 -- priority or a pause comes first): the job moves into `prio` at the default priority. Such
 -- entries came from the head of `ready`, so the job keeps its turn ahead of the entries left
 -- there (start takes the default priority's band of `prio` before reading `ready`).
-local function displace(jkey, jid, msg)
+local function displace(jkey, jid, msg, now)
   drop_entry(msg)
   prio_add(jid, DEFAULT_PRIORITY)
   redis.call('HDEL', jkey, 'msg')
+  index_unrouted(jid, now)
 end
 
 -- A job reaches a final status `to` (from `from`). Its hash expires after `ttl`, and so does
@@ -410,7 +448,7 @@ end
 
 -- A waiting job whose last open edge closed: it becomes runnable.
 local function release(ckey, cid, job, now)
-  push_ready(ckey, cid, job.priority, job.limit_key)
+  push_ready(ckey, cid, job.priority, job.limit_key, now)
   move_status(cid, 'waiting', 'pending', now)
   emit(cid, 'ready', 0, now, nil)
 end
@@ -633,10 +671,13 @@ local function withdraw(jid, st, job)
     redis.call('ZREM', K_DELAYED, jid)
   elseif job.msg then
     drop_entry(job.msg)
-  elseif job.limit_key then
-    redis.call('ZREM', key_jobs_key(job.limit_key), jid)  -- it waits in its key's backlog
   else
-    redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
+    if job.limit_key then
+      redis.call('ZREM', key_jobs_key(job.limit_key), jid)  -- it waits in its key's backlog
+    else
+      redis.call('ZREM', K_PRIO, jid)  -- a pending job without an entry waits in prio
+    end
+    redis.call('ZREM', status_key('pending'), jid)
   end
 end
 
@@ -712,7 +753,7 @@ local function lease_job(jkey, jid, from, worker, msg, now, job)
   local attempt = count_of(job.attempt, 0) + 1
   redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
     'lease', lease, 'attempt', attempt, 'msg', msg)
-  move_status(jid, from, 'running', now)
+  move_status(jid, from, 'running', now, true)  -- the caller counts it in `started`
   -- a lock held until the job starts (until_start, while_queued) goes with its first lease
   if job.unique and job.unique ~= 'until_done' then unlock(job.unique_key, jid) end
   emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
@@ -978,6 +1019,7 @@ local function create_job(now, args, i, known)
     if value and not now then now = tonumber(string.match(value, '^(%d+)')) end
   end
   now = now or now_ms()
+  if status == 'pending' and not value then index_unrouted(job_id, now) end
   local fields = {'kind', kind, 'payload', payload, 'created_at', now, 'status', status}
   unless_default(fields, 'max_retries', max_retries, 0)
   unless_default(fields, 'retry_delay', retry_delay_ms, DEFAULT_RETRY_DELAY_MS)
@@ -995,7 +1037,10 @@ local function create_job(now, args, i, known)
   end
   rule_fields(fields, args, i)
   redis.call('HSET', jkey, unpack(fields))
-  move_status(job_id, nil, status, now)
+  if status ~= 'pending' then  -- the caller counts every job it creates in `enqueued`
+    move_status(job_id, nil, status, now)
+    redis.call('HINCRBY', K_STATS, 'pending_adj', -1)
+  end
   emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
   if rules.depends_on then wait_for(job_id, rules.depends_on, now) end
   return nxt, true, due, nil, now
@@ -1003,10 +1048,17 @@ end
 
 -- Backpressure (enqueue only: schedules, retries and promotions are never refused) ----------
 
+-- How many jobs are pending (see move_status).
+local function pending_count()
+  local enqueued, started, adj = unpack(redis.call('HMGET', K_STATS, 'enqueued', 'started',
+    'pending_adj'))
+  return count_of(enqueued, 0) - count_of(started, 0) + (tonumber(adj) or 0)
+end
+
 -- The jobs waiting to start (the backlog max_pending bounds): pending and scheduled, retries
--- waiting out their backoff included, as the status indexes count them.
+-- waiting out their backoff included.
 local function backlog()
-  return redis.call('ZCARD', status_key('pending')) + redis.call('ZCARD', status_key('scheduled'))
+  return pending_count() + redis.call('ZCARD', status_key('scheduled'))
 end
 
 -- How many of the enqueue rows in `args[from..]` (checked by check_rows) would create a job:

@@ -16,7 +16,7 @@ for _, jid in ipairs(ids) do
   local status, priority, key = unpack(redis.call('HMGET', jkey, 'status', 'priority',
     'limit_key'))
   if status == 'scheduled' then
-    push_ready(jkey, jid, priority, key)
+    push_ready(jkey, jid, priority, key, now)
     move_status(jid, 'scheduled', 'pending', now)
     moved = moved + 1
   end

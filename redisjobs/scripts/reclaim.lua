@@ -50,16 +50,10 @@ end
 -- queue ends with an empty stream (once per tick, not per job).
 local function trim_stream(stream, summary)
   local minid = summary[2]
-  if not minid then
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-      for i = 1, #g, 2 do
-        if g[i] == 'name' and g[i + 1] ~= GROUP then break end
-        if g[i] == 'last-delivered-id' and g[i + 1] ~= '0-0' then
-          local ms, seq = string.match(g[i + 1], '(%d+)-(%d+)')
-          minid = ms .. '-' .. (tonumber(seq) + 1)
-        end
-      end
-    end
+  local last = not minid and last_delivered(stream)
+  if last and last ~= '0-0' then
+    local ms, seq = string.match(last, '(%d+)-(%d+)')
+    minid = ms .. '-' .. (tonumber(seq) + 1)
   end
   if minid and minid ~= '0-0' then redis.call('XTRIM', stream, 'MINID', minid) end
 end
@@ -99,7 +93,7 @@ local function take(entry)
   elseif job.msg == msg and job.status == 'running' then
     return crashed(job_key(jid), jid, msg, job)
   elseif job.msg == msg and job.status == 'pending' and paused then
-    displace(job_key(jid), jid, msg)  -- delivered, never started: a paused queue starts nothing
+    displace(job_key(jid), jid, msg, now)  -- delivered, never started: a paused queue starts nothing
   elseif job.msg == msg and job.status == 'pending' then
     redis.call('HINCRBY', K_STATS, 'started', 1)
     return lease_job(job_key(jid), jid, 'pending', worker, msg, now, job)
@@ -157,7 +151,7 @@ for i = 1, #swept, 2 do
     or #redis.call('XPENDING', stream_of(job.msg), GROUP, job.msg, job.msg, 1) == 0 then
     redis.call('HSET', jkey, 'attempt', math.max(count_of(job.attempt, 1) - 1, 0))
     key_left(job.limit_key, jid)
-    push_ready(jkey, jid, job.priority, job.limit_key)
+    push_ready(jkey, jid, job.priority, job.limit_key, now)
     move_status(jid, 'running', 'pending', now)
   end
 end

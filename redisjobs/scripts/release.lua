@@ -30,7 +30,7 @@ local function requeue(jkey, jid, from, msg, job)
     redis.call('HSET', jkey, 'attempt', math.max(ran - 1, 0))
     emit(jid, 'released', ran, now, {'worker', mp_str(worker), 'requeued', '\195'})
   end
-  push_ready(jkey, jid, priority, job.limit_key)
+  push_ready(jkey, jid, priority, job.limit_key, now)
   move_status(jid, from, 'pending', now)
   released = released + 1
 end

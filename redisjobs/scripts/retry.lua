@@ -32,8 +32,8 @@ for i = 1, #ARGV do
       'failed_by')
     redis.call('HSET', jkey, 'attempt', 0, 'crashes', 0)
     redis.call('ZREM', K_DEAD, jid)
-    push_ready(jkey, jid, job.priority, job.limit_key)
-    move_status(jid, job.status, 'pending', now)
+    push_ready(jkey, jid, job.priority, job.limit_key, now)
+    move_status(jid, job.status, 'pending', now, true)  -- counted in `enqueued` below
     emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
     revived = revived + 1
     -- the jobs that ended because it did wait for it again (a retried step continues its

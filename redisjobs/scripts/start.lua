@@ -59,7 +59,7 @@ local function settle(e, hold)
   if jid ~= '' then job = lease_fields(job_key(jid)) end
   if job.status == 'pending' and job.msg == msg then
     if hold then
-      displace(job_key(jid), jid, msg)
+      displace(job_key(jid), jid, msg, now)
       return
     end
     local row = lease_checked(job_key(jid), jid, 'pending', worker, msg, now, job)
@@ -79,12 +79,15 @@ end
 -- `carry` entries: added here and read at once, so every `carry` entry is delivered by the
 -- call that adds it and the group's next undelivered entry is always the first one added.
 local function lease_prio(popped)
-  local jobs = {}
+  local jobs, members = {}, {}
   for i = 1, #popped, 2 do
+    members[#members + 1] = popped[i]
     local job = lease_fields(job_key(popped[i]))
     -- a member whose job is no longer pending and entry-less is stale: it was popped, so gone
     if job.status == 'pending' and not job.msg then jobs[#jobs + 1] = {popped[i], job} end
   end
+  -- out of `prio` or its key's backlog, so out of the index of such jobs (index_unrouted)
+  if #members > 0 then redis.call('ZREM', status_key('pending'), unpack(members)) end
   if #jobs == 0 then return end
   redis.pcall('XGROUP', 'CREATE', K_CARRY, GROUP, '$', 'MKSTREAM')  -- BUSYGROUP once made
   local msgs = {}

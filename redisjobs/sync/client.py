@@ -25,9 +25,10 @@ from ..flowview import Tree, get_job_flow, tree_flow
 from ..job import Job, JobStatus
 from ..keys import QueueNames
 from ..limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
+from ..listing import JobPage, list_jobs_flow
 from ..options import EnqueueOptions, JobDefaults, JobOptions
 from ..producing import JobSpec, Producer, cancel_job_flow, wait_flow
-from ..queries import JobPage, list_jobs_flow, stats_flow
+from ..queries import stats_flow
 from ..queuecontrol import is_paused_flow, pause_flow, resume_flow
 from ..roundtrips import Flow
 from ..schedule_client import ScheduleOptions, spec_of

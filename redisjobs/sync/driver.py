@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import redis
 from redis._parsers import _HiredisParser
 from redis.connection import BlockingConnectionPool
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from ..connclasses import HiredisPack
@@ -24,7 +25,7 @@ from ..connection import (
     pool_settings,
     retry_settings,
 )
-from ..roundtrips import Flow, ScriptCall, Step, Stepper, answerer
+from ..roundtrips import Command, Flow, ScriptCall, Step, Stepper, answerer, checked
 from ..scriptcall import ScriptText, SyncCaller
 from ..scripts import register
 
@@ -118,8 +119,17 @@ def _round_trip(
         return answer()
     assert isinstance(step, list)
     if len(step) <= 1:  # no pipeline object for one command (or none): the common case
-        return [c.on(client) for c in step]
+        return [_one(client, c) for c in step]
     with client.pipeline(transaction=False) as pipe:
         for c in step:
             c.on(pipe)
-        return pipe.execute()
+        return checked(step, pipe.execute(raise_on_error=False))
+
+
+def _one(client: redis.Redis, c: Command) -> Any:
+    try:
+        return c.on(client)
+    except ResponseError as exc:
+        if c.tolerant:
+            return exc
+        raise

@@ -11,7 +11,9 @@ means the keyspace is consistent:
 * every ``pending`` job has exactly one of: a ``msg`` that is an entry of ``ready`` not pending
   (not delivered), or membership in ``prio``; ``prio`` holds nothing else;
 * a terminal job is out of the PEL and of ``delayed`` and has a TTL;
-* every job sits in exactly one status index, the one of its status;
+* every job sits in exactly one status index, the one of its status, but a pending job with a
+  ``msg`` (its ``ready`` entry), which sits in none; and the stats hash counts the pending jobs
+  (``enqueued - started + pending_adj``);
 * every key of the queue carries its ``{queue}`` hash tag;
 * every unique lock has a TTL, and names a job that is gone (the lock expires) or one that
   still holds it: that carries its key, has not ended, and has not started if its mode lets
@@ -37,6 +39,7 @@ from redis.asyncio import Redis
 
 from redisjobs.job import FINAL_STATUSES, JobStatus
 from redisjobs.keys import GROUP, QueueKeys
+from redisjobs.pending import COUNT_FIELDS
 from tests.faults.audit_flows import check_flows
 
 
@@ -128,7 +131,7 @@ async def _check_job(redis: Redis, state: _State, job_id: str, job: dict[str, st
     problems = []
     status = job.get("status", "")
     where = [s for s, members in state.indexes.items() if job_id in members]
-    if where != [status]:
+    if where != ([] if status == "pending" and job.get("msg") else [status]):
         problems.append(f"job {job_id} ({status}) is in status indexes {where}")
     in_pel = [msg for msg, jid in state.pel.items() if jid == job_id]
     if status == "running" and in_pel != [job.get("msg")]:
@@ -151,6 +154,15 @@ async def _check_pending(redis: Redis, state: _State, job_id: str, msg: str) -> 
     if listed > 1 or (listed == 1) == bool(rows):
         return [f"pending job {job_id}: stream entry {msg!r} {bool(rows)}, in prio {listed}x"]
     return []
+
+
+async def _check_pending_count(redis: Redis, state: _State) -> list[str]:
+    """The stats hash counts the pending jobs."""
+    raw: Any = await redis.hmget(state.keys.stats, *COUNT_FIELDS)
+    enqueued, started, adj = (int(v or 0) for v in raw)
+    counted = enqueued - started + adj  # unclamped: a count gone negative is a violation too
+    there = sum(1 for job in state.jobs.values() if job.get("status") == "pending")
+    return [] if counted == there else [f"{there} jobs pending, counted {counted}"]
 
 
 _HELD_WHILE = {
@@ -246,6 +258,7 @@ async def audit(redis: Redis, queue: str) -> list[str]:
     problems += await _check_schedules(redis, state.keys)
     problems += await _check_keys(redis, state)
     problems += await check_flows(redis, state)
+    problems += await _check_pending_count(redis, state)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
         if not key.startswith(state.keys.prefix) and key != "rj:queues":
