@@ -216,26 +216,35 @@ class QueueCounts:
 def job_counts_flow(names: Sequence[str]) -> Flow[list[QueueCounts]]:
     """The :class:`QueueCounts` of every queue of `names`, in two round trips (one when none
     has a `ready` stream): the second reads where the oldest pending job waits in it."""
+    return (yield from _counts_flow(names, oldest=True))
+
+
+def _counts_flow(names: Sequence[str], *, oldest: bool) -> Flow[list[QueueCounts]]:
+    """:func:`job_counts_flow`; without `oldest`, in one round trip and with no
+    ``oldest_pending_ms`` (None), for the readers that do not show it."""
     batch = [cmd("time")]  # ages are measured on Redis's clock, which wrote the status scores
     for name in names:
         keys = QueueKeys(name)
         batch.append(cmd("hgetall", keys.stats))
         batch += [cmd("zcard", keys.status(status)) for status in STATUSES]
         batch.append(cmd("zcard", keys.dead))
-        batch.append(cmd("zrange", keys.status(JobStatus.PENDING), 0, 0, withscores=True))
-        batch.append(groups_read(keys))
+        if oldest:
+            batch.append(cmd("zrange", keys.status(JobStatus.PENDING), 0, 0, withscores=True))
+            batch.append(groups_read(keys))
     now, *replies = yield batch
     read_at = _seconds(now)
-    per_queue = len(STATUSES) + 4
-    heads = yield from oldest_ready_flow(names, replies[per_queue - 1 :: per_queue])
+    per_queue = len(STATUSES) + (4 if oldest else 2)
+    heads: dict[str, int] = {}
+    if oldest:
+        heads = yield from oldest_ready_flow(names, replies[per_queue - 1 :: per_queue])
     out = []
     for n, name in enumerate(names):
-        raw, *sizes, first, _ = replies[n * per_queue : (n + 1) * per_queue]
+        raw, *sizes = replies[n * per_queue : (n + 1) * per_queue]
         totals = dict.fromkeys(COUNTERS, 0)
         totals.update({k.decode(): int(v) for k, v in raw.items() if v.isdigit()})
-        counts = dict(zip((*STATUSES, "dead"), map(int, sizes), strict=True))
+        counts = dict(zip((*STATUSES, "dead"), map(int, sizes[: len(STATUSES) + 1]), strict=True))
         counts["pending"] = pending_count(raw)
-        starts = [int(first[0][1])] if first else []
+        starts = [int(first[0][1])] if oldest and (first := sizes[-2]) else []
         if name in heads:
             starts.append(heads[name])
         out.append(QueueCounts(name, counts, totals, min(starts, default=None), read_at))
@@ -247,7 +256,7 @@ job_counts = driven(job_counts_flow)
 
 def stats_flow(keys: QueueKeys) -> Flow[dict[str, int]]:
     """The running counters of a queue and its jobs waiting now (see Client.stats)."""
-    (read,) = yield from job_counts_flow([keys.queue])
+    (read,) = yield from _counts_flow([keys.queue], oldest=False)
     out = {k: read.totals[k] for k in COUNTERS}
     out.update({k: read.counts[k] for k in (*WAITING, "dead")})
     return out
