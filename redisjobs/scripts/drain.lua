@@ -80,7 +80,9 @@ local function drain_index(status)
     local job = hmget_named(job_key(jid), DRAIN_FIELDS)
     if job.status == status then
       gone[#gone + 1] = jid
-      if job.limit_key then redis.call('ZREM', key_jobs_key(job.limit_key), jid) end
+      if status == 'pending' and job.limit_key then  -- it waits in its key's backlog
+        redis.call('ZREM', key_jobs_key(job.limit_key), jid)
+      end
       drop(jid, job)
     end
   end
