@@ -89,7 +89,11 @@ def pending_ids_flow(keys: QueueKeys, offset: int, limit: int) -> Flow[list[byte
     while streamed < wanted:
         (entries,) = yield [cmd("xrevrange", keys.ready, max=top, count=SCAN_PAGE)]
         candidates = [(eid, f[b"id"]) for eid, f in entries if b"id" in f]
-        replies = yield [cmd("hmget", keys.job(j.decode()), "status", "msg") for _, j in candidates]
+        # an entry anyone wrote may name no job, or bytes no job id is made of: read past
+        replies = yield [
+            cmd("hmget", keys.job(j.decode(errors="replace")), "status", "msg")
+            for _, j in candidates
+        ]
         hits = [
             (_entry_ms(eid), jid)
             for (eid, jid), (status, msg) in zip(candidates, replies, strict=True)

@@ -118,3 +118,15 @@ async def test_obliterate_counts_and_deletes_pending_jobs_of_the_stream(client: 
     await client.enqueue("call", {}, priority=1)
     assert await client.obliterate() == 701
     assert [k async for k in client.redis.scan_iter(match=client.keys().prefix + "*")] == []
+
+
+async def test_junk_entries_in_the_stream_stop_no_listing_count_or_drain(client: Client) -> None:
+    job = await client.enqueue("call", {})
+    for fields in ({"id": b"\xff\xfe"}, {"id": "no-such-job"}, {"x": "1"}):
+        await client.redis.xadd(client.keys().ready, fields)  # type: ignore[arg-type]
+    assert [j.id for j in (await client.list_jobs(JobStatus.PENDING)).jobs] == [job.id]
+    (counts,) = await client.job_counts([client.queue])
+    assert counts.counts["pending"] == 1
+    assert await client.drain() == 1
+    assert await client.redis.xlen(client.keys().ready) == 0
+    assert await audit(client.redis, client.queue) == []
