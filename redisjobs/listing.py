@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .job import Job, JobStatus
 from .keys import QueueKeys
-from .pending import pending_count, pending_ids_flow
+from .pending import count_read, counted, pending_ids_flow
 from .roundtrips import Flow, cmd, driven
 
 
@@ -23,13 +23,13 @@ def list_jobs_flow(
 ) -> Flow[JobPage]:
     """Jobs of one status (or of every status, in status order), newest first."""
     statuses = [JobStatus(status)] if status is not None else list(JobStatus)
-    stats, *sizes = yield [
-        cmd("hgetall", keys.stats),
-        *(cmd("zcard", keys.status(s)) for s in statuses),
+    # pending jobs have no index to count (see pending.py): their count is read instead
+    replies = yield [
+        count_read(keys) if s is JobStatus.PENDING else cmd("zcard", keys.status(s))
+        for s in statuses
     ]
     sizes = [
-        pending_count(stats) if s is JobStatus.PENDING else size
-        for s, size in zip(statuses, sizes, strict=True)
+        counted(r) if s is JobStatus.PENDING else r for s, r in zip(statuses, replies, strict=True)
     ]
     ids: list[bytes] = []
     offset = cursor

@@ -14,7 +14,7 @@ at enqueue and at start, and about 100 bytes while it waits. So (see ``move_stat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .keys import GROUP, QueueKeys
@@ -31,7 +31,17 @@ _GROUP = GROUP.encode()
 
 def pending_count(stats: Mapping[bytes, bytes | None]) -> int:
     """The queue's pending jobs, from its stats hash (HGETALL)."""
-    enqueued, started, adj = (_number(stats.get(f)) for f in COUNT_FIELDS)
+    return counted(stats.get(f) for f in COUNT_FIELDS)
+
+
+def count_read(keys: QueueKeys) -> Command:
+    """The read of the queue's pending count alone, whose reply :func:`counted` takes."""
+    return cmd("hmget", keys.stats, *COUNT_FIELDS)
+
+
+def counted(counters: Iterable[bytes | None]) -> int:
+    """The pending count from the values of :data:`COUNT_FIELDS`, in their order."""
+    enqueued, started, adj = (_number(v) for v in counters)
     return max(0, enqueued - started + adj)
 
 

@@ -30,7 +30,7 @@ from .handover import Courier
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .limits import TaskLimit
-from .pending import COUNT_FIELDS, pending_count
+from .pending import COUNT_FIELDS, counted
 from .runs import Runs
 from .schedule_loop import ScheduleLoop
 from .schedule_spec import ScheduleSpec
@@ -198,8 +198,7 @@ class Session:
             for stream in self.keys.streams:
                 pipe.xpending_range(stream, GROUP, "-", "+", 1, self.id)
             counters, due, paused, *mine = await pipe.execute()
-        pending = pending_count(dict(zip(COUNT_FIELDS, counters, strict=True)))
-        return not any(mine) and (paused or not (pending or due))
+        return not any(mine) and (paused or not (counted(counters) or due))
 
     # -- shutdown -------------------------------------------------------------------------------
 

@@ -153,3 +153,15 @@ async def test_log_cursor_replay_and_history(client: Client) -> None:
 async def test_ping_answers(client: Client) -> None:
     await client.ping()
     await asyncio.sleep(0)
+
+
+async def test_a_page_reads_the_pending_count_only_when_it_lists_pending_jobs(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.enqueue("call", {"fn": "add"})
+    with round_trips(client, monkeypatch) as trips:
+        assert (await client.list_jobs(JobStatus.COMPLETED)).jobs == []
+    assert trips == ["ZCARD"]  # no stats hash: completed jobs are counted by their index
+    with round_trips(client, monkeypatch) as trips:
+        assert len((await client.list_jobs(JobStatus.PENDING)).jobs) == 1
+    assert trips[0] == "HMGET"  # the count's three fields, not the whole hash
