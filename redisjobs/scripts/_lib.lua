@@ -101,17 +101,101 @@ end
 -- leased (started), counters bumped once a call anyway, so a plain job's way through
 -- `pending` costs no command of its own; every other move into or out of `pending` bumps
 -- pending_adj. `counted`: the move is one the caller counts in enqueued or started.
+-- Status index writes gathered over a call, nil while they go at once (see gather_indexes):
+-- index key -> {members in first-write order, member -> score (false: removed)}, and the
+-- index keys in first-write order.
+local gathered, gathered_keys = nil, nil
+
+-- From now on the calling script's status index writes (move_status) are gathered, the last
+-- write of a member winning, and flush_indexes sends them as one ZADD and one ZREM per index.
+-- start and complete move whole batches of jobs, and one ZADD of n members costs Redis a
+-- fraction of n ZADDs: most of a small command's cost is the glue of its redis.call. A
+-- script that gathers flushes before it reads an index (trim_expired, trim_kept do) and
+-- before it returns.
+local function gather_indexes()
+  gathered, gathered_keys = {}, {}
+end
+
+-- Write member `jid` of index `key` with `score`, or remove it (score false).
+local function index_write(key, score, jid)
+  if not gathered then
+    if score then redis.call('ZADD', key, score, jid) else redis.call('ZREM', key, jid) end
+    return
+  end
+  local per = gathered[key]
+  if not per then
+    per = {order = {}, score = {}}
+    gathered[key] = per
+    gathered_keys[#gathered_keys + 1] = key
+  end
+  if per.score[jid] == nil then per.order[#per.order + 1] = jid end
+  per.score[jid] = score
+end
+
+-- Lua's unpack takes a few thousand values at most: longer lists go in chunks of this many.
+local UNPACK_CHUNK = 1000
+
+-- Send command `head` (a list: its name and first arguments) with the values of list
+-- `values` after them, `step` values an item (2 for score, member), in as many commands as
+-- UNPACK_CHUNK values each take.
+local function call_chunked(head, values, step)
+  local per = UNPACK_CHUNK - UNPACK_CHUNK % step
+  for i = 1, #values, per do
+    local args = {unpack(head)}
+    for j = i, math.min(i + per - 1, #values) do args[#args + 1] = values[j] end
+    redis.call(unpack(args))
+  end
+end
+
+-- Send the gathered index writes; gathering goes on (an empty gathering).
+local function flush_indexes()
+  if not gathered then return end
+  for _, key in ipairs(gathered_keys) do
+    local per, adds, rems = gathered[key], {}, {}
+    for _, jid in ipairs(per.order) do
+      local score = per.score[jid]
+      if score then
+        adds[#adds + 1] = score
+        adds[#adds + 1] = jid
+      else
+        rems[#rems + 1] = jid
+      end
+    end
+    if #rems > 0 then call_chunked({'ZREM', key}, rems, 1) end
+    if #adds > 0 then call_chunked({'ZADD', key}, adds, 2) end
+  end
+  gather_indexes()
+end
+
+-- Run function `body` and then `flush` (which sends what a call gathered), even when `body`
+-- raises: a redis.call error (a hash someone else wrote garbage into) aborts a script but
+-- keeps its writes so far, and the jobs a batch had done before the one that raised must keep
+-- their gathered writes too, as when each wrote at once. The error then goes on to the caller.
+local function gathering(body, flush)
+  local ok, err = pcall(body)
+  flush()
+  if not ok then error(err, 0) end
+end
+
+-- Whether `msg` is an entry id that XACK takes (both parts under 2^64). The scripts only
+-- write such ids, but anyone can write a job's hash, and one bad id in a batched XACK would
+-- fail it for every job of the batch.
+local function plain_id(msg)
+  local ms, seq = string.match(msg, '^(%d+)%-(%d+)$')
+  return ms ~= nil and #ms <= 19 and #seq <= 19
+end
+
 local function move_status(jid, from, to, score, counted)
   local adj = 0
   if from == 'pending' then
     adj = -1
   elseif from then
-    redis.call('ZREM', status_key(from), jid)
+    index_write(status_key(from), false, jid)
   end
   if to == 'pending' then
     adj = adj + 1
   else
-    redis.call('ZADD', status_key(to), score, jid)
+    index_write(status_key(to), score, jid)
   end
   if adj ~= 0 and not counted then redis.call('HINCRBY', K_STATS, 'pending_adj', adj) end
 end
@@ -147,6 +231,20 @@ end
 -- outcome script, and trimming drops whole stream nodes at once.
 local function ack(msg)
   if msg then redis.call('XACK', stream_of(msg), GROUP, msg) end
+end
+
+-- Acknowledge the finished deliveries of list `msgs` (entry ids; a job without an entry
+-- leaves none): one XACK per stream for a whole batch.
+local function ack_all(msgs)
+  local by_stream = {}
+  for _, msg in ipairs(msgs) do
+    local stream = stream_of(msg)
+    by_stream[stream] = by_stream[stream] or {}
+    table.insert(by_stream[stream], msg)
+  end
+  for _, stream in ipairs({K_READY, K_CARRY}) do
+    if by_stream[stream] then call_chunked({'XACK', stream, GROUP}, by_stream[stream], 1) end
+  end
 end
 
 -- Drop an entry that must never be delivered (again): acknowledged and deleted now.
@@ -331,6 +429,7 @@ local TRIM_BATCH = 1000
 -- Expired entries are the lowest-scored ones: count them (one O(log n) lookup, all it costs
 -- when none expired) and remove the first of them by rank.
 local function trim_expired(key, now)
+  flush_indexes()
   local n = redis.call('ZCOUNT', key, '-inf', now)
   if n > 0 then redis.call('ZREMRANGEBYRANK', key, 0, math.min(n, TRIM_BATCH) - 1) end
 end
@@ -389,6 +488,7 @@ local KEEP_PER_JOB = 2
 -- entries (final jobs hold no lock; an idempotency marker outlives them on purpose). Entries
 -- already expired are left to trim_final: their id may name a new job by now.
 local function trim_kept(status, count, budget, now)
+  flush_indexes()
   local key = status_key(status)
   local live = '(' .. now
   local over = redis.call('ZCOUNT', key, live, '+inf') - count

@@ -22,7 +22,10 @@ local out = {}
 local done = 0
 local keep = nil  -- the smallest completed_keep of this call's jobs, if any set one
 local keepers = 0
-for i = 2, #ARGV, 4 do
+local acked = {}  -- the entries of the jobs recorded, acknowledged together (ack_all)
+
+-- Record the result of the job of ARGV[i..i+3] (see the header).
+local function record(i)
   local jid, lease, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   -- only a run of the job writes its log: a first delivery that wrote none left no log
   local has_log = ARGV[i + 3] ~= '0' or lease ~= '1'
@@ -34,26 +37,35 @@ for i = 2, #ARGV, 4 do
       'idempotency_ttl', 'limit_key', 'depends_on', 'dependents'))
   if held ~= lease then
     out[#out + 1] = 0
+    return
   elseif status ~= 'running' then
     if status == 'completed' then out[#out + 1] = 2 else out[#out + 1] = 0 end
+    return
+  end
+  if msg and plain_id(msg) then acked[#acked + 1] = msg else ack(msg) end  -- (raises on junk)
+  key_left(lkey, jid)
+  if own_keep then
+    keep, keepers = math.min(keep or math.huge, count_of(own_keep, 1)), keepers + 1
+  end
+  done = done + 1
+  if complete_job(jkey, jid, 'running', now, outcome_ttl(own_ttl, result_ttl), cancel, has_log,
+      result, count_of(attempt, 0), ukey, idem, depends_on, dependents) > 0 then
+    out[#out + 1] = 3
   else
-    ack(msg)
-    key_left(lkey, jid)
-    if own_keep then
-      keep, keepers = math.min(keep or math.huge, count_of(own_keep, 1)), keepers + 1
-    end
-    done = done + 1
-    if complete_job(jkey, jid, 'running', now, outcome_ttl(own_ttl, result_ttl), cancel, has_log,
-        result, count_of(attempt, 0), ukey, idem, depends_on, dependents) > 0 then
-      out[#out + 1] = 3
-    else
-      out[#out + 1] = 1
-    end
+    out[#out + 1] = 1
   end
 end
-if done > 0 then
-  redis.call('HINCRBY', K_STATS, 'completed', done)
-  trim_final('completed', now)
-end
+
+-- The batch's entries go in one XACK, its moves from running to completed in one ZREM and
+-- one ZADD (gather_indexes), also when a job of it raises (gathering).
+gather_indexes()
+gathering(function()
+  for i = 2, #ARGV, 4 do record(i) end
+end, function()
+  ack_all(acked)
+  if done > 0 then redis.call('HINCRBY', K_STATS, 'completed', done) end
+  flush_indexes()
+end)
+if done > 0 then trim_final('completed', now) end
 if keep then trim_kept('completed', keep, KEEP_PER_JOB * keepers, now) end
 return out

@@ -344,12 +344,19 @@ local function slow_path(entries)
   end
 end
 
-local entries = {}
-for i = 3, #ARGV, 2 do entries[#entries + 1] = {ARGV[i], ARGV[i + 1]} end
-if redis.call('EXISTS', K_PRIO, K_PAUSED, K_LIMITS, K_KEYS, K_HOLD) > 0 then
-  slow_path(entries)
-else
-  lease_plainly(entries)
-end
-if started > 0 then redis.call('HINCRBY', K_STATS, 'started', started) end
+-- The batch's moves to running go in one ZADD (gather_indexes), and its leases are counted,
+-- also when a job of it raises (gathering).
+gather_indexes()
+gathering(function()
+  local entries = {}
+  for i = 3, #ARGV, 2 do entries[#entries + 1] = {ARGV[i], ARGV[i + 1]} end
+  if redis.call('EXISTS', K_PRIO, K_PAUSED, K_LIMITS, K_KEYS, K_HOLD) > 0 then
+    slow_path(entries)
+  else
+    lease_plainly(entries)
+  end
+end, function()
+  flush_indexes()
+  if started > 0 then redis.call('HINCRBY', K_STATS, 'started', started) end
+end)
 return out
