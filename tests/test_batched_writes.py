@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from redis.exceptions import ResponseError
 
@@ -89,3 +90,28 @@ async def test_a_job_that_raises_in_start_leaves_the_ones_before_it_leased(
     # the victim's own writes before the GET stay too, as any script's do when it raises
     assert await _members(client, keys.status("running")) == {j.id for j in jobs[:4]}
     assert (await client.stats())["started"] == 3
+
+
+async def test_the_events_of_a_batch_are_each_encoded_whole(
+    client: Client, scripts: Scripts, keys: QueueKeys
+) -> None:
+    """`emit` builds what a call's events share once: each event still holds its own fields,
+    in the documented order, whatever the length of its job id (msgpack's two string forms)."""
+    ids = ["s", "b" * 31, "c" * 32, "d" * 200]
+    for job_id in ids:
+        await client.enqueue("call", {"n": 1}, job_id=job_id)
+    ds = await scripts.start(keys, "worker-1", await read(client, "worker-1"))
+    await scripts.complete(keys, "worker-1", [(d.job_id, d.lease, packb([d.job_id])) for d in ds])
+    entries: Any = await client.redis.xrange(keys.log)
+    events = [msgpack.unpackb(fields[b"e"]) for _, fields in entries]
+    head = ["type", "queue", "job_id", "attempt", "ts"]
+    extra = {"enqueued": ["kind"], "started": ["worker"], "completed": ["result"]}
+    assert [(e["type"], e["job_id"]) for e in events] == [
+        (kind, job_id) for kind in ("enqueued", "started", "completed") for job_id in ids
+    ]
+    for e in events:
+        assert list(e) == head + extra[e["type"]] and e["queue"] == client.queue
+    started = [e for e in events if e["type"] == "started"]
+    assert {e["worker"] for e in started} == {"worker-1"} and {e["attempt"] for e in started} == {1}
+    assert len({e["ts"] for e in started}) == 1  # one call, one instant
+    assert [e["result"] for e in events if e["type"] == "completed"] == [[i] for i in ids]
