@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -29,6 +30,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that refuses every connection while the block runs.
+
+    Bound but never listening: no server can take it meanwhile, and no client's connection
+    can land on it either. (A connect to a port that is merely free, as :func:`free_port`'s
+    is, can pick that same port as its own source port in the ephemeral range, connect to
+    itself, and read back what it sent as if a server had answered.)
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def unique_queue(prefix: str = "t") -> str:

@@ -23,7 +23,7 @@ import redis
 
 import redisjobs
 from redisjobs.keys import JOB_ID_RULE, QueueKeys
-from redisjobs.testing import RedisServer, free_port, log_followers, unique_queue
+from redisjobs.testing import RedisServer, closed_port, log_followers, unique_queue
 from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -549,8 +549,9 @@ def test_a_hostile_job_id_is_one_line_and_exit_status_2(
     ],
 )
 def test_an_unreachable_redis_is_one_line_and_exit_status_1(args: tuple[str, ...]) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    done = cli(*args, "--redis", url)
+    with closed_port() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        done = cli(*args, "--redis", url)
     assert done.returncode == 1
     assert one_line_error(done).startswith(f"redisjobs: cannot reach Redis at {url}: ")
 

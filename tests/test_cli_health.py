@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from redisjobs.testing import RedisServer, free_port, unique_queue
+from redisjobs.testing import RedisServer, closed_port, free_port, unique_queue
 
 from .test_cli import ENV, ROOT, cli, command, one_line_error, until
 
@@ -106,8 +106,8 @@ def test_health_command_exit_codes(
     report = json.loads(cli("health", "--redis", redis_url, "-q", q, "--json").stdout)
     assert report == {"status": "ok", "queue": q, "workers": 1}
 
-    gone = f"redis://127.0.0.1:{free_port()}/0"
-    done = cli("health", "--redis", gone)
+    with closed_port() as port:
+        done = cli("health", "--redis", f"redis://127.0.0.1:{port}/0")
     assert done.returncode == 1
     assert "Redis unreachable" in one_line_error(done)
 

@@ -20,7 +20,7 @@ import pytest
 from redisjobs import Client, Worker
 from redisjobs.cli.logs import new_lines
 from redisjobs.cli.parser import build
-from redisjobs.testing import RedisServer, free_port
+from redisjobs.testing import RedisServer, closed_port
 from tests import jobs, test_cli
 from tests.test_cli import (
     ENV,
@@ -364,8 +364,9 @@ def test_every_verbs_json_parses(
 def test_the_new_verbs_on_an_unreachable_redis_are_one_line_and_status_1(
     args: tuple[str, ...],
 ) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    done = cli(*args, "--redis", url)
+    with closed_port() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        done = cli(*args, "--redis", url)
     assert done.returncode == 1
     assert one_line_error(done).startswith(f"redisjobs: cannot reach Redis at {url}: ")
 

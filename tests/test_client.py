@@ -24,7 +24,7 @@ from redisjobs import (
     WaitTimeout,
     connection,
 )
-from redisjobs.testing import RedisServer, free_port, unique_queue
+from redisjobs.testing import RedisServer, closed_port, unique_queue
 from tests import jobs
 from tests.conftest import WorkerFactory
 
@@ -133,10 +133,9 @@ async def test_a_bad_priority_is_refused_with_nothing_written(client: Client) ->
 
 
 async def test_missing_redis_fails_fast_naming_url() -> None:
-    port = free_port()
-    client = Client(f"redis://app:s3cret@127.0.0.1:{port}/0")
-    t0 = time.monotonic()
-    with pytest.raises(ConnectionFailed) as info:
+    with closed_port() as port, pytest.raises(ConnectionFailed) as info:
+        client = Client(f"redis://app:s3cret@127.0.0.1:{port}/0")
+        t0 = time.monotonic()
         await client.enqueue("call", {})
     assert time.monotonic() - t0 <= 2.0
     assert f"127.0.0.1:{port}" in str(info.value)

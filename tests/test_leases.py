@@ -18,7 +18,7 @@ from redisjobs.keys import GROUP, QueueKeys
 from redisjobs.leases import Leases
 from redisjobs.scripts import Delivery, Scripts
 from redisjobs.slots import Slots
-from redisjobs.testing import free_port
+from redisjobs.testing import closed_port
 
 pytestmark = pytest.mark.redis_only
 
@@ -154,15 +154,16 @@ async def test_a_worker_that_cannot_reach_redis_fences_itself(
     client: Client, redis: Redis, leases: LeasesFactory
 ) -> None:
     holder = Holder()
-    nowhere = Backend(f"redis://127.0.0.1:{free_port()}").client(retries=0)
-    cut_off = leases(holder, "cut-off", lease_ttl=2.0, beat_redis=nowhere)
-    delivery = await lease_one(client, redis, holder, "cut-off")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    async with beating(cut_off):
-        await until(lambda: bool(holder.stopped), 5)
-        fenced = loop.time() - started
-    await nowhere.aclose()
+    with closed_port() as port:
+        nowhere = Backend(f"redis://127.0.0.1:{port}").client(retries=0)
+        cut_off = leases(holder, "cut-off", lease_ttl=2.0, beat_redis=nowhere)
+        delivery = await lease_one(client, redis, holder, "cut-off")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with beating(cut_off):
+            await until(lambda: bool(holder.stopped), 5)
+            fenced = loop.time() - started
+        await nowhere.aclose()
     assert holder.stopped == [(delivery.job_id, "lost")]
     assert 1.8 <= fenced < 2.0  # before the lease can expire on Redis, not after
     assert cut_off.last_contact is None

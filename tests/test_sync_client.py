@@ -36,7 +36,7 @@ from redisjobs.connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT
 from redisjobs.eventlog import BLOCK_MS, NAME
 from redisjobs.sync import Client
 from redisjobs.sync.listener import DOWN_LIMIT
-from redisjobs.testing import RedisServer, free_port
+from redisjobs.testing import RedisServer, closed_port
 from tests import jobs
 
 pytestmark = pytest.mark.timeout(120)
@@ -238,8 +238,7 @@ def test_a_forked_child_waits_on_its_own_connections(url: str, queue: str) -> No
 
 
 def test_connection_failed_names_the_masked_url() -> None:
-    url = f"redis://user:secret@127.0.0.1:{free_port()}/0"
-    with Client(url) as client:
+    with closed_port() as port, Client(f"redis://user:secret@127.0.0.1:{port}/0") as client:
         started = time.monotonic()
         calls: list[Callable[[], object]] = [
             client.ping,

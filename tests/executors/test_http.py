@@ -26,7 +26,7 @@ from redisjobs import (
     RateLimited,
 )
 from redisjobs.executors import HTTPExecutor
-from redisjobs.testing import free_port
+from redisjobs.testing import closed_port
 from tests.conftest import WorkerFactory
 
 
@@ -210,8 +210,8 @@ async def test_timeout(server: str, ctx: ExecContext, http: Any) -> None:
 
 
 async def test_connection_refused(ctx: ExecContext, http: Any) -> None:
-    with pytest.raises(ExecutorError, match="ConnectError") as err:
-        await call(http, ctx, url=f"http://127.0.0.1:{free_port()}/x")
+    with closed_port() as port, pytest.raises(ExecutorError, match="ConnectError") as err:
+        await call(http, ctx, url=f"http://127.0.0.1:{port}/x")
     assert err.value.retryable
 
 

@@ -23,7 +23,7 @@ import pytest
 from redisjobs import Client, ExecContext, JobCancelled, JobFailed, JobStatus
 from redisjobs.errors import ExecutorError, JobTimeout, PayloadError
 from redisjobs.executors import SSHExecutor
-from redisjobs.testing import free_port
+from redisjobs.testing import closed_port, free_port
 from tests.conftest import WorkerFactory, log_events
 from tests.executors.conftest import Host, alive
 
@@ -320,9 +320,8 @@ async def test_idle_connections_are_closed(
 async def test_unreachable_port_is_a_retryable_error(
     make_executor: Callable[..., SSHExecutor],
 ) -> None:
-    payload = {"host": "127.0.0.1", "port": free_port(), "argv": ["true"]}
-    with pytest.raises(ExecutorError, match="cannot connect") as ei:
-        await run(make_executor(), payload)
+    with closed_port() as port, pytest.raises(ExecutorError, match="cannot connect") as ei:
+        await run(make_executor(), {"host": "127.0.0.1", "port": port, "argv": ["true"]})
     assert ei.value.retryable
 
 

@@ -30,7 +30,7 @@ import pytest
 from redisjobs import Client, ConnectionFailed
 from redisjobs.connection import COMMAND_TIMEOUT
 from redisjobs.subscriber import KEEPALIVE
-from redisjobs.testing import free_port
+from redisjobs.testing import closed_port
 from redisjobs.worker import STOP_MARGIN
 from tests.faults.conftest import MakeRedis
 from tests.faults.harness import ROOT, FaultRedis, Spawner, WorkerProcess, until
@@ -55,10 +55,11 @@ Unanswered = Callable[[str], str]
 def unanswered(make_redis: MakeRedis) -> Iterator[Unanswered]:
     """``unanswered(kind) -> url``: a Redis URL that cannot serve (see the module)."""
     proxies: list[FaultProxy] = []
+    closed = contextlib.ExitStack()
 
     def make(kind: str) -> str:
         if kind == "closed":
-            return f"redis://127.0.0.1:{free_port()}/0"
+            return f"redis://127.0.0.1:{closed.enter_context(closed_port())}/0"
         server = make_redis("plain")
         if kind == "frozen":
             server.pause()  # make_redis resumes it before stopping it
@@ -69,7 +70,8 @@ def unanswered(make_redis: MakeRedis) -> Iterator[Unanswered]:
         proxy.blackhole()
         return proxy.url
 
-    yield make
+    with closed:
+        yield make
     for proxy in proxies:
         proxy.stop()
 
