@@ -114,13 +114,6 @@ local function emit(jid, etype, attempt, now, extra)
   redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
 end
 
--- Pending jobs are counted, not indexed one by one. A pending job with a `ready` entry (the
--- plain case) is found through the stream; only those without one (in `prio` or a key's
--- backlog) have an entry in status:pending (see index_unrouted). Their number is
--- stats.enqueued - stats.started + stats.pending_adj: every job is created (enqueued) and
--- leased (started), counters bumped once a call anyway, so a plain job's way through
--- `pending` costs no command of its own; every other move into or out of `pending` bumps
--- pending_adj. `counted`: the move is one the caller counts in enqueued or started.
 -- Status index writes gathered over a call, nil while they go at once (see gather_indexes):
 -- index key -> {members in first-write order, member -> score (false: removed)}, and the
 -- index keys in first-write order.
@@ -205,6 +198,13 @@ local function plain_id(msg)
   return ms ~= nil and #ms <= 19 and #seq <= 19
 end
 
+-- Pending jobs are counted, not indexed one by one. A pending job with a `ready` entry (the
+-- plain case) is found through the stream; only those without one (in `prio` or a key's
+-- backlog) have an entry in status:pending (see index_unrouted). Their number is
+-- stats.enqueued - stats.started + stats.pending_adj: every job is created (enqueued) and
+-- leased (started), counters bumped once a call anyway, so a plain job's way through
+-- `pending` costs no command of its own; every other move into or out of `pending` bumps
+-- pending_adj. `counted`: the move is one the caller counts in enqueued or started.
 local function move_status(jid, from, to, score, counted)
   local adj = 0
   if from == 'pending' then
