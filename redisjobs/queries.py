@@ -39,6 +39,8 @@ COUNTERS = (
 limit, max_running or hold held back, not jobs)."""
 WAITING = ("waiting", "pending", "scheduled", "running")
 STATUSES = tuple(s.value for s in JobStatus)
+INDEXED = tuple(s for s in STATUSES if s != JobStatus.PENDING.value)
+"""The statuses counted by their index: pending jobs have none to count (see pending.py)."""
 RATED = ("enqueued", "completed", "failed")
 """The event types :func:`event_rates` counts unless told others."""
 RATE_WINDOW_MS = 60_000
@@ -225,26 +227,26 @@ def _counts_flow(names: Sequence[str], *, oldest: bool) -> Flow[list[QueueCounts
     batch = [cmd("time")]  # ages are measured on Redis's clock, which wrote the status scores
     for name in names:
         keys = QueueKeys(name)
-        batch.append(cmd("hgetall", keys.stats))
-        batch += [cmd("zcard", keys.status(status)) for status in STATUSES]
+        batch.append(cmd("hgetall", keys.stats))  # the counters, and the pending count's
+        batch += [cmd("zcard", keys.status(status)) for status in INDEXED]
         batch.append(cmd("zcard", keys.dead))
         if oldest:
             batch.append(cmd("zrange", keys.status(JobStatus.PENDING), 0, 0, withscores=True))
             batch.append(groups_read(keys))
     now, *replies = yield batch
     read_at = _seconds(now)
-    per_queue = len(STATUSES) + (4 if oldest else 2)
+    per_queue = (len(batch) - 1) // max(len(names), 1)  # each queue's commands, in order
+    rows = [replies[n * per_queue : (n + 1) * per_queue] for n in range(len(names))]
     heads: dict[str, int] = {}
     if oldest:
-        heads = yield from oldest_ready_flow(names, replies[per_queue - 1 :: per_queue])
+        heads = yield from oldest_ready_flow(names, [row[-1] for row in rows])
     out = []
-    for n, name in enumerate(names):
-        raw, *sizes = replies[n * per_queue : (n + 1) * per_queue]
+    for name, (raw, *rest) in zip(names, rows, strict=True):
         totals = dict.fromkeys(COUNTERS, 0)
         totals.update({k.decode(): int(v) for k, v in raw.items() if v.isdigit()})
-        counts = dict(zip((*STATUSES, "dead"), map(int, sizes[: len(STATUSES) + 1]), strict=True))
-        counts["pending"] = pending_count(raw)
-        starts = [int(first[0][1])] if oldest and (first := sizes[-2]) else []
+        sized = dict(zip((*INDEXED, "dead"), map(int, rest[: len(INDEXED) + 1]), strict=True))
+        counts = {s: sized[s] if s in sized else pending_count(raw) for s in (*STATUSES, "dead")}
+        starts = [int(first[0][1])] if oldest and (first := rest[-2]) else []
         if name in heads:
             starts.append(heads[name])
         out.append(QueueCounts(name, counts, totals, min(starts, default=None), read_at))

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio.client import Pipeline
 
 from redisjobs import Client, InvalidJobId, JobStatus
+from redisjobs.queries import STATUSES as STATUS_ORDER
 from redisjobs.testing import unique_queue
 
 
@@ -165,3 +166,28 @@ async def test_a_page_reads_the_pending_count_only_when_it_lists_pending_jobs(
     with round_trips(client, monkeypatch) as trips:
         assert len((await client.list_jobs(JobStatus.PENDING)).jobs) == 1
     assert trips[0] == "HMGET"  # the count's three fields, not the whole hash
+
+
+async def test_counts_send_no_read_of_the_pending_index_they_do_not_use(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pending jobs are counted from the stats hash: a ZCARD of status:pending would be a
+    command per queue per poll whose reply nobody reads."""
+    await client.enqueue("call", {"fn": "add"})
+    await client.enqueue("call", {"fn": "add"}, priority=1)  # in prio: indexed, still counted
+    sent: list[tuple[str, ...]] = []
+    batch = Pipeline.execute
+
+    async def pipeline(self: Pipeline, raise_on_error: bool = True) -> list[Any]:
+        sent.extend(tuple(str(a) for a in c[0][:2]) for c in self.command_stack)
+        return await batch(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", pipeline)
+    pending_index = client.keys().status("pending")
+    assert (await client.stats())["pending"] == 2
+    assert not [c for c in sent if c[1:] == (pending_index,)]
+    sent.clear()
+    (counts,) = await client.job_counts([client.queue])
+    assert counts.counts["pending"] == 2 and list(counts.counts) == [*STATUS_ORDER, "dead"]
+    assert ("ZCARD", pending_index) not in sent
+    assert ("ZRANGE", pending_index) in sent  # the oldest of the indexed ones, as before
