@@ -12,7 +12,7 @@ running, then run by one worker (in this process, concurrency 100) until all com
 
 Each phase's commands are ``INFO commandstats`` deltas (a script's inner commands counted, as
 Redis counts them; the worker's start and idle loops included, the completion polls not), and
-a ``MONITOR`` connection names the script of every ``EVALSHA`` and counts its inner commands.
+a ``MONITOR`` connection names the script of every ``FCALL`` and counts its inner commands.
 
 Latency: `--chains` chains of 4 run one after another by one worker, on one queue and across
 two; a hand-over is step i's ``completed`` event to step i+1's ``started`` (events' ``ts``,
@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import statistics
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +42,8 @@ from redisjobs import Client, ExecContext, Worker, chain, chord, group, step
 from redisjobs.composition import Chain
 from redisjobs.deps import MAX_PARENTS
 from redisjobs.keys import QueueKeys
-from redisjobs.scripts import NAMES, source
+from redisjobs.scripts import NAMES
+from redisjobs.scripts.library import library
 from redisjobs.testing import RedisServer, unique_queue
 
 CONCURRENCY = 100
@@ -62,6 +62,7 @@ async def fan_in(ctx: ExecContext) -> int:
 
 
 NOOP = ("call", {"fn": "noop"})
+LIBRARY = library(NAMES)
 
 
 def four(queues: list[str]) -> Chain:
@@ -103,15 +104,15 @@ CASES: list[tuple[str, Enqueue, int]] = [
 
 
 def script_names() -> dict[str, str]:
-    """The SHA1 of each script as loaded (its full text) -> its name."""
-    return {hashlib.sha1(source(n).encode()).hexdigest(): n for n in NAMES}
+    """The function of each transition -> the transition's name."""
+    return {LIBRARY.function(n): n for n in NAMES}
 
 
 @dataclass
 class Monitor:
     """A ``MONITOR`` connection in a thread: per phase, the calls of each script and the
     commands they ran. A phase starts with the command ``ECHO <phase>`` (Redis logs commands
-    in the order it runs them, and a script's inner commands right after its ``EVALSHA``)."""
+    in the order it runs them, and a function's inner commands right after its ``FCALL``)."""
 
     url: str
     calls: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -140,8 +141,8 @@ class Monitor:
                 words = entry["command"].split(" ", 2)
                 if entry["client_type"] == "lua":
                     self.inner[phase][script] += 1
-                elif words[0] in ("EVALSHA", "EVAL"):
-                    script = names.get(words[1], "other") if words[0] == "EVALSHA" else "eval"
+                elif words[0] == "FCALL":
+                    script = names.get(words[1], "other")
                     self.calls[phase][script] += 1
                 elif words[0] == "ECHO":
                     phase = words[1].strip('"')
@@ -304,7 +305,7 @@ def command_table(cases: list[Case], mon: Monitor) -> Iterator[str]:
         yield (
             f"| {case.name} | {_per_job(case.enqueue.commands, case.jobs):.2f} "
             f"| {_per_job(case.run.commands, case.jobs):.2f} | {_per_job(total, case.jobs):.2f} "
-            f"| {(total['evalsha'] + total['eval']) / case.jobs:.2f} | {_scripts(mon, case)} |"
+            f"| {total['fcall'] / case.jobs:.2f} | {_scripts(mon, case)} |"
         )
     yield ""
     yield "Commands per job by name, both phases (those of 0.01 a job and more):"
@@ -333,9 +334,9 @@ def latency_table(rows: list[tuple[str, list[int]]]) -> Iterator[str]:
 
 async def run_all(url: str, jobs: int, chains_n: int) -> list[str]:
     """Every case, then the latencies; the report's lines."""
-    with sync_redis.Redis.from_url(url) as r:  # no first call of a script falls back to EVAL
-        for name in NAMES:
-            r.script_load(source(name))
+    # loaded now, so that no first call loads it (a ResponseError: it was loaded already)
+    with sync_redis.Redis.from_url(url) as r, suppress(sync_redis.ResponseError):
+        r.function_load(LIBRARY.text)
     with Monitor(url) as mon:
         cases = [await measure(url, name, fn, nq, jobs) for name, fn, nq in CASES]
     rows = [

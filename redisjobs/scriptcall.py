@@ -1,25 +1,25 @@
-"""One Lua script call on a real Redis in one round trip, past redis-py's per-command machinery.
+"""One Lua function call (FCALL) in one round trip, past redis-py's per-command machinery.
 
-A script call through redis-py (``Script.__call__`` → ``execute_command``) costs about as much
-Python time as the round trip itself: its observability hooks (timings, pool-state counters,
-the pool's name computed several times a command), a retry wrapper and response-callback lookup
-around every command. An enqueue is one short script, so that overhead was most of an
-enqueue's cost. Here a call takes a connection of the client's own pool, sends the packed
-EVALSHA and reads the reply with the connection's own methods, which keep every guarantee that
-matters:
+A call through redis-py (``execute_command``) costs about as much Python time as the round trip
+itself: its observability hooks (timings, pool-state counters, the pool's name computed several
+times a command), a retry wrapper and response-callback lookup around every command. An
+enqueue is one short call, so that overhead was most of an enqueue's cost. Here a call takes a
+connection of the client's own pool, sends the packed FCALL and reads the reply with the
+connection's own methods, which keep every guarantee that matters:
 
 * bounded: the connection's send and read apply its ``socket_timeout`` (COMMAND_TIMEOUT), and
   a reply that never comes raises redis-py's TimeoutError, which is never retried;
 * a lost connection is retried as the client's own Retry says, as redis-py's call was (once
   for a producer, whose calls are idempotent: ids made before the write, a token per cancel;
   never for a worker), with its backoff, after a disconnect, so the retry reconnects;
-* NOSCRIPT (a restarted or flushed Redis) re-sends the call as EVAL, which runs the script and
-  caches it again: one round trip fewer than redis-py's reload (SCRIPT LOAD, then EVALSHA);
+* a function Redis does not have (a restarted or flushed Redis, a new release's library) is
+  loaded (FUNCTION LOAD of its library, sent with the call again in one round trip);
 * an error reply (OOM, a script error) raises redis-py's own ResponseError subclass and leaves
   the connection in step; a cancelled or failed read disconnects it first (redis-py's read
   does), and it goes back to the pool, so no stale reply is ever read by the next user.
 
-The embedded backend (fakeredis) keeps redis-py's Script objects: it has no connection pool.
+The embedded backend (fakeredis) has no connection pool: :func:`call_embedded` calls through
+its redis-py client, and loads the library the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .connection import MAX_CONNECTIONS
@@ -40,14 +40,61 @@ Arg = str | bytes | int | float
 """A script argument."""
 
 
-class ScriptText:
-    """A script's text and SHA1 (as redis-py's Script objects hold them), for a fast call."""
+class Function:
+    """A function to call by name, and the text of the library that defines it (loaded when
+    Redis does not have it)."""
 
-    __slots__ = ("sha", "text")
+    __slots__ = ("library", "name")
 
-    def __init__(self, script: Any) -> None:
-        self.sha: str = script.sha
-        self.text: str = script.script
+    def __init__(self, name: str, library: str) -> None:
+        self.name = name
+        self.library = library
+
+
+def _missing(error: ResponseError) -> bool:
+    """Whether `error` is Redis's answer to a call of a function it does not have."""
+    return str(error).startswith("Function not found")
+
+
+def _present(error: ResponseError) -> bool:
+    """Whether FUNCTION LOAD's `error` says the library is there (another client loaded it)."""
+    return "already exists" in str(error)
+
+
+async def call_embedded(client: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """Call `fn` through an asyncio `client`'s own command methods (the embedded backend),
+    loading its library first when the server does not have it."""
+    try:
+        return await client.fcall(fn.name, len(keys), *keys, *args)
+    except ResponseError as exc:
+        if not _missing(exc):
+            raise
+    await load(client, fn.library)
+    return await client.fcall(fn.name, len(keys), *keys, *args)
+
+
+def call_embedded_sync(client: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """:func:`call_embedded` through a sync client."""
+    try:
+        return client.fcall(fn.name, len(keys), *keys, *args)
+    except ResponseError as exc:
+        if not _missing(exc):
+            raise
+    try:
+        client.function_load(fn.library)
+    except ResponseError as exc:
+        if not _present(exc):
+            raise
+    return client.fcall(fn.name, len(keys), *keys, *args)
+
+
+async def load(client: Any, library: str) -> None:
+    """FUNCTION LOAD `library` through an asyncio `client`, unless the server has it already."""
+    try:
+        await client.function_load(library)
+    except ResponseError as exc:
+        if not _present(exc):
+            raise
 
 
 IDLE_CAP = MAX_CONNECTIONS // 2
@@ -69,8 +116,8 @@ class AsyncCaller:
         self._pool = client.connection_pool
         self._idle: list[AbstractConnection] = []
 
-    async def __call__(self, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Run `script`; its raw reply.
+    async def __call__(self, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Call `fn`; its raw reply.
 
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
@@ -81,7 +128,7 @@ class AsyncCaller:
             if kept is not None:
                 await self._pool.ensure_connection(conn)
             reply = await conn.retry.call_with_retry(
-                lambda: _once_async(conn, script, keys, args),
+                lambda: _once_async(conn, fn, keys, args),
                 lambda _error: conn.disconnect(),  # the retry's send reconnects
             )
         except BaseException:  # a failed or cancelled read has disconnected it already
@@ -95,15 +142,24 @@ class AsyncCaller:
 
 
 async def _once_async(
-    conn: AbstractConnection, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]
+    conn: AbstractConnection, fn: Function, keys: Sequence[str], args: Sequence[Arg]
 ) -> Any:
-    await conn.send_packed_command(_packed(conn, "EVALSHA", script.sha, keys, args), False)
+    await conn.send_packed_command(_packed(conn, fn, keys, args), False)
     try:
         return await conn.read_response()
-    except NoScriptError:
-        pass  # the connection is in step: an error reply was read
-    await conn.send_packed_command(_packed(conn, "EVAL", script.text, keys, args), False)
-    return await conn.read_response()
+    except ResponseError as exc:  # the connection is in step: an error reply was read
+        if not _missing(exc):
+            raise
+    await conn.send_packed_command(_reloaded(conn, fn, keys, args), False)
+    loaded = await _read_async(conn)
+    return _answer(await _read_async(conn), loaded)
+
+
+async def _read_async(conn: AbstractConnection) -> Any:
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 class SyncCaller:
@@ -114,8 +170,8 @@ class SyncCaller:
         self._pool = client.connection_pool
         self._idle: list[Any] = []
 
-    def __call__(self, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Run `script`; its raw reply (RedisError: what redis-py's own call would raise)."""
+    def __call__(self, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Call `fn`; its raw reply (RedisError: what redis-py's own call would raise)."""
         try:
             kept = self._idle.pop()  # pop, not a check first: another thread may take the last
         except IndexError:
@@ -125,7 +181,7 @@ class SyncCaller:
             if kept is not None:
                 _ensure_connection(conn)
             reply = conn.retry.call_with_retry(
-                lambda: _once_sync(conn, script, keys, args), lambda _error: conn.disconnect()
+                lambda: _once_sync(conn, fn, keys, args), lambda _error: conn.disconnect()
             )
         except BaseException:
             self._pool.release(conn)
@@ -137,18 +193,46 @@ class SyncCaller:
         return reply
 
 
-def _once_sync(conn: Any, script: ScriptText, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    conn.send_packed_command(_packed(conn, "EVALSHA", script.sha, keys, args), False)
+def _once_sync(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    conn.send_packed_command(_packed(conn, fn, keys, args), False)
     try:
         return conn.read_response()
-    except NoScriptError:
-        pass
-    conn.send_packed_command(_packed(conn, "EVAL", script.text, keys, args), False)
-    return conn.read_response()
+    except ResponseError as exc:
+        if not _missing(exc):
+            raise
+    conn.send_packed_command(_reloaded(conn, fn, keys, args), False)
+    loaded = _read_sync(conn)
+    return _answer(_read_sync(conn), loaded)
 
 
-def _packed(conn: Any, command: str, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    return conn.pack_command(command, script, len(keys), *keys, *args)
+def _read_sync(conn: Any) -> Any:
+    try:
+        return conn.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+def _answer(reply: Any, loaded: Any) -> Any:
+    """The reply of a call sent after its library's FUNCTION LOAD (`loaded`, that load's reply
+    or error): when the call failed, the load's own error if it failed (the call then failed
+    for want of the function), else the call's."""
+    if isinstance(reply, ResponseError):
+        if isinstance(loaded, ResponseError) and not _present(loaded):
+            raise loaded
+        raise reply
+    return reply
+
+
+def _packed(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    return conn.pack_command("FCALL", fn.name, len(keys), *keys, *args)
+
+
+def _reloaded(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """FUNCTION LOAD of `fn`'s library, then the call: one round trip (the library's functions
+    are there for the call as soon as the load's reply is written)."""
+    return conn.pack_commands(
+        [("FUNCTION", "LOAD", fn.library), ("FCALL", fn.name, len(keys), *keys, *args)]
+    )
 
 
 def _ensure_connection(conn: Any) -> None:

@@ -152,7 +152,7 @@ class Session:
             try:
                 await self.redis.ping()
                 await ensure_group(self.redis, self.keys)
-                await self._beat_scripts.preload("heartbeat")
+                await self._beat_scripts.preload()
                 break
             except (RedisError, OSError) as exc:
                 await backoff.failed(exc)

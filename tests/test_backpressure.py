@@ -170,7 +170,7 @@ async def test_a_queue_without_max_pending_pays_no_command_for_it() -> None:
             for i in range(20):
                 await c.enqueue("call", i)
             plain = await calls(c)
-            assert (plain["evalsha"], plain["exists"]) == (20, 20)
+            assert (plain["fcall"], plain["exists"]) == (20, 20)
             # nor for the clock: a job runnable at once takes its time from its stream entry
             assert not {"hget", "hmget", "zcard", "time"} & set(plain)
             await c.set_limit(max_pending=1000)
@@ -191,7 +191,7 @@ async def test_a_re_send_pays_no_command_for_the_limit_check() -> None:
             for _ in range(20):
                 assert (await c.enqueue("call", 0, job_id="sent")).duplicate
             plain = await calls(c)
-            assert (plain["evalsha"], plain["exists"]) == (20, 20)  # one EXISTS answers both
+            assert (plain["fcall"], plain["exists"]) == (20, 20)  # one EXISTS answers both
             assert "hget" not in plain and "zcard" not in plain
             await c.set_limit(max_pending=1)  # full: a re-send still answers "already there"
             await c.redis.config_resetstat()

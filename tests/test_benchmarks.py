@@ -90,7 +90,7 @@ def test_redisjobs_alone_is_the_same_driver_with_its_own_sizes(tmp_path: Path) -
     values = data["runs"][0]["values"]
     for key in ("enqueue_single", "enqueue_bulk", "process_1", "cmds_total", "memory"):
         assert values[key] > 0, key
-    assert data["runs"][0]["commands"]["process"]["evalsha"] > 0
+    assert data["runs"][0]["commands"]["process"]["fcall"] > 0
     text = proc.stdout
     assert text.startswith("# redisjobs\n")
     assert "| Workload | Unit | redisjobs |\n" in text  # no ratio column without peers

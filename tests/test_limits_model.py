@@ -2,8 +2,8 @@
 small Python model, on random sequences of take / advance time / set_limit.
 
 Redis's clock cannot be moved, so the limiter's math is pure functions of the clock in
-``_lib.lua``, and this test runs them in Redis (EVAL of the part of the library they need,
-:func:`~redisjobs.scripts.lualib.needed`) with the clock as an argument: the decisions must
+``_lib.lua``, and this test runs them in Redis (EVAL of the library, then a body that calls
+them) with the clock as an argument: the decisions must
 match exactly. The model is a token bucket, the other classic formulation: GCRA with burst b
 and interval T admits exactly what a bucket of b tokens refilled one per T admits. Intervals
 are whole ms, so both sides compute exactly.
@@ -20,7 +20,6 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redisjobs.scripts.lualib import needed
 from redisjobs.testing import RedisServer
 
 BODY = """
@@ -93,7 +92,7 @@ def test_gcra_matches_a_token_bucket(
     lua: redis.Redis, first: tuple[int, int], ops: list[tuple[Any, ...]]
 ) -> None:
     lib = files("redisjobs.scripts").joinpath("_lib.lua").read_text(encoding="utf-8")
-    script = needed(lib, BODY) + BODY
+    script = lib + BODY
     now = 10_000
     args: list[Any] = ["limit", first[0], first[1]]
     model = Bucket()

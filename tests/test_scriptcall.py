@@ -1,7 +1,7 @@
-"""Script calls past redis-py's execute_command (redisjobs.scriptcall), on a real redis-server.
+"""Function calls past redis-py's execute_command (redisjobs.scriptcall), on a real redis-server.
 
-A call must behave as redis-py's own Script call does: NOSCRIPT runs the script anyway (and
-caches it again), an error reply raises and leaves the connection usable, a kept connection the
+A call must behave as redis-py's own call does: a function Redis lacks has its library loaded
+and runs anyway, an error reply raises and leaves the connection usable, a kept connection the
 server closed is reconnected, a cancelled call never leaves a reply for the next one, and the
 connections it keeps stay under half the pool. Each holds for the asyncio and the sync caller.
 """
@@ -10,52 +10,84 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
 import redis
 from redis.exceptions import ResponseError
 
 from redisjobs.connection import Backend
-from redisjobs.scriptcall import IDLE_CAP, AsyncCaller, ScriptText, SyncCaller
+from redisjobs.scriptcall import IDLE_CAP, AsyncCaller, Function, SyncCaller
 from redisjobs.sync.driver import connect
 
 pytestmark = pytest.mark.redis_only
 
-ECHO = "return {KEYS[1], ARGV[1]}"
-FAIL = "return redis.error_reply('ERR refused: ' .. ARGV[1])"
-SLOW = """
+LIBRARY = """#!lua name=scriptcall_test
 local function now() local t = redis.call('TIME') return t[1] * 1e6 + t[2] end
-local stop = now() + 500000
-repeat until now() >= stop
-return 1
+redis.register_function('sc_echo', function(keys, args) return {keys[1], args[1]} end)
+redis.register_function('sc_fail', function(keys, args)
+  return redis.error_reply('ERR refused: ' .. args[1])
+end)
+-- Half a second of Redis time, so a call of it can be cancelled before its reply comes.
+redis.register_function('sc_slow', function(keys, args)
+  local stop = now() + 500000
+  repeat until now() >= stop
+  return 1
+end)
 """
-"""Half a second of Redis time, so a call of it can be cancelled before its reply comes."""
+ECHO, FAIL, SLOW = (Function(name, LIBRARY) for name in ("sc_echo", "sc_fail", "sc_slow"))
+BROKEN = Function("sc_broken_echo", "#!lua name=scriptcall_broken\nredis.register_function(")
+"""A function whose library Redis refuses to load."""
+ABSENT = Function("sc_absent", LIBRARY)
+"""A function its library (loaded) does not define."""
 
 
-def _text(client: Any, source: str) -> ScriptText:
-    return ScriptText(client.register_script(source))
-
-
-async def test_async_noscript_runs_the_script_and_caches_it_again(redis_url: str) -> None:
+async def test_async_missing_library_is_loaded_and_the_call_runs(redis_url: str) -> None:
     client = Backend(redis_url).client()
-    call, echo = AsyncCaller(client), _text(client, ECHO)
+    call = AsyncCaller(client)
     try:
-        await client.script_flush()
-        key, arg = await call(echo, ["{q}k"], ["a"])
+        await client.function_flush()
+        key, arg = await call(ECHO, ["{q}k"], ["a"])
         assert (key, arg) == (b"{q}k", b"a")
-        assert await client.script_exists(echo.sha) == [True]
+        assert await client.function_list(library="scriptcall_test") != []
     finally:
         await client.aclose()
 
 
-def test_sync_noscript_runs_the_script_and_caches_it_again(redis_url: str) -> None:
+def test_sync_missing_library_is_loaded_and_the_call_runs(redis_url: str) -> None:
     client = connect(Backend(redis_url))
-    call, echo = SyncCaller(client), _text(client, ECHO)
+    call = SyncCaller(client)
     try:
-        client.script_flush()
-        assert call(echo, ["{q}k"], ["b"]) == [b"{q}k", b"b"]
-        assert client.script_exists(echo.sha) == [True]
+        client.function_flush()
+        assert call(ECHO, ["{q}k"], ["b"]) == [b"{q}k", b"b"]
+        assert client.function_list(library="scriptcall_test") != []
+    finally:
+        client.close()
+
+
+async def test_async_a_library_that_cannot_load_raises_its_own_error(redis_url: str) -> None:
+    client = Backend(redis_url).client()
+    call = AsyncCaller(client)
+    try:
+        with pytest.raises(ResponseError, match="Error compiling function"):
+            await call(BROKEN, ["{q}k"], [])
+        await call(ECHO, ["{q}k"], ["loaded"])  # its library is there: the load says exists
+        with pytest.raises(ResponseError, match="Function not found"):
+            await call(ABSENT, ["{q}k"], [])
+        assert (await call(ECHO, ["{q}k"], ["after"]))[1] == b"after"
+    finally:
+        await client.aclose()
+
+
+def test_sync_a_library_that_cannot_load_raises_its_own_error(redis_url: str) -> None:
+    client = connect(Backend(redis_url))
+    call = SyncCaller(client)
+    try:
+        with pytest.raises(ResponseError, match="Error compiling function"):
+            call(BROKEN, ["{q}k"], [])
+        call(ECHO, ["{q}k"], ["loaded"])
+        with pytest.raises(ResponseError, match="Function not found"):
+            call(ABSENT, ["{q}k"], [])
+        assert call(ECHO, ["{q}k"], ["after"])[1] == b"after"
     finally:
         client.close()
 
@@ -63,7 +95,7 @@ def test_sync_noscript_runs_the_script_and_caches_it_again(redis_url: str) -> No
 async def test_async_error_reply_raises_and_the_connection_stays_in_step(redis_url: str) -> None:
     client = Backend(redis_url).client()
     call = AsyncCaller(client)
-    fail, echo = _text(client, FAIL), _text(client, ECHO)
+    fail, echo = FAIL, ECHO
     try:
         with pytest.raises(ResponseError, match="refused: x"):
             await call(fail, ["{q}k"], ["x"])
@@ -74,7 +106,7 @@ async def test_async_error_reply_raises_and_the_connection_stays_in_step(redis_u
 
 def test_sync_error_reply_raises_and_the_connection_stays_in_step(redis_url: str) -> None:
     client = connect(Backend(redis_url))
-    call, fail, echo = SyncCaller(client), _text(client, FAIL), _text(client, ECHO)
+    call, fail, echo = SyncCaller(client), FAIL, ECHO
     try:
         with pytest.raises(ResponseError, match="refused: y"):
             call(fail, ["{q}k"], ["y"])
@@ -91,7 +123,7 @@ def _kill_others(redis_url: str) -> int:
 
 async def test_async_kept_connection_killed_by_the_server_is_reconnected(redis_url: str) -> None:
     client = Backend(redis_url).client(retries=0)  # a worker's: no retry to hide a failure
-    call, echo = AsyncCaller(client), _text(client, ECHO)
+    call, echo = AsyncCaller(client), ECHO
     try:
         await call(echo, ["{q}k"], ["1"])
         assert len(call._idle) == 1
@@ -104,7 +136,7 @@ async def test_async_kept_connection_killed_by_the_server_is_reconnected(redis_u
 
 def test_sync_kept_connection_killed_by_the_server_is_reconnected(redis_url: str) -> None:
     client = connect(Backend(redis_url))
-    call, echo = SyncCaller(client), _text(client, ECHO)
+    call, echo = SyncCaller(client), ECHO
     try:
         call(echo, ["{q}k"], ["1"])
         assert _kill_others(redis_url) >= 1
@@ -115,7 +147,7 @@ def test_sync_kept_connection_killed_by_the_server_is_reconnected(redis_url: str
 
 async def test_async_cancelled_call_leaves_no_reply_behind(redis_url: str) -> None:
     client = Backend(redis_url).client()
-    call, slow, echo = AsyncCaller(client), _text(client, SLOW), _text(client, ECHO)
+    call, slow, echo = AsyncCaller(client), SLOW, ECHO
     try:
         await call(echo, ["{q}k"], ["warm"])  # one kept connection, which the slow call takes
         with pytest.raises(TimeoutError):
@@ -131,7 +163,7 @@ async def test_async_cancelled_call_leaves_no_reply_behind(redis_url: str) -> No
 
 async def test_async_keeps_at_most_half_the_pool(redis_url: str) -> None:
     client = Backend(redis_url).client()
-    call, echo = AsyncCaller(client), _text(client, ECHO)
+    call, echo = AsyncCaller(client), ECHO
     try:
         replies = await asyncio.gather(
             *(call(echo, ["{q}k"], [str(i)]) for i in range(IDLE_CAP * 2))
@@ -146,7 +178,7 @@ async def test_async_keeps_at_most_half_the_pool(redis_url: str) -> None:
 
 def test_sync_keeps_at_most_half_the_pool_across_threads(redis_url: str) -> None:
     client = connect(Backend(redis_url))
-    call, echo = SyncCaller(client), _text(client, ECHO)
+    call, echo = SyncCaller(client), ECHO
     start = threading.Barrier(IDLE_CAP * 2)
 
     def lane(i: int) -> None:
@@ -171,7 +203,7 @@ def test_sync_client_closed_closes_its_kept_connections(redis_url: str) -> None:
         before = len(probe.client_list(_type="normal"))
         client = connect(Backend(redis_url))
         call = SyncCaller(client)
-        call(_text(client, ECHO), ["{q}k"], ["1"])
+        call(ECHO, ["{q}k"], ["1"])
         assert len(call._idle) == 1
         assert len(probe.client_list(_type="normal")) == before + 1
         client.close()

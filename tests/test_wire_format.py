@@ -21,8 +21,12 @@ from tests.conftest import WorkerFactory
 from tests.jobs import echo
 
 SCRIPTS = files("redisjobs.scripts")
-ENQUEUE = (
-    SCRIPTS.joinpath("_lib.lua").read_text() + "\n" + SCRIPTS.joinpath("enqueue.lua").read_text()
+ENQUEUE = "\n".join(
+    (
+        SCRIPTS.joinpath("_lib.lua").read_text(),
+        "enter(KEYS)",
+        SCRIPTS.joinpath("enqueue.lua").read_text(),
+    )
 )
 
 

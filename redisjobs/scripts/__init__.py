@@ -1,18 +1,18 @@
 """The Lua transitions, loaded once and called through typed wrappers.
 
-Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts");
-``_lib.lua`` is prepended to each. Scripts are called by SHA and reloaded on NOSCRIPT (see
-:mod:`redisjobs.scriptcall`), so a restarted Redis needs nothing from us. This module is the
-only place that sees raw script replies: every wrapper turns them into typed values.
+Each ``<name>.lua`` in this package is one state transition (docs/architecture.md, "Scripts"),
+a function of one Redis function library with ``_lib.lua`` at its head
+(:mod:`redisjobs.scripts.library`). Functions are called by name, and their library is loaded
+when Redis lacks it (see :mod:`redisjobs.scriptcall`), so a restarted Redis needs nothing from
+us. This module is the only place that sees raw script replies: every wrapper turns them into
+typed values.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
-from functools import cache
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -21,9 +21,9 @@ from ..errors import QueueFull, UnknownDependency
 from ..handover import deliver_flow
 from ..keys import QueueKeys
 from ..roundtrips import Flow, ScriptCall, run
-from ..scriptcall import Arg, AsyncCaller, ScriptText
+from ..scriptcall import Arg, AsyncCaller, Function, call_embedded, load
 from ..wire import row_args
-from .lualib import needed
+from .library import Library, library
 
 if TYPE_CHECKING:
     from ..wire import EnqueueRow
@@ -78,24 +78,6 @@ class Delivery(NamedTuple):
     kind: str
     payload: bytes
     timeout_ms: int
-
-
-@cache
-def source(name: str, *, embedded: bool = False) -> str:
-    """The full text of script `name`: its shebang line, then the part of ``_lib.lua`` it
-    needs (:func:`~redisjobs.scripts.lualib.needed`), then its body.
-
-    fakeredis rejects ``#!lua`` shebangs, so the embedded backend gets the script without one
-    (the only flag we use, allow-oom, has no meaning there).
-    """
-    pkg = files(__package__)
-    lib = pkg.joinpath("_lib.lua").read_text(encoding="utf-8")
-    body = pkg.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    shebang = ""
-    if body.startswith("#!"):
-        first, _, body = body.partition("\n")
-        shebang = "" if embedded else first + "\n"
-    return shebang + needed(lib, body) + "\n" + body
 
 
 def _text(value: bytes) -> str:
@@ -198,41 +180,40 @@ def retry_flow(keys: QueueKeys, job_ids: Sequence[str]) -> Flow[int]:
     return int(revived)
 
 
-def register(redis: Any, names: Iterable[str], *, embedded: bool) -> dict[str, Any]:
-    """Register the scripts `names` on `redis`, an asyncio or a sync redis-py client."""
-    return {n: redis.register_script(source(n, embedded=embedded)) for n in names}
+def functions(lib: Library) -> dict[str, Function]:
+    """Each transition's function in `lib`, by transition name."""
+    return {n: Function(lib.function(n), lib.text) for n in NAMES}
 
 
 class Scripts:
-    """The scripts registered on one Redis client, with one typed method per transition.
+    """The transitions called on one Redis client, with one typed method per transition.
 
     Args:
-        redis: the client the scripts run on.
-        embedded: True on the fakeredis backend (see :func:`source`).
+        redis: the client the functions run on.
+        embedded: True on the fakeredis backend (no connection pool to call through).
     """
 
     def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
         self._redis = redis
-        self._s = register(redis, NAMES, embedded=embedded)
+        self._library = library(NAMES)
+        self._fns = functions(self._library)
         self.handed: Callable[[QueueKeys], None] | None = None
         """Called with a queue whose handover stream an outcome script just wrote to (see
         :mod:`redisjobs.handover`): its owner delivers them."""
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else AsyncCaller(redis)
-        self._texts = {n: ScriptText(s) for n, s in self._s.items()}
 
-    async def preload(self, *names: str) -> None:
-        """Load scripts now (and open a connection for them), so that their first call is one
-        round trip: a heartbeat must not pay a connect and a NOSCRIPT round on a slow link."""
-        for name in names:
-            script = self._s[name]
-            await script.registered_client.script_load(script.script)
+    async def preload(self) -> None:
+        """Load the library now (and open a connection for it), so that a first call is one
+        round trip: a heartbeat must not pay a connect and a library load on a slow link."""
+        await load(self._redis, self._library.text)
 
     def call(self, step: ScriptCall) -> Awaitable[Any]:
         """Run one script call of a flow; its raw reply, to await."""
+        fn = self._fns[step.name]
         if self._caller is not None:
-            return self._caller(self._texts[step.name], (step.keys.prefix,), step.args)
-        return cast(Awaitable[Any], self._s[step.name](keys=(step.keys.prefix,), args=step.args))
+            return self._caller(fn, (step.keys.prefix,), step.args)
+        return call_embedded(self._redis, fn, (step.keys.prefix,), step.args)
 
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:
         return await self.call(ScriptCall(name, keys, args))

@@ -1,26 +1,17 @@
--- _lib.lua: local helpers prepended to every script by the loader (never run on its own).
+-- _lib.lua: the helpers every transition shares, at the head of the function library
+-- (redisjobs/scripts/library.py), which makes each ``<name>.lua`` a function of it.
 --
--- KEYS[1] of every script is the queue prefix 'rj:{Q}:'; every key below is built from it, so
--- each script touches one cluster slot. Time comes only from Redis (TIME). Lua here has no
+-- The first key of every call is the queue prefix 'rj:{Q}:'; every key below is built from it,
+-- so each call touches one cluster slot. Time comes only from Redis (TIME). Lua here has no
 -- cmsgpack (fakeredis), so events are assembled as msgpack by the small encoder below, and
 -- values that Python already encoded (results, progress floats) are spliced in raw.
 
-local PREFIX = KEYS[1]
-local QUEUE = string.match(PREFIX, '{(.-)}')
+-- The queue of the call being run, and its keys. The library is loaded once (FUNCTION LOAD)
+-- and its functions serve every queue, so these are set afresh as each call begins (`enter`,
+-- at the end of this file), never carried from one call's queue to the next.
+local PREFIX, QUEUE, K_READY, K_DELAYED, K_DEAD, K_STATS, K_CONTROL, K_LOG, K_LEASES, K_PRIO,
+  K_CARRY, K_PAUSED, K_LIMITS, K_HOLD, K_KEYS, K_HANDOVER, K_SCHEDULES, K_SCHEDULE_DUE, Q_MP
 local GROUP = 'workers'
-local K_READY = PREFIX .. 'ready'
-local K_DELAYED = PREFIX .. 'delayed'
-local K_DEAD = PREFIX .. 'dead'
-local K_STATS = PREFIX .. 'stats'
-local K_CONTROL = PREFIX .. 'control'
-local K_LOG = PREFIX .. 'log'
-local K_LEASES = PREFIX .. 'leases'
-local K_PRIO = PREFIX .. 'prio'
-local K_CARRY = PREFIX .. 'carry'
-local K_PAUSED = PREFIX .. 'paused'
-local K_LIMITS = PREFIX .. 'limits'
-local K_HOLD = PREFIX .. 'hold'
-local K_KEYS = PREFIX .. 'keys'
 local LOG_MAXLEN = 10000
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
@@ -36,7 +27,6 @@ local function tat_key(field) return PREFIX .. 'tat:' .. field end
 local function job_deps_key(jid) return PREFIX .. 'job:' .. jid .. ':deps' end
 local function job_results_key(jid) return PREFIX .. 'job:' .. jid .. ':results' end
 local function job_dependents_key(jid) return PREFIX .. 'job:' .. jid .. ':dependents' end
-local K_HANDOVER = PREFIX .. 'handover'
 
 -- The fields `names` of hash `key`, read in one HMGET, as a table keyed by field name (a
 -- missing field is false, as Redis's nil reaches Lua; a missing key gives all false).
@@ -76,12 +66,10 @@ local function mp_uint(n)
   return '\207' .. be32(math.floor(n / 4294967296)) .. be32(n % 4294967296)
 end
 
-local Q_MP = mp_str(QUEUE)
-
--- What every event of a call shares, encoded once a call: the start of each event type's
--- events (type, queue, the name job_id), the names of extra fields, and `now`. A script emits
--- an event per job of its batch, and building these once (and the rest in one concatenation)
--- saves most of an event's string work.
+-- What the events share, encoded once: the start of each event type's events (type, queue,
+-- the name job_id; reset by `enter` when the queue changes), the names of extra fields, and
+-- `now`. A script emits an event per job of its batch, and building these once (and the rest
+-- in one concatenation) saves most of an event's string work.
 local event_heads, event_names, event_now, event_now_mp = {}, {}, nil, nil
 
 -- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
@@ -312,7 +300,9 @@ end
 -- stream (start, reclaim and release drop such entries).
 local DEFAULT_PRIORITY = 100
 local PRIO_SEQ = 2147483648
-local PRIO_BAND_END = string.format('%.0f', (DEFAULT_PRIORITY + 1) * PRIO_SEQ)
+-- (DEFAULT_PRIORITY + 1) * PRIO_SEQ as a score bound, written out: a library's own top level
+-- runs where Redis gives it no `string` (only the functions it registers have one).
+local PRIO_BAND_END = '216895848448'
 
 -- Add job `jid` to `prio` behind the jobs already there at `priority`.
 local function prio_add(jid, priority)
@@ -1226,8 +1216,6 @@ end
 -- A schedule's spec is msgpack the Client encoded (never decoded here); its next due time is
 -- its score in K_SCHEDULE_DUE; the numbers the scripts work with are plain fields of its state
 -- hash: rev (bumped by every change, the fire token), runs, limit (0: none), last_run, last_job.
-local K_SCHEDULES = PREFIX .. 'schedules'
-local K_SCHEDULE_DUE = PREFIX .. 'schedule:due'
 local function schedule_state_key(sid) return PREFIX .. 'schedule:' .. sid .. ':state' end
 
 -- Put a schedule due at `due` (ms), or take it out of K_SCHEDULE_DUE for good (finished: no
@@ -1239,4 +1227,26 @@ local function set_schedule_due(sid, due, runs, limit)
   end
   redis.call('ZADD', K_SCHEDULE_DUE, due, sid)
   return true
+end
+
+-- Begin a call on the queue whose prefix is `keys[1]`: every function of the library runs this
+-- first. The keys are built again only when the queue differs from the last call's (a worker's
+-- calls mostly name one queue), and PREFIX is set last, so a prefix that fails here leaves no
+-- queue half entered. A call that gathered its index writes (gather_indexes) left gathering on,
+-- flushed: it ends here, so this call writes at once unless it gathers too.
+local function enter(keys)
+  gathered, gathered_keys = nil, nil
+  local p = keys[1]
+  if p == PREFIX and p then return end
+  PREFIX = nil
+  QUEUE = string.match(p, '{(.-)}')
+  Q_MP = mp_str(QUEUE)
+  K_READY, K_DELAYED, K_DEAD = p .. 'ready', p .. 'delayed', p .. 'dead'
+  K_STATS, K_CONTROL, K_LOG = p .. 'stats', p .. 'control', p .. 'log'
+  K_LEASES, K_PRIO, K_CARRY = p .. 'leases', p .. 'prio', p .. 'carry'
+  K_PAUSED, K_LIMITS, K_HOLD = p .. 'paused', p .. 'limits', p .. 'hold'
+  K_KEYS, K_HANDOVER = p .. 'keys', p .. 'handover'
+  K_SCHEDULES, K_SCHEDULE_DUE = p .. 'schedules', p .. 'schedule:due'
+  event_heads = {}
+  PREFIX = p
 end

