@@ -30,6 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -248,7 +249,8 @@ _TRANSIENT_REPLIES = frozenset(
     )
 )
 
-# redis-py's own classes for some of them (a MovedError's text no longer starts with MOVED).
+# redis-py's own classes for some of them (a MovedError's text no longer starts with MOVED, an
+# OutOfMemoryError's with OOM).
 _TRANSIENT_TYPES = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -257,6 +259,7 @@ _TRANSIENT_TYPES = (
     AskError,
     ClusterDownError,
     TryAgainError,
+    OutOfMemoryError,
 )
 
 
