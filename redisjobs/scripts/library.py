@@ -32,21 +32,25 @@ class Library(NamedTuple):
 
     def function(self, script: str) -> str:
         """The name FCALL takes for the transition `script` (``enqueue``, ``start`` ...)."""
-        return f"{self.name}_{script}"
+        return _function_name(self.name, script)
+
+
+def _function_name(library_name: str, script: str) -> str:
+    return f"{library_name}_{script}"
 
 
 def _read(name: str) -> str:
     return files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def _function(script: str, fname: str) -> str:
-    """The registration of script `script` as function `fname`: its body, after ``enter``.
+def _function(script: str, body: str, fname: str) -> str:
+    """The registration of script `script` (`body`, its text) as function `fname`: its body,
+    after ``enter``.
 
     A script's ``#!lua flags=`` line becomes the function's flags; a script without one gets
     none, so on a Redis past its maxmemory it is refused before it runs (see
     docs/architecture.md, "Scripts").
     """
-    body = _read(f"{script}.lua")
     flags = ""
     if body.startswith("#!"):
         first, _, body = body.partition("\n")
@@ -63,10 +67,12 @@ def _function(script: str, fname: str) -> str:
 def library(scripts: tuple[str, ...]) -> Library:
     """The library of the transitions `scripts`, named by a hash of everything it holds."""
     lib = _read("_lib.lua")
+    bodies = {script: _read(f"{script}.lua") for script in scripts}
     digest = hashlib.sha1(lib.encode())
-    for script in scripts:
-        digest.update(b"\0" + script.encode() + b"\0" + _read(f"{script}.lua").encode())
+    for script, body in bodies.items():
+        digest.update(b"\0" + script.encode() + b"\0" + body.encode())
     name = NAME_PREFIX + digest.hexdigest()[:16]
-    made = Library(name, "")
-    body = "".join(_function(s, made.function(s)) for s in scripts)
-    return Library(name, f"#!lua name={name}\n{lib}\n{body}")
+    registered = "".join(
+        _function(script, body, _function_name(name, script)) for script, body in bodies.items()
+    )
+    return Library(name, f"#!lua name={name}\n{lib}\n{registered}")
