@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .connection import COMMAND_TIMEOUT, Backend, Backoff
+from .roundtrips import Received
 from .serialization import unpackb
 from .subscriber import RECHECK
 
@@ -153,20 +154,19 @@ class Tail:
     def __init__(self, reader: _QueueReader, job_id: str | None) -> None:
         self.job_id = job_id
         self.cursor = reader.log.id
-        """The log id after which this tail receives every entry (of its job)."""
-        self.last_id: str | None = None
-        """The id of the entry :meth:`get` returned last (None for RECHECK)."""
+        """The log id after which this tail receives every entry (of its job). The reader may
+        not have read up to the log's end yet: entries older than the tail can follow."""
         self._reader = reader
-        self._entries: asyncio.Queue[tuple[str | None, bytes]] = asyncio.Queue()
+        self._entries: asyncio.Queue[Received] = asyncio.Queue()
         self._recheck_queued = False
 
-    async def get(self) -> bytes:
-        """The next entry's encoded event, or :data:`RECHECK` when entries may have been
-        missed (the reader lost them to the log's cap): look again."""
-        self.last_id, raw = await self._entries.get()
-        if raw == RECHECK:
+    async def get(self) -> Received:
+        """The next entry, its log id and encoded event, or ``(None, RECHECK)`` when entries
+        may have been missed (the reader lost them to the log's cap): look again."""
+        entry = await self._entries.get()
+        if entry[0] is None:
             self._recheck_queued = False
-        return raw
+        return entry
 
     def put(self, entry_id: str, raw: bytes) -> None:
         """Hand an entry to the tail (the reader does)."""

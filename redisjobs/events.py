@@ -17,7 +17,6 @@ from .eventlog import EventLog, id_key
 from .job import FINAL_STATUSES
 from .keys import QueueKeys
 from .serialization import unpackb
-from .subscriber import RECHECK
 
 EVENT_TYPES = (
     "enqueued",
@@ -101,14 +100,13 @@ async def follow(
                 yield ev
             after = id_key(since)
         while True:
-            raw = await tail.get()
-            if raw == RECHECK:
+            entry_id, raw = await tail.get()
+            if entry_id is None:
                 if on_recheck is not None:
                     await on_recheck()
                 else:  # nothing to look up, but a Redis that is gone must end the follow
                     await redis.ping()
                 continue
-            assert tail.last_id is not None
-            if after is not None and id_key(tail.last_id) <= after:
+            if after is not None and id_key(entry_id) <= after:
                 continue  # `since` was past the tail's cursor: the replay's, or older
-            yield Event.decode(raw, tail.last_id)
+            yield Event.decode(raw, entry_id)

@@ -16,6 +16,7 @@ from redis.exceptions import OutOfMemoryError
 
 from .connection import Backend
 from .errors import JobCancelled, JobFailed, QueueFull, RedisOutOfMemory
+from .eventlog import id_key
 from .events import FINAL_EVENTS, Event
 from .handover import check_parents_flow, link_flow
 from .job import Job, JobStatus
@@ -24,7 +25,6 @@ from .options import DEFAULT_PRIORITY, JobOptions, new_job_id
 from .queries import Outcome, final_state_flow, get_jobs_flow
 from .roundtrips import RECEIVE, Command, Flow, cmd
 from .scripts import cancel_flow, enqueue_flow
-from .subscriber import RECHECK
 from .wire import EnqueueRow, build_row
 
 ENQUEUE_BATCH = 100
@@ -227,18 +227,21 @@ def wait_flow(keys: QueueKeys, job_id: str) -> Flow[Any]:
 
     Reads its final state first (it may have ended before the follow began), then takes the
     job's events until a final one, reading the state again after each ``RECHECK`` (an event
-    may have been missed).
+    may have been missed). Events the state read saw already are passed over: a failure since
+    retried is no outcome of the run waited for.
 
     Raises:
         JobFailed: it failed for good. JobCancelled: it was cancelled.
         JobNotFound: there is no such job.
     """
-    outcome = yield from final_state_flow(keys, job_id)
+    read_after, outcome = yield from final_state_flow(keys, job_id)
     while outcome is None:
-        raw = yield RECEIVE
-        if raw == RECHECK:
-            outcome = yield from final_state_flow(keys, job_id)
+        entry_id, raw = yield RECEIVE
+        if entry_id is None:  # RECHECK
+            read_after, outcome = yield from final_state_flow(keys, job_id)
             continue
+        if id_key(entry_id) <= read_after:
+            continue  # older than the state read (a tail's reader may lag): that read saw it
         ev = Event.decode(raw)
         if ev.type in FINAL_EVENTS:
             outcome = (ev.type, ev.data.get("result"), ev.data.get("error"))

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .errors import JobNotFound
-from .eventlog import log_events
+from .eventlog import id_key, log_events
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
 from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
@@ -175,23 +175,30 @@ Outcome = tuple[str, Any, str | None]
 """How a job ended: its final status, its result (when completed) and its error text."""
 
 
-def final_state_flow(keys: QueueKeys, job_id: str) -> Flow[Outcome | None]:
-    """How a job ended: ``(status, result, error)``, or None while it has not.
+LogId = tuple[int, int]
+"""A log entry's id as :func:`~redisjobs.eventlog.id_key` orders it."""
+
+
+def final_state_flow(keys: QueueKeys, job_id: str) -> Flow[tuple[LogId, Outcome | None]]:
+    """How a job ended: ``(status, result, error)``, or None while it has not; with the id of
+    the queue's last log entry, read just before: every event up to it was written before the
+    state was read, which shows its effect (or a later one: a failure since retried).
 
     Raises:
         JobNotFound: there is no such job.
     """
-    ((status, result, error),) = yield [cmd("hmget", keys.job(job_id), "status", "result", "error")]
+    last, (status, result, error) = yield [
+        cmd("xrevrange", keys.log, "+", "-", count=1),
+        cmd("hmget", keys.job(job_id), "status", "result", "error"),
+    ]
+    read_after = id_key(last[0][0].decode()) if last else (0, 0)
     if status is None:
         raise JobNotFound(f"no job {job_id!r} in queue {keys.queue!r}")
     st = status.decode()
     if st not in FINAL_STATUSES:
-        return None
+        return read_after, None
     value = unpackb(result) if st == "completed" and result is not None else None
-    return st, value, error.decode() if error is not None else None
-
-
-final_state = driven(final_state_flow)
+    return read_after, (st, value, error.decode() if error is not None else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,11 @@ class _Receive:
 
 
 RECEIVE: Final = _Receive()
-"""A flow's step: the next raw event of the driver's log tail (or ``RECHECK``)."""
+"""A flow's step: the next entry of the driver's log tail, a :data:`Received`."""
+
+Received = tuple[str | None, bytes]
+"""A log entry as a tail hands it out: its log id and its encoded event, or
+``(None, RECHECK)`` when entries may have been missed."""
 
 Step = list[Command] | ScriptCall | _Receive
 Flow = Generator[Step, Any, _T]
@@ -112,7 +116,7 @@ async def run(
     redis: Redis,
     flow: Flow[_T],
     scripts: Scripts | None = None,
-    receive: Callable[[], Awaitable[bytes]] | None = None,
+    receive: Callable[[], Awaitable[Received]] | None = None,
 ) -> _T:
     """Drive `flow` on an asyncio client until it returns.
 
@@ -151,7 +155,7 @@ def _round_trip(
     redis: Redis,
     step: Step,
     scripts: Scripts | None,
-    receive: Callable[[], Awaitable[bytes]] | None,
+    receive: Callable[[], Awaitable[Received]] | None,
 ) -> Awaitable[Any]:
     # Not a coroutine itself: on the hot path (an enqueue's script call) the driver awaits the
     # script's own coroutine, one frame fewer a call.

@@ -17,6 +17,8 @@ import pytest
 from redisjobs import Client, Event, JobCancelled
 from redisjobs.eventlog import BATCH, NAME, LogCursor
 from redisjobs.keys import QueueKeys
+from redisjobs.producing import wait_flow
+from redisjobs.roundtrips import Received, run
 from redisjobs.serialization import packb
 from tests.conftest import WorkerFactory
 from tests.jobs import add
@@ -191,6 +193,36 @@ async def test_a_wait_on_a_cancelled_job_ends_with_the_cancel(client: Client) ->
     assert await client.cancel(job.id)
     with pytest.raises(JobCancelled):
         await waiting
+
+
+async def test_a_wait_passes_over_events_older_than_its_state_read(
+    client: Client, worker: WorkerFactory
+) -> None:
+    # A tail opened on a reader that has not read up to the log's end yet is handed the
+    # entries in between: here the job's cancel, which a retry has undone since. The wait
+    # must take the outcome of the run it waits for, not that cancel.
+    job = await client.enqueue("call", {"fn": "add", "args": {"a": 2, "b": 3}}, delay=60)
+    assert await client.cancel(job.id) and await client.retry(job.id)
+    keys = client.keys()
+    lagging: asyncio.Queue[Received] = asyncio.Queue()
+    waiting = asyncio.create_task(run(client.redis, wait_flow(keys, job.id), receive=lagging.get))
+    fed = await _feed(client, keys, lagging, "-")  # enqueued, cancelled, enqueued
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await worker(functions=[add])
+    async with asyncio.timeout(10):
+        while (await client.get(job.id)).status != "completed":  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+    await _feed(client, keys, lagging, f"({fed}")
+    assert await asyncio.wait_for(waiting, 5) == 5
+
+
+async def _feed(client: Client, keys: QueueKeys, tail: asyncio.Queue[Received], start: str) -> str:
+    """Put the log's entries from `start` on in `tail`, as a reader would; the last one's id."""
+    entries: Any = await client.redis.xrange(keys.log, start, "+")
+    for entry_id, fields in entries:
+        tail.put_nowait((entry_id.decode(), fields[b"e"]))
+    return str(entries[-1][0].decode())
 
 
 def info(added: int, length: int, last: str = "9-9") -> dict[str, Any]:

@@ -715,6 +715,20 @@ local function tell_dependents(jid, outcome, value, now)
   return handed
 end
 
+-- Job `ref` (a job id of this queue, or 'queue/id') waits for parent `pid` (hash `pkey`, status
+-- `st`). A parent that failed or was cancelled records it too: the dependent ended because of
+-- it, and a retry of the parent must find it to revive it, whether the end came before the
+-- dependent was written or after. Such a set lives as long as the parent's hash.
+local function add_dependent(pkey, pid, ref, st)
+  local dkey = job_dependents_key(pid)
+  redis.call('SADD', dkey, ref)
+  redis.call('HSET', pkey, 'dependents', 1)
+  if st == 'failed' or st == 'cancelled' then
+    local ttl = redis.call('PTTL', pkey)
+    if ttl > 0 then redis.call('PEXPIRE', dkey, ttl) end
+  end
+end
+
 -- Job `jid` (just created, `waiting`) depends on the parents of `spec`: 'policy:ref' tokens,
 -- space separated. Each edge opens; a parent of this queue records the job as a dependent,
 -- or, when it has ended already, closes the edge at once. A parent of another queue is linked
@@ -731,10 +745,8 @@ local function wait_for(jid, spec, now)
       local p = hmget_named(pkey, {'status', 'result', 'error'})
       if FINAL[p.status] then
         ended[#ended + 1] = {ref, p.status, p.result or p.error or ''}
-      else
-        redis.call('SADD', job_dependents_key(ref), jid)
-        redis.call('HSET', pkey, 'dependents', 1)
       end
+      if p.status ~= 'completed' then add_dependent(pkey, ref, jid, p.status) end
     end
   end
   -- (a job this new has no dependents to tell when such an edge ends it)

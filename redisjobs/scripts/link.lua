@@ -8,13 +8,13 @@
 --          cancelled; value its result, msgpack, or its error), which the caller hands over
 --          itself (resolve); {'missing', ''} when there is no such job
 -- Effects  SADD of the dependent to the parent's dependents set, its `dependents` flag
---          (both idempotent: a re-sent link has one effect)
+--          (both idempotent: a re-sent link has one effect), unless the parent completed: a
+--          failed or cancelled one keeps it for a retry of it to revive (add_dependent)
 
 local jid, ref = ARGV[1], ARGV[2]
 local jkey = job_key(jid)
 local p = hmget_named(jkey, {'status', 'result', 'error'})
 if not p.status then return {'missing', ''} end
+if p.status ~= 'completed' then add_dependent(jkey, jid, ref, p.status) end
 if FINAL[p.status] then return {p.status, p.result or p.error or ''} end
-redis.call('SADD', job_dependents_key(jid), ref)
-redis.call('HSET', jkey, 'dependents', 1)
 return {'linked', ''}

@@ -25,7 +25,7 @@ from ..connection import (
     pool_settings,
     retry_settings,
 )
-from ..roundtrips import Command, Flow, ScriptCall, Step, Stepper, answerer, checked
+from ..roundtrips import Command, Flow, Received, ScriptCall, Step, Stepper, answerer, checked
 from ..scriptcall import SyncCaller, call_embedded_sync
 from ..scripts import NAMES, functions
 from ..scripts.library import library
@@ -81,7 +81,7 @@ def run(
     client: redis.Redis,
     flow: Flow[_T],
     scripts: Scripts | None = None,
-    receive: Callable[[], bytes] | None = None,
+    receive: Callable[[], Received] | None = None,
 ) -> _T:
     """Drive `flow` on a sync client until it returns (see :func:`redisjobs.roundtrips.run`)."""
     at = Stepper(flow)
@@ -98,7 +98,7 @@ def _settled(call: Callable[[], Any]) -> tuple[Any, Exception | None]:
 
 
 def _round_trip(
-    client: redis.Redis, step: Step, scripts: Scripts | None, receive: Callable[[], bytes] | None
+    client: redis.Redis, step: Step, scripts: Scripts | None, receive: Callable[[], Received] | None
 ) -> Any:
     answer = answerer(step, scripts, receive)
     if answer is not None:

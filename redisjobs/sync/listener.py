@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 
 from ..connection import COMMAND_TIMEOUT, Backend, Backoff
 from ..eventlog import BATCH, BLOCK_MS, LINGER, NAME, POLL, LogCursor
+from ..roundtrips import Received
 from ..subscriber import RECHECK
 from .driver import connect
 
@@ -44,23 +45,24 @@ class Inbox:
     def __init__(self, reader: _Reader, job_id: str) -> None:
         self.job_id = job_id
         self._reader = reader
-        self._messages: deque[bytes] = deque()  # appended by the reader, taken by the waiter
+        self._messages: deque[Received] = deque()  # appended by the reader, taken by the waiter
         self._ready = threading.Event()
         self._recheck_queued = False
 
-    def put(self, raw: bytes) -> None:
-        """Hand an event to the waiter (reader thread)."""
-        self._messages.append(raw)
+    def put(self, entry_id: str | None, raw: bytes) -> None:
+        """Hand an entry to the waiter (reader thread)."""
+        self._messages.append((entry_id, raw))
         self._ready.set()
 
     def recheck(self) -> None:
         """Queue a ``RECHECK`` unless one is queued still unread (that one covers this one)."""
         if not self._recheck_queued:
             self._recheck_queued = True
-            self.put(RECHECK)
+            self.put(None, RECHECK)
 
-    def get(self, deadline: float | None) -> bytes:
-        """The next event, or ``RECHECK`` when events may have been missed.
+    def get(self, deadline: float | None) -> Received:
+        """The next entry, its log id and event, or ``(None, RECHECK)`` when events may have
+        been missed.
 
         Raises:
             Expired: `deadline` (``time.monotonic()``) passed first.
@@ -68,10 +70,10 @@ class Inbox:
         """
         while True:
             if self._messages:
-                raw = self._messages.popleft()
-                if raw == RECHECK:
+                entry = self._messages.popleft()
+                if entry[0] is None:
                     self._recheck_queued = False
-                return raw
+                return entry
             self._reader.check()
             # Woken by the reader; at least once a second, to notice an outage that lasts.
             wait = BLOCK_MS / 1000
@@ -196,11 +198,11 @@ class _Reader:
         if not reply:
             return 0
         entries = reply[0][1]
-        for _, job_id, raw in self._log.advance(entries):
+        for entry_id, job_id, raw in self._log.advance(entries):
             with self._owner.lock:
                 inboxes = tuple(self._inboxes.get(job_id, ()))
             for inbox in inboxes:
-                inbox.put(raw)
+                inbox.put(entry_id, raw)
         return len(entries)
 
     def _down(self, exc: BaseException) -> None:
