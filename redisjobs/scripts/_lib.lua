@@ -6,13 +6,22 @@
 -- cmsgpack (fakeredis), so events are assembled as msgpack by the small encoder below, and
 -- values that Python already encoded (results, progress floats) are spliced in raw.
 
+-- Redis runs a library's functions with an empty table of globals whose metatable leads to
+-- the real ones, so each read of a global is two table lookups and a metamethod; a call
+-- reads some (redis.call, string.*, tonumber) dozens of times a job. These upvalues hold
+-- them instead, filled by `enter` on the first call: while FUNCTION LOAD runs the library,
+-- only its registration API is visible, which is all the registrations at its end use.
+local register_function = redis.register_function
+local redis, string, math, table, tonumber, tostring, unpack, ipairs, pairs, next, type,
+  error, pcall, select
+
 -- The queue of the call being run, and its keys. The library is loaded once (FUNCTION LOAD)
 -- and its functions serve every queue, so these are set afresh as each call begins (`enter`,
 -- at the end of this file), never carried from one call's queue to the next.
 local PREFIX, QUEUE, K_READY, K_DELAYED, K_DEAD, K_STATS, K_CONTROL, K_LOG, K_LEASES, K_PRIO,
   K_CARRY, K_PAUSED, K_LIMITS, K_HOLD, K_KEYS, K_HANDOVER, K_SCHEDULES, K_SCHEDULE_DUE, Q_MP
 local GROUP = 'workers'
-local LOG_MAXLEN = 10000
+local LOG_MAXLEN = '10000'  -- text: see num
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end
 local function job_log_key(jid) return PREFIX .. 'job:' .. jid .. ':log' end
@@ -35,6 +44,20 @@ local function hmget_named(key, names)
   local out = {}
   for i = 1, #names do out[names[i]] = values[i] end
   return out
+end
+
+-- Redis turns each number a script passes to redis.call into text with snprintf('%.17g'),
+-- which costs more than a small command's own work (a ms timestamp takes the slow path of
+-- float printing). The numbers a batch passes per job are mostly the same few (its `now`,
+-- expiry times, attempt 1), so each is printed once a call, here, into that same text.
+local nums = {}  -- number -> its text, this call's (emptied by `enter`)
+local function num(n)
+  local s = nums[n]
+  if not s then
+    s = string.format('%.17g', n)
+    if n == n then nums[n] = s end  -- (NaN is no table key; the command will refuse it)
+  end
+  return s
 end
 
 local function now_ms()
@@ -156,7 +179,7 @@ local function flush_indexes()
     for _, jid in ipairs(per.order) do
       local score = per.score[jid]
       if score then
-        adds[#adds + 1] = score
+        adds[#adds + 1] = num(score)
         adds[#adds + 1] = jid
       else
         rems[#rems + 1] = jid
@@ -280,17 +303,45 @@ local MAX_DELAY_MS = 86400000
 -- set its own keep_failed age: a failure is looked into later than a success is read.
 local DEAD_TTL_MS = 2592000000
 
+-- The numbers of texts, by `parse` (text -> number or nil), remembered. A script parses the
+-- same few texts over and over (the options every job of a producer carries, attempts and
+-- leases of 1), and a parse (strtod, a pattern) costs a few lookups' worth each time. Each
+-- parser holds at most MEMO_MAX texts, then starts afresh.
+local MEMO_MAX = 512
+local function memoized(parse)
+  local memo, held = {}, 0
+  return function(text)
+    local n = memo[text]
+    if n == nil then
+      n = parse(text) or false
+      if held >= MEMO_MAX then memo, held = {}, 0 end
+      memo[text] = n
+      held = held + 1
+    end
+    return n or nil
+  end
+end
+
+local count_text = memoized(function(v)
+  return #v <= 15 and string.find(v, '^%d+$') and tonumber(v)
+end)
+local real_text = memoized(function(v)
+  local n = tonumber(v)
+  return n and n == n and n > -math.huge and n < math.huge and n
+end)
+-- tonumber of an enqueue row's number texts (checked by the Python that sent them)
+local number_text = memoized(function(v) return tonumber(v) end)
+
 -- A field that should hold a non-negative integer, as a number; `default` when it does not.
 local function count_of(v, default)
-  if v and #v <= 15 and string.find(v, '^%d+$') then return tonumber(v) end
-  return default
+  if not v then return default end
+  return count_text(v) or default
 end
 
 -- A field that should hold a finite number, as a number; `default` when it does not.
 local function real_of(v, default)
-  local n = tonumber(v)
-  if n and n == n and n > -math.huge and n < math.huge then return n end
-  return default
+  if not v then return default end
+  return real_text(v) or default
 end
 
 -- Priorities -------------------------------------------------------------------------------
@@ -393,10 +444,10 @@ end
 -- status index (and `dead`) are scored by that expiry, so trim_final trims them as the hashes
 -- go. `...` are more fields to set, name, value, ... (the result or the error).
 local function end_job(jkey, jid, from, to, now, ttl, cancel_flag, dead, has_log, ...)
-  redis.call('HSET', jkey, 'status', to, 'completed_at', now, ...)
+  redis.call('HSET', jkey, 'status', to, 'completed_at', num(now), ...)
   if cancel_flag then redis.call('HDEL', jkey, 'cancel') end
-  redis.call('PEXPIRE', jkey, ttl)
-  if has_log then redis.call('PEXPIRE', job_log_key(jid), ttl) end
+  redis.call('PEXPIRE', jkey, num(ttl))
+  if has_log then redis.call('PEXPIRE', job_log_key(jid), num(ttl)) end
   local expires = now + ttl
   move_status(jid, from, to, expires)
   if dead then redis.call('ZADD', K_DEAD, expires, jid) end
@@ -776,7 +827,7 @@ end
 local function complete_job(jkey, jid, from, now, ttl, cancel_flag, has_log, result, attempt,
     ukey, idem, depends_on, dependents)
   end_job(jkey, jid, from, 'completed', now, ttl, cancel_flag, false, has_log,
-    'result', result, 'progress', 100)
+    'result', result, 'progress', '100')
   if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
   emit(jid, 'completed', attempt, now, {'result', result})
   return flow_end(jid, 'completed', result, ttl, now, depends_on, dependents)
@@ -824,18 +875,16 @@ local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, wh
   return flow_end(jid, 'failed', err, ttl, now, job.depends_on, job.dependents)
 end
 
--- The job fields a delivery needs, read in one HMGET by start and reclaim; then the other
--- numbers the job's transitions compute with, checked before it is leased (bad_field).
--- The fields a lease needs, by name, in one HMGET. Spelled out as a table constructor, which
--- sizes the table once: this runs for every job a worker starts.
+-- The fields of job hash `jkey` a lease needs (the delivery's, and the numbers the job's
+-- transitions compute with, checked before it is leased: bad_field), by name. One HGETALL:
+-- a job waiting to run has few fields, and naming the 16 in an HMGET cost Redis a scan of
+-- the hash for each (most are options a job seldom sets) and Lua a 16-slot reply; this runs
+-- for every job a worker starts. A missing key gives an empty table.
 local function lease_fields(jkey)
-  local v = redis.call('HMGET', jkey, 'status', 'msg', 'worker', 'lease', 'attempt', 'kind',
-    'payload', 'timeout', 'crashes', 'max_retries', 'retry_delay', 'result_ttl', 'retry_backoff',
-    'retry_jitter', 'unique', 'unique_key')
-  return {status = v[1], msg = v[2], worker = v[3], lease = v[4], attempt = v[5], kind = v[6],
-    payload = v[7], timeout = v[8], crashes = v[9], max_retries = v[10], retry_delay = v[11],
-    result_ttl = v[12], retry_backoff = v[13], retry_jitter = v[14], unique = v[15],
-    unique_key = v[16]}
+  local all = redis.call('HGETALL', jkey)
+  local job = {}
+  for i = 1, #all, 2 do job[all[i]] = all[i + 1] end
+  return job
 end
 -- {field, required}: fields holding a non-negative integer (an absent one is its default)
 local COUNT_FIELDS = {{'lease', false}, {'attempt', false}, {'timeout', false},
@@ -873,8 +922,8 @@ end
 local function lease_job(jkey, jid, from, worker, msg, now, job)
   local lease = tonumber(job.lease or 0) + 1
   local attempt = count_of(job.attempt, 0) + 1
-  redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker', worker,
-    'lease', lease, 'attempt', attempt, 'msg', msg)
+  redis.call('HSET', jkey, 'status', 'running', 'started_at', num(now), 'worker', worker,
+    'lease', num(lease), 'attempt', num(attempt), 'msg', msg)
   move_status(jid, from, 'running', now, true)  -- the caller counts it in `started`
   -- a lock held until the job starts (until_start, while_queued) goes with its first lease
   if job.unique and job.unique ~= 'until_done' then unlock(job.unique_key, jid) end
@@ -1099,7 +1148,7 @@ end
 
 -- Append field `name` with `value` to list `fields` unless it is the setting's `default`.
 local function unless_default(fields, name, value, default)
-  if tonumber(value) ~= default then
+  if number_text(value) ~= default then
     fields[#fields + 1] = name
     fields[#fields + 1] = value
   end
@@ -1119,7 +1168,7 @@ local function create_job(now, args, i, known)
   local refused = admit(job_id, rules, known)
   if refused ~= nil then return nxt, false, nil, refused or nil, now end
   local jkey = job_key(job_id)
-  local at, delay = tonumber(at_ms), tonumber(delay_ms)
+  local at, delay = number_text(at_ms), number_text(delay_ms)
   local due = nil
   if at > 0 or delay > 0 then
     now = now or now_ms()
@@ -1138,11 +1187,15 @@ local function create_job(now, args, i, known)
     -- nil for a job in `prio` or a key's backlog: it has no msg
     value = route_ready(job_id, priority, rules.limit_key)
     due = nil
-    if value and not now then now = tonumber(string.match(value, '^(%d+)')) end
+    if value and not now then  -- its text too, so num(now) prints nothing
+      local text = string.match(value, '^(%d+)')
+      now = tonumber(text)
+      nums[now] = text
+    end
   end
   now = now or now_ms()
   if status == 'pending' and not value then index_unrouted(job_id, now) end
-  local fields = {'kind', kind, 'payload', payload, 'created_at', now, 'status', status}
+  local fields = {'kind', kind, 'payload', payload, 'created_at', num(now), 'status', status}
   unless_default(fields, 'max_retries', max_retries, 0)
   unless_default(fields, 'retry_delay', retry_delay_ms, DEFAULT_RETRY_DELAY_MS)
   unless_default(fields, 'retry_backoff', retry_backoff, DEFAULT_RETRY_BACKOFF)
@@ -1153,9 +1206,9 @@ local function create_job(now, args, i, known)
     fields[#fields + 1] = extra
     fields[#fields + 1] = value
   end
-  if tonumber(priority) ~= DEFAULT_PRIORITY then  -- the default priority has no field
+  if number_text(priority) ~= DEFAULT_PRIORITY then  -- the default priority has no field
     fields[#fields + 1] = 'priority'
-    fields[#fields + 1] = tonumber(priority)
+    fields[#fields + 1] = number_text(priority)
   end
   rule_fields(fields, args, i)
   redis.call('HSET', jkey, unpack(fields))
@@ -1247,7 +1300,13 @@ end
 -- queue half entered. A call that gathered its index writes (gather_indexes) left gathering on,
 -- flushed: it ends here, so this call writes at once unless it gathers too.
 local function enter(keys)
-  gathered, gathered_keys = nil, nil
+  if not redis then
+    local G = _G
+    redis, string, math, table, tonumber, tostring, unpack, ipairs, pairs, next, type,
+      error, pcall, select = G.redis, G.string, G.math, G.table, G.tonumber, G.tostring,
+      G.unpack, G.ipairs, G.pairs, G.next, G.type, G.error, G.pcall, G.select
+  end
+  gathered, gathered_keys, nums = nil, nil, {}
   local p = keys[1]
   if p == PREFIX and p then return end
   PREFIX = nil

@@ -58,7 +58,7 @@ def _function(script: str, body: str, fname: str) -> str:
             raise ValueError(f"{script}.lua: unknown first line {first!r}")
         flags = ", ".join(f"'{f}'" for f in first.removeprefix(_FLAGS).split(","))
     return (
-        f"redis.register_function{{function_name = '{fname}', flags = {{{flags}}},\n"
+        f"register_function{{function_name = '{fname}', flags = {{{flags}}},\n"
         f"callback = function(KEYS, ARGV) enter(KEYS)\n{body}\nend}}\n"
     )
 
