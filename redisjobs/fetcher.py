@@ -51,7 +51,10 @@ MAX_FETCH = 64
 """Jobs leased per `start` (or `reclaim`) call at most, so no script blocks Redis for long."""
 
 _GROUP = GROUP.encode()
-_NO_KEY = "no such key"  # XINFO's reply for a stream that is gone (XREADGROUP says NOGROUP)
+# What Redis answers when the stream or its group is gone (a forced obliterate under a live
+# worker): XREADGROUP says NOGROUP, XINFO "no such key", the embedded backend's XREADGROUP
+# that "the XGROUP subcommand requires the key to exist".
+_GONE = ("NOGROUP", "no such key", "requires the key to exist")
 
 KEYS_WAIT_READ = 0.25
 """Seconds a wait for a key's limit lasts at least to be spent in a blocking read, so that a job
@@ -157,7 +160,7 @@ class Fetcher:
 
     async def _failed(self, exc: RedisError | OSError, backoff: Backoff) -> None:
         """Recreate a lost consumer group, or wait out an outage; re-raise anything else."""
-        if isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or _NO_KEY in str(exc)):
+        if isinstance(exc, ResponseError) and any(gone in str(exc) for gone in _GONE):
             await self._recreate_group(backoff)
             return
         if not is_transient(exc):

@@ -182,6 +182,19 @@ async def test_obliterate_is_refused_while_a_worker_serves_the_queue(
     assert left <= {"ready", "carry", "leases"}
 
 
+async def test_a_worker_serves_on_after_its_queue_was_obliterated_under_it(
+    client: Client, worker: WorkerFactory
+) -> None:
+    """The stream and its group are gone: the worker makes them again and runs what comes."""
+    await worker(functions=[add])
+    first = await client.enqueue("call", {"fn": "add", "args": [1, 1]})
+    assert await client.wait(first.id, timeout=10) == 2
+    assert await client.obliterate(force=True) == 1
+    await asyncio.sleep(1)  # the worker looks for work meanwhile: no stream, no group
+    after = await client.enqueue("call", {"fn": "add", "args": [2, 2]})
+    assert await client.wait(after.id, timeout=10) == 4
+
+
 async def test_obliterate_deletes_every_key_of_a_quiet_queue(client: Client, url: str) -> None:
     async with Worker(url, queue=client.queue, functions=[add, fail], handle_signals=False):
         await client.enqueue_many([("call", {"fn": "add", "args": [1, 1]})] * 5)
