@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from redisjobs.testing import RedisServer
 
 BODY = """
+enter(KEYS)  -- as every function of the library begins: the helpers' globals, the queue
 local tat, allowed, out = 0, 0, {}
 local T, tau = 0, 0
 for i = 1, #ARGV, 3 do
