@@ -12,7 +12,17 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 
-__all__ = ["HiredisPack", "guarded"]
+__all__ = ["HiredisPack", "guarded", "pack"]
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command as the bytes to send, packed by hiredis (DataError for an argument it
+    refuses: None, a list ...)."""
+    try:
+        packed: bytes = hiredis.pack_command(args)
+    except TypeError as exc:
+        raise DataError(str(exc)) from exc
+    return packed
 
 
 class HiredisPack:
@@ -26,10 +36,7 @@ class HiredisPack:
         """One command as the bytes to send (DataError for an argument hiredis refuses)."""
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and friends
             args = (*args[0].split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise DataError(str(exc)) from exc
+        return [pack(args)]
 
     pack = pack_command
 

@@ -24,16 +24,20 @@ its redis-py client, and loads the library the same way.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .channel import Channel
+from .connclasses import pack
 from .connection import MAX_CONNECTIONS
 
 Arg = str | bytes | int | float
@@ -98,23 +102,25 @@ async def load(client: Any, library: str) -> None:
 
 
 IDLE_CAP = MAX_CONNECTIONS // 2
-"""Connections a caller keeps between calls: the pool's other half stays free for every other
-command (and a stream of concurrent calls beyond the cap still runs, through the pool)."""
+"""Connections a sync caller keeps between calls: the pool's other half stays free for every
+other command (and a stream of concurrent calls beyond the cap still runs, through the pool)."""
 
 
 class AsyncCaller:
-    """Calls scripts on the connections of one asyncio client's pool (see the module doc).
+    """Calls scripts of one asyncio client through a :class:`~redisjobs.channel.Channel`: one
+    connection of the client's pool, taken at the first call (and again after it is lost),
+    which every call of the client shares, pipelined.
 
-    It keeps the connections of finished calls (up to :data:`IDLE_CAP`) for the next ones
-    rather than handing them back: the pool's get and release (a condition, a lock, a timeout
-    and their observability hooks) cost as much as the rest of the call. A kept connection
-    stays the pool's (counted in use, closed by its client's ``aclose``), and is checked as
-    the pool checks one it hands out (reconnected if the server closed it meanwhile).
+    The connection stays the pool's (counted in use, closed by its client's ``aclose``, which
+    ends the channel). A lost connection is retried as the client's Retry says.
     """
 
     def __init__(self, client: Redis) -> None:
         self._pool = client.connection_pool
-        self._idle: list[AbstractConnection] = []
+        retry = client.get_retry()
+        self._retry = retry if retry is not None else Retry(NoBackoff(), 0)
+        self._channel: Channel | None = None
+        self._opening = asyncio.Lock()
 
     async def __call__(self, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Call `fn`; its raw reply.
@@ -122,42 +128,50 @@ class AsyncCaller:
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
         """
-        kept = self._idle.pop() if self._idle else None
-        conn = kept or await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        packed = pack(("FCALL", fn.name, len(keys), *keys, *args))
+        return await self._retry.call_with_retry(lambda: self._once(fn, packed), _nothing_to_undo)
+
+    async def _once(self, fn: Function, packed: bytes) -> Any:
+        channel = self._channel
+        if channel is None or channel.broken is not None:
+            channel = await self._open()
+        (reply,) = channel.send(packed, 1)
         try:
-            if kept is not None:
-                await self._pool.ensure_connection(conn)
-            reply = await conn.retry.call_with_retry(
-                lambda: _once_async(conn, fn, keys, args),
-                lambda _error: conn.disconnect(),  # the retry's send reconnects
-            )
-        except BaseException:  # a failed or cancelled read has disconnected it already
-            await self._pool.release(conn)
-            raise
-        if len(self._idle) < IDLE_CAP:
-            self._idle.append(conn)
-        else:
-            await self._pool.release(conn)
-        return reply
+            return await reply
+        except ResponseError as exc:  # the channel is in step: an error reply was read
+            if not _missing(exc):
+                raise
+        loaded, reply = channel.send(pack(("FUNCTION", "LOAD", fn.library)) + packed, 2)
+        return _answer(await _settled(reply), await _settled(loaded))
+
+    async def _open(self) -> Channel:
+        """The channel, made anew on a connection of the pool when there is none or it broke
+        (one caller makes it; the others wait for that one)."""
+        async with self._opening:
+            channel = self._channel
+            if channel is None or channel.broken is not None:
+                self._channel = None
+                if channel is not None:
+                    await channel.close()
+                    await self._pool.release(channel.conn)
+                conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+                try:
+                    channel = Channel(conn)
+                except BaseException:
+                    await self._pool.release(conn)
+                    raise
+                self._channel = channel
+            return channel
 
 
-async def _once_async(
-    conn: AbstractConnection, fn: Function, keys: Sequence[str], args: Sequence[Arg]
-) -> Any:
-    await conn.send_packed_command(_packed(conn, fn, keys, args), False)
+async def _nothing_to_undo(_error: Exception) -> None:
+    """A broken channel is replaced by the next call (:meth:`AsyncCaller._open`)."""
+
+
+async def _settled(reply: asyncio.Future[Any]) -> Any:
+    """`reply`'s value, or its error reply as a value."""
     try:
-        return await conn.read_response()
-    except ResponseError as exc:  # the connection is in step: an error reply was read
-        if not _missing(exc):
-            raise
-    await conn.send_packed_command(_reloaded(conn, fn, keys, args), False)
-    loaded = await _read_async(conn)
-    return _answer(await _read_async(conn), loaded)
-
-
-async def _read_async(conn: AbstractConnection) -> Any:
-    try:
-        return await conn.read_response()
+        return await reply
     except ResponseError as exc:
         return exc
 

@@ -1,19 +1,25 @@
 """Function calls past redis-py's execute_command (redisjobs.scriptcall), on a real redis-server.
 
 A call must behave as redis-py's own call does: a function Redis lacks has its library loaded
-and runs anyway, an error reply raises and leaves the connection usable, a kept connection the
-server closed is reconnected, a cancelled call never leaves a reply for the next one, and the
-connections it keeps stay under half the pool. Each holds for the asyncio and the sync caller.
+and runs anyway, an error reply raises (as redis-py's exception for it) and leaves the
+connection usable, a kept connection the server closed is reconnected, a cancelled call never
+leaves a reply for the next one. Each holds for the asyncio and the sync caller. The asyncio
+caller's calls share one connection, pipelined (redisjobs.channel): replies reach their own
+callers, a reply that never comes fails the calls in flight within the timeout, and a call
+cancelled before its write never runs. The sync caller's kept connections stay under half the
+pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 import redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisjobs.connection import Backend
 from redisjobs.scriptcall import IDLE_CAP, AsyncCaller, Function, SyncCaller
@@ -27,14 +33,19 @@ redis.register_function('sc_echo', function(keys, args) return {keys[1], args[1]
 redis.register_function('sc_fail', function(keys, args)
   return redis.error_reply('ERR refused: ' .. args[1])
 end)
--- Half a second of Redis time, so a call of it can be cancelled before its reply comes.
+redis.register_function('sc_error', function(keys, args) return redis.error_reply(args[1]) end)
+redis.register_function('sc_incr', function(keys, args) return redis.call('INCR', keys[1]) end)
+-- Half a second of Redis time (or args[1] microseconds), so a call of it can be cancelled, or
+-- time out, before its reply comes.
 redis.register_function('sc_slow', function(keys, args)
-  local stop = now() + 500000
+  local stop = now() + (tonumber(args[1]) or 500000)
   repeat until now() >= stop
   return 1
 end)
 """
-ECHO, FAIL, SLOW = (Function(name, LIBRARY) for name in ("sc_echo", "sc_fail", "sc_slow"))
+ECHO, FAIL, SLOW, ERROR, INCR = (
+    Function(name, LIBRARY) for name in ("sc_echo", "sc_fail", "sc_slow", "sc_error", "sc_incr")
+)
 BROKEN = Function("sc_broken_echo", "#!lua name=scriptcall_broken\nredis.register_function(")
 """A function whose library Redis refuses to load."""
 ABSENT = Function("sc_absent", LIBRARY)
@@ -104,6 +115,18 @@ async def test_async_error_reply_raises_and_the_connection_stays_in_step(redis_u
         await client.aclose()
 
 
+async def test_async_error_reply_raises_redis_pys_exception_for_it(redis_url: str) -> None:
+    client = Backend(redis_url).client()
+    call = AsyncCaller(client)
+    try:
+        with pytest.raises(ReadOnlyError, match="replica"):  # what a failover's loops look for
+            await call(ERROR, ["{q}k"], ["READONLY You can't write against a read only replica."])
+        with pytest.raises(ResponseError, match=r"^WRONGTYPE odd"):
+            await call(ERROR, ["{q}k"], ["WRONGTYPE odd"])
+    finally:
+        await client.aclose()
+
+
 def test_sync_error_reply_raises_and_the_connection_stays_in_step(redis_url: str) -> None:
     client = connect(Backend(redis_url))
     call, fail, echo = SyncCaller(client), FAIL, ECHO
@@ -126,7 +149,6 @@ async def test_async_kept_connection_killed_by_the_server_is_reconnected(redis_u
     call, echo = AsyncCaller(client), ECHO
     try:
         await call(echo, ["{q}k"], ["1"])
-        assert len(call._idle) == 1
         assert _kill_others(redis_url) >= 1
         await asyncio.sleep(0.05)  # the loop sees the close
         assert (await call(echo, ["{q}k"], ["2"]))[1] == b"2"
@@ -161,17 +183,48 @@ async def test_async_cancelled_call_leaves_no_reply_behind(redis_url: str) -> No
         await client.aclose()
 
 
-async def test_async_keeps_at_most_half_the_pool(redis_url: str) -> None:
+async def test_async_calls_in_flight_share_one_connection(redis_url: str) -> None:
     client = Backend(redis_url).client()
     call, echo = AsyncCaller(client), ECHO
     try:
-        replies = await asyncio.gather(
-            *(call(echo, ["{q}k"], [str(i)]) for i in range(IDLE_CAP * 2))
-        )
-        assert [r[1] for r in replies] == [str(i).encode() for i in range(IDLE_CAP * 2)]
-        assert len(call._idle) == IDLE_CAP
-        assert len(await client.client_list(_type="normal")) > IDLE_CAP  # side by side
-        await client.ping()  # the rest are back in the pool, for every other command
+        before = len(await client.client_list(_type="normal"))
+        replies = await asyncio.gather(*(call(echo, ["{q}k"], [str(i)]) for i in range(200)))
+        assert [r[1] for r in replies] == [str(i).encode() for i in range(200)]
+        assert len(await client.client_list(_type="normal")) == before + 1
+    finally:
+        await client.aclose()
+
+
+async def test_async_a_reply_that_never_comes_fails_the_calls_in_flight(redis_url: str) -> None:
+    client = Backend(redis_url).client(socket_timeout=0.2, retries=0)
+    call = AsyncCaller(client)
+    try:
+        await call(ECHO, ["{q}k"], ["warm"])
+        t0 = time.monotonic()
+        slow = asyncio.ensure_future(call(SLOW, ["{q}k"], [1_500_000]))  # 1.5 s of Redis time
+        behind = asyncio.ensure_future(call(ECHO, ["{q}k"], ["behind"]))
+        for pending in (slow, behind):
+            with pytest.raises(RedisTimeoutError, match="Timeout reading from"):
+                await pending
+        assert time.monotonic() - t0 < 1.2  # at the timeout, not when the reply came
+        await asyncio.sleep(1.6 - (time.monotonic() - t0))  # the slow script ends
+        assert (await call(ECHO, ["{q}k"], ["after"]))[1] == b"after"  # on a new connection
+    finally:
+        await client.aclose()
+
+
+async def test_async_a_call_cancelled_before_its_write_never_runs(redis_url: str) -> None:
+    client = Backend(redis_url).client()
+    call, key = AsyncCaller(client), "{q}cancelled-before-write"
+    try:
+        await call(ECHO, ["{q}k"], ["warm"])
+        cancelled = asyncio.ensure_future(call(INCR, [key], []))
+        kept = asyncio.ensure_future(call(INCR, [key], []))
+        await asyncio.sleep(0)  # both queued for the loop turn's write
+        cancelled.cancel()
+        assert await kept == 1
+        assert await client.get(key) == b"1"
+        assert cancelled.cancelled()
     finally:
         await client.aclose()
 

@@ -1,0 +1,172 @@
+"""Pipelined script calls on one connection: many calls in flight, one write a loop turn.
+
+A call through a connection of its own waits a whole round trip with the connection idle, and
+pays redis-py's per-read machinery (a timeout context, the parser's stream reads) on each: at
+32 calls in flight that machinery, not Redis, is what limits a producer. A :class:`Channel`
+holds one connection of the client's pool for script calls. Calls are queued as they come and
+written together once per turn of the event loop (32 concurrent enqueues become one write,
+which Redis reads and answers in one go); one task reads the replies, parses them with hiredis
+and hands each to its caller in order.
+
+What a call through redis-py guaranteed still holds:
+
+* bounded: a call whose reply has not come within the connection's ``socket_timeout`` of its
+  write breaks the channel with redis-py's TimeoutError (a reply that late means a Redis that
+  is wedged, so the calls behind it fail too rather than wait their own turn);
+* a lost connection fails every call in flight with redis-py's ConnectionError, which the
+  caller's Retry may re-send on a new channel;
+* a cancelled call never leaves its reply to another: replies are matched by position, and the
+  reply of a cancelled call is read and dropped. A call cancelled before its write is never
+  sent;
+* error replies raise the exception redis-py's own parser would (``parse_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import hiredis
+from redis._parsers import BaseParser
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+READ_SIZE = 1 << 16
+"""Bytes a read asks the socket for."""
+
+
+class Channel:
+    """One connection's script calls, pipelined (see the module doc).
+
+    A channel whose connection failed (lost, timed out, a reply it could not parse) is
+    ``broken`` for good: its calls in flight have failed, and its owner disconnects the
+    connection and hands it back to the pool (:meth:`close`).
+    """
+
+    def __init__(self, conn: AbstractConnection) -> None:
+        reader, writer = conn._reader, conn._writer
+        if reader is None or writer is None:
+            raise RedisConnectionError("the connection for script calls is not connected")
+        self.conn = conn
+        self.broken: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._reader, self._writer = reader, writer
+        self._parser = hiredis.Reader(
+            protocolError=InvalidResponse,
+            replyError=BaseParser.parse_error,
+            **_decoding(conn),
+        )
+        self._timeout: float | None = conn.socket_timeout
+        self._queued: list[tuple[bytes, list[asyncio.Future[Any]]]] = []
+        self._sent: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading = self._loop.create_task(self._read_replies())
+
+    def send(self, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
+        """Queue `packed` (one or more commands) for this turn's write; the futures of its
+        `replies` replies, in order."""
+        if self.broken is not None:
+            raise RedisConnectionError(f"the connection was lost: {self.broken}")
+        futures = [self._loop.create_future() for _ in range(replies)]
+        if not self._queued:
+            self._loop.call_soon(self._write)
+        self._queued.append((packed, futures))
+        return futures
+
+    async def close(self) -> None:
+        """Fail what is in flight, close the connection, and hand it back to nobody: the
+        caller releases :attr:`conn` to its pool."""
+        self._break(RedisConnectionError("the channel was closed"))
+        self._reading.cancel()
+        await self.conn.disconnect(nowait=True)
+
+    def _write(self) -> None:
+        queued, self._queued = self._queued, []
+        if self.broken is not None:
+            _fail([f for _, futures in queued for f in futures], self.broken)
+            return
+        deadline = self._loop.time() + (self._timeout or 0.0)
+        out: list[bytes] = []
+        for packed, futures in queued:
+            if all(f.cancelled() for f in futures):
+                continue  # cancelled before it was written: it never runs
+            out.append(packed)
+            self._sent.extend((f, deadline) for f in futures)
+        if not out:
+            return
+        try:
+            self._writer.writelines(out)
+        except (RuntimeError, OSError) as exc:  # uvloop: "the handler is closed"
+            self._break(RedisConnectionError(f"Error while writing to socket: {exc}"))
+            self._reading.cancel()
+            return
+        self._watch()
+
+    async def _read_replies(self) -> None:
+        parser, sent = self._parser, self._sent
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    raise RedisConnectionError("Connection closed by server.")
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    future = sent.popleft()[0]
+                    if future.done():
+                        continue  # its caller was cancelled: the reply is dropped
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        except (Exception, asyncio.CancelledError) as exc:
+            self._break(_as_connection_error(exc))
+
+    def _watch(self) -> None:
+        """Arm the timer for the oldest call in flight's deadline (one timer a channel; it
+        re-arms itself as replies come, rather than one per call)."""
+        if self._timer is None and self._sent and self._timeout:
+            self._timer = self._loop.call_at(self._sent[0][1], self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._sent and self._sent[0][1] <= self._loop.time():
+            # redis-py's own words for a reply that never came
+            self._break(RedisTimeoutError(f"Timeout reading from {self.conn._host_error()}"))
+            self._reading.cancel()
+            self._writer.transport.abort()
+        else:
+            self._watch()
+
+    def _break(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        _fail([f for f, _ in self._sent], self.broken)
+        self._sent.clear()
+
+
+def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _as_connection_error(exc: BaseException) -> BaseException:
+    """A failed read as the calls in flight see it: redis-py's ConnectionError, unless it is
+    one of redis-py's own already."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return exc
+    return RedisConnectionError(f"Error while reading from socket: {exc!r}")
+
+
+def _decoding(conn: AbstractConnection) -> dict[str, str]:
+    """hiredis's decoding arguments for a client that decodes replies (ours do not)."""
+    encoder = conn.encoder
+    if not encoder.decode_responses:
+        return {}
+    return {"encoding": encoder.encoding, "errors": encoder.encoding_errors}
