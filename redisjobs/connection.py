@@ -11,14 +11,12 @@ a real Redis never loads it (docs/architecture.md, "The embedded backend").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
 import random
 import re
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -183,16 +181,29 @@ class Backend:
         """A ConnectionFailed that names this backend's URL (password masked)."""
         return ConnectionFailed(f"cannot reach Redis at {self.masked}: {exc}")
 
-    @contextlib.contextmanager
-    def reaching(self) -> Iterator[None]:
-        """Raise a lost connection or a reply that never came inside the block as
+    def reaching(self) -> Reaching:
+        """A context that raises a lost connection or a reply that never came inside it as
         :meth:`error` (ConnectionFailed, naming the URL); other errors pass unchanged."""
-        try:
-            yield
-        except RedisJobsError:
-            raise  # ours already say what happened (WaitTimeout is an OSError too)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise self.error(exc) from exc
+        return Reaching(self)
+
+
+class Reaching:
+    """:meth:`Backend.reaching`'s context: a class, not a generator, as it wraps every call of a
+    client (a generator's context costs several times as much)."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _kind: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is None or isinstance(exc, RedisJobsError):
+            return  # ours already say what happened (WaitTimeout is an OSError too)
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+            raise self._backend.error(exc) from exc
 
 
 def pool_settings(socket_timeout: float) -> dict[str, Any]:

@@ -126,6 +126,10 @@ def caller_signature(
         return sig.replace(parameters=[p for p in params if p.name not in optional])
 
 
+MAX_SHAPES = 64
+"""Call shapes a task remembers as fitting (a bound: keyword names may come from anywhere)."""
+
+
 def check_call(
     name: str, sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> None:
@@ -170,6 +174,9 @@ class Task(Generic[P, R]):
         self.__wrapped__ = fn  # what a worker's child process unwraps (and help() shows)
         self.__doc__ = fn.__doc__
         self._signature = caller_signature(fn)
+        # Shapes of calls (positional count, keyword names) that fit the signature: whether a
+        # call binds depends on nothing else, and binding costs more than the rest of a job.
+        self._fits: set[tuple[int, tuple[str, ...]]] = set()
         self._target = Target.of(fn, name)
         self._options: dict[str, Any] = {"queue": queue, **defaults}
         self.schedule: ScheduleSpec | None = None  # set by App.task(cron=..., every=...)
@@ -202,7 +209,11 @@ class Task(Generic[P, R]):
         sig, given = self._signature, kwargs
         if chained and sig is not None and PREVIOUS in sig.parameters and PREVIOUS not in kwargs:
             given = {**kwargs, PREVIOUS: None}
-        check_call(self.name, sig, args, given)
+        shape = (len(args), tuple(given))
+        if shape not in self._fits:
+            check_call(self.name, sig, args, given)
+            if len(self._fits) < MAX_SHAPES:
+                self._fits.add(shape)
         payload: dict[str, Any] = {"fn": self.name}
         if args:  # absent when empty: bytes kept per job
             payload["args"] = list(args)

@@ -34,6 +34,7 @@ def _show(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)  # producers send the same few names over and over
+@functools.lru_cache(maxsize=1024)  # a producer checks the same few names for every job
 def _name_problem(name: str) -> str | None:
     if not name:
         return "it is empty"
