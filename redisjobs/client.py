@@ -101,9 +101,9 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             kind: the executor that runs it (``call``, ``http``, ``subprocess``, ``ssh``, yours).
             payload: anything msgpack encodes; the executor's input.
             queue: the queue (default: the client's).
-            job_id: a caller-chosen id (:data:`~redisjobs.keys.JOB_ID_RULE`; default: 32 random
-                hex digits). While a job with this id exists, enqueueing it again writes nothing
-                and returns that job.
+            job_id: a caller-chosen id (:data:`~redisjobs.keys.JOB_ID_RULE`; default: 22 random
+                URL-safe characters, :func:`~redisjobs.options.new_job_id`). While a job with
+                this id exists, enqueueing it again writes nothing and returns that job.
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
             priority: 0..2**21, lower runs sooner (default 100); FIFO within a priority. Strict:

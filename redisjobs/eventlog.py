@@ -53,7 +53,9 @@ NAME = "redisjobs-events"
 """The name of the log readers' connections in CLIENT LIST (async and sync clients alike)."""
 
 
-_EVENT_FIELDS = (("type", str), ("queue", str), ("job_id", str), ("attempt", int), ("ts", int))
+_EVENT_FIELDS = (("type", str), ("job_id", str))
+_OPTIONAL_FIELDS = (("queue", str), ("attempt", int), ("ts", int))
+"""What an event may leave out, as its log entry says it (see :meth:`Event.decode`)."""
 
 
 def event_job(raw: bytes) -> str | None:
@@ -66,6 +68,8 @@ def event_job(raw: bytes) -> str | None:
     if not isinstance(event, dict):
         return None
     if not all(isinstance(event.get(name), kind) for name, kind in _EVENT_FIELDS):
+        return None
+    if not all(isinstance(event.get(name, kind()), kind) for name, kind in _OPTIONAL_FIELDS):
         return None
     job_id: str = event["job_id"]
     return job_id

@@ -60,15 +60,23 @@ class Event:
     id: str | None = None
 
     @classmethod
-    def decode(cls, raw: bytes, id: str | None = None) -> Event:
-        """Parse the msgpack form the scripts emit."""
+    def decode(cls, raw: bytes, id: str | None = None, queue: str = "") -> Event:
+        """Parse the msgpack form the scripts emit, read from log entry `id` of `queue`'s log.
+
+        An event may leave out what its log entry already says (docs/wire-format.md,
+        "Events"): ``queue`` (the log's queue), ``ts`` (the time of the entry's id) and
+        ``attempt`` (0).
+        """
         d = unpackb(raw)
+        ts = d.pop("ts", None)
+        if ts is None:
+            ts = id_key(id)[0] if id is not None else 0
         return cls(
             type=d.pop("type"),
-            queue=d.pop("queue"),
+            queue=d.pop("queue", queue),
             job_id=d.pop("job_id"),
-            attempt=d.pop("attempt"),
-            ts=d.pop("ts"),
+            attempt=d.pop("attempt", 0),
+            ts=ts,
             data=d,
             id=id,
         )
@@ -109,4 +117,4 @@ async def follow(
                 continue
             if after is not None and id_key(entry_id) <= after:
                 continue  # `since` was past the tail's cursor: the replay's, or older
-            yield Event.decode(raw, entry_id)
+            yield Event.decode(raw, entry_id, keys.queue)

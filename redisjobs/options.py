@@ -7,7 +7,7 @@ anything again. Times are seconds in the API and integer milliseconds in Redis.
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -28,8 +28,17 @@ nothing extra: they are the stream entries every job once was (docs/architecture
 
 
 def new_job_id() -> str:
-    """A fresh random job id (128 bits, hex)."""
-    return os.urandom(16).hex()
+    """A fresh random job id: 128 random bits as 22 characters of ``A-Z a-z 0-9 _ -`` (URL-safe
+    base64), never starting with ``-`` (which a job id may not).
+
+    As many bits as 32 hex digits in two thirds of the length: a job's id is spelled in its
+    hash's key, its stream entry and its events, so ten characters fewer is about 30 bytes of
+    Redis memory less per queued job.
+    """
+    while True:
+        job_id = secrets.token_urlsafe(16)
+        if job_id[0] != "-":  # 1 in 64: draw again rather than bend the alphabet
+            return job_id
 
 
 def _ms(seconds: float | None, name: str) -> int:

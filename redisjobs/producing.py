@@ -242,7 +242,7 @@ def wait_flow(keys: QueueKeys, job_id: str) -> Flow[Any]:
             continue
         if id_key(entry_id) <= read_after:
             continue  # older than the state read (a tail's reader may lag): that read saw it
-        ev = Event.decode(raw)
+        ev = Event.decode(raw, entry_id, keys.queue)
         if ev.type in FINAL_EVENTS:
             outcome = (ev.type, ev.data.get("result"), ev.data.get("error"))
     return _result(job_id, outcome)

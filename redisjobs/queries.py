@@ -348,7 +348,7 @@ async def replay(
         if not entries:
             return
         for eid, _, raw in log_events(entries):
-            ev = Event.decode(raw, eid)
+            ev = Event.decode(raw, eid, keys.queue)
             if job_id is None or ev.job_id == job_id:
                 yield ev, raw
         cursor = entries[-1][0].decode()
@@ -380,6 +380,6 @@ async def job_history(
     # comes before its creation.
     entries: Any = await redis.xrange(keys.log, min=str(created_ms), max="+", count=limit + 1)
     read = entries[:limit]
-    events = [Event.decode(raw, eid) for eid, _, raw in log_events(read)]
+    events = [Event.decode(raw, eid, keys.queue) for eid, _, raw in log_events(read)]
     cursor = read[-1][0].decode() if read else f"{max(created_ms - 1, 0)}-0"
     return History([ev for ev in events if ev.job_id == job.id], cursor, len(entries) <= limit)

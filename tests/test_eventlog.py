@@ -123,7 +123,8 @@ async def test_entries_that_are_no_events_stop_no_wait(
         job = await client.enqueue("call", {"fn": "add", "args": {"a": 1, "b": 2}}, delay=0.5)
         waiting = asyncio.create_task(client.wait(job.id, timeout=20))
         await asyncio.sleep(0.1)
-        for junk in (b"\xc1", b"\x93\x01\x02\x03", packb({"job_id": 7}), b""):
+        wrong_ts = packb({"type": "completed", "job_id": job.id, "ts": "soon", "result": 0})
+        for junk in (b"\xc1", b"\x93\x01\x02\x03", packb({"job_id": 7}), wrong_ts, b""):
             await client.redis.xadd(keys.log, {"e": junk})
         await client.redis.xadd(keys.log, {"x": b"no e field"})
         assert await waiting == 3
@@ -139,6 +140,33 @@ async def test_entries_that_are_no_events_stop_no_wait(
         "completed",
     ]
     assert (await client.event_rates())[client.queue]["completed"] > 0
+
+
+async def test_events_that_leave_out_what_their_entry_says_are_read(client: Client) -> None:
+    """The next release's writers leave out `queue`, `ts` and `attempt` (docs/wire-format.md,
+    "Events"): every reader of this one takes them from the log entry."""
+    keys = client.keys()
+    job = await client.enqueue("call", None)  # no worker: only the events below end it
+    async with Follower(client) as follower:
+        waiting = asyncio.create_task(client.wait(job.id, timeout=20))
+        short = packb({"type": "completed", "job_id": job.id, "result": [1, "two"]})
+        entry_id = None
+        while not waiting.done():  # until the wait's tail is open to read one
+            entry_id = (await client.redis.xadd(keys.log, {"e": short})).decode()
+            await asyncio.wait({waiting}, timeout=0.1)
+        assert await waiting == [1, "two"]
+        await until(lambda: [e.type for e in follower.events][-1:] == ["completed"])
+    assert entry_id is not None
+    heard = follower.events[-1]
+    replayed = [ev async for ev in client.replay(job.id, since="0")]
+    got = await client.get(job.id)
+    assert got is not None
+    history = (await client.job_history(got)).events
+    for ev in (heard, replayed[-1], history[-1]):
+        assert (ev.type, ev.queue, ev.job_id, ev.attempt) == ("completed", client.queue, job.id, 0)
+        assert ev.ts == int(ev.id.split("-")[0]) if ev.id else False
+        assert ev.data == {"result": [1, "two"]}
+    assert replayed[-1].id == entry_id and replayed[0].type == "enqueued"
 
 
 async def test_a_client_following_many_queues_hears_each_at_once(client: Client) -> None:

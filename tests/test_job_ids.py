@@ -7,6 +7,7 @@ HTTP API, one starting with ``-`` an option of the command line.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from redisjobs import Client, InvalidJobId
 from redisjobs.keys import JOB_ID, JOB_ID_RULE, QUEUES_KEY, check_job_id
 from redisjobs.manager import JobManager
+from redisjobs.options import new_job_id
 
 HOSTILE: list[Any] = [
     "victim:log",  # the key of job victim's log list
@@ -77,6 +79,18 @@ def test_the_rule() -> None:
         assert isinstance(refused.value, ValueError)
         if isinstance(job_id, str):
             assert JOB_ID_RULE in str(refused.value) and len(str(refused.value)) < 200
+
+
+def test_generated_ids_keep_the_rule_and_128_random_bits() -> None:
+    ids = [new_job_id() for _ in range(20_000)]
+    assert all(len(job_id) == 22 and check_job_id(job_id) == job_id for job_id in ids)
+    assert len(set(ids)) == len(ids)
+    # 16 random bytes, URL-safe base64: every character of the alphabet shows up first (but
+    # "-", which the rule refuses there), and the last carries the 16th byte's low two bits
+    firsts, lasts = {i[0] for i in ids}, {i[-1] for i in ids}
+    assert len(firsts) == 63 and "-" not in firsts
+    assert lasts == set("AQgw")
+    assert {c for i in ids for c in i} == set(string.ascii_letters + string.digits + "-_")
 
 
 @pytest.mark.parametrize("call", list(CALLS))
