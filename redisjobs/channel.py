@@ -3,10 +3,11 @@
 A call through a connection of its own waits a whole round trip with the connection idle, and
 pays redis-py's per-read machinery (a timeout context, the parser's stream reads) on each: at
 32 calls in flight that machinery, not Redis, is what limits a producer. A :class:`Channel`
-holds one connection of the client's pool for script calls. Calls are queued as they come and
-written together once per turn of the event loop (32 concurrent enqueues become one write,
-which Redis reads and answers in one go); one task reads the replies, parses them with hiredis
-and hands each to its caller in order.
+holds one connection of the client's pool for script calls. The first call of a turn of the
+event loop is written at once; the calls that come later in the same turn are written together
+at its end (32 concurrent enqueues become two writes, which Redis reads and answers in one or
+two passes). One task reads the replies, parses them with hiredis and hands each to its caller
+in order.
 
 What a call through redis-py guaranteed still holds:
 
@@ -63,6 +64,7 @@ class Channel:
         self._queued: list[tuple[bytes, list[asyncio.Future[Any]]]] = []
         self._sent: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._turn = False  # a call was written in this turn of the loop: the rest wait for its end
         self._reading = self._loop.create_task(self._read_replies())
 
     def send(self, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
@@ -71,9 +73,11 @@ class Channel:
         if self.broken is not None:
             raise RedisConnectionError(f"the connection was lost: {self.broken}")
         futures = [self._loop.create_future() for _ in range(replies)]
-        if not self._queued:
-            self._loop.call_soon(self._write)
         self._queued.append((packed, futures))
+        if not self._turn:  # the turn's first call goes now; the others at the turn's end
+            self._turn = True
+            self._loop.call_soon(self._end_turn)
+            self._write()
         return futures
 
     async def close(self) -> None:
@@ -82,6 +86,10 @@ class Channel:
         self._break(RedisConnectionError("the channel was closed"))
         self._reading.cancel()
         await self.conn.disconnect(nowait=True)
+
+    def _end_turn(self) -> None:
+        self._turn = False
+        self._write()
 
     def _write(self) -> None:
         queued, self._queued = self._queued, []

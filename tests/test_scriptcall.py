@@ -156,6 +156,24 @@ async def test_async_kept_connection_killed_by_the_server_is_reconnected(redis_u
         await client.aclose()
 
 
+async def test_async_a_call_on_a_connection_just_lost_is_sent_again(redis_url: str) -> None:
+    producer, worker = Backend(redis_url).client(), Backend(redis_url).client(retries=0)
+    try:
+        for client, retried in ((producer, True), (worker, False)):
+            call = AsyncCaller(client)
+            await call(ECHO, ["{q}k"], ["1"])
+            assert _kill_others(redis_url) >= 1  # and the call goes before the loop hears of it
+            if retried:  # a producer's Retry sends it again, on a new connection
+                assert (await call(ECHO, ["{q}k"], ["2"]))[1] == b"2"
+            else:  # a worker decides itself whether to send a call again
+                with pytest.raises(redis.exceptions.ConnectionError):
+                    await call(ECHO, ["{q}k"], ["2"])
+            assert (await call(ECHO, ["{q}k"], ["3"]))[1] == b"3"
+    finally:
+        await producer.aclose()
+        await worker.aclose()
+
+
 def test_sync_kept_connection_killed_by_the_server_is_reconnected(redis_url: str) -> None:
     client = connect(Backend(redis_url))
     call, echo = SyncCaller(client), ECHO
@@ -218,9 +236,9 @@ async def test_async_a_call_cancelled_before_its_write_never_runs(redis_url: str
     call, key = AsyncCaller(client), "{q}cancelled-before-write"
     try:
         await call(ECHO, ["{q}k"], ["warm"])
-        cancelled = asyncio.ensure_future(call(INCR, [key], []))
-        kept = asyncio.ensure_future(call(INCR, [key], []))
-        await asyncio.sleep(0)  # both queued for the loop turn's write
+        kept = asyncio.ensure_future(call(INCR, [key], []))  # the turn's first: written at once
+        cancelled = asyncio.ensure_future(call(INCR, [key], []))  # written at the turn's end
+        await asyncio.sleep(0)  # both sent to the channel
         cancelled.cancel()
         assert await kept == 1
         assert await client.get(key) == b"1"
