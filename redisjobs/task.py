@@ -28,6 +28,7 @@ from .job import Job
 if TYPE_CHECKING:
     from .app import App
     from .limits import TaskLimit
+    from .producing import JobSpec
     from .schedule_spec import ScheduleSpec
 
 P = ParamSpec("P")
@@ -353,6 +354,12 @@ def _as_sent(job: Job, payload: dict[str, Any]) -> Job:
     return job
 
 
+def _split(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Enqueue `options` as their queue and the rest (a job spec's options)."""
+    queue = options.pop("queue")
+    return queue, options
+
+
 def _keyed(
     task: Task[Any, Any], options: Mapping[str, Any], args: Any, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -386,7 +393,9 @@ async def _enqueue_many(
     if options.get("job_id") is not None:
         raise TypeError("enqueue_many cannot give one job_id to many jobs")
     # Calls of other tasks go to their own queues: one enqueue_many per queue, order kept.
-    by_queue: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    by_queue: dict[str, list[tuple[int, JobSpec, dict[str, Any]]]] = {}
+    # The options of every call of `task` itself, unless a limit key makes them per call
+    own = None if task.limit is not None else _split(_keyed(task, options, (), {}))
     total = 0
     for total, call in enumerate(calls, 1):
         kwargs: Mapping[str, Any] = {}
@@ -394,13 +403,18 @@ async def _enqueue_many(
             of, args = task, call
         else:
             of, args, kwargs = call.task, call.args, call.kwargs
-        opts = _keyed(of, options if of is task else of._options, args, kwargs)
-        spec: dict[str, Any] = {"kind": "call", "payload": of.payload(args, kwargs)}
-        by_queue.setdefault(opts.pop("queue"), []).append((total - 1, spec | opts))
+        payload = of.payload(args, kwargs)
+        queue, opts = (
+            own
+            if own is not None and of is task
+            else _split(_keyed(of, options if of is task else of._options, args, kwargs))
+        )
+        spec: JobSpec = {"kind": "call", "payload": payload, **opts} if opts else ("call", payload)
+        by_queue.setdefault(queue, []).append((total - 1, spec, payload))
     client = task.app.client()
     out: list[Any] = [None] * total
     for queue, specs in by_queue.items():
-        jobs = await client.enqueue_many([spec for _, spec in specs], queue=queue)
-        for (at, spec), job in zip(specs, jobs, strict=True):
-            out[at] = TaskJob(_as_sent(job, spec["payload"]), client)
+        jobs = await client.enqueue_many([spec for _, spec, _ in specs], queue=queue)
+        for (at, _, payload), job in zip(specs, jobs, strict=True):
+            out[at] = TaskJob(_as_sent(job, payload), client)
     return out
