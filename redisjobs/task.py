@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 from .executors import ExecContext
 from .executors._callspec import PREVIOUS, Target
 from .handles import SyncTaskJob, TaskJob
-from .job import Job
+from .task_enqueue import enqueue, enqueue_many, enqueue_sync, keyed
 
 if TYPE_CHECKING:
     from .app import App
     from .limits import TaskLimit
-    from .producing import JobSpec
     from .schedule_spec import ScheduleSpec
 
 P = ParamSpec("P")
@@ -82,7 +81,7 @@ class TaskCall(Generic[R]):
         """The options its job is enqueued with: its own or its task's, and the limit key
         its task derives from its arguments."""
         given = self.task.defaults if self.options is None else self.options
-        return _keyed(self.task, given, self.args, self.kwargs)
+        return keyed(self.task, given, self.args, self.kwargs)
 
     def takes(self, name: str) -> bool:
         """Whether its function takes a keyword argument `name`."""
@@ -247,7 +246,7 @@ class Task(Generic[P, R]):
             TypeError: the arguments do not fit the signature; else as
                 :meth:`redisjobs.Client.enqueue` (nothing is written on any error).
         """
-        return await _enqueue(self, self._options, args, kwargs)
+        return await enqueue(self, self._options, args, kwargs)
 
     async def enqueue_many(
         self, calls: Iterable[TaskCall[R] | tuple[Any, ...]]
@@ -258,12 +257,12 @@ class Task(Generic[P, R]):
             calls: a tuple of positional arguments per job, or :meth:`call` results (which
                 take keyword arguments too, and may be calls of other tasks).
         """
-        return await _enqueue_many(self, self._options, calls)
+        return await enqueue_many(self, self._options, calls)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncTaskJob[R]:
         """:meth:`enqueue` from sync code (a Flask view, a Django command, a script): no event
         loop needed, thread-safe; through the app's :class:`redisjobs.sync.Client`."""
-        return _enqueue_sync(self, self._options, args, kwargs)
+        return enqueue_sync(self, self._options, args, kwargs)
 
     # -- running here ---------------------------------------------------------------------------
 
@@ -317,17 +316,17 @@ class BoundTask(Generic[P, R]):
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskJob[R]:
         """:meth:`Task.enqueue` with these options."""
-        return await _enqueue(self.task, self._options, args, kwargs)
+        return await enqueue(self.task, self._options, args, kwargs)
 
     async def enqueue_many(
         self, calls: Iterable[TaskCall[R] | tuple[Any, ...]]
     ) -> list[TaskJob[R]]:
         """:meth:`Task.enqueue_many` with these options (a `job_id` among them is refused)."""
-        return await _enqueue_many(self.task, self._options, calls)
+        return await enqueue_many(self.task, self._options, calls)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncTaskJob[R]:
         """:meth:`Task.enqueue_sync` with these options."""
-        return _enqueue_sync(self.task, self._options, args, kwargs)
+        return enqueue_sync(self.task, self._options, args, kwargs)
 
 
 def enqueue_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -343,78 +342,4 @@ def enqueue_options(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(out) - CALL_OPTIONS
     if unknown:
         raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
-    return out
-
-
-def _as_sent(job: Job, payload: dict[str, Any]) -> Job:
-    """`job` as written, with the kind and payload sent (a new job's snapshot has neither: no
-    read-back), so that its `name` and `call_text` read as the task's."""
-    if job.payload is None:
-        job.kind, job.payload = "call", payload
-    return job
-
-
-def _split(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Enqueue `options` as their queue and the rest (a job spec's options)."""
-    queue = options.pop("queue")
-    return queue, options
-
-
-def _keyed(
-    task: Task[Any, Any], options: Mapping[str, Any], args: Any, kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """`options` with the job's limit key, when its task declares one and the enqueue does not."""
-    if task.limit is None or options.get("limit_key") is not None:
-        return dict(options)
-    return {**options, "limit_key": task.limit.key(args, kwargs)}
-
-
-async def _enqueue(
-    task: Task[Any, R], options: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> TaskJob[R]:
-    payload = task.payload(args, kwargs)
-    client = task.app.client()
-    job = await client.enqueue("call", payload, **_keyed(task, options, args, kwargs))
-    return TaskJob(_as_sent(job, payload), client)
-
-
-def _enqueue_sync(
-    task: Task[Any, R], options: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> SyncTaskJob[R]:
-    payload = task.payload(args, kwargs)
-    client = task.app.sync_client()
-    job = client.enqueue("call", payload, **_keyed(task, options, args, kwargs))
-    return SyncTaskJob(_as_sent(job, payload), client)
-
-
-async def _enqueue_many(
-    task: Task[Any, R], options: Mapping[str, Any], calls: Iterable[TaskCall[R] | tuple[Any, ...]]
-) -> list[TaskJob[R]]:
-    if options.get("job_id") is not None:
-        raise TypeError("enqueue_many cannot give one job_id to many jobs")
-    # Calls of other tasks go to their own queues: one enqueue_many per queue, order kept.
-    by_queue: dict[str, list[tuple[int, JobSpec, dict[str, Any]]]] = {}
-    # The options of every call of `task` itself, unless a limit key makes them per call
-    own = None if task.limit is not None else _split(_keyed(task, options, (), {}))
-    total = 0
-    for total, call in enumerate(calls, 1):
-        kwargs: Mapping[str, Any] = {}
-        if isinstance(call, tuple):
-            of, args = task, call
-        else:
-            of, args, kwargs = call.task, call.args, call.kwargs
-        payload = of.payload(args, kwargs)
-        queue, opts = (
-            own
-            if own is not None and of is task
-            else _split(_keyed(of, options if of is task else of._options, args, kwargs))
-        )
-        spec: JobSpec = {"kind": "call", "payload": payload, **opts} if opts else ("call", payload)
-        by_queue.setdefault(queue, []).append((total - 1, spec, payload))
-    client = task.app.client()
-    out: list[Any] = [None] * total
-    for queue, specs in by_queue.items():
-        jobs = await client.enqueue_many([spec for _, spec, _ in specs], queue=queue)
-        for (at, _, payload), job in zip(specs, jobs, strict=True):
-            out[at] = TaskJob(_as_sent(job, payload), client)
     return out
