@@ -6,8 +6,8 @@ pays redis-py's per-read machinery (a timeout context, the parser's stream reads
 holds one connection of the client's pool for script calls. The first call of a turn of the
 event loop is written at once; the calls that come later in the same turn are written together
 at its end (32 concurrent enqueues become two writes, which Redis reads and answers in one or
-two passes). One task reads the replies, parses them with hiredis and hands each to its caller
-in order.
+two passes). The connection's bytes go straight from the socket to hiredis's parser, which
+hands each reply to its caller in order.
 
 What a call through redis-py guaranteed still holds:
 
@@ -54,7 +54,7 @@ class Channel:
         self.conn = conn
         self.broken: BaseException | None = None
         self._loop = asyncio.get_running_loop()
-        self._reader, self._writer = reader, writer
+        self._writer = writer
         self._parser = hiredis.Reader(
             protocolError=InvalidResponse,
             replyError=BaseParser.parse_error,
@@ -65,7 +65,9 @@ class Channel:
         self._sent: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._turn = False  # a call was written in this turn of the loop: the rest wait for its end
-        self._reading = self._loop.create_task(self._read_replies())
+        self._transport = writer.transport
+        self._stream = _Replies(self, self._transport.get_protocol())
+        self._transport.set_protocol(self._stream)
 
     def send(self, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
         """Queue `packed` (one or more commands) for this turn's write; the futures of its
@@ -84,7 +86,6 @@ class Channel:
         """Fail what is in flight, close the connection, and hand it back to nobody: the
         caller releases :attr:`conn` to its pool."""
         self._break(RedisConnectionError("the channel was closed"))
-        self._reading.cancel()
         await self.conn.disconnect(nowait=True)
 
     def _end_turn(self) -> None:
@@ -109,28 +110,25 @@ class Channel:
             self._writer.writelines(out)
         except (RuntimeError, OSError) as exc:  # uvloop: "the handler is closed"
             self._break(RedisConnectionError(f"Error while writing to socket: {exc}"))
-            self._reading.cancel()
             return
         self._watch()
 
-    async def _read_replies(self) -> None:
+    def received(self, data: bytes) -> None:
+        """Hand the replies in `data` to their calls, in order."""
         parser, sent = self._parser, self._sent
+        parser.feed(data)
         try:
-            while True:
-                data = await self._reader.read(READ_SIZE)
-                if not data:
-                    raise RedisConnectionError("Connection closed by server.")
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    future = sent.popleft()[0]
-                    if future.done():
-                        continue  # its caller was cancelled: the reply is dropped
-                    if isinstance(reply, Exception):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-        except (Exception, asyncio.CancelledError) as exc:
-            self._break(_as_connection_error(exc))
+            while (reply := parser.gets()) is not False:
+                future = sent.popleft()[0]
+                if future.done():
+                    continue  # its caller was cancelled: the reply is dropped
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except (InvalidResponse, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self._break(RedisConnectionError(f"Error while reading from socket: {exc!r}"))
+            self._transport.abort()
 
     def _watch(self) -> None:
         """Arm the timer for the oldest call in flight's deadline (one timer a channel; it
@@ -143,8 +141,7 @@ class Channel:
         if self._sent and self._sent[0][1] <= self._loop.time():
             # redis-py's own words for a reply that never came
             self._break(RedisTimeoutError(f"Timeout reading from {self.conn._host_error()}"))
-            self._reading.cancel()
-            self._writer.transport.abort()
+            self._transport.abort()
         else:
             self._watch()
 
@@ -164,12 +161,32 @@ def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
             future.set_exception(exc)
 
 
-def _as_connection_error(exc: BaseException) -> BaseException:
-    """A failed read as the calls in flight see it: redis-py's ConnectionError, unless it is
-    one of redis-py's own already."""
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return exc
-    return RedisConnectionError(f"Error while reading from socket: {exc!r}")
+class _Replies(asyncio.Protocol):
+    """The connection's protocol once a channel holds it: bytes go straight to the channel's
+    parser (no stream buffer, no reader task between the socket and the calls); the end of the
+    connection and its flow control also reach the protocol redis-py's streams had, so that
+    its own close (``disconnect``, which waits for that) completes."""
+
+    def __init__(self, channel: Channel, streams: asyncio.BaseProtocol) -> None:
+        self._channel, self._streams = channel, streams
+
+    def data_received(self, data: bytes) -> None:
+        self._channel.received(data)
+
+    def eof_received(self) -> bool | None:
+        self._channel._break(RedisConnectionError("Connection closed by server."))
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f": {exc!r}" if exc is not None else "."
+        self._channel._break(RedisConnectionError(f"Connection closed{reason}"))
+        self._streams.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._streams.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._streams.resume_writing()
 
 
 def _decoding(conn: AbstractConnection) -> dict[str, str]:
