@@ -66,8 +66,7 @@ class Channel:
         self._timer: asyncio.TimerHandle | None = None
         self._turn = False  # a call was written in this turn of the loop: the rest wait for its end
         self._transport = writer.transport
-        self._stream = _Replies(self, self._transport.get_protocol())
-        self._transport.set_protocol(self._stream)
+        self._transport.set_protocol(_Replies(self, self._transport.get_protocol()))
 
     def send(self, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
         """Queue `packed` (one or more commands) for this turn's write; the futures of its

@@ -3,20 +3,22 @@
 A call through redis-py (``execute_command``) costs about as much Python time as the round trip
 itself: its observability hooks (timings, pool-state counters, the pool's name computed several
 times a command), a retry wrapper and response-callback lookup around every command. An
-enqueue is one short call, so that overhead was most of an enqueue's cost. Here a call takes a
-connection of the client's own pool, sends the packed FCALL and reads the reply with the
-connection's own methods, which keep every guarantee that matters:
+enqueue is one short call, so that overhead was most of an enqueue's cost. Here an asyncio
+client's calls share one pipelined connection of its pool (:class:`~redisjobs.channel.Channel`,
+whose module doc says how it keeps the guarantees below), and a sync client's call takes a
+connection of its pool and sends the packed FCALL and reads the reply with the connection's own
+methods. Either way:
 
-* bounded: the connection's send and read apply its ``socket_timeout`` (COMMAND_TIMEOUT), and
-  a reply that never comes raises redis-py's TimeoutError, which is never retried;
+* bounded: a reply later than the connection's ``socket_timeout`` (COMMAND_TIMEOUT) raises
+  redis-py's TimeoutError, which is never retried;
 * a lost connection is retried as the client's own Retry says, as redis-py's call was (once
   for a producer, whose calls are idempotent: ids made before the write, a token per cancel;
-  never for a worker), with its backoff, after a disconnect, so the retry reconnects;
+  never for a worker), with its backoff, on a new connection;
 * a function Redis does not have (a restarted or flushed Redis, a new release's library) is
   loaded (FUNCTION LOAD of its library, sent with the call again in one round trip);
 * an error reply (OOM, a script error) raises redis-py's own ResponseError subclass and leaves
-  the connection in step; a cancelled or failed read disconnects it first (redis-py's read
-  does), and it goes back to the pool, so no stale reply is ever read by the next user.
+  the connection in step; no reply ever reaches a call other than its own (a cancelled call's
+  reply is read and dropped by the channel; a sync read that failed disconnects first).
 
 The embedded backend (fakeredis) has no connection pool: :func:`call_embedded` calls through
 its redis-py client, and loads the library the same way.
@@ -128,7 +130,7 @@ class AsyncCaller:
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
         """
-        packed = pack(("FCALL", fn.name, len(keys), *keys, *args))
+        packed = pack(_fcall(fn, keys, args))
         return await self._retry.call_with_retry(lambda: self._once(fn, packed), _nothing_to_undo)
 
     async def _once(self, fn: Function, packed: bytes) -> Any:
@@ -237,16 +239,19 @@ def _answer(reply: Any, loaded: Any) -> Any:
     return reply
 
 
+def _fcall(fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
+    """The FCALL command of a call, as arguments to pack."""
+    return ("FCALL", fn.name, len(keys), *keys, *args)
+
+
 def _packed(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    return conn.pack_command("FCALL", fn.name, len(keys), *keys, *args)
+    return conn.pack_command(*_fcall(fn, keys, args))
 
 
 def _reloaded(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
     """FUNCTION LOAD of `fn`'s library, then the call: one round trip (the library's functions
     are there for the call as soon as the load's reply is written)."""
-    return conn.pack_commands(
-        [("FUNCTION", "LOAD", fn.library), ("FCALL", fn.name, len(keys), *keys, *args)]
-    )
+    return conn.pack_commands([("FUNCTION", "LOAD", fn.library), _fcall(fn, keys, args)])
 
 
 def _ensure_connection(conn: Any) -> None:
