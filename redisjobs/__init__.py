@@ -46,7 +46,7 @@ from .schedule_spec import Schedule
 from .task import AsyncTask, SyncTask, Task, TaskCall
 from .worker import Worker
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 """The package's version: written here only (pyproject.toml reads it, through hatch)."""
 
 __all__ = [

@@ -144,7 +144,13 @@ class AsyncCaller:
             if not _missing(exc):
                 raise
         loaded, reply = channel.send(pack(("FUNCTION", "LOAD", fn.library)) + packed, 2)
-        return _answer(await _settled(reply), await _settled(loaded))
+        # Both awaited whatever each holds (a lost connection fails both), so that no
+        # exception is left unread; an error reply is a value here, any other error is raised.
+        outcomes = await asyncio.gather(reply, loaded, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ResponseError):
+                raise outcome
+        return _answer(*outcomes)
 
     async def _open(self) -> Channel:
         """The channel, made anew on a connection of the pool when there is none or it broke
@@ -168,14 +174,6 @@ class AsyncCaller:
 
 async def _nothing_to_undo(_error: Exception) -> None:
     """A broken channel is replaced by the next call (:meth:`AsyncCaller._open`)."""
-
-
-async def _settled(reply: asyncio.Future[Any]) -> Any:
-    """`reply`'s value, or its error reply as a value."""
-    try:
-        return await reply
-    except ResponseError as exc:
-        return exc
 
 
 class SyncCaller:

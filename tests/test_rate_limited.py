@@ -14,7 +14,7 @@ from redisjobs.executors import ANY_KIND, ExecContext
 from redisjobs.keys import QueueKeys
 from redisjobs.scripts import Scripts
 from tests import jobs
-from tests.conftest import WorkerFactory, log_events
+from tests.conftest import WorkerFactory, log_events, planned
 from tests.test_scripts import deliver, read
 
 
@@ -36,7 +36,8 @@ async def test_a_rate_limited_job_runs_again_later_under_the_same_attempt(
     assert [e.type for e in evs] == ["enqueued", "started", "deferred", "started", "completed"]
     _, first, deferred, again, _ = evs
     assert first.attempt == deferred.attempt == again.attempt == 1
-    assert deferred.data["due"] - deferred.ts == 300 and again.ts >= deferred.data["due"]
+    assert deferred.data["due"] - deferred.ts in planned(client, 300)
+    assert again.ts >= deferred.data["due"]
     assert deferred.data["deferrals"] == 1 and deferred.data["paused"] is False
     assert [o for q, _, _, o, _ in observed if q == client.queue] == ["deferred", "completed"]
     stats = await client.stats()
@@ -152,7 +153,7 @@ async def test_a_declined_job_comes_back_uncounted_and_any_kind_takes_the_rest(
     assert done is not None and done.attempt == 1 and done.error is None
     evs = await log_events(client, job.id)
     assert [e.type for e in evs] == ["enqueued", "started", "deferred", "started", "completed"]
-    assert evs[2].data["deferrals"] == 0 and evs[2].data["due"] - evs[2].ts == 200
+    assert evs[2].data["deferrals"] == 0 and evs[2].data["due"] - evs[2].ts in planned(client, 200)
     assert (await client.stats())["failed"] == 0
 
 

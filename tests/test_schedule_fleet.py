@@ -73,7 +73,7 @@ def test_three_workers_make_one_job_per_tick(redis_url: str, tmp_path: Path) -> 
     assert "Traceback" not in stderr, stderr[-3000:]
 
     entries: Any = raw.xrange(keys.log)
-    events = [Event.decode(fields[b"e"]) for _, fields in entries]
+    events = [Event.decode(fields[b"e"], eid.decode(), queue) for eid, fields in entries]
     enqueued = [ev for ev in events if ev.type == "enqueued"]
     counts = collections.Counter(ev.job_id for ev in enqueued)
     assert set(counts.values()) == {1}, "a tick made two jobs"

@@ -13,7 +13,7 @@ from redisjobs import Client, ExecContext, Job, JobFailed, JobStatus, Worker
 from redisjobs.keys import GROUP
 from redisjobs.testing import RedisServer, unique_queue
 from tests import jobs
-from tests.conftest import WorkerFactory, log_events
+from tests.conftest import WorkerFactory, log_events, planned
 
 FUNCS: list[Callable[..., Any]] = [
     jobs.add,
@@ -63,8 +63,8 @@ async def test_retry_delays_follow_backoff_within_jitter(
     assert [e.type for e in evs][-1] == "failed"
     for n, (r, nxt) in enumerate(zip(retrying, starts[1:], strict=True), start=1):
         delay = 200 * 2 ** (n - 1)
-        planned = r.data["due"] - r.ts
-        assert delay * 0.9 - 1 <= planned <= delay * 1.1 + 1
+        gap = r.data["due"] - r.ts
+        assert min(planned(client, int(delay * 0.9) - 1)) <= gap <= delay * 1.1 + 1
         # the scheduler wakes on time: the next start follows the due time closely
         assert 0 <= nxt.ts - r.data["due"] < 150
     got = await client.get(job.id)
@@ -78,7 +78,7 @@ async def test_retry_exception_defers(client: Client, worker: WorkerFactory) -> 
         await client.wait(job.id, timeout=5)
     evs = await log_events(client, job.id)
     [r] = [e for e in evs if e.type == "retrying"]
-    assert r.data["due"] - r.ts == 300
+    assert r.data["due"] - r.ts in planned(client, 300)
 
 
 async def test_a_retry_raised_from_an_error_keeps_that_error(

@@ -19,7 +19,7 @@ local redis, string, math, table, tonumber, tostring, unpack, ipairs, pairs, nex
 -- and its functions serve every queue, so these are set afresh as each call begins (`enter`,
 -- at the end of this file), never carried from one call's queue to the next.
 local PREFIX, QUEUE, K_READY, K_DELAYED, K_DEAD, K_STATS, K_CONTROL, K_LOG, K_LEASES, K_PRIO,
-  K_CARRY, K_PAUSED, K_LIMITS, K_HOLD, K_KEYS, K_HANDOVER, K_SCHEDULES, K_SCHEDULE_DUE, Q_MP
+  K_CARRY, K_PAUSED, K_LIMITS, K_HOLD, K_KEYS, K_HANDOVER, K_SCHEDULES, K_SCHEDULE_DUE
 local GROUP = 'workers'
 local LOG_MAXLEN = '10000'  -- text: see num
 
@@ -89,25 +89,28 @@ local function mp_uint(n)
   return '\207' .. be32(math.floor(n / 4294967296)) .. be32(n % 4294967296)
 end
 
--- What the events share, encoded once: the start of each event type's events (type, queue,
--- the name job_id; reset by `enter` when the queue changes), the names of extra fields, and
--- `now`. A script emits an event per job of its batch, and building these once (and the rest
--- in one concatenation) saves most of an event's string work.
-local event_heads, event_names, event_now, event_now_mp = {}, {}, nil, nil
+-- What the events share, encoded once: the start of each event type's events (type, the name
+-- job_id) and the names of extra fields. A script emits an event per job of its batch, and
+-- building these once (and the rest in one concatenation) saves most of an event's string work.
+local event_heads, event_names = {}, {}
 
--- An event is {type, queue, job_id, attempt, ts, ...extra}; `extra` is a flat list of
--- name, already-encoded value. It is written once, to the log: followers read the log (XREAD),
--- so one write serves a job's waiters, a queue's followers and a later replay alike.
-local function emit(jid, etype, attempt, now, extra)
+-- An event is {type, job_id, [attempt], ...extra}; `extra` is a flat list of name,
+-- already-encoded value. What the log entry says already is left out: the queue (the log's
+-- own), the time (the entry id's) and attempt 0 (docs/wire-format.md, "Events"). It is written
+-- once, to the log: followers read the log (XREAD), so one write serves a job's waiters, a
+-- queue's followers and a later replay alike.
+local function emit(jid, etype, attempt, extra)
   local head = event_heads[etype]
   if not head then
-    head = '\164type' .. mp_str(etype) .. '\165queue' .. Q_MP .. '\166job_id'
+    head = '\164type' .. mp_str(etype) .. '\166job_id'
     event_heads[etype] = head
   end
-  if now ~= event_now then event_now, event_now_mp = now, mp_uint(now) end
-  local n, tail = 5, ''
+  local n, tail = 2, ''
+  if attempt > 0 then
+    n, tail = 3, '\167attempt' .. mp_uint(attempt)
+  end
   if extra then
-    local parts = {}
+    local parts = {tail}
     for i = 1, #extra, 2 do
       local name = event_names[extra[i]]
       if not name then
@@ -120,9 +123,8 @@ local function emit(jid, etype, attempt, now, extra)
     end
     tail = table.concat(parts)
   end
-  local msg = string.char(0x80 + n) .. head .. mp_str_head(#jid) .. jid .. '\167attempt' ..
-    mp_uint(attempt) .. '\162ts' .. event_now_mp .. tail
-  redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e', msg)
+  redis.call('XADD', K_LOG, 'MAXLEN', '~', LOG_MAXLEN, '*', 'e',
+    string.char(0x80 + n) .. head .. mp_str_head(#jid) .. jid .. tail)
 end
 
 -- Status index writes gathered over a call, nil while they go at once (see gather_indexes):
@@ -611,7 +613,7 @@ end
 local function release(ckey, cid, job, now)
   push_ready(ckey, cid, job.priority, job.limit_key, now)
   move_status(cid, 'waiting', 'pending', now)
-  emit(cid, 'ready', 0, now, nil)
+  emit(cid, 'ready', 0, nil)
 end
 
 -- A waiting job ends without running, `to` ('failed' or 'cancelled'), because parent `pref`
@@ -627,7 +629,7 @@ local function end_waiting(ckey, cid, to, pref, outcome, value, job, now)
   if job.unique_key or job.idempotency_ttl then
     settle(cid, to, ttl, job.unique_key, job.idempotency_ttl)
   end
-  emit(cid, to, 0, now, {'error', mp_str(err), 'failure', mp_str('dependency')})
+  emit(cid, to, 0, {'error', mp_str(err), 'failure', mp_str('dependency')})
   redis.call('HINCRBY', K_STATS, to, 1)
   return {cid, to, err}
 end
@@ -688,7 +690,7 @@ local function reopen_edge(cid, pref, policy, was, now)
   -- counting down (resolve_edge), so the count it ended with may be too high.
   redis.call('HSET', ckey, 'status', 'waiting', 'deps', open_edges(cid))
   move_status(cid, job.status, 'waiting', now)
-  emit(cid, 'waiting', 0, now, nil)
+  emit(cid, 'waiting', 0, nil)
   return {cid, 'revive', ''}
 end
 
@@ -829,7 +831,7 @@ local function complete_job(jkey, jid, from, now, ttl, cancel_flag, has_log, res
   end_job(jkey, jid, from, 'completed', now, ttl, cancel_flag, false, has_log,
     'result', result, 'progress', '100')
   if ukey or idem then settle(jid, 'completed', ttl, ukey, idem) end
-  emit(jid, 'completed', attempt, now, {'result', result})
+  emit(jid, 'completed', attempt, {'result', result})
   return flow_end(jid, 'completed', result, ttl, now, depends_on, dependents)
 end
 
@@ -870,7 +872,7 @@ local function fail_job(jkey, jid, from, now, job, cancel_flag, attempt, err, wh
   if job.failed_keep then
     trim_kept('failed', count_of(job.failed_keep, 1), KEEP_PER_JOB, now)
   end
-  emit(jid, 'failed', attempt, now, {'error', mp_str(err), 'failure', mp_str(why)})
+  emit(jid, 'failed', attempt, {'error', mp_str(err), 'failure', mp_str(why)})
   redis.call('HINCRBY', K_STATS, 'failed', 1)
   return flow_end(jid, 'failed', err, ttl, now, job.depends_on, job.dependents)
 end
@@ -927,7 +929,7 @@ local function lease_job(jkey, jid, from, worker, msg, now, job)
   move_status(jid, from, 'running', now, true)  -- the caller counts it in `started`
   -- a lock held until the job starts (until_start, while_queued) goes with its first lease
   if job.unique and job.unique ~= 'until_done' then unlock(job.unique_key, jid) end
-  emit(jid, 'started', attempt, now, {'worker', mp_str(worker)})
+  emit(jid, 'started', attempt, {'worker', mp_str(worker)})
   return delivery(jid, lease, attempt, job)
 end
 
@@ -1216,7 +1218,7 @@ local function create_job(now, args, i, known)
     move_status(job_id, nil, status, now)
     redis.call('HINCRBY', K_STATS, 'pending_adj', -1)
   end
-  emit(job_id, 'enqueued', 0, now, {'kind', mp_str(kind)})
+  emit(job_id, 'enqueued', 0, {'kind', mp_str(kind)})
   if rules.depends_on then wait_for(job_id, rules.depends_on, now) end
   return nxt, true, due, nil, now
 end
@@ -1310,14 +1312,13 @@ local function enter(keys)
   local p = keys[1]
   if p == PREFIX and p then return end
   PREFIX = nil
-  QUEUE = string.match(p, '{(.-)}')
-  Q_MP = mp_str(QUEUE)
+  QUEUE = string.match(p, '^rj:{(.-)}:$')
+  if not QUEUE then error('not a queue prefix: ' .. tostring(p)) end
   K_READY, K_DELAYED, K_DEAD = p .. 'ready', p .. 'delayed', p .. 'dead'
   K_STATS, K_CONTROL, K_LOG = p .. 'stats', p .. 'control', p .. 'log'
   K_LEASES, K_PRIO, K_CARRY = p .. 'leases', p .. 'prio', p .. 'carry'
   K_PAUSED, K_LIMITS, K_HOLD = p .. 'paused', p .. 'limits', p .. 'hold'
   K_KEYS, K_HANDOVER = p .. 'keys', p .. 'handover'
   K_SCHEDULES, K_SCHEDULE_DUE = p .. 'schedules', p .. 'schedule:due'
-  event_heads = {}
   PREFIX = p
 end

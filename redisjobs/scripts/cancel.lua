@@ -40,7 +40,7 @@ trim_final('cancelled', now)
 if job.unique_key or job.idempotency_ttl then
   settle(jid, 'cancelled', ttl, job.unique_key, job.idempotency_ttl)
 end
-emit(jid, 'cancelled', count_of(job.attempt, 0), now,
+emit(jid, 'cancelled', count_of(job.attempt, 0),
   {'error', mp_str('cancelled'), 'failure', mp_str('cancel')})
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)
 if flow_end(jid, 'cancelled', 'cancelled', ttl, now, job.depends_on, job.dependents) > 0 then

@@ -57,7 +57,7 @@ if paused then
   local left = redis.call('PTTL', hold)  -- -2: none; -1: no expiry, the longest of all
   if left ~= -1 and left < wait then redis.call('SET', hold, jid, 'PX', wait) end
 end
-emit(jid, 'deferred', attempt, now, {'due', mp_uint(due), 'deferrals', mp_uint(deferrals),
+emit(jid, 'deferred', attempt, {'due', mp_uint(due), 'deferrals', mp_uint(deferrals),
   'paused', paused and '\195' or '\194'})
 redis.call('HINCRBY', K_STATS, 'deferred', 1)
 return {'deferred', due}

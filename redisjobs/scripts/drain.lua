@@ -40,7 +40,7 @@ local function drop(jid, job)
   if job.unique_key or job.idempotency_ttl then  -- its lock goes; its id stays taken
     settle(jid, 'cancelled', 0, job.unique_key, job.idempotency_ttl)
   end
-  emit(jid, 'cancelled', count_of(job.attempt, 0), now, DRAINED)
+  emit(jid, 'cancelled', count_of(job.attempt, 0), DRAINED)
   if job.dependents then tell_dependents(jid, 'cancelled', 'drained', now) end
   dropped = dropped + 1
 end

@@ -56,7 +56,7 @@ if mode == 'cancel' then
   if job.unique_key or job.idempotency_ttl then
     settle(jid, 'cancelled', ttl, job.unique_key, job.idempotency_ttl)
   end
-  emit(jid, 'cancelled', attempt, now, {'error', mp_str(err), 'failure', mp_str('cancel')})
+  emit(jid, 'cancelled', attempt, {'error', mp_str(err), 'failure', mp_str('cancel')})
   redis.call('HINCRBY', K_STATS, 'cancelled', 1)
   return {'cancelled', 0, flow_end(jid, 'cancelled', err, ttl, now, job.depends_on,
     job.dependents)}
@@ -73,7 +73,7 @@ if RETRIED[mode] and attempt <= count_of(job.max_retries, 0) then
   delay = math.floor(math.max(0, math.min(delay, MAX_DELAY_MS)))
   local due = now + delay
   reschedule(jkey, jid, due, now, job, 'error', err, 'failure', mode)
-  emit(jid, 'retrying', attempt, now,
+  emit(jid, 'retrying', attempt,
     {'error', mp_str(err), 'failure', mp_str(mode), 'due', mp_uint(due)})
   redis.call('HINCRBY', K_STATS, 'retried', 1)
   return {'retry', due}

@@ -20,5 +20,5 @@ if ARGV[5] ~= '' then
   extra[3] = 'message'
   extra[4] = mp_str(ARGV[5])
 end
-emit(jid, 'progress', count_of(job.attempt, 0), now_ms(), extra)
+emit(jid, 'progress', count_of(job.attempt, 0), extra)
 return 1

@@ -41,7 +41,7 @@ local function crashed(jkey, jid, msg, job)
       count_of(job.attempt, 0), err, 'fatal')
     return nil
   end
-  emit(jid, 'reclaimed', count_of(job.attempt, 0), now, {'crashes', mp_uint(crashes)})
+  emit(jid, 'reclaimed', count_of(job.attempt, 0), {'crashes', mp_uint(crashes)})
   return lease_job(jkey, jid, 'running', worker, msg, now, job)
 end
 

@@ -28,7 +28,7 @@ local function requeue(jkey, jid, from, msg, job)
     key_left(job.limit_key, jid)
     local ran = count_of(attempt, 1)
     redis.call('HSET', jkey, 'attempt', math.max(ran - 1, 0))
-    emit(jid, 'released', ran, now, {'worker', mp_str(worker), 'requeued', '\195'})
+    emit(jid, 'released', ran, {'worker', mp_str(worker), 'requeued', '\195'})
   end
   push_ready(jkey, jid, priority, job.limit_key, now)
   move_status(jid, from, 'pending', now)

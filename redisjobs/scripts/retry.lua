@@ -34,7 +34,7 @@ for i = 1, #ARGV do
     redis.call('ZREM', K_DEAD, jid)
     push_ready(jkey, jid, job.priority, job.limit_key, now)
     move_status(jid, job.status, 'pending', now, true)  -- counted in `enqueued` below
-    emit(jid, 'enqueued', 0, now, {'kind', mp_str(job.kind or '')})
+    emit(jid, 'enqueued', 0, {'kind', mp_str(job.kind or '')})
     revived = revived + 1
     -- the jobs that ended because it did wait for it again (a retried step continues its
     -- chain); its own side keys live on with it
