@@ -8,6 +8,7 @@ into jobs, cancelling, and waiting for a job's end: each is a flow
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -103,7 +104,7 @@ class Producer:
                 self._known_queues.add(keys.queue)
             if prelude:
                 yield prelude
-            yield from _write_rows_flow(keys, rows, created)
+            fresh = yield from _write_rows_flow(keys, rows, created)
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
         except QueueFull as exc:
@@ -113,7 +114,7 @@ class Producer:
         if self.backend.embedded:
             self.backend.wake(keys.queue)
         if all(c is True for c in created):  # the common case: no read, no generator
-            jobs = _jobs(keys, rows, {})
+            jobs = fresh
         else:
             jobs = yield from _jobs_flow(keys, rows, created)
         if any(row.rules for row in rows):
@@ -134,17 +135,29 @@ class Producer:
 
 def _write_rows_flow(
     keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str]
-) -> Flow[None]:
+) -> Flow[list[Job]]:
     """Write `rows` in batches of :data:`ENQUEUE_BATCH`, adding the script's created flags to
-    `created` batch by batch (what was written when a batch fails). Rows that wait for jobs
-    of other queues are checked first and linked after (:mod:`redisjobs.handover`)."""
+    `created` batch by batch (what was written when a batch fails); returns each row's job as
+    created (built while Redis writes its batch: a duplicate's is replaced by the caller). Rows
+    that wait for jobs of other queues are checked first and linked after
+    (:mod:`redisjobs.handover`)."""
     ruled = any(row.rules for row in rows)  # only such rows may wait for other queues
     if ruled:
         yield from check_parents_flow(keys, rows)
+    fresh: list[Job] = []
     for i in range(0, len(rows), ENQUEUE_BATCH):
-        created += yield from enqueue_flow(keys, rows[i : i + ENQUEUE_BATCH])
+        batch = rows[i : i + ENQUEUE_BATCH]
+        built = functools.partial(_build, fresh, keys, batch)
+        created += yield from enqueue_flow(keys, batch, built)
     if ruled:
         yield from link_flow(keys, rows, created)
+    return fresh
+
+
+def _build(into: list[Job], keys: QueueKeys, rows: Sequence[EnqueueRow]) -> None:
+    """Add to `into` the jobs of `rows` as created."""
+    now = datetime.now(UTC)
+    into += [_fresh(keys, row, row.job_id, now) for row in rows]
 
 
 def _read_back_flow(

@@ -71,6 +71,10 @@ class ScriptCall:
     name: str
     keys: QueueKeys
     args: Sequence[Arg]
+    meanwhile: Callable[[], object] | None = None
+    """The flow's own work that needs nothing from this call (a bulk enqueue's jobs, built
+    while their batch is written): the asyncio driver runs it once the call is written, while
+    Redis runs it; the sync and embedded ones run it before the call."""
 
 
 class _Receive:

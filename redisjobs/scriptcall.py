@@ -27,7 +27,7 @@ its redis-py client, and loads the library the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -124,20 +124,31 @@ class AsyncCaller:
         self._channel: Channel | None = None
         self._opening = asyncio.Lock()
 
-    async def __call__(self, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Call `fn`; its raw reply.
+    async def __call__(
+        self,
+        fn: Function,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Any:
+        """Call `fn`; its raw reply. `meanwhile` runs once, as soon as the call is written.
 
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
         """
         packed = pack(_fcall(fn, keys, args))
-        return await self._retry.call_with_retry(lambda: self._once(fn, packed), _nothing_to_undo)
+        todo = [meanwhile] if meanwhile is not None else []
+        return await self._retry.call_with_retry(
+            lambda: self._once(fn, packed, todo), _nothing_to_undo
+        )
 
-    async def _once(self, fn: Function, packed: bytes) -> Any:
+    async def _once(self, fn: Function, packed: bytes, todo: list[Callable[[], object]]) -> Any:
         channel = self._channel
         if channel is None or channel.broken is not None:
             channel = await self._open()
         (reply,) = channel.send(packed, 1)
+        while todo:  # the caller's own work, while Redis runs the call (once, not per try)
+            todo.pop()()
         try:
             return await reply
         except ResponseError as exc:  # the channel is in step: an error reply was read

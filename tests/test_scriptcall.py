@@ -174,6 +174,23 @@ async def test_async_a_call_on_a_connection_just_lost_is_sent_again(redis_url: s
         await worker.aclose()
 
 
+async def test_async_meanwhile_runs_once_while_redis_runs_the_call(redis_url: str) -> None:
+    """The caller's own work (a flow's ScriptCall.meanwhile) overlaps the call: it runs as soon
+    as the call is written, long before a 0.3 s call's reply, and once only, also when a lost
+    connection has the call sent again."""
+    client = Backend(redis_url).client()
+    call = AsyncCaller(client)
+    ran: list[float] = []
+    try:
+        assert await call(SLOW, ["{q}k"], ["300000"], lambda: ran.append(time.monotonic())) == 1
+        assert len(ran) == 1 and ran[0] < time.monotonic() - 0.2
+        assert _kill_others(redis_url) >= 1  # the next call goes out on a dead connection first
+        assert (await call(ECHO, ["{q}k"], ["2"], lambda: ran.append(0.0)))[1] == b"2"
+        assert len(ran) == 2
+    finally:
+        await client.aclose()
+
+
 def test_sync_kept_connection_killed_by_the_server_is_reconnected(redis_url: str) -> None:
     client = connect(Backend(redis_url))
     call, echo = SyncCaller(client), ECHO

@@ -125,9 +125,12 @@ def _pairs(items: Iterable[tuple[str, int]]) -> list[Arg]:
     return out
 
 
-def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool | str]]:
+def enqueue_flow(
+    keys: QueueKeys, rows: Sequence[EnqueueRow], meanwhile: Callable[[], object] | None = None
+) -> Flow[list[bool | str]]:
     """Create jobs, one per row; True = created, False = one with its id exists (or its
     idempotency marker), else the id of the job that holds the row's unique lock.
+    `meanwhile`: see :attr:`~redisjobs.roundtrips.ScriptCall.meanwhile`.
 
     Raises:
         QueueFull: the rows would bring the queue's backlog above its max_pending (nothing
@@ -136,7 +139,7 @@ def enqueue_flow(keys: QueueKeys, rows: Sequence[EnqueueRow]) -> Flow[list[bool 
             was written).
     """
     try:
-        reply = yield ScriptCall("enqueue", keys, row_args(rows))
+        reply = yield ScriptCall("enqueue", keys, row_args(rows), meanwhile)
     except ResponseError as exc:
         words = str(exc).split()
         if len(words) == 4 and words[0] == "QUEUEFULL":
@@ -212,7 +215,9 @@ class Scripts:
         """Run one script call of a flow; its raw reply, to await."""
         fn = self._fns[step.name]
         if self._caller is not None:
-            return self._caller(fn, (step.keys.prefix,), step.args)
+            return self._caller(fn, (step.keys.prefix,), step.args, step.meanwhile)
+        if step.meanwhile is not None:
+            step.meanwhile()
         return call_embedded(self._redis, fn, (step.keys.prefix,), step.args)
 
     async def _call(self, name: str, keys: QueueKeys, args: Sequence[Arg]) -> Any:

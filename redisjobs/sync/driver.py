@@ -72,6 +72,8 @@ class Scripts:
     def call(self, step: ScriptCall) -> Any:
         """Run one script call of a flow; returns its raw reply."""
         fn = self._fns[step.name]
+        if step.meanwhile is not None:  # nothing to overlap it with: one thread waits
+            step.meanwhile()
         if self._caller is not None:
             return self._caller(fn, (step.keys.prefix,), step.args)
         return call_embedded_sync(self._client, fn, (step.keys.prefix,), step.args)
