@@ -139,5 +139,6 @@ async def check_flows(redis: Redis, state: QueueState) -> list[str]:
                 problems.append(f"waiting job {job_id} has a stream entry")
             problems += await _check_edges(redis, state, parents, job_id, job)
     rows: Any = await redis.xrange(state.keys.log, "-", "+")
-    problems += released_twice(Event.decode(fields[b"e"], _s(eid)) for eid, fields in rows)
+    queue = state.keys.queue
+    problems += released_twice(Event.decode(f[b"e"], _s(eid), queue) for eid, f in rows)
     return problems

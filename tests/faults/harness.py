@@ -533,7 +533,7 @@ class EventTail:
             self.gaps.append(f"log trimmed up to {deleted} past the tail's cursor {self.cursor}")
         for eid, fields in entries:
             sid = eid.decode()
-            self.events.append(Event.decode(fields[b"e"], sid))
+            self.events.append(Event.decode(fields[b"e"], sid, self.keys.queue))
             self.cursor = sid
         return len(entries)
 

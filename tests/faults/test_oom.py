@@ -96,7 +96,7 @@ async def _traces(client: Client, job_id: str) -> list[str]:
 async def _log(client: Client) -> list[Event]:
     """The queue's event log, read with XRANGE (the tail's MULTI is refused while Redis is full)."""
     entries: Any = await client.redis.xrange(client.keys().log)
-    return [Event.decode(fields[b"e"]) for _, fields in entries]
+    return [Event.decode(fields[b"e"], eid.decode(), client.queue) for eid, fields in entries]
 
 
 async def test_full_redis_refuses_enqueues_and_still_records_outcomes(
