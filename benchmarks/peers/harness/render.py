@@ -289,7 +289,9 @@ def setup_lines(run: Run) -> list[str]:
     if has_floor(run.libs):
         out[-1] += (
             "; `redisjobs ÷ floor` divides it by the floor's, a bare loop over the same Redis "
-            "(`XADD` / `XREADGROUP` / `XACK` + `PUBLISH`) that no queue can beat"
+            "(`XADD` / `XREADGROUP` / `XACK` + `PUBLISH`) through redis-py: the least Redis work a "
+            "stream-based queue can do, though not the least client time (a queue with its own "
+            "pipelined connection can beat it where redis-py's per-command Python is the cost)"
         )
     return out
 
