@@ -209,9 +209,15 @@ async def test_rate_limit_per_key_and_an_unlimited_key(
     await worker(functions=[ledger], concurrency=4)
     await asyncio.sleep(2.0)
     runs = STARTS[queue]
-    per_key = {k: sum(1 for t, _, _ in runs if t.startswith(k)) for k in ("x", "y", "free")}
-    assert 17 <= per_key["x"] <= 23 and 17 <= per_key["y"] <= 23, per_key
-    assert per_key["free"] == 40
+    per_key = {k: sorted(b for t, b, _ in runs if t.startswith(k)) for k in ("x", "y", "free")}
+    # each limited key starts at its rate from its first start on, however late the worker
+    # got going on a loaded machine: at most 10 a second, and not far below it
+    for key in ("x", "y"):
+        starts = per_key[key]
+        assert len(starts) >= 10, (key, len(starts))
+        rate = (len(starts) - 1) / (starts[-1] - starts[0])
+        assert 6 <= rate <= 11, (key, rate)
+    assert len(per_key["free"]) == 40
     stats = await client.stats()
     assert stats["throttled"] > 0
     families = {f.name: f for f in await queue_families(client)}
