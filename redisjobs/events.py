@@ -44,7 +44,7 @@ class Event:
         queue: the job's queue.
         job_id: the job.
         attempt: the attempt it belongs to (0 before the first start).
-        ts: Redis time in milliseconds.
+        ts: Redis time in milliseconds: when it was written to the log (its log id's time).
         data: the rest: ``kind`` (enqueued), ``worker`` (started), ``progress``/``message``,
             ``result`` (completed), ``error`` (retrying, failed, cancelled), ``due`` (retrying),
             ``crashes`` (reclaimed), ``due``, ``deferrals`` and ``paused`` (deferred).
