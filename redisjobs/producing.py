@@ -104,7 +104,7 @@ class Producer:
                 self._known_queues.add(keys.queue)
             if prelude:
                 yield prelude
-            fresh = yield from _write_rows_flow(keys, rows, created)
+            jobs = yield from _write_rows_flow(keys, rows, created)
         except OutOfMemoryError as exc:  # enqueue.lua is deny-oom: its batch wrote nothing
             raise self._out_of_memory(exc, len(created), len(rows)) from exc
         except QueueFull as exc:
@@ -113,10 +113,8 @@ class Producer:
             raise QueueFull(exc.queue, exc.limit, exc.backlog, exc.adding, len(created)) from None
         if self.backend.embedded:
             self.backend.wake(keys.queue)
-        if all(c is True for c in created):  # the common case: no read, no generator
-            jobs = fresh
-        else:
-            jobs = yield from _jobs_flow(keys, rows, created)
+        if not all(c is True for c in created):  # none in the common case: no read
+            yield from _duplicates_flow(keys, rows, created, jobs)
         if any(row.rules for row in rows):
             yield from _read_back_flow(keys, rows, created, jobs)
         return jobs
@@ -174,13 +172,14 @@ def _read_back_flow(
             jobs[i] = job
 
 
-def _jobs_flow(
-    keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str]
-) -> Flow[list[Job]]:
-    """The jobs of written rows, some of them duplicates: for each of those the stored job it
-    duplicates, the row's own or the holder of its unique lock (read in one round trip), marked
-    :attr:`Job.duplicate`. A job gone meanwhile is the row's own, as it was last known: from
-    its idempotency marker when it left one (one more round trip), else as written."""
+def _duplicates_flow(
+    keys: QueueKeys, rows: Sequence[EnqueueRow], created: list[bool | str], jobs: list[Job]
+) -> Flow[None]:
+    """Replace in `jobs` (each row's job as created) the job of each row that was a duplicate:
+    the stored job it duplicates, the row's own or the holder of its unique lock (read in one
+    round trip), marked :attr:`Job.duplicate`. A job gone meanwhile is the row's own, as it was
+    last known: from its idempotency marker when it left one (one more round trip), else as
+    written."""
     # a duplicate by id (False) is the row's own job; a unique duplicate names its holder
     dups = {
         i: row.job_id if c is False else str(c)
@@ -197,7 +196,10 @@ def _jobs_flow(
         marks = yield [cmd("get", keys.idem(rows[i].job_id)) for i in gone]
         for i, mark in zip(gone, marks, strict=True):
             stored[i] = _marked(keys, rows[i], mark)
-    return _jobs(keys, rows, stored)
+    for i, dup in stored.items():
+        if dup is not None:
+            dup.duplicate = True
+            jobs[i] = dup
 
 
 def _marked(keys: QueueKeys, row: EnqueueRow, mark: bytes | None) -> Job | None:
@@ -207,19 +209,6 @@ def _marked(keys: QueueKeys, row: EnqueueRow, mark: bytes | None) -> Job | None:
     except ValueError:
         return None
     return None if status is None else Job(row.job_id, status, datetime.now(UTC), queue=keys.queue)
-
-
-def _jobs(keys: QueueKeys, rows: Sequence[EnqueueRow], stored: dict[int, Job | None]) -> list[Job]:
-    """A fresh job for each row, but the duplicate in `stored` (by row index) where there is
-    one."""
-    now = datetime.now(UTC)
-    out: list[Job] = []
-    for i, row in enumerate(rows):
-        dup = stored.get(i)
-        if dup is not None:
-            dup.duplicate = True
-        out.append(dup or _fresh(keys, row, row.job_id, now))
-    return out
 
 
 def _fresh(keys: QueueKeys, row: EnqueueRow, job_id: str, now: datetime) -> Job:
