@@ -35,6 +35,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .sentinel import FollowMaster, demoted
+
 READ_SIZE = 1 << 16
 """Bytes a read asks the socket for."""
 
@@ -60,21 +62,25 @@ class Channel:
             replyError=BaseParser.parse_error,
             **_decoding(conn),
         )
+        # A sentinel's master: a reply saying it was demoted is a lost connection (and the
+        # reconnect asks the sentinels anew), as redisjobs.sentinel.FollowMaster makes it.
+        self._follow = isinstance(conn, FollowMaster)
         self._timeout: float | None = conn.socket_timeout
-        self._queued: list[tuple[bytes, list[asyncio.Future[Any]]]] = []
+        self._queued: list[tuple[bytes, list[asyncio.Future[Any]], float]] = []
         self._sent: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._turn = False  # a call was written in this turn of the loop: the rest wait for its end
         self._transport = writer.transport
         self._transport.set_protocol(_Replies(self, self._transport.get_protocol()))
 
-    def send(self, packed: bytes, replies: int) -> list[asyncio.Future[Any]]:
+    def send(self, packed: bytes, replies: int, grace: float = 0.0) -> list[asyncio.Future[Any]]:
         """Queue `packed` (one or more commands) for this turn's write; the futures of its
-        `replies` replies, in order."""
+        `replies` replies, in order. `grace`: seconds Redis may hold them on purpose (a
+        ``WAIT``'s timeout), beyond the connection's timeout."""
         if self.broken is not None:
             raise RedisConnectionError(f"the connection was lost: {self.broken}")
         futures = [self._loop.create_future() for _ in range(replies)]
-        self._queued.append((packed, futures))
+        self._queued.append((packed, futures, grace))
         if not self._turn:  # the turn's first call goes now; the others at the turn's end
             self._turn = True
             self._loop.call_soon(self._end_turn)
@@ -94,14 +100,18 @@ class Channel:
     def _write(self) -> None:
         queued, self._queued = self._queued, []
         if self.broken is not None:
-            _fail([f for _, futures in queued for f in futures], self.broken)
+            _fail([f for _, futures, _ in queued for f in futures], self.broken)
             return
-        deadline = self._loop.time() + (self._timeout or 0.0)
+        now = self._loop.time() + (self._timeout or 0.0)
+        # Replies come in order: none is due before the one ahead of it (a WAIT's grace).
+        deadline = self._sent[-1][1] if self._sent and self._sent[-1][1] > now else now
         out: list[bytes] = []
-        for packed, futures in queued:
+        for packed, futures, grace in queued:
             if all(f.cancelled() for f in futures):
                 continue  # cancelled before it was written: it never runs
             out.append(packed)
+            if grace:
+                deadline = max(deadline, now + grace)
             self._sent.extend((f, deadline) for f in futures)
         if not out:
             return
@@ -122,11 +132,17 @@ class Channel:
                 if future.done():
                     continue  # its caller was cancelled: the reply is dropped
                 if isinstance(reply, Exception):
+                    if self._follow and demoted(reply):
+                        sent.appendleft((future, 0.0))  # it fails with the rest, as lost
+                        raise _Demoted(reply)
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
         except (InvalidResponse, IndexError) as exc:  # garbage, or a reply nobody asked for
             self._break(RedisConnectionError(f"Error while reading from socket: {exc!r}"))
+            self._transport.abort()
+        except _Demoted as exc:  # every call from here on was refused too, or is not answered
+            self._break(RedisConnectionError(f"the master was demoted by a failover: {exc}"))
             self._transport.abort()
 
     def _watch(self) -> None:
@@ -152,6 +168,10 @@ class Channel:
             self._timer = None
         _fail([f for f, _ in self._sent], self.broken)
         self._sent.clear()
+
+
+class _Demoted(Exception):
+    """A reply that says the master the channel's connection went to was demoted."""
 
 
 def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:

@@ -16,6 +16,7 @@ from . import tracing
 from .claims import Claims
 from .cleaning import QueueCleaning
 from .composition import FlowRun, StepLike, cancel_flow_flow, enqueue_flow_flow
+from .durability import Durability
 from .errors import WaitTimeout
 from .events import Event, follow
 from .flowview import Tree, tree_flow
@@ -48,6 +49,10 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         max_payload_bytes: cap on an encoded payload.
         max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults
             for :meth:`enqueue` (seconds for times).
+        durable: every write (an enqueue, a cancel ...) returns only once a replica confirmed
+            it (``WAIT``), so that a failover cannot lose it; or a
+            :class:`~redisjobs.durability.Durability` for more replicas or another timeout.
+            Raises :class:`~redisjobs.errors.NotReplicated` when they did not in time.
 
     Use it as ``async with Client(url) as client:``; it connects on first use otherwise. Every
     call that takes a `job_id` raises :class:`~redisjobs.errors.InvalidJobId` (a ValueError),
@@ -67,12 +72,13 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         retry_jitter: float = 0.1,
         timeout: float | None = None,
         result_ttl: float = 86400.0,
+        durable: bool | Durability = False,
     ) -> None:
         QueueControl.__init__(self, url, queue)
         options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
-        Producer.__init__(self, self.backend, max_payload_bytes, options)
+        Producer.__init__(self, self.backend, max_payload_bytes, options, durable)
 
     # -- enqueue --------------------------------------------------------------------------------
 

@@ -38,8 +38,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .connclasses import guarded
-from .errors import ConnectionFailed, RedisJobsError
+from .errors import ConnectionFailed, NotReplicated, RedisJobsError
 from .keys import GROUP, QueueKeys
+from .sentinel import async_pool, connection_class, is_sentinel_url
 
 if TYPE_CHECKING:
     import fakeredis
@@ -127,6 +128,11 @@ class Backend:
         return self.url.startswith("memory://")
 
     @property
+    def sentinel(self) -> bool:
+        """True for a ``redis+sentinel://`` URL: the master is wherever the sentinels say."""
+        return is_sentinel_url(self.url)
+
+    @property
     def can_block(self) -> bool:
         """Whether XREADGROUP BLOCK really blocks (fakeredis returns at once)."""
         return not self.embedded
@@ -153,12 +159,13 @@ class Backend:
             pool = fake.connection_pool
             pool.connection_class = guarded(pool.connection_class)
             return cast(Redis, fake)
-        pool = BlockingConnectionPool.from_url(
-            self.url, **pool_settings(socket_timeout), retry=Retry(*retry_settings(retries))
-        )
+        settings = {**pool_settings(socket_timeout), "retry": Retry(*retry_settings(retries))}
+        if self.sentinel:
+            conn = guarded(connection_class(self.url), packing=True)
+            return Redis.from_pool(async_pool(self.url, conn, settings))
+        pool = BlockingConnectionPool.from_url(self.url, **settings)
         pool.connection_class = guarded(pool.connection_class, packing=True)
-        client = Redis.from_pool(pool)
-        return client
+        return Redis.from_pool(pool)
 
     def add_waker(self, queue: str, event: asyncio.Event) -> None:
         """Set `event` whenever a job of `queue` becomes ready in this process (embedded only)."""
@@ -271,12 +278,14 @@ _TRANSIENT_TYPES = (
     ClusterDownError,
     TryAgainError,
     OutOfMemoryError,
+    NotReplicated,
 )
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying what raised `exc` may succeed: lost connections, timeouts, and the
-    replies of a Redis that is failing over, loading, moving slots or out of memory.
+    """Whether retrying what raised `exc` may succeed: lost connections, timeouts, the
+    replies of a Redis that is failing over, loading, moving slots or out of memory, and a
+    durable write its replicas did not confirm in time.
 
     Any other error reply (WRONGTYPE, a script error) is permanent: the same call fails again.
     """

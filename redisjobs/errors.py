@@ -5,6 +5,7 @@ The tree::
     RedisJobsError
     ├── ConnectionFailed        Redis could not be reached (the URL is named, password masked)
     ├── RedisOutOfMemory        Redis refused an enqueue: out of memory (maxmemory, noeviction)
+    ├── NotReplicated           a durable write was not confirmed by its replicas in time
     ├── QueueFull               an enqueue would bring a queue's backlog above its max_pending
     ├── SerializationError      a payload or result msgpack cannot encode/decode
     │   └── PayloadTooLarge     an encoded payload is over the client's size cap
@@ -28,6 +29,8 @@ The tree::
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
+
 
 class RedisJobsError(Exception):
     """Base class of every redisjobs exception."""
@@ -35,6 +38,16 @@ class RedisJobsError(Exception):
 
 class ConnectionFailed(RedisJobsError):
     """Redis could not be reached (the message names the URL with the password masked)."""
+
+
+class NotReplicated(RedisJobsError, RedisError):
+    """A durable write (``durable=``) reached the master, but fewer replicas than asked for
+    confirmed it within the timeout: a failover now may lose it.
+
+    Sending it again is safe (an enqueue with the same job id writes nothing twice) and waits
+    again. Also a redis-py ``RedisError``, so that a worker's loops retry an outcome that was
+    not confirmed as they retry one Redis did not answer.
+    """
 
 
 class RedisOutOfMemory(RedisJobsError):

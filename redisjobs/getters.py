@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from . import queries
 from .connection import Backend, resolve_url
+from .durability import Durability
 from .eventlog import EventLog
 from .events import Event
 from .flowview import find_job_with_dependents_flow, get_job_flow
@@ -52,6 +53,9 @@ class QueueGetters(QueueNames):
         queue: the queue used when a call names none.
     """
 
+    durable: Durability | None = None
+    """The replicas that must confirm each script call (a durable Client's)."""
+
     def __init__(self, url: str | None, queue: str) -> None:
         # Without a URL anywhere: a store private to this process, said once (see resolve_url).
         super().__init__(queue)
@@ -74,7 +78,7 @@ class QueueGetters(QueueNames):
             await redis.aclose()
             raise
         self._redis = redis
-        self._scripts = Scripts(redis, embedded=self.backend.embedded)
+        self._scripts = Scripts(redis, embedded=self.backend.embedded, durable=self.durable)
         self._events = EventLog(self.backend, redis)
         return self
 

@@ -16,6 +16,7 @@ from typing import Any
 from redis.exceptions import OutOfMemoryError
 
 from .connection import Backend
+from .durability import Durability, durability
 from .errors import JobCancelled, JobFailed, QueueFull, RedisOutOfMemory
 from .eventlog import id_key
 from .events import FINAL_EVENTS, Event
@@ -46,10 +47,18 @@ class Producer:
         backend: where the jobs go.
         max_payload_bytes: cap on an encoded payload.
         options: the defaults of every job this client enqueues.
+        durable: replicas that must confirm each write before it returns (True: one).
     """
 
-    def __init__(self, backend: Backend, max_payload_bytes: int, options: JobOptions) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        max_payload_bytes: int,
+        options: JobOptions,
+        durable: bool | Durability = False,
+    ) -> None:
         self.backend = backend
+        self.durable = durability(durable, embedded=backend.embedded)
         self.max_payload_bytes = max_payload_bytes
         self.options = options
         self._policy = options.policy()

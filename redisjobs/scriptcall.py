@@ -27,7 +27,9 @@ its redis-py client, and loads the library the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -41,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .channel import Channel
 from .connclasses import pack
 from .connection import MAX_CONNECTIONS
+from .durability import Durability
 
 Arg = str | bytes | int | float
 """A script argument."""
@@ -130,38 +133,53 @@ class AsyncCaller:
         keys: Sequence[str],
         args: Sequence[Arg],
         meanwhile: Callable[[], object] | None = None,
+        wait: Durability | None = None,
     ) -> Any:
         """Call `fn`; its raw reply. `meanwhile` runs once, as soon as the call is written.
+        With `wait`, the call's ``WAIT`` goes in the same write, and the reply is returned once
+        the replicas confirmed it.
 
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
+            NotReplicated: `wait`'s replicas did not confirm the call in time.
         """
         packed = pack(_fcall(fn, keys, args))
+        if wait is not None:
+            packed += pack(wait.command)
         todo = [meanwhile] if meanwhile is not None else []
         return await self._retry.call_with_retry(
-            lambda: self._once(fn, packed, todo), _nothing_to_undo
+            lambda: self._once(fn, packed, todo, wait), _nothing_to_undo
         )
 
-    async def _once(self, fn: Function, packed: bytes, todo: list[Callable[[], object]]) -> Any:
+    async def _once(
+        self,
+        fn: Function,
+        packed: bytes,
+        todo: list[Callable[[], object]],
+        wait: Durability | None,
+    ) -> Any:
         channel = self._channel
         if channel is None or channel.broken is not None:
             channel = await self._open()
-        (reply,) = channel.send(packed, 1)
+        if wait is None:
+            (reply,) = channel.send(packed, 1)
+        else:
+            sent = channel.send(packed, 2, wait.timeout)
         while todo:  # the caller's own work, while Redis runs the call (once, not per try)
             todo.pop()()
         try:
-            return await reply
+            if wait is None:
+                return await reply
+            return wait.confirmed(*await _settled(sent))
         except ResponseError as exc:  # the channel is in step: an error reply was read
             if not _missing(exc):
                 raise
-        loaded, reply = channel.send(pack(("FUNCTION", "LOAD", fn.library)) + packed, 2)
-        # Both awaited whatever each holds (a lost connection fails both), so that no
-        # exception is left unread; an error reply is a value here, any other error is raised.
-        outcomes = await asyncio.gather(reply, loaded, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, ResponseError):
-                raise outcome
-        return _answer(*outcomes)
+        loaded, *sent = channel.send(
+            pack(("FUNCTION", "LOAD", fn.library)) + packed, 3 if wait else 2, _grace(wait)
+        )
+        outcomes = await _settled([*sent, loaded], errors=True)
+        reply = _answer(outcomes[0], outcomes[-1])
+        return reply if wait is None else wait.confirmed(reply, outcomes[1])
 
     async def _open(self) -> Channel:
         """The channel, made anew on a connection of the pool when there is none or it broke
@@ -183,6 +201,28 @@ class AsyncCaller:
             return channel
 
 
+async def _settled(futures: list[asyncio.Future[Any]], *, errors: bool = False) -> list[Any]:
+    """The replies of `futures`, once every one is in (so that no exception is left unread).
+
+    Raises:
+        BaseException: the first that is not an error reply (a lost connection fails them
+            all); the first error reply too, unless `errors` asks for them as values.
+    """
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, ResponseError):
+            raise outcome
+    if not errors:
+        for outcome in outcomes:
+            if isinstance(outcome, ResponseError):
+                raise outcome
+    return outcomes
+
+
+def _grace(wait: Durability | None) -> float:
+    return 0.0 if wait is None else wait.timeout
+
+
 async def _nothing_to_undo(_error: Exception) -> None:
     """A broken channel is replaced by the next call (:meth:`AsyncCaller._open`)."""
 
@@ -195,8 +235,15 @@ class SyncCaller:
         self._pool = client.connection_pool
         self._idle: list[Any] = []
 
-    def __call__(self, fn: Function, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Call `fn`; its raw reply (RedisError: what redis-py's own call would raise)."""
+    def __call__(
+        self,
+        fn: Function,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        wait: Durability | None = None,
+    ) -> Any:
+        """Call `fn`; its raw reply (RedisError: what redis-py's own call would raise), once
+        `wait`'s replicas confirmed it (NotReplicated if they did not in time)."""
         try:
             kept = self._idle.pop()  # pop, not a check first: another thread may take the last
         except IndexError:
@@ -205,8 +252,9 @@ class SyncCaller:
         try:
             if kept is not None:
                 _ensure_connection(conn)
+            once = _once_sync if wait is None else functools.partial(_once_durable, wait=wait)
             reply = conn.retry.call_with_retry(
-                lambda: _once_sync(conn, fn, keys, args), lambda _error: conn.disconnect()
+                lambda: once(conn, fn, keys, args), lambda _error: conn.disconnect()
             )
         except BaseException:
             self._pool.release(conn)
@@ -228,6 +276,39 @@ def _once_sync(conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg]
     conn.send_packed_command(_reloaded(conn, fn, keys, args), False)
     loaded = _read_sync(conn)
     return _answer(_read_sync(conn), loaded)
+
+
+def _once_durable(
+    conn: Any, fn: Function, keys: Sequence[str], args: Sequence[Arg], wait: Durability
+) -> Any:
+    """:func:`_once_sync` with `wait`'s ``WAIT`` in the same write, read with its timeout
+    added to the socket's."""
+    calls = [_fcall(fn, keys, args), wait.command]
+    with _patient(conn, wait.timeout):
+        replies = _exchange(conn, calls)
+        if isinstance(replies[0], ResponseError) and _missing(replies[0]):
+            loaded, *replies = _exchange(conn, [("FUNCTION", "LOAD", fn.library), *calls])
+            return wait.confirmed(_answer(replies[0], loaded), replies[1])
+    return wait.confirmed(_answer(replies[0], None), replies[1])
+
+
+def _exchange(conn: Any, commands: list[tuple[Arg, ...]]) -> list[Any]:
+    """Send `commands` in one write; their replies, error replies as values."""
+    conn.send_packed_command(conn.pack_commands(commands), False)
+    return [_read_sync(conn) for _ in commands]
+
+
+@contextlib.contextmanager
+def _patient(conn: Any, seconds: float) -> Iterator[None]:
+    """`seconds` more for the replies read inside (a connected sync connection's socket)."""
+    conn.connect()
+    sock = conn._sock
+    sock.settimeout(conn.socket_timeout + seconds)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # closed by a failed read: nothing to restore
+            sock.settimeout(conn.socket_timeout)
 
 
 def _read_sync(conn: Any) -> Any:

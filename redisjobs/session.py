@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .cancelling import cancel_and_wait
 from .connection import COMMAND_TIMEOUT, Backend, Backoff, check_server, ensure_group
+from .durability import WORKER_CALLS, Durability
 from .executors import ExecContext, Executors
 from .fetcher import BLOCK_MS, Fetcher
 from .handover import Courier
@@ -91,13 +92,16 @@ class Session:
         context_class: type[ExecContext],
         max_payload_bytes: int,
         declared: Sequence[ScheduleSpec | TaskLimit] = (),
+        durable: Durability | None = None,
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
         self.redis: Redis = backend.client(retries=0)  # commands; the courier's hand-overs too
         self._reader: Redis = backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0)
         self._beat_redis: Redis = backend.client(retries=0)
-        self.scripts = Scripts(self.redis, embedded=backend.embedded)
+        self.scripts = Scripts(
+            self.redis, embedded=backend.embedded, durable=durable, waits=WORKER_CALLS
+        )
         self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
         self.subscriber = Subscriber(self.redis)
         on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None

@@ -53,6 +53,7 @@ class Siblings:
                 context_class=owner.context_class,
                 max_payload_bytes=owner.max_payload_bytes,
                 burst=owner.burst,
+                durable=owner.durable or False,
             )
             sibling.executors, sibling._app = owner.executors.share(), owner._app
             sibling.slots = lane  # one concurrency for all the queues

@@ -15,9 +15,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
+
+from redis.exceptions import RedisError
 
 from .eventlog import NAME as EVENTS_NAME
 
@@ -89,10 +92,14 @@ class RedisServer:
         """``redis://127.0.0.1:<port>/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        cmd = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        return [*cmd, "--save", "", "--appendonly", "no", "--dir", self.dir, *self.args]
+
     def start(self, timeout: float = 10.0) -> Self:
         """Start the server and wait until it answers PING."""
-        cmd = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
-        cmd += ["--save", "", "--appendonly", "no", "--dir", self.dir, *self.args]
+        cmd = self.command()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -140,3 +147,163 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SentinelServer(RedisServer):
+    """A Redis Sentinel child process on a free loopback port, watching the master at
+    `master_port` as `service` (quorum 2; the timings of :class:`SentinelSetup`)."""
+
+    def __init__(self, service: str, master_port: int, *, down_after_ms: int = 1000) -> None:
+        super().__init__()
+        conf = Path(self.dir) / "sentinel.conf"
+        conf.write_text(
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} 10000\n"
+            f"sentinel parallel-syncs {service} 1\n"
+        )
+        self.conf = str(conf)
+
+    def command(self) -> list[str]:
+        """The command line that starts the sentinel (``redis-server sentinel.conf
+        --sentinel``: Debian ships no ``redis-sentinel`` of its own)."""
+        cmd = [self.executable, self.conf, "--sentinel", "--port", str(self.port)]
+        return [*cmd, "--bind", "127.0.0.1", "--dir", self.dir]
+
+
+class SentinelSetup:
+    """A master, its replicas and the sentinels watching them: each a child process on a free
+    loopback port, without persistence. :attr:`url` is the ``redis+sentinel://`` URL to give
+    a Client or Worker.
+
+    Args:
+        service: the name the sentinels know the master by.
+        replicas: replicas of the master.
+        sentinels: sentinels (a quorum of 2 agrees that the master is down).
+        down_after_ms: how long the master must be silent before a sentinel calls it down.
+    """
+
+    def __init__(
+        self,
+        service: str = "mymaster",
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.service = service
+        # No 5 s wait before a replica's first sync (nor after a failover's).
+        fast = ["--repl-diskless-sync-delay", "0"]
+        self.master = RedisServer(args=fast)
+        self.replicas = [
+            RedisServer(args=[*fast, "--replicaof", "127.0.0.1", str(self.master.port)])
+            for _ in range(replicas)
+        ]
+        self.sentinels = [
+            SentinelServer(service, self.master.port, down_after_ms=down_after_ms)
+            for _ in range(sentinels)
+        ]
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:<port>,.../<service>/0``."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    @property
+    def nodes(self) -> list[RedisServer]:
+        """The master and the replicas, as started (a failover swaps their roles)."""
+        return [self.master, *self.replicas]
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start every process; returns once each sentinel knows every replica and every
+        other sentinel (so that a failover can be agreed on), and each replica has synced."""
+        for server in (*self.nodes, *self.sentinels):
+            server.start()
+        _wait(self._settled, timeout, "the sentinels to find the replicas and each other")
+        return self
+
+    def _settled(self) -> bool:
+        for replica in self.replicas:
+            if self._ask(replica, "INFO", "replication")["master_link_status"] != "up":
+                return False
+        want = {"num-slaves": len(self.replicas), "num-other-sentinels": len(self.sentinels) - 1}
+        for sentinel in self.sentinels:
+            state = self._ask(sentinel, "SENTINEL", "MASTER", self.service)  # a dict
+            if any(int(state.get(k, -1)) != v for k, v in want.items()):
+                return False
+        return True
+
+    def master_port(self) -> int:
+        """The port of the master, as the first sentinel that answers says."""
+        for sentinel in self.sentinels:
+            with contextlib.suppress(OSError, RedisError):
+                _, port = self._ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                return int(port)
+        raise RuntimeError("no sentinel answered")
+
+    def current_master(self) -> RedisServer:
+        """The node that is the master now."""
+        port = self.master_port()
+        return next(n for n in self.nodes if n.port == port)
+
+    def wait_settled(self, timeout: float = 30.0) -> RedisServer:
+        """Wait until every sentinel names the same master and every other running node is its
+        replica, synced (after a failover: the old master converted); returns the master."""
+        ports: set[int] = set()
+
+        def settled() -> bool:
+            ports.clear()
+            for sentinel in self.sentinels:
+                _, port = self._ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                ports.add(int(port))
+            if len(ports) != 1:
+                return False
+            (port,) = ports
+            for node in self.nodes:
+                if node.port == port or not node.ping():
+                    continue
+                info = self._ask(node, "INFO", "replication")
+                if info.get("master_port") != port or info["master_link_status"] != "up":
+                    return False
+            return True
+
+        _wait(settled, timeout, "the sentinels and the nodes to agree on one master")
+        (port,) = ports
+        return next(n for n in self.nodes if n.port == port)
+
+    def failover(self) -> None:
+        """Ask a sentinel for a failover (``SENTINEL FAILOVER``): a replica becomes master."""
+        self._ask(self.sentinels[0], "SENTINEL", "FAILOVER", self.service)
+
+    def stop(self) -> None:
+        """Stop every process and remove their directories."""
+        for server in (*self.sentinels, *self.nodes):
+            server.stop()
+
+    @staticmethod
+    def _ask(server: RedisServer, *command: str) -> Any:
+        import redis
+
+        with redis.Redis(port=server.port, socket_timeout=2, decode_responses=True) as r:
+            return r.execute_command(*command)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, RedisError):
+            if predicate():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")

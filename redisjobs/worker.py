@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from .arbiter import Arbiter, QueueOrder, queue_order
 from .connection import Backend, Backoff, resolve_url
+from .durability import Durability, durability
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
 from .keys import QueueKeys
@@ -45,14 +46,8 @@ if TYPE_CHECKING:
     from .limits import TaskLimit
     from .schedule_spec import ScheduleSpec
 
-__all__ = [
-    "FETCH_STOP_SECONDS",
-    "HARD_STOP_SECONDS",
-    "JOB_OBSERVERS",
-    "SETTLE_SECONDS",
-    "STOP_MARGIN",
-    "Worker",
-]
+__all__ = ["FETCH_STOP_SECONDS", "HARD_STOP_SECONDS", "JOB_OBSERVERS", "SETTLE_SECONDS"]
+__all__ += ["STOP_MARGIN", "Worker"]
 
 log = logging.getLogger("redisjobs.worker")
 
@@ -105,6 +100,8 @@ class Worker:
             (default: the CPU count); see :class:`~redisjobs.executors.CallExecutor`.
         inject: values the ``call`` executor this worker makes passes to functions that
             declare a parameter of their name (see :class:`~redisjobs.executors.CallExecutor`).
+        durable: an outcome is recorded once a replica confirmed it (``WAIT``), retried until
+            then; or a :class:`~redisjobs.durability.Durability` (see the Client's `durable`).
     """
 
     def __init__(
@@ -131,6 +128,7 @@ class Worker:
         burst: bool = False,
         inject: Mapping[str, Any] | None = None,
         max_processes: int | None = None,
+        durable: bool | Durability = False,
     ) -> None:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
@@ -143,6 +141,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handle_signals, self.burst = handle_signals, burst
         self.context_class, self.max_payload_bytes = context_class, max_payload_bytes
+        self.durable = durability(durable, embedded=self.backend.embedded)
         self.executors, self._app = Executors(executors), app
         if "call" not in self.executors:
             call = CallExecutor(
@@ -296,6 +295,7 @@ class Worker:
             context_class=self.context_class,
             max_payload_bytes=self.max_payload_bytes,
             declared=self._declared(),
+            durable=self.durable,
         )
 
     def _declared(self) -> list[ScheduleSpec | TaskLimit]:

@@ -85,6 +85,22 @@ def _worker_process_options(w: Any) -> None:
     )
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     w.add_argument(
+        "--durable",
+        type=positive_int,
+        nargs="?",
+        const=1,
+        metavar="REPLICAS",
+        help="record an outcome only once REPLICAS replicas (default 1) confirmed it (WAIT), "
+        "so that a failover cannot lose it",
+    )
+    w.add_argument(
+        "--durable-timeout",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long --durable waits for the replicas before the outcome is sent again",
+    )
+    w.add_argument(
         "--metrics-port",
         type=port_number,
         metavar="PORT",

@@ -15,6 +15,7 @@ from ..app import App
 from ..arbiter import QueueOrder
 from ..client import Client
 from ..connection import Backend
+from ..durability import Durability
 from ..worker import Worker
 from .common import UsageError, import_module, import_ref, on_stop_signals, redis_url
 from .executors import ExecutorFactory, factories
@@ -94,6 +95,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
             handle_signals=False,
             burst=args.burst,
             max_processes=args.task_processes,
+            durable=Durability(args.durable, args.durable_timeout) if args.durable else False,
         )
     ]
 

@@ -11,7 +11,7 @@ typed values.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.asyncio import Redis
@@ -26,6 +26,7 @@ from ..wire import row_args
 from .library import Library, library
 
 if TYPE_CHECKING:
+    from ..durability import Durability
     from ..wire import EnqueueRow
 
 NAMES = (
@@ -194,9 +195,18 @@ class Scripts:
     Args:
         redis: the client the functions run on.
         embedded: True on the fakeredis backend (no connection pool to call through).
+        durable: the replicas that must confirm the calls named in `waits` (all by default)
+            before they return (:mod:`redisjobs.durability`).
     """
 
-    def __init__(self, redis: Redis, *, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        embedded: bool = False,
+        durable: Durability | None = None,
+        waits: Collection[str] = NAMES,
+    ) -> None:
         self._redis = redis
         self._library = library(NAMES)
         self._fns = functions(self._library)
@@ -205,6 +215,7 @@ class Scripts:
         :mod:`redisjobs.handover`): its owner delivers them."""
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else AsyncCaller(redis)
+        self._waits = {name: durable for name in waits} if durable is not None else {}
 
     async def preload(self) -> None:
         """Load the library now (and open a connection for it), so that a first call is one
@@ -215,7 +226,8 @@ class Scripts:
         """Run one script call of a flow; its raw reply, to await."""
         fn = self._fns[step.name]
         if self._caller is not None:
-            return self._caller(fn, (step.keys.prefix,), step.args, step.meanwhile)
+            wait = self._waits.get(step.name) if self._waits else None
+            return self._caller(fn, (step.keys.prefix,), step.args, step.meanwhile, wait)
         if step.meanwhile is not None:
             step.meanwhile()
         return call_embedded(self._redis, fn, (step.keys.prefix,), step.args)

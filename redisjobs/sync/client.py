@@ -20,6 +20,7 @@ import redis
 from ..cleaning import drain_flow, obliterate_flow, purge_flow, remove_flow
 from ..composition import FlowRun, StepLike, cancel_flow_flow, enqueue_flow_flow
 from ..connection import Backend, resolve_url
+from ..durability import Durability
 from ..errors import WaitTimeout
 from ..flowview import Tree, get_job_flow, tree_flow
 from ..job import Job, JobStatus
@@ -66,6 +67,7 @@ class Client(Producer, QueueNames):
             client and worker of ``memory://x`` in this process.
         queue: the queue used when a call names none.
         max_payload_bytes: cap on an encoded payload.
+        durable: as for :class:`redisjobs.Client`: writes return once replicas confirmed them.
         **defaults: ``max_retries``, ``retry_delay``, ``retry_backoff``, ``retry_jitter``,
             ``timeout``, ``result_ttl``: the defaults of :meth:`enqueue`, as for the async
             client.
@@ -84,11 +86,12 @@ class Client(Producer, QueueNames):
         *,
         queue: str = "default",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        durable: bool | Durability = False,
         **defaults: Unpack[JobDefaults],
     ) -> None:
         QueueNames.__init__(self, queue)
         backend = Backend(resolve_url(url, warn_private=True))
-        Producer.__init__(self, backend, max_payload_bytes, JobOptions(**defaults))
+        Producer.__init__(self, backend, max_payload_bytes, JobOptions(**defaults), durable)
         self._connecting = threading.Lock()
         self._redis: redis.Redis | None = None
         self._scripts: Scripts | None = None
@@ -105,7 +108,8 @@ class Client(Producer, QueueNames):
                 if self._listener is None or self._pid != os.getpid():
                     client = connect(self.backend)
                     self._redis = client
-                    self._scripts = Scripts(client, embedded=self.backend.embedded)
+                    embedded = self.backend.embedded
+                    self._scripts = Scripts(client, embedded=embedded, durable=self.durable)
                     self._listener = Listener(self.backend, client)
                     self._pid = os.getpid()
         assert self._redis is not None and self._scripts is not None

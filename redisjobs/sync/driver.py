@@ -25,10 +25,12 @@ from ..connection import (
     pool_settings,
     retry_settings,
 )
+from ..durability import Durability
 from ..roundtrips import Command, Flow, Received, ScriptCall, Step, Stepper, answerer, checked
 from ..scriptcall import SyncCaller, call_embedded_sync
 from ..scripts import NAMES, functions
 from ..scripts.library import library
+from ..sentinel import sync_pool
 
 _T = TypeVar("_T")
 
@@ -44,13 +46,15 @@ def connect(backend: Backend) -> redis.Redis:
         import fakeredis
 
         return cast(redis.Redis, fakeredis.FakeRedis(server=embedded_server(backend.url)))
-    pool = BlockingConnectionPool.from_url(
-        backend.url,
+    settings = {
         **pool_settings(COMMAND_TIMEOUT),
-        retry=Retry(*retry_settings(COMMAND_RETRIES)),
-        parser_class=_HiredisParser,
-        command_packer=HiredisPack(),
-    )
+        "retry": Retry(*retry_settings(COMMAND_RETRIES)),
+        "parser_class": _HiredisParser,
+        "command_packer": HiredisPack(),
+    }
+    if backend.sentinel:
+        return redis.Redis.from_pool(sync_pool(backend.url, settings))
+    pool = BlockingConnectionPool.from_url(backend.url, **settings)
     return redis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
@@ -61,13 +65,17 @@ class Scripts:
     Args:
         client: the client they run on.
         embedded: True on the fakeredis backend.
+        durable: the replicas that must confirm every call before it returns.
     """
 
-    def __init__(self, client: redis.Redis, *, embedded: bool) -> None:
+    def __init__(
+        self, client: redis.Redis, *, embedded: bool, durable: Durability | None = None
+    ) -> None:
         self._client = client
         self._fns = functions(library(NAMES))
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else SyncCaller(client)
+        self._durable = durable
 
     def call(self, step: ScriptCall) -> Any:
         """Run one script call of a flow; returns its raw reply."""
@@ -75,7 +83,7 @@ class Scripts:
         if step.meanwhile is not None:  # nothing to overlap it with: one thread waits
             step.meanwhile()
         if self._caller is not None:
-            return self._caller(fn, (step.keys.prefix,), step.args)
+            return self._caller(fn, (step.keys.prefix,), step.args, self._durable)
         return call_embedded_sync(self._client, fn, (step.keys.prefix,), step.args)
 
 

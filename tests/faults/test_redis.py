@@ -23,14 +23,13 @@ from redisjobs import Client, ConnectionFailed
 from redisjobs.options import new_job_id
 from tests.faults.conftest import MakeClient, MakeRedis, MakeScenario, MakeTail
 from tests.faults.harness import (
-    EventTail,
     FaultRedis,
     Ledger,
     Spawner,
     check,
     count_final,
     enqueue_ledger_jobs,
-    redis_time_ms,
+    outcomes_after,
     until,
 )
 
@@ -88,7 +87,7 @@ async def test_redis_restarted_empty_workers_recover_and_never_spin(
 
     async def measure() -> dict[str, Any]:
         # recovery: Redis back -> the first job recorded (the workers serve again)
-        first, last = await _outcomes_after(client.redis, tail, restarted)
+        first, last = await outcomes_after(client.redis, tail, restarted)
         return {"recovery_s": first, "all_done_s": round(last, 2)}
 
     figures = await check(
@@ -160,7 +159,7 @@ async def test_redis_killed_with_aof_loses_no_acknowledged_job(
 
     async def measure() -> dict[str, Any]:
         # recovery: Redis back -> the first job recorded after it (the workers serve again)
-        first, last = await _outcomes_after(client.redis, tail, back)
+        first, last = await outcomes_after(client.redis, tail, back)
         return {"recovery_s": first, "all_done_s": round(last, 2)}
 
     figures = await check(
@@ -217,7 +216,7 @@ async def test_worker_started_before_redis_waits_and_serves(
 
         async def measure() -> dict[str, Any]:
             # recovery: Redis up -> the last of the 20 jobs recorded
-            _, last = await _outcomes_after(client.redis, tail, appeared)
+            _, last = await outcomes_after(client.redis, tail, appeared)
             return {"recovery_s": last}
 
         figures = await check(
@@ -238,12 +237,3 @@ async def test_worker_started_before_redis_waits_and_serves(
 
 async def _final_at_least(redis: Redis, queue: str, n: int) -> bool:
     return await count_final(redis, queue) >= n
-
-
-async def _outcomes_after(redis: Redis, tail: EventTail, since: float) -> tuple[float, float]:
-    """Seconds from `since` (monotonic) to the first and the last outcome recorded after it."""
-    await tail.drain()
-    now_ms = await redis_time_ms(redis)
-    since_ms = now_ms - (time.monotonic() - since) * 1000
-    ts = sorted(e.ts for e in tail.terminal_events().values() if e.ts >= since_ms)
-    return (ts[0] - since_ms) / 1000, (ts[-1] - since_ms) / 1000
