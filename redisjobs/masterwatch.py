@@ -72,6 +72,9 @@ class MasterWatch:
         moved: Callable[[Address], Awaitable[None]],
     ) -> None:
         self.manager = manager
+        self.stopped = False
+        """Set to end :meth:`run` (with a cancel: a cancel alone can be lost inside a read of
+        redis-py, which then raises its timeout instead, and the loop would go on)."""
         self._service = service
         self._known = known
         self._moved = moved
@@ -80,7 +83,7 @@ class MasterWatch:
         """Watch until cancelled, from one sentinel at a time (the next when one fails)."""
         sentinels = self.manager.sentinels
         turn = 0
-        while True:
+        while not self.stopped:
             sentinel = sentinels[turn % len(sentinels)]
             turn += 1
             try:
@@ -93,7 +96,7 @@ class MasterWatch:
         async with sentinel.pubsub() as pubsub:
             await pubsub.subscribe(CHANNEL)
             checked = 0.0
-            while True:
+            while not self.stopped:
                 if time.monotonic() - checked >= RECHECK:  # also right after subscribing
                     await self._check(await self.manager.discover_master(self._service))
                     checked = time.monotonic()
@@ -120,15 +123,17 @@ class WatchTask:
     def ensure(self) -> None:
         """Start watching unless already watching (in the running loop)."""
         if self._task is None or self._task.done():
+            self._watch.stopped = False
             self._task = asyncio.get_running_loop().create_task(self._watch.run())
 
     async def stop(self) -> None:
-        """Stop watching."""
+        """Stop watching (within :data:`LISTEN` seconds at most)."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        self._watch.stopped = True
+        deadline = time.monotonic() + 2 * LISTEN
+        while task is not None and not task.done() and time.monotonic() < deadline:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task], timeout=0.1)
 
 
 class WatchThread:
@@ -146,6 +151,8 @@ class WatchThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
+        self._running: MasterWatch | None = None
+        self._stopped = False
 
     def ensure(self) -> None:
         """Start watching unless already watching."""
@@ -153,6 +160,7 @@ class WatchThread:
             return
         with self._lock:
             if self._thread is None:
+                self._stopped = False
                 self._thread = threading.Thread(
                     target=asyncio.run,
                     args=(self._serve(),),
@@ -162,9 +170,13 @@ class WatchThread:
                 self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching (the thread ends as soon as its loop runs the cancel)."""
+        """Stop watching (the thread ends as soon as its loop runs the cancel, or within
+        :data:`LISTEN` seconds if the cancel is lost in a read)."""
         with self._lock:
             loop, task, self._thread = self._loop, self._task, None
+            self._stopped = True
+            if self._running is not None:
+                self._running.stopped = True
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # its loop has already ended
                 loop.call_soon_threadsafe(task.cancel)
@@ -173,7 +185,10 @@ class WatchThread:
         watch = self._make()
         with self._lock:
             self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+            self._running, watch.stopped = watch, self._stopped  # stopped before it began?
         try:
             await watch.run()
+        except asyncio.CancelledError:
+            pass  # stopped: the thread ends quietly
         finally:
             await watch.manager.aclose()

@@ -247,9 +247,12 @@ class SentinelSetup:
         port = self.master_port()
         return next(n for n in self.nodes if n.port == port)
 
-    def wait_settled(self, timeout: float = 30.0) -> RedisServer:
-        """Wait until every sentinel names the same master and every other running node is its
-        replica, synced (after a failover: the old master converted); returns the master."""
+    def wait_settled(
+        self, timeout: float = 30.0, *, not_on: RedisServer | None = None
+    ) -> RedisServer:
+        """Wait until every sentinel names the same master (not `not_on`, the one a failover
+        moves it from) and every other running node is its replica, synced (after a failover:
+        the old master converted); returns the master."""
         ports: set[int] = set()
 
         def settled() -> bool:
@@ -257,7 +260,7 @@ class SentinelSetup:
             for sentinel in self.sentinels:
                 _, port = self._ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
                 ports.add(int(port))
-            if len(ports) != 1:
+            if len(ports) != 1 or (not_on is not None and not_on.port in ports):
                 return False
             (port,) = ports
             for node in self.nodes:
