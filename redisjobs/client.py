@@ -41,7 +41,9 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
     pausing a queue (``pause``, ``resume``: :class:`~redisjobs.queuecontrol.QueueControl`'s).
 
     Args:
-        url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS, or
+        url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS,
+            ``redis+sentinel://[user:password@]host:26379[,host:26379...]/service[/db]`` for
+            the master that Redis Sentinel names (:mod:`redisjobs.sentinel`), or
             ``memory://[name]`` for the embedded backend. Defaults to ``$REDIS_URL``, else
             ``memory://``, with a warning (once per process): that store is private to this
             process, so pass ``memory://`` when that is what you want.

@@ -52,6 +52,11 @@ NOT_RUN = {
     "--maxmemory-policy noeviction &": (
         "tests/test_fleet.py runs exactly this topology and these commands, on a free port"
     ),
+    "export REDIS_URL='redis+sentinel://:PASSWORD@sentinel-1:26379,sentinel-2:26379,"
+    "sentinel-3:26379/mymaster/0'": (
+        "names a deployment's hosts; tests/faults/test_sentinel.py runs `redisjobs worker --url "
+        "redis+sentinel://... --durable` against a local master, replica and 3 sentinels"
+    ),
     ".venv/bin/python benchmarks/peers/run.py --only redisjobs": (
         "minutes long; tests/test_benchmarks.py runs it with --smoke"
     ),

@@ -126,7 +126,9 @@ def add_redis(p: argparse.ArgumentParser, fallback: str = "") -> None:
         "--url",
         dest="redis",
         metavar="URL",
-        help=f"redis://[user:password@]host:port/db or rediss://… (default: $REDIS_URL{fallback})",
+        help="redis://[user:password@]host:port/db, rediss://…, or "
+        "redis+sentinel://host:26379[,host:26379...]/service_name[/db] "
+        f"(default: $REDIS_URL{fallback})",
     )
 
 

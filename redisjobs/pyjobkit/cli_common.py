@@ -13,7 +13,7 @@ from .executors.plugins import is_executor
 
 __all__ = ["CLIError", "backend_of", "load_executor"]
 
-_REDIS = ("redis://", "rediss://", "unix://")
+_REDIS = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 
 
 class CLIError(RuntimeError):
@@ -40,7 +40,8 @@ def load_executor(spec: str) -> Any:
 
 
 def backend_of(dsn: str | None, queue: str = "default") -> StoreBackend:
-    """The backend of a ``redis://`` (``rediss://``, ``unix://``) or ``memory://name`` URL.
+    """The backend of a ``redis://`` (``rediss://``, ``unix://``, ``redis+sentinel://``) or
+    ``memory://name`` URL.
 
     Raises:
         CLIError: no URL, or another kind (a SQL URL: redisjobs keeps jobs in Redis).
@@ -54,5 +55,6 @@ def backend_of(dsn: str | None, queue: str = "default") -> StoreBackend:
     scheme = dsn.split(":", 1)[0]
     raise CLIError(
         f"unsupported backend URL scheme {scheme!r}: redisjobs keeps jobs in Redis, so use a "
-        "redis://, rediss://, unix:// or memory:// URL (there is no SQL backend to migrate)"
+        "redis://, rediss://, unix://, redis+sentinel:// or memory:// URL (there is no SQL "
+        "backend to migrate)"
     )
