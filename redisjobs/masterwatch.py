@@ -53,6 +53,12 @@ def switched_to(message: Any, service: str) -> tuple[str, int] | None:
 Address = tuple[str, int]
 
 
+async def close_sentinels(manager: Any) -> None:
+    """Close the clients of an asyncio ``Sentinel`` (the oldest redis-py we support has no
+    ``Sentinel.aclose``)."""
+    await asyncio.gather(*(client.aclose() for client in manager.sentinels), return_exceptions=True)
+
+
 class MasterWatch:
     """Watches where the sentinels of `manager` (an asyncio ``Sentinel``) put `service`'s
     master, and calls `moved` when it is no longer the address `known` gives.
@@ -186,9 +192,9 @@ class WatchThread:
         with self._lock:
             self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
             self._running, watch.stopped = watch, self._stopped  # stopped before it began?
-        try:
-            await watch.run()
-        except asyncio.CancelledError:
-            pass  # stopped: the thread ends quietly
-        finally:
-            await watch.manager.aclose()
+        # stopped: the thread ends quietly, whether the cancel lands in the watch or the close
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await watch.run()
+            finally:
+                await close_sentinels(watch.manager)

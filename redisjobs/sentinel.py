@@ -31,7 +31,7 @@ from redis.connection import BlockingConnectionPool as SyncBlockingConnectionPoo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 
-from .masterwatch import MasterWatch, WatchTask, WatchThread
+from .masterwatch import MasterWatch, WatchTask, WatchThread, close_sentinels
 
 SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
 DEFAULT_PORT = 26379
@@ -177,7 +177,7 @@ class SentinelPool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool
             await self._watch.stop()
         await super().disconnect(inuse_connections)
         if inuse_connections:
-            await self.sentinel_manager.aclose()
+            await close_sentinels(self.sentinel_manager)
 
 
 class SyncSentinelPool(sync_sentinel.SentinelConnectionPool, SyncBlockingConnectionPool):
@@ -190,9 +190,7 @@ class SyncSentinelPool(sync_sentinel.SentinelConnectionPool, SyncBlockingConnect
         self._watch = WatchThread(functools.partial(self._watcher, url, kwargs))
 
     def _watcher(self, url: SentinelURL, settings: dict[str, Any]) -> MasterWatch:
-        manager = async_sentinel.Sentinel(
-            url.sentinels, sentinel_kwargs=url.sentinel_kwargs(settings)
-        )
+        manager = _sentinels(async_sentinel.Sentinel, url, settings)
         known = functools.partial(getattr, self, "master_address")
         return MasterWatch(manager, url.service, known, self._moved)
 
@@ -219,9 +217,7 @@ def async_pool(url: str, connection_class: Any, settings: dict[str, Any]) -> Sen
     """An asyncio pool of the master `url` names, its connections `connection_class` (a
     :class:`FollowMaster` subclass) with `settings`."""
     parsed = parse_sentinel_url(url)
-    manager = async_sentinel.Sentinel(
-        parsed.sentinels, sentinel_kwargs=parsed.sentinel_kwargs(settings)
-    )
+    manager = _sentinels(async_sentinel.Sentinel, parsed, settings)
     return SentinelPool(
         parsed.service,
         manager,
@@ -234,9 +230,7 @@ def async_pool(url: str, connection_class: Any, settings: dict[str, Any]) -> Sen
 def sync_pool(url: str, settings: dict[str, Any]) -> SyncSentinelPool:
     """A sync pool of the master `url` names, with `settings` (parser, packer, timeouts)."""
     parsed = parse_sentinel_url(url)
-    manager = sync_sentinel.Sentinel(
-        parsed.sentinels, sentinel_kwargs=parsed.sentinel_kwargs(settings)
-    )
+    manager = _sentinels(sync_sentinel.Sentinel, parsed, settings)
     cls = (
         sync_sentinel.SentinelManagedSSLConnection
         if parsed.tls
@@ -245,6 +239,12 @@ def sync_pool(url: str, settings: dict[str, Any]) -> SyncSentinelPool:
     return SyncSentinelPool(
         parsed, manager, connection_class=cls, **parsed.master_kwargs(), **settings
     )
+
+
+def _sentinels(cls: Any, url: SentinelURL, settings: dict[str, Any]) -> Any:
+    """The clients of `url`'s sentinels (`cls`: redis-py's asyncio or sync ``Sentinel``, whose
+    constructor the oldest redis-py we support leaves untyped)."""
+    return cls(url.sentinels, sentinel_kwargs=url.sentinel_kwargs(settings))
 
 
 def connection_class(url: str) -> type[FollowMaster]:
