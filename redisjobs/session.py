@@ -104,9 +104,7 @@ class Session:
         )
         self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
         self.subscriber = Subscriber(self.redis)
-        on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
-        self.schedules = ScheduleLoop(self.redis, self.scripts, keys, declared, on_promoted)
-        self.scheduler = Scheduler(self.scripts, keys, on_promoted=on_promoted)
+        self.schedules, self.scheduler = self._schedulers(declared)
         self.runs = Runs(
             self.redis,
             self.scripts,
@@ -118,18 +116,29 @@ class Session:
             context_class=context_class,
             max_payload_bytes=max_payload_bytes,
         )
-        self.fetcher = Fetcher(
+        self.fetcher = self._fetcher(poll_interval)
+        self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
+
+    def _fetcher(self, poll_interval: float) -> Fetcher:
+        return Fetcher(
             self._reader,
             self.scripts,
-            keys,
-            worker_id,
-            can_block=backend.can_block,
+            self.keys,
+            self.id,
+            can_block=self.backend.can_block,
             poll_interval=poll_interval,
-            slots=slots,
+            slots=self._slots,
             launch=self.runs.launch,
             reclaim_first=self._reclaim_first,
         )
-        self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
+
+    def _schedulers(
+        self, declared: Sequence[ScheduleSpec | TaskLimit]
+    ) -> tuple[ScheduleLoop, Scheduler]:
+        backend, keys = self.backend, self.keys
+        on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
+        schedules = ScheduleLoop(self.redis, self.scripts, keys, declared, on_promoted)
+        return schedules, Scheduler(self.scripts, keys, on_promoted=on_promoted)
 
     def _leases(self, lease_ttl: float, max_deliveries: int, reclaim_interval: float) -> Leases:
         # Undelivered hand-overs of a dead worker are looked for at the pace of its jobs.

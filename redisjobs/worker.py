@@ -104,6 +104,10 @@ class Worker:
             then; or a :class:`~redisjobs.durability.Durability` (see the Client's `durable`).
     """
 
+    _session: Session | None  # while connected
+    _run_task: asyncio.Task[None] | None
+    _loops: list[asyncio.Task[None]]
+
     def __init__(
         self,
         url: str | None = None,
@@ -144,16 +148,14 @@ class Worker:
         self.durable = durability(durable, embedded=self.backend.embedded)
         self.executors, self._app = Executors(executors), app
         if "call" not in self.executors:
-            call = CallExecutor(
+            own = CallExecutor(
                 functions, modules=modules, inject=inject, max_processes=max_processes
             )
-            self.executors.add(app.register(call) if app is not None else call)
+            self.executors.add(app.register(own) if app is not None else own)
         lanes = Arbiter(concurrency, self.batch_size, order).lanes if len(order) > 1 else []
         self.slots: Slots = lanes[0] if lanes else Slots(concurrency, self.batch_size)
-        self._session: Session | None = None  # while connected
+        self._session, self._run_task, self._loops = None, None, []
         self._stop_requested, self._hard_stop, self._ready = (asyncio.Event() for _ in range(3))
-        self._run_task: asyncio.Task[None] | None = None
-        self._loops: list[asyncio.Task[None]] = []
         self._done, self._burst_done, self._ready_at = False, False, 0.0  # loop time it was ready
         self._siblings = Siblings.of(self, lanes[1:])
 

@@ -60,7 +60,28 @@ def add_worker(sub: Any) -> None:
     w.add_argument("--allow-module", "-m", action="append", default=[], help="one module")
     w.add_argument("--function", "-f", action="append", default=[], help="one module:function")
     _worker_process_options(w)
+    _durable_options(w)
     executors.add_options(w)
+
+
+def _durable_options(w: Any) -> None:
+    """The worker's durable outcomes (redisjobs.durability)."""
+    w.add_argument(
+        "--durable",
+        type=positive_int,
+        nargs="?",
+        const=1,
+        metavar="REPLICAS",
+        help="record an outcome only once REPLICAS replicas (default 1) confirmed it (WAIT), "
+        "so that a failover cannot lose it",
+    )
+    w.add_argument(
+        "--durable-timeout",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long --durable waits for the replicas before the outcome is sent again",
+    )
 
 
 def _worker_process_options(w: Any) -> None:
@@ -84,22 +105,6 @@ def _worker_process_options(w: Any) -> None:
         help="child processes at once for isolation='process' tasks (default: the CPU count)",
     )
     w.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    w.add_argument(
-        "--durable",
-        type=positive_int,
-        nargs="?",
-        const=1,
-        metavar="REPLICAS",
-        help="record an outcome only once REPLICAS replicas (default 1) confirmed it (WAIT), "
-        "so that a failover cannot lose it",
-    )
-    w.add_argument(
-        "--durable-timeout",
-        type=positive_float,
-        default=1.0,
-        metavar="SECONDS",
-        help="how long --durable waits for the replicas before the outcome is sent again",
-    )
     w.add_argument(
         "--metrics-port",
         type=port_number,
