@@ -1,8 +1,9 @@
 """The reading half of a Client: its connection, and every read of a queue as a method.
 
 :class:`~redisjobs.Client` extends :class:`QueueGetters` with the calls that change jobs. Each
-method here delegates to one function of :mod:`redisjobs.queries`, which pipelines its round
-trips; code outside the core reads Redis through these methods alone.
+method here delegates to one function of :mod:`redisjobs.queries` (the nodes: of
+:mod:`redisjobs.nodes`), which pipelines its round trips; code outside the core reads Redis
+through these methods alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .flowview import find_job_with_dependents_flow, get_job_flow
 from .job import Job, JobStatus
 from .keys import QueueNames, check_job_id
 from .listing import JobPage, list_jobs
+from .nodes import NodeInfo, list_nodes
 from .queries import History, QueueCounts, WorkerInfo
 from .roundtrips import run
 from .scripts import Scripts
@@ -232,6 +234,19 @@ class QueueGetters(QueueNames):
         """Redis's clock in seconds since the epoch: the clock of every time Redis records."""
         redis, _ = await self._conn()
         return await queries.redis_time(redis)
+
+    @reaching
+    async def nodes(self) -> list[NodeInfo]:
+        """The Redis nodes serving this Client, in one round trip.
+
+        Returns:
+            The node it talks to (the master) first, then its replicas with their state, lag
+            and bytes behind (from the master's ``INFO replication``), then, for a
+            ``redis+sentinel://`` URL, the sentinels it names. The embedded backend is one
+            master at ``memory``.
+        """
+        redis, _ = await self._conn()
+        return await list_nodes(redis, self.backend)
 
     @reaching
     async def ping(self) -> None:

@@ -1,9 +1,10 @@
 """Prometheus metrics: every queue's state read from Redis on scrape, job durations in-process.
 
 The queue metrics are not counted in this process: each scrape reads the queues' stats hashes,
-status indexes and the worker registry, so any process (the dashboard, one worker of a fleet)
-shows the same numbers for the whole deployment. Only the job duration histogram is this
-process's own: the workers running here observe it (see :func:`enable_job_durations`).
+status indexes, the worker registry and the master's replication state, so any process (the
+dashboard, one worker of a fleet) shows the same numbers for the whole deployment. Only the job
+duration histogram is this process's own: the workers running here observe it (see
+:func:`enable_job_durations`).
 
 prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
 """
@@ -11,6 +12,7 @@ prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -131,10 +133,34 @@ async def worker_families(client: Client) -> list[Metric]:
     return [workers, slots, busy, hung]
 
 
+async def node_families(client: Client) -> list[Metric]:
+    """The Redis nodes serving the client by role, and each replica's lag behind the master."""
+    nodes = GaugeMetricFamily(
+        "redisjobs_redis_nodes",
+        "Redis nodes serving redisjobs, by role (master, replica, sentinel).",
+        labels=["role"],
+    )
+    lag = GaugeMetricFamily(
+        "redisjobs_replica_lag_seconds",
+        "Seconds since the replica last acknowledged the master, as the master reports it.",
+        labels=["address"],
+    )
+    roles: Counter[str] = Counter()
+    for node in await client.nodes():
+        roles[node.role] += 1
+        if node.role == "replica" and node.lag_s is not None:
+            lag.add_metric([node.address], node.lag_s)
+    for role, count in sorted(roles.items()):
+        nodes.add_metric([role], count)
+    return [nodes, lag]
+
+
 async def render(client: Client) -> bytes:
-    """The Prometheus text exposition: every queue from Redis, and this process's durations."""
+    """The Prometheus text exposition: every queue and the Redis nodes from Redis, and this
+    process's durations."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families([*await queue_families(client), *_PROCESS.collect()]))
+    read = [*await queue_families(client), *await node_families(client)]
+    registry.register(_Families([*read, *_PROCESS.collect()]))
     return generate_latest(registry)
 
 

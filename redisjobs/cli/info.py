@@ -1,9 +1,11 @@
-"""``redisjobs info``: each queue's jobs by status and throughput, and the live workers."""
+"""``redisjobs info``: each queue's jobs by status and throughput, the live workers, and the
+Redis nodes serving them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,8 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 async def info(args: argparse.Namespace) -> int:
-    """Print the queues (counts, completed per second over the last minute) and the workers.
+    """Print the queues (counts, completed per second over the last minute), the workers and
+    the Redis nodes (address, role, replication state and lag).
 
     With ``--watch``, again every ``--interval`` seconds until Ctrl-C (exit 0) or until Redis
     stops answering (exit 1).
@@ -40,7 +43,8 @@ async def info(args: argparse.Namespace) -> int:
 
 
 async def _snapshot(client: Client) -> dict[str, Any]:
-    """The document ``info --json`` prints: queues, workers, total completed per second."""
+    """The document ``info --json`` prints: queues, workers, Redis nodes, total completed per
+    second."""
     counts = await client.job_counts()
     now_ms = int(counts[0].read_at * 1000) if counts else None
     rates = await client.event_rates([c.name for c in counts], now_ms=now_ms)
@@ -48,8 +52,9 @@ async def _snapshot(client: Client) -> dict[str, Any]:
     now = await client.server_time()  # heartbeats are on Redis's clock too
     queues = {c.name: _queue(c, rates[c.name]) for c in counts}
     workers = [_worker(w, now) for w in live]
+    nodes = [dataclasses.asdict(n) for n in await client.nodes()]
     total = round(sum(q["completed_per_second"] for q in queues.values()), 3)
-    return {"queues": queues, "workers": workers, "completed_per_second": total}
+    return {"queues": queues, "workers": workers, "nodes": nodes, "completed_per_second": total}
 
 
 def _text(snapshot: dict[str, Any]) -> str:
@@ -58,6 +63,7 @@ def _text(snapshot: dict[str, Any]) -> str:
         [
             _queue_table(queues) if queues else "no queues",
             _worker_table(workers) if workers else "no live workers",
+            _node_table(snapshot["nodes"]),  # never empty: at least the node talked to
             f"throughput: {snapshot['completed_per_second']:g} jobs/s completed over the last "
             "minute",
         ]
@@ -128,3 +134,17 @@ def _worker_table(workers: list[dict[str, Any]]) -> str:
     ]
     headers = ["WORKER", "HOST", "PID", "QUEUE", "CONCURRENCY", "RUNNING", "HEARTBEAT"]
     return table(rows, headers, right={2, 4, 5, 6})
+
+
+def _node_table(nodes: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            n["address"],
+            n["role"],
+            n["state"] or "-",
+            "-" if n["lag_s"] is None else f"{n['lag_s']}s",
+            "-" if n["offset_behind"] is None else n["offset_behind"],
+        ]
+        for n in nodes
+    ]
+    return table(rows, ["NODE", "ROLE", "STATE", "LAG", "BEHIND"], right={3, 4})

@@ -149,9 +149,11 @@ class Api:
         return JSONResponse({"jobs": [job_json(j) for j in page.jobs], "cursor": page.cursor})
 
     async def queues(self, request: Request) -> Response:
-        """``GET /queues``: every queue with its counts."""
+        """``GET /queues``: every queue with its counts, and the Redis nodes serving them."""
         summaries = data.Summaries(self.client, max_age=0)
-        return JSONResponse({"queues": [s.json() for s in await summaries.all()]})
+        queues = [s.json() for s in await summaries.all()]
+        nodes = [data.node_json(n) for n in await summaries.nodes()]
+        return JSONResponse({"queues": queues, "nodes": nodes})
 
     async def get_job(self, request: Request) -> Response:
         """``GET /jobs/{job_id}``: the job, from whichever queue holds it."""

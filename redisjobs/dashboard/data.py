@@ -1,4 +1,5 @@
-"""What the pages show, read from Redis: queue summaries, job histories, filtered listings.
+"""What the pages show, read from Redis: queue summaries, the Redis nodes, job histories,
+filtered listings.
 
 Nothing here writes. Summaries are cached for a second, so that many open pages (and the
 live streams feeding them) cost Redis one read per queue per second, not one per viewer.
@@ -7,6 +8,7 @@ live streams feeding them) cost Redis one read per queue per second, not one per
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,7 @@ from ..client import Client
 from ..job import Job
 from ..limits import KeyState, Limit
 from ..names import is_job_id
+from ..nodes import NodeInfo
 from ..queries import WorkerInfo
 from ..schedule_spec import Schedule
 
@@ -82,9 +85,14 @@ async def queue_summary(client: Client, name: str, workers: list[WorkerInfo]) ->
     )
 
 
+def node_json(node: NodeInfo) -> dict[str, Any]:
+    """A Redis node's JSON form, for the API: every field of :class:`~redisjobs.nodes.NodeInfo`."""
+    return dataclasses.asdict(node)
+
+
 @dataclass
 class Summaries:
-    """Queue summaries and the worker list, each cached for `max_age` seconds.
+    """Queue summaries, the worker list and the Redis nodes, each cached for `max_age` seconds.
 
     Args:
         client: where to read.
@@ -95,6 +103,7 @@ class Summaries:
     max_age: float = 1.0
     _cache: dict[str, tuple[float, QueueSummary]] = field(default_factory=dict)
     _workers: tuple[float, list[WorkerInfo]] | None = None
+    _nodes: tuple[float, list[NodeInfo]] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def workers(self) -> list[WorkerInfo]:
@@ -102,6 +111,12 @@ class Summaries:
         if self._workers is None or time.monotonic() - self._workers[0] > self.max_age:
             self._workers = (time.monotonic(), await self.client.workers())
         return self._workers[1]
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The Redis nodes serving the client: master, replicas and sentinels."""
+        if self._nodes is None or time.monotonic() - self._nodes[0] > self.max_age:
+            self._nodes = (time.monotonic(), await self.client.nodes())
+        return self._nodes[1]
 
     def _fresh(self, name: str, not_before: float) -> QueueSummary | None:
         hit = self._cache.get(name)

@@ -80,15 +80,23 @@ def _paths() -> dict[str, Any]:
         "/queues": {
             "get": {
                 "operationId": "listQueues",
-                "summary": "Every queue with its counts, rates and workers",
+                "summary": "Every queue with its counts, rates and workers; the Redis nodes",
                 "responses": {
                     "200": json_content(
                         {
                             "type": "object",
-                            "required": ["queues"],
-                            "properties": {"queues": {"type": "array", "items": ref("Queue")}},
+                            "required": ["queues", "nodes"],
+                            "properties": {
+                                "queues": {"type": "array", "items": ref("Queue")},
+                                "nodes": {
+                                    "type": "array",
+                                    "items": ref("Node"),
+                                    "description": "The master first, its replicas, then "
+                                    "the sentinels (a redis+sentinel:// URL).",
+                                },
+                            },
                         },
-                        "The queues.",
+                        "The queues, and the Redis nodes serving them.",
                     ),
                     **_errors(),
                 },

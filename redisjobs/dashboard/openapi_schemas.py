@@ -1,6 +1,6 @@
-"""The component schemas of the OpenAPI document (:mod:`.openapi`): what a job, its options and
-a queue look like on the wire of the HTTP API (:mod:`.present` writes them, :mod:`.validation`
-reads them)."""
+"""The component schemas of the OpenAPI document (:mod:`.openapi`): what a job, its options, a
+queue and a Redis node look like on the wire of the HTTP API (:mod:`.present` and :mod:`.data`
+write them, :mod:`.validation` reads them)."""
 
 from __future__ import annotations
 
@@ -365,4 +365,32 @@ def schemas() -> dict[str, Any]:
                 "warning": {"type": ["string", "null"]},
             },
         },
+        "Node": _node(),
+    }
+
+
+def _node() -> dict[str, Any]:
+    """A Redis node serving the queues (redisjobs.nodes.NodeInfo)."""
+    replica = "; null unless a replica"
+    props: dict[str, Any] = {
+        "address": {"type": "string", "description": "host:port (memory: the embedded one)."},
+        "role": {"type": "string", "enum": ["master", "replica", "sentinel"]},
+        "state": {
+            "type": ["string", "null"],
+            "description": "A replica's replication state (online once synced)" + replica,
+        },
+        "lag_s": {
+            "type": ["integer", "null"],
+            "description": "Seconds since it last acknowledged the master" + replica,
+        },
+        "offset_behind": {
+            "type": ["integer", "null"],
+            "description": "Bytes of the master's stream it has not acknowledged" + replica,
+        },
+    }
+    return {
+        "type": "object",
+        "required": list(props),
+        "additionalProperties": False,
+        "properties": props,
     }

@@ -114,7 +114,7 @@ class Pages(Actions):
     # -- pages ----------------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
-        """Every queue as a card, and the totals."""
+        """Every queue as a card, the totals, and the Redis nodes."""
         cards = await self.summaries.all()
         workers = await self.summaries.workers()
         return self.render(
@@ -123,6 +123,7 @@ class Pages(Actions):
             page="overview",
             cards=cards,
             workers=workers,
+            nodes=await self.summaries.nodes(),
             stream=self.url(request, "overview_events"),
             rate_total=sum(c.rates["completed"] for c in cards),
         )
