@@ -67,6 +67,8 @@ class Channel:
         self._follow = isinstance(conn, FollowMaster)
         self._timeout: float | None = conn.socket_timeout
         self._queued: list[tuple[bytes, list[asyncio.Future[Any]], float]] = []
+        # The WAITs of the turn's end write, each shared by the calls that asked for it.
+        self._waits: dict[bytes, tuple[asyncio.Future[Any], float]] = {}
         self._sent: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._turn = False  # a call was written in this turn of the loop: the rest wait for its end
@@ -87,6 +89,27 @@ class Channel:
             self._write()
         return futures
 
+    def send_waited(
+        self, packed: bytes, replies: int, wait: bytes, grace: float
+    ) -> tuple[list[asyncio.Future[Any]], asyncio.Future[Any]]:
+        """:meth:`send`, then the ``WAIT`` command `wait` (packed, with a timeout of `grace`
+        seconds) on the same connection at the end of this turn; the call's futures, and the
+        WAIT's.
+
+        A WAIT covers every write made on its connection before it, so the calls of one turn
+        that ask for the same WAIT share one, written after all of them: 32 durable calls in
+        flight cost one WAIT, not 32. If the connection is lost before the WAIT's reply, the
+        calls fail with it (a WAIT on another connection would confirm nothing). The future is
+        shared: await it shielded.
+        """
+        futures = self.send(packed, replies, grace)  # the turn's end is scheduled now
+        shared = self._waits.get(wait)
+        if shared is None:
+            acked = self._loop.create_future()
+            acked.add_done_callback(_retrieved)  # its callers may all have gone
+            shared = self._waits[wait] = (acked, grace)
+        return futures, shared[0]
+
     async def close(self) -> None:
         """Fail what is in flight, close the connection, and hand it back to nobody: the
         caller releases :attr:`conn` to its pool."""
@@ -99,6 +122,9 @@ class Channel:
 
     def _write(self) -> None:
         queued, self._queued = self._queued, []
+        if self._waits and not self._turn:  # the turn's end: its WAITs after its calls
+            queued += [(command, [f], grace) for command, (f, grace) in self._waits.items()]
+            self._waits = {}
         if self.broken is not None:
             _fail([f for _, futures, _ in queued for f in futures], self.broken)
             return
@@ -172,6 +198,12 @@ class Channel:
 
 class _Demoted(Exception):
     """A reply that says the master the channel's connection went to was demoted."""
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a shared future's exception as read (asyncio logs one nobody read)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:

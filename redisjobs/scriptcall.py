@@ -144,42 +144,57 @@ class AsyncCaller:
             NotReplicated: `wait`'s replicas did not confirm the call in time.
         """
         packed = pack(_fcall(fn, keys, args))
-        if wait is not None:
-            packed += pack(wait.command)
         todo = [meanwhile] if meanwhile is not None else []
+        if wait is not None:
+            waited = (wait, pack(wait.command))
+            return await self._retry.call_with_retry(
+                lambda: self._waited(fn, packed, todo, waited), _nothing_to_undo
+            )
         return await self._retry.call_with_retry(
-            lambda: self._once(fn, packed, todo, wait), _nothing_to_undo
+            lambda: self._once(fn, packed, todo), _nothing_to_undo
         )
 
-    async def _once(
+    async def _once(self, fn: Function, packed: bytes, todo: list[Callable[[], object]]) -> Any:
+        channel = self._channel
+        if channel is None or channel.broken is not None:
+            channel = await self._open()
+        (reply,) = channel.send(packed, 1)
+        while todo:  # the caller's own work, while Redis runs the call (once, not per try)
+            todo.pop()()
+        try:
+            return await reply
+        except ResponseError as exc:  # the channel is in step: an error reply was read
+            if not _missing(exc):
+                raise
+        loaded, reply = channel.send(pack(("FUNCTION", "LOAD", fn.library)) + packed, 2)
+        outcomes = await _settled([reply, loaded], errors=True)
+        return _answer(*outcomes)
+
+    async def _waited(
         self,
         fn: Function,
         packed: bytes,
         todo: list[Callable[[], object]],
-        wait: Durability | None,
+        waited: tuple[Durability, bytes],
     ) -> Any:
+        """:meth:`_once`, returning once the replicas confirmed the call (its WAIT is shared
+        with the other durable calls of the turn: :meth:`Channel.send_waited`)."""
+        wait, command = waited
         channel = self._channel
         if channel is None or channel.broken is not None:
             channel = await self._open()
-        if wait is None:
-            (reply,) = channel.send(packed, 1)
-        else:
-            sent = channel.send(packed, 2, wait.timeout)
-        while todo:  # the caller's own work, while Redis runs the call (once, not per try)
+        (reply,), acked = channel.send_waited(packed, 1, command, wait.timeout)
+        while todo:
             todo.pop()()
         try:
-            if wait is None:
-                return await reply
-            return wait.confirmed(*await _settled(sent))
-        except ResponseError as exc:  # the channel is in step: an error reply was read
+            return wait.confirmed(*await _settled([reply, asyncio.shield(acked)]))
+        except ResponseError as exc:
             if not _missing(exc):
                 raise
-        loaded, *sent = channel.send(
-            pack(("FUNCTION", "LOAD", fn.library)) + packed, 3 if wait else 2, _grace(wait)
-        )
-        outcomes = await _settled([*sent, loaded], errors=True)
-        reply = _answer(outcomes[0], outcomes[-1])
-        return reply if wait is None else wait.confirmed(reply, outcomes[1])
+        load = pack(("FUNCTION", "LOAD", fn.library))
+        (loaded, reply), acked = channel.send_waited(load + packed, 2, command, wait.timeout)
+        outcomes = await _settled([reply, loaded, asyncio.shield(acked)], errors=True)
+        return wait.confirmed(_answer(outcomes[0], outcomes[1]), outcomes[2])
 
     async def _open(self) -> Channel:
         """The channel, made anew on a connection of the pool when there is none or it broke
@@ -217,10 +232,6 @@ async def _settled(futures: list[asyncio.Future[Any]], *, errors: bool = False) 
             if isinstance(outcome, ResponseError):
                 raise outcome
     return outcomes
-
-
-def _grace(wait: Durability | None) -> float:
-    return 0.0 if wait is None else wait.timeout
 
 
 async def _nothing_to_undo(_error: Exception) -> None:

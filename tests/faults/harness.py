@@ -652,6 +652,7 @@ async def outcomes_after(redis: Redis, tail: EventTail, since: float) -> tuple[f
     now_ms = await redis_time_ms(redis)
     since_ms = now_ms - (time.monotonic() - since) * 1000
     ts = sorted(e.ts for e in tail.terminal_events().values() if e.ts >= since_ms)
+    assert ts, "no job ended after the fault: nothing shows the workers serve again"
     return (ts[0] - since_ms) / 1000, (ts[-1] - since_ms) / 1000
 
 

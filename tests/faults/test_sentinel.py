@@ -53,7 +53,7 @@ async def _produce(client: Client, acknowledged: list[str], durable: bool) -> in
                 resent += 1
                 await asyncio.sleep(0.05)
         acknowledged.extend(ids)
-        await asyncio.sleep(0.01)  # a steady trickle that spans the failover
+        await asyncio.sleep(0.08)  # a trickle of ~8 s: ~4 s of it after the fault
     return resent
 
 
