@@ -225,11 +225,11 @@ class SentinelSetup:
 
     def _settled(self) -> bool:
         for replica in self.replicas:
-            if self._ask(replica, "INFO", "replication")["master_link_status"] != "up":
+            if _ask(replica, "INFO", "replication")["master_link_status"] != "up":
                 return False
         want = {"num-slaves": len(self.replicas), "num-other-sentinels": len(self.sentinels) - 1}
         for sentinel in self.sentinels:
-            state = self._ask(sentinel, "SENTINEL", "MASTER", self.service)  # a dict
+            state = _ask(sentinel, "SENTINEL", "MASTER", self.service)  # a dict
             if any(int(state.get(k, -1)) != v for k, v in want.items()):
                 return False
         return True
@@ -238,7 +238,7 @@ class SentinelSetup:
         """The port of the master, as the first sentinel that answers says."""
         for sentinel in self.sentinels:
             with contextlib.suppress(OSError, RedisError):
-                _, port = self._ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                _, port = _ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
                 return int(port)
         raise RuntimeError("no sentinel answered")
 
@@ -258,7 +258,7 @@ class SentinelSetup:
         def settled() -> bool:
             ports.clear()
             for sentinel in self.sentinels:
-                _, port = self._ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                _, port = _ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
                 ports.add(int(port))
             if len(ports) != 1 or (not_on is not None and not_on.port in ports):
                 return False
@@ -266,7 +266,7 @@ class SentinelSetup:
             for node in self.nodes:
                 if node.port == port or not node.ping():
                     continue
-                info = self._ask(node, "INFO", "replication")
+                info = _ask(node, "INFO", "replication")
                 if info.get("master_port") != port or info["master_link_status"] != "up":
                     return False
             return True
@@ -277,19 +277,12 @@ class SentinelSetup:
 
     def failover(self) -> None:
         """Ask a sentinel for a failover (``SENTINEL FAILOVER``): a replica becomes master."""
-        self._ask(self.sentinels[0], "SENTINEL", "FAILOVER", self.service)
+        _ask(self.sentinels[0], "SENTINEL", "FAILOVER", self.service)
 
     def stop(self) -> None:
         """Stop every process and remove their directories."""
         for server in (*self.sentinels, *self.nodes):
             server.stop()
-
-    @staticmethod
-    def _ask(server: RedisServer, *command: str) -> Any:
-        import redis
-
-        with redis.Redis(port=server.port, socket_timeout=2, decode_responses=True) as r:
-            return r.execute_command(*command)
 
     def __enter__(self) -> Self:
         try:
@@ -300,6 +293,103 @@ class SentinelSetup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ClusterSetup:
+    """A Redis Cluster: `masters` masters with `replicas` replicas each, every node a child
+    process on a free loopback port without persistence, formed by ``redis-cli --cluster
+    create`` (the slots spread evenly over the masters).
+
+    Args:
+        masters: masters (at least 3, as Redis Cluster requires).
+        replicas: replicas of each master.
+        node_timeout_ms: how long a master may be silent before the others fail it over.
+    """
+
+    def __init__(self, masters: int = 3, *, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", str(node_timeout_ms), "--repl-diskless-sync-delay", "0"]
+        self.replicas = replicas
+        ports = _cluster_ports(masters * (1 + replicas))
+        self.nodes = [RedisServer(port, args=args) for port in ports]
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        """Every node's address (a cluster client needs any one of them)."""
+        return [("127.0.0.1", node.port) for node in self.nodes]
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start every node, form the cluster, and return once every node reports it ``ok``
+        and every master has its replicas synced."""
+        for node in self.nodes:
+            node.start()
+        addresses = [f"{host}:{port}" for host, port in self.startup_nodes]
+        create = ["redis-cli", "--cluster", "create", *addresses]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=timeout)
+        _wait(self._formed, timeout, "the cluster to form")
+        return self
+
+    def _formed(self) -> bool:
+        for node in self.nodes:
+            if "cluster_state:ok" not in str(_ask(node, "CLUSTER", "INFO")):  # text
+                return False
+        synced = [len(self._ask_replicas(master)) == self.replicas for master in self.masters()]
+        return all(synced)
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters now (a failover changes them)."""
+        return [n for n in self.nodes if n.ping() and _ask(n, "ROLE")[0] == "master"]
+
+    @staticmethod
+    def _ask_replicas(master: RedisServer) -> list[Any]:
+        """A master's replicas that are online (from its INFO replication)."""
+        info = _ask(master, "INFO", "replication")
+        return [v for k, v in info.items() if k.startswith("slave") and v.get("state") == "online"]
+
+    def node_of(self, key: str) -> RedisServer:
+        """The master that serves `key`'s slot now."""
+        node = next(n for n in self.nodes if n.ping())
+        slot = int(_ask(node, "CLUSTER", "KEYSLOT", key))
+        for start, end, master, *_ in _ask(node, "CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == int(master[1]))
+        raise LookupError(f"no master serves slot {slot}")
+
+    def stop(self) -> None:
+        """Stop every node and remove its directory."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cluster_ports(n: int) -> list[int]:
+    """`n` free ports whose cluster bus ports (each + 10000) are free and valid too."""
+    ports: set[int] = set()
+    while len(ports) < n:
+        port = free_port()
+        if port + 10000 < 65536 and port not in ports:
+            with contextlib.suppress(OSError), socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+                ports.add(port)
+    return sorted(ports)
+
+
+def _ask(server: RedisServer, *command: str) -> Any:
+    """One command's reply from `server` (redis-py's parsing: INFO and SENTINEL as dicts)."""
+    import redis
+
+    with redis.Redis(port=server.port, socket_timeout=2, decode_responses=True) as r:
+        return r.execute_command(*command)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
