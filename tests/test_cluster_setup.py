@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from redis.cluster import RedisCluster
 
-from redisjobs.testing import ClusterSetup
+from redisjobs.topologies import ClusterSetup
 
 pytestmark = [pytest.mark.redis_only, pytest.mark.timeout(90)]
 

@@ -15,7 +15,8 @@ import redis
 
 from redisjobs import Client
 from redisjobs.nodes import NodeInfo
-from redisjobs.testing import RedisServer, SentinelSetup
+from redisjobs.testing import RedisServer
+from redisjobs.topologies import SentinelSetup
 from tests.test_cli import ok
 
 pytestmark = pytest.mark.timeout(60)

@@ -23,7 +23,8 @@ from redisjobs.manager import JobManager
 from redisjobs.pyjobkit.backends.redis import RedisBackend
 from redisjobs.sentinel import parse_sentinel_url
 from redisjobs.sync import Client as SyncClient
-from redisjobs.testing import RedisServer, SentinelSetup, unique_queue
+from redisjobs.testing import RedisServer, unique_queue
+from redisjobs.topologies import SentinelSetup
 
 pytestmark = [pytest.mark.redis_only, pytest.mark.timeout(60)]
 

@@ -22,7 +22,7 @@ import pytest
 from redisjobs import Client, ConnectionFailed
 from redisjobs.errors import NotReplicated
 from redisjobs.options import new_job_id
-from redisjobs.testing import SentinelSetup
+from redisjobs.topologies import SentinelSetup
 from tests.faults.conftest import MakeClient, MakeTail
 from tests.faults.harness import Ledger, Spawner, check, outcomes_after, until
 
