@@ -145,11 +145,15 @@ class SentinelSetup(_Topology):
         return next(n for n in self.nodes if n.port == port)
 
     def wait_settled(
-        self, timeout: float = 30.0, *, not_on: RedisServer | None = None
+        self, timeout: float = 90.0, *, not_on: RedisServer | None = None
     ) -> RedisServer:
         """Wait until every sentinel names the same master (not `not_on`, the one a failover
         moves it from) and every other running node is its replica, synced (after a failover:
-        the old master converted); returns the master."""
+        the old master converted); returns the master.
+
+        A sentinel converts an old master that comes back only once it has reported itself a
+        master for 8 s, and looks at a replica every 10 s: allow that several times over on a
+        loaded machine."""
         ports: set[int] = set()
 
         def settled() -> bool:

@@ -170,6 +170,7 @@ async def test_a_demoted_master_breaks_the_connection_rather_than_failing_every_
     await client.enqueue("call", ADD)
 
 
+@pytest.mark.timeout(150)  # the sentinels' own pace, loaded machine (see wait_settled)
 async def test_clients_follow_the_master_through_a_sentinel_failover() -> None:
     with SentinelSetup() as setup:
         async with Client(setup.url, queue=unique_queue()) as c:

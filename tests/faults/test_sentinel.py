@@ -26,7 +26,7 @@ from redisjobs.topologies import SentinelSetup
 from tests.faults.conftest import MakeClient, MakeTail
 from tests.faults.harness import Ledger, Spawner, check, outcomes_after, until
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(240)]
 
 JOBS, BATCH = 2000, 20
 
