@@ -2,11 +2,12 @@
 
 Redis replicates asynchronously: a master acknowledges a write before any replica has it, and a
 failover that promotes a replica loses what had not reached it yet (docs/guarantees.md,
-"Failover"). A durable client sends ``WAIT <replicas> <timeout>`` with each script call, packed
-in the same write on the same connection, so that the ``WAIT`` covers that call's writes; the
-call returns only when that many replicas confirmed them, and raises :class:`NotReplicated`
-when they did not within the timeout. A worker made durable does the same for the outcomes it
-records (``complete``, ``fail``, ``defer``), and retries an outcome that was not confirmed.
+"Failover"). A durable client follows its script calls with ``WAIT <replicas> <timeout>`` on the
+same connection (one ``WAIT`` after all the calls of a turn of the event loop; a ``WAIT`` covers
+every write its connection made before it); a call returns only when that many replicas
+confirmed it, and raises :class:`NotReplicated` when they did not within the timeout. A worker
+made durable does the same for the outcomes it records (``complete``, ``fail``, ``defer``), and
+retries an outcome that was not confirmed.
 """
 
 from __future__ import annotations

@@ -136,8 +136,8 @@ class AsyncCaller:
         wait: Durability | None = None,
     ) -> Any:
         """Call `fn`; its raw reply. `meanwhile` runs once, as soon as the call is written.
-        With `wait`, the call's ``WAIT`` goes in the same write, and the reply is returned once
-        the replicas confirmed it.
+        With `wait`, a ``WAIT`` follows the call on the same connection (shared with the other
+        durable calls of the turn), and the reply is returned once the replicas confirmed it.
 
         Raises:
             redis.exceptions.RedisError: what redis-py's own call would raise.
