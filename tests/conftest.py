@@ -7,6 +7,7 @@ Nothing is ever flushed: each test has its own queue name, so its keys are its o
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -19,6 +20,18 @@ from redisjobs.pyjobkit.backends.store import StoreBackend
 from redisjobs.pyjobkit.cli_common import backend_of
 from redisjobs.scripts import Scripts
 from redisjobs.testing import RedisServer, unique_queue
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_garbage_per_module() -> Iterator[None]:
+    """Finalise what a module's tests left behind at the module's end.
+
+    An unclosed connection's ResourceWarning then fails the module that leaked it, instead of
+    whichever later test the collector happens to run in (where, inside ``ast.parse``, CPython
+    3.11 even turns it into a SystemError).
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
