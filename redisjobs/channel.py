@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -35,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .cluster import SlotConnection, relocated
 from .sentinel import FollowMaster, demoted
 
 READ_SIZE = 1 << 16
@@ -62,9 +64,10 @@ class Channel:
             replyError=BaseParser.parse_error,
             **_decoding(conn),
         )
-        # A sentinel's master: a reply saying it was demoted is a lost connection (and the
-        # reconnect asks the sentinels anew), as redisjobs.sentinel.FollowMaster makes it.
-        self._follow = isinstance(conn, FollowMaster)
+        # A sentinel's master, or a cluster slot's: a reply saying the data is served
+        # elsewhere now is a lost connection (and the reconnect asks where), as the connection
+        # classes of redisjobs.sentinel and redisjobs.cluster make it.
+        self._moved = _moved_check(conn)
         self._timeout: float | None = conn.socket_timeout
         self._queued: list[tuple[bytes, list[asyncio.Future[Any]], float]] = []
         # The WAITs of the turn's end write, each shared by the calls that asked for it.
@@ -158,7 +161,7 @@ class Channel:
                 if future.done():
                     continue  # its caller was cancelled: the reply is dropped
                 if isinstance(reply, Exception):
-                    if self._follow and demoted(reply):
+                    if self._moved is not None and self._moved(reply):
                         sent.appendleft((future, 0.0))  # it fails with the rest, as lost
                         raise _Demoted(reply)
                     future.set_exception(reply)
@@ -168,7 +171,8 @@ class Channel:
             self._break(RedisConnectionError(f"Error while reading from socket: {exc!r}"))
             self._transport.abort()
         except _Demoted as exc:  # every call from here on was refused too, or is not answered
-            self._break(RedisConnectionError(f"the master was demoted by a failover: {exc}"))
+            where = "the master was demoted by a failover, or the slot moved"
+            self._break(RedisConnectionError(f"served elsewhere now ({where}): {exc}"))
             self._transport.abort()
 
     def _watch(self) -> None:
@@ -197,7 +201,16 @@ class Channel:
 
 
 class _Demoted(Exception):
-    """A reply that says the master the channel's connection went to was demoted."""
+    """A reply that says the data is served elsewhere now (a demoted master, a moved slot)."""
+
+
+def _moved_check(conn: AbstractConnection) -> Callable[[BaseException], bool] | None:
+    """What tells, for `conn`'s kind, a reply saying the data is served elsewhere now."""
+    if isinstance(conn, FollowMaster):
+        return demoted
+    if isinstance(conn, SlotConnection):
+        return relocated
+    return None
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

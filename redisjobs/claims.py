@@ -32,8 +32,8 @@ class Claims(QueueGetters):
         self, worker: str, limit: int = 1, *, queue: str | None = None
     ) -> list[Delivery]:
         """Lease up to `limit` ready jobs (due ones promoted first) to consumer `worker`."""
-        redis, scripts = await self._conn()
         keys = self.keys(queue)
+        redis, scripts = await self._conn(keys)
         await ensure_group(redis, keys)
         await scripts.promote(keys)
         return list(await scripts.start(keys, worker, read=max(1, limit)))
@@ -46,7 +46,7 @@ class Claims(QueueGetters):
         its entry's last heartbeat plus its holder's lease TTL (`default_ttl` for a holder that
         never recorded one). None when the job is not running."""
         check_job_id(job_id)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await run(redis, lease_deadline_flow(self.keys(queue), job_id, default_ttl))
 
     @reaching
@@ -55,7 +55,7 @@ class Claims(QueueGetters):
     ) -> bool:
         """Extend `worker`'s lease `lease` on the job to `ttl` seconds; False when the lease is
         not its any more (or a cancel of the job was asked for: see :meth:`get`)."""
-        _, scripts = await self._conn()
+        _, scripts = await self._conn(self.keys(queue))
         stop = await scripts.heartbeat(
             self.keys(queue), worker, round(ttl * 1000), [(job_id, lease)]
         )
@@ -66,7 +66,7 @@ class Claims(QueueGetters):
         self, job_id: str, worker: str, lease: int, result: Any, *, queue: str | None = None
     ) -> bool:
         """Record the result of the run under `lease`; False when the lease moved on."""
-        _, scripts = await self._conn()
+        _, scripts = await self._conn(self.keys(queue))
         [code] = await scripts.complete(self.keys(queue), worker, [(job_id, lease, packb(result))])
         return code != 0
 
@@ -85,7 +85,7 @@ class Claims(QueueGetters):
         """Record a failed run under `lease` (`mode` as the ``fail`` script takes it; `defer`
         the retry's delay in seconds, None for the job's backoff); returns the outcome:
         ``retry``, ``failed``, ``cancelled``, or ``stale`` when the lease moved on."""
-        _, scripts = await self._conn()
+        _, scripts = await self._conn(self.keys(queue))
         defer_ms = -1 if defer is None else max(0, round(defer * 1000))
         outcome, _ = await scripts.fail(
             self.keys(queue), worker, job_id, lease, error, mode=mode, defer_ms=defer_ms
@@ -108,7 +108,7 @@ class Claims(QueueGetters):
         if outcome not in ("completed", "fatal", "timeout"):
             raise ValueError(f"outcome must be completed, fatal or timeout, not {outcome!r}")
         value = packb(value) if outcome == "completed" else str(value)
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(self.keys(queue))
         flow = finish_waiting_flow(self.keys(queue), job_id, outcome, value)
         return await run(redis, flow, scripts)
 
@@ -116,8 +116,8 @@ class Claims(QueueGetters):
     async def reap(self, lease_ttl: float, *, queue: str | None = None) -> int:
         """Hand every job whose lease ran out `lease_ttl` seconds ago back to the queue (at
         most 100 a call); returns how many."""
-        redis, scripts = await self._conn()
         keys = self.keys(queue)
+        redis, scripts = await self._conn(keys)
         await ensure_group(redis, keys)
         taken, _ = await scripts.reclaim(
             keys, REAPER, lease_ttl_ms=round(lease_ttl * 1000), count=100, max_deliveries=5

@@ -17,7 +17,7 @@ from .errors import QueueInUse
 from .getters import QueueGetters, reaching
 from .handover import deliver_flow
 from .job import FINAL_STATUSES, JobStatus
-from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from .keys import QueueKeys, Registry
 from .roundtrips import Flow, ScriptCall, cmd, run
 
 if TYPE_CHECKING:
@@ -112,15 +112,15 @@ def _in_batches(call: ScriptCall, batch: int) -> Flow[int]:
             return total
 
 
-def serving_flow(keys: QueueKeys) -> Flow[list[str]]:
-    """The live workers serving the queue: those of the registry whose entry names it, and
+def serving_flow(keys: QueueKeys, registry: Registry) -> Flow[list[str]]:
+    """The live workers serving the queue: those of `registry` whose entry names it, and
     those that recorded a lease TTL for it, while their registry entry has not expired."""
-    listed, leased = yield [cmd("zrange", WORKERS_KEY, 0, -1), cmd("hkeys", keys.leases)]
+    listed, leased = yield [cmd("zrange", registry.workers, 0, -1), cmd("hkeys", keys.leases)]
     leasing = {w.decode() for w in leased}
     ids = sorted({w.decode() for w in listed} | leasing)
     if not ids:
         return []
-    queues = yield [cmd("hget", worker_key(w), "queues") for w in ids]
+    queues = yield [cmd("hget", registry.worker(w), "queues") for w in ids]
     return [
         w
         for w, served in zip(ids, queues, strict=True)
@@ -128,10 +128,10 @@ def serving_flow(keys: QueueKeys) -> Flow[list[str]]:
     ]
 
 
-def obliterate_flow(keys: QueueKeys, force: bool) -> Flow[int]:
+def obliterate_flow(keys: QueueKeys, force: bool, registry: Registry) -> Flow[int]:
     """Delete every key of the queue (see :meth:`QueueCleaning.obliterate`); jobs deleted."""
     if not force:
-        serving = yield from serving_flow(keys)
+        serving = yield from serving_flow(keys, registry)
         if serving:
             raise QueueInUse(
                 f"queue {keys.queue!r} is served by {len(serving)} live worker(s) "
@@ -142,7 +142,7 @@ def obliterate_flow(keys: QueueKeys, force: bool) -> Flow[int]:
     yield from deliver_flow(keys)  # before its stream goes with the queue's keys
     yield [cmd("unlink", *_queue_keys(keys))]
     total += yield from _sweep(keys)
-    yield [cmd("srem", QUEUES_KEY, keys.queue)]
+    yield [cmd("srem", registry.queues, keys.queue)]
     return total
 
 
@@ -258,6 +258,6 @@ class QueueCleaning(QueueGetters):
             ValueError: an invalid queue name.
         """
         keys = self.keys(queue)
-        total = int(await self._drive(obliterate_flow(keys, force)))
+        total = int(await self._drive(obliterate_flow(keys, force, self.registry)))
         self._known_queues.discard(keys.queue)  # the next enqueue lists it again
         return total

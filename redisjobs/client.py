@@ -155,7 +155,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         return await self._write(self.keys(queue), self.rows(jobs))
 
     async def _write(self, keys: QueueKeys, rows: list[EnqueueRow]) -> list[Job]:
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(keys)
         if tracing.AVAILABLE and tracing.active():
             ids = [row.job_id for row in rows]
             # Inside the producer's span, whose context the jobs carry to the worker; tracing is
@@ -183,11 +183,10 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             JobNotFound: there is no such job.
         """
         keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        assert self._events is not None
+        redis, _ = await self._conn(keys)
         try:
             async with asyncio.timeout(timeout):
-                async with await self._events.tail(keys.log, job_id) as tail:
+                async with await self._log(keys).tail(keys.log, job_id) as tail:
                     return await run(redis, wait_flow(keys, job_id), receive=tail.get)
         except TimeoutError:
             raise WaitTimeout(f"job {job_id} did not finish within {timeout} s") from None
@@ -206,7 +205,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             (running); False when it had already finished or does not exist.
         """
         keys = self._job_keys(job_id, queue)
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(keys)
         return await run(redis, cancel_job_flow(keys, job_id), scripts)
 
     @reaching
@@ -220,14 +219,14 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             cancelled (or gone).
         """
         keys = self._job_keys(job_id, queue)
-        _, scripts = await self._conn()
+        _, scripts = await self._conn(keys)
         return await scripts.retry(keys, [job_id]) == 1
 
     @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
-        redis, scripts = await self._conn()
         keys = self.keys(queue)
+        redis, scripts = await self._conn(keys)
         done = 0
         seen: list[bytes] = []
         while True:
@@ -245,7 +244,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
     ) -> bool:
         """Record progress (0-100) of a running job from outside its worker."""
         keys = self._job_keys(job_id, queue)
-        _, scripts = await self._conn()
+        _, scripts = await self._conn(keys)
         value = float(progress)
         return await scripts.progress(keys, job_id, None, value, pack_float(value), message or "")
 
@@ -268,7 +267,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         Raises:
             TypeError, ValueError: a step that is none, or an invalid option; nothing written.
         """
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(self.keys(queue))
         return await run(redis, enqueue_flow_flow(self, flow, self.keys(queue).queue), scripts)
 
     @reaching
@@ -280,7 +279,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             How many were cancelled or told to stop (0 for no such flow).
         """
         keys = self._job_keys(flow_id, queue)
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(keys)
         return await run(redis, cancel_flow_flow(keys.queue, flow_id), scripts)
 
     @reaching
@@ -288,7 +287,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         """A job with the tree of the jobs it waited for (each with its status) and the jobs
         waiting for it (:attr:`Job.dependents`); None when there is no such job."""
         keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(keys)
         return await run(redis, tree_flow(keys.queue, job_id))
 
     # -- events ---------------------------------------------------------------------------------
@@ -312,8 +311,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
                 the log's cap, or the log was deleted): look up what you were waiting for.
         """
         keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
-        assert self._events is not None
+        redis, _ = await self._conn(keys)
         with self.backend.reaching():
-            async for ev in follow(redis, self._events, keys, job_id, since, on_recheck):
+            async for ev in follow(redis, self._log(keys), keys, job_id, since, on_recheck):
                 yield ev

@@ -37,9 +37,10 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import cluster
 from .connclasses import guarded
 from .errors import ConnectionFailed, NotReplicated, RedisJobsError
-from .keys import GROUP, QueueKeys
+from .keys import CLUSTER_REGISTRY, GROUP, REGISTRY, QueueKeys, Registry
 from .sentinel import async_pool, connection_class, is_sentinel_url
 
 if TYPE_CHECKING:
@@ -133,6 +134,17 @@ class Backend:
         return is_sentinel_url(self.url)
 
     @property
+    def cluster(self) -> bool:
+        """True for a ``redis+cluster://`` URL: each queue lives on the master of its slot."""
+        return cluster.is_cluster_url(self.url)
+
+    @property
+    def registry(self) -> Registry:
+        """The keys outside any queue (the queue list, the worker registry): on a cluster they
+        share a hash tag of their own, so that they live together on one master."""
+        return CLUSTER_REGISTRY if self.cluster else REGISTRY
+
+    @property
     def can_block(self) -> bool:
         """Whether XREADGROUP BLOCK really blocks (fakeredis returns at once)."""
         return not self.embedded
@@ -143,7 +155,11 @@ class Backend:
         return mask_url(self.url)
 
     def client(
-        self, *, socket_timeout: float = COMMAND_TIMEOUT, retries: int = COMMAND_RETRIES
+        self,
+        *,
+        socket_timeout: float = COMMAND_TIMEOUT,
+        retries: int = COMMAND_RETRIES,
+        home: str | None = None,
     ) -> Redis:
         """A new redis-py client for this backend (bytes in, bytes out).
 
@@ -151,6 +167,8 @@ class Backend:
             socket_timeout: the read timeout of every reply (a blocking reader passes one
                 above its BLOCK).
             retries: retries of a command after a connection error (never after a timeout).
+            home: on a cluster, a key whose slot's master the client talks to (a queue's
+                prefix; by default the registry's); ignored elsewhere.
         """
         if self.embedded:
             import fakeredis  # here, not at the top: see embedded_server
@@ -163,6 +181,10 @@ class Backend:
         if self.sentinel:
             conn = guarded(connection_class(self.url), packing=True)
             return Redis.from_pool(async_pool(self.url, conn, settings))
+        if self.cluster:
+            conn = guarded(cluster.connection_class(self.url), packing=True)
+            where = home or self.registry.queues
+            return Redis.from_pool(cluster.async_pool(self.url, where, conn, settings))
         pool = BlockingConnectionPool.from_url(self.url, **settings)
         pool.connection_class = guarded(pool.connection_class, packing=True)
         return Redis.from_pool(pool)

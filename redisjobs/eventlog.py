@@ -316,14 +316,15 @@ class EventLog:
     Args:
         backend: where the logs are.
         commands: the Client's own client, for the reads that must not block (a log's end).
+        home: on a cluster, a key of the queues whose logs it reads (their home).
     """
 
-    def __init__(self, backend: Backend, commands: Redis) -> None:
+    def __init__(self, backend: Backend, commands: Redis, home: str | None = None) -> None:
         self.can_block = backend.can_block
         self.commands = commands
         self.closed = False
         self.redis: Redis = backend.client(
-            socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, retries=0
+            socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, retries=0, home=home
         )
         pool: Any = self.redis.connection_pool
         pool.connection_kwargs["client_name"] = NAME

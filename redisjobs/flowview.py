@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import deps
 from .job import Job
-from .keys import QueueKeys
+from .keys import QueueKeys, Registry
 from .queries import find_job_flow, get_jobs_flow
 from .roundtrips import Flow, cmd
 
@@ -192,10 +192,12 @@ def _flow_ref(job: Job) -> str | None:
     return f"{q}/{j}"
 
 
-def find_job_with_dependents_flow(job_id: str, queue: str | None) -> Flow[Job | None]:
+def find_job_with_dependents_flow(
+    job_id: str, queue: str | None, registry: Registry
+) -> Flow[Job | None]:
     """:func:`~redisjobs.queries.find_job_flow`, with the found job's
     :attr:`~redisjobs.Job.dependents`."""
-    job = yield from find_job_flow(job_id, queue)
+    job = yield from find_job_flow(job_id, queue, registry)
     return (yield from _with_dependents(job))
 
 

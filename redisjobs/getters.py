@@ -8,6 +8,7 @@ through these methods alone.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
@@ -20,8 +21,9 @@ from .durability import Durability
 from .eventlog import EventLog
 from .events import Event
 from .flowview import find_job_with_dependents_flow, get_job_flow
+from .homes import Homes
 from .job import Job, JobStatus
-from .keys import QueueNames, check_job_id
+from .keys import QueueKeys, QueueNames, Registry, check_job_id
 from .listing import JobPage, list_jobs
 from .nodes import NodeInfo, list_nodes
 from .queries import History, QueueCounts, WorkerInfo
@@ -65,6 +67,7 @@ class QueueGetters(QueueNames):
         self._redis: Redis | None = None
         self._scripts: Scripts | None = None
         self._events: EventLog | None = None
+        self._homes: Homes | None = None  # a cluster's
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -72,14 +75,15 @@ class QueueGetters(QueueNames):
         """Connect and check Redis answers (fails fast, naming the URL)."""
         if self._redis is not None:
             return self
-        redis = self.backend.client()
+        homes = Homes(self.backend) if self.backend.cluster else None
+        redis = self.backend.client() if homes is None else homes.routed(self.registry.queues)
         try:
             with self.backend.reaching():
                 await redis.ping()
         except BaseException:
-            await redis.aclose()
+            await (redis.aclose() if homes is None else homes.aclose())
             raise
-        self._redis = redis
+        self._redis, self._homes = redis, homes
         self._scripts = Scripts(redis, embedded=self.backend.embedded, durable=self.durable)
         self._events = EventLog(self.backend, redis)
         return self
@@ -88,9 +92,11 @@ class QueueGetters(QueueNames):
         """Close the connections."""
         if self._events is not None:
             await self._events.aclose()
-        if self._redis is not None:
+        if self._homes is not None:
+            await self._homes.aclose()
+        elif self._redis is not None:
             await self._redis.aclose()
-        self._redis = self._scripts = self._events = None
+        self._redis = self._scripts = self._events = self._homes = None
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -105,11 +111,24 @@ class QueueGetters(QueueNames):
             raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
         return self._redis
 
-    async def _conn(self) -> tuple[Redis, Scripts]:
+    @property
+    def registry(self) -> Registry:
+        """The keys outside any queue on this backend."""
+        return self.backend.registry
+
+    async def _conn(self, keys: QueueKeys | None = None) -> tuple[Redis, Scripts]:
+        """The client and scripts to use (for `keys`' queue: on a cluster, its home's)."""
         if self._scripts is None:
             await self.connect()
         assert self._redis is not None and self._scripts is not None
-        return self._redis, self._scripts
+        if keys is None or self._homes is None:
+            return self._redis, self._scripts
+        return self._homes.routed(keys.prefix), self._scripts
+
+    def _log(self, keys: QueueKeys) -> EventLog:
+        """The event logs `keys`' queue is followed through (on a cluster, its home's)."""
+        assert self._events is not None
+        return self._events if self._homes is None else self._homes.events(keys.prefix)
 
     async def _names(self, queues: Sequence[str] | None) -> list[str]:
         return list(queues) if queues is not None else await self.queues()
@@ -121,7 +140,7 @@ class QueueGetters(QueueNames):
         """The job's current state, or None when it does not exist (or has expired), with the
         jobs waiting for it (:attr:`Job.dependents`) when it has any."""
         keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(keys)
         return await run(redis, get_job_flow(keys, job_id))
 
     @reaching
@@ -131,7 +150,7 @@ class QueueGetters(QueueNames):
         """Several jobs of one queue in one round trip (None for each that does not exist)."""
         for job_id in job_ids:
             check_job_id(job_id)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await queries.get_jobs(redis, self.keys(queue), job_ids)
 
     @reaching
@@ -144,15 +163,17 @@ class QueueGetters(QueueNames):
             queues hold the id, the first by name.
         """
         check_job_id(job_id)
-        redis, _ = await self._conn()
-        flow = find_job_with_dependents_flow(job_id, queue and self.keys(queue).queue)
+        redis, _ = await self._conn(self.keys(queue))
+        flow = find_job_with_dependents_flow(
+            job_id, queue and self.keys(queue).queue, self.registry
+        )
         return await run(redis, flow)
 
     @reaching
     async def logs(self, job_id: str, *, queue: str | None = None) -> list[str]:
         """The job's log lines, oldest first (the last 1,000; kept as long as the job)."""
         keys = self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(keys)
         return await queries.job_logs(redis, keys, job_id)
 
     @reaching
@@ -165,7 +186,7 @@ class QueueGetters(QueueNames):
         cursor: int = 0,
     ) -> JobPage:
         """Jobs of one status (or of every status), newest first, one page at a time."""
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await list_jobs(redis, self.keys(queue), status, limit, cursor)
 
     # -- queues and workers ---------------------------------------------------------------------
@@ -179,7 +200,7 @@ class QueueGetters(QueueNames):
             cancelled deferred``, and the jobs in the queue now: ``pending scheduled running`` and
             ``dead`` (failed for good, kept 30 days, or `result_ttl` when longer).
         """
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await queries.stats(redis, self.keys(queue))
 
     @reaching
@@ -215,19 +236,28 @@ class QueueGetters(QueueNames):
         """
         names = [self.keys(q).queue for q in await self._names(queues)]
         redis, _ = await self._conn()
-        return await queries.event_rates(redis, names, now_ms)
+        if self._homes is None:
+            return await queries.event_rates(redis, names, now_ms)
+        if now_ms is None:  # one instant for every home
+            now_ms = int(await queries.redis_time(redis) * 1000)
+        groups = self._homes.split([self.keys(name).prefix for name in names])
+        parts = await asyncio.gather(
+            *(queries.event_rates(r, [names[i] for i in at], now_ms) for r, at in groups)
+        )
+        rates = {name: rate for part in parts for name, rate in part.items()}
+        return {name: rates[name] for name in names}
 
     @reaching
     async def queues(self) -> list[str]:
         """The names of every queue anything was ever enqueued to, sorted."""
         redis, _ = await self._conn()
-        return await queries.list_queues(redis)
+        return await queries.list_queues(redis, self.registry)
 
     @reaching
     async def workers(self) -> list[WorkerInfo]:
         """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
         redis, _ = await self._conn()
-        return await queries.list_workers(redis)
+        return await queries.list_workers(redis, self.registry)
 
     @reaching
     async def server_time(self) -> float:
@@ -260,7 +290,7 @@ class QueueGetters(QueueNames):
     async def log_cursor(self, queue: str | None = None) -> str:
         """The id of the newest event in the queue's log ("0" when empty): a resume cursor for
         :meth:`Client.events` and :meth:`replay` that misses nothing after this read."""
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await queries.log_cursor(redis, self.keys(queue))
 
     @reaching
@@ -271,7 +301,7 @@ class QueueGetters(QueueNames):
             job: the job (its creation time bounds the read).
             limit: log entries read at most; beyond them the history is marked incomplete.
         """
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(job.queue))
         return await queries.job_history(redis, self.keys(job.queue), job, limit)
 
     async def replay(
@@ -280,7 +310,7 @@ class QueueGetters(QueueNames):
         """The events the queue's capped log holds after id `since` (``"0"``: all), oldest
         first, of one job or of all; each carries its log id in `Event.id`."""
         keys = self.keys(queue) if job_id is None else self._job_keys(job_id, queue)
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(keys)
         with self.backend.reaching():
             async for ev, _raw in queries.replay(redis, keys, since, job_id):
                 yield ev

@@ -18,13 +18,38 @@ from .names import is_job_id as is_job_id
 
 PREFIX = "rj"
 GROUP = "workers"
-QUEUES_KEY = f"{PREFIX}:queues"
-WORKERS_KEY = f"{PREFIX}:workers"
 
 
-def worker_key(worker_id: str) -> str:
-    """Registry hash of one worker (outside any queue, so not under a hash tag)."""
-    return f"{PREFIX}:worker:{worker_id}"
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The keys outside any queue: the list of queues and the worker registry.
+
+    On a single Redis they are ``rj:queues``, ``rj:workers`` and ``rj:worker:<id>``
+    (:data:`REGISTRY`). On a Redis Cluster they carry the hash tag ``{#}``
+    (:data:`CLUSTER_REGISTRY`: ``rj:{#}:queues`` ...), so that they live in one slot, on one
+    master, and a pipeline of them stays on it; ``#`` is not allowed in a queue name, so no
+    queue's keys can spell them.
+    """
+
+    prefix: str
+
+    @property
+    def queues(self) -> str:
+        """Set of every queue anything was enqueued to or scheduled on."""
+        return self.prefix + "queues"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set, worker id -> its last heartbeat (ms): the index of :meth:`worker`."""
+        return self.prefix + "workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Registry hash of one live worker."""
+        return f"{self.prefix}worker:{worker_id}"
+
+
+REGISTRY = Registry(f"{PREFIX}:")
+CLUSTER_REGISTRY = Registry(f"{PREFIX}:{{#}}:")
 
 
 @dataclass(frozen=True, slots=True)

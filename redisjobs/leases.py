@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from .connection import Backoff
 from .fetcher import MAX_FETCH
-from .keys import WORKERS_KEY, QueueKeys, worker_key
+from .keys import QueueKeys, Registry
 from .scripts import Delivery, Scripts
 from .slots import Slots
 
@@ -64,7 +65,8 @@ class Leases:
         holder: the worker's held jobs.
         slots: the worker's slots: a reclaim tick takes over as many jobs as are free.
         worker_id: its consumer name.
-        redis: the command connection (for the registry entry).
+        redis: the command connection.
+        registry: the client the registry lives on (`redis` but on a cluster) and its keys.
         scripts: the scripts.
         beat_scripts: the scripts on a connection of the heartbeat's own: a beat must never
             wait behind job traffic for a connection (on a slow link, one that has to open a
@@ -85,6 +87,7 @@ class Leases:
         *,
         worker_id: str,
         redis: Redis,
+        registry: tuple[Redis, Registry],
         scripts: Scripts,
         beat_scripts: Scripts,
         keys: QueueKeys,
@@ -98,6 +101,7 @@ class Leases:
         self._slots = slots
         self.worker_id = worker_id
         self._redis = redis
+        self._registry_redis, self._registry = registry
         self._scripts = scripts
         self._beat_scripts = beat_scripts
         self._keys = keys
@@ -211,12 +215,12 @@ class Leases:
 
         Times are Redis's: one host with a fast clock must not make the others look dead.
         """
-        key = worker_key(self.worker_id)
+        key, registry = self._registry.worker(self.worker_id), self._registry
         seconds, micros = await self._redis.time()
         now_ms = seconds * 1000 + micros // 1000
         if self._started_ms is None:
             self._started_ms = now_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._registry_redis.pipeline(transaction=False) as pipe:
             pipe.hset(
                 key,
                 mapping={
@@ -234,19 +238,29 @@ class Leases:
                 },
             )
             pipe.pexpire(key, int(self.lease_ttl * 3000))
-            pipe.zadd(WORKERS_KEY, {self.worker_id: now_ms})
+            pipe.zadd(registry.workers, {self.worker_id: now_ms})
             # Entries of workers gone for REGISTRY_HORIZON (their hash expired long ago).
-            pipe.zremrangebyscore(WORKERS_KEY, "-inf", now_ms - int(REGISTRY_HORIZON * 1000))
-            pipe.hset(self._keys.leases, self.worker_id, int(self.lease_ttl * 1000))
-            await pipe.execute()
+            horizon = now_ms - int(REGISTRY_HORIZON * 1000)
+            pipe.zremrangebyscore(registry.workers, "-inf", horizon)
+            await self._with_queue_part(pipe, "hset", int(self.lease_ttl * 1000))
 
     async def deregister(self) -> None:
         """Remove this worker's registry entry."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(worker_key(self.worker_id))
-            pipe.zrem(WORKERS_KEY, self.worker_id)
-            pipe.hdel(self._keys.leases, self.worker_id)
+        async with self._registry_redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._registry.worker(self.worker_id))
+            pipe.zrem(self._registry.workers, self.worker_id)
+            await self._with_queue_part(pipe, "hdel")
+
+    async def _with_queue_part(self, pipe: Pipeline, command: str, *value: int) -> None:
+        """Send `pipe` (registry writes) with this worker's field of the queue's lease TTLs
+        (`command`: ``hset`` or ``hdel``): in the same pipeline, but on a cluster, where the
+        registry lives on another master, in one of its own."""
+        if self._registry_redis is self._redis:
+            getattr(pipe, command)(self._keys.leases, self.worker_id, *value)
             await pipe.execute()
+            return
+        await pipe.execute()
+        await getattr(self._redis, command)(self._keys.leases, self.worker_id, *value)
 
     async def reclaim_loop(self) -> None:
         """Take over jobs of dead workers every `reclaim_interval` (jittered)."""

@@ -1,10 +1,12 @@
 """The Redis nodes that serve a Client, and in which role: the node it talks to, its replicas
-and, behind a ``redis+sentinel://`` URL, the sentinels.
+and, behind a ``redis+sentinel://`` URL, the sentinels; for a Redis Cluster, every shard's
+master and replicas.
 
 One read: ``INFO replication`` of the node the Client talks to (the master, unless the URL names
 a replica), which lists each replica with its state, offset and lag. The sentinels are those the
 URL names, without asking them: the Client already asks them where the master is on every new
-connection, and the master's own INFO tells where it is served from.
+connection, and the master's own INFO tells where it is served from. A cluster's nodes are read
+from ``CLUSTER SHARDS`` of the node serving the registry.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ async def list_nodes(redis: Redis, backend: Backend) -> list[NodeInfo]:
     """
     if backend.embedded:
         return [NodeInfo(EMBEDDED_ADDRESS, "master")]
+    if backend.cluster:
+        return await _cluster_nodes(redis)
     try:
         info: Any = await redis.info("replication")
     except ResponseError:
@@ -72,6 +76,38 @@ async def list_nodes(redis: Redis, backend: Backend) -> list[NodeInfo]:
         sentinels = parse_sentinel_url(backend.url).sentinels
         nodes += [NodeInfo(_join(host, port), "sentinel") for host, port in sentinels]
     return nodes
+
+
+async def _cluster_nodes(redis: Redis) -> list[NodeInfo]:
+    """Every shard's master then its replicas (state: each node's health as the cluster sees
+    it, ``online``, ``failed`` or ``loading``), the shards in slot order."""
+    reply: Any = await redis.execute_command("CLUSTER", "SHARDS")  # type: ignore[no-untyped-call]
+    shards = [_fields(shard) for shard in reply]
+    shards.sort(key=lambda shard: min(shard.get("slots") or [16384]))
+    found = []
+    for shard in shards:
+        nodes = [_fields(node) for node in shard.get("nodes") or []]
+        masters = [n for n in nodes if _text(n.get("role")) == "master"]
+        head = _int(masters[0].get("replication-offset")) if masters else None
+        for node in masters + [n for n in nodes if n not in masters]:
+            offset = _int(node.get("replication-offset"))
+            replica = _text(node.get("role")) != "master"
+            behind = head - offset if replica and head is not None and offset is not None else None
+            address = _join(_text(node.get("ip") or node.get("endpoint")), node.get("port", "?"))
+            role = "replica" if replica else "master"
+            found.append(NodeInfo(address, role, _text(node.get("health")), None, behind))
+    return found
+
+
+def _fields(entry: Any) -> dict[str, Any]:
+    """A CLUSTER SHARDS map (redis-py parses it to a dict of bytes keys, or leaves a flat
+    list of names and values) as a dict of str keys."""
+    pairs = entry.items() if isinstance(entry, dict) else zip(entry[::2], entry[1::2], strict=True)
+    return {_text(k): v for k, v in pairs}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _talked_to(info: dict[str, Any], address: str) -> list[NodeInfo]:

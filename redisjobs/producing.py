@@ -22,7 +22,7 @@ from .eventlog import id_key
 from .events import FINAL_EVENTS, Event
 from .handover import check_parents_flow, link_flow
 from .job import Job, JobStatus
-from .keys import QUEUES_KEY, QueueKeys
+from .keys import QueueKeys
 from .options import DEFAULT_PRIORITY, JobOptions, new_job_id
 from .queries import Outcome, final_state_flow, get_jobs_flow
 from .roundtrips import RECEIVE, Command, Flow, cmd
@@ -109,7 +109,7 @@ class Producer:
         created: list[bool | str] = []
         try:
             if keys.queue not in self._known_queues:
-                yield [cmd("sadd", QUEUES_KEY, keys.queue)]
+                yield [cmd("sadd", self.backend.registry.queues, keys.queue)]
                 self._known_queues.add(keys.queue)
             if prelude:
                 yield prelude

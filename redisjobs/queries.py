@@ -19,7 +19,7 @@ from .errors import JobNotFound
 from .eventlog import id_key, log_events
 from .events import Event
 from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
-from .keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from .keys import QueueKeys, Registry
 from .pending import groups_read, oldest_ready_flow, pending_count
 from .roundtrips import Flow, cmd, driven
 from .serialization import unpackb
@@ -83,21 +83,21 @@ def _int(fields: dict[bytes, bytes], name: bytes) -> int:
         return 0
 
 
-def list_queues_flow() -> Flow[list[str]]:
+def list_queues_flow(registry: Registry) -> Flow[list[str]]:
     """The queues anything was ever enqueued to (the queue registry), sorted."""
-    (names,) = yield [cmd("smembers", QUEUES_KEY)]
+    (names,) = yield [cmd("smembers", registry.queues)]
     return sorted(name.decode() for name in names)
 
 
 list_queues = driven(list_queues_flow)
 
 
-async def list_workers(redis: Redis) -> list[WorkerInfo]:
+async def list_workers(redis: Redis, registry: Registry) -> list[WorkerInfo]:
     """The live workers: those whose registry entry has not expired, oldest first."""
-    ids: Any = await redis.zrange(WORKERS_KEY, 0, -1)
+    ids: Any = await redis.zrange(registry.workers, 0, -1)
     async with redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
-            pipe.hgetall(worker_key(worker_id.decode()))
+            pipe.hgetall(registry.worker(worker_id.decode()))
         entries: list[dict[bytes, bytes]] = await pipe.execute()
     out = []
     for worker_id, f in zip(ids, entries, strict=True):
@@ -149,13 +149,13 @@ def get_jobs_flow(keys: QueueKeys, ids: Sequence[str]) -> Flow[list[Job | None]]
 get_jobs = driven(get_jobs_flow)
 
 
-def find_job_flow(job_id: str, queue: str | None) -> Flow[Job | None]:
+def find_job_flow(job_id: str, queue: str | None, registry: Registry) -> Flow[Job | None]:
     """The job `job_id` of `queue`, or of the first known queue (by name) that holds it.
 
     One round trip for a given queue; two for any queue (the registry, then every queue's
     job hash at once).
     """
-    names = [queue] if queue is not None else (yield from list_queues_flow())
+    names = [queue] if queue is not None else (yield from list_queues_flow(registry))
     hashes: list[dict[bytes, bytes]] = yield [
         cmd("hgetall", QueueKeys(name).job(job_id)) for name in names
     ]

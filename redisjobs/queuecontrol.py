@@ -62,11 +62,11 @@ class QueueControl(QueueGetters):
     @reaching
     async def is_paused(self, queue: str | None = None) -> bool:
         """Whether a queue is paused now."""
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await run(redis, is_paused_flow(self.keys(queue)))
 
     async def _switch(self, flow: Callable[[QueueKeys], Flow[bool]], queue: str | None) -> bool:
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(self.keys(queue))
         return await run(redis, flow(self.keys(queue)), scripts)
 
     @reaching
@@ -96,7 +96,7 @@ class QueueControl(QueueGetters):
         Raises:
             ValueError: an invalid limit (nothing is written).
         """
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         flow = set_limit_flow(self.keys(queue), rate, per, burst, key, max_running, max_pending)
         await run(redis, flow)
 
@@ -108,18 +108,18 @@ class QueueControl(QueueGetters):
         Returns:
             True when there was one.
         """
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await run(redis, clear_limit_flow(self.keys(queue), key))
 
     @reaching
     async def limits(self, queue: str | None = None) -> list[Limit]:
         """The limits of a queue, the queue-wide one first."""
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await run(redis, limits_flow(self.keys(queue)))
 
     @reaching
     async def limit_keys(self, queue: str | None = None) -> list[KeyState]:
         """The limit keys of a queue with jobs waiting or running: backlog, running jobs, and
         when each may next be served (None: at its max_running, or drained)."""
-        redis, _ = await self._conn()
+        redis, _ = await self._conn(self.keys(queue))
         return await run(redis, key_states_flow(self.keys(queue)))

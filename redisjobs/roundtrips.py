@@ -12,17 +12,20 @@ may turn it into one of ours (an enqueue's out-of-memory message).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast
 
+import redis as sync_redis
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .keys import QueueKeys
 
 if TYPE_CHECKING:
+    from .homes import Homes, SyncHomes
     from .scriptcall import Arg
     from .scripts import Scripts
 
@@ -43,6 +46,15 @@ class Command:
     def on(self, target: Any) -> Any:
         """Call it on `target`: a client (which sends it) or a pipeline (which queues it)."""
         return getattr(target, self.name)(*self.args, **self.kwargs)
+
+    @property
+    def key(self) -> str | None:
+        """The key whose slot it goes to on a cluster (a SCAN's: its pattern's); None for a
+        command of no key (TIME)."""
+        first = self.kwargs.get("match") if self.name == "scan" else next(iter(self.args), None)
+        if isinstance(first, bytes):
+            return first.decode()
+        return first if isinstance(first, str) else None
 
 
 def cmd(name: str, *args: Any, **kwargs: Any) -> Command:
@@ -170,13 +182,40 @@ def _round_trip(
     return _commands(redis, step)
 
 
+class Routed(Redis):
+    """The client of a cluster's registry home, which knows the other homes: a flow driven on
+    it sends each command to its key's home (:mod:`redisjobs.homes`)."""
+
+    homes: Homes
+
+
+class SyncRouted(sync_redis.Redis):
+    """:class:`Routed` for the sync client (:func:`redisjobs.sync.driver.run`)."""
+
+    homes: SyncHomes
+
+
 async def _commands(redis: Redis, step: list[Command]) -> list[Any]:
+    if isinstance(redis, Routed) and step:
+        return await _routed(redis.homes, step)
     if len(step) <= 1:  # no pipeline object for one command (or none): the common case
         return [await _one(redis, c) for c in step]
     async with redis.pipeline(transaction=False) as pipe:
         for c in step:
             c.on(pipe)
         return checked(step, await pipe.execute(raise_on_error=False))
+
+
+async def _routed(homes: Homes, step: list[Command]) -> list[Any]:
+    """`step` on a cluster: one pipeline per home, sent at once; the replies in `step`'s
+    order."""
+    groups = homes.split([c.key for c in step])
+    parts = await asyncio.gather(*(_commands(r, [step[i] for i in at]) for r, at in groups))
+    replies: list[Any] = [None] * len(step)
+    for (_, at), part in zip(groups, parts, strict=True):
+        for i, reply in zip(at, part, strict=True):
+            replies[i] = reply
+    return replies
 
 
 async def _one(redis: Redis, c: Command) -> Any:

@@ -101,19 +101,19 @@ class Scheduling(QueueGetters):
                 encode. ConnectionFailed: Redis cannot be reached.
         """
         spec = spec_of(locals(), self.options, self.max_payload_bytes)
-        redis, scripts = await self._conn()
-        return await run(redis, upsert_flow(self.keys(queue), spec), scripts)
+        redis, scripts = await self._conn(self.keys(queue))
+        return await run(redis, upsert_flow(self.keys(queue), spec, self.registry), scripts)
 
     @reaching
     async def unschedule(self, schedule_id: str, *, queue: str | None = None) -> bool:
         """Remove a schedule (the jobs it made stay); True when there was one."""
         keys = self.keys(queue)
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(keys)
         return await run(redis, unschedule_flow(keys, check_schedule_id(schedule_id)), scripts)
 
     @reaching
     async def schedules(self, queue: str | None = None) -> list[Schedule]:
         """The queue's schedules by id, each with its spec, next run, last run and job, and
         runs so far (a finished one has no next run)."""
-        redis, scripts = await self._conn()
+        redis, scripts = await self._conn(self.keys(queue))
         return await run(redis, list_flow(self.keys(queue)), scripts)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .keys import QUEUES_KEY, QueueKeys
+from .keys import QueueKeys, Registry
 from .roundtrips import Flow, ScriptCall, cmd
 from .schedule_spec import Schedule, ScheduleSpec, record
 from .scriptcall import Arg
@@ -28,13 +28,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def upsert_flow(keys: QueueKeys, spec: ScheduleSpec) -> Flow[bool]:
+def upsert_flow(keys: QueueKeys, spec: ScheduleSpec, registry: Registry) -> Flow[bool]:
     """Store `spec` (see :meth:`redisjobs.Client.schedule`); True when created or changed.
 
     Its first due time is computed from Redis's now, read in the round trip that also lists
-    the queue among the known ones (the CLI and the dashboard find it there).
+    the queue among the known ones in `registry` (the CLI and the dashboard find it there).
     """
-    _, (seconds, micros) = yield [cmd("sadd", QUEUES_KEY, keys.queue), cmd("time")]
+    _, (seconds, micros) = yield [cmd("sadd", registry.queues, keys.queue), cmd("time")]
     due = spec.timing.next_after(int(seconds) * 1000 + int(micros) // 1000)
     if due is None or (spec.timing.end_ms and due > spec.timing.end_ms):
         due = -1

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .connection import Backoff
-from .keys import QueueKeys
+from .keys import REGISTRY, QueueKeys, Registry
 from .limits import TaskLimit
 from .roundtrips import Flow, run
 from .schedule_flows import Due, due_flow, fire_flow, upsert_flow
@@ -64,6 +64,8 @@ class ScheduleLoop:
             tasks').
         on_fired: called after jobs were created (the embedded backend wakes its fetcher).
         max_sleep: the longest sleep between two looks (seconds).
+        registry: the keys outside any queue (a cluster's, on a cluster), where a declared
+            schedule lists its queue.
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class ScheduleLoop:
         on_fired: Callable[[], None] | None = None,
         *,
         max_sleep: float = 5.0,
+        registry: Registry = REGISTRY,
     ) -> None:
         self._redis, self._scripts, self._keys = redis, scripts, keys
+        self._registry = registry
         self._declared = list(declared)
         self._max_sleep = max_sleep
         self._on_fired = on_fired
@@ -96,7 +100,7 @@ class ScheduleLoop:
             if isinstance(item, TaskLimit):
                 flow = item.upsert(self._keys)
             else:
-                flow = upsert_flow(self._keys, item)
+                flow = upsert_flow(self._keys, item, self._registry)
             try:
                 if flow is not None:
                     await run(self._redis, flow, self._scripts)

@@ -31,6 +31,7 @@ from redis.connection import BlockingConnectionPool as SyncBlockingConnectionPoo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 
+from .addresses import parse_address
 from .masterwatch import MasterWatch, WatchTask, WatchThread, close_sentinels
 
 SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
@@ -95,7 +96,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if unknown:
         raise ValueError(f"unknown sentinel URL option(s) {unknown}; known: {list(_QUERY)}")
     return SentinelURL(
-        sentinels=tuple(_address(h, url) for h in hosts.split(",")),
+        sentinels=tuple(parse_address(h, DEFAULT_PORT, "sentinel") for h in hosts.split(",")),
         service=unquote(parts[0]),
         db=_db(parts[1] if len(parts) > 1 else "0", url),
         username=unquote(username) or None,
@@ -104,18 +105,6 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         sentinel_username=options.get("sentinel_username"),
         sentinel_password=options.get("sentinel_password"),
     )
-
-
-def _address(host_port: str, url: str) -> tuple[str, int]:
-    if host_port.startswith("["):  # an IPv6 address: [::1]:26379
-        host, _, tail = host_port[1:].partition("]")
-        sep, port = tail[:1], tail[1:]
-    else:
-        host, sep, port = host_port.partition(":")
-    port = port if sep else str(DEFAULT_PORT)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad sentinel address {host_port!r}: want host:port")
-    return host, int(port)
 
 
 def _db(text: str, url: str) -> int:

@@ -28,6 +28,7 @@ from .durability import WORKER_CALLS, Durability
 from .executors import ExecContext, Executors
 from .fetcher import BLOCK_MS, Fetcher
 from .handover import Courier
+from .homes import Homes
 from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .limits import TaskLimit
@@ -96,9 +97,15 @@ class Session:
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
-        self.redis: Redis = backend.client(retries=0)  # commands; the courier's hand-overs too
-        self._reader: Redis = backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0)
-        self._beat_redis: Redis = backend.client(retries=0)
+        # On a cluster, every client of the session goes to the queue's home; the commands'
+        # one routes flows (the courier's hand-overs to other queues) to theirs.
+        self._homes = Homes(backend, retries=0) if backend.cluster else None
+        home = keys.prefix
+        self.redis: Redis = (  # commands; the courier's hand-overs too
+            backend.client(retries=0) if self._homes is None else self._homes.routed(home)
+        )
+        self._reader = backend.client(socket_timeout=BLOCK_MS / 1000 + 5, retries=0, home=home)
+        self._beat_redis = backend.client(retries=0, home=home)
         self.scripts = Scripts(
             self.redis, embedded=backend.embedded, durable=durable, waits=WORKER_CALLS
         )
@@ -137,7 +144,9 @@ class Session:
     ) -> tuple[ScheduleLoop, Scheduler]:
         backend, keys = self.backend, self.keys
         on_promoted = (lambda: backend.wake(keys.queue)) if backend.embedded else None
-        schedules = ScheduleLoop(self.redis, self.scripts, keys, declared, on_promoted)
+        schedules = ScheduleLoop(
+            self.redis, self.scripts, keys, declared, on_promoted, registry=backend.registry
+        )
         return schedules, Scheduler(self.scripts, keys, on_promoted=on_promoted)
 
     def _leases(self, lease_ttl: float, max_deliveries: int, reclaim_interval: float) -> Leases:
@@ -148,6 +157,9 @@ class Session:
             self._slots,
             worker_id=self.id,
             redis=self.redis,
+            registry=(self.redis, self.backend.registry)
+            if self._homes is None
+            else (self._homes.redis(self.backend.registry.queues), self.backend.registry),
             scripts=self.scripts,
             beat_scripts=self._beat_scripts,
             keys=self.keys,
@@ -329,3 +341,5 @@ class Session:
             # Closing waits CONNECT_TIMEOUT at most, and says so by raising: nothing to do then.
             with contextlib.suppress(RedisError, OSError):
                 await redis.aclose()
+        if self._homes is not None:
+            await self._homes.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from redisjobs.keys import QUEUES_KEY, WORKERS_KEY, QueueKeys, worker_key
+from redisjobs.keys import CLUSTER_REGISTRY, REGISTRY, QueueKeys
 from redisjobs.scripts import NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +36,9 @@ def test_the_keyspace_names_every_key_the_code_spells() -> None:
         keys.schedules,
         keys.schedule_due,
         keys.schedule_state("<id>"),
-        QUEUES_KEY,
-        WORKERS_KEY,
-        worker_key("<id>"),
+        *(r.queues for r in (REGISTRY, CLUSTER_REGISTRY)),
+        *(r.workers for r in (REGISTRY, CLUSTER_REGISTRY)),
+        *(r.worker("<id>") for r in (REGISTRY, CLUSTER_REGISTRY)),
     ]
     keyspace = PAGE.split("\n## Keyspace\n")[1].split("\n## ")[0]
     missing = [key for key in spelled if f"`{key}`" not in keyspace]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from redisjobs.keys import WORKERS_KEY
+from redisjobs.keys import REGISTRY
 from redisjobs.testing import RedisServer, log_followers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -243,7 +243,7 @@ def exit_code(proc: subprocess.Popen[bytes], timeout: float, tmp_path: Path) -> 
 
 def registered(r: redis.Redis, pid: int) -> bool:
     """Whether the worker process `pid` is in the worker registry (worker ids: host-pid-rand)."""
-    members: Any = r.zrange(WORKERS_KEY, 0, -1)
+    members: Any = r.zrange(REGISTRY.workers, 0, -1)
     return any(f"-{pid}-" in m for m in members)
 
 

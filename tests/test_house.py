@@ -21,7 +21,7 @@ OUTSIDE = [
     PACKAGE / "engine.py",
     *sorted((PACKAGE / "pyjobkit").rglob("*.py")),
 ]
-KEY_NAMES = {"QueueKeys", "QUEUES_KEY", "WORKERS_KEY", "worker_key", "PREFIX", "GROUP"}
+KEY_NAMES = {"QueueKeys", "Registry", "REGISTRY", "CLUSTER_REGISTRY", "PREFIX", "GROUP"}
 
 
 def _imports_keys(node: ast.ImportFrom | ast.Import, package: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from redisjobs import Client, InvalidJobId
-from redisjobs.keys import JOB_ID, JOB_ID_RULE, QUEUES_KEY, check_job_id
+from redisjobs.keys import JOB_ID, JOB_ID_RULE, REGISTRY, check_job_id
 from redisjobs.manager import JobManager
 from redisjobs.options import new_job_id
 
@@ -102,7 +102,7 @@ async def test_every_client_call_refuses_a_hostile_id_and_writes_nothing(
         with pytest.raises(InvalidJobId, match="job id"):
             await CALLS[call](client, job_id)
     assert await keyspace(client) == []
-    assert not await client.redis.sismember(QUEUES_KEY, client.queue)
+    assert not await client.redis.sismember(REGISTRY.queues, client.queue)
 
 
 async def test_valid_ids_round_trip(client: Client) -> None:

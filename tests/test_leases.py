@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from redisjobs import Client, JobStatus
 from redisjobs.connection import Backend, ensure_group
-from redisjobs.keys import GROUP, QueueKeys
+from redisjobs.keys import GROUP, REGISTRY, QueueKeys
 from redisjobs.leases import Leases
 from redisjobs.scripts import Delivery, Scripts
 from redisjobs.slots import Slots
@@ -71,6 +71,7 @@ def leases(redis: Redis, queue: str) -> LeasesFactory:
             slots or Slots(10, 10),
             worker_id=worker_id,
             redis=redis,
+            registry=(redis, REGISTRY),
             scripts=scripts,
             beat_scripts=Scripts(beat_redis) if beat_redis is not None else scripts,
             keys=QueueKeys(queue),

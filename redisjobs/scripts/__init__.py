@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 from ..errors import QueueFull, UnknownDependency
 from ..handover import deliver_flow
 from ..keys import QueueKeys
-from ..roundtrips import Flow, ScriptCall, run
+from ..roundtrips import Flow, Routed, ScriptCall, run
 from ..scriptcall import Arg, AsyncCaller, Function, call_embedded, load
 from ..wire import row_args
 from .library import Library, library
@@ -215,6 +215,8 @@ class Scripts:
         :mod:`redisjobs.handover`): its owner delivers them."""
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else AsyncCaller(redis)
+        # On a cluster, each call goes to its queue's home (redisjobs.homes)
+        self._homes = redis.homes if isinstance(redis, Routed) else None
         self._waits = {name: durable for name in waits} if durable is not None else {}
 
     async def preload(self) -> None:
@@ -225,9 +227,10 @@ class Scripts:
     def call(self, step: ScriptCall) -> Awaitable[Any]:
         """Run one script call of a flow; its raw reply, to await."""
         fn = self._fns[step.name]
-        if self._caller is not None:
+        caller = self._caller if self._homes is None else self._homes.caller(step.keys.prefix)
+        if caller is not None:
             wait = self._waits.get(step.name) if self._waits else None
-            return self._caller(fn, (step.keys.prefix,), step.args, step.meanwhile, wait)
+            return caller(fn, (step.keys.prefix,), step.args, step.meanwhile, wait)
         if step.meanwhile is not None:
             step.meanwhile()
         return call_embedded(self._redis, fn, (step.keys.prefix,), step.args)

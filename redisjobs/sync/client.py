@@ -23,6 +23,7 @@ from ..connection import Backend, resolve_url
 from ..durability import Durability
 from ..errors import WaitTimeout
 from ..flowview import Tree, get_job_flow, tree_flow
+from ..homes import SyncHomes
 from ..job import Job, JobStatus
 from ..keys import QueueNames
 from ..limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
@@ -94,6 +95,7 @@ class Client(Producer, QueueNames):
         Producer.__init__(self, backend, max_payload_bytes, JobOptions(**defaults), durable)
         self._connecting = threading.Lock()
         self._redis: redis.Redis | None = None
+        self._homes: SyncHomes | None = None  # a cluster's
         self._scripts: Scripts | None = None
         self._listener: Listener | None = None
         self._pid = os.getpid()
@@ -106,14 +108,21 @@ class Client(Producer, QueueNames):
         if self._listener is None or self._pid != os.getpid():
             with self._connecting:  # one client, pool and listener, whichever thread is first
                 if self._listener is None or self._pid != os.getpid():
-                    client = connect(self.backend)
+                    client = self._connect()
                     self._redis = client
                     embedded = self.backend.embedded
                     self._scripts = Scripts(client, embedded=embedded, durable=self.durable)
-                    self._listener = Listener(self.backend, client)
+                    self._listener = Listener(self.backend)
                     self._pid = os.getpid()
         assert self._redis is not None and self._scripts is not None
         return self._redis, self._scripts, self._listener
+
+    def _connect(self) -> redis.Redis:
+        """The client flows run on (on a cluster: the registry's home, routing to the others)."""
+        if not self.backend.cluster:
+            return connect(self.backend)
+        self._homes = SyncHomes(self.backend)
+        return self._homes.routed(self.backend.registry.queues)
 
     def _run(self, flow: Flow[_R]) -> _R:
         client, scripts, _ = self._conn()
@@ -129,11 +138,13 @@ class Client(Producer, QueueNames):
         """Close the connections (the event log readers stop too); the client reconnects if
         used again."""
         with self._connecting:
-            listener, client = self._listener, self._redis
-            self._listener = self._redis = self._scripts = None
+            listener, client, homes = self._listener, self._redis, self._homes
+            self._listener = self._redis = self._scripts = self._homes = None
         if listener is not None:
             listener.close()
-        if client is not None:
+        if homes is not None:
+            homes.close()
+        elif client is not None:
             client.close()
 
     def __enter__(self) -> Self:
@@ -270,7 +281,7 @@ class Client(Producer, QueueNames):
         """Create or change a recurring job: :meth:`redisjobs.Client.schedule`, with the same
         arguments; True when created or changed, False when this spec was stored already."""
         spec = spec_of(locals(), self.options, self.max_payload_bytes)
-        return self._run(upsert_flow(self.keys(queue), spec))
+        return self._run(upsert_flow(self.keys(queue), spec, self.backend.registry))
 
     @_reaching
     def unschedule(self, schedule_id: str, *, queue: str | None = None) -> bool:
@@ -311,7 +322,7 @@ class Client(Producer, QueueNames):
         """Delete every key of the queue: :meth:`redisjobs.Client.obliterate` (QueueInUse
         while live workers serve it, unless `force`); returns the jobs deleted."""
         keys = self.keys(queue)
-        total = self._run(obliterate_flow(keys, force))
+        total = self._run(obliterate_flow(keys, force, self.backend.registry))
         self._known_queues.discard(keys.queue)
         return total
 

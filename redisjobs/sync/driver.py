@@ -8,7 +8,7 @@ the flows (:mod:`redisjobs.roundtrips`) the async client drives too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis._parsers import _HiredisParser
@@ -16,6 +16,7 @@ from redis.connection import BlockingConnectionPool
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
+from .. import cluster
 from ..connclasses import HiredisPack
 from ..connection import (
     COMMAND_RETRIES,
@@ -26,21 +27,35 @@ from ..connection import (
     retry_settings,
 )
 from ..durability import Durability
-from ..roundtrips import Command, Flow, Received, ScriptCall, Step, Stepper, answerer, checked
+from ..roundtrips import (
+    Command,
+    Flow,
+    Received,
+    ScriptCall,
+    Step,
+    Stepper,
+    SyncRouted,
+    answerer,
+    checked,
+)
 from ..scriptcall import SyncCaller, call_embedded_sync
 from ..scripts import NAMES, functions
 from ..scripts.library import library
 from ..sentinel import sync_pool
 
+if TYPE_CHECKING:
+    from ..homes import SyncHomes
+
 _T = TypeVar("_T")
 
 
-def connect(backend: Backend) -> redis.Redis:
+def connect(backend: Backend, home: str | None = None) -> redis.Redis:
     """A new sync redis-py client of `backend` (bytes in, bytes out); connects on first use.
 
     On a real Redis: a blocking pool of hiredis-parsed connections with the asyncio client's
     settings. On ``memory://``: a client of the same in-process server as every asyncio client
-    of that URL in this process.
+    of that URL in this process. On a cluster: the master of `home`'s slot (by default the
+    registry's).
     """
     if backend.embedded:
         import fakeredis
@@ -54,6 +69,9 @@ def connect(backend: Backend) -> redis.Redis:
     }
     if backend.sentinel:
         return redis.Redis.from_pool(sync_pool(backend.url, settings))
+    if backend.cluster:
+        where = home or backend.registry.queues
+        return redis.Redis.from_pool(cluster.sync_pool(backend.url, where, settings))
     pool = BlockingConnectionPool.from_url(backend.url, **settings)
     return redis.Redis.from_pool(pool)  # closing the client closes its pool
 
@@ -75,6 +93,8 @@ class Scripts:
         self._fns = functions(library(NAMES))
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else SyncCaller(client)
+        # On a cluster, each call goes to its queue's home (redisjobs.homes)
+        self._homes = client.homes if isinstance(client, SyncRouted) else None
         self._durable = durable
 
     def call(self, step: ScriptCall) -> Any:
@@ -82,8 +102,9 @@ class Scripts:
         fn = self._fns[step.name]
         if step.meanwhile is not None:  # nothing to overlap it with: one thread waits
             step.meanwhile()
-        if self._caller is not None:
-            return self._caller(fn, (step.keys.prefix,), step.args, self._durable)
+        caller = self._caller if self._homes is None else self._homes.caller(step.keys.prefix)
+        if caller is not None:
+            return caller(fn, (step.keys.prefix,), step.args, self._durable)
         return call_embedded_sync(self._client, fn, (step.keys.prefix,), step.args)
 
 
@@ -114,12 +135,24 @@ def _round_trip(
     if answer is not None:
         return answer()
     assert isinstance(step, list)
+    if isinstance(client, SyncRouted) and step:
+        return _routed(client.homes, step)
     if len(step) <= 1:  # no pipeline object for one command (or none): the common case
         return [_one(client, c) for c in step]
     with client.pipeline(transaction=False) as pipe:
         for c in step:
             c.on(pipe)
         return checked(step, pipe.execute(raise_on_error=False))
+
+
+def _routed(homes: SyncHomes, step: list[Command]) -> list[Any]:
+    """`step` on a cluster: one pipeline per home; the replies in `step`'s order."""
+    replies: list[Any] = [None] * len(step)
+    for client, at in homes.split([c.key for c in step]):
+        part = _round_trip(client, [step[i] for i in at], None, None)
+        for i, reply in zip(at, part, strict=True):
+            replies[i] = reply
+    return replies
 
 
 def _one(client: redis.Redis, c: Command) -> Any:

@@ -115,14 +115,19 @@ class _Reader:
         self._down_since: float | None = None
         self._last_error: BaseException | None = None
 
-    def pin(self, client: redis.Redis) -> None:
+    def pin(self) -> None:
         """Take the log's end as the cursor and start the thread, the first time (the caller
         holds the owner's pin lock)."""
         if self._log is not None:
             return
-        self._log = LogCursor(_info(client, self.key))
-        self._client = connect(self._owner.backend)
-        self._client.connection_pool.connection_kwargs["client_name"] = NAME
+        client = connect(self._owner.backend, home=self.key)  # on a cluster, the log's home
+        client.connection_pool.connection_kwargs["client_name"] = NAME
+        try:
+            self._log = LogCursor(_info(client, self.key))
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
         name = f"redisjobs-events:{self.key}"
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -223,14 +228,12 @@ class Listener:
 
     Args:
         backend: where the logs are (each reader thread connects to it on its own).
-        client: the client the cursors are read with.
     """
 
-    def __init__(self, backend: Backend, client: redis.Redis) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.lock = threading.Lock()  # the readers and their inboxes
         self.closing = threading.Event()
-        self._client = client
         self._pinning = threading.Lock()  # one cursor read at a time, outside `lock`
         self._readers: dict[str, _Reader] = {}
 
@@ -247,7 +250,7 @@ class Listener:
                     reader = self._readers[key] = _Reader(self, key)
             with self._pinning:
                 try:
-                    reader.pin(self._client)
+                    reader.pin()
                 except BaseException:
                     with self.lock:
                         if not reader._inboxes:

@@ -46,7 +46,7 @@ from redisjobs import Client, Event
 from redisjobs.connection import Backend
 from redisjobs.events import FINAL_EVENTS
 from redisjobs.job import FINAL_STATUSES
-from redisjobs.keys import GROUP, QueueKeys, worker_key
+from redisjobs.keys import GROUP, REGISTRY, QueueKeys
 from redisjobs.testing import RedisServer
 from tests.faults.audit import audit
 
@@ -323,7 +323,7 @@ class WorkerProcess:
         members: Any = await redis.zrange("rj:workers", 0, -1)
         for m in members:
             if self.owns(m):
-                h: Any = await redis.hgetall(worker_key(m.decode()))
+                h: Any = await redis.hgetall(REGISTRY.worker(m.decode()))
                 return {k.decode(): v.decode() for k, v in h.items()}
         return {}
 

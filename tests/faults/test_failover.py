@@ -13,6 +13,7 @@ import pytest
 
 from redisjobs import Client
 from redisjobs.cli.health import _live_workers
+from redisjobs.keys import REGISTRY
 from redisjobs.queries import list_workers
 from tests.faults.conftest import MakeClient, MakeRedis
 from tests.faults.harness import Spawner, redis_time_ms, statuses, until
@@ -83,7 +84,7 @@ async def test_the_worker_registry_runs_on_redis_time(
         await proc.wait_registered(client.redis)
     await asyncio.sleep(2.5)  # a few registry refreshes of each
     now = await redis_time_ms(client.redis)
-    found = await list_workers(client.redis)
+    found = await list_workers(client.redis, REGISTRY)
     assert len(found) == 3, [w.id for w in found]
     for info in found:
         assert info.heartbeat_at is not None and info.started_at is not None

@@ -25,7 +25,7 @@ import pytest
 
 from redisjobs import Client, Event, JobStatus
 from redisjobs.job import FINAL_STATUSES
-from redisjobs.keys import WORKERS_KEY, worker_key
+from redisjobs.keys import REGISTRY
 from tests.conftest import planned
 from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
@@ -297,7 +297,7 @@ async def _final(client: Client, job_ids: list[str]) -> bool:
 
 
 async def _worker_id(client: Client, worker: WorkerProcess) -> str:
-    members: Any = await client.redis.zrange(WORKERS_KEY, 0, -1)
+    members: Any = await client.redis.zrange(REGISTRY.workers, 0, -1)
     [mine] = [str(m.decode()) for m in members if worker.owns(m)]
     return mine
 
@@ -316,7 +316,7 @@ def _info_gauge(url: str, worker_id: str) -> int:
 
 
 async def _gauge(client: Client, worker_id: str) -> int:
-    value: Any = await client.redis.hget(worker_key(worker_id), "hung_threads")
+    value: Any = await client.redis.hget(REGISTRY.worker(worker_id), "hung_threads")
     return int(value)
 
 
