@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .cluster import SlotConnection, relocated
+from .cluster import SlotConnection
 from .sentinel import FollowMaster, demoted
 
 READ_SIZE = 1 << 16
@@ -209,7 +209,7 @@ def _moved_check(conn: AbstractConnection) -> Callable[[BaseException], bool] | 
     if isinstance(conn, FollowMaster):
         return demoted
     if isinstance(conn, SlotConnection):
-        return relocated
+        return conn.moved
     return None
 
 

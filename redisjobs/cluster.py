@@ -161,15 +161,22 @@ class SlotConnection(Connection):
             self.owners.stale()
             raise
 
+    def moved(self, reply: BaseException) -> bool:
+        """Whether `reply` says the slot is served elsewhere now; if so, the next connect
+        reads the slot table again (for the script channel, which reads replies itself)."""
+        if not relocated(reply):
+            return False
+        self.owners.stale()
+        return True
+
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's read; a reply saying the slot is served elsewhere raises
         ConnectionError, and the next connect reads the slot table again."""
         try:
             return await super().read_response(*args, **kwargs)
         except ResponseError as exc:
-            if not relocated(exc):
+            if not self.moved(exc):
                 raise
-            self.owners.stale()
             await self.disconnect()
             raise RedisConnectionError(f"slot {self.slot} is served elsewhere: {exc}") from exc
         except _LOST:

@@ -208,6 +208,55 @@ class ClusterSetup(_Topology):
         """Every node's address (a cluster client needs any one of them)."""
         return [("127.0.0.1", node.port) for node in self.nodes]
 
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` naming two of the nodes (either is enough to find the rest)."""
+        return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.startup_nodes[:2])
+
+    def queues_on_each_master(self, stem: str) -> list[str]:
+        """One queue name per master, each ``<stem>-<n>``, whose slot that master serves."""
+        found: dict[int, str] = {}
+        for n in range(1000):
+            name = f"{stem}-{n}"
+            found.setdefault(self.node_of(f"rj:{{{name}}}:").port, name)
+            if len(found) == len(self.masters()):
+                return list(found.values())
+        raise LookupError("1000 names all landed on fewer masters")
+
+    def migrate(self, key: str, to: RedisServer) -> None:
+        """Move `key`'s slot, and every key in it, to master `to` (as ``redis-cli --cluster
+        reshard`` does: IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE on all)."""
+        source = self.node_of(key)
+        slot = int(_ask(source, "CLUSTER", "KEYSLOT", key))
+        source_id, target_id = _ask(source, "CLUSTER", "MYID"), _ask(to, "CLUSTER", "MYID")
+        _ask(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        _ask(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        while keys := _ask(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
+            _ask(source, "MIGRATE", "127.0.0.1", str(to.port), "", "0", "5000", "KEYS", *keys)
+        for node in self.masters():
+            _ask(node, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
+    def failover(self, master: RedisServer, timeout: float = 60.0) -> RedisServer:
+        """Promote a replica of `master` (``CLUSTER FAILOVER`` on it, the graceful kind), and
+        return it once every node agrees."""
+        replica = next(n for n in self.nodes if _replica_of(n, master))
+        _ask(replica, "CLUSTER", "FAILOVER")
+        _wait(lambda: _ask(replica, "ROLE")[0] == "master", timeout, "the replica's promotion")
+        _wait(self._agreed, timeout, "every node to see the new master")
+        return replica
+
+    def _agreed(self) -> bool:
+        """Whether every live node reports the cluster ``ok`` with the same masters."""
+        views = set()
+        for node in self.nodes:
+            if not node.ping():
+                continue
+            if "cluster_state:ok" not in str(_ask(node, "CLUSTER", "INFO")):
+                return False
+            slots = _ask(node, "CLUSTER", "SLOTS")
+            views.add(tuple(sorted((s[0], s[2][1]) for s in slots)))
+        return len(views) == 1
+
     def start(self, timeout: float = 60.0) -> Self:
         """Start every node, form the cluster, and return once every node reports it ``ok``
         and every master has its replicas synced."""
@@ -249,6 +298,11 @@ class ClusterSetup(_Topology):
     def processes(self) -> list[RedisServer]:
         """The nodes."""
         return list(self.nodes)
+
+
+def _replica_of(node: RedisServer, master: RedisServer) -> bool:
+    role = _ask(node, "ROLE") if node.ping() else ["down"]
+    return bool(role[0] == "slave" and int(role[2]) == master.port)
 
 
 def _cluster_ports(n: int) -> list[int]:
