@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redisjobs import Client, JobFailed, Worker
+from redisjobs import Client, Event, JobFailed, Worker
 from redisjobs.cluster import parse_cluster_url
 from redisjobs.keys import CLUSTER_REGISTRY, QueueKeys
 from redisjobs.manager import JobManager
@@ -118,7 +118,7 @@ async def test_jobs_run_retry_and_wait_out_delays_on_every_master(
         assert types == ["enqueued", "started", "completed"]
 
 
-async def _until_completed(client: Client, job_id: str, queue: str) -> AsyncIterator[object]:
+async def _until_completed(client: Client, job_id: str, queue: str) -> AsyncIterator[Event]:
     async for event in client.events(job_id, queue=queue, since="0"):
         yield event
         if event.type == "completed":
