@@ -109,8 +109,10 @@ class Session:
         self.scripts = Scripts(
             self.redis, embedded=backend.embedded, durable=durable, waits=WORKER_CALLS
         )
-        self._beat_scripts = Scripts(self._beat_redis, embedded=backend.embedded)
-        self.subscriber = Subscriber(self.redis)
+        self._beat_scripts = Scripts(
+            self._beat_redis, embedded=backend.embedded, cluster=backend.cluster
+        )
+        self.subscriber = Subscriber(self.redis, sharded=backend.cluster)
         self.schedules, self.scheduler = self._schedulers(declared)
         self.runs = Runs(
             self.redis,

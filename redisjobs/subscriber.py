@@ -99,8 +99,13 @@ class Subscriber:
     so no command can slip in between a handshake and its resync.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, sharded: bool = False) -> None:
         self._redis = redis
+        # A cluster's channels are sharded (SSUBSCRIBE on the node serving their slot): the
+        # scripts publish them with SPUBLISH (redisjobs.scripts.library).
+        self._verbs = (
+            (b"SSUBSCRIBE", b"SUNSUBSCRIBE") if sharded else (b"SUBSCRIBE", b"UNSUBSCRIBE")
+        )
         self._pubsub: PubSub | None = None
         self._conn: Any = None  # the pub/sub connection (untyped in redis-py)
         self._retry: Any = None  # its retry policy, restored before it goes back to the pool
@@ -133,7 +138,8 @@ class Subscriber:
             barrier = self._barriers[token] = _Barrier(
                 asyncio.get_running_loop().create_future(), self._generation
             )
-            await self._send(*([(b"SUBSCRIBE", sub.channel)] if first else []), (b"PING", token))
+            subscribe = [(self._verbs[0], sub.channel)] if first else []
+            await self._send(*subscribe, (b"PING", token))
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await barrier.future
@@ -153,7 +159,7 @@ class Subscriber:
         """Detach `sub`, unsubscribing the channel when nobody else listens."""
         async with self._lock:
             if unfile(self._subs, sub.channel, sub):
-                await self._send((b"UNSUBSCRIBE", sub.channel))
+                await self._send((self._verbs[1], sub.channel))
 
     async def _open(self) -> None:
         """Connect the pub/sub connection and start the reader, the first time."""
@@ -196,7 +202,7 @@ class Subscriber:
         self._generation += 1
         self._resync = b"rj-resync:%d" % self._generation
         self._heard, self._pinged = time.monotonic(), None
-        commands = [(b"SUBSCRIBE", *self._subs)] if self._subs else []
+        commands = [(self._verbs[0], *self._subs)] if self._subs else []
         commands.append((b"PING", self._resync))
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
 
@@ -230,8 +236,10 @@ class Subscriber:
                     backoff.record(exc)
                 continue
             backoff.ok()
-            if msg is not None:
-                self._dispatch(msg)
+            if msg is not None and not self._dispatch(msg):
+                # the server dropped a channel still listened to (its slot moved to another
+                # node): a new connection subscribes it where it lives now
+                await self._conn.disconnect(nowait=True)
 
     async def _keepalive(self, heard: bool) -> None:
         """PING the connection after KEEPALIVE s of silence; raise when that PING has gone
@@ -248,13 +256,17 @@ class Subscriber:
             async with self._lock:
                 await self._send((b"PING", b"rj-alive"))
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
+    def _dispatch(self, msg: dict[str, Any]) -> bool:
+        """Hand `msg` out; False when it says a channel listened to is no longer subscribed."""
         kind = msg["type"]
-        if kind == "message":
+        if kind in ("message", "smessage"):
             for sub in self._subs.get(msg["channel"], ()):
                 sub.queue.put_nowait(msg["data"])
         elif kind == "pong":
             self._answered(msg["data"])
+        elif kind == "sunsubscribe" and msg["channel"] in self._subs:
+            return False
+        return True
 
     def _answered(self, token: bytes) -> None:
         """A PING came back: resolve what it proves."""

@@ -240,8 +240,16 @@ class ClusterSetup(_Topology):
         """Promote a replica of `master` (``CLUSTER FAILOVER`` on it, the graceful kind), and
         return it once every node agrees."""
         replica = next(n for n in self.nodes if _replica_of(n, master))
-        _ask(replica, "CLUSTER", "FAILOVER")
-        _wait(lambda: _ask(replica, "ROLE")[0] == "master", timeout, "the replica's promotion")
+        deadline = time.monotonic() + timeout
+        # A manual failover the master does not take part in gives up after a few seconds
+        # (a replica the cluster has not gossiped about yet): ask again until one goes through.
+        while True:
+            _ask(replica, "CLUSTER", "FAILOVER")
+            with contextlib.suppress(RuntimeError):
+                _wait(lambda: _ask(replica, "ROLE")[0] == "master", 10, "the promotion")
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no promotion of {replica.port} within {timeout} s")
         _wait(self._agreed, timeout, "every node to see the new master")
         return replica
 

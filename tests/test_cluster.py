@@ -125,9 +125,11 @@ async def _until_completed(client: Client, job_id: str, queue: str) -> AsyncIter
             return
 
 
-async def test_a_running_job_is_cancelled_on_its_master(
-    client: Client, queues: list[str], workers: list[Worker]
+async def test_a_running_job_is_cancelled_on_its_master_through_sharded_pub_sub(
+    cluster: ClusterSetup, client: Client, queues: list[str], workers: list[Worker]
 ) -> None:
+    """The cancel reaches the worker on the queue's control channel, published with SPUBLISH
+    to the channel's shard: no node ever ran a PUBLISH (which the cluster sends to all)."""
     q = queues[2]
     job = await client.enqueue("call", {"fn": "tests.jobs:until_cancelled"}, queue=q)
     async for event in client.events(job.id, queue=q, since="0"):
@@ -136,6 +138,10 @@ async def test_a_running_job_is_cancelled_on_its_master(
     assert await client.cancel(job.id, queue=q)
     with pytest.raises(JobFailed):
         await client.wait(job.id, timeout=10, queue=q)
+    home = redis.Redis(port=cluster.node_of(QueueKeys(q).prefix).port)
+    assert home.info("commandstats")["cmdstat_spublish"]["calls"] >= 1
+    for node in cluster.nodes:
+        assert "cmdstat_publish" not in redis.Redis(port=node.port).info("commandstats")
 
 
 async def test_a_job_waits_for_a_parent_served_by_another_master(

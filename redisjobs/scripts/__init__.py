@@ -197,6 +197,8 @@ class Scripts:
         embedded: True on the fakeredis backend (no connection pool to call through).
         durable: the replicas that must confirm the calls named in `waits` (all by default)
             before they return (:mod:`redisjobs.durability`).
+        cluster: True on a Redis Cluster (the library publishes sharded); implied by a
+            client that routes to the queues' homes (:class:`~redisjobs.roundtrips.Routed`).
     """
 
     def __init__(
@@ -206,17 +208,18 @@ class Scripts:
         embedded: bool = False,
         durable: Durability | None = None,
         waits: Collection[str] = NAMES,
+        cluster: bool = False,
     ) -> None:
         self._redis = redis
-        self._library = library(NAMES)
+        # On a cluster, each call goes to its queue's home (redisjobs.homes)
+        self._homes = redis.homes if isinstance(redis, Routed) else None
+        self._library = library(NAMES, sharded=cluster or self._homes is not None)
         self._fns = functions(self._library)
         self.handed: Callable[[QueueKeys], None] | None = None
         """Called with a queue whose handover stream an outcome script just wrote to (see
         :mod:`redisjobs.handover`): its owner delivers them."""
         # On a real Redis, the calls take the fast path of redisjobs.scriptcall
         self._caller = None if embedded else AsyncCaller(redis)
-        # On a cluster, each call goes to its queue's home (redisjobs.homes)
-        self._homes = redis.homes if isinstance(redis, Routed) else None
         self._waits = {name: durable for name in waits} if durable is not None else {}
 
     async def preload(self) -> None:

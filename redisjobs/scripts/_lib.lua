@@ -21,6 +21,9 @@ local redis, string, math, table, tonumber, tostring, unpack, ipairs, pairs, nex
 local PREFIX, QUEUE, K_READY, K_DELAYED, K_DEAD, K_STATS, K_CONTROL, K_LOG, K_LEASES, K_PRIO,
   K_CARRY, K_PAUSED, K_LIMITS, K_HOLD, K_KEYS, K_HANDOVER, K_SCHEDULES, K_SCHEDULE_DUE
 local GROUP = 'workers'
+-- How the control channel is published to: on a Redis Cluster the library is loaded with
+-- SPUBLISH here (library.py), so that a message goes to its slot's shard, not to every node.
+local PUBLISH = 'PUBLISH'
 local LOG_MAXLEN = '10000'  -- text: see num
 
 local function job_key(jid) return PREFIX .. 'job:' .. jid end

@@ -26,7 +26,7 @@ if not st then return 'missing' end
 if st == 'running' then
   -- the flag holds the token, which `fail` keeps as cancel_token when it records the cancel
   redis.call('HSET', jkey, 'cancel', token ~= '' and token or '1')
-  redis.call('PUBLISH', K_CONTROL, 'cancel:' .. jid)
+  redis.call(PUBLISH, K_CONTROL, 'cancel:' .. jid)
   return 'requested'
 end
 if st == 'cancelled' and token ~= '' and job.cancel_token == token then return 'cancelled' end

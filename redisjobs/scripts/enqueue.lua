@@ -60,5 +60,5 @@ while i <= last do
   out[#out + 1] = made and 1 or holder or 0
 end
 if created > 0 then redis.call('HINCRBY', K_STATS, 'enqueued', created) end
-if first_due then redis.call('PUBLISH', K_CONTROL, 'due:' .. first_due) end
+if first_due then redis.call(PUBLISH, K_CONTROL, 'due:' .. first_due) end
 return out

@@ -22,6 +22,8 @@ NAME_PREFIX = "rj_"
 """What every library of redisjobs is named with (then a hash of its text)."""
 
 _FLAGS = "#!lua flags="
+_PUBLISH = "local PUBLISH = 'PUBLISH'"
+"""The line of ``_lib.lua`` a cluster's library says ``SPUBLISH`` in."""
 
 
 class Library(NamedTuple):
@@ -64,9 +66,17 @@ def _function(script: str, body: str, fname: str) -> str:
 
 
 @cache
-def library(scripts: tuple[str, ...]) -> Library:
-    """The library of the transitions `scripts`, named by a hash of everything it holds."""
+def library(scripts: tuple[str, ...], sharded: bool = False) -> Library:
+    """The library of the transitions `scripts`, named by a hash of everything it holds.
+
+    `sharded`: a Redis Cluster's, which publishes to the queue's control channel with
+    ``SPUBLISH`` (sharded pub/sub, Redis 7: a message stays on the shard of its channel's slot,
+    where the queue's workers listen) rather than ``PUBLISH`` (sent to every node).
+    """
     lib = _read("_lib.lua")
+    if sharded:
+        assert _PUBLISH in lib, "_lib.lua names how it publishes"
+        lib = lib.replace(_PUBLISH, "local PUBLISH = 'SPUBLISH'")
     bodies = {script: _read(f"{script}.lua") for script in scripts}
     digest = hashlib.sha1(lib.encode())
     for script, body in bodies.items():

@@ -6,6 +6,6 @@
 --          too; control channel 'pause'
 
 local made = redis.call('SET', K_PAUSED, '1', 'NX')
-redis.call('PUBLISH', K_CONTROL, 'pause')
+redis.call(PUBLISH, K_CONTROL, 'pause')
 if made then return 1 end
 return 0

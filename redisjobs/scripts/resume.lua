@@ -6,5 +6,5 @@
 --          (they also look again every few seconds, since pub/sub may lose a message)
 
 local gone = redis.call('DEL', K_PAUSED)
-redis.call('PUBLISH', K_CONTROL, 'resume')
+redis.call(PUBLISH, K_CONTROL, 'resume')
 return gone

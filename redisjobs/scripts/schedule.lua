@@ -20,6 +20,6 @@ local runs = tonumber(redis.call('HGET', skey, 'runs') or '0')
 redis.call('HINCRBY', skey, 'rev', 1)
 redis.call('HSET', skey, 'runs', runs, 'limit', limit)
 if set_schedule_due(sid, due, runs, limit) then
-  redis.call('PUBLISH', K_CONTROL, 'schedule:' .. due)
+  redis.call(PUBLISH, K_CONTROL, 'schedule:' .. due)
 end
 return 1

@@ -90,11 +90,11 @@ class Scripts:
         self, client: redis.Redis, *, embedded: bool, durable: Durability | None = None
     ) -> None:
         self._client = client
-        self._fns = functions(library(NAMES))
-        # On a real Redis, the calls take the fast path of redisjobs.scriptcall
-        self._caller = None if embedded else SyncCaller(client)
         # On a cluster, each call goes to its queue's home (redisjobs.homes)
         self._homes = client.homes if isinstance(client, SyncRouted) else None
+        self._fns = functions(library(NAMES, sharded=self._homes is not None))
+        # On a real Redis, the calls take the fast path of redisjobs.scriptcall
+        self._caller = None if embedded else SyncCaller(client)
         self._durable = durable
 
     def call(self, step: ScriptCall) -> Any:
