@@ -38,7 +38,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from redisjobs.job import FINAL_STATUSES, JobStatus
-from redisjobs.keys import GROUP, QueueKeys
+from redisjobs.keys import GROUP, REGISTRY, QueueKeys
 from redisjobs.pending import COUNT_FIELDS
 from tests.faults.audit_flows import check_flows
 
@@ -261,6 +261,6 @@ async def audit(redis: Redis, queue: str) -> list[str]:
     problems += await _check_pending_count(redis, state)
     async for raw in redis.scan_iter(match=f"*{queue}*", count=1000):
         key = _s(raw)
-        if not key.startswith(state.keys.prefix) and key != "rj:queues":
+        if not key.startswith(state.keys.prefix) and key != REGISTRY.queues:
             problems.append(f"key {key} lacks the {{{queue}}} tag")
     return problems

@@ -46,7 +46,7 @@ from redisjobs import Client, Event
 from redisjobs.connection import Backend
 from redisjobs.events import FINAL_EVENTS
 from redisjobs.job import FINAL_STATUSES
-from redisjobs.keys import GROUP, REGISTRY, QueueKeys
+from redisjobs.keys import GROUP, REGISTRY, QueueKeys, Registry
 from redisjobs.testing import RedisServer
 from tests.faults.audit import audit
 
@@ -309,18 +309,21 @@ class WorkerProcess:
         name = consumer.decode() if isinstance(consumer, bytes) else consumer
         return f"-{self.pid}-" in name
 
-    async def wait_registered(self, redis: Redis, timeout: float = 15.0) -> float:
-        """Wait until it is serving (its entry is in the ``rj:workers`` registry)."""
+    async def wait_registered(
+        self, redis: Redis, timeout: float = 15.0, registry: Registry = REGISTRY
+    ) -> float:
+        """Wait until it is serving (its entry is in the ``rj:workers`` registry; on a cluster,
+        `redis` is the registry's home and `registry` the cluster's)."""
 
         async def registered() -> bool:
-            members: Any = await redis.zrange("rj:workers", 0, -1)
+            members: Any = await redis.zrange(registry.workers, 0, -1)
             return any(self.owns(m) for m in members)
 
         return await until(registered, timeout, f"worker {self.name} to register")
 
     async def registry(self, redis: Redis) -> dict[str, str]:
         """Its ``rj:worker:<id>`` registry hash (``held``, ``heartbeat_at`` ms, …); {} if none."""
-        members: Any = await redis.zrange("rj:workers", 0, -1)
+        members: Any = await redis.zrange(REGISTRY.workers, 0, -1)
         for m in members:
             if self.owns(m):
                 h: Any = await redis.hgetall(REGISTRY.worker(m.decode()))
@@ -485,7 +488,8 @@ class EventTail:
         self.gaps: list[str] = []
         self.errors = 0
         self.cursor = "0-0"
-        self._redis = Backend(url).client(socket_timeout=2)  # a sentinel URL follows the master
+        # A sentinel URL follows the master; a cluster's, the master of the queue's slot
+        self._redis = Backend(url).client(socket_timeout=2, home=self.keys.prefix)
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._lock = asyncio.Lock()
