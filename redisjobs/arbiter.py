@@ -24,9 +24,11 @@ Idle queues cost nothing per job of a busy one: they want nothing and are skippe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from .partitions import check_partitions, partitions_of
 from .slots import Slots
 
 if TYPE_CHECKING:
@@ -37,15 +39,54 @@ QueueOrder = Sequence[str] | Mapping[str, int]
 
 
 def queue_order(
-    queue: str | None, queues: QueueOrder | None, app: App | None
+    queue: str | None,
+    queues: QueueOrder | None,
+    app: App | None,
+    partitions: int | Mapping[str, int] = 1,
 ) -> list[str] | dict[str, int]:
     """The queues a worker serves: `queue`, else `queues`, else its app's (equal weights), else
-    ``default``.
+    ``default``; a partitioned queue (`partitions`: a count for every queue, or queue -> count)
+    as its partitions (:func:`partitioned`).
 
     Raises:
-        ValueError: both `queue` and `queues`, no queue, a name twice, or a weight that is not
-            an integer >= 1.
+        ValueError: both `queue` and `queues`, no queue, a name twice, a weight that is not
+            an integer >= 1, or a bad count of partitions.
     """
+    order = _named_order(queue, queues, app)
+    every = dict.fromkeys(order, partitions) if isinstance(partitions, int) else partitions
+    return partitioned(order, check_partitions(every, next(iter(order))))
+
+
+def partitioned(
+    order: list[str] | dict[str, int], counts: Mapping[str, int]
+) -> list[str] | dict[str, int]:
+    """`order` with each queue of `counts` replaced by its partitions, served with equal weights:
+    in a weighted order each takes an equal share of its queue's (the weights scaled so that
+    all stay whole numbers); a strict order of one queue becomes equal weights.
+
+    Raises:
+        ValueError: a partitioned queue in a strict order of several (give weights instead).
+    """
+    if not counts:
+        return order
+    if isinstance(order, list):
+        if len(order) > 1:
+            raise ValueError(
+                "a partitioned queue in a strict order of queues: give them weights instead"
+            )
+        order = {order[0]: 1}
+    scale = math.lcm(*(counts.get(name, 1) for name in order))
+    weights: dict[str, int] = {}
+    for name, weight in order.items():
+        count = counts.get(name, 1)
+        for part in partitions_of(name, count):
+            weights[part] = weight * scale // count
+    return weights
+
+
+def _named_order(
+    queue: str | None, queues: QueueOrder | None, app: App | None
+) -> list[str] | dict[str, int]:
     if queue is not None and queues is not None:
         raise ValueError("give queue or queues, not both")
     if queue is not None:

@@ -8,7 +8,7 @@ a dedup hit, and encodes every payload before the first write, so bad input leav
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -55,6 +55,9 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             it (``WAIT``), so that a failover cannot lose it; or a
             :class:`~redisjobs.durability.Durability` for more replicas or another timeout.
             Raises :class:`~redisjobs.errors.NotReplicated` when they did not in time.
+        partitions: spread `queue` over this many partitions (or queue -> count): on a Redis
+            Cluster, one hot queue served by several masters (:mod:`redisjobs.partitions`).
+            Its workers are given the same count.
 
     Use it as ``async with Client(url) as client:``; it connects on first use otherwise. Every
     call that takes a `job_id` raises :class:`~redisjobs.errors.InvalidJobId` (a ValueError),
@@ -75,8 +78,9 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         timeout: float | None = None,
         result_ttl: float = 86400.0,
         durable: bool | Durability = False,
+        partitions: int | Mapping[str, int] = 1,
     ) -> None:
-        QueueControl.__init__(self, url, queue)
+        QueueControl.__init__(self, url, queue, partitions)
         options = JobOptions(
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl
         )
@@ -101,6 +105,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         retry_jitter: float | None = None,
         timeout: float | None = None,
         result_ttl: float | None = None,
+        partition_key: str | None = None,
         **rules: Unpack[JobRules],
     ) -> Job:
         """Add one job.
@@ -119,6 +124,8 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
                 "Priorities").
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
+            partition_key: on a partitioned queue, the jobs of one key go to one partition,
+                in enqueue order (default: spread by job id).
             **rules: ``keep_completed``, ``keep_failed`` (retention per outcome), ``unique``,
                 ``unique_key``, ``unique_ttl`` (a unique lock), ``idempotency_ttl``: see
                 :class:`~redisjobs.jobrules.JobRules`.
@@ -133,8 +140,9 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             QueueFull: the queue is at its `max_pending`. ConnectionFailed: Redis is unreachable.
         """
-        row = self.given_row(kind, payload, {**locals(), **rules})
-        return (await self._write(self.keys(queue), [row]))[0]
+        given = {**locals(), **rules}
+        row = self.given_row(kind, payload, given, self.partitions.get(queue or self.queue, 1))
+        return (await self._write_placed(queue, [row]))[0]
 
     @reaching
     async def enqueue_many(self, jobs: Iterable[JobSpec], *, queue: str | None = None) -> list[Job]:
@@ -152,7 +160,20 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             QueueFull: a batch of 100 would bring the queue above its `max_pending`: it and the
                 batches after it are not written (`enqueued`: how many jobs were before it).
         """
-        return await self._write(self.keys(queue), self.rows(jobs))
+        count = self.partitions.get(queue or self.queue, 1)
+        return await self._write_placed(queue, self.rows(jobs, count))
+
+    async def _write_placed(self, queue: str | None, rows: list[EnqueueRow]) -> list[Job]:
+        """Write `rows` to `queue`, or to its partitions (their writes sent at once)."""
+        groups = self.placed(queue, [row.job_id for row in rows])
+        if len(groups) == 1:
+            return await self._write(groups[0][0], rows)
+        parts = await asyncio.gather(*(self._write(k, [rows[i] for i in at]) for k, at in groups))
+        jobs: list[Job] = [None] * len(rows)  # type: ignore[list-item]
+        for (_, at), written in zip(groups, parts, strict=True):
+            for i, job in zip(at, written, strict=True):
+                jobs[i] = job
+        return jobs
 
     async def _write(self, keys: QueueKeys, rows: list[EnqueueRow]) -> list[Job]:
         redis, scripts = await self._conn(keys)

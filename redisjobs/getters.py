@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from redis.asyncio import Redis
@@ -55,14 +55,17 @@ class QueueGetters(QueueNames):
     Args:
         url: as for :class:`~redisjobs.Client`.
         queue: the queue used when a call names none.
+        partitions: as for :class:`~redisjobs.Client`.
     """
 
     durable: Durability | None = None
     """The replicas that must confirm each script call (a durable Client's)."""
 
-    def __init__(self, url: str | None, queue: str) -> None:
+    def __init__(
+        self, url: str | None, queue: str, partitions: int | Mapping[str, int] = 1
+    ) -> None:
         # Without a URL anywhere: a store private to this process, said once (see resolve_url).
-        super().__init__(queue)
+        super().__init__(queue, partitions)
         self.backend = Backend(resolve_url(url, warn_private=True))
         self._redis: Redis | None = None
         self._scripts: Scripts | None = None

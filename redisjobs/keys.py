@@ -7,6 +7,7 @@ slot. Scripts receive :attr:`QueueKeys.prefix` as ``KEYS[1]`` and derive the oth
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 # The name rules live in .names; they stay importable from here, where they long were.
@@ -15,6 +16,7 @@ from .names import JOB_ID_RULE as JOB_ID_RULE
 from .names import check_job_id as check_job_id
 from .names import check_queue_name
 from .names import is_job_id as is_job_id
+from .partitions import check_partitions, index_of, partition
 
 PREFIX = "rj"
 GROUP = "workers"
@@ -252,12 +254,16 @@ class QueueNames:
 
     Args:
         queue: the queue used when a call names none (checked now, not at the first call).
+        partitions: the partitions of its queues (a count for `queue`, or queue -> count;
+            see :mod:`redisjobs.partitions`).
     """
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, partitions: int | Mapping[str, int] = 1) -> None:
         self.queue = queue
         self._keys: dict[str, QueueKeys] = {}
         self.keys(queue)
+        self.partitions = check_partitions(partitions, queue)
+        """queue -> its count of partitions, for the partitioned ones."""
 
     def keys(self, queue: str | None = None) -> QueueKeys:
         """The key names of `queue` (default: the client's queue)."""
@@ -268,6 +274,23 @@ class QueueNames:
         return keys
 
     def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
-        """The keys of `queue` for a call about `job_id`, once the id is known to be valid."""
+        """The keys of `queue` for a call about `job_id`, once the id is known to be valid (of
+        the job's partition, for a partitioned queue)."""
         check_job_id(job_id)  # before any key is spelled: an id with ':' names another key
-        return self.keys(queue)
+        q = queue or self.queue
+        count = self.partitions.get(q)
+        return self.keys(q if count is None else partition(q, index_of(job_id, count)))
+
+    def placed(
+        self, queue: str | None, job_ids: Sequence[str]
+    ) -> list[tuple[QueueKeys, list[int]]]:
+        """Where jobs of `queue` go: the keys of each partition `job_ids` hash to, with the
+        positions of theirs (one group, all of them, for a queue of one partition)."""
+        q = queue or self.queue
+        count = self.partitions.get(q)
+        if count is None:
+            return [(self.keys(q), list(range(len(job_ids))))]
+        groups: dict[int, list[int]] = {}
+        for i, job_id in enumerate(job_ids):
+            groups.setdefault(index_of(job_id, count), []).append(i)
+        return [(self.keys(partition(q, p)), at) for p, at in groups.items()]

@@ -184,3 +184,4 @@ class EnqueueOptions(JobDefaults, JobRules, total=False):
     delay: float | None
     at: datetime | None
     priority: int
+    partition_key: str | None

@@ -24,6 +24,7 @@ from .handover import check_parents_flow, link_flow
 from .job import Job, JobStatus
 from .keys import QueueKeys
 from .options import DEFAULT_PRIORITY, JobOptions, new_job_id
+from .partitions import index_of
 from .queries import Outcome, final_state_flow, get_jobs_flow
 from .roundtrips import RECEIVE, Command, Flow, cmd
 from .scripts import cancel_flow, enqueue_flow
@@ -38,6 +39,40 @@ _NOT_OPTIONS = frozenset({"self", "kind", "payload", "queue", "rules"})
 JobSpec = Mapping[str, Any] | tuple[str, Any]
 """One job of `enqueue_many`: ``(kind, payload)``, or a mapping with `kind`, `payload` and
 options."""
+
+
+def keyed(opts: Mapping[str, Any], count: int) -> dict[str, Any]:
+    """`opts` without its ``partition_key``, and with a job id in that key's partition of a
+    queue of `count` (a new one; a given one is checked to be there).
+
+    Raises:
+        TypeError: the key is not a string. ValueError: the given job id hashes to another
+            partition than the key (give one or the other).
+    """
+    out = dict(opts)
+    key = out.pop("partition_key")
+    if not isinstance(key, str):
+        raise TypeError(f"partition_key must be a str, not {type(key).__name__}")
+    if count < 2:
+        return out
+    given = out.get("job_id")
+    if given is None:
+        out["job_id"] = _id_in(key, count)
+    elif index_of(str(given), count) != index_of(key, count):
+        raise ValueError(
+            f"job id {given!r} and partition_key {key!r} hash to different partitions of the "
+            f"queue: give one or the other"
+        )
+    return out
+
+
+def _id_in(key: str, count: int) -> str:
+    """A new job id in `key`'s partition of `count` (`count` draws on average)."""
+    wanted = index_of(key, count)
+    while True:
+        job_id = new_job_id()
+        if index_of(job_id, count) == wanted:
+            return job_id
 
 
 class Producer:
@@ -66,13 +101,20 @@ class Producer:
         # missing send the same (idempotent) SADD twice.
         self._known_queues: set[str] = set()
 
-    def row(self, kind: str, payload: Any, opts: Mapping[str, Any] | None) -> EnqueueRow:
-        """One job's row, checked and encoded (see :func:`redisjobs.wire.build_row`)."""
+    def row(
+        self, kind: str, payload: Any, opts: Mapping[str, Any] | None, count: int = 1
+    ) -> EnqueueRow:
+        """One job's row, checked and encoded (see :func:`redisjobs.wire.build_row`), for a
+        queue of `count` partitions (whose ``partition_key`` option places its id)."""
+        if opts and "partition_key" in opts:
+            opts = keyed(opts, count)
         return build_row(kind, payload, opts, self.options, self._policy, self.max_payload_bytes)
 
-    def given_row(self, kind: str, payload: Any, given: Mapping[str, Any]) -> EnqueueRow:
+    def given_row(
+        self, kind: str, payload: Any, given: Mapping[str, Any], count: int = 1
+    ) -> EnqueueRow:
         """The row of an `enqueue` call whose other arguments are `given` (its ``locals()``, or
-        its ``**options``).
+        its ``**options``), for a queue of `count` partitions.
 
         Raises:
             TypeError: `given` names an option that is none (nothing is written).
@@ -82,17 +124,18 @@ class Producer:
         opts = {k: v for k, v in given.items() if v is not None and k not in _NOT_OPTIONS}
         if opts.get("priority") == DEFAULT_PRIORITY:
             del opts["priority"]
-        return self.row(kind, payload, opts)
+        return self.row(kind, payload, opts, count)
 
-    def rows(self, jobs: Iterable[JobSpec]) -> list[EnqueueRow]:
-        """The rows of `enqueue_many`'s jobs, every payload encoded before anything is written."""
+    def rows(self, jobs: Iterable[JobSpec], count: int = 1) -> list[EnqueueRow]:
+        """The rows of `enqueue_many`'s jobs, every payload encoded before anything is written
+        (for a queue of `count` partitions)."""
         rows = []
         for spec in jobs:
             if isinstance(spec, tuple):
-                rows.append(self.row(spec[0], spec[1], None))
+                rows.append(self.row(spec[0], spec[1], None, count))
             else:
                 opts = {k: v for k, v in spec.items() if k not in ("kind", "payload")}
-                rows.append(self.row(spec["kind"], spec.get("payload"), opts))
+                rows.append(self.row(spec["kind"], spec.get("payload"), opts, count))
         return rows
 
     def write_flow(

@@ -74,6 +74,8 @@ class Worker:
             the ratio of their weights (see :mod:`redisjobs.arbiter`). Default: every queue of
             the `app`'s tasks, with equal weights, else ``default``. Each queue keeps its own
             leases, reclaim, pause, burst and registry entry; all share the executors.
+        partitions: the partitions of each queue (a count, or queue -> count), each served
+            with an equal share of its queue's slots (:mod:`redisjobs.partitions`).
         app: an :class:`~redisjobs.App` whose tasks the ``call`` executor runs, each by its
             registered name (and in a child process for ``isolation="process"``); the
             schedules its tasks declare are upserted when the worker starts.
@@ -84,18 +86,15 @@ class Worker:
         batch_size: jobs leased per fetch at most (default: every free slot). A small batch
             spreads a burst over more workers; a large one costs fewer round trips.
         lease_ttl: seconds without a heartbeat after which other workers take a job over.
-        poll_interval: seconds between polls where Redis cannot block (the embedded backend),
-            and between a burst worker's looks at its queue.
+        poll_interval: seconds between polls where Redis cannot block, and of a burst worker.
         grace_period: seconds running jobs get to finish on shutdown before being handed back.
         max_deliveries: a job whose runs killed this many workers fails for good.
         reclaim_interval: seconds between reclaim ticks (default ``min(lease_ttl / 2, 5)``).
         worker_id: the consumer name (default host-pid-random).
         handle_signals: stop gracefully on SIGTERM/SIGINT (a second one hands back at once).
         context_class: the ExecContext (sub)class executors get (a face's own flavour of it).
-        max_payload_bytes: a job whose payload is larger fails (a producer's cap is checked on
-            enqueue; this one guards against payloads written to Redis some other way).
-        burst: stop, as on SIGTERM, once the queue has no job ready to run and none runs here
-            (see the module's doc).
+        max_payload_bytes: a job whose payload is larger fails (also checked on enqueue).
+        burst: stop once the queue has no job ready and none runs here (see the module's doc).
         max_processes: child processes at once at most for ``isolation="process"`` tasks
             (default: the CPU count); see :class:`~redisjobs.executors.CallExecutor`.
         inject: values the ``call`` executor this worker makes passes to functions that
@@ -114,6 +113,7 @@ class Worker:
         *,
         queue: str | None = None,
         queues: QueueOrder | None = None,
+        partitions: int | Mapping[str, int] = 1,
         app: App | None = None,
         functions: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
         modules: Iterable[str] = (),
@@ -137,7 +137,7 @@ class Worker:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
         self.backend = Backend(resolve_url(url or (app.url if app else None), warn_private=True))
-        order = queue_order(queue, queues, app)
+        order = queue_order(queue, queues, app, partitions)
         self.keys = QueueKeys(next(iter(order)))
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
         self.grace_period, self.max_deliveries = grace_period, max_deliveries

@@ -24,6 +24,7 @@ from redisjobs import Client, Event, JobFailed, Worker
 from redisjobs.cluster import parse_cluster_url
 from redisjobs.keys import CLUSTER_REGISTRY, QueueKeys
 from redisjobs.manager import JobManager
+from redisjobs.partitions import partitions_of
 from redisjobs.pyjobkit.backends.redis import RedisBackend
 from redisjobs.sync import Client as SyncClient
 from redisjobs.testing import unique_queue
@@ -274,3 +275,22 @@ async def test_clients_and_workers_follow_a_failover_of_their_master(tmp_path: P
             job = await c.enqueue("call", ADD)
             assert await c.wait(job.id, timeout=30) == 5
         assert redis.Redis(port=new.port).exists(keys.job(job.id))
+
+
+async def test_a_partitioned_queue_spreads_over_the_masters(cluster: ClusterSetup) -> None:
+    queue = unique_queue()
+    names = partitions_of(queue, 6)
+    homes = {cluster.node_of(QueueKeys(name).prefix).port for name in names}
+    assert len(homes) >= 2, "6 tags all in one master's slots"
+    async with (
+        Client(cluster.url, queue=queue, partitions=6) as client,
+        Worker(
+            cluster.url, queue=queue, partitions=6, modules=["tests.jobs"], handle_signals=False
+        ),
+    ):
+        jobs = await client.enqueue_many([("call", ADD)] * 60)
+        assert await asyncio.gather(*(client.wait(j.id, timeout=20) for j in jobs)) == [5] * 60
+    for name in names:  # every partition's jobs ran, each on its own master
+        home = redis.Redis(port=cluster.node_of(QueueKeys(name).prefix).port)
+        mine = [j for j in jobs if j.queue == name]
+        assert mine and home.exists(*(QueueKeys(name).job(j.id) for j in mine)) == len(mine)

@@ -38,6 +38,14 @@ def add_worker(sub: Any) -> None:
         "work in the ratio of their weights (default: the app's queues, equal weights, else "
         "default)",
     )
+    w.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="each queue is spread over N partitions (its producers' count): serve them all, "
+        "with equal shares",
+    )
     w.add_argument("--concurrency", "-c", type=positive_int, default=100, help="jobs at once")
     w.add_argument(
         "--batch-size", type=positive_int, help="jobs leased per fetch (default: free slots)"

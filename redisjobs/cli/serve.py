@@ -81,6 +81,7 @@ def make_workers(args: argparse.Namespace, what: Plan) -> list[Worker]:
         Worker(
             args.redis,
             queues=queues_of(args.queue),
+            partitions=args.partitions,
             app=what.app,
             functions=what.functions,
             modules=what.modules,

@@ -11,7 +11,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
@@ -38,6 +38,7 @@ from ..schedule_flows import list_flow, unschedule_flow, upsert_flow
 from ..schedule_spec import Schedule, check_schedule_id
 from ..serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from ..ticks import Misfire
+from ..wire import EnqueueRow
 from .driver import Scripts, connect, run
 from .listener import Expired, Listener
 
@@ -69,6 +70,7 @@ class Client(Producer, QueueNames):
         queue: the queue used when a call names none.
         max_payload_bytes: cap on an encoded payload.
         durable: as for :class:`redisjobs.Client`: writes return once replicas confirmed them.
+        partitions: as for :class:`redisjobs.Client`: the queues spread over partitions.
         **defaults: ``max_retries``, ``retry_delay``, ``retry_backoff``, ``retry_jitter``,
             ``timeout``, ``result_ttl``: the defaults of :meth:`enqueue`, as for the async
             client.
@@ -88,9 +90,10 @@ class Client(Producer, QueueNames):
         queue: str = "default",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         durable: bool | Durability = False,
+        partitions: int | Mapping[str, int] = 1,
         **defaults: Unpack[JobDefaults],
     ) -> None:
-        QueueNames.__init__(self, queue)
+        QueueNames.__init__(self, queue, partitions)
         backend = Backend(resolve_url(url, warn_private=True))
         Producer.__init__(self, backend, max_payload_bytes, JobOptions(**defaults), durable)
         self._connecting = threading.Lock()
@@ -175,8 +178,8 @@ class Client(Producer, QueueNames):
             RedisOutOfMemory: Redis is at maxmemory. ConnectionFailed: Redis cannot be reached.
             QueueFull: the queue holds its `max_pending` jobs waiting (nothing is written).
         """
-        row = self.given_row(kind, payload, options)
-        return self._run(self.write_flow(self.keys(queue), [row]))[0]
+        row = self.given_row(kind, payload, options, self.partitions.get(queue or self.queue, 1))
+        return self._write_placed(queue, [row])[0]
 
     @_reaching
     def enqueue_many(self, jobs: Iterable[JobSpec], *, queue: str | None = None) -> list[Job]:
@@ -185,7 +188,17 @@ class Client(Producer, QueueNames):
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        return self._run(self.write_flow(self.keys(queue), self.rows(jobs)))
+        count = self.partitions.get(queue or self.queue, 1)
+        return self._write_placed(queue, self.rows(jobs, count))
+
+    def _write_placed(self, queue: str | None, rows: list[EnqueueRow]) -> list[Job]:
+        """Write `rows` to `queue`, or to each of its partitions in turn."""
+        jobs: list[Job] = [None] * len(rows)  # type: ignore[list-item]
+        for keys, at in self.placed(queue, [row.job_id for row in rows]):
+            written = self._run(self.write_flow(keys, [rows[i] for i in at]))
+            for i, job in zip(at, written, strict=True):
+                jobs[i] = job
+        return jobs
 
     @_reaching
     def cancel(self, job_id: str, *, queue: str | None = None) -> bool:
