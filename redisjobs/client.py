@@ -120,12 +120,10 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             delay: seconds from now (on Redis's clock) before it may run.
             at: the time it may run (a naive datetime is taken as UTC).
             priority: 0..2**21, lower runs sooner (default 100); FIFO within a priority. Strict:
-                a job waits while more urgent ones are pending (docs/architecture.md,
-                "Priorities").
+                a job waits while more urgent ones are pending (architecture.md, "Priorities").
             max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: this
                 job's :class:`~redisjobs.options.JobOptions` (default: the client's).
-            partition_key: on a partitioned queue, the jobs of one key go to one partition,
-                in enqueue order (default: spread by job id).
+            partition_key: a partitioned queue's jobs of one key go to one partition, in order.
             **rules: ``keep_completed``, ``keep_failed`` (retention per outcome), ``unique``,
                 ``unique_key``, ``unique_ttl`` (a unique lock), ``idempotency_ttl``: see
                 :class:`~redisjobs.jobrules.JobRules`.
@@ -135,13 +133,11 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
 
         Raises:
             CallRefused: a ``call`` payload no worker would run (nothing is written).
-            SerializationError: the payload is not msgpack-encodable, or PayloadTooLarge: over
-                the cap (nothing is written).
+            SerializationError, PayloadTooLarge: not msgpack-encodable, or over the cap.
             ValueError, TypeError: an invalid option (InvalidJobId: `job_id`); nothing is written.
             QueueFull: the queue is at its `max_pending`. ConnectionFailed: Redis is unreachable.
         """
-        given = {**locals(), **rules}
-        row = self.given_row(kind, payload, given, self.partitions.get(queue or self.queue, 1))
+        row = self.given_row(kind, payload, {**locals(), **rules}, self.count(queue))
         return (await self._write_placed(queue, [row]))[0]
 
     @reaching
@@ -160,8 +156,7 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
             QueueFull: a batch of 100 would bring the queue above its `max_pending`: it and the
                 batches after it are not written (`enqueued`: how many jobs were before it).
         """
-        count = self.partitions.get(queue or self.queue, 1)
-        return await self._write_placed(queue, self.rows(jobs, count))
+        return await self._write_placed(queue, self.rows(jobs, self.count(queue)))
 
     async def _write_placed(self, queue: str | None, rows: list[EnqueueRow]) -> list[Job]:
         """Write `rows` to `queue`, or to its partitions (their writes sent at once)."""

@@ -273,6 +273,10 @@ class QueueNames:
             keys = self._keys[q] = QueueKeys(q)
         return keys
 
+    def count(self, queue: str | None) -> int:
+        """The partitions of `queue` (default: the client's queue); 1 when not partitioned."""
+        return self.partitions.get(queue or self.queue, 1)
+
     def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
         """The keys of `queue` for a call about `job_id`, once the id is known to be valid (of
         the job's partition, for a partitioned queue)."""

@@ -137,8 +137,7 @@ class Worker:
         self.batch_size = batch_size or concurrency
         _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
         self.backend = Backend(resolve_url(url or (app.url if app else None), warn_private=True))
-        order = queue_order(queue, queues, app, partitions)
-        self.keys = QueueKeys(next(iter(order)))
+        self.keys = QueueKeys(next(iter(order := queue_order(queue, queues, app, partitions))))
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
         self.grace_period, self.max_deliveries = grace_period, max_deliveries
         self.reclaim_interval = reclaim_interval or min(lease_ttl / 2, 5.0)
@@ -148,10 +147,10 @@ class Worker:
         self.durable = durability(durable, embedded=self.backend.embedded)
         self.executors, self._app = Executors(executors), app
         if "call" not in self.executors:
-            own = CallExecutor(
+            call = CallExecutor(
                 functions, modules=modules, inject=inject, max_processes=max_processes
             )
-            self.executors.add(app.register(own) if app is not None else own)
+            self.executors.add(app.register(call) if app is not None else call)
         lanes = Arbiter(concurrency, self.batch_size, order).lanes if len(order) > 1 else []
         self.slots: Slots = lanes[0] if lanes else Slots(concurrency, self.batch_size)
         self._session, self._run_task, self._loops = None, None, []

@@ -26,26 +26,7 @@ def add_worker(sub: Any) -> None:
         help="an App (myapp.tasks:app) whose tasks to run, on the queues they use",
     )
     add_redis(w, "; memory:// for a store private to this process")
-    w.add_argument(
-        "--queue",
-        "-q",
-        action="append",
-        type=weighted_queue,
-        metavar="NAME[:WEIGHT]",
-        help="a queue to serve; repeat it for several, which share --concurrency: in the order "
-        "given (a queue only while those before it have nothing ready), or, once any has a "
-        "WEIGHT (a whole number >= 1; 1 where none is given), free slots go to the queues with "
-        "work in the ratio of their weights (default: the app's queues, equal weights, else "
-        "default)",
-    )
-    w.add_argument(
-        "--partitions",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="each queue is spread over N partitions (its producers' count): serve them all, "
-        "with equal shares",
-    )
+    _queue_options(w)
     w.add_argument("--concurrency", "-c", type=positive_int, default=100, help="jobs at once")
     w.add_argument(
         "--batch-size", type=positive_int, help="jobs leased per fetch (default: free slots)"
@@ -70,6 +51,30 @@ def add_worker(sub: Any) -> None:
     _worker_process_options(w)
     _durable_options(w)
     executors.add_options(w)
+
+
+def _queue_options(w: Any) -> None:
+    """The queues a worker serves, and their partitions."""
+    w.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        type=weighted_queue,
+        metavar="NAME[:WEIGHT]",
+        help="a queue to serve; repeat it for several, which share --concurrency: in the order "
+        "given (a queue only while those before it have nothing ready), or, once any has a "
+        "WEIGHT (a whole number >= 1; 1 where none is given), free slots go to the queues with "
+        "work in the ratio of their weights (default: the app's queues, equal weights, else "
+        "default)",
+    )
+    w.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="each queue is spread over N partitions (its producers' count): serve them all, "
+        "with equal shares",
+    )
 
 
 def _durable_options(w: Any) -> None:

@@ -178,7 +178,7 @@ class Client(Producer, QueueNames):
             RedisOutOfMemory: Redis is at maxmemory. ConnectionFailed: Redis cannot be reached.
             QueueFull: the queue holds its `max_pending` jobs waiting (nothing is written).
         """
-        row = self.given_row(kind, payload, options, self.partitions.get(queue or self.queue, 1))
+        row = self.given_row(kind, payload, options, self.count(queue))
         return self._write_placed(queue, [row])[0]
 
     @_reaching
@@ -188,8 +188,7 @@ class Client(Producer, QueueNames):
         Every payload is encoded before anything is written, so one bad payload fails the
         whole call with nothing enqueued.
         """
-        count = self.partitions.get(queue or self.queue, 1)
-        return self._write_placed(queue, self.rows(jobs, count))
+        return self._write_placed(queue, self.rows(jobs, self.count(queue)))
 
     def _write_placed(self, queue: str | None, rows: list[EnqueueRow]) -> list[Job]:
         """Write `rows` to `queue`, or to each of its partitions in turn."""
