@@ -43,10 +43,12 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://…`` for TLS,
             ``redis+sentinel://[user:password@]host:26379[,host:26379...]/service[/db]`` for
-            the master that Redis Sentinel names (:mod:`redisjobs.sentinel`), or
-            ``memory://[name]`` for the embedded backend. Defaults to ``$REDIS_URL``, else
-            ``memory://``, with a warning (once per process): that store is private to this
-            process, so pass ``memory://`` when that is what you want.
+            the master that Redis Sentinel names (:mod:`redisjobs.sentinel`),
+            ``redis+cluster://host:port[,host:port...]/`` for a Redis Cluster
+            (:mod:`redisjobs.cluster`), or ``memory://[name]`` for the embedded backend.
+            Defaults to ``$REDIS_URL``, else ``memory://``, with a warning (once per process):
+            that store is private to this process, so pass ``memory://`` when that is what
+            you want.
         queue: the queue used when a call names none.
         max_payload_bytes: cap on an encoded payload.
         max_retries, retry_delay, retry_backoff, retry_jitter, timeout, result_ttl: defaults

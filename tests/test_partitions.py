@@ -12,11 +12,14 @@ import pytest
 
 from redisjobs import Client
 from redisjobs.arbiter import queue_order
+from redisjobs.cli.parser import build
+from redisjobs.cli.serve import make_workers, plan
 from redisjobs.keys import QueueKeys
 from redisjobs.partitions import MAX_PARTITIONS, index_of, logical, partitions_of
 from redisjobs.sync import Client as SyncClient
 from redisjobs.testing import unique_queue
 from tests.conftest import WorkerFactory
+from tests.test_cli import cli
 
 ADD = {"fn": "tests.jobs:add", "kwargs": {"a": 2, "b": 3}}
 
@@ -128,3 +131,17 @@ def test_the_sync_client_spreads_and_finds_jobs_the_same_way(url: str) -> None:
         got = client.get(jobs[3].id)
         assert got is not None and got.queue == jobs[3].queue
         assert QueueKeys(got.queue).queue == got.queue
+
+
+def test_the_worker_command_serves_every_partition_of_its_queues() -> None:
+    args = build().parse_args(["worker", "--redis", "memory://", "-q", "a:2", "-q", "b"])
+    args_partitioned = build().parse_args(
+        ["worker", "--redis", "memory://", "-q", "mail", "--partitions", "3"]
+    )
+    (plain,) = make_workers(args, plan(args))
+    (partitioned,) = make_workers(args_partitioned, plan(args_partitioned))
+    assert [s.keys.queue for s in (plain, *plain._siblings.workers)] == ["a", "b"]
+    served = [w.keys.queue for w in (partitioned, *partitioned._siblings.workers)]
+    assert served == partitions_of("mail", 3)
+    refused = cli("worker", "--redis", "memory://", "--partitions", "0")
+    assert refused.returncode == 2 and "--partitions" in refused.stderr, refused.stderr

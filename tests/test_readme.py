@@ -57,6 +57,11 @@ NOT_RUN = {
         "names a deployment's hosts; tests/faults/test_sentinel.py runs `redisjobs worker --url "
         "redis+sentinel://... --durable` against a local master, replica and 3 sentinels"
     ),
+    "export REDIS_URL='redis+cluster://:PASSWORD@redis-1:6379,redis-2:6379/'": (
+        "names a deployment's hosts; tests/test_cluster.py runs a partitioned queue and "
+        "tests/faults/test_cluster.py `redisjobs worker --url redis+cluster://...` against a "
+        "local cluster of 3 masters and 3 replicas"
+    ),
     ".venv/bin/python benchmarks/peers/run.py --only redisjobs": (
         "minutes long; tests/test_benchmarks.py runs it with --smoke"
     ),

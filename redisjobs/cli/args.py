@@ -127,7 +127,8 @@ def add_redis(p: argparse.ArgumentParser, fallback: str = "") -> None:
         dest="redis",
         metavar="URL",
         help="redis://[user:password@]host:port/db, rediss://…, or "
-        "redis+sentinel://host:26379[,host:26379...]/service_name[/db] "
+        "redis+sentinel://host:26379[,host:26379...]/service_name[/db], "
+        "redis+cluster://host:port[,host:port...]/ "
         f"(default: $REDIS_URL{fallback})",
     )
 
