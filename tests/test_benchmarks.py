@@ -187,3 +187,17 @@ def test_flow_steps_benchmark_smoke() -> None:
         "link " in rows["chain of 4, 2 queues"][4] and "resolve " in rows["chain of 4, 2 queues"][4]
     )
     assert rows["one queue"][0] == "15"  # 5 chains of 4: 3 hand-overs each
+
+
+@needs_redis
+@pytest.mark.timeout(180)
+def test_partitions_benchmark_smoke() -> None:
+    """``benchmarks/partitions.py`` at smoke size: one slot's Redis work on one master, a
+    partitioned queue's shared by several."""
+    script = ROOT / "benchmarks" / "partitions.py"
+    proc = run_script(script, "--jobs", "300", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    one, spread = proc.stdout.splitlines()
+    assert one.startswith("one slot") and "on 1 master(s)" in one, one
+    assert spread.startswith("6 partitions") and "on 1 master(s)" not in spread, spread
+    assert all("jobs/s" in line and "the busiest master" in line for line in (one, spread))

@@ -148,9 +148,8 @@ async def test_a_running_job_is_cancelled_on_its_master_through_sharded_pub_sub(
 async def test_a_job_waits_for_a_parent_served_by_another_master(
     client: Client, queues: list[str], workers: list[Worker]
 ) -> None:
-    parent = await client.enqueue(
-        "call", {"fn": "tests.jobs:sleep", "args": [0.2]}, queue=queues[1]
-    )
+    # due in a second of Redis's clock: still waiting when its dependent is enqueued
+    parent = await client.enqueue("call", ADD, queue=queues[1], delay=1.0)
     child = await client.enqueue("call", ADD, queue=queues[2], depends_on=[parent])
     assert await client.wait(child.id, timeout=10, queue=queues[2]) == 5
     done = await client.get(parent.id, queue=queues[1])
