@@ -166,10 +166,10 @@ class QueueGetters(QueueNames):
             queues hold the id, the first by name.
         """
         check_job_id(job_id)
-        redis, _ = await self._conn(self.keys(queue))
-        flow = find_job_with_dependents_flow(
-            job_id, queue and self.keys(queue).queue, self.registry
-        )
+        keys = self._job_keys(job_id, queue) if queue else None  # a partitioned queue's: the id's
+        redis, _ = await self._conn(keys)
+        where = keys.queue if keys is not None else None
+        flow = find_job_with_dependents_flow(job_id, where, self.registry)
         return await run(redis, flow)
 
     @reaching

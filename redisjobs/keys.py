@@ -16,7 +16,7 @@ from .names import JOB_ID_RULE as JOB_ID_RULE
 from .names import check_job_id as check_job_id
 from .names import check_queue_name
 from .names import is_job_id as is_job_id
-from .partitions import check_partitions, index_of, partition
+from .partitions import check_partitions, index_of, partition, partitions_of
 
 PREFIX = "rj"
 GROUP = "workers"
@@ -276,6 +276,11 @@ class QueueNames:
     def count(self, queue: str | None) -> int:
         """The partitions of `queue` (default: the client's queue); 1 when not partitioned."""
         return self.partitions.get(queue or self.queue, 1)
+
+    def every(self, queue: str | None) -> list[QueueKeys]:
+        """The keys of `queue`, or of each of its partitions."""
+        q = queue or self.queue
+        return [self.keys(name) for name in partitions_of(q, self.count(q))]
 
     def _job_keys(self, job_id: str, queue: str | None) -> QueueKeys:
         """The keys of `queue` for a call about `job_id`, once the id is known to be valid (of

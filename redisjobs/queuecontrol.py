@@ -9,6 +9,7 @@ promotion of due jobs and reclaim go on. Each call is a flow, so the sync client
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from .getters import QueueGetters, reaching
@@ -46,7 +47,8 @@ class QueueControl(QueueGetters):
         :meth:`resume`. Enqueueing still works, and scheduled jobs still become pending.
 
         Returns:
-            True when this call paused it; False when it was paused already.
+            True when this call paused it (a partitioned queue: any of its partitions); False
+            when it was paused already.
         """
         return await self._switch(pause_flow, queue)
 
@@ -61,13 +63,22 @@ class QueueControl(QueueGetters):
 
     @reaching
     async def is_paused(self, queue: str | None = None) -> bool:
-        """Whether a queue is paused now."""
-        redis, _ = await self._conn(self.keys(queue))
-        return await run(redis, is_paused_flow(self.keys(queue)))
+        """Whether a queue is paused now (a partitioned queue: every partition)."""
+        return all(await self._each(is_paused_flow, queue, scripts=False))
 
     async def _switch(self, flow: Callable[[QueueKeys], Flow[bool]], queue: str | None) -> bool:
-        redis, scripts = await self._conn(self.keys(queue))
-        return await run(redis, flow(self.keys(queue)), scripts)
+        return any(await self._each(flow, queue))
+
+    async def _each(
+        self, flow: Callable[[QueueKeys], Flow[bool]], queue: str | None, scripts: bool = True
+    ) -> list[bool]:
+        """`flow` on `queue`, or on each of its partitions at once."""
+        redis, with_scripts = await self._conn(self.keys(queue))
+        return list(
+            await asyncio.gather(
+                *(run(redis, flow(k), with_scripts if scripts else None) for k in self.every(queue))
+            )
+        )
 
     @reaching
     async def set_limit(

@@ -145,3 +145,18 @@ def test_the_worker_command_serves_every_partition_of_its_queues() -> None:
     assert served == partitions_of("mail", 3)
     refused = cli("worker", "--redis", "memory://", "--partitions", "0")
     assert refused.returncode == 2 and "--partitions" in refused.stderr, refused.stderr
+
+
+async def test_pausing_a_partitioned_queue_pauses_every_partition(url: str) -> None:
+    queue = unique_queue()
+    async with Client(url, queue=queue, partitions=3) as client:
+        job = await client.enqueue("call", ADD)
+        assert await client.pause() and await client.is_paused()
+        assert all([await client.is_paused(name) for name in partitions_of(queue, 3)])
+        found = await client.find_job(job.id, queue=queue)  # the id names the partition
+        assert found is not None and found.queue == job.queue
+        assert await client.resume() and not await client.is_paused()
+        assert not any([await client.is_paused(name) for name in partitions_of(queue, 3)])
+    with SyncClient(url, queue=queue, partitions=3) as sync:
+        assert sync.pause() and sync.is_paused() and not sync.pause()
+        assert sync.resume() and not sync.is_paused()

@@ -227,18 +227,18 @@ class Client(Producer, QueueNames):
     @_reaching
     def pause(self, queue: str | None = None) -> bool:
         """Pause a queue: :meth:`redisjobs.Client.pause` (True: this call paused it)."""
-        return self._run(pause_flow(self.keys(queue)))
+        return any([self._run(pause_flow(keys)) for keys in self.every(queue)])
 
     @_reaching
     def resume(self, queue: str | None = None) -> bool:
         """Resume a paused queue: :meth:`redisjobs.Client.resume` (True: this call resumed
         it)."""
-        return self._run(resume_flow(self.keys(queue)))
+        return any([self._run(resume_flow(keys)) for keys in self.every(queue)])
 
     @_reaching
     def is_paused(self, queue: str | None = None) -> bool:
-        """Whether a queue is paused now."""
-        return self._run(is_paused_flow(self.keys(queue)))
+        """Whether a queue is paused now (a partitioned queue: every partition)."""
+        return all([self._run(is_paused_flow(keys)) for keys in self.every(queue)])
 
     @_reaching
     def set_limit(
