@@ -109,7 +109,8 @@ class QueueGetters(QueueNames):
 
     @property
     def redis(self) -> Redis:
-        """The underlying redis-py client (connect first)."""
+        """The underlying redis-py client (connect first). On a Redis Cluster: the client of
+        the master serving the registry, to which a direct command goes whatever its key."""
         if self._redis is None:
             raise RuntimeError("Client is not connected: use `async with` or `await connect()`")
         return self._redis
