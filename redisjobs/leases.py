@@ -213,10 +213,11 @@ class Leases:
         """Write this worker's registry entry (expires unless refreshed by heartbeats) and its
         lease_ttl, by which other workers judge when its jobs are up for reclaim.
 
-        Times are Redis's: one host with a fast clock must not make the others look dead.
+        Times are Redis's: one host with a fast clock must not make the others look dead (on a
+        cluster, the clock of the master the registry lives on, which its readers read too).
         """
         key, registry = self._registry.worker(self.worker_id), self._registry
-        seconds, micros = await self._redis.time()
+        seconds, micros = await self._registry_redis.time()
         now_ms = seconds * 1000 + micros // 1000
         if self._started_ms is None:
             self._started_ms = now_ms
