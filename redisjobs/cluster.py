@@ -12,8 +12,9 @@ cluster is therefore a set of ordinary clients, one per slot it uses (its *homes
 connect (redis-py's ``RedisCluster`` reads the slot table). A reply saying the slot is
 served elsewhere now (``MOVED``: a slot migrated, or a failover promoted a replica; ``READONLY``
 or ``UNBLOCKED`` from a demoted master) becomes a lost connection, which every caller already
-treats as "reconnect and try again", and the reconnect reads the slot table anew. ``ASK`` and
-``TRYAGAIN`` (a slot in the middle of a migration) stay errors that loops retry.
+treats as "reconnect and try again", and the reconnect reads the slot table anew. So are ``ASK``
+and ``TRYAGAIN`` (a slot in the middle of a migration), which are not followed (see
+:func:`relocated`): a queue's calls wait the migration out.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ from redis.connection import BlockingConnectionPool as SyncBlockingConnectionPoo
 from redis.connection import Connection as SyncConnection
 from redis.connection import SSLConnection as SyncSSLConnection
 from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .addresses import parse_address
@@ -93,9 +101,14 @@ def slot_of(key: str) -> int:
 
 
 def relocated(reply: BaseException) -> bool:
-    """Whether an error reply says the slot is served elsewhere now: ``MOVED``, or a master
-    demoted by a failover (``READONLY``, ``UNBLOCKED``)."""
-    return isinstance(reply, MovedError) or demoted(reply)
+    """Whether an error reply says the slot is served elsewhere now (``MOVED``, or a master
+    demoted by a failover: ``READONLY``, ``UNBLOCKED``), or is on its way there (``ASK``,
+    ``TRYAGAIN``: a migration under way, after which the next connect finds the new master).
+
+    ``ASK`` is not followed: a queue's call sent to the importing node would run against the
+    keys moved so far. A script declares its queue's prefix, a key that never exists, so while
+    the slot migrates every script call is answered ``ASK`` and waits out the migration."""
+    return isinstance(reply, MovedError | AskError | TryAgainError) or demoted(reply)
 
 
 def _discovery_kwargs(url: ClusterURL, settings: dict[str, Any]) -> dict[str, Any]:

@@ -223,16 +223,18 @@ class ClusterSetup(_Topology):
                 return list(found.values())
         raise LookupError("1000 names all landed on fewer masters")
 
-    def migrate(self, key: str, to: RedisServer) -> None:
+    def migrate(self, key: str, to: RedisServer, batch: int = 100, pause: float = 0.0) -> None:
         """Move `key`'s slot, and every key in it, to master `to` (as ``redis-cli --cluster
-        reshard`` does: IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE on all)."""
+        reshard`` does: IMPORTING/MIGRATING, MIGRATE `batch` keys at a time, then SETSLOT NODE
+        on all), `pause` seconds between batches (a slow migration, for traffic to meet)."""
         source = self.node_of(key)
         slot = int(_ask(source, "CLUSTER", "KEYSLOT", key))
         source_id, target_id = _ask(source, "CLUSTER", "MYID"), _ask(to, "CLUSTER", "MYID")
         _ask(to, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
         _ask(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
-        while keys := _ask(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
+        while keys := _ask(source, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch)):
             _ask(source, "MIGRATE", "127.0.0.1", str(to.port), "", "0", "5000", "KEYS", *keys)
+            time.sleep(pause)
         for node in self.masters():
             _ask(node, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
 

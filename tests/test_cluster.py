@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from redisjobs import Client, Event, JobFailed, Worker
+from redisjobs import Client, ConnectionFailed, Event, JobFailed, Worker
 from redisjobs.cluster import parse_cluster_url
 from redisjobs.keys import CLUSTER_REGISTRY, QueueKeys
 from redisjobs.manager import JobManager
+from redisjobs.options import new_job_id
 from redisjobs.partitions import partitions_of
 from redisjobs.pyjobkit.backends.redis import RedisBackend
 from redisjobs.sync import Client as SyncClient
@@ -256,6 +257,42 @@ async def test_a_worker_follows_its_queue_to_the_master_its_slot_migrates_to(
     assert await client.wait(after.id, timeout=20, queue=q) == 5
     assert time.monotonic() - t0 < 15
     assert redis.Redis(port=target.port).exists(keys.job(after.id), keys.job(before.id)) == 2
+
+
+async def test_a_slot_migrated_under_a_busy_queue_loses_and_repeats_nothing(
+    cluster: ClusterSetup, client: Client, queues: list[str], workers: list[Worker]
+) -> None:
+    """Jobs enqueued and run while the queue's slot moves, key by key, to another master: a
+    call that meets the migration (ASK) waits it out, and every job runs to one outcome."""
+    q = queues[1]
+    keys = QueueKeys(q)
+    target = next(m for m in cluster.masters() if m.port != cluster.node_of(keys.prefix).port)
+    ids: list[str] = []
+    resent: list[int] = []
+
+    async def produce() -> None:
+        for _ in range(30):
+            batch = [{"kind": "call", "payload": ADD, "job_id": new_job_id()} for _ in range(10)]
+            while True:
+                try:
+                    await client.enqueue_many(batch, queue=q)
+                    break
+                except ConnectionFailed:  # the migration (ASK, MOVED): the same ids again
+                    resent.append(1)
+                    await asyncio.sleep(0.05)
+            ids.extend(str(job["job_id"]) for job in batch)
+            await asyncio.sleep(0.02)
+
+    producer = asyncio.create_task(produce())
+    await asyncio.sleep(0.2)
+    await asyncio.to_thread(cluster.migrate, keys.prefix, target, 5, 0.05)
+    await asyncio.wait_for(producer, 60)
+    results = await asyncio.gather(*(client.wait(i, timeout=30, queue=q) for i in ids))
+    assert results == [5] * 300
+    (counts,) = await client.job_counts([q])
+    assert counts.totals["completed"] == 300 and counts.totals["enqueued"] == 300, counts
+    assert cluster.node_of(keys.prefix).port == target.port
+    assert resent, "no enqueue met the migration: it ended before the traffic"
 
 
 @pytest.mark.timeout(150)
