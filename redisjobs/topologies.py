@@ -280,8 +280,13 @@ class ClusterSetup(_Topology):
         return self
 
     def _formed(self) -> bool:
+        replicas = len(self.nodes) - len(self.nodes) // (1 + self.replicas)
         for node in self.nodes:
             if "cluster_state:ok" not in str(_ask(node, "CLUSTER", "INFO")):  # text
+                return False
+            # every node has heard which nodes are replicas (gossip takes a moment)
+            flags = [line.split()[2] for line in str(_ask(node, "CLUSTER", "NODES")).splitlines()]
+            if sum("slave" in f.split(",") for f in flags) != replicas:
                 return False
         synced = [len(self._ask_replicas(master)) == self.replicas for master in self.masters()]
         return all(synced)

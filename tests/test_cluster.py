@@ -9,6 +9,7 @@ running worker; a failover of a queue's master.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -330,3 +331,17 @@ async def test_a_partitioned_queue_spreads_over_the_masters(cluster: ClusterSetu
         home = redis.Redis(port=cluster.node_of(QueueKeys(name).prefix).port)
         mine = [j for j in jobs if j.queue == name]
         assert mine and home.exists(*(QueueKeys(name).job(j.id) for j in mine)) == len(mine)
+
+
+async def test_the_info_command_shows_every_node_and_its_role(
+    cluster: ClusterSetup, client: Client, queues: list[str]
+) -> None:
+    await client.enqueue("call", ADD, queue=queues[2])
+    argv = [sys.executable, "-m", "redisjobs", "info", "--url", cluster.url, "--json"]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert sorted(n["role"] for n in info["nodes"]) == ["master"] * 3 + ["replica"] * 3
+    assert info["queues"][queues[2]]["pending"] == 1, info["queues"][queues[2]]
