@@ -129,16 +129,19 @@ class SlotOwners:
         self._cluster = async_cluster.RedisCluster(
             startup_nodes=nodes, **_discovery_kwargs(url, settings)
         )
-        self._fresh = False
+        self._fresh = self._closed = False
         self._lock = asyncio.Lock()
 
     async def owner(self, slot: int) -> tuple[str, int]:
         """The address of the master serving `slot` (reading the slot table when stale).
 
         Raises:
-            redis.exceptions.ConnectionError: no node of the cluster answered.
+            redis.exceptions.ConnectionError: no node of the cluster answered, or the pool was
+                closed (a late reconnect must not open connections nobody would close).
         """
         async with self._lock:
+            if self._closed:
+                raise RedisConnectionError("the client is closed")
             if not self._fresh:
                 try:
                     await self._cluster.nodes_manager.initialize()
@@ -153,7 +156,8 @@ class SlotOwners:
         self._fresh = False
 
     async def aclose(self) -> None:
-        """Close the connections the slot table was read over."""
+        """Close the connections the slot table was read over, for good."""
+        self._closed = True
         await self._cluster.aclose()
 
 
@@ -243,12 +247,14 @@ class SyncSlotOwners:
     def __init__(self, url: ClusterURL, settings: dict[str, Any]) -> None:
         self._url, self._settings = url, settings
         self._cluster: sync_cluster.RedisCluster | None = None
-        self._fresh = False
+        self._fresh = self._closed = False
         self._lock = threading.Lock()
 
     def owner(self, slot: int) -> tuple[str, int]:
         """As :meth:`SlotOwners.owner`."""
         with self._lock:
+            if self._closed:
+                raise RedisConnectionError("the client is closed")
             try:
                 if self._cluster is None:
                     self._cluster = self._connect()
@@ -272,8 +278,9 @@ class SyncSlotOwners:
         self._fresh = False
 
     def close(self) -> None:
-        """Close the connections the slot table was read over."""
+        """Close the connections the slot table was read over, for good."""
         with self._lock:
+            self._closed = True
             if self._cluster is not None:
                 self._cluster.close()
                 self._cluster = None

@@ -149,6 +149,15 @@ class SentinelPool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         known = functools.partial(getattr, self, "master_address")
         self._watch = WatchTask(MasterWatch(sentinel_manager, service_name, known, self._moved))
+        self._closed = False
+
+    async def get_master_address(self) -> Any:
+        """redis-py's ask of the sentinels, refused once the pool is closed: a task still
+        running as its client closes must not open connections to the sentinels that nobody
+        would close."""
+        if self._closed:
+            raise RedisConnectionError("the client is closed")
+        return await super().get_master_address()  # type: ignore[no-untyped-call]
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """A connection (waiting for a free one), once the watch of the master runs."""
@@ -163,6 +172,7 @@ class SentinelPool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool
         """Close the connections (`inuse_connections`: all, the watch and the sentinels'
         clients too: the pool's close)."""
         if inuse_connections:  # a full close, not the master's move (which keeps in-use ones)
+            self._closed = True
             await self._watch.stop()
         await super().disconnect(inuse_connections)
         if inuse_connections:
@@ -177,6 +187,13 @@ class SyncSentinelPool(sync_sentinel.SentinelConnectionPool, SyncBlockingConnect
     def __init__(self, url: SentinelURL, sentinel_manager: Any, **kwargs: Any) -> None:
         super().__init__(url.service, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._watch = WatchThread(functools.partial(self._watcher, url, kwargs))
+        self._closed = False
+
+    def get_master_address(self) -> Any:
+        """As :meth:`SentinelPool.get_master_address`."""
+        if self._closed:
+            raise RedisConnectionError("the client is closed")
+        return super().get_master_address()  # type: ignore[no-untyped-call]
 
     def _watcher(self, url: SentinelURL, settings: dict[str, Any]) -> MasterWatch:
         manager = _sentinels(async_sentinel.Sentinel, url, settings)
@@ -195,6 +212,7 @@ class SyncSentinelPool(sync_sentinel.SentinelConnectionPool, SyncBlockingConnect
     def disconnect(self, inuse_connections: bool = True) -> None:
         """As :meth:`SentinelPool.disconnect`."""
         if inuse_connections:
+            self._closed = True
             self._watch.stop()
         super().disconnect(inuse_connections)
         if inuse_connections:
