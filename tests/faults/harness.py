@@ -42,11 +42,13 @@ from typing import Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from redisjobs import Client, Event
+from redisjobs import Client, ConnectionFailed, Event
 from redisjobs.connection import Backend
+from redisjobs.errors import NotReplicated
 from redisjobs.events import FINAL_EVENTS
 from redisjobs.job import FINAL_STATUSES
 from redisjobs.keys import GROUP, REGISTRY, QueueKeys, Registry
+from redisjobs.options import new_job_id
 from redisjobs.testing import RedisServer
 from tests.faults.audit import audit
 
@@ -648,6 +650,27 @@ async def enqueue_ledger_jobs(
     spec = {"kind": "call", "payload": {"fn": "tests.jobs:ledger", "args": {"seconds": seconds}}}
     jobs = await client.enqueue_many([{**spec, **options} for _ in range(n)])
     return [j.id for j in jobs]
+
+
+async def produce_resending(client: Client, acknowledged: list[str], jobs: int, batch: int) -> int:
+    """Enqueue `jobs` ledger jobs in batches of `batch`, re-sending a failed batch with the same
+    ids (a dedup hit if it was written) until it is acknowledged, each acknowledged id added to
+    `acknowledged`; returns the re-sends. A trickle (~8 s for 2,000 in batches of 20), so that a
+    fault at half way leaves jobs to enqueue after it."""
+    spec = {"kind": "call", "payload": {"fn": "tests.jobs:ledger", "args": {"seconds": 0.005}}}
+    resent = 0
+    for _ in range(jobs // batch):
+        ids = [new_job_id() for _ in range(batch)]
+        while True:
+            try:
+                await client.enqueue_many([{**spec, "job_id": i} for i in ids])
+                break
+            except (ConnectionFailed, NotReplicated):
+                resent += 1
+                await asyncio.sleep(0.05)
+        acknowledged.extend(ids)
+        await asyncio.sleep(0.08)
+    return resent
 
 
 async def outcomes_after(redis: Redis, tail: EventTail, since: float) -> tuple[float, float]:

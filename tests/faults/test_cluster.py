@@ -21,14 +21,18 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, ConnectionFailed
 from redisjobs.connection import Backend
-from redisjobs.errors import NotReplicated
 from redisjobs.keys import CLUSTER_REGISTRY, QueueKeys
-from redisjobs.options import new_job_id
 from redisjobs.topologies import ClusterSetup
 from tests.faults.conftest import MakeClient, MakeTail
-from tests.faults.harness import Ledger, Spawner, check, outcomes_after, until
+from tests.faults.harness import (
+    Ledger,
+    Spawner,
+    check,
+    outcomes_after,
+    produce_resending,
+    until,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -40,25 +44,6 @@ def cluster() -> Iterator[ClusterSetup]:
     """3 masters and 3 replicas of this test's own."""
     with ClusterSetup() as setup:
         yield setup
-
-
-async def _produce(client: Client, acknowledged: list[str]) -> int:
-    """Enqueue JOBS ledger jobs in batches, re-sending a failed batch with the same ids (a dedup
-    hit if it was written) until it is acknowledged; returns the re-sends."""
-    spec = {"kind": "call", "payload": {"fn": "tests.jobs:ledger", "args": {"seconds": 0.005}}}
-    resent = 0
-    for _ in range(JOBS // BATCH):
-        ids = [new_job_id() for _ in range(BATCH)]
-        while True:
-            try:
-                await client.enqueue_many([{**spec, "job_id": i} for i in ids])
-                break
-            except (ConnectionFailed, NotReplicated):
-                resent += 1
-                await asyncio.sleep(0.05)
-        acknowledged.extend(ids)
-        await asyncio.sleep(0.08)  # a trickle of ~8 s: ~4 s of it after the fault
-    return resent
 
 
 @pytest.mark.parametrize("durable", [False, True], ids=["plain", "durable"])
@@ -79,7 +64,7 @@ async def test_a_cluster_master_killed_in_the_middle_of_2000_jobs(
     for w in pair:
         await w.wait_registered(registry, registry=CLUSTER_REGISTRY)
     acknowledged: list[str] = []
-    producer = asyncio.create_task(_produce(client, acknowledged))
+    producer = asyncio.create_task(produce_resending(client, acknowledged, JOBS, BATCH))
     await until(lambda: len(acknowledged) >= JOBS // 2, 60, "half the jobs enqueued")
     old = cluster.node_of(keys.prefix)
     old.kill()

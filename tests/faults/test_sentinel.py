@@ -19,12 +19,16 @@ from typing import Any
 
 import pytest
 
-from redisjobs import Client, ConnectionFailed
-from redisjobs.errors import NotReplicated
-from redisjobs.options import new_job_id
 from redisjobs.topologies import SentinelSetup
 from tests.faults.conftest import MakeClient, MakeTail
-from tests.faults.harness import Ledger, Spawner, check, outcomes_after, until
+from tests.faults.harness import (
+    Ledger,
+    Spawner,
+    check,
+    outcomes_after,
+    produce_resending,
+    until,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -36,25 +40,6 @@ def sentinel() -> Iterator[SentinelSetup]:
     """A master, a replica and 3 sentinels of this test's own."""
     with SentinelSetup() as setup:
         yield setup
-
-
-async def _produce(client: Client, acknowledged: list[str], durable: bool) -> int:
-    """Enqueue JOBS ledger jobs in batches, re-sending a failed batch with the same ids (a dedup
-    hit if it was written) until it is acknowledged; returns the re-sends."""
-    spec = {"kind": "call", "payload": {"fn": "tests.jobs:ledger", "args": {"seconds": 0.005}}}
-    resent = 0
-    for _ in range(JOBS // BATCH):
-        ids = [new_job_id() for _ in range(BATCH)]
-        while True:
-            try:
-                await client.enqueue_many([{**spec, "job_id": i} for i in ids])
-                break
-            except (ConnectionFailed, NotReplicated):
-                resent += 1
-                await asyncio.sleep(0.05)
-        acknowledged.extend(ids)
-        await asyncio.sleep(0.08)  # a trickle of ~8 s: ~4 s of it after the fault
-    return resent
 
 
 @pytest.mark.parametrize("durable", [False, True], ids=["plain", "durable"])
@@ -75,7 +60,7 @@ async def test_a_failover_in_the_middle_of_2000_jobs(
     for w in pair:
         await w.wait_registered(client.redis)
     acknowledged: list[str] = []
-    producer = asyncio.create_task(_produce(client, acknowledged, durable))
+    producer = asyncio.create_task(produce_resending(client, acknowledged, JOBS, BATCH))
     await until(lambda: len(acknowledged) >= JOBS // 2, 60, "half the jobs enqueued")
     old = sentinel.current_master()
     if fault == "failover":
