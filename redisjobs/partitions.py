@@ -15,7 +15,6 @@ Order across partitions is not kept; within one, it is that of a single queue.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Mapping
 
@@ -23,7 +22,6 @@ from .names import check_queue_name
 
 MAX_PARTITIONS = 1024
 """The most partitions a queue may have."""
-_PARTITION = re.compile(r"^(.+):p(0|[1-9][0-9]*)$")
 
 
 def partition(queue: str, index: int) -> str:
@@ -62,9 +60,3 @@ def check_partitions(given: int | Mapping[str, int], default: str) -> dict[str, 
                 f"not {count!r}"
             )
     return {queue: count for queue, count in counts.items() if count > 1}
-
-
-def logical(name: str) -> str:
-    """The queue a partition's name belongs to (a name that is not one: itself)."""
-    match = _PARTITION.match(name)
-    return match.group(1) if match else name
