@@ -34,6 +34,10 @@ RECHECK = 5.0
 """Seconds between two questions to the sentinels about where the master is."""
 LISTEN = 1.0
 """Seconds one wait for an announcement lasts (the loop's tick)."""
+STEP = 6.0
+"""Seconds one step of a watch may take at most: asking every sentinel where the master is (a
+second each, when they answer slowly, as during a failover), then a :data:`LISTEN` read. A stop
+waits that long for the watch to end, so that its sentinels' clients are closed after it."""
 
 
 def switched_to(message: Any, service: str) -> tuple[str, int] | None:
@@ -104,7 +108,10 @@ class MasterWatch:
             checked = 0.0
             while not self.stopped:
                 if time.monotonic() - checked >= RECHECK:  # also right after subscribing
-                    await self._check(await self.manager.discover_master(self._service))
+                    address = await self.manager.discover_master(self._service)
+                    if self.stopped:  # asked while it stopped: its pool may be closing
+                        return
+                    await self._check(address)
                     checked = time.monotonic()
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN)
                 address = switched_to(message, self._service)
@@ -133,13 +140,15 @@ class WatchTask:
             self._task = asyncio.get_running_loop().create_task(self._watch.run())
 
     async def stop(self) -> None:
-        """Stop watching (within :data:`LISTEN` seconds at most)."""
+        """Stop watching: cancel the watch and wait for it to end (within :data:`STEP` seconds,
+        its flag ending it if the cancel is lost in a read), so that nothing of it touches the
+        sentinels' clients after they are closed. One cancel: more could interrupt the close of
+        its pub/sub connection."""
         task, self._task = self._task, None
         self._watch.stopped = True
-        deadline = time.monotonic() + 2 * LISTEN
-        while task is not None and not task.done() and time.monotonic() < deadline:
+        if task is not None and not task.done():
             task.cancel()
-            await asyncio.wait([task], timeout=0.1)
+            await asyncio.wait([task], timeout=STEP)
 
 
 class WatchThread:
@@ -189,12 +198,15 @@ class WatchThread:
 
     async def _serve(self) -> None:
         watch = self._make()
+        # The watch runs as a task of its own, the one a stop cancels: a cancel that arrives
+        # after the watch ended must not land in the close of the sentinels' clients below,
+        # which would leave connections open as the thread's loop ends.
+        running = asyncio.ensure_future(watch.run())
         with self._lock:
-            self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+            self._loop, self._task = asyncio.get_running_loop(), running
             self._running, watch.stopped = watch, self._stopped  # stopped before it began?
-        # stopped: the thread ends quietly, whether the cancel lands in the watch or the close
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await watch.run()
-            finally:
-                await close_sentinels(watch.manager)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        finally:
+            await close_sentinels(watch.manager)

@@ -160,7 +160,10 @@ class SentinelPool(async_sentinel.SentinelConnectionPool, BlockingConnectionPool
         return await super().get_master_address()  # type: ignore[no-untyped-call]
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """A connection (waiting for a free one), once the watch of the master runs."""
+        """A connection (waiting for a free one), once the watch of the master runs; refused
+        once the pool is closed (a watch started then would outlive it)."""
+        if self._closed:
+            raise RedisConnectionError("the client is closed")
         self._watch.ensure()
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
@@ -201,7 +204,9 @@ class SyncSentinelPool(sync_sentinel.SentinelConnectionPool, SyncBlockingConnect
         return MasterWatch(manager, url.service, known, self._moved)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """A connection (waiting for a free one), once the watch of the master runs."""
+        """As :meth:`SentinelPool.get_connection`."""
+        if self._closed:
+            raise RedisConnectionError("the client is closed")
         self._watch.ensure()
         return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
