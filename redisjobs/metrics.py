@@ -3,8 +3,8 @@
 The queue metrics are not counted in this process: each scrape reads the queues' stats hashes,
 status indexes, the worker registry and the master's replication state, so any process (the
 dashboard, one worker of a fleet) shows the same numbers for the whole deployment. Only the job
-duration histogram is this process's own: the workers running here observe it (see
-:func:`enable_job_durations`).
+duration histogram and the process collectors (``process_*``, ``python_*``) are this process's
+own: the workers running here observe the durations (see :func:`enable_job_durations`).
 
 prometheus-client (the ``[metrics]`` extra) is imported here and nowhere else.
 """
@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -41,6 +49,11 @@ JOB_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
     registry=_PROCESS,
 )
+# This process's CPU, memory, open files, garbage collections and Python version (the same
+# families prometheus-client's default registry has).
+ProcessCollector(registry=_PROCESS)
+PlatformCollector(registry=_PROCESS)
+GCCollector(registry=_PROCESS)
 
 
 def _observe(queue: str, kind: str, name: str, outcome: str, seconds: float) -> None:
@@ -91,7 +104,8 @@ async def queue_families(client: Client) -> list[Metric]:
         "How long the oldest pending job has waited (0 when none is pending).",
         labels=labels,
     )
-    for read in await client.job_counts():
+    reads = await client.job_counts()
+    for read in reads:
         q = read.name
         for status in JobStatus:
             depth.add_metric([q, status.value], read.counts[status.value])
@@ -101,11 +115,34 @@ async def queue_families(client: Client) -> list[Metric]:
         # Status scores are ms since the epoch at which the job entered the status.
         first = read.oldest_pending_ms
         oldest.add_metric([q], max(0.0, read.read_at - first / 1000) if first else 0.0)
-    return [depth, dead, *totals.values(), oldest, *await worker_families(client)]
+    names = [read.name for read in reads]
+    throttled = await throttled_family(client, names)
+    return [depth, dead, *totals.values(), oldest, throttled, *await worker_families(client, names)]
 
 
-async def worker_families(client: Client) -> list[Metric]:
-    """Live workers, their slots and hung threads, per queue they serve."""
+async def throttled_family(client: Client, names: Sequence[str]) -> Metric:
+    """Pending jobs held back by their limit key, per queue (0 for a queue without limits,
+    whose limit keys are then not even read)."""
+    family = GaugeMetricFamily(
+        "redisjobs_queue_throttled_jobs",
+        "Pending jobs held back by their limit key: its rate, a hold or its max_running.",
+        labels=["queue"],
+    )
+    now = await client.server_time()
+    for q in names:
+        held = 0
+        if await client.limits(q):
+            # next_at None: off the schedule, at its max_running (a backlog waits for a slot)
+            states = await client.limit_keys(q)
+            held = sum(k.backlog for k in states if k.next_at is None or k.next_at > now)
+        family.add_metric([q], held)
+    return family
+
+
+async def worker_families(client: Client, names: Sequence[str] = ()) -> list[Metric]:
+    """Live workers, their slots and hung threads, per queue they serve, and 0 for each of
+    `names` (the known queues) that no live worker serves, so that an alert on
+    ``redisjobs_workers == 0`` can fire."""
     labels = ["queue"]
     workers = GaugeMetricFamily("redisjobs_workers", "Live workers.", labels=labels)
     slots = GaugeMetricFamily(
@@ -119,7 +156,7 @@ async def worker_families(client: Client) -> list[Metric]:
         "Threads of stopped jobs still running (sync functions cannot be interrupted).",
         labels=labels,
     )
-    sums: dict[str, list[int]] = {}
+    sums: dict[str, list[int]] = {q: [0, 0, 0, 0] for q in names}
     for info in await client.workers():
         for q in info.queues:
             row = sums.setdefault(q, [0, 0, 0, 0])

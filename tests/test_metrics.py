@@ -152,7 +152,8 @@ async def test_oldest_pending_age_and_busy_slots(
         m = parse((await http.get("/metrics")).text, queue)
         assert m[("redisjobs_queue_jobs", (("status", "pending"),))] == 1
         assert 0.04 <= m[("redisjobs_queue_oldest_pending_age_seconds", ())] < 10
-        assert ("redisjobs_workers", ()) not in m  # no live worker serves it
+        assert m[("redisjobs_workers", ())] == 0  # no live worker serves it: 0, not absent
+        assert m[("redisjobs_worker_slots", ())] == 0
 
         await worker(modules=["tests.jobs"], concurrency=3, lease_ttl=1.0)
         await client.wait(waiting.id, timeout=10)
@@ -167,6 +168,29 @@ async def test_oldest_pending_age_and_busy_slots(
         await client.cancel(running.id)
         with pytest.raises(JobCancelled):
             await client.wait(running.id, timeout=10)
+
+
+async def test_throttled_jobs_and_this_process(
+    client: Client, worker: WorkerFactory, queue: str, url: str
+) -> None:
+    """Jobs held back by their limit key's rate are counted (not the lease calls alone), a
+    queue without limits reports 0, and the process collectors are there."""
+    await client.set_limit(key="*", rate=1, per=3600, burst=1)
+    add = {"kind": "call", "payload": {"fn": fn("add"), "args": [1, 1]}}
+    held = await client.enqueue_many([{**add, "limit_key": "k"} for _ in range(4)])
+    free = await client.enqueue("call", {"fn": fn("add"), "args": [2, 2]})
+    async with Client(url, queue=unique_queue("plain")) as other:
+        await other.enqueue("call", {"fn": fn("add"), "args": [2, 2]})
+        await worker(modules=["tests.jobs"], concurrency=2)
+        assert await client.wait(free.id, timeout=10) == 4
+        await client.wait(held[0].id, timeout=10)  # the one start the rate allows this hour
+        text = await _metrics(client)
+        m = parse(text, queue)
+        assert m[("redisjobs_queue_throttled_jobs", ())] == 3
+        assert parse(text, other.queue)[("redisjobs_queue_throttled_jobs", ())] == 0
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "python_info"} <= names
+    assert any(name.startswith("python_gc_") for name in names)
 
 
 @pytest.mark.slow
