@@ -131,10 +131,6 @@ class QueueKeys:
         """Sorted set of the runnable jobs of limit key `key`, scored as :attr:`prio`."""
         return f"{self.prefix}kq:{key}"
 
-    def key_jobs_pattern(self) -> str:
-        """SCAN pattern of every :meth:`key_jobs` (a queue name holds no glob character)."""
-        return f"{self.prefix}kq:*"
-
     def key_active(self, key: str) -> str:
         """Set of the running jobs of limit key `key` (its max_running counts them)."""
         return f"{self.prefix}active:{key}"

@@ -26,8 +26,8 @@ MAX_COUNT = 10**9
 
 _UNITS = {"s": 1000.0, "m": 60000.0, "h": 3600000.0, "d": 86400000.0}
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd])\s*")
-_SCAN_BATCH = 500
-_SCAN_ROUNDS = 20  # the read model looks at no more than this many SCAN pages
+RUNNING_READ = 10_000
+"""Running jobs whose limit keys :func:`key_states_flow` looks at, at most."""
 
 
 def parse_rate(text: str) -> tuple[float, float]:
@@ -188,20 +188,18 @@ def limits_flow(keys: QueueKeys) -> Flow[list[Limit]]:
 
 
 def key_states_flow(keys: QueueKeys) -> Flow[list[KeyState]]:
-    """The limit keys with backlog (found by a bounded SCAN) or running jobs, by key."""
-    found: set[str] = set()
-    cursor: Any = 0
-    prefix = len(keys.key_jobs(""))
-    for _ in range(_SCAN_ROUNDS):
-        (reply,) = yield [cmd("scan", cursor, match=keys.key_jobs_pattern(), count=_SCAN_BATCH)]
-        cursor, names = reply
-        found.update(n.decode()[prefix:] for n in names)
-        if not int(cursor):
-            break
-    (scheduled,) = yield [cmd("zrange", keys.limit_keys, 0, -1, withscores=True)]
+    """The limit keys with backlog or running jobs, by key.
+
+    Without a SCAN: a key with backlog is on the schedule (``keys``) unless it is at its
+    max_running, and then it has running jobs, whose hashes name it (the running index is read
+    up to :data:`RUNNING_READ` jobs)."""
+    scheduled, running = yield [
+        cmd("zrange", keys.limit_keys, 0, -1, withscores=True),
+        cmd("zrange", keys.status("running"), 0, RUNNING_READ - 1),
+    ]
+    named = yield [cmd("hget", keys.job(j.decode()), "limit_key") for j in running]
     due = {k.decode(): s for k, s in scheduled}
-    found.update(due)
-    order = sorted(found)
+    order = sorted(set(due) | {k.decode() for k in named if k})
     counts = yield [
         c for k in order for c in (cmd("zcard", keys.key_jobs(k)), cmd("scard", keys.key_active(k)))
     ]
