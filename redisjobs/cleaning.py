@@ -19,6 +19,7 @@ from .handover import deliver_flow
 from .job import FINAL_STATUSES, JobStatus
 from .keys import QueueKeys, Registry
 from .roundtrips import Flow, ScriptCall, cmd, run
+from .workerinfo import ALIVE, state_of
 
 if TYPE_CHECKING:
     from .scriptcall import Arg
@@ -114,17 +115,25 @@ def _in_batches(call: ScriptCall, batch: int) -> Flow[int]:
 
 def serving_flow(keys: QueueKeys, registry: Registry) -> Flow[list[str]]:
     """The live workers serving the queue: those of `registry` whose entry names it, and
-    those that recorded a lease TTL for it, while their registry entry has not expired."""
-    listed, leased = yield [cmd("zrange", registry.workers, 0, -1), cmd("hkeys", keys.leases)]
+    those that recorded a lease TTL for it, while their entry says they are alive (judged on
+    Redis's clock, see :mod:`redisjobs.workerinfo`)."""
+    listed, leased, now = yield [
+        cmd("zrange", registry.workers, 0, -1),
+        cmd("hkeys", keys.leases),
+        cmd("time"),
+    ]
     leasing = {w.decode() for w in leased}
     ids = sorted({w.decode() for w in listed} | leasing)
     if not ids:
         return []
-    queues = yield [cmd("hget", registry.worker(w), "queues") for w in ids]
+    entries = yield [cmd("hgetall", registry.worker(w)) for w in ids]
+    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
     return [
         w
-        for w, served in zip(ids, queues, strict=True)
-        if served is not None and (w in leasing or keys.queue in served.decode().split(","))
+        for w, fields in zip(ids, entries, strict=True)
+        if fields
+        and state_of(fields, now_ms) in ALIVE
+        and (w in leasing or keys.queue in fields.get(b"queues", b"").decode().split(","))
     ]
 
 

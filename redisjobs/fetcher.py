@@ -115,6 +115,15 @@ class Fetcher:
         self._recover = False
         self._resumed = asyncio.Event()
         self._since: bytes | None = None  # the group's last-delivered id, while idle (lanes)
+        self.quieted = False
+        self._read: asyncio.Task[Any] | None = None  # a blocking read, which a quiet ends
+
+    def quiet(self) -> None:
+        """Lease nothing more, and end a blocking read (the loop then waits for the stop)."""
+        self.quieted = True
+        if self._read is not None:
+            self._read.cancel()
+        self._slots.wake.set()
 
     def resume(self) -> None:
         """The queue may have been resumed (a `resume` message, or a recheck after the pub/sub
@@ -131,6 +140,10 @@ class Fetcher:
         busy = True
         wake = self._slots.wake
         while not self._slots.closed:
+            if self.quieted:  # until the worker stops (which closes the slots)
+                wake.clear()
+                await wake.wait()
+                continue
             if not busy and self._slots.shared:
                 await self._await_work(backoff)  # holding no slot: the other queues use them
                 busy = True
@@ -257,11 +270,21 @@ class Fetcher:
         try:
             self.blocked = True
             streams: Any = {self._keys.ready: ">"}
-            reply: Any = await self._reader.xreadgroup(
-                GROUP, self._worker_id, streams, count=free, block=self._block_ms
+            self._read = asyncio.ensure_future(
+                self._reader.xreadgroup(
+                    GROUP, self._worker_id, streams, count=free, block=self._block_ms
+                )
             )
+            reply: Any = await self._read
+        except asyncio.CancelledError:
+            # Quieted: an entry Redis delivered as the read was cut waits in the PEL for the
+            # stop's hand-back (or another worker's reclaim), as at a stop.
+            if not self.quieted or _cancelling():
+                raise
+            return False
         finally:
             self.blocked = False
+            self._read = None
         if not reply:
             # Nothing for BLOCK_MS: look with `start` once (it also finds jobs in `prio` whose
             # wake-up entry a paused queue dropped), then block again.
@@ -337,6 +360,12 @@ class Fetcher:
                     raise
                 await backoff.failed(exc)
         self._launch_all(deliveries)
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (not an inner read it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _job_id(fields: dict[bytes, bytes] | None) -> str:

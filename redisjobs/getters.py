@@ -26,9 +26,10 @@ from .job import Job, JobStatus
 from .keys import QueueKeys, QueueNames, Registry, check_job_id
 from .listing import JobPage, list_jobs
 from .nodes import NodeInfo, list_nodes
-from .queries import History, QueueCounts, WorkerInfo
+from .queries import History, QueueCounts
 from .roundtrips import run
 from .scripts import Scripts
+from .workerinfo import WorkerInfo, list_workers_flow
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -258,10 +259,12 @@ class QueueGetters(QueueNames):
         return await queries.list_queues(redis, self.registry)
 
     @reaching
-    async def workers(self) -> list[WorkerInfo]:
-        """The live workers of every queue (their registry entries, refreshed by heartbeats)."""
+    async def workers(self, *, gone: bool = False) -> list[WorkerInfo]:
+        """The live (and quiet) workers of every queue, from their registry entries, which
+        heartbeats refresh; with `gone` also those lost or stopped within the last hour (see
+        :mod:`redisjobs.workerinfo`). Oldest first."""
         redis, _ = await self._conn()
-        return await queries.list_workers(redis, self.registry)
+        return await run(redis, list_workers_flow(self.registry, gone))
 
     @reaching
     async def server_time(self) -> float:

@@ -15,18 +15,21 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from .connection import Backoff
 from .fetcher import MAX_FETCH
 from .keys import QueueKeys, Registry
+from .presence import SIGNAL_FIELD, Presence
 from .scripts import Delivery, Scripts
 from .slots import Slots
+from .workerinfo import REGISTRY_HORIZON
 
 if TYPE_CHECKING:
     from .runs import StopReason
@@ -36,9 +39,6 @@ log = logging.getLogger("redisjobs.leases")
 FENCE_MARGIN = 0.05
 """A worker fences itself this share of `lease_ttl` before its leases can expire on Redis: slack
 for its timers and scheduling, so that it stops a job before another worker may take it."""
-
-REGISTRY_HORIZON = 3600.0
-"""Seconds after its last heartbeat that a worker leaves the ``rj:workers`` registry index."""
 
 
 class LeaseHolder(Protocol):
@@ -76,6 +76,7 @@ class Leases:
         max_deliveries: crash deliveries after which a job fails for good.
         reclaim_interval: seconds between reclaim ticks.
         concurrency: shown in the registry.
+        presence: the rest of its registry entry, and what to do on a signal read there.
         lost_reply: called when a reclaim call failed: it may have leased jobs to this worker
             whose reply never arrived.
     """
@@ -96,6 +97,7 @@ class Leases:
         reclaim_interval: float,
         concurrency: int,
         lost_reply: Callable[[], None],
+        presence: Presence,
     ) -> None:
         self._holder = holder
         self._slots = slots
@@ -110,6 +112,7 @@ class Leases:
         self.reclaim_interval = reclaim_interval
         self._concurrency = concurrency
         self._lost_reply = lost_reply
+        self._presence = presence
         self._started_ms: int | None = None  # Redis's clock, at the first registry write
         self.reclaiming = True
         self.owed = False  # jobs are up for reclaim that the last tick had no free slot for
@@ -133,7 +136,7 @@ class Leases:
         # after we sent it, so `lease_ttl` after *sending* the last good beat is never late.
         fence_after = self.lease_ttl * (1 - FENCE_MARGIN)
         self._arm_fence(loop.time() + fence_after, loop.time())
-        presence: asyncio.Task[None] | None = None
+        refreshing: asyncio.Task[None] | None = None
         try:
             while True:
                 held = self._holder.held_leases()
@@ -154,14 +157,15 @@ class Leases:
                 self._arm_fence(sent + fence_after, sent)
                 for job_id, action in actions:  # 'cancel' requested, else the lease is lost
                     self._holder.stop_job(job_id, "cancel" if action == "cancel" else "lost")
-                if presence is None or presence.done():  # the registry, off the beats' path
-                    presence = asyncio.create_task(self._refresh(len(held)))
+                if refreshing is None or refreshing.done():  # the registry, off the beats' path
+                    running = [job for job, _ in held]
+                    refreshing = asyncio.create_task(self._refresh(running))
                 # Beats keep their cadence, however long each one took.
                 due = sent + interval * random.uniform(0.8, 1.0)
                 await asyncio.sleep(max(0.0, due - loop.time()))
         finally:
-            if presence is not None:
-                presence.cancel()
+            if refreshing is not None:
+                refreshing.cancel()
             if self._fence_timer is not None:
                 self._fence_timer.cancel()
                 self._fence_timer = None
@@ -173,16 +177,18 @@ class Leases:
         ttl_ms = int(self.lease_ttl * 1000)
         return await self._beat_scripts.heartbeat(self._keys, self.worker_id, ttl_ms, held)
 
-    async def _refresh(self, held: int) -> None:
-        """Refresh the registry entry; a failure waits for the next beat (it expires slowly)."""
+    async def _refresh(self, held: Sequence[str]) -> None:
+        """Refresh the registry entry and act on a signal left there; a failure waits for the
+        next beat (the entry says lost only after three)."""
         sent = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self.lease_ttl):
-                await self.register(held)
+                signal = await self.register(held)
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("registry entry of %s not refreshed: %s", self.worker_id, exc)
         else:
             self._contact(sent)
+            self._presence.signal(signal)
 
     def _contact(self, sent: float) -> None:
         """A write sent at loop time `sent` reached Redis."""
@@ -209,59 +215,73 @@ class Leases:
         # Jobs leased while beats keep failing have fresh leases: the next round takes them.
         self._arm_fence(now + self.lease_ttl * (1 - FENCE_MARGIN), since)
 
-    async def register(self, held: int) -> None:
-        """Write this worker's registry entry (expires unless refreshed by heartbeats) and its
-        lease_ttl, by which other workers judge when its jobs are up for reclaim.
+    async def register(self, held: Sequence[str]) -> bytes | None:
+        """Write this worker's registry entry (its heartbeat, `held` the ids of the jobs it
+        holds) and its lease_ttl, by which other workers judge when its jobs are up for
+        reclaim; returns the signal an operator left in the entry (None: none).
 
         Times are Redis's: one host with a fast clock must not make the others look dead (on a
         cluster, the clock of the master the registry lives on, which its readers read too).
+        The first write replaces the entry a worker of the same id may have left.
         """
         key, registry = self._registry.worker(self.worker_id), self._registry
         seconds, micros = await self._registry_redis.time()
         now_ms = seconds * 1000 + micros // 1000
+        first = self._started_ms is None
         if self._started_ms is None:
             self._started_ms = now_ms
         async with self._registry_redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "id": self.worker_id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": self._keys.queue,
-                    "concurrency": self._concurrency,
-                    "held": held,
-                    "hung_threads": self._holder.hung_threads,
-                    "started_at": self._started_ms,
-                    "heartbeat_at": now_ms,
-                    # So that `redisjobs health` can tell a late heartbeat from a dead worker.
-                    "lease_ttl": self.lease_ttl,
-                },
-            )
-            pipe.pexpire(key, int(self.lease_ttl * 3000))
+            pipe.hget(key, SIGNAL_FIELD)
+            if first:
+                pipe.delete(key)
+            pipe.hset(key, mapping=self._entry(now_ms, held))
+            pipe.pexpire(key, int(REGISTRY_HORIZON * 1000))  # it says lost long before
             pipe.zadd(registry.workers, {self.worker_id: now_ms})
-            # Entries of workers gone for REGISTRY_HORIZON (their hash expired long ago).
+            # Entries of workers gone for REGISTRY_HORIZON (their hash expired by now).
             horizon = now_ms - int(REGISTRY_HORIZON * 1000)
             pipe.zremrangebyscore(registry.workers, "-inf", horizon)
-            await self._with_queue_part(pipe, "hset", int(self.lease_ttl * 1000))
+            replies = await self._with_queue_part(pipe, "hset", int(self.lease_ttl * 1000))
+        return None if first else replies[0]
+
+    def _entry(self, now_ms: int, held: Sequence[str]) -> dict[EncodableT, EncodableT]:
+        return {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self._keys.queue,
+            "concurrency": self._concurrency,
+            "hung_threads": self._holder.hung_threads,
+            "started_at": self._started_ms or now_ms,
+            "heartbeat_at": now_ms,
+            # So that readers can tell a late heartbeat from a lost worker.
+            "lease_ttl": self.lease_ttl,
+            **self._presence.fields(held),
+        }
 
     async def deregister(self) -> None:
-        """Remove this worker's registry entry."""
+        """Mark this worker's registry entry stopped (kept, as offline, until it expires)."""
+        key = self._registry.worker(self.worker_id)
+        seconds, micros = await self._registry_redis.time()
+        stopped: dict[EncodableT, EncodableT] = {
+            "stopped_at": seconds * 1000 + micros // 1000,
+            "held": 0,
+            "running": "",
+        }
         async with self._registry_redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._registry.worker(self.worker_id))
-            pipe.zrem(self._registry.workers, self.worker_id)
+            pipe.hset(key, mapping=stopped)
+            pipe.pexpire(key, int(REGISTRY_HORIZON * 1000))
             await self._with_queue_part(pipe, "hdel")
 
-    async def _with_queue_part(self, pipe: Pipeline, command: str, *value: int) -> None:
+    async def _with_queue_part(self, pipe: Pipeline, command: str, *value: int) -> list[Any]:
         """Send `pipe` (registry writes) with this worker's field of the queue's lease TTLs
         (`command`: ``hset`` or ``hdel``): in the same pipeline, but on a cluster, where the
-        registry lives on another master, in one of its own."""
+        registry lives on another master, in one of its own; the registry's replies."""
         if self._registry_redis is self._redis:
             getattr(pipe, command)(self._keys.leases, self.worker_id, *value)
-            await pipe.execute()
-            return
-        await pipe.execute()
+            return list(await pipe.execute())
+        replies = list(await pipe.execute())
         await getattr(self._redis, command)(self._keys.leases, self.worker_id, *value)
+        return replies
 
     async def reclaim_loop(self) -> None:
         """Take over jobs of dead workers every `reclaim_interval` (jittered)."""

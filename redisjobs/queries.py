@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +17,7 @@ from redis.asyncio import Redis
 from .errors import JobNotFound
 from .eventlog import id_key, log_events
 from .events import Event
-from .job import FINAL_STATUSES, Job, JobStatus, ms_to_datetime
+from .job import FINAL_STATUSES, Job, JobStatus
 from .keys import QueueKeys, Registry
 from .pending import groups_read, oldest_ready_flow, pending_count
 from .roundtrips import Flow, cmd, driven
@@ -49,40 +48,6 @@ HISTORY_SCAN = 5_000
 REPLAY_PAGE = 500
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """One live worker, as its registry entry says (refreshed by every heartbeat).
-
-    Attributes:
-        id: the worker id (also its consumer name in the queue's group).
-        host, pid: where it runs.
-        queues: the queues it serves.
-        concurrency: jobs it runs at once at most.
-        held: jobs it runs now.
-        hung_threads: threads of stopped jobs that are still running (sync functions).
-        started_at, heartbeat_at: when it started and last wrote this entry.
-        lease_ttl: its lease TTL in seconds (None for entries of older versions).
-    """
-
-    id: str
-    host: str
-    pid: int
-    queues: tuple[str, ...]
-    concurrency: int
-    held: int
-    hung_threads: int
-    started_at: datetime | None
-    heartbeat_at: datetime | None
-    lease_ttl: float | None = None
-
-
-def _int(fields: dict[bytes, bytes], name: bytes) -> int:
-    try:
-        return int(fields.get(name, 0))
-    except ValueError:  # an entry written by something else (or by another version)
-        return 0
-
-
 def list_queues_flow(registry: Registry) -> Flow[list[str]]:
     """The queues anything was ever enqueued to (the queue registry), sorted."""
     (names,) = yield [cmd("smembers", registry.queues)]
@@ -90,42 +55,6 @@ def list_queues_flow(registry: Registry) -> Flow[list[str]]:
 
 
 list_queues = driven(list_queues_flow)
-
-
-async def list_workers(redis: Redis, registry: Registry) -> list[WorkerInfo]:
-    """The live workers: those whose registry entry has not expired, oldest first."""
-    ids: Any = await redis.zrange(registry.workers, 0, -1)
-    async with redis.pipeline(transaction=False) as pipe:
-        for worker_id in ids:
-            pipe.hgetall(registry.worker(worker_id.decode()))
-        entries: list[dict[bytes, bytes]] = await pipe.execute()
-    out = []
-    for worker_id, f in zip(ids, entries, strict=True):
-        if not f:
-            continue  # its entry expired: a worker that died without deregistering
-        text = {k: v.decode("utf-8", "replace") for k, v in f.items()}
-        out.append(
-            WorkerInfo(
-                id=worker_id.decode(),
-                host=text.get(b"host", "?"),
-                pid=_int(f, b"pid"),
-                queues=tuple(q for q in text.get(b"queues", "").split(",") if q),
-                concurrency=_int(f, b"concurrency"),
-                held=_int(f, b"held"),
-                hung_threads=_int(f, b"hung_threads"),
-                started_at=ms_to_datetime(_int(f, b"started_at") or None),
-                heartbeat_at=ms_to_datetime(_int(f, b"heartbeat_at") or None),
-                lease_ttl=_float(f, b"lease_ttl"),
-            )
-        )
-    return out
-
-
-def _float(f: dict[bytes, bytes], name: bytes) -> float | None:
-    try:
-        return float(f[name])
-    except (KeyError, ValueError):
-        return None
 
 
 async def redis_time(redis: Redis) -> float:

@@ -1,4 +1,5 @@
-"""Pausing a queue: its workers lease nothing new until it is resumed.
+"""Pausing a queue (its workers lease nothing new until it is resumed), its limits, and the
+signals an operator sends a worker.
 
 A pause is the key ``rj:{Q}:paused``, set and deleted by the ``pause`` and ``resume`` scripts,
 which also say so on the queue's control channel. `start` checks the key (in the one EXISTS it
@@ -15,7 +16,9 @@ from collections.abc import Callable
 from .getters import QueueGetters, reaching
 from .keys import QueueKeys
 from .limits import KeyState, Limit, clear_limit_flow, key_states_flow, limits_flow, set_limit_flow
+from .presence import signal_flow
 from .roundtrips import Flow, ScriptCall, cmd, run
+from .workerinfo import SIGNALS
 
 
 def _switch_flow(keys: QueueKeys, script: str) -> Flow[bool]:
@@ -134,3 +137,26 @@ class QueueControl(QueueGetters):
         when each may next be served (None: at its max_running, or drained)."""
         redis, _ = await self._conn(self.keys(queue))
         return await run(redis, key_states_flow(self.keys(queue)))
+
+    @reaching
+    async def signal_worker(self, worker_id: str, signal: str) -> bool:
+        """Ask a live worker to go ``quiet`` (take no more jobs; those it runs finish and are
+        recorded) or to ``stop`` (gracefully, as on SIGTERM), through its registry entry.
+
+        The worker reads it at its next registry refresh (``lease_ttl / 3`` seconds at most).
+        A worker process serving several queues has an entry per queue and acts as one on a
+        signal to any of them. A quiet worker stays, heartbeating, until stopped.
+
+        Returns:
+            False when no live worker has that id.
+
+        Raises:
+            ValueError: `signal` is neither ``quiet`` nor ``stop``.
+        """
+        if signal not in SIGNALS:
+            raise ValueError(f"a worker signal is one of {', '.join(SIGNALS)}, not {signal!r}")
+        if not any(w.id == worker_id for w in await self.workers()):
+            return False
+        redis, _ = await self._conn()
+        await run(redis, signal_flow(self.registry, worker_id, signal))
+        return True

@@ -34,6 +34,7 @@ from .errors import (
 from .executors import ExecContext, Executors
 from .keys import QueueKeys
 from .outcomes import Deferral, Ending, Failure, Outcomes
+from .presence import Presence
 from .scheduler import Scheduler
 from .scripts import Delivery, Scripts
 from .serialization import pack_float, packb, unpackb
@@ -124,6 +125,7 @@ class Runs:
         scheduler: woken when a failed run is to be retried, to promote it when due.
         context_class: the ExecContext (sub)class executors get.
         max_payload_bytes: a job whose payload is larger fails.
+        presence: counts the runs that ended (completed, or raised) for the registry entry.
     """
 
     def __init__(
@@ -138,8 +140,10 @@ class Runs:
         scheduler: Scheduler,
         context_class: type[ExecContext],
         max_payload_bytes: int,
+        presence: Presence,
     ) -> None:
         self._redis = redis
+        self._presence = presence
         self._scripts = scripts
         self._keys = keys
         self._slots = slots
@@ -303,8 +307,11 @@ class Runs:
         if result is not None or failure is not None:
             await run.ctx.flush()  # progress held back by the throttle lands before the outcome
         if result is not None:
+            self._presence.ended(failed=False)
             self.outcomes.success(d.job_id, d.lease, result, logged=run.logged)
         elif failure is not None:
+            if not isinstance(failure, Deferral):  # a deferral is no run of its own
+                self._presence.ended(failed=failure.mode != "cancel")
             outcome = await self.outcomes.failure(
                 d.job_id, d.lease, failure, lambda: run.stop == "lost"
             )

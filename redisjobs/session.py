@@ -33,6 +33,7 @@ from .keys import GROUP, QueueKeys
 from .leases import Leases
 from .limits import TaskLimit
 from .pending import COUNT_FIELDS, counted
+from .presence import Presence
 from .runs import Runs
 from .schedule_loop import ScheduleLoop
 from .schedule_spec import ScheduleSpec
@@ -72,6 +73,8 @@ class Session:
         max_payload_bytes: a job whose payload is larger fails.
         declared: the schedules and task limits of the worker's app on this queue, upserted
             at start.
+        durable: outcomes are recorded once a replica confirmed them.
+        presence: the worker's counts and signals in its registry entry.
 
     Its connections have no retry inside redis-py: a call whose reply was lost must come back
     to the loop that made it, which knows whether re-sending is safe (start and reclaim need a
@@ -94,9 +97,11 @@ class Session:
         max_payload_bytes: int,
         declared: Sequence[ScheduleSpec | TaskLimit] = (),
         durable: Durability | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.backend, self.keys, self.id = backend, keys, worker_id
         self._slots, self._executors = slots, executors
+        self.presence = presence or Presence()
         # On a cluster, every client of the session goes to the queue's home; the commands'
         # one routes flows (the courier's hand-overs to other queues) to theirs.
         self._homes = Homes(backend, retries=0) if backend.cluster else None
@@ -114,19 +119,23 @@ class Session:
         )
         self.subscriber = Subscriber(self.redis, sharded=backend.cluster)
         self.schedules, self.scheduler = self._schedulers(declared)
-        self.runs = Runs(
+        self.runs = self._runs(context_class, max_payload_bytes)
+        self.fetcher = self._fetcher(poll_interval)
+        self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
+
+    def _runs(self, context_class: type[ExecContext], max_payload_bytes: int) -> Runs:
+        return Runs(
             self.redis,
             self.scripts,
-            keys,
-            worker_id,
-            slots=slots,
-            executors=executors,
+            self.keys,
+            self.id,
+            slots=self._slots,
+            executors=self._executors,
             scheduler=self.scheduler,
             context_class=context_class,
             max_payload_bytes=max_payload_bytes,
+            presence=self.presence,
         )
-        self.fetcher = self._fetcher(poll_interval)
-        self.leases = self._leases(lease_ttl, max_deliveries, reclaim_interval)
 
     def _fetcher(self, poll_interval: float) -> Fetcher:
         return Fetcher(
@@ -170,6 +179,7 @@ class Session:
             reclaim_interval=reclaim_interval,
             concurrency=self._slots.concurrency,
             lost_reply=self.fetcher.lost_reply,
+            presence=self.presence,
         )
 
     async def connect(self) -> None:
@@ -187,7 +197,15 @@ class Session:
             await check_server(self.redis, log)
         else:
             self.backend.add_waker(self.keys.queue, self._slots.wake)
-        await self.leases.register(0)
+        await self.leases.register([])
+        if self.presence.quieted:  # quieted while it connected
+            self.quiet()
+
+    def quiet(self) -> None:
+        """Take no more jobs, new or of dead workers; those running finish."""
+        self.presence.quieted = True
+        self.fetcher.quiet()
+        self.leases.reclaiming = False
 
     def on_control(self, raw: bytes) -> None:
         """Act on a message of the queue's control channel (or a recheck after a reconnect)."""
@@ -202,6 +220,19 @@ class Session:
             self.schedules.wake()
         elif raw in (b"resume", RECHECK):
             self.fetcher.resume()
+
+    async def control_loop(self) -> None:
+        """Follow the queue's control channel (:meth:`on_control`), subscribing until it can."""
+        backoff = Backoff(f"control {self.keys.queue}", log)
+        while True:
+            try:
+                sub = await self.subscriber.subscribe(self.keys.control)
+                break
+            except (RedisError, OSError) as exc:
+                await backoff.failed(exc)
+        async with sub:
+            while True:
+                self.on_control(await sub.get())
 
     async def _reclaim_first(self) -> bool:
         """Give the free slots to jobs of dead workers when the last reclaim tick had none."""

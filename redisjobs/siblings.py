@@ -57,6 +57,8 @@ class Siblings:
             )
             sibling.executors, sibling._app = owner.executors.share(), owner._app
             sibling.slots = lane  # one concurrency for all the queues
+            # an operator's quiet or stop, read from any entry of the process, is the process's
+            sibling.presence.quiet, sibling.presence.stop = owner.quiet, owner.stop
             workers.append(sibling)
         return cls(workers)
 

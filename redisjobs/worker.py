@@ -35,6 +35,7 @@ from .durability import Durability, durability
 from .executors import ExecContext, Executor, Executors
 from .executors.call import CallExecutor
 from .keys import QueueKeys
+from .presence import Presence
 from .runs import JOB_OBSERVERS
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
 from .session import FETCH_STOP_SECONDS, HARD_STOP_SECONDS, SETTLE_SECONDS, STOP_MARGIN, Session
@@ -54,11 +55,14 @@ log = logging.getLogger("redisjobs.worker")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _check(concurrency: int, batch_size: int, max_deliveries: int, *seconds: float) -> None:
-    if min(concurrency, batch_size, max_deliveries) < 1 or min(seconds) <= 0:
+def _batch(concurrency: int, batch_size: int | None, max_deliveries: int, *seconds: float) -> int:
+    """The batch size (default: `concurrency`), once the worker's numbers are checked."""
+    batch = batch_size or concurrency
+    if min(concurrency, batch, max_deliveries) < 1 or min(seconds) <= 0:
         raise ValueError(
             "need concurrency, batch_size and max_deliveries >= 1, lease_ttl and poll_interval > 0"
         )
+    return batch
 
 
 class Worker:
@@ -134,8 +138,7 @@ class Worker:
         max_processes: int | None = None,
         durable: bool | Durability = False,
     ) -> None:
-        self.batch_size = batch_size or concurrency
-        _check(concurrency, self.batch_size, max_deliveries, lease_ttl, poll_interval)
+        self.batch_size = _batch(concurrency, batch_size, max_deliveries, lease_ttl, poll_interval)
         self.backend = Backend(resolve_url(url or (app.url if app else None), warn_private=True))
         self.keys = QueueKeys(next(iter(order := queue_order(queue, queues, app, partitions))))
         self.concurrency, self.lease_ttl, self.poll_interval = concurrency, lease_ttl, poll_interval
@@ -156,6 +159,7 @@ class Worker:
         self._session, self._run_task, self._loops = None, None, []
         self._stop_requested, self._hard_stop, self._ready = (asyncio.Event() for _ in range(3))
         self._done, self._burst_done, self._ready_at = False, False, 0.0  # loop time it was ready
+        self.presence = Presence(lambda: self.executors.allowed, self.quiet, self.stop)
         self._siblings = Siblings.of(self, lanes[1:])
 
     # -- public control -------------------------------------------------------------------------
@@ -166,6 +170,14 @@ class Worker:
         if now:
             self._hard_stop.set()
         self._siblings.stop(now=now)
+
+    def quiet(self) -> None:
+        """Take no more jobs (Sidekiq's quiet): those running finish and are recorded, and the
+        worker stays, heartbeating and not ready, until stopped."""
+        for worker in (self, *self._siblings.workers):
+            worker.presence.quieted = True
+            if worker._session is not None:
+                worker._session.quiet()
 
     async def wait_ready(self) -> None:
         """Return once the worker is connected and fetching."""
@@ -184,7 +196,7 @@ class Worker:
 
     def unready(self) -> list[str]:
         """Its queues that are not :attr:`ready` (each queue's worker judged alone)."""
-        stopping = self.slots.closed or self._stop_requested.is_set()
+        stopping = self.slots.closed or self._stop_requested.is_set() or self.presence.quieted
         alone = self._ready.is_set() and not stopping
         return ([] if alone else [self.keys.queue]) + self._siblings.unready()
 
@@ -297,6 +309,7 @@ class Worker:
             max_payload_bytes=self.max_payload_bytes,
             declared=self._declared(),
             durable=self.durable,
+            presence=self.presence,
         )
 
     def _declared(self) -> list[ScheduleSpec | TaskLimit]:
@@ -334,7 +347,7 @@ class Worker:
             asyncio.create_task(session.courier.run(), name="handover"),
             asyncio.create_task(session.scheduler.run(), name="promote"),
             asyncio.create_task(session.schedules.run(), name="schedules"),
-            asyncio.create_task(self._control_loop(session), name="control"),
+            asyncio.create_task(session.control_loop(), name="control"),
         ]
         if self.burst:
             loops.append(asyncio.create_task(self._burst_loop(session), name="burst"))
@@ -385,15 +398,3 @@ class Worker:
         now = self._stop_requested.is_set()
         log.info("%s: %s", sig.name, "handing jobs back now" if now else "stopping gracefully")
         self.stop(now=now)
-
-    async def _control_loop(self, session: Session) -> None:
-        backoff = Backoff(f"control {self.keys.queue}", log)
-        while True:
-            try:
-                sub = await session.subscriber.subscribe(self.keys.control)
-                break
-            except (RedisError, OSError) as exc:
-                await backoff.failed(exc)
-        async with sub:
-            while True:
-                session.on_control(await sub.get())

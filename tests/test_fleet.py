@@ -242,9 +242,11 @@ def exit_code(proc: subprocess.Popen[bytes], timeout: float, tmp_path: Path) -> 
 
 
 def registered(r: redis.Redis, pid: int) -> bool:
-    """Whether the worker process `pid` is in the worker registry (worker ids: host-pid-rand)."""
+    """Whether the worker process `pid` is in the worker registry and has not said it stopped
+    (worker ids: host-pid-rand)."""
     members: Any = r.zrange(REGISTRY.workers, 0, -1)
-    return any(f"-{pid}-" in m for m in members)
+    entries: Any = [r.hgetall(REGISTRY.worker(m)) for m in members if f"-{pid}-" in m]
+    return any(e and "stopped_at" not in e for e in entries)
 
 
 def logs(tmp_path: Path) -> str:

@@ -16,6 +16,7 @@ from redisjobs import Client, JobStatus
 from redisjobs.connection import Backend, ensure_group
 from redisjobs.keys import GROUP, REGISTRY, QueueKeys
 from redisjobs.leases import Leases
+from redisjobs.presence import Presence
 from redisjobs.scripts import Delivery, Scripts
 from redisjobs.slots import Slots
 from redisjobs.testing import closed_port
@@ -80,6 +81,7 @@ def leases(redis: Redis, queue: str) -> LeasesFactory:
             reclaim_interval=60,
             concurrency=10,
             lost_reply=lambda: None,
+            presence=Presence(),
         )
 
     return make
@@ -126,7 +128,7 @@ async def test_heartbeats_keep_a_lease_past_its_ttl(
 ) -> None:
     holder = Holder()
     alive = leases(holder, "alive", lease_ttl=0.6)
-    await alive.register(0)
+    await alive.register([])
     delivery = await lease_one(client, redis, holder, "alive")
     async with beating(alive):
         await asyncio.sleep(1.5)  # more than two lease TTLs
@@ -175,7 +177,7 @@ async def test_reclaim_takes_over_a_dead_holders_jobs(
 ) -> None:
     dead_holder = Holder()
     dead = leases(dead_holder, "dead", lease_ttl=0.3)
-    await dead.register(1)  # its lease_ttl, by which the others judge its silence
+    await dead.register([])  # its lease_ttl, by which the others judge its silence
     first = await lease_one(client, redis, dead_holder, "dead")
     second = await lease_one(client, redis, dead_holder, "dead")
     await asyncio.sleep(0.5)  # no heartbeat: both leases ran out

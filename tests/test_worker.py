@@ -239,8 +239,9 @@ async def test_graceful_stop_finishes_running_jobs(url: str, queue: str, client:
         w.stop()
     assert await client.wait(job.id, timeout=1) == "slept"
     assert (await client.redis.xpending(client.keys().ready, GROUP))["pending"] == 0
-    assert await client.redis.zcard("rj:workers") >= 0
-    assert not await client.redis.exists(f"rj:worker:{w.id}")
+    assert w.id not in [x.id for x in await client.workers()]  # it left the live ones
+    (gone,) = [x for x in await client.workers(gone=True) if x.id == w.id]
+    assert gone.state == "offline" and gone.stopped_at is not None and gone.held == 0
 
 
 async def test_jobs_outliving_grace_are_handed_back(url: str, queue: str, client: Client) -> None:
@@ -326,7 +327,8 @@ async def test_a_burst_worker_runs_what_is_ready_then_stops(
     # Scheduled for later, a retry waiting out its backoff included: not waited for.
     assert await _is(client, later.id, JobStatus.SCHEDULED)
     assert await _is(client, retried.id, JobStatus.SCHEDULED)
-    assert not await client.redis.exists(f"rj:worker:{w.id}")  # it left as on SIGTERM
+    (gone,) = [x for x in await client.workers(gone=True) if x.id == w.id]
+    assert gone.state == "offline"  # it left as on SIGTERM
 
 
 async def test_a_burst_worker_on_an_empty_queue_stops_at_once(url: str, queue: str) -> None:

@@ -21,13 +21,9 @@ from redis.exceptions import RedisError
 
 from ..errors import RedisJobsError
 from ..httpserve import Reply, TinyServer
-from ..queries import WorkerInfo
 from ..worker import Worker
 from .common import UsageError, connect
 from .render import print_json
-
-STALE_LEASES = 3
-"""A registry heartbeat older than this many lease TTLs is a worker gone (its entry's TTL)."""
 
 
 def _reply(ok: bool, body: dict[str, Any]) -> Reply:
@@ -98,27 +94,9 @@ async def _check(args: argparse.Namespace) -> dict[str, Any]:
         async with connect(args.redis, args.command) as client:
             if args.queue is None:
                 return {}
-            now = await client.server_time()
-            live = _live_workers(await client.workers(), args.queue, now)
+            live = [w.id for w in await client.workers() if args.queue in w.queues]
     except (RedisJobsError, RedisError, OSError) as exc:
         raise Unhealthy(f"Redis unreachable: {exc}") from None
     if not live:
         raise Unhealthy(f"no live worker serves queue {args.queue!r}")
     return {"queue": args.queue, "workers": len(live)}
-
-
-def _live_workers(workers: list[WorkerInfo], queue: str, now: float) -> list[str]:
-    """Workers serving `queue` whose heartbeat is younger than STALE_LEASES lease TTLs.
-
-    `now` is Redis's clock, as is heartbeat_at (the registry is written on it). An entry
-    without lease_ttl (written by an older version) counts while it exists: it expires
-    STALE_LEASES lease TTLs after its last beat.
-    """
-    live = []
-    for worker in workers:
-        if queue not in worker.queues or worker.heartbeat_at is None:
-            continue
-        age = now - worker.heartbeat_at.timestamp()
-        if worker.lease_ttl is None or age < STALE_LEASES * worker.lease_ttl:
-            live.append(worker.id)
-    return live

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..client import Client
 from ..job import JobStatus
-from ..queries import QueueCounts, WorkerInfo
+from ..queries import QueueCounts
+from ..workerinfo import WorkerInfo
 from .common import UsageError, connect, until_stop_signal
 from .render import age, is_terminal, print_json, print_json_line, table
 

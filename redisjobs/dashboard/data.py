@@ -18,8 +18,8 @@ from ..job import Job
 from ..limits import KeyState, Limit
 from ..names import is_job_id
 from ..nodes import NodeInfo
-from ..queries import WorkerInfo
 from ..schedule_spec import Schedule
+from ..workerinfo import WorkerInfo
 
 KIND_SCAN = 2_000
 """Jobs looked at at most for one page of a listing filtered by kind."""

@@ -272,6 +272,15 @@ class Executors:
         """Threads still running code of stopped jobs, over every executor."""
         return sum(ex.hung_threads for ex in self._by_kind.values())
 
+    @property
+    def allowed(self) -> str:
+        """What the worker may run: each kind, with what its executor allows in brackets
+        (``call [app.tasks:resize, app.reports:*]; http``)."""
+        return "; ".join(
+            f"{kind} [{ex.allowed}]" if ex.allowed else kind
+            for kind, ex in sorted(self._by_kind.items())
+        )
+
     def share(self) -> Executors:
         """This registry, for one more worker: it is closed when the last of them closes it."""
         self._users += 1

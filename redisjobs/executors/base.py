@@ -40,6 +40,12 @@ class ExecutorBase:
         """Threads still running code of jobs that were stopped (0: it runs no threads)."""
         return 0
 
+    @property
+    def allowed(self) -> str:
+        """What it may run beyond its kind, for the worker registry ("": anything its kind
+        names)."""
+        return ""
+
 
 class _Runs(Protocol):
     kind: str

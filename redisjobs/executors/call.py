@@ -90,6 +90,7 @@ class CallExecutor(ExecutorBase):
                 raise ValueError(f"cannot inject {name!r}: ctx and job_id are the worker's own")
         self._injectable = BUILT_IN | frozenset(self._inject)
         self._targets: dict[str, Target] = {}
+        self._registered: list[str] = []  # the names functions were registered under
         self._modules = tuple(modules)
         self._max_threads = max_threads
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -147,6 +148,7 @@ class CallExecutor(ExecutorBase):
                 f"value: {', '.join(foreign)} cannot cross"
             )
         self._targets[names[0]] = target
+        self._registered.append(names[0])
         for alias in names[1:]:
             self._targets.setdefault(alias, target)
         return names[0]
@@ -159,6 +161,11 @@ class CallExecutor(ExecutorBase):
             raise ValueError(f"isolation must be 'thread' or 'process', got {isolation!r}")
         check_process_target(fn)
         return "process"
+
+    @property
+    def allowed(self) -> str:
+        """The registered functions, then ``<module>:*`` for each allowed module."""
+        return ", ".join([*self._registered, *(f"{m}:*" for m in self._modules)])
 
     def _module_allowed(self, module: str) -> bool:
         return any(module == m or module.startswith(m + ".") for m in self._modules)

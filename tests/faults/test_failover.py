@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 
 from redisjobs import Client
-from redisjobs.cli.health import _live_workers
-from redisjobs.keys import REGISTRY
-from redisjobs.queries import list_workers
 from tests.faults.conftest import MakeClient, MakeRedis
 from tests.faults.harness import Spawner, redis_time_ms, statuses, until
 
@@ -84,14 +81,13 @@ async def test_the_worker_registry_runs_on_redis_time(
         await proc.wait_registered(client.redis)
     await asyncio.sleep(2.5)  # a few registry refreshes of each
     now = await redis_time_ms(client.redis)
-    found = await list_workers(client.redis, REGISTRY)
+    found = await client.workers()  # the live ones, judged on Redis's clock
     assert len(found) == 3, [w.id for w in found]
     for info in found:
         assert info.heartbeat_at is not None and info.started_at is not None
         assert abs(info.heartbeat_at.timestamp() * 1000 - now) < 5000, info
         assert abs(info.started_at.timestamp() * 1000 - now) < 60_000, info
-    live = _live_workers(found, client.queue, now / 1000)
-    assert len(live) == 3, live
+    assert all(info.state == "live" and client.queue in info.queues for info in found), found
     shown = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "redisjobs", "info", "--url", server.url, "--json"],

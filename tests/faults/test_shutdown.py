@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from redisjobs.keys import REGISTRY, QueueKeys
+from redisjobs.keys import QueueKeys
 from tests.faults.conftest import MakeScenario
 from tests.faults.harness import (
     Ledger,
@@ -49,8 +49,8 @@ async def test_sigterm_lets_short_jobs_finish_and_exits_0(
     leaving.terminate()
     assert leaving.wait(grace + 1) == 0
     exit_s = time.monotonic() - t0
-    registered: Any = await client.redis.zrange(REGISTRY.workers, 0, -1)
-    assert not [w for w in registered if leaving.owns(w)], "still in the worker registry"
+    entry = await leaving.registry(client.redis)
+    assert entry.get("stopped_at"), f"its registry entry does not say it stopped: {entry}"
     figures = await check(
         "2 SIGTERM, short jobs",
         client.redis,
