@@ -241,6 +241,19 @@ class Client(Producer, QueueCleaning, Scheduling, QueueControl, Claims):
         return await scripts.retry(keys, [job_id]) == 1
 
     @reaching
+    async def run_now(self, job_id: str, *, queue: str | None = None) -> bool:
+        """Run a scheduled job now: delayed, or a retry waiting out its backoff (the
+        dashboard's "run now"). It becomes pending, in its turn behind the jobs already
+        pending, and keeps its attempt.
+
+        Returns:
+            True when it was made pending; False when it is not scheduled (or gone).
+        """
+        keys = self._job_keys(job_id, queue)
+        _, scripts = await self._conn(keys)
+        return await scripts.run_now(keys, job_id)
+
+    @reaching
     async def retry_failed(self, *, queue: str | None = None) -> int:
         """:meth:`retry` every job of the queue that failed for good; returns how many."""
         keys = self.keys(queue)

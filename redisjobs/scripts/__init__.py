@@ -43,6 +43,7 @@ NAMES = (
     "release",
     "progress",
     "retry",
+    "run_now",
     "remove",
     "purge",
     "drain",
@@ -387,6 +388,10 @@ class Scripts:
         """Record progress of a running job (any lease when `lease` is None)."""
         args: list[Arg] = [job_id, "" if lease is None else lease, repr(float(value)), mp, msg]
         return bool(await self._call("progress", keys, args))
+
+    async def run_now(self, keys: QueueKeys, job_id: str) -> bool:
+        """Make a scheduled job pending now; False when it is not scheduled."""
+        return bool(await self._call("run_now", keys, [job_id]))
 
     async def retry(self, keys: QueueKeys, job_ids: Sequence[str]) -> int:
         """Run failed jobs again under their ids; returns how many were put back."""
