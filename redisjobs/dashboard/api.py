@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..job import FINAL_STATUSES, Job, JobStatus
 from . import data, openapi, sse
+from .api_ops import Operations
 from .present import job_json
 from .security import BodyLimit, Guard, SecurityHeaders
 from .settings import DEFAULT_MAX_BODY_BYTES, Settings
@@ -46,7 +47,6 @@ from .validation import (
     Invalid,
     JobSpec,
     count,
-    job_id,
     job_spec,
     queue_name,
     read_json,
@@ -64,7 +64,7 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class Api:
+class Api(Operations):
     """The API's handlers, over one Client.
 
     Args:
@@ -73,17 +73,6 @@ class Api:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-
-    async def _find(self, request: Request) -> Job:
-        wanted = job_id(str(request.path_params["job_id"]))
-        queue = request.query_params.get("queue")
-        where = queue_name(queue) if queue is not None else None
-        job = await data.find_job(self.client, wanted, where)
-        if job is None:
-            raise HTTPException(
-                404, f"no job {wanted!r} in {f'queue {where!r}' if where else 'any queue'}"
-            )
-        return job
 
     async def _enqueue(self, queue: str, specs: list[JobSpec]) -> list[Job]:
         rows = [{"kind": s.kind, "payload": s.payload, **s.options} for s in specs]
@@ -155,8 +144,11 @@ class Api:
         nodes = [data.node_json(n) for n in await summaries.nodes()]
         return JSONResponse({"queues": queues, "nodes": nodes})
 
-    async def get_job(self, request: Request) -> Response:
-        """``GET /jobs/{job_id}``: the job, from whichever queue holds it."""
+    async def job(self, request: Request) -> Response:
+        """``/jobs/{job_id}``: GET the job, from whichever queue holds it; DELETE a finished
+        one."""
+        if request.method == "DELETE":
+            return await self.delete(request)
         return JSONResponse(job_json(await self._find(request)))
 
     async def job_tree(self, request: Request) -> Response:
@@ -231,10 +223,20 @@ class Api:
             Route("/queues/{queue}/purge", self.purge, methods=["POST"]),
             Route("/queues/{queue}/drain", self.drain, methods=["POST"]),
             Route("/queues/{queue}/obliterate", self.obliterate, methods=["POST"]),
-            Route("/jobs/{job_id}", self.get_job, methods=["GET"]),
+            Route("/queues/{queue}/jobs:bulk", self.bulk, methods=["POST"]),
+            Route("/queues/{queue}/pause", self.pause, methods=["POST"]),
+            Route("/queues/{queue}/resume", self.pause, methods=["POST"]),
+            Route("/queues/{queue}/dead", self.dead, methods=["GET"]),
+            Route("/queues/{queue}/dead:retry", self.retry_dead, methods=["POST"]),
+            Route("/jobs/{job_id}", self.job, methods=["GET", "DELETE"]),
             Route("/jobs/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{job_id}/tree", self.job_tree, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/jobs/{job_id}/retry", self.retry, methods=["POST"]),
+            Route("/jobs/{job_id}/run-now", self.run_now, methods=["POST"]),
+            Route("/workers", self.workers, methods=["GET"]),
+            Route("/workers/{worker_id}/quiet", self.signal, methods=["POST"]),
+            Route("/workers/{worker_id}/stop", self.signal, methods=["POST"]),
         ]
 
 

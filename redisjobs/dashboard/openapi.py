@@ -10,67 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..job import FINAL_STATUSES
-from ..names import JOB_ID
-from .openapi_schemas import QUEUE_PATTERN, STATUSES, json_content, ref, schemas
+from .openapi_ops import delete_job, operations, worker_schema
+from .openapi_parts import counted, errors, p, params
+from .openapi_schemas import STATUSES, json_content, ref, schemas
 from .validation import MAX_AGE, MAX_BATCH, MAX_LIST
 
 FINAL = sorted(FINAL_STATUSES)
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "The Host header does not name this server, or (a write) the body is not JSON.",
-        401: "Credentials are missing or wrong (a bearer token, when one is configured).",
-        403: "A cross-site request (its Origin is not this server).",
-        404: "No such job (an enqueue: a job it depends on), or a path this API does not have.",
-        405: "The server is read-only.",
-        409: "The job already finished.",
-        413: "The body, or a payload, is too large.",
-        415: "The body is not application/json.",
-        422: "A field is not valid; the message says which and why.",
-        429: "The queue is full (its max_pending): nothing was enqueued; retry later, after "
-        "the Retry-After header's seconds at least.",
-        503: "Redis cannot be reached.",
-    }
-    out = {
-        str(c): json_content(ref("Error"), text[c]) for c in sorted({400, 401, 404, 503, *codes})
-    }
-    if "429" in out:
-        out["429"]["headers"] = {
-            "Retry-After": {
-                "description": "Seconds to wait at least before sending again.",
-                "schema": {"type": "integer", "minimum": 0},
-            }
-        }
-    return out
-
-
-def _params() -> dict[str, Any]:
-    return {
-        "queue": {
-            "name": "queue",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": QUEUE_PATTERN},
-        },
-        "job_id": {
-            "name": "job_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": JOB_ID.pattern},
-        },
-        "job_queue": {
-            "name": "queue",
-            "in": "query",
-            "required": False,
-            "description": "The job's queue; without it, every known queue is looked through.",
-            "schema": {"type": "string", "pattern": QUEUE_PATTERN},
-        },
-    }
-
-
-def _p(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/parameters/{name}"}
 
 
 def _paths() -> dict[str, Any]:
@@ -98,12 +43,12 @@ def _paths() -> dict[str, Any]:
                         },
                         "The queues, and the Redis nodes serving them.",
                     ),
-                    **_errors(),
+                    **errors(),
                 },
             }
         },
         "/queues/{queue}/jobs": {
-            "parameters": [_p("queue")],
+            "parameters": [p("queue")],
             "post": {
                 "operationId": "enqueue",
                 "summary": "Enqueue one job",
@@ -113,7 +58,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "202": {**job, "description": "Enqueued (or, for a known job_id, as it is)."},
-                    **_errors(*writes, 429),
+                    **errors(*writes, 429),
                 },
             },
             "get": {
@@ -146,11 +91,11 @@ def _paths() -> dict[str, Any]:
                         },
                     },
                 ],
-                "responses": {"200": json_content(ref("JobPage"), "The jobs."), **_errors(422)},
+                "responses": {"200": json_content(ref("JobPage"), "The jobs."), **errors(422)},
             },
         },
         "/queues/{queue}/jobs:batch": {
-            "parameters": [_p("queue")],
+            "parameters": [p("queue")],
             "post": {
                 "operationId": "enqueueBatch",
                 "summary": f"Enqueue 1-{MAX_BATCH} jobs: all of them, or none when one is invalid",
@@ -183,22 +128,23 @@ def _paths() -> dict[str, Any]:
                         },
                         "Enqueued, in the order given.",
                     ),
-                    **_errors(*writes, 429),
+                    **errors(*writes, 429),
                 },
             },
         },
         "/jobs/{job_id}": {
-            "parameters": [_p("job_id"), _p("job_queue")],
+            "parameters": [p("job_id"), p("job_queue")],
             "get": {
                 "operationId": "getJob",
                 "summary": "A job",
-                "responses": {"200": job, **_errors(404, 422)},
+                "responses": {"200": job, **errors(404, 422)},
             },
+            "delete": delete_job(),
         },
         "/jobs/{job_id}/events": {
             "parameters": [
-                _p("job_id"),
-                _p("job_queue"),
+                p("job_id"),
+                p("job_queue"),
                 {
                     "name": "since",
                     "in": "query",
@@ -218,12 +164,12 @@ def _paths() -> dict[str, Any]:
                         "description": "The event stream.",
                         "content": {"text/event-stream": {"schema": ref("StreamEvent")}},
                     },
-                    **_errors(404, 422),
+                    **errors(404, 422),
                 },
             },
         },
         "/jobs/{job_id}/tree": {
-            "parameters": [_p("job_id"), _p("job_queue")],
+            "parameters": [p("job_id"), p("job_queue")],
             "get": {
                 "operationId": "jobTree",
                 "summary": "The job with the jobs it waited for, nested",
@@ -233,12 +179,12 @@ def _paths() -> dict[str, Any]:
                 "`flow`). `cut`: the flow was larger than one read takes.",
                 "responses": {
                     "200": json_content(ref("Tree"), "The tree."),
-                    **_errors(404, 422),
+                    **errors(404, 422),
                 },
             },
         },
         "/jobs/{job_id}/cancel": {
-            "parameters": [_p("job_id"), _p("job_queue")],
+            "parameters": [p("job_id"), p("job_queue")],
             "post": {
                 "operationId": "cancelJob",
                 "summary": "Cancel a job; a running one is stopped by its worker",
@@ -254,29 +200,23 @@ def _paths() -> dict[str, Any]:
                         },
                         "Cancelled (pending or scheduled) or asked to stop (running).",
                     ),
-                    **_errors(403, 404, 405, 409, 422),
+                    **errors(403, 404, 405, 409, 422),
                 },
             },
         },
         **_cleaning(),
+        **operations(),
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
                 "responses": {
                     "200": json_content({"type": "object"}, "The document."),
-                    **_errors(),
+                    **errors(),
                 },
             }
         },
     }
-
-
-def _counted(name: str, description: str, **extra: dict[str, Any]) -> dict[str, Any]:
-    """A 200 answer ``{queue, <name>: n, ...extra}``."""
-    properties = {"queue": {"type": "string"}, name: {"type": "integer", "minimum": 0}, **extra}
-    schema = {"type": "object", "required": ["queue", name, *extra], "properties": properties}
-    return json_content(schema, description)
 
 
 def _cleaning() -> dict[str, Any]:
@@ -284,7 +224,7 @@ def _cleaning() -> dict[str, Any]:
     writes = (403, 405, 422)
     return {
         "/queues/{queue}/purge": {
-            "parameters": [_p("queue")],
+            "parameters": [p("queue")],
             "post": {
                 "operationId": "purge",
                 "summary": "Delete the queue's finished jobs of one status, by age",
@@ -302,27 +242,27 @@ def _cleaning() -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _counted(
+                    "200": counted(
                         "purged", "How many were deleted.", status={"type": "string", "enum": FINAL}
                     ),
-                    **_errors(*writes),
+                    **errors(*writes),
                 },
             },
         },
         "/queues/{queue}/drain": {
-            "parameters": [_p("queue")],
+            "parameters": [p("queue")],
             "post": {
                 "operationId": "drain",
                 "summary": "Drop the queue's waiting, pending and scheduled jobs (running ones "
                 "finish)",
                 "responses": {
-                    "200": _counted("drained", "How many were dropped."),
-                    **_errors(*writes),
+                    "200": counted("drained", "How many were dropped."),
+                    **errors(*writes),
                 },
             },
         },
         "/queues/{queue}/obliterate": {
-            "parameters": [_p("queue")],
+            "parameters": [p("queue")],
             "post": {
                 "operationId": "obliterate",
                 "summary": "Delete every job and key of the queue",
@@ -335,8 +275,8 @@ def _cleaning() -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": _counted("obliterated", "How many jobs were deleted."),
-                    **_errors(*writes),
+                    "200": counted("obliterated", "How many jobs were deleted."),
+                    **errors(*writes),
                     "409": json_content(
                         ref("Error"), "Live workers serve the queue (and force is not true)."
                     ),
@@ -363,8 +303,8 @@ def document(root_path: str = "") -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"basic": []}],
         "paths": _paths(),
         "components": {
-            "schemas": schemas(),
-            "parameters": _params(),
+            "schemas": {**schemas(), "Worker": worker_schema()},
+            "parameters": params(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},

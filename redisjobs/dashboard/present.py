@@ -7,6 +7,7 @@ times ISO 8601 text, tuples and sets arrays...), here as on the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from ..events import Event
 from ..job import Job
 from ..jobtext import LONG, SHORT
 from ..jsonable import jsonable
+from ..workerinfo import WorkerInfo
 
 PRETTY_CAP = 20_000
 """Characters of a payload or result shown on a page (the rest is cut, saying so)."""
@@ -62,6 +64,14 @@ def job_json(job: Job, *, payload: bool = True) -> dict[str, Any]:
 def call(job: Job, full: bool = False) -> str:
     """A job's call as it reads (:meth:`Job.call_text`): short for lists, `full` for its page."""
     return job.call_text(LONG if full else SHORT)
+
+
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    """The JSON form of a worker (the API's ``Worker`` schema): every field, times as text."""
+    out = dataclasses.asdict(w)
+    for name in ("started_at", "heartbeat_at", "stopped_at"):
+        out[name] = iso(out[name])
+    return out
 
 
 def event_json(ev: Event) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from ..jobrules import LIMIT_KEY, RULE_OPTIONS, UNIQUE_KEY, UNIQUE_MODES, rules_
 from ..names import JOB_ID_RULE, check_job_id, check_queue_name
 from ..options import MAX_PRIORITY
 
+WORKER_ID = re.compile(r"^[A-Za-z0-9_.:@+=\-]{1,200}$")
+"""The worker ids the API takes (the ids workers make: host, pid and a random part)."""
 MAX_BATCH = 1000
 """Jobs in one ``jobs:batch`` request at most."""
 MAX_LIST = 500
