@@ -43,6 +43,10 @@ NOTICES = {
     "in-use": "Live workers serve this queue: stop them before obliterating it.",
     "paused": "The queue is paused: its workers finish what they run and start nothing new.",
     "resumed": "The queue is resumed: its workers start jobs again.",
+    "worker-quiet": "Asked the worker to go quiet: it takes no more jobs from its next heartbeat.",
+    "worker-stop": "Asked the worker to stop: it finishes its jobs and leaves, from its next "
+    "heartbeat.",
+    "worker-gone": "No live worker has that id (any more): nothing was sent.",
 }
 
 

@@ -38,6 +38,9 @@ STATS_SECONDS = 1.0
 TICK_SECONDS = 5.0
 """Every stream of counts also sends them this often: workers come and go without events."""
 
+FRAGMENT_SECONDS = 2.0
+"""How often a list page's stream renders its list again (sent only when it changed)."""
+
 _CURSOR = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 _END = object()
 log = logging.getLogger("redisjobs.dashboard")
@@ -325,3 +328,17 @@ async def _overview(summaries: Summaries, queues: list[str] | None) -> str:
         items = [await summaries.get(name) for name in queues]
     workers = await summaries.workers()
     return message({"queues": [s.json() for s in items], "workers": len(workers)}, event="overview")
+
+
+async def fragment_stream(
+    render: Callable[[], Awaitable[str]], period: float = FRAGMENT_SECONDS
+) -> AsyncGenerator[str, None]:
+    """A page's ``live`` part, rendered every `period` seconds and sent (``event: fragment``,
+    ``{"html": …}``) whenever it differs from the last one sent: the first at once."""
+    last = None
+    while True:
+        html = await render()
+        if html != last:
+            yield message({"html": html}, event="fragment")
+            last = html
+        await asyncio.sleep(period)

@@ -6,10 +6,8 @@ updates what the live streams report.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -22,7 +20,8 @@ from starlette.staticfiles import StaticFiles
 from ..client import Client
 from ..job import JobStatus
 from . import data, flows, present, sse
-from .actions import CSRF_COOKIE, NOTICES, Actions, queue_of
+from .actions import queue_of
+from .livepages import LivePages, whole
 from .settings import Settings
 
 PAGE_SIZE = 50
@@ -57,12 +56,8 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _int(text: str | None, default: int = 0) -> int:
-    return int(text) if text and text.isdigit() and len(text) < 12 else default
-
-
 @dataclass
-class Pages(Actions):
+class Pages(LivePages):
     """The page handlers of one dashboard.
 
     Args:
@@ -79,31 +74,6 @@ class Pages(Actions):
         self.router = Router(routes=self.routes())
 
     # -- plumbing -------------------------------------------------------------------------------
-
-    def render(
-        self, request: Request, template: str, status_code: int = 200, **ctx: Any
-    ) -> Response:
-        """A page, with what every page needs; sets the CSRF cookie on first visit."""
-        token = request.cookies.get(CSRF_COOKIE)
-        fresh = token is None or len(token) < 20
-        if fresh:
-            token = secrets.token_urlsafe(32)
-        notice = NOTICES.get(request.query_params.get("done", ""))
-        ctx.setdefault("stream", None)
-        html = self.env.get_template(template).render(
-            request=request,
-            url=lambda name, **p: self.url(request, name, **p),
-            read_only=self.settings.read_only,
-            csrf=token,
-            notice=notice.format(n=_int(request.query_params.get("n"))) if notice else None,
-            now=datetime.now(UTC),
-            statuses=[s.value for s in JobStatus],
-            **ctx,
-        )
-        response = HTMLResponse(html, status_code=status_code)
-        if fresh:
-            response.set_cookie(CSRF_COOKIE, str(token), httponly=True, samesite="strict")
-        return response
 
     async def error(self, request: Request, exc: Exception) -> Response:
         """An HTTP error as a page."""
@@ -139,7 +109,7 @@ class Pages(Actions):
             return RedirectResponse(self.url(request, "job", queue=name, job_id=wanted), 303)
         status = q.get("status") if q.get("status") in {s.value for s in JobStatus} else None
         kind = q.get("kind", "").strip() or None
-        cursor = _int(q.get("cursor"))
+        cursor = whole(q.get("cursor"))
         jobs, nxt = await data.list_jobs(
             self.client, name, status, kind=kind, cursor=cursor, limit=PAGE_SIZE
         )
@@ -208,46 +178,6 @@ class Pages(Actions):
             raise HTTPException(404, f"no job {job_id!r} in any queue")
         return RedirectResponse(self.url(request, "job", queue=job.queue, job_id=job.id), 303)
 
-    async def workers(self, request: Request) -> Response:
-        """The live workers."""
-        workers = await self.client.workers()
-        return self.render(request, "workers.html", page="workers", workers=workers)
-
-    async def schedules(self, request: Request) -> Response:
-        """Every queue's schedules: when, next run, last run and its job."""
-        found = await data.schedules(self.client)
-        return self.render(request, "schedules.html", page="schedules", schedules=found)
-
-    async def limits(self, request: Request) -> Response:
-        """Every limited queue's rate specs, and its limit keys: backlog, running, state."""
-        found = await data.limits(self.client)
-        return self.render(request, "limits.html", page="limits", queues=found)
-
-    async def dead(self, request: Request) -> Response:
-        """Jobs that failed for good, of one queue or of each queue."""
-        queues = await self.client.queues()
-        wanted = request.query_params.get("queue")
-        shown = [wanted] if wanted in queues else queues
-        cursor = _int(request.query_params.get("cursor"))
-        sections = []
-        for name in shown:
-            limit = PAGE_SIZE if wanted else 10
-            page = await self.client.list_jobs(
-                JobStatus.FAILED, queue=name, limit=limit, cursor=cursor if wanted else 0
-            )
-            count = (await self.summaries.get(name)).counts["dead"]
-            if page.jobs or wanted:
-                sections.append((name, page.jobs, count, page.cursor))
-        return self.render(
-            request,
-            "dead.html",
-            page="dead",
-            queues=queues,
-            wanted=wanted if wanted in queues else None,
-            sections=sections,
-            cursor=cursor,
-        )
-
     # -- live streams ---------------------------------------------------------------------------
 
     async def overview_events(self, request: Request) -> Response:
@@ -288,10 +218,7 @@ class Pages(Actions):
         """The pages, streams and actions, by name (templates link to them by name)."""
         get: list[tuple[str, Callable[[Request], Any], str]] = [
             ("/", self.overview, "overview"),
-            ("/workers", self.workers, "workers"),
-            ("/dead", self.dead, "dead"),
-            ("/schedules", self.schedules, "schedules"),
-            ("/limits", self.limits, "limits"),
+            *self.live_routes(),
             ("/jobs", self.find, "find_job"),
             ("/events", self.overview_events, "overview_events"),
             ("/queues/{queue}", self.queue, "queue"),
@@ -311,6 +238,7 @@ class Pages(Actions):
             ("/queues/{queue}/obliterate", self.obliterate, "obliterate"),
             ("/queues/{queue}/pause", self.pause, "pause"),
             ("/queues/{queue}/resume", self.pause, "resume"),
+            *self.live_actions(),
         ]
         static = StaticFiles(packages=[("redisjobs.dashboard", "static")])
         return [

@@ -1,6 +1,7 @@
 // redisjobs dashboard: live updates from the server's event stream. No framework, no build.
 // Pages are rendered on the server; this only changes what the stream reports, and always
-// through textContent (the one innerHTML is a fragment our server rendered and escaped).
+// through textContent (innerHTML only takes fragments our server rendered and escaped: a job's
+// detail, a list page's list).
 "use strict";
 
 (function () {
@@ -239,6 +240,27 @@
   }
   tailLogs();
 
+  // A list page (workers, dead letters, schedules, limits) gets its list anew when it changed.
+  // While rows are ticked for a bulk action the new list waits, so that no choice is lost.
+  let heldFragment = null;
+  function ticked() {
+    return document.querySelector("#live-part input[type=checkbox]:checked");
+  }
+  function applyFragment(html) {
+    const part = document.getElementById("live-part");
+    if (!part) return;
+    if (ticked()) {
+      heldFragment = html;
+      return;
+    }
+    heldFragment = null;
+    if (part.innerHTML !== html) part.innerHTML = html;
+    refreshTimes();
+  }
+  document.addEventListener("change", () => {
+    if (heldFragment !== null && !ticked()) applyFragment(heldFragment);
+  });
+
   // -- the stream ------------------------------------------------------------------------------
 
   const url = body.dataset.stream;
@@ -255,6 +277,7 @@
   source.onopen = () => state("live", "live");
   source.onerror = () => state("reconnecting", "reconnecting…");
   source.addEventListener("overview", (e) => applyOverview(JSON.parse(e.data)));
+  source.addEventListener("fragment", (e) => applyFragment(JSON.parse(e.data).html));
   source.addEventListener("stats", (e) => applyQueue(JSON.parse(e.data)));
   source.onmessage = (e) => {
     const ev = JSON.parse(e.data);
