@@ -25,8 +25,10 @@ from redis.typing import EncodableT
 
 from .connection import Backoff
 from .fetcher import MAX_FETCH
+from .history import MINUTE_MS, note_flow
 from .keys import QueueKeys, Registry
 from .presence import SIGNAL_FIELD, Presence
+from .roundtrips import run
 from .scripts import Delivery, Scripts
 from .slots import Slots
 from .workerinfo import REGISTRY_HORIZON
@@ -114,6 +116,8 @@ class Leases:
         self._lost_reply = lost_reply
         self._presence = presence
         self._started_ms: int | None = None  # Redis's clock, at the first registry write
+        self._beat_ms = 0  # ... and at the last one
+        self._noted = -MINUTE_MS  # the last minute of the queue's history this worker saw noted
         self.reclaiming = True
         self.owed = False  # jobs are up for reclaim that the last tick had no free slot for
         self._reclaim_lock = asyncio.Lock()
@@ -189,6 +193,18 @@ class Leases:
         else:
             self._contact(sent)
             self._presence.signal(signal)
+            await self._note_history()
+
+    async def _note_history(self) -> None:
+        """Note this minute of the queue's history unless this worker saw it noted (see
+        :mod:`redisjobs.history`): one look a minute per worker, and one note."""
+        if self._beat_ms // MINUTE_MS == self._noted // MINUTE_MS:
+            return
+        try:
+            async with asyncio.timeout(self.lease_ttl):
+                self._noted = await run(self._redis, note_flow(self._keys))
+        except (RedisError, OSError, TimeoutError) as exc:  # the next refresh tries again
+            log.debug("history of %s not noted: %s", self._keys.queue, exc)
 
     def _contact(self, sent: float) -> None:
         """A write sent at loop time `sent` reached Redis."""
@@ -226,14 +242,14 @@ class Leases:
         """
         key, registry = self._registry.worker(self.worker_id), self._registry
         seconds, micros = await self._registry_redis.time()
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = self._beat_ms = seconds * 1000 + micros // 1000
         first = self._started_ms is None
         if self._started_ms is None:
             self._started_ms = now_ms
         async with self._registry_redis.pipeline(transaction=False) as pipe:
             pipe.hget(key, SIGNAL_FIELD)
-            if first:
-                pipe.delete(key)
+            if first:  # what a stopped worker of the same id left that the write below keeps
+                pipe.hdel(key, "stopped_at", SIGNAL_FIELD)
             pipe.hset(key, mapping=self._entry(now_ms, held))
             pipe.pexpire(key, int(REGISTRY_HORIZON * 1000))  # it says lost long before
             pipe.zadd(registry.workers, {self.worker_id: now_ms})

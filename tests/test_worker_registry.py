@@ -173,3 +173,22 @@ async def test_a_killed_worker_is_lost_on_redis_clock_and_serves_nothing(
 async def _first(client: Client) -> WorkerInfo | None:
     found = await client.workers()
     return found[0] if found else None
+
+
+async def test_a_worker_of_the_same_id_starts_afresh(client: Client, url: str) -> None:
+    """What a stopped worker left in its entry (stopped, and the stop it was sent) is not the
+    next one's: it is live, and it serves."""
+    first = Worker(url, queue=client.queue, worker_id="web-1", lease_ttl=1.0, handle_signals=False)
+    async with first:
+        assert await client.signal_worker("web-1", "stop")
+        async with asyncio.timeout(10):
+            while first.ready:  # stopping once it read the signal
+                await asyncio.sleep(0.05)
+    assert await _state(client, "web-1", "offline")
+    again = Worker(url, queue=client.queue, worker_id="web-1", lease_ttl=1.0,
+                   handle_signals=False, modules=["tests.jobs"])  # fmt: skip
+    async with again:
+        job = await client.enqueue("call", {"fn": "tests.jobs:add", "args": [1, 2]})
+        assert await client.wait(job.id, timeout=10) == 3
+        await asyncio.sleep(0.5)  # refreshes that would have read the old stop
+        assert await _state(client, "web-1", "live") and again.ready
