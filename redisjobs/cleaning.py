@@ -158,7 +158,7 @@ def obliterate_flow(keys: QueueKeys, force: bool, registry: Registry) -> Flow[in
 def _queue_keys(keys: QueueKeys) -> list[str]:
     """The queue's own keys (the keyspace table of docs/architecture.md), jobs aside."""
     fixed = [keys.ready, keys.prio, keys.carry, keys.paused, keys.delayed, keys.dead, keys.stats]
-    fixed += [keys.log, keys.leases, keys.handover]
+    fixed += [keys.log, keys.leases, keys.handover, keys.history]
     return fixed + [keys.status(s) for s in JobStatus]
 
 

@@ -42,6 +42,7 @@ from .connclasses import guarded
 from .errors import ConnectionFailed, NotReplicated, RedisJobsError
 from .keys import CLUSTER_REGISTRY, GROUP, REGISTRY, QueueKeys, Registry
 from .sentinel import async_pool, connection_class, is_sentinel_url
+from .serverfacts import risks
 
 if TYPE_CHECKING:
     import fakeredis
@@ -386,12 +387,6 @@ async def check_server(redis: Redis, logger: logging.Logger) -> None:
     except RedisError:
         return  # CONFIG may be renamed or forbidden by ACL; the checks are advice only
     # redis-py decodes CONFIG GET replies to str whatever decode_responses says
-    policy = conf.get("maxmemory-policy", "noeviction")
-    if policy != "noeviction":
-        logger.warning(
-            "Redis maxmemory-policy is %s: Redis may evict job data and lose jobs; "
-            "set it to noeviction",
-            policy,
-        )
-    if aof.get("appendonly") == "no":
-        logger.warning("Redis runs without AOF: a Redis crash loses every job it holds")
+    policy = conf.get("maxmemory-policy") or "noeviction"
+    for risk in risks(policy, appendonly=aof.get("appendonly") != "no"):
+        logger.warning("Redis %s", risk)

@@ -21,6 +21,7 @@ from .durability import Durability
 from .eventlog import EventLog
 from .events import Event
 from .flowview import find_job_with_dependents_flow, get_job_flow
+from .history import HISTORY_MINUTES, Note, history_flow
 from .homes import Homes
 from .job import Job, JobStatus
 from .keys import QueueKeys, QueueNames, Registry, check_job_id
@@ -29,6 +30,7 @@ from .nodes import NodeInfo, list_nodes
 from .queries import History, QueueCounts
 from .roundtrips import run
 from .scripts import Scripts
+from .serverfacts import ServerFacts, server_facts
 from .workerinfo import WorkerInfo, list_workers_flow
 
 _P = ParamSpec("_P")
@@ -189,10 +191,13 @@ class QueueGetters(QueueNames):
         queue: str | None = None,
         limit: int = 100,
         cursor: int = 0,
+        oldest: bool = False,
     ) -> JobPage:
-        """Jobs of one status (or of every status), newest first, one page at a time."""
+        """Jobs of one status (or of every status, status by status), newest first, one page
+        at a time; with `oldest`, oldest first (by the time each entered its status; a
+        finished job's index is scored by its expiry)."""
         redis, _ = await self._conn(self.keys(queue))
-        return await list_jobs(redis, self.keys(queue), status, limit, cursor)
+        return await list_jobs(redis, self.keys(queue), status, limit, cursor, oldest)
 
     # -- queues and workers ---------------------------------------------------------------------
 
@@ -265,6 +270,22 @@ class QueueGetters(QueueNames):
         :mod:`redisjobs.workerinfo`). Oldest first."""
         redis, _ = await self._conn()
         return await run(redis, list_workers_flow(self.registry, gone))
+
+    @reaching
+    async def history(self, queue: str | None = None, *, minutes: int = 60) -> list[Note]:
+        """The queue's history of the last `minutes` minutes (one note a minute while workers
+        serve it, a day at most: see :mod:`redisjobs.history`), oldest first."""
+        keys = self.keys(queue)
+        redis, _ = await self._conn(keys)
+        return await run(redis, history_flow(keys, max(1, min(minutes, HISTORY_MINUTES))))
+
+    @reaching
+    async def server_facts(self) -> ServerFacts | None:
+        """The Redis server's facts (version, memory, clients, persistence, eviction policy)
+        and its settings that lose jobs (:attr:`ServerFacts.risks`); on a cluster, those of the
+        master of the registry. None on the embedded backend, or where ``INFO`` is refused."""
+        redis, _ = await self._conn()
+        return await server_facts(redis, self.backend)
 
     @reaching
     async def server_time(self) -> float:

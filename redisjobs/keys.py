@@ -156,6 +156,12 @@ class QueueKeys:
         return self.prefix + "stats"
 
     @property
+    def history(self) -> str:
+        """Stream of the queue's counters and depth, an entry a minute, its id the minute: see
+        :mod:`redisjobs.history`."""
+        return self.prefix + "history"
+
+    @property
     def control(self) -> str:
         """Pub/sub channel that wakes workers: cancel requests, new due times, pause and
         resume."""
