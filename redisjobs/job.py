@@ -138,6 +138,14 @@ class Job:
     idempotency marker did), or another job held the unique lock (then this is that job)."""
     cancel_requested: bool = False
     """A cancel of it was asked for while it ran and the worker has not stopped it yet."""
+    limit_key: str | None = None
+    """Its limit key (rate limits, max_running and fair share are per key), None without."""
+
+    @property
+    def schedule_id(self) -> str | None:
+        """The schedule that made it, as its id tells (``<schedule id>@<tick ms>``), or None."""
+        made_by, at, tick = self.id.rpartition("@")
+        return made_by if at and made_by and tick.isdigit() else None
 
     @property
     def name(self) -> str:
@@ -199,4 +207,5 @@ class Job:
             has_dependents=b"dependents" in h,
             flow=_relative(_text(h.get(b"flow")), queue),
             cancel_requested=b"cancel" in h,
+            limit_key=_text(h.get(b"limit_key")),
         )

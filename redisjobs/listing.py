@@ -19,9 +19,14 @@ class JobPage:
 
 
 def list_jobs_flow(
-    keys: QueueKeys, status: JobStatus | str | None, limit: int, cursor: int
+    keys: QueueKeys,
+    status: JobStatus | str | None,
+    limit: int,
+    cursor: int,
+    oldest: bool = False,
 ) -> Flow[JobPage]:
-    """Jobs of one status (or of every status, in status order), newest first."""
+    """Jobs of one status (or of every status, in status order), newest first (`oldest`: by the
+    time each entered its status, oldest first)."""
     statuses = [JobStatus(status)] if status is not None else list(JobStatus)
     # pending jobs have no index to count (see pending.py): their count is read instead
     replies = yield [
@@ -39,9 +44,10 @@ def list_jobs_flow(
             continue
         want = limit - len(ids)
         if s is JobStatus.PENDING:
-            page = yield from pending_ids_flow(keys, offset, want)
+            page = yield from pending_ids_flow(keys, offset, want, oldest)
         else:
-            (page,) = yield [cmd("zrevrange", keys.status(s), offset, offset + want - 1)]
+            ranged = "zrange" if oldest else "zrevrange"
+            (page,) = yield [cmd(ranged, keys.status(s), offset, offset + want - 1)]
         ids += page
         offset = 0
         if len(ids) >= limit:

@@ -85,19 +85,30 @@ def oldest_ready_flow(names: Sequence[str], groups: Sequence[Any]) -> Flow[dict[
     return out
 
 
-def pending_ids_flow(keys: QueueKeys, offset: int, limit: int) -> Flow[list[bytes]]:
-    """Ids of the queue's pending jobs, newest first, `limit` of them from `offset` on.
+def pending_ids_flow(
+    keys: QueueKeys, offset: int, limit: int, oldest: bool = False
+) -> Flow[list[bytes]]:
+    """Ids of the queue's pending jobs, newest first (`oldest`: oldest first), `limit` of them
+    from `offset` on.
 
-    The `ready` entries are read from the newest down until enough pending jobs were found or a
-    page held none (the delivered part of the stream, where no job waits); then they are merged
-    by time with the index's members.
+    The `ready` entries are read from the newest down (`oldest`: from the oldest up) until
+    enough pending jobs were found or a page held none (the delivered part of the stream, where
+    no job waits); then they are merged by time with the index's members.
     """
     wanted = offset + limit
-    (indexed,) = yield [cmd("zrevrange", keys.status("pending"), 0, wanted - 1, withscores=True)]
+    index = cmd(
+        "zrange" if oldest else "zrevrange", keys.status("pending"), 0, wanted - 1, withscores=True
+    )
+    (indexed,) = yield [index]
     found: list[tuple[int, bytes]] = [(int(score), jid) for jid, score in indexed]
-    top, streamed = b"+", 0
+    top, streamed = (b"-" if oldest else b"+"), 0
     while streamed < wanted:
-        (entries,) = yield [cmd("xrevrange", keys.ready, max=top, count=SCAN_PAGE)]
+        read = (
+            cmd("xrange", keys.ready, min=top, count=SCAN_PAGE)
+            if oldest
+            else cmd("xrevrange", keys.ready, max=top, count=SCAN_PAGE)
+        )
+        (entries,) = yield [read]
         candidates = [(eid, f[b"id"]) for eid, f in entries if b"id" in f]
         # an entry anyone wrote may name no job, or bytes no job id is made of: read past
         replies = yield [
@@ -114,5 +125,5 @@ def pending_ids_flow(keys: QueueKeys, offset: int, limit: int) -> Flow[list[byte
         if not hits or len(entries) < SCAN_PAGE:
             break
         top = b"(" + entries[-1][0]
-    found.sort(key=lambda t: t[0], reverse=True)
+    found.sort(key=lambda t: t[0], reverse=not oldest)
     return [jid for _, jid in found[offset:wanted]]

@@ -49,6 +49,9 @@ async def test_pending_jobs_are_listed_newest_first_wherever_they_wait(client: C
     assert await _pending_ids(client, 2) == [newest_first[:2], newest_first[2:4], newest_first[4:]]
     every = await client.list_jobs(limit=10)  # all statuses: the pending ones among them
     assert [j.id for j in every.jobs] == newest_first
+    oldest = [(await client.list_jobs(JobStatus.PENDING, limit=2, cursor=n, oldest=True)).jobs
+              for n in (0, 2, 4)]  # fmt: skip
+    assert [j.id for page in oldest for j in page] == newest_first[::-1]
 
 
 async def test_a_job_read_but_not_started_is_still_listed_and_counted(
