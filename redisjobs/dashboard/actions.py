@@ -10,6 +10,7 @@ whose ``done`` parameter names the notice to show.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,8 +24,8 @@ from ..cleaning import final_status
 from ..client import Client
 from ..errors import QueueInUse
 from ..job import Job
-from ..names import check_queue_name
-from . import data
+from ..names import check_queue_name, is_job_id
+from . import bulk, data
 
 CSRF_COOKIE = "rj_csrf"
 MAX_FORM_BYTES = 16 * 1024
@@ -43,6 +44,14 @@ NOTICES = {
     "in-use": "Live workers serve this queue: stop them before obliterating it.",
     "paused": "The queue is paused: its workers finish what they run and start nothing new.",
     "resumed": "The queue is resumed: its workers start jobs again.",
+    "ran-now": "The job is pending: it runs as soon as a worker is free.",
+    "not-scheduled": "The job is not scheduled (any more): nothing was changed.",
+    "bulk-retry": "{n} selected jobs are back in their queue ({m} skipped: not failed or "
+    "cancelled).",
+    "bulk-cancel": "{n} selected jobs were cancelled, running ones asked to stop ({m} skipped: "
+    "already finished).",
+    "bulk-run-now": "{n} selected jobs are pending now ({m} skipped: not scheduled).",
+    "bulk-delete": "{n} selected jobs were deleted ({m} skipped: not finished).",
     "worker-quiet": "Asked the worker to go quiet: it takes no more jobs from its next heartbeat.",
     "worker-stop": "Asked the worker to stop: it finishes its jobs and leaves, from its next "
     "heartbeat.",
@@ -71,18 +80,24 @@ class Actions:
         return root + str(self.router.url_path_for(name, **params))
 
     async def _form(self, request: Request) -> dict[str, str]:
-        """The urlencoded form of a POST, after checking its CSRF token against the cookie."""
+        """The urlencoded form of a POST (a field given twice: its last value), after checking
+        its CSRF token against the cookie."""
+        return dict(await self._pairs(request))
+
+    async def _pairs(self, request: Request) -> list[tuple[str, str]]:
+        """:meth:`_form` as its fields in order, repeated ones included."""
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             raise HTTPException(413, "form too large")
-        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        pairs = parse_qsl(body.decode("utf-8", "replace"))
+        form = dict(pairs)
         cookie = request.cookies.get(CSRF_COOKIE, "")
         given = form.get("csrf", "")
         if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()):
             raise HTTPException(
                 403, "the form's security token is missing or stale: reload the page"
             )
-        return form
+        return pairs
 
     def _back(
         self, request: Request, form: dict[str, str], fallback: str, **query: Any
@@ -90,7 +105,7 @@ class Actions:
         nxt = form.get("next", "")
         # Only a path of our own: never an open redirect to another site.
         target = nxt if nxt.startswith("/") and not nxt.startswith("//") else fallback
-        url = URL(target).remove_query_params(["done", "n"]).include_query_params(**query)
+        url = URL(target).remove_query_params(["done", "n", "m"]).include_query_params(**query)
         return RedirectResponse(str(url), status_code=303)
 
     async def _job(self, request: Request) -> Job:
@@ -121,11 +136,35 @@ class Actions:
 
     async def retry(self, request: Request) -> Response:
         """Run a failed job again."""
+        return await self._verb(request, self.client.retry, "retried", "not-failed")
+
+    async def run_now(self, request: Request) -> Response:
+        """Run a scheduled job now."""
+        return await self._verb(request, self.client.run_now, "ran-now", "not-scheduled")
+
+    async def _verb(
+        self, request: Request, verb: Callable[..., Awaitable[bool]], done: str, refused: str
+    ) -> Response:
+        """Apply `verb` to the job of the path; back with notice `done`, or `refused` when the
+        job was not in a status it applies to."""
         form = await self._form(request)
         job = await self._job(request)
-        ok = await self.client.retry(job.id, queue=job.queue)
+        ok = await verb(job.id, queue=job.queue)
         fallback = self.url(request, "job", queue=job.queue, job_id=job.id)
-        return self._back(request, form, fallback, done="retried" if ok else "not-failed")
+        return self._back(request, form, fallback, done=done if ok else refused)
+
+    async def bulk_action(self, request: Request) -> Response:
+        """Retry, cancel, run now or delete the jobs ticked on a queue's page."""
+        pairs = await self._pairs(request)
+        form, name = dict(pairs), queue_of(request)
+        ids = [v for k, v in pairs if k == "ids" and is_job_id(v)]
+        action = form.get("action", "")
+        if action not in bulk.ACTIONS:
+            raise HTTPException(400, f"no such action {action!r}")
+        done, skipped = await bulk.bulk(self.client, name, action, ids[: bulk.MAX_IDS])
+        fallback = self.url(request, "queue", queue=name)
+        code = f"bulk-{action}"
+        return self._back(request, form, fallback, done=code, n=len(done), m=len(skipped))
 
     async def remove(self, request: Request) -> Response:
         """Delete a finished job now."""

@@ -14,6 +14,7 @@ exactly this; a test holds the two together.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -142,7 +143,9 @@ class Api(Operations):
         summaries = data.Summaries(self.client, max_age=0)
         queues = [s.json() for s in await summaries.all()]
         nodes = [data.node_json(n) for n in await summaries.nodes()]
-        return JSONResponse({"queues": queues, "nodes": nodes})
+        facts = await summaries.facts()
+        redis = None if facts is None else {**dataclasses.asdict(facts), "risks": facts.risks}
+        return JSONResponse({"queues": queues, "nodes": nodes, "redis": redis})
 
     async def job(self, request: Request) -> Response:
         """``/jobs/{job_id}``: GET the job, from whichever queue holds it; DELETE a finished
@@ -228,6 +231,8 @@ class Api(Operations):
             Route("/queues/{queue}/resume", self.pause, methods=["POST"]),
             Route("/queues/{queue}/dead", self.dead, methods=["GET"]),
             Route("/queues/{queue}/dead:retry", self.retry_dead, methods=["POST"]),
+            Route("/queues/{queue}/history", self.history, methods=["GET"]),
+            Route("/history", self.history, methods=["GET"]),
             Route("/jobs/{job_id}", self.job, methods=["GET", "DELETE"]),
             Route("/jobs/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{job_id}/tree", self.job_tree, methods=["GET"]),

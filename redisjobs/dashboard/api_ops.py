@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..client import Client
+from ..history import HISTORY_MINUTES
 from ..job import Job, JobStatus
 from ..workerinfo import SIGNALS
-from . import bulk, data
+from . import bulk, charts, data
 from .present import job_json, worker_json
 from .validation import MAX_LIST, WORKER_ID, Invalid, count, job_id, queue_name, read_json
 
@@ -113,6 +114,15 @@ class Operations:
         return JSONResponse(
             {"queue": queue, "retried": await self.client.retry_failed(queue=queue)}
         )
+
+    async def history(self, request: Request) -> Response:
+        """``GET /queues/{queue}/history`` (or ``/history``, every queue summed): the
+        charts' columns over the last ``minutes`` (1-1440, default 60)."""
+        minutes = count(request.query_params.get("minutes"), "minutes", 60, 1, HISTORY_MINUTES)
+        if "queue" in request.path_params:
+            queue = queue_name(request.path_params["queue"])
+            return JSONResponse(await charts.queue_series(self.client, queue, minutes))
+        return JSONResponse(await charts.overall_series(self.client, minutes))
 
     async def bulk(self, request: Request) -> Response:
         """``POST /queues/{queue}/jobs:bulk``: retry, cancel, delete or run now chosen jobs."""

@@ -19,10 +19,8 @@ from ..limits import KeyState, Limit
 from ..names import is_job_id
 from ..nodes import NodeInfo
 from ..schedule_spec import Schedule
+from ..serverfacts import ServerFacts
 from ..workerinfo import WorkerInfo
-
-KIND_SCAN = 2_000
-"""Jobs looked at at most for one page of a listing filtered by kind."""
 
 
 @dataclass(slots=True)
@@ -36,6 +34,8 @@ class QueueSummary:
         rates: ``enqueued completed failed`` per second over the last minute.
         workers: live workers serving the queue; `slots` their concurrency, `busy` the jobs
             they hold.
+        latency: how long the oldest pending job has waited (seconds; 0: none is pending).
+        read_at: Redis's clock at the read (seconds).
     """
 
     name: str
@@ -45,6 +45,8 @@ class QueueSummary:
     workers: int = 0
     slots: int = 0
     busy: int = 0
+    latency: float = 0.0
+    read_at: float = 0.0
 
     @property
     def warning(self) -> str | None:
@@ -65,6 +67,8 @@ class QueueSummary:
             "workers": self.workers,
             "slots": self.slots,
             "busy": self.busy,
+            "latency": round(self.latency, 3),
+            "read_at": self.read_at,
             "warning": self.warning,
         }
 
@@ -82,6 +86,10 @@ async def queue_summary(client: Client, name: str, workers: list[WorkerInfo]) ->
         workers=len(serving),
         slots=sum(w.concurrency for w in serving),
         busy=sum(w.held for w in serving),
+        latency=max(0.0, read.read_at - read.oldest_pending_ms / 1000)
+        if read.oldest_pending_ms
+        else 0.0,
+        read_at=read.read_at,
     )
 
 
@@ -104,6 +112,7 @@ class Summaries:
     _cache: dict[str, tuple[float, QueueSummary]] = field(default_factory=dict)
     _workers: tuple[float, list[WorkerInfo]] | None = None
     _nodes: tuple[float, list[NodeInfo]] | None = None
+    _facts: tuple[float, ServerFacts | None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def workers(self) -> list[WorkerInfo]:
@@ -117,6 +126,12 @@ class Summaries:
         if self._nodes is None or time.monotonic() - self._nodes[0] > self.max_age:
             self._nodes = (time.monotonic(), await self.client.nodes())
         return self._nodes[1]
+
+    async def facts(self) -> ServerFacts | None:
+        """The Redis server's facts and risks (None: embedded, or INFO refused)."""
+        if self._facts is None or time.monotonic() - self._facts[0] > self.max_age:
+            self._facts = (time.monotonic(), await self.client.server_facts())
+        return self._facts[1]
 
     def _fresh(self, name: str, not_before: float) -> QueueSummary | None:
         hit = self._cache.get(name)
@@ -150,44 +165,6 @@ class Summaries:
 async def find_job(client: Client, job_id: str, queue: str | None = None) -> Job | None:
     """The job `job_id` of `queue`, or of whichever known queue holds it (None: nowhere)."""
     return await client.find_job(job_id, queue=queue) if is_job_id(job_id) else None
-
-
-async def list_jobs(
-    client: Client,
-    queue: str,
-    status: str | None,
-    *,
-    kind: str | None = None,
-    cursor: int = 0,
-    limit: int = 50,
-) -> tuple[list[Job], int | None]:
-    """A page of the queue's jobs, newest first, optionally only those of one `kind`.
-
-    Returns:
-        The jobs and the cursor of the next page (None: no more). A kind filter looks at
-        :data:`KIND_SCAN` jobs at most per page, so a page may come back short.
-    """
-    if not kind:
-        page = await client.list_jobs(status, queue=queue, limit=limit, cursor=cursor)
-        return page.jobs, page.cursor
-    found: list[Job] = []
-    nxt: int | None = cursor
-    scanned = 0
-    while nxt is not None and len(found) < limit and scanned < KIND_SCAN:
-        # Asking for exactly the jobs still wanted keeps the cursor exact: a bigger page
-        # would read past the last job this page shows.
-        want = limit - len(found)
-        page = await client.list_jobs(status, queue=queue, limit=want, cursor=nxt)
-        found += [j for j in page.jobs if j.kind == kind]
-        scanned += want
-        nxt = page.cursor
-    return found, nxt
-
-
-async def job_kinds(client: Client, queue: str, sample: int = 200) -> list[str]:
-    """The kinds among the queue's newest jobs, for the filter's suggestions."""
-    page = await client.list_jobs(None, queue=queue, limit=sample)
-    return sorted({j.kind for j in page.jobs if j.kind})
 
 
 async def schedules(client: Client) -> list[Schedule]:

@@ -51,14 +51,15 @@ class LivePages(Actions):
 
     def _context(self, request: Request, token: str, **ctx: Any) -> dict[str, Any]:
         """What every page needs, and `ctx`."""
-        notice = NOTICES.get(request.query_params.get("done", ""))
+        q = request.query_params
+        notice = NOTICES.get(q.get("done", ""))
         ctx.setdefault("stream", None)
         return {
             "request": request,
             "url": lambda name, **p: self.url(request, name, **p),
             "read_only": self.settings.read_only,
             "csrf": token,
-            "notice": notice.format(n=whole(request.query_params.get("n"))) if notice else None,
+            "notice": notice.format(n=whole(q.get("n")), m=whole(q.get("m"))) if notice else None,
             "now": datetime.now(UTC),
             "statuses": [s.value for s in JobStatus],
             **ctx,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..job import FINAL_STATUSES
-from .openapi_ops import delete_job, operations, worker_schema
+from .openapi_ops import delete_job, operations
 from .openapi_parts import counted, errors, p, params
 from .openapi_schemas import STATUSES, json_content, ref, schemas
 from .validation import MAX_AGE, MAX_BATCH, MAX_LIST
@@ -38,6 +38,11 @@ def _paths() -> dict[str, Any]:
                                     "items": ref("Node"),
                                     "description": "The master first, its replicas, then "
                                     "the sentinels (a redis+sentinel:// URL).",
+                                },
+                                "redis": {
+                                    "anyOf": [ref("Redis"), {"type": "null"}],
+                                    "description": "The master's facts (null: the embedded "
+                                    "backend, or INFO refused).",
                                 },
                             },
                         },
@@ -303,7 +308,7 @@ def document(root_path: str = "") -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"basic": []}],
         "paths": _paths(),
         "components": {
-            "schemas": {**schemas(), "Worker": worker_schema()},
+            "schemas": schemas(),
             "parameters": params(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},

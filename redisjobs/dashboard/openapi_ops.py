@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..history import HISTORY_MINUTES
 from ..names import JOB_ID
-from ..workerinfo import LISTED_JOBS
 from .bulk import ACTIONS, MAX_IDS
 from .openapi_parts import counted, errors, p
 from .openapi_schemas import json_content, ref
@@ -173,6 +173,36 @@ def _dead() -> dict[str, Any]:
     }
 
 
+def _history() -> dict[str, Any]:
+    minutes = {
+        "name": "minutes",
+        "in": "query",
+        "description": "How far back (a note a minute, kept a day).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_MINUTES, "default": 60},
+    }
+    answer = json_content(ref("History"), "The columns.")
+    return {
+        "/queues/{queue}/history": {
+            "parameters": [p("queue")],
+            "get": {
+                "operationId": "queueHistory",
+                "summary": "The queue's processed and failed per minute, depth and latency "
+                "over time, noted a minute apart by its workers",
+                "parameters": [minutes],
+                "responses": {"200": answer, **errors(422)},
+            },
+        },
+        "/history": {
+            "get": {
+                "operationId": "history",
+                "summary": "The history of every queue, summed minute by minute",
+                "parameters": [minutes],
+                "responses": {"200": answer, **errors(422)},
+            }
+        },
+    }
+
+
 def delete_job() -> dict[str, Any]:
     """The ``delete`` operation of ``/jobs/{job_id}``."""
     answer = {
@@ -224,42 +254,7 @@ def operations() -> dict[str, Any]:
                 "responses": {"200": json_content(workers, "The workers."), **errors(422)},
             }
         },
+        **_history(),
         "/workers/{worker_id}/quiet": _signal("quiet", "Have a worker take no more jobs"),
         "/workers/{worker_id}/stop": _signal("stop", "Stop a worker gracefully"),
-    }
-
-
-def worker_schema() -> dict[str, Any]:
-    """The ``Worker`` schema."""
-    when = {"type": ["string", "null"], "format": "date-time"}
-    count = {"type": "integer", "minimum": 0}
-    return {
-        "type": "object",
-        "required": ["id", "state", "host", "pid", "queues", "running", "processed", "failed"],
-        "properties": {
-            "id": {"type": "string"},
-            "state": {
-                "type": "string",
-                "enum": ["live", "quiet", "lost", "offline"],
-                "description": "lost: no heartbeat for a lease TTL; offline: it stopped.",
-            },
-            "host": {"type": "string"},
-            "pid": {"type": "integer"},
-            "queues": {"type": "array", "items": {"type": "string"}},
-            "concurrency": count,
-            "held": count,
-            "running": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": f"Ids of the jobs it runs ({LISTED_JOBS} at most).",
-            },
-            "processed": count,
-            "failed": count,
-            "hung_threads": count,
-            "allowed": {"type": "string", "description": "What it may run."},
-            "lease_ttl": {"type": ["number", "null"]},
-            "started_at": when,
-            "heartbeat_at": when,
-            "stopped_at": when,
-        },
     }

@@ -11,6 +11,7 @@ from ..flowview import MAX_NODES, MAX_PLAIN_DEPTH
 from ..job import FailureReason, JobStatus
 from ..jobrules import LIMIT_KEY, MAX_KEEP_COUNT, UNIQUE_KEY, UNIQUE_MODES
 from ..names import JOB_ID
+from .openapi_fleet import fleet_schemas
 from .validation import NUMBERS, YEAR
 
 STATUSES = [s.value for s in JobStatus]
@@ -347,50 +348,5 @@ def schemas() -> dict[str, Any]:
                 },
             },
         },
-        "Queue": {
-            "type": "object",
-            "required": ["name", "counts", "totals", "rates", "workers", "slots", "busy"],
-            "properties": {
-                "name": {"type": "string"},
-                "counts": {
-                    "type": "object",
-                    "additionalProperties": {"type": "integer"},
-                    "description": "Jobs in each status now, and dead (failed for good).",
-                },
-                "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "rates": {"type": "object", "additionalProperties": {"type": "number"}},
-                "workers": {"type": "integer"},
-                "slots": {"type": "integer"},
-                "busy": {"type": "integer"},
-                "warning": {"type": ["string", "null"]},
-            },
-        },
-        "Node": _node(),
-    }
-
-
-def _node() -> dict[str, Any]:
-    """A Redis node serving the queues (redisjobs.nodes.NodeInfo)."""
-    replica = "; null unless a replica"
-    props: dict[str, Any] = {
-        "address": {"type": "string", "description": "host:port (memory: the embedded one)."},
-        "role": {"type": "string", "enum": ["master", "replica", "sentinel"]},
-        "state": {
-            "type": ["string", "null"],
-            "description": "A replica's replication state (online once synced)" + replica,
-        },
-        "lag_s": {
-            "type": ["integer", "null"],
-            "description": "Seconds since it last acknowledged the master" + replica,
-        },
-        "offset_behind": {
-            "type": ["integer", "null"],
-            "description": "Bytes of the master's stream it has not acknowledged" + replica,
-        },
-    }
-    return {
-        "type": "object",
-        "required": list(props),
-        "additionalProperties": False,
-        "properties": props,
+        **fleet_schemas(),
     }

@@ -136,6 +136,16 @@ def rate(per_second: float) -> str:
     return f"{per_second:,.1f}" if per_second < 100 else f"{per_second:,.0f}"
 
 
+def size(n: int) -> str:
+    """A byte count for people: ``"812 B"``, ``"4.2 MiB"``, ``"1.5 GiB"``."""
+    value, unit = float(n), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
+
+
 def percent(value: float, digits: int = 1) -> str:
     """A progress value as ``"42%"`` or ``"42.5%"`` (no trailing zeros)."""
     text = f"{value:.{digits}f}"

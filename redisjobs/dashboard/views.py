@@ -13,13 +13,14 @@ from typing import Any
 import jinja2
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from ..client import Client
-from ..job import JobStatus
-from . import data, flows, present, sse
+from ..job import Job, JobStatus
+from ..schedule_spec import Schedule
+from . import charts, data, flows, joblist, present, sse
 from .actions import queue_of
 from .livepages import LivePages, whole
 from .settings import Settings
@@ -52,6 +53,7 @@ def environment() -> jinja2.Environment:
         collapse_progress=present.collapse_progress,
         pct=present.percent,
         call=present.call,
+        size=present.size,
     )
     return env
 
@@ -94,12 +96,14 @@ class Pages(LivePages):
             cards=cards,
             workers=workers,
             nodes=await self.summaries.nodes(),
+            facts=await self.summaries.facts(),
             stream=self.url(request, "overview_events"),
             rate_total=sum(c.rates["completed"] for c in cards),
         )
 
     async def queue(self, request: Request) -> Response:
-        """One queue's jobs by status, paged, filtered by kind, searched by id."""
+        """One queue's jobs, by status or all of them by their last change, paged, filtered
+        by name, kind, error and time, newest or oldest first; searched by id."""
         name = queue_of(request)
         if name not in await self.client.queues():
             raise HTTPException(404, f"no queue {name!r}: nothing was ever enqueued to it")
@@ -107,27 +111,29 @@ class Pages(LivePages):
         wanted = q.get("id", "").strip()
         if wanted:
             return RedirectResponse(self.url(request, "job", queue=name, job_id=wanted), 303)
-        status = q.get("status") if q.get("status") in {s.value for s in JobStatus} else None
-        kind = q.get("kind", "").strip() or None
+        f = joblist.Filters.of(q)
         cursor = whole(q.get("cursor"))
-        jobs, nxt = await data.list_jobs(
-            self.client, name, status, kind=kind, cursor=cursor, limit=PAGE_SIZE
-        )
+        jobs, nxt = await joblist.page(self.client, name, f, cursor, PAGE_SIZE)
+        names, kinds = await joblist.names(self.client, name)
         return self.render(
             request,
             "queue.html",
             page="queue",
             queue=name,
             card=await self.summaries.get(name),
-            status=status,
-            kind=kind,
-            kinds=await data.job_kinds(self.client, name),
+            f=f,
+            status=f.status,
+            names=names,
+            kinds=kinds,
+            since_choices=joblist.SINCE,
             jobs=jobs,
             cursor=cursor,
             next_cursor=nxt,
-            prev_cursor=max(cursor - PAGE_SIZE, 0) if cursor and not kind else None,
+            prev_cursor=max(cursor - PAGE_SIZE, 0) if cursor and not f.narrowing else None,
             cancellable=CANCELLABLE,
             paused=await self.client.is_paused(name),
+            limits=len(await self.client.limits(name)),
+            schedules=len(await self.client.schedules(name)),
             stream=self.url(request, "queue_events", queue=name)
             + f"?since={await self.client.log_cursor(name)}",
         )
@@ -150,12 +156,20 @@ class Pages(LivePages):
             history=history,
             logs=await self.client.logs(job.id, queue=job.queue),
             flow=flow,
+            schedule=await self._schedule_of(job),
             cancellable=job.status in CANCELLABLE,
             stream=self.url(request, route, queue=job.queue, job_id=job.id)
             + f"?since={history.cursor}"
             if live
             else None,
         )
+
+    async def _schedule_of(self, job: Job) -> Schedule | None:
+        """The schedule that made `job`, while it exists."""
+        if job.schedule_id is None:
+            return None
+        found = await self.client.schedules(job.queue)
+        return next((s for s in found if s.id == job.schedule_id), None)
 
     async def job_detail(self, request: Request) -> Response:
         """The parts of the job page that change as it runs (fetched by the page's script)."""
@@ -169,6 +183,17 @@ class Pages(LivePages):
             read_only=self.settings.read_only,
         )
         return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+    async def history(self, request: Request) -> Response:
+        """The charts' data (JSON): of one queue (``/queues/{queue}/history``) or of every
+        queue, over ``?minutes=`` (60, 360 or 1440)."""
+        minutes = whole(request.query_params.get("minutes"), 60)
+        minutes = minutes if minutes in charts.RANGES else 60
+        if "queue" in request.path_params:
+            body = await charts.queue_series(self.client, queue_of(request), minutes)
+        else:
+            body = await charts.overall_series(self.client, minutes)
+        return JSONResponse(body, headers={"cache-control": "no-store"})
 
     async def find(self, request: Request) -> Response:
         """The page of a job named by id alone (the search box): its queue is looked up."""
@@ -221,6 +246,8 @@ class Pages(LivePages):
             *self.live_routes(),
             ("/jobs", self.find, "find_job"),
             ("/events", self.overview_events, "overview_events"),
+            ("/history", self.history, "history"),
+            ("/queues/{queue}/history", self.history, "queue_history"),
             ("/queues/{queue}", self.queue, "queue"),
             ("/queues/{queue}/events", self.queue_events, "queue_events"),
             ("/queues/{queue}/jobs/{job_id}", self.job, "job"),
@@ -231,6 +258,8 @@ class Pages(LivePages):
         post: list[tuple[str, Callable[[Request], Any], str]] = [
             ("/queues/{queue}/jobs/{job_id}/cancel", self.cancel, "cancel"),
             ("/queues/{queue}/jobs/{job_id}/retry", self.retry, "retry"),
+            ("/queues/{queue}/jobs/{job_id}/run-now", self.run_now, "run_now"),
+            ("/queues/{queue}/bulk", self.bulk_action, "bulk"),
             ("/queues/{queue}/jobs/{job_id}/remove", self.remove, "remove"),
             ("/queues/{queue}/dead/retry", self.retry_all, "retry_all"),
             ("/queues/{queue}/purge/{status}", self.purge, "purge"),

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from starlette.types import ASGIApp
 from redisjobs import Client
 from redisjobs.dashboard import create_app
 from redisjobs.dashboard.server import make_server, stop
-from redisjobs.testing import free_port
+from redisjobs.testing import RedisServer, free_port
 
 BASE = "http://localhost"
 
@@ -92,3 +94,32 @@ async def live_http(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[http
     """An httpx client of `app` served by a real uvicorn (see :func:`serving`)."""
     async with serving(app, host) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the module's tests alone (the browser tests: each page shows only what they
+    make)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium (see :mod:`.browsing`)."""
+    from .browsing import CHROMIUM, CHROMIUM_ARGS, async_api
+
+    async with async_api.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$REDISJOBS_SCREENSHOTS`` when set, else the test's tmp dir."""
+    where = Path(os.environ.get("REDISJOBS_SCREENSHOTS") or tmp_path / "screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where

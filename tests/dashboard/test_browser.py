@@ -10,86 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from redisjobs import Client, Worker
 from redisjobs.dashboard import create_app
 from redisjobs.testing import RedisServer
 from tests.jobs import Greeter, echo, fail, progress, until_cancelled
 
+from .browsing import async_api, needs_chromium, new_page
 from .conftest import serving
 
-CHROMIUM = os.environ.get("REDISJOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# Headless, as root, on a machine with no network but loopback: nothing that phones home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
-
-async_api = pytest.importorskip(
-    "playwright.async_api",
-    reason="the playwright package is not installed (pip install playwright)",
-)
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason=f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium) to run the "
-    "browser tests",
-)
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    """A Redis of these tests alone, so the overview shows only the queues they make."""
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with async_api.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    where = Path(os.environ.get("REDISJOBS_SCREENSHOTS") or tmp_path / "screenshots")
-    where.mkdir(parents=True, exist_ok=True)
-    return where
-
-
-class Watched:
-    """A page whose script errors and console errors are collected, for a test to assert on."""
-
-    def __init__(self, page: Any) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        page.on(
-            "console",
-            lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None,
-        )
-        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-
-
-async def _page(browser: Any, width: int = 1280, height: int = 860) -> Watched:
-    context = await browser.new_context(viewport={"width": width, "height": height})
-    return Watched(await context.new_page())
+pytestmark = needs_chromium
 
 
 async def _until(check: Any, timeout: float = 15.0) -> None:
@@ -163,7 +95,7 @@ async def test_every_view_renders_cleanly(
         try:
             emails = "emails"
             async with serving(create_app(client)) as base:
-                view = await _page(browser)
+                view = await new_page(browser)
                 page = view.page
                 await page.goto(base + "/")
                 await page.wait_for_selector('#live[data-state="live"]')
@@ -194,7 +126,7 @@ async def test_every_view_renders_cleanly(
                 await page.screenshot(path=shots / "dead-letters.png", full_page=True)
                 assert view.errors == []
 
-                narrow = await _page(browser, width=390, height=844)
+                narrow = await new_page(browser, width=390, height=844)
                 await narrow.page.goto(base + "/")
                 await narrow.page.wait_for_selector('#live[data-state="live"]')
                 width = await narrow.page.evaluate("document.documentElement.scrollWidth")
@@ -232,7 +164,7 @@ async def test_progress_bar_moves_live_to_100(
     async with Client(url, queue=queue) as client:
         job = await client.enqueue("call", {"fn": "progress", "args": {"steps": 10, "pause": 0.3}})
         async with serving(create_app(client)) as base:
-            view = await _page(browser)
+            view = await new_page(browser)
             await view.page.goto(f"{base}/queues/{queue}/jobs/{job.id}")
             await view.page.wait_for_selector('#live[data-state="live"]')
             assert await _bar(view.page) == 0
@@ -282,7 +214,7 @@ async def test_cancel_from_the_page(private_redis: RedisServer, browser: Any) ->
             job = await client.enqueue("call", {"fn": "until_cancelled"})
             await _until(lambda: _is(client, job.id, queue, "running"))
             async with serving(create_app(client)) as base:
-                view = await _page(browser)
+                view = await new_page(browser)
                 await view.page.goto(f"{base}/queues/{queue}/jobs/{job.id}")
                 await view.page.wait_for_selector('#live[data-state="live"]')
                 await view.page.click("button:has-text('Cancel job')")  # confirm() is accepted

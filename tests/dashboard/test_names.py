@@ -43,7 +43,7 @@ async def test_queue_list_leads_with_the_call_and_the_page_reads_it_whole(
     page = (await dash.get(f"/queues/{client.queue}")).text
     assert XSS not in page and "&lt;script&gt;" in page  # arguments are escaped
     row = _row(page, resize.id)
-    assert _cells(row)[:2] == ["call", "id small"]  # the call first, then the id
+    assert _cells(row)[:3] == ["pick", "call", "id small"]  # a tick box, the call, the id
     assert f"<code>{RESIZE_HTML}</code>" in row
     shown = re.search(r"<code>(myapp\.tasks:mix.*?)</code>", _row(page, big.id))
     assert shown and len(shown.group(1).replace("&#39;", "'")) <= SHORT

@@ -73,6 +73,25 @@
     }
   });
 
+  // Bulk actions: the header's box ticks every job of the page; the bar says how many are.
+  const pickAll = document.querySelector("[data-pick-all]");
+  const boxes = () => document.querySelectorAll('input[name="ids"][form="bulk"]');
+  function showPicked() {
+    const n = Array.from(boxes()).filter((box) => box.checked).length;
+    setText(document.querySelector("[data-selected]"), n ? n + " selected:" : "With the selected jobs:");
+    for (const button of document.querySelectorAll("#bulk button")) button.disabled = n === 0;
+  }
+  if (pickAll) {
+    pickAll.addEventListener("change", () => {
+      for (const box of boxes()) box.checked = pickAll.checked;
+      showPicked();
+    });
+    document.addEventListener("change", (e) => {
+      if (e.target instanceof HTMLInputElement && e.target.name === "ids") showPicked();
+    });
+    showPicked();
+  }
+
   // -- what each event changes -----------------------------------------------------------------
 
   function applyCounts(root, q) {
@@ -91,6 +110,7 @@
   }
 
   function applyQueue(q) {
+    document.dispatchEvent(new CustomEvent("rj:queue", { detail: q })); // the charts' live point
     if (page === "overview") {
       const card = document.querySelector('.card[data-queue="' + CSS.escape(q.name) + '"]');
       if (!card) return;
@@ -116,6 +136,7 @@
   }
 
   function applyOverview(o) {
+    document.dispatchEvent(new CustomEvent("rj:overview", { detail: o }));
     for (const q of o.queues) applyQueue(q);
     if (page !== "overview") return;
     setText(document.querySelector('[data-total="workers"]'), number(o.workers));
@@ -310,6 +331,7 @@
     const next = new URL(window.location.href);
     next.searchParams.delete("done");
     next.searchParams.delete("n");
+    next.searchParams.delete("m");
     setTimeout(() => window.location.replace(next.toString()), 400);
   });
 })();
