@@ -140,11 +140,14 @@ async def throttled_family(client: Client, names: Sequence[str]) -> Metric:
 
 
 async def worker_families(client: Client, names: Sequence[str] = ()) -> list[Metric]:
-    """Live workers, their slots and hung threads, per queue they serve, and 0 for each of
+    """Workers taking jobs and their slots, the jobs running and hung threads of every live
+    or quiet one, per queue they serve, and 0 for each of
     `names` (the known queues) that no live worker serves, so that an alert on
     ``redisjobs_workers == 0`` can fire."""
     labels = ["queue"]
-    workers = GaugeMetricFamily("redisjobs_workers", "Live workers.", labels=labels)
+    workers = GaugeMetricFamily(
+        "redisjobs_workers", "Live workers taking jobs (quiet ones are not).", labels=labels
+    )
     slots = GaugeMetricFamily(
         "redisjobs_worker_slots", "Jobs the live workers may run at once.", labels=labels
     )
@@ -158,9 +161,12 @@ async def worker_families(client: Client, names: Sequence[str] = ()) -> list[Met
     )
     sums: dict[str, list[int]] = {q: [0, 0, 0, 0] for q in names}
     for info in await client.workers():
+        # a quiet worker takes no jobs: not counted as serving, but what it runs still is
+        taking = info.taking
         for q in info.queues:
             row = sums.setdefault(q, [0, 0, 0, 0])
-            for i, value in enumerate((1, info.concurrency, info.held, info.hung_threads)):
+            counted = (taking, info.concurrency * taking, info.held, info.hung_threads)
+            for i, value in enumerate(counted):
                 row[i] += value
     for q, (count, concurrency, held, threads) in sorted(sums.items()):
         workers.add_metric([q], count)

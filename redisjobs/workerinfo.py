@@ -82,6 +82,11 @@ class WorkerInfo:
         """Live or quiet: it heartbeats and holds its jobs."""
         return self.state in ALIVE
 
+    @property
+    def taking(self) -> bool:
+        """Live and not quiet: it takes new jobs."""
+        return self.state == "live"
+
 
 def state_of(fields: dict[bytes, bytes], now_ms: int) -> WorkerState:
     """The state of an entry's `fields` at Redis's `now_ms`."""

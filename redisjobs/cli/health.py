@@ -94,7 +94,8 @@ async def _check(args: argparse.Namespace) -> dict[str, Any]:
         async with connect(args.redis, args.command) as client:
             if args.queue is None:
                 return {}
-            live = [w.id for w in await client.workers() if args.queue in w.queues]
+            workers = await client.workers()  # a quiet one takes nothing: it does not serve
+            live = [w.id for w in workers if w.taking and args.queue in w.queues]
     except (RedisJobsError, RedisError, OSError) as exc:
         raise Unhealthy(f"Redis unreachable: {exc}") from None
     if not live:

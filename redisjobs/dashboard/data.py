@@ -32,8 +32,8 @@ class QueueSummary:
         counts: jobs in each status index now, and ``dead`` (failed for good, still kept).
         totals: the running counters (``enqueued completed failed retried …``).
         rates: ``enqueued completed failed`` per second over the last minute.
-        workers: live workers serving the queue; `slots` their concurrency, `busy` the jobs
-            they hold.
+        workers: live workers serving the queue (quiet ones aside: they take no jobs); `slots`
+            their concurrency, `busy` the jobs the live and quiet ones hold.
         latency: how long the oldest pending job has waited (seconds; 0: none is pending).
         read_at: Redis's clock at the read (seconds).
     """
@@ -78,13 +78,14 @@ async def queue_summary(client: Client, name: str, workers: list[WorkerInfo]) ->
     (read,) = await client.job_counts([name])
     rates = await client.event_rates([name], now_ms=int(read.read_at * 1000))
     serving = [w for w in workers if name in w.queues]
+    taking = [w for w in serving if w.taking]  # a quiet worker runs what it has, takes nothing
     return QueueSummary(
         name=name,
         counts=read.counts,
         totals=read.totals,
         rates=rates[name],
-        workers=len(serving),
-        slots=sum(w.concurrency for w in serving),
+        workers=len(taking),
+        slots=sum(w.concurrency for w in taking),
         busy=sum(w.held for w in serving),
         latency=max(0.0, read.read_at - read.oldest_pending_ms / 1000)
         if read.oldest_pending_ms

@@ -12,6 +12,7 @@ import pytest
 
 from redisjobs import Client, Job, JobFailed, Worker
 from redisjobs.dashboard import create_app
+from redisjobs.dashboard.data import Summaries
 from tests.conftest import WorkerFactory
 
 from .conftest import csrf_of, live_http
@@ -101,3 +102,23 @@ async def test_the_dead_letters_list_is_live(client: Client, worker: WorkerFacto
                 elif job.id in seen[-1]:
                     break
     assert "boom" in seen[-1]
+
+
+async def test_a_quiet_worker_no_longer_serves_its_queue(
+    client: Client, worker: WorkerFactory
+) -> None:
+    """For the overview's warning, `redisjobs health` and the workers gauge, a quiet worker is
+    not one that serves: jobs wait and nothing will take them."""
+    metrics = pytest.importorskip("redisjobs.metrics", reason="the metrics extra")
+    w = await worker(lease_ttl=1.0, concurrency=3)
+    assert await client.signal_worker(w.id, "quiet")
+    await _until(functools.partial(_state, client, w.id, "quiet"))
+    await client.enqueue("call", {"fn": "tests.jobs:add", "args": [1, 2]})  # nothing takes it
+    summary = await Summaries(client, max_age=0).get(client.queue)
+    assert summary.workers == 0 and summary.slots == 0
+    assert summary.warning is not None and "no live worker" in summary.warning
+    families = {f.name: f for f in await metrics.worker_families(client, [client.queue])}
+    (sample,) = [
+        s for s in families["redisjobs_workers"].samples if s.labels["queue"] == client.queue
+    ]
+    assert sample.value == 0
