@@ -4,6 +4,7 @@ the overview's Redis facts; a job's limit key and schedule; the history behind t
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -34,8 +35,12 @@ async def test_all_leads_with_what_changed_last_and_filters_narrow_it(
     await worker(modules=["tests.jobs"])
     done = await client.enqueue("call", {"fn": "tests.jobs:add", "args": [1, 2]})
     await client.wait(done.id, timeout=10)
+    # Each change in a millisecond of its own (Redis's clock): two in the same one tie.
+    await asyncio.sleep(0.005)
     disk = await _failed(client, worker, "disk full")
+    await asyncio.sleep(0.005)
     later = await client.enqueue("call", {"fn": "tests.jobs:add", "args": [2, 2]}, delay=3600)
+    await asyncio.sleep(0.005)
     quota = await _failed(client, worker, "quota exceeded")
     base = f"/queues/{client.queue}"
 
