@@ -72,7 +72,8 @@ def leases(redis: Redis, queue: str) -> LeasesFactory:
             slots or Slots(10, 10),
             worker_id=worker_id,
             redis=redis,
-            registry=(redis, REGISTRY),
+            # a worker cut off from Redis reaches neither its beats' client nor the registry
+            registry=(beat_redis or redis, REGISTRY),
             scripts=scripts,
             beat_scripts=Scripts(beat_redis) if beat_redis is not None else scripts,
             keys=QueueKeys(queue),

@@ -189,7 +189,8 @@ async def test_a_plain_job_costs_the_commands_it_cost(
     stats: Any = await client.redis.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
     assert 200 < calls["exists"] <= 200 + calls["xreadgroup"]
-    assert calls["hgetall"] == 200 and calls["hmget"] == 200
+    # (and the worker's note of the queue's history as it starts: one HGETALL a minute)
+    assert 200 <= calls["hgetall"] <= 202 and calls["hmget"] == 200
     assert not {"get", "set", "del"}.intersection(calls)
     # one per job, its hash's (and a few of the worker's registry entry): a first run that
     # logged nothing has no log whose expiry to set (it was two per job)
