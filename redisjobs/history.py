@@ -59,13 +59,11 @@ def note_flow(keys: QueueKeys) -> Flow[int]:
     if last and _minute(last[0][0]) >= minute:
         return minute
     (read,) = yield from job_counts_flow([keys.queue])
-    read_ms = int(read.read_at * 1000)
-    oldest = read.oldest_pending_ms
     fields = {
-        "t": read_ms,
+        "t": int(read.read_at * 1000),
         **{name: read.totals.get(name, 0) for name in COUNTED},
         **{name: read.counts[name] for name in DEPTHS},
-        "latency": max(0, read_ms - oldest) if oldest else 0,
+        "latency": round(read.pending_age * 1000),
     }
     # Refused ("equal or smaller than the target stream top item") when another worker noted
     # this minute since: its note stands.

@@ -112,9 +112,7 @@ async def queue_families(client: Client) -> list[Metric]:
         dead.add_metric([q], read.counts["dead"])
         for name, family in totals.items():
             family.add_metric([q], read.totals[name])
-        # Status scores are ms since the epoch at which the job entered the status.
-        first = read.oldest_pending_ms
-        oldest.add_metric([q], max(0.0, read.read_at - first / 1000) if first else 0.0)
+        oldest.add_metric([q], read.pending_age)
     names = [read.name for read in reads]
     throttled = await throttled_family(client, names)
     return [depth, dead, *totals.values(), oldest, throttled, *await worker_families(client, names)]

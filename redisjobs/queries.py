@@ -150,6 +150,12 @@ class QueueCounts:
     oldest_pending_ms: int | None
     read_at: float
 
+    @property
+    def pending_age(self) -> float:
+        """Seconds the oldest pending job had waited at the read (0 when none was pending)."""
+        first = self.oldest_pending_ms
+        return max(0.0, self.read_at - first / 1000) if first else 0.0
+
 
 def job_counts_flow(names: Sequence[str]) -> Flow[list[QueueCounts]]:
     """The :class:`QueueCounts` of every queue of `names`, in two round trips (one when none

@@ -87,9 +87,7 @@ async def queue_summary(client: Client, name: str, workers: list[WorkerInfo]) ->
         workers=len(taking),
         slots=sum(w.concurrency for w in taking),
         busy=sum(w.held for w in serving),
-        latency=max(0.0, read.read_at - read.oldest_pending_ms / 1000)
-        if read.oldest_pending_ms
-        else 0.0,
+        latency=read.pending_age,
         read_at=read.read_at,
     )
 
