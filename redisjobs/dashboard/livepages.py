@@ -134,7 +134,7 @@ class LivePages(Actions):
         order = {"live": 0, "quiet": 1, "lost": 2, "offline": 3}
         found = await self.client.workers(gone=True)
         found.sort(key=lambda w: (order[w.state], w.queues, w.id))
-        return {"workers": found, "signals": SIGNALS}
+        return {"workers": found}
 
     async def _schedules(self, request: Request) -> dict[str, Any]:
         return {"schedules": await data.schedules(self.client)}
