@@ -17,6 +17,7 @@ from typing import Any
 from harness import Adapter, main
 from jobs import app, noop, sleep10  # benchmarks/jobs.py
 
+import redisjobs
 from redisjobs import SyncTaskJob, TaskJob, Worker
 from redisjobs.task import BoundTask
 
@@ -33,6 +34,11 @@ class RedisjobsAdapter(Adapter):
         "32 threads share the App's one sync client); `TaskJob.result(timeout)` (event stream, "
         "no polling); completed count from `Client.stats`.",
     )
+
+    def versions(self) -> dict[str, str]:
+        """The installed versions, but redisjobs' own from the package that runs: the repo's
+        (on ``PYTHONPATH``), whose installed metadata may be that of an older editable install."""
+        return {**super().versions(), "redisjobs": redisjobs.__version__}
 
     async def open(self, url: str) -> None:
         await super().open(url)
