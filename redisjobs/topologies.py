@@ -11,7 +11,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -70,14 +70,16 @@ class _Topology:
 
 class SentinelSetup(_Topology):
     """A master, its replicas and the sentinels watching them: each a child process on a free
-    loopback port, without persistence. :attr:`url` is the ``redis+sentinel://`` URL to give
-    a Client or Worker.
+    loopback port, without persistence unless `node_args` ask for it. :attr:`url` is the
+    ``redis+sentinel://`` URL to give a Client or Worker.
 
     Args:
         service: the name the sentinels know the master by.
         replicas: replicas of the master.
         sentinels: sentinels (a quorum of 2 agrees that the master is down).
         down_after_ms: how long the master must be silent before a sentinel calls it down.
+        node_args: more ``redis-server`` arguments for the master and the replicas, e.g.
+            ``["--appendonly", "yes"]`` for nodes that come back from a crash with their data.
     """
 
     def __init__(
@@ -87,10 +89,11 @@ class SentinelSetup(_Topology):
         replicas: int = 1,
         sentinels: int = 3,
         down_after_ms: int = 1000,
+        node_args: Sequence[str] = (),
     ) -> None:
         self.service = service
         # No 5 s wait before a replica's first sync (nor after a failover's).
-        fast = ["--repl-diskless-sync-delay", "0"]
+        fast = ["--repl-diskless-sync-delay", "0", *node_args]
         self.master = RedisServer(args=fast)
         self.replicas = [
             RedisServer(args=[*fast, "--replicaof", "127.0.0.1", str(self.master.port)])
@@ -187,18 +190,27 @@ class SentinelSetup(_Topology):
 
 class ClusterSetup(_Topology):
     """A Redis Cluster: `masters` masters with `replicas` replicas each, every node a child
-    process on a free loopback port without persistence, formed by ``redis-cli --cluster
-    create`` (the slots spread evenly over the masters).
+    process on a free loopback port without persistence (unless `node_args` ask for it), formed
+    by ``redis-cli --cluster create`` (the slots spread evenly over the masters).
 
     Args:
         masters: masters (at least 3, as Redis Cluster requires).
         replicas: replicas of each master.
         node_timeout_ms: how long a master may be silent before the others fail it over.
+        node_args: more ``redis-server`` arguments for every node (see :class:`SentinelSetup`).
     """
 
-    def __init__(self, masters: int = 3, *, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        *,
+        replicas: int = 1,
+        node_timeout_ms: int = 2000,
+        node_args: Sequence[str] = (),
+    ) -> None:
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(node_timeout_ms), "--repl-diskless-sync-delay", "0"]
+        args += node_args
         self.replicas = replicas
         ports = _cluster_ports(masters * (1 + replicas))
         self.nodes = [RedisServer(port, args=args) for port in ports]

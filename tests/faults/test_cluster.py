@@ -31,6 +31,7 @@ from tests.faults.harness import (
     check,
     outcomes_after,
     produce_resending,
+    redis_args,
     until,
 )
 
@@ -41,8 +42,9 @@ JOBS, BATCH = 2000, 20
 
 @pytest.fixture
 def cluster() -> Iterator[ClusterSetup]:
-    """3 masters and 3 replicas of this test's own."""
-    with ClusterSetup() as setup:
+    """3 masters and 3 replicas of this test's own; the nodes keep an AOF, so that the killed
+    node comes back with its data (see tests/faults/test_sentinel.py's fixture)."""
+    with ClusterSetup(node_args=redis_args("aof")) as setup:
         yield setup
 
 

@@ -27,6 +27,7 @@ from tests.faults.harness import (
     check,
     outcomes_after,
     produce_resending,
+    redis_args,
     until,
 )
 
@@ -37,8 +38,13 @@ JOBS, BATCH = 2000, 20
 
 @pytest.fixture
 def sentinel() -> Iterator[SentinelSetup]:
-    """A master, a replica and 3 sentinels of this test's own."""
-    with SentinelSetup() as setup:
+    """A master, a replica and 3 sentinels of this test's own; the nodes keep an AOF.
+
+    A node killed and started again must come back with its data, as a supervised Redis does:
+    without persistence it comes back empty, and a second failover that promotes it before its
+    first sync completes (a loaded machine's fork stall) wipes every job the first master held,
+    acknowledged or not, whatever the clients do (docs/guarantees.md, "Failover")."""
+    with SentinelSetup(node_args=redis_args("aof")) as setup:
         yield setup
 
 
